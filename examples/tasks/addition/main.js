@@ -1,0 +1,3 @@
+(function (input) {
+  return { sum: input.num1 + input.num2 };
+})

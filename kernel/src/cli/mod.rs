@@ -1,0 +1,96 @@
+//! Command-line parsing and dispatch. Each command lives in its own module.
+
+mod run;
+mod tasks;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kernel::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ratchet",
+    version,
+    about = "Run JavaScript tasks in supervised, isolated workers"
+)]
+pub struct Cli {
+    /// Configuration file (default: ./ratchet.yaml if present).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a task once and print its output.
+    RunOnce(run::RunOnceArgs),
+    /// Check a task (files, schemas, script) without running it.
+    Validate(TaskArg),
+    /// Run the cases in a task's tests/ folder.
+    Test(TaskArg),
+    /// Create new things from templates.
+    #[command(subcommand)]
+    Generate(Generate),
+}
+
+#[derive(Debug, Args)]
+struct TaskArg {
+    /// The task: a folder, or a ZIP archive of one.
+    #[arg(long = "from-fs", value_name = "DIR_OR_ZIP")]
+    from_fs: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Generate {
+    /// Scaffold a working task with schemas and tests.
+    Task {
+        /// Name of the task; also its folder name.
+        name: String,
+        /// Folder to create the task in.
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+enum Format {
+    /// Human-readable text.
+    #[default]
+    Text,
+    /// One JSON document, for scripts.
+    Json,
+}
+
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RATCHET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let load_config = || Config::load(cli.config.as_deref()).context("loading configuration");
+    match cli.command {
+        Command::RunOnce(args) => run::run_once(load_config()?, args).await,
+        Command::Validate(task) => tasks::validate(load_config()?, &task.from_fs).await,
+        Command::Test(task) => tasks::test(load_config()?, &task.from_fs).await,
+        Command::Generate(Generate::Task { name, path }) => {
+            let dir = kernel::generate::task(&path, &name)?;
+            println!("created task {name} in {}", dir.display());
+            println!("try it: ratchet test --from-fs {}", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The kernel's own peak resident memory, in KiB.
+fn kernel_peak_rss_kib() -> u64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_SELF).map_or(0, |u| u.max_rss().max(0) as u64)
+}

@@ -1,0 +1,138 @@
+//! `ratchet run-once`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use kernel::{Config, Execution, ExecutionError, Kernel};
+use serde_json::{Value, json};
+
+use super::Format;
+
+#[derive(Debug, Args)]
+pub struct RunOnceArgs {
+    /// The task: a folder, or a ZIP archive of one.
+    #[arg(long = "from-fs", value_name = "DIR_OR_ZIP")]
+    from_fs: PathBuf,
+    /// The input, as JSON text.
+    #[arg(long, value_name = "JSON", conflicts_with = "input_file")]
+    input_json: Option<String>,
+    /// A file holding the input JSON.
+    #[arg(long, value_name = "FILE")]
+    input_file: Option<PathBuf>,
+    /// `text` prints the output JSON alone; `json` prints a full result envelope.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+pub async fn run_once(config: Config, args: RunOnceArgs) -> anyhow::Result<ExitCode> {
+    let input = read_input(&args)?;
+    // The worker starts while the task loads.
+    let kernel = Kernel::start(config, 1)?;
+    let task = kernel::task::load(&args.from_fs, &kernel.config().limits);
+    let task = match task {
+        Ok(task) => task,
+        Err(error) => {
+            kernel.shutdown().await;
+            bail!(error);
+        }
+    };
+    let execution = kernel.run(&task, input).await;
+    kernel.shutdown().await;
+    match args.format {
+        Format::Text => print_text(&execution),
+        Format::Json => println!("{}", envelope(&execution)),
+    }
+    Ok(if execution.outcome.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn read_input(args: &RunOnceArgs) -> anyhow::Result<Value> {
+    match (&args.input_json, &args.input_file) {
+        (Some(text), _) => serde_json::from_str(text).context("--input-json is not valid JSON"),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not valid JSON", path.display()))
+        }
+        (None, None) => Ok(json!({})),
+    }
+}
+
+fn print_text(execution: &Execution) {
+    for line in &execution.logs {
+        eprintln!("[{}] {}", line.level.as_str(), line.message);
+    }
+    if execution.dropped_logs > 0 {
+        eprintln!(
+            "[warn] {} further log lines were dropped",
+            execution.dropped_logs
+        );
+    }
+    match &execution.outcome {
+        Ok(output) => println!("{output}"),
+        Err(error) => {
+            eprintln!("error [{}]: {error}", error.kind());
+            if let ExecutionError::Task(js) = error
+                && let Some(stack) = &js.stack
+            {
+                eprintln!("{}", stack.trim_end());
+            }
+        }
+    }
+}
+
+/// The full result of a run as one JSON document.
+pub fn envelope(execution: &Execution) -> Value {
+    let logs: Vec<Value> = execution
+        .logs
+        .iter()
+        .map(|l| json!({"level": l.level.as_str(), "message": l.message}))
+        .collect();
+    let mut document = json!({
+        "execution_id": execution.id,
+        "status": if execution.outcome.is_ok() { "success" } else { "failure" },
+        "logs": logs,
+        "dropped_logs": execution.dropped_logs,
+        "duration_ms": execution.duration.as_secs_f64() * 1000.0,
+        "kernel": {"peak_rss_kib": super::kernel_peak_rss_kib()},
+    });
+    match &execution.outcome {
+        Ok(output) => document["output"] = output.clone(),
+        Err(error) => document["error"] = error_json(error),
+    }
+    if let Some(worker) = &execution.worker {
+        document["worker"] = json!({
+            "id": worker.worker_id,
+            "duration_us": worker.duration_us,
+            "peak_rss_kib": worker.peak_rss_kib,
+        });
+    }
+    document
+}
+
+fn error_json(error: &ExecutionError) -> Value {
+    let mut value =
+        json!({"kind": error.kind(), "name": error.name(), "message": error.to_string()});
+    match error {
+        ExecutionError::InvalidInput(violations) | ExecutionError::InvalidOutput(violations) => {
+            value["violations"] = violations
+                .iter()
+                .map(|v| json!({"pointer": v.pointer, "rule": v.rule, "value": v.value, "message": v.message}))
+                .collect();
+        }
+        ExecutionError::Task(js) => {
+            value["message"] = json!(js.message);
+            if let Some(stack) = &js.stack {
+                value["stack"] = json!(stack);
+            }
+        }
+        _ => {}
+    }
+    value
+}

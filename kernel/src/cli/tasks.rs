@@ -1,0 +1,65 @@
+//! `ratchet validate` and `ratchet test`.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use kernel::{Config, Kernel};
+
+pub async fn validate(config: Config, path: &Path) -> anyhow::Result<ExitCode> {
+    let kernel = Kernel::start(config, 1)?;
+    let result = check(&kernel, path).await;
+    kernel.shutdown().await;
+    let task = result?;
+    println!(
+        "ok: {} {} ({} test case{})",
+        task.name(),
+        task.metadata.version,
+        task.tests.len(),
+        if task.tests.len() == 1 { "" } else { "s" }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn check(kernel: &Kernel, path: &Path) -> anyhow::Result<kernel::Task> {
+    let task = kernel::task::load(path, &kernel.config().limits)?;
+    kernel.validate(&task).await?;
+    Ok(task)
+}
+
+pub async fn test(config: Config, path: &Path) -> anyhow::Result<ExitCode> {
+    let workers = config.workers.count;
+    let kernel = Arc::new(Kernel::start(config, workers)?);
+    let task = match check(&kernel, path).await {
+        Ok(task) => Arc::new(task),
+        Err(error) => {
+            kernel.shutdown().await;
+            return Err(error);
+        }
+    };
+    let reports = kernel::testing::run_cases(Arc::clone(&kernel), Arc::clone(&task)).await;
+    kernel.shutdown().await;
+    if reports.is_empty() {
+        eprintln!(
+            "warning: {} has no test cases; add tests/*.json",
+            task.name()
+        );
+    }
+    let mut failed = 0;
+    for report in &reports {
+        let ms = report.duration.as_secs_f64() * 1000.0;
+        match &report.failure {
+            None => println!("ok   {} ({ms:.1} ms)", report.name),
+            Some(reason) => {
+                failed += 1;
+                println!("FAIL {} ({ms:.1} ms): {reason}", report.name);
+            }
+        }
+    }
+    println!("{} passed, {failed} failed", reports.len() - failed);
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

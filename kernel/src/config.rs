@@ -1,0 +1,228 @@
+//! Configuration: built-in defaults, then a YAML file, then `RATCHET_*` environment variables.
+//!
+//! Nested keys in the environment are joined with `__` (`RATCHET_WORKERS__COUNT=4`). Unknown
+//! keys and malformed values are errors that name the key.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Yaml};
+use serde::{Deserialize, Serialize};
+
+/// The file read from the working directory when no `--config` is given.
+pub const DEFAULT_CONFIG_FILE: &str = "ratchet.yaml";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub workers: WorkerConfig,
+    pub limits: LimitConfig,
+}
+
+/// The JavaScript worker pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Worker processes kept by a long-running kernel (`serve`, `test`).
+    pub count: usize,
+    /// Runs after which a worker is replaced by a fresh process.
+    pub max_runs: u32,
+    /// Path of the `ratchet-worker` binary; by default found next to `ratchet`.
+    pub binary: Option<PathBuf>,
+    /// Largest protocol frame accepted from a worker, in bytes.
+    pub max_frame_bytes: usize,
+    /// Seconds between health pings of an idle worker.
+    pub ping_interval_secs: u64,
+    /// Seconds a new worker has to complete its handshake.
+    pub start_timeout_secs: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            count: 2,
+            max_runs: 1000,
+            binary: None,
+            max_frame_bytes: worker_protocol::DEFAULT_MAX_FRAME_BYTES,
+            ping_interval_secs: 30,
+            start_timeout_secs: 10,
+        }
+    }
+}
+
+/// Defaults for tasks whose metadata sets no limits, and the ceilings metadata may not pass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitConfig {
+    /// Wall-clock seconds a run may take.
+    pub timeout_secs: f64,
+    /// Heap a run may use, e.g. `"128MB"`.
+    pub memory_limit: ByteSize,
+    /// The most a task's own `timeout` may ask for.
+    pub max_timeout_secs: f64,
+    /// The most a task's own `memory_limit` may ask for; also caps each worker's address space.
+    pub max_memory_limit: ByteSize,
+}
+
+impl Default for LimitConfig {
+    fn default() -> Self {
+        LimitConfig {
+            timeout_secs: 30.0,
+            memory_limit: ByteSize(128 * MIB),
+            max_timeout_secs: 3600.0,
+            max_memory_limit: ByteSize(1024 * MIB),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Loads the configuration: `file` if given (it must exist), else `ratchet.yaml` if present.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) if !path.is_file() => {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            Some(path) => figment = figment.merge(Yaml::file_exact(path)),
+            // Optional: a missing `ratchet.yaml` leaves the defaults in place.
+            None if Path::new(DEFAULT_CONFIG_FILE).is_file() => {
+                figment = figment.merge(Yaml::file_exact(DEFAULT_CONFIG_FILE));
+            }
+            None => {}
+        }
+        let env = Env::prefixed("RATCHET_")
+            .split("__")
+            .filter(|key| key.as_str().contains('.'));
+        let config: Config = figment
+            .merge(env)
+            .extract()
+            .map_err(|e| ConfigError(e.to_string()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.workers.count == 0 {
+            return Err(ConfigError("workers.count must be at least 1".into()));
+        }
+        if self.workers.max_runs == 0 {
+            return Err(ConfigError("workers.max_runs must be at least 1".into()));
+        }
+        let limits = &self.limits;
+        if !(limits.timeout_secs > 0.0 && limits.timeout_secs <= limits.max_timeout_secs) {
+            return Err(ConfigError(format!(
+                "limits.timeout_secs must be above 0 and at most limits.max_timeout_secs ({})",
+                limits.max_timeout_secs
+            )));
+        }
+        if limits.memory_limit > limits.max_memory_limit {
+            return Err(ConfigError(format!(
+                "limits.memory_limit ({}) exceeds limits.max_memory_limit ({})",
+                limits.memory_limit, limits.max_memory_limit
+            )));
+        }
+        Ok(())
+    }
+}
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+const GIB: u64 = 1024 * MIB;
+
+/// A size in bytes, written as in the original Ratchet's metadata: `"128MB"`, `"1GB"`, `"512KB"`
+/// or a plain number of bytes. Units are binary (1 MB = 1024 KB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "ByteSizeRepr", into = "String")]
+pub struct ByteSize(pub u64);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ByteSizeRepr {
+    Number(u64),
+    Text(String),
+}
+
+impl TryFrom<ByteSizeRepr> for ByteSize {
+    type Error = String;
+    fn try_from(repr: ByteSizeRepr) -> Result<Self, String> {
+        match repr {
+            ByteSizeRepr::Number(bytes) => Ok(ByteSize(bytes)),
+            ByteSizeRepr::Text(text) => text.parse(),
+        }
+    }
+}
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (digits, unit) = text.split_at(split);
+        let number: u64 = digits.parse().map_err(|_| size_error(text))?;
+        let unit = match unit.trim().to_ascii_uppercase().as_str() {
+            "" | "B" => 1,
+            "K" | "KB" | "KIB" => KIB,
+            "M" | "MB" | "MIB" => MIB,
+            "G" | "GB" | "GIB" => GIB,
+            _ => return Err(size_error(text)),
+        };
+        number
+            .checked_mul(unit)
+            .map(ByteSize)
+            .ok_or_else(|| size_error(text))
+    }
+}
+
+fn size_error(text: &str) -> String {
+    format!("`{text}` is not a size; write it as a number with KB, MB or GB, e.g. \"128MB\"")
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = self.0;
+        match bytes {
+            b if b >= GIB && b % GIB == 0 => write!(f, "{}GB", b / GIB),
+            b if b >= MIB && b % MIB == 0 => write!(f, "{}MB", b / MIB),
+            b if b >= KIB && b % KIB == 0 => write!(f, "{}KB", b / KIB),
+            b => write!(f, "{b}B"),
+        }
+    }
+}
+
+impl From<ByteSize> for String {
+    fn from(size: ByteSize) -> String {
+        size.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_like_the_original_metadata() {
+        let check = |text: &str, bytes: u64| {
+            assert_eq!(text.parse::<ByteSize>(), Ok(ByteSize(bytes)), "{text}")
+        };
+        check("128MB", 128 * MIB);
+        check("1GB", GIB);
+        check("512kb", 512 * KIB);
+        check("64 MiB", 64 * MIB);
+        check("1000", 1000);
+        for bad in ["", "MB", "12XB", "-1MB", "99999999999999999999GB"] {
+            assert!(bad.parse::<ByteSize>().is_err(), "{bad}");
+        }
+        assert_eq!(ByteSize(128 * MIB).to_string(), "128MB");
+    }
+}

@@ -1,0 +1,277 @@
+//! Running a task: input check, a worker run, output check, one typed result.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use worker_protocol::{JsError, RunContext, RunMode, RunOutcome};
+
+use crate::config::Config;
+use crate::supervisor::{LogLine, PoolSpec, RunRequest, WorkerFailure, WorkerPool};
+use crate::task::{SchemaViolation, Task, TaskError};
+
+/// Name of the worker binary looked up next to the `ratchet` binary.
+pub const WORKER_BINARY: &str = "ratchet-worker";
+
+/// Extra address space a worker gets above the largest memory limit, for code and stacks.
+const ADDRESS_SPACE_HEADROOM: u64 = 256 * 1024 * 1024;
+
+/// The kernel: configuration and a supervised worker pool.
+pub struct Kernel {
+    config: Config,
+    pool: WorkerPool,
+}
+
+/// The result of one run.
+#[derive(Debug)]
+pub struct Execution {
+    pub id: String,
+    pub outcome: Result<Value, ExecutionError>,
+    pub logs: Vec<LogLine>,
+    pub dropped_logs: u64,
+    pub duration: Duration,
+    pub worker: Option<WorkerUsage>,
+}
+
+/// Figures the worker reported for the run.
+#[derive(Debug, Clone)]
+pub struct WorkerUsage {
+    pub worker_id: String,
+    pub duration_us: u64,
+    pub peak_rss_kib: u64,
+}
+
+/// Why a run failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExecutionError {
+    #[error("input does not match the input schema {}", violations_text(.0))]
+    InvalidInput(Vec<SchemaViolation>),
+    #[error("output does not match the output schema {}", violations_text(.0))]
+    InvalidOutput(Vec<SchemaViolation>),
+    /// The task threw (or its script did not compile).
+    #[error("{}: {}", .0.name, .0.message)]
+    Task(JsError),
+    #[error(transparent)]
+    Worker(#[from] WorkerFailure),
+}
+
+impl ExecutionError {
+    /// A stable identifier of the failure class, for scripts and the API.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ExecutionError::InvalidInput(_) => "invalid_input",
+            ExecutionError::InvalidOutput(_) => "invalid_output",
+            ExecutionError::Task(_) => "task_error",
+            ExecutionError::Worker(WorkerFailure::Timeout(_)) => "timeout",
+            ExecutionError::Worker(WorkerFailure::MemoryLimit(_)) => "memory_limit",
+            ExecutionError::Worker(WorkerFailure::Crashed(_)) => "worker_crashed",
+            ExecutionError::Worker(WorkerFailure::Protocol(_)) => "protocol_error",
+            ExecutionError::Worker(_) => "worker_unavailable",
+        }
+    }
+
+    /// The error class: the JS error's name, or the kernel's name for the failure.
+    pub fn name(&self) -> &str {
+        match self {
+            ExecutionError::Task(error) => &error.name,
+            ExecutionError::InvalidInput(_) | ExecutionError::InvalidOutput(_) => "ValidationError",
+            ExecutionError::Worker(WorkerFailure::Timeout(_)) => "TimeoutError",
+            ExecutionError::Worker(WorkerFailure::MemoryLimit(_)) => "MemoryLimitError",
+            ExecutionError::Worker(WorkerFailure::Crashed(_)) => "WorkerCrashedError",
+            ExecutionError::Worker(WorkerFailure::Protocol(_)) => "ProtocolError",
+            ExecutionError::Worker(_) => "WorkerUnavailableError",
+        }
+    }
+}
+
+fn violations_text(violations: &[SchemaViolation]) -> String {
+    match violations {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [first, rest @ ..] => format!("{first} (and {} more)", rest.len()),
+    }
+}
+
+/// Errors starting the kernel.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KernelError {
+    #[error(
+        "cannot find the worker binary `{WORKER_BINARY}` (looked in {looked}); build it with \
+         `cargo build -p boa-worker`, or set `workers.binary` in the config or RATCHET_WORKER_BIN"
+    )]
+    WorkerBinaryNotFound { looked: String },
+}
+
+impl Kernel {
+    /// Starts a kernel whose pool holds `workers` processes.
+    pub fn start(config: Config, workers: usize) -> Result<Kernel, KernelError> {
+        let binary = find_worker_binary(config.workers.binary.as_deref())?;
+        let spec = PoolSpec {
+            size: workers.max(1),
+            max_runs: config.workers.max_runs,
+            binary,
+            max_frame_bytes: config.workers.max_frame_bytes,
+            address_space_cap: config
+                .limits
+                .max_memory_limit
+                .0
+                .saturating_add(ADDRESS_SPACE_HEADROOM),
+            ping_interval: Duration::from_secs(config.workers.ping_interval_secs.max(1)),
+            start_timeout: Duration::from_secs(config.workers.start_timeout_secs.max(1)),
+        };
+        Ok(Kernel {
+            pool: WorkerPool::start(spec),
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn pool(&self) -> &WorkerPool {
+        &self.pool
+    }
+
+    /// Runs `task` with `input`: input checked, run in a worker, output checked.
+    pub async fn run(&self, task: &Task, input: Value) -> Execution {
+        let started = Instant::now();
+        let id = uuid::Uuid::new_v4().to_string();
+        let violations = task.input_schema.violations(&input);
+        if !violations.is_empty() {
+            return Execution::failed(id, ExecutionError::InvalidInput(violations), started);
+        }
+        let reply = self
+            .pool
+            .execute(self.request(task, RunMode::Run, input, &id))
+            .await;
+        let outcome = match reply.result {
+            Ok(RunOutcome::Success { output }) => check_output(task, output),
+            Ok(RunOutcome::Error { error }) => Err(ExecutionError::Task(error)),
+            Err(failure) => Err(ExecutionError::Worker(failure)),
+        };
+        let worker = reply.stats.map(|stats| WorkerUsage {
+            worker_id: reply.worker_id,
+            duration_us: stats.duration_us,
+            peak_rss_kib: stats.peak_rss_kib,
+        });
+        Execution {
+            id,
+            outcome,
+            logs: reply.logs,
+            dropped_logs: reply.dropped_logs,
+            duration: started.elapsed(),
+            worker,
+        }
+    }
+
+    /// Checks the task's script in a worker: it compiles and yields a callable entry point.
+    pub async fn check(&self, task: &Task) -> Result<(), ExecutionError> {
+        let request = self.request(task, RunMode::Check, Value::Null, "check");
+        match self.pool.execute(request).await.result {
+            Ok(RunOutcome::Success { .. }) => Ok(()),
+            Ok(RunOutcome::Error { error }) => Err(ExecutionError::Task(error)),
+            Err(failure) => Err(ExecutionError::Worker(failure)),
+        }
+    }
+
+    /// `check`, with a script error turned into a task error naming `main.js`.
+    pub async fn validate(&self, task: &Task) -> Result<(), ValidateError> {
+        match self.check(task).await {
+            Ok(()) => Ok(()),
+            Err(ExecutionError::Task(error)) => Err(ValidateError::Task(TaskError::BadScript {
+                file: script_path(&task.origin),
+                message: format!("{}: {}", error.name, error.message),
+            })),
+            Err(other) => Err(ValidateError::Execution(other)),
+        }
+    }
+
+    pub async fn shutdown(&self) {
+        self.pool.shutdown().await;
+    }
+
+    fn request(&self, task: &Task, mode: RunMode, input: Value, execution_id: &str) -> RunRequest {
+        RunRequest {
+            mode,
+            code_key: task.code_key.clone(),
+            code: Arc::clone(&task.code),
+            input,
+            limits: task.limits(&self.config.limits),
+            context: RunContext {
+                execution_id: execution_id.to_owned(),
+                attempt: 1,
+                task_id: task.id(),
+                task_version: task.metadata.version.clone(),
+            },
+        }
+    }
+}
+
+/// Why `validate` failed: the task is wrong, or no worker could check it.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidateError {
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    #[error("cannot check the script: {0}")]
+    Execution(ExecutionError),
+}
+
+fn script_path(origin: &Path) -> String {
+    if origin.is_dir() {
+        origin.join("main.js").display().to_string()
+    } else {
+        format!("{}!/main.js", origin.display())
+    }
+}
+
+fn check_output(task: &Task, output: Value) -> Result<Value, ExecutionError> {
+    let violations = task.output_schema.violations(&output);
+    if violations.is_empty() {
+        Ok(output)
+    } else {
+        Err(ExecutionError::InvalidOutput(violations))
+    }
+}
+
+impl Execution {
+    fn failed(id: String, error: ExecutionError, started: Instant) -> Execution {
+        Execution {
+            id,
+            outcome: Err(error),
+            logs: Vec::new(),
+            dropped_logs: 0,
+            duration: started.elapsed(),
+            worker: None,
+        }
+    }
+}
+
+/// The worker binary: configured path, `RATCHET_WORKER_BIN`, or next to the running binary
+/// (or one folder up, where cargo puts binaries relative to test executables).
+fn find_worker_binary(configured: Option<&Path>) -> Result<PathBuf, KernelError> {
+    if let Some(path) = configured {
+        return Ok(path.to_owned());
+    }
+    if let Some(path) = std::env::var_os("RATCHET_WORKER_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe().ok();
+    let dirs: Vec<PathBuf> = exe
+        .iter()
+        .flat_map(|exe| exe.ancestors().skip(1).take(2).map(Path::to_owned))
+        .collect();
+    dirs.iter()
+        .map(|dir| dir.join(WORKER_BINARY))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| KernelError::WorkerBinaryNotFound {
+            looked: dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}

@@ -1,0 +1,15 @@
+//! The Ratchet kernel: configuration, task loading, the worker supervisor and execution.
+//!
+//! The kernel never evaluates task JavaScript itself: every run goes to a `ratchet-worker`
+//! process that the [`supervisor`] spawns, limits, watches and kills.
+
+pub mod config;
+pub mod execution;
+pub mod generate;
+pub mod supervisor;
+pub mod task;
+pub mod testing;
+
+pub use config::Config;
+pub use execution::{Execution, ExecutionError, Kernel};
+pub use task::Task;

@@ -1,0 +1,380 @@
+//! One worker process: spawn, handshake, frames, and how it ended.
+
+use std::collections::{HashSet, VecDeque};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::time::{Instant, timeout, timeout_at};
+use worker_protocol::{
+    EXIT_MEMORY_LIMIT, EXIT_PROTOCOL_ERROR, ExecuteTask, FetchOutcome, FetchRequest, FetchResponse,
+    FrameBuffer, JsError, KernelMessage, LogLevel, PROTOCOL_VERSION, ProtocolError, RunOutcome,
+    TaskCode, WorkerMessage, decode, encode,
+};
+
+use super::{LogLine, PoolSpec, RunReply, RunRequest, WorkerFailure};
+
+/// Lines of a worker's stderr kept to explain its death.
+const STDERR_TAIL_LINES: usize = 20;
+/// Log lines kept per run; further lines are counted, not stored.
+const MAX_LOG_LINES: usize = 10_000;
+/// How long a worker asked to shut down gets before it is killed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+pub(super) struct WorkerProcess {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    buffer: FrameBuffer,
+    stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    pub id: String,
+    pub runs: u32,
+    /// Code keys this worker already holds.
+    sent: HashSet<String>,
+    next_correlation: u64,
+}
+
+impl WorkerProcess {
+    pub(super) async fn spawn(spec: &PoolSpec, id: String) -> Result<WorkerProcess, String> {
+        let mut child = command(spec, &id)
+            .spawn()
+            .map_err(|e| format!("cannot start worker binary {}: {e}", spec.binary.display()))?;
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err("worker started without its pipes".into());
+        };
+        let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
+        tokio::spawn(collect_stderr(stderr, Arc::clone(&stderr_tail), id.clone()));
+        let mut worker = WorkerProcess {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout),
+            buffer: FrameBuffer::new(spec.max_frame_bytes),
+            stderr_tail,
+            id,
+            runs: 0,
+            sent: HashSet::new(),
+            next_correlation: 1,
+        };
+        match timeout(spec.start_timeout, worker.handshake()).await {
+            Ok(Ok(())) => Ok(worker),
+            Ok(Err(reason)) => Err(worker.fail_start(&reason).await),
+            Err(_) => Err(worker
+                .fail_start(&format!("no handshake within {:?}", spec.start_timeout))
+                .await),
+        }
+    }
+
+    pub(super) fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    async fn handshake(&mut self) -> Result<(), String> {
+        match self.read_frame().await {
+            Ok(Some(WorkerMessage::WorkerReady(ready)))
+                if ready.protocol_version == PROTOCOL_VERSION =>
+            {
+                Ok(())
+            }
+            Ok(Some(WorkerMessage::WorkerReady(ready))) => Err(format!(
+                "worker speaks protocol {}, the kernel speaks {PROTOCOL_VERSION}",
+                ready.protocol_version
+            )),
+            Ok(Some(other)) => Err(format!("expected WorkerReady, got {other:?}")),
+            Ok(None) => Err("the worker exited before its handshake".into()),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    async fn fail_start(&mut self, reason: &str) -> String {
+        let status = self.kill().await;
+        let how = status
+            .map(|s| describe_exit(s, "").to_string())
+            .unwrap_or_default();
+        format!(
+            "worker failed to start: {reason} {how}{}",
+            self.stderr_note()
+        )
+        .trim()
+        .to_owned()
+    }
+
+    /// Runs one request. On any failure the worker is dead when this returns.
+    pub(super) async fn execute(&mut self, request: RunRequest) -> RunReply {
+        self.runs += 1;
+        let correlation_id = self.next_correlation;
+        self.next_correlation += 1;
+        let limits = request.limits;
+        let deadline = Instant::now() + limits.timeout;
+        let mut reply = RunReply::new(self.id.clone());
+        if let Err(error) = self.send_task(correlation_id, request).await {
+            reply.result = Err(self.died(&format!("cannot send the task: {error}")).await);
+            return reply;
+        }
+        loop {
+            let frame = match timeout_at(deadline, self.read_frame()).await {
+                Ok(frame) => frame,
+                Err(_) => {
+                    self.kill().await;
+                    reply.result = Err(WorkerFailure::Timeout(limits.timeout));
+                    return reply;
+                }
+            };
+            match frame {
+                Ok(Some(WorkerMessage::Log(record))) if record.correlation_id == correlation_id => {
+                    push_log(&mut reply, record.level, record.message);
+                }
+                Ok(Some(WorkerMessage::FetchRequest(request)))
+                    if request.correlation_id == correlation_id =>
+                {
+                    let response = answer_fetch(&request);
+                    if let Err(error) = self.send(KernelMessage::FetchResponse(response)).await {
+                        reply.result =
+                            Err(self.died(&format!("cannot answer a fetch: {error}")).await);
+                        return reply;
+                    }
+                }
+                Ok(Some(WorkerMessage::TaskResult(result)))
+                    if result.correlation_id == correlation_id =>
+                {
+                    reply.stats = Some(result.stats);
+                    reply.result = Ok(result.outcome);
+                    return reply;
+                }
+                Ok(Some(WorkerMessage::Pong { .. })) => {}
+                Ok(Some(other)) => {
+                    self.kill().await;
+                    reply.result = Err(WorkerFailure::Protocol(format!(
+                        "unexpected frame during run: {other:?}"
+                    )));
+                    return reply;
+                }
+                Ok(None) => {
+                    reply.result = Err(match self.died("").await {
+                        WorkerFailure::MemoryLimit(_) => {
+                            WorkerFailure::MemoryLimit(Some(limits.memory))
+                        }
+                        other => other,
+                    });
+                    return reply;
+                }
+                Err(error) => {
+                    self.kill().await;
+                    reply.result = Err(WorkerFailure::Protocol(error.to_string()));
+                    return reply;
+                }
+            }
+        }
+    }
+
+    /// Health check: the worker answers a ping within `limit`.
+    pub(super) async fn ping(&mut self, limit: Duration) -> bool {
+        let nonce = self.next_correlation;
+        self.next_correlation += 1;
+        if self.send(KernelMessage::Ping { nonce }).await.is_err() {
+            return false;
+        }
+        matches!(
+            timeout(limit, self.read_frame()).await,
+            Ok(Ok(Some(WorkerMessage::Pong { nonce: n }))) if n == nonce
+        )
+    }
+
+    /// Asks the worker to leave, then kills it if it lingers.
+    pub(super) async fn shutdown(mut self) {
+        let _ = self.send(KernelMessage::Shutdown).await;
+        if timeout(SHUTDOWN_GRACE, self.child.wait()).await.is_err() {
+            self.kill().await;
+        }
+    }
+
+    async fn send_task(
+        &mut self,
+        correlation_id: u64,
+        request: RunRequest,
+    ) -> Result<(), ProtocolError> {
+        let code = if self.sent.contains(&request.code_key) {
+            None
+        } else {
+            Some(request.code.to_string())
+        };
+        self.sent.insert(request.code_key.clone());
+        let message = ExecuteTask {
+            correlation_id,
+            mode: request.mode,
+            task: TaskCode {
+                key: request.code_key,
+                code,
+            },
+            input: request.input,
+            limits: worker_protocol::RunLimits {
+                timeout_ms: request.limits.timeout.as_millis() as u64,
+                memory_bytes: request.limits.memory.0,
+            },
+            context: request.context,
+        };
+        self.send(KernelMessage::ExecuteTask(message)).await
+    }
+
+    async fn send(&mut self, message: KernelMessage) -> Result<(), ProtocolError> {
+        let frame = encode(message)?;
+        self.stdin.write_all(&frame).await?;
+        self.stdin.flush().await?;
+        Ok(())
+    }
+
+    /// Reads one frame. Cancel-safe: partial lines stay in `self.buffer`.
+    async fn read_frame(&mut self) -> Result<Option<WorkerMessage>, ProtocolError> {
+        loop {
+            let available = self.stdout.fill_buf().await?;
+            if available.is_empty() {
+                self.buffer.finish_eof()?;
+                return Ok(None);
+            }
+            let (consumed, line) = self.buffer.push(available)?;
+            self.stdout.consume(consumed);
+            if let Some(line) = line {
+                return decode(&line, self.buffer.limit()).map(Some);
+            }
+        }
+    }
+
+    /// The worker closed its stdout: wait for it and say how it ended.
+    async fn died(&mut self, context: &str) -> WorkerFailure {
+        let status = match timeout(SHUTDOWN_GRACE, self.child.wait()).await {
+            Ok(Ok(status)) => Some(status),
+            _ => self.kill().await,
+        };
+        let tail = self.stderr_note();
+        match status {
+            Some(status) => describe_exit(status, &tail),
+            None => WorkerFailure::Crashed(format!("{context} (exit status unknown){tail}")),
+        }
+    }
+
+    async fn kill(&mut self) -> Option<ExitStatus> {
+        let _ = self.child.start_kill();
+        self.child.wait().await.ok()
+    }
+
+    fn stderr_note(&self) -> String {
+        let tail = self
+            .stderr_tail
+            .lock()
+            .map(|t| t.iter().cloned().collect::<Vec<_>>().join(" | "))
+            .unwrap_or_default();
+        if tail.is_empty() {
+            String::new()
+        } else {
+            format!("; worker stderr: {tail}")
+        }
+    }
+}
+
+fn command(spec: &PoolSpec, id: &str) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(&spec.binary);
+    command
+        .arg("--worker-id")
+        .arg(id)
+        .arg("--max-frame-bytes")
+        .arg(spec.max_frame_bytes.to_string())
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let cap = spec.address_space_cap;
+    #[allow(unsafe_code)]
+    // SAFETY: the closure runs between fork and exec and only calls setrlimit(2), which is
+    // async-signal-safe; it allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            use nix::sys::resource::{Resource, setrlimit};
+            setrlimit(Resource::RLIMIT_AS, cap, cap).map_err(std::io::Error::from)
+        });
+    }
+    command
+}
+
+async fn collect_stderr(
+    stderr: tokio::process::ChildStderr,
+    tail: Arc<Mutex<VecDeque<String>>>,
+    id: String,
+) {
+    let mut lines = BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        tracing::debug!(worker = %id, "worker stderr: {line}");
+        if let Ok(mut tail) = tail.lock() {
+            if tail.len() == STDERR_TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(line);
+        }
+    }
+}
+
+/// Names how a worker process ended.
+fn describe_exit(status: ExitStatus, stderr_note: &str) -> WorkerFailure {
+    if let Some(signal) = status.signal() {
+        let name = nix::sys::signal::Signal::try_from(signal)
+            .map_or_else(|_| format!("signal {signal}"), |s| s.as_str().to_owned());
+        if name == "SIGABRT" && stderr_note.contains("memory allocation") {
+            return WorkerFailure::MemoryLimit(None);
+        }
+        return WorkerFailure::Crashed(format!("worker killed by signal {name}{stderr_note}"));
+    }
+    match status.code() {
+        Some(EXIT_MEMORY_LIMIT) => WorkerFailure::MemoryLimit(None),
+        Some(EXIT_PROTOCOL_ERROR) => {
+            WorkerFailure::Protocol(format!("the worker refused a frame{stderr_note}"))
+        }
+        Some(code) => {
+            WorkerFailure::Crashed(format!("worker exited with code {code}{stderr_note}"))
+        }
+        None => WorkerFailure::Crashed(format!("worker ended ({status}){stderr_note}")),
+    }
+}
+
+fn push_log(reply: &mut RunReply, level: LogLevel, message: String) {
+    if reply.logs.len() < MAX_LOG_LINES {
+        reply.logs.push(LogLine { level, message });
+    } else {
+        reply.dropped_logs += 1;
+    }
+}
+
+/// The kernel does not perform HTTP for tasks yet: every `fetch` fails with a typed error.
+fn answer_fetch(request: &FetchRequest) -> FetchResponse {
+    FetchResponse {
+        correlation_id: request.correlation_id,
+        request_id: request.request_id,
+        outcome: FetchOutcome::Failed {
+            error: JsError {
+                name: "NetworkError".into(),
+                message: format!(
+                    "fetch is not available yet in this Ratchet build ({} {})",
+                    request.method, request.url
+                ),
+                stack: None,
+            },
+        },
+    }
+}
+
+impl RunReply {
+    fn new(worker_id: String) -> RunReply {
+        RunReply {
+            result: Ok(RunOutcome::Success {
+                output: serde_json::Value::Null,
+            }),
+            logs: Vec::new(),
+            dropped_logs: 0,
+            stats: None,
+            worker_id,
+        }
+    }
+}

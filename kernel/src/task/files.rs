@@ -1,0 +1,190 @@
+//! Reading a task's files from a folder or from a ZIP archive, behind one interface.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::load::TaskError;
+
+/// Largest file a task may contain, and largest archive content in total.
+const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+const MAX_ARCHIVE_BYTES: u64 = 64 * 1024 * 1024;
+
+pub(super) enum TaskFiles {
+    Dir(PathBuf),
+    /// Entries under the task's root inside the archive, keyed by path relative to that root.
+    Zip {
+        archive: PathBuf,
+        entries: BTreeMap<String, Vec<u8>>,
+    },
+}
+
+impl TaskFiles {
+    pub(super) fn open(path: &Path) -> Result<TaskFiles, TaskError> {
+        if path.is_dir() {
+            return Ok(TaskFiles::Dir(path.to_owned()));
+        }
+        if path.is_file() {
+            return read_zip(path);
+        }
+        Err(TaskError::NotFound {
+            path: path.to_owned(),
+        })
+    }
+
+    /// How a file of the task is named in messages.
+    pub(super) fn display(&self, name: &str) -> String {
+        match self {
+            TaskFiles::Dir(dir) => dir.join(name).display().to_string(),
+            TaskFiles::Zip { archive, .. } => format!("{}!/{name}", archive.display()),
+        }
+    }
+
+    pub(super) fn read(&self, name: &str) -> Result<Option<Vec<u8>>, TaskError> {
+        match self {
+            TaskFiles::Dir(dir) => read_file(&dir.join(name), &self.display(name)),
+            TaskFiles::Zip { entries, .. } => Ok(entries.get(name).cloned()),
+        }
+    }
+
+    /// `tests/*.json`, sorted by name.
+    pub(super) fn tests(&self) -> Result<Vec<(String, Vec<u8>)>, TaskError> {
+        let names: Vec<String> = match self {
+            TaskFiles::Dir(dir) => list_json(&dir.join("tests"))?,
+            TaskFiles::Zip { entries, .. } => entries
+                .keys()
+                .filter_map(|k| k.strip_prefix("tests/"))
+                .filter(|k| k.ends_with(".json") && !k.contains('/'))
+                .map(str::to_owned)
+                .collect(),
+        };
+        let mut cases = Vec::with_capacity(names.len());
+        for name in names {
+            let path = format!("tests/{name}");
+            if let Some(bytes) = self.read(&path)? {
+                cases.push((path, bytes));
+            }
+        }
+        cases.sort();
+        Ok(cases)
+    }
+}
+
+fn read_file(path: &Path, shown: &str) -> Result<Option<Vec<u8>>, TaskError> {
+    let io = |e: std::io::Error| TaskError::Io {
+        file: shown.to_owned(),
+        message: e.to_string(),
+    };
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(TaskError::TooLarge {
+            file: shown.to_owned(),
+            limit: MAX_FILE_BYTES,
+        });
+    }
+    Ok(Some(bytes))
+}
+
+fn list_json(dir: &Path) -> Result<Vec<String>, TaskError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(TaskError::Io {
+                file: dir.display().to_string(),
+                message: e.to_string(),
+            });
+        }
+    };
+    Ok(entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".json"))
+        .collect())
+}
+
+fn read_zip(path: &Path) -> Result<TaskFiles, TaskError> {
+    let zip_error = |message: String| TaskError::Archive {
+        archive: path.to_owned(),
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(|e| zip_error(e.to_string()))?;
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| {
+        zip_error(format!(
+            "not a task folder and not a readable ZIP archive ({e})"
+        ))
+    })?;
+    let names: Vec<String> = archive
+        .file_names()
+        .filter_map(Result::ok)
+        .map(|n| n.into_owned())
+        .collect();
+    let root = archive_root(names.iter().map(String::as_str)).map_err(zip_error)?;
+    let mut entries = BTreeMap::new();
+    let mut total = 0u64;
+    for index in 0..archive.len() {
+        let mut entry = archive
+            .by_index(index)
+            .map_err(|e| zip_error(e.to_string()))?;
+        let Some(name) = entry
+            .enclosed_name()
+            .and_then(|p| p.to_str().map(str::to_owned))
+        else {
+            let name = entry.name().map(|n| n.into_owned()).unwrap_or_default();
+            return Err(zip_error(format!("entry `{name}` escapes the archive")));
+        };
+        let Some(relative) = name.strip_prefix(&root) else {
+            continue;
+        };
+        if entry.is_dir() || relative.is_empty() {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        (&mut entry)
+            .take(MAX_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| zip_error(e.to_string()))?;
+        total += bytes.len() as u64;
+        if bytes.len() as u64 > MAX_FILE_BYTES || total > MAX_ARCHIVE_BYTES {
+            return Err(TaskError::TooLarge {
+                file: format!("{}!/{name}", path.display()),
+                limit: MAX_FILE_BYTES,
+            });
+        }
+        entries.insert(relative.to_owned(), bytes);
+    }
+    Ok(TaskFiles::Zip {
+        archive: path.to_owned(),
+        entries,
+    })
+}
+
+/// The folder inside the archive holding `metadata.json`: the archive's root, or its one
+/// top-level folder (as `zip -r task.zip task/` makes).
+fn archive_root<'a>(names: impl Iterator<Item = &'a str>) -> Result<String, String> {
+    let mut roots: Vec<String> = names
+        .filter_map(|n| n.strip_suffix("metadata.json"))
+        .filter(|prefix| {
+            prefix.is_empty() || (prefix.ends_with('/') && prefix.matches('/').count() == 1)
+        })
+        .map(str::to_owned)
+        .collect();
+    roots.sort();
+    match roots.as_slice() {
+        [root] => Ok(root.clone()),
+        [] => Err("the archive has no metadata.json at its root or in one top-level folder".into()),
+        _ => Err(format!(
+            "the archive holds several tasks ({}); put one task per archive",
+            roots.join(", ")
+        )),
+    }
+}

@@ -1,0 +1,253 @@
+//! Loading and checking a task from disk. The JavaScript itself is checked by a worker.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+use super::files::TaskFiles;
+use super::{Expectation, Schema, Task, TaskMetadata, TestCase};
+use crate::config::LimitConfig;
+
+/// Why a task cannot be loaded. Each names the file and, where there is one, the line.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TaskError {
+    #[error("{path}: no such task folder or ZIP archive", path = path.display())]
+    NotFound { path: PathBuf },
+    #[error("{file}: missing; {hint}")]
+    MissingFile { file: String, hint: &'static str },
+    #[error("{file}:{line}:{column}: invalid JSON: {message}")]
+    BadJson {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{file}: {message}")]
+    BadSchema { file: String, message: String },
+    #[error("{file}: {message}")]
+    BadMetadata { file: String, message: String },
+    #[error("{file}: {message}")]
+    BadTestCase { file: String, message: String },
+    #[error("{file}: {message}")]
+    BadScript { file: String, message: String },
+    #[error("{file}: larger than the limit of {limit} bytes")]
+    TooLarge { file: String, limit: u64 },
+    #[error("{archive}: {message}", archive = archive.display())]
+    Archive { archive: PathBuf, message: String },
+    #[error("{file}: {message}")]
+    Io { file: String, message: String },
+}
+
+/// Loads the task at `path` (a folder or a ZIP archive) and checks everything but its script.
+pub fn load(path: &Path, limits: &LimitConfig) -> Result<Task, TaskError> {
+    let files = TaskFiles::open(path)?;
+    let (_, metadata_value) = required_json(
+        &files,
+        &["metadata.json"],
+        "every task needs one, with at least a version",
+    )?;
+    let metadata = parse_metadata(&files, metadata_value)?;
+    check_limits(&files, &metadata, limits)?;
+    let input_schema = schema(&files, "input")?;
+    let output_schema = schema(&files, "output")?;
+    let code = required_text(&files, "main.js")?;
+    let tests = test_cases(&files)?;
+    let name = metadata.name.clone().unwrap_or_else(|| folder_name(path));
+    let code_key = format!(
+        "{}@{}#{:016x}",
+        metadata.uuid.as_deref().unwrap_or(&name),
+        metadata.version,
+        fnv1a(code.as_bytes())
+    );
+    Ok(Task {
+        metadata,
+        input_schema,
+        output_schema,
+        code: code.into(),
+        code_key,
+        tests,
+        origin: path.to_owned(),
+    })
+}
+
+fn folder_name(path: &Path) -> String {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("task")
+        .to_owned()
+}
+
+fn parse_metadata(files: &TaskFiles, value: Value) -> Result<TaskMetadata, TaskError> {
+    serde_json::from_value(value).map_err(|e| TaskError::BadMetadata {
+        file: files.display("metadata.json"),
+        message: e.to_string(),
+    })
+}
+
+fn check_limits(
+    files: &TaskFiles,
+    metadata: &TaskMetadata,
+    limits: &LimitConfig,
+) -> Result<(), TaskError> {
+    let bad = |message: String| TaskError::BadMetadata {
+        file: files.display("metadata.json"),
+        message,
+    };
+    if let Some(timeout) = metadata.timeout
+        && !(timeout > 0.0 && timeout <= limits.max_timeout_secs)
+    {
+        return Err(bad(format!(
+            "timeout must be a number of seconds above 0 and at most {} (limits.max_timeout_secs)",
+            limits.max_timeout_secs
+        )));
+    }
+    if let Some(memory) = metadata.memory_limit
+        && memory > limits.max_memory_limit
+    {
+        return Err(bad(format!(
+            "memory_limit {memory} exceeds the configured ceiling {} (limits.max_memory_limit)",
+            limits.max_memory_limit
+        )));
+    }
+    Ok(())
+}
+
+fn schema(files: &TaskFiles, which: &str) -> Result<Schema, TaskError> {
+    let names = [format!("{which}.schema.json"), format!("{which}.schema")];
+    let names = [names[0].as_str(), names[1].as_str()];
+    let (file, document) =
+        required_json(files, &names, "add a JSON Schema; `{}` accepts any value")?;
+    Schema::compile(document).map_err(|message| TaskError::BadSchema {
+        file,
+        message: format!("not a valid JSON Schema: {message}"),
+    })
+}
+
+fn required_text(files: &TaskFiles, name: &str) -> Result<String, TaskError> {
+    let bytes = files.read(name)?.ok_or_else(|| TaskError::MissingFile {
+        file: files.display(name),
+        hint: "write the task's code there: `(function(input) { return input; })`",
+    })?;
+    String::from_utf8(bytes).map_err(|e| TaskError::BadScript {
+        file: files.display(name),
+        message: format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+    })
+}
+
+/// Reads the first of `names` that exists and parses it as JSON; returns its shown name too.
+fn required_json(
+    files: &TaskFiles,
+    names: &[&str],
+    hint: &'static str,
+) -> Result<(String, Value), TaskError> {
+    for name in names {
+        if let Some(bytes) = files.read(name)? {
+            let file = files.display(name);
+            let value = parse_json(&file, &bytes)?;
+            return Ok((file, value));
+        }
+    }
+    Err(TaskError::MissingFile {
+        file: files.display(names[0]),
+        hint,
+    })
+}
+
+fn parse_json(file: &str, bytes: &[u8]) -> Result<Value, TaskError> {
+    serde_json::from_slice(bytes).map_err(|e| TaskError::BadJson {
+        file: file.to_owned(),
+        line: e.line(),
+        column: e.column(),
+        message: strip_position(&e.to_string()),
+    })
+}
+
+/// serde_json ends its messages with " at line L column C"; the error shows those itself.
+fn strip_position(message: &str) -> String {
+    message
+        .split(" at line ")
+        .next()
+        .unwrap_or(message)
+        .to_owned()
+}
+
+fn test_cases(files: &TaskFiles) -> Result<Vec<TestCase>, TaskError> {
+    files
+        .tests()?
+        .into_iter()
+        .map(|(path, bytes)| {
+            let file = files.display(&path);
+            let value = parse_json(&file, &bytes)?;
+            test_case(&path, value).map_err(|message| TaskError::BadTestCase { file, message })
+        })
+        .collect()
+}
+
+fn test_case(path: &str, value: Value) -> Result<TestCase, String> {
+    let Value::Object(mut case) = value else {
+        return Err(
+            "a test case is an object with `input` and `expected_output` or `expected_error`"
+                .into(),
+        );
+    };
+    let name = path
+        .trim_start_matches("tests/")
+        .trim_end_matches(".json")
+        .to_owned();
+    let input = case.remove("input").unwrap_or(Value::Null);
+    let mock = case.remove("mock");
+    let expect = match (
+        case.remove("expected_output"),
+        case.remove("expected_error"),
+    ) {
+        (Some(output), None) => Expectation::Output(output),
+        (None, Some(error)) => expected_error(error)?,
+        (Some(_), Some(_)) => {
+            return Err("has both `expected_output` and `expected_error`; keep one".into());
+        }
+        (None, None) => return Err("needs `expected_output` or `expected_error`".into()),
+    };
+    Ok(TestCase {
+        name,
+        input,
+        expect,
+        mock,
+    })
+}
+
+/// `"DataError"`, `true`, or `{"name": "DataError", "message": "substring"}`.
+fn expected_error(value: Value) -> Result<Expectation, String> {
+    let text = |v: Option<&Value>| -> Result<Option<String>, String> {
+        match v {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(format!(
+                "`expected_error` fields must be strings, got {other}"
+            )),
+        }
+    };
+    match value {
+        Value::Bool(true) => Ok(Expectation::Error {
+            name: None,
+            message: None,
+        }),
+        Value::String(name) => Ok(Expectation::Error {
+            name: Some(name),
+            message: None,
+        }),
+        Value::Object(map) => Ok(Expectation::Error {
+            name: text(map.get("name"))?,
+            message: text(map.get("message"))?,
+        }),
+        other => Err(format!(
+            "`expected_error` is an error name or {{\"name\", \"message\"}}, got {other}"
+        )),
+    }
+}
+
+/// A stable 64-bit content hash for cache keys (FNV-1a; not for security).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}

@@ -1,0 +1,122 @@
+//! Tasks: a folder (or a ZIP of one) with metadata, schemas, code and test cases.
+//!
+//! ```text
+//! metadata.json        uuid, label, version, description, tags; optional timeout, memory_limit
+//! input.schema.json    JSON Schema of the input   (input.schema is accepted too)
+//! output.schema.json   JSON Schema of the output  (output.schema likewise)
+//! main.js              the code
+//! tests/*.json         {"input": ..., "expected_output": ...} or {"input": ..., "expected_error": ...}
+//! ```
+
+mod files;
+mod load;
+mod schema;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+pub use load::{TaskError, load};
+pub use schema::{Schema, SchemaViolation};
+
+use crate::config::{ByteSize, LimitConfig};
+
+/// A loaded, checked task. Its JavaScript is only known to parse once a worker checked it.
+#[derive(Debug)]
+pub struct Task {
+    pub metadata: TaskMetadata,
+    pub input_schema: Schema,
+    pub output_schema: Schema,
+    pub code: std::sync::Arc<str>,
+    /// Identifies this exact code for worker-side caching: id, version and content hash.
+    pub code_key: String,
+    pub tests: Vec<TestCase>,
+    /// Where the task was loaded from.
+    pub origin: PathBuf,
+}
+
+/// `metadata.json`. Unknown fields are accepted: tasks written for the original Ratchet carry some.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TaskMetadata {
+    #[serde(alias = "id")]
+    pub uuid: Option<String>,
+    /// Short name; the folder name when absent.
+    pub name: Option<String>,
+    pub label: Option<String>,
+    #[serde(default = "default_version")]
+    pub version: String,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Wall-clock seconds a run may take.
+    pub timeout: Option<f64>,
+    /// Heap a run may use, e.g. `"128MB"`.
+    pub memory_limit: Option<ByteSize>,
+    /// Hosts the task's `fetch` may reach, narrowing the deployment's egress policy.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+}
+
+fn default_version() -> String {
+    "1.0.0".into()
+}
+
+/// One file of `tests/`.
+#[derive(Debug, Clone)]
+pub struct TestCase {
+    /// The file name without `.json`.
+    pub name: String,
+    pub input: Value,
+    pub expect: Expectation,
+    /// `"mock"` as written in the case, served to `fetch` by a later release.
+    pub mock: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expectation {
+    Output(Value),
+    /// The run fails; `name` and `message` (a substring) are checked when given.
+    Error {
+        name: Option<String>,
+        message: Option<String>,
+    },
+}
+
+/// The limits a run of this task gets.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TaskLimits {
+    pub timeout: Duration,
+    pub memory: ByteSize,
+}
+
+impl Task {
+    /// The task's name: `name` from metadata, else the label, else the folder name.
+    pub fn name(&self) -> &str {
+        self.metadata.name.as_deref().unwrap_or_else(|| {
+            self.origin
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("task")
+        })
+    }
+
+    pub fn id(&self) -> String {
+        self.metadata
+            .uuid
+            .clone()
+            .unwrap_or_else(|| self.name().to_owned())
+    }
+
+    /// Metadata limits where set, configuration defaults otherwise. Checked at load against
+    /// the configured ceilings.
+    pub fn limits(&self, defaults: &LimitConfig) -> TaskLimits {
+        TaskLimits {
+            timeout: Duration::from_secs_f64(
+                self.metadata.timeout.unwrap_or(defaults.timeout_secs),
+            ),
+            memory: self.metadata.memory_limit.unwrap_or(defaults.memory_limit),
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! `ratchet test`: a task's `tests/*.json` cases, run through one kernel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::execution::{ExecutionError, Kernel};
+use crate::task::{Expectation, Task, TestCase};
+
+/// How one case went.
+#[derive(Debug, Clone)]
+pub struct CaseReport {
+    pub name: String,
+    /// `None` when the case passed; otherwise what differed.
+    pub failure: Option<String>,
+    pub duration: Duration,
+}
+
+/// Runs every case concurrently (bounded by the pool) and reports them in file order.
+pub async fn run_cases(kernel: Arc<Kernel>, task: Arc<Task>) -> Vec<CaseReport> {
+    let mut handles = Vec::with_capacity(task.tests.len());
+    for index in 0..task.tests.len() {
+        let (kernel, task) = (Arc::clone(&kernel), Arc::clone(&task));
+        handles.push(tokio::spawn(async move {
+            run_case(&kernel, &task, &task.tests[index]).await
+        }));
+    }
+    let mut reports = Vec::with_capacity(handles.len());
+    for (handle, case) in handles.into_iter().zip(&task.tests) {
+        reports.push(handle.await.unwrap_or_else(|e| CaseReport {
+            name: case.name.clone(),
+            failure: Some(format!("the case's runner failed: {e}")),
+            duration: Duration::ZERO,
+        }));
+    }
+    reports
+}
+
+async fn run_case(kernel: &Kernel, task: &Task, case: &TestCase) -> CaseReport {
+    let execution = kernel.run(task, case.input.clone()).await;
+    let failure = judge(&case.expect, &execution.outcome);
+    CaseReport {
+        name: case.name.clone(),
+        failure,
+        duration: execution.duration,
+    }
+}
+
+/// `None` when the outcome meets the expectation.
+pub fn judge(expect: &Expectation, outcome: &Result<Value, ExecutionError>) -> Option<String> {
+    match (expect, outcome) {
+        (Expectation::Output(expected), Ok(actual)) if json_eq(expected, actual) => None,
+        (Expectation::Output(expected), Ok(actual)) => {
+            Some(format!("expected output {expected}, got {actual}"))
+        }
+        (Expectation::Output(_), Err(error)) => {
+            Some(format!("expected an output, the run failed: {error}"))
+        }
+        (Expectation::Error { .. }, Ok(actual)) => {
+            Some(format!("expected an error, the task returned {actual}"))
+        }
+        (Expectation::Error { name, message }, Err(error)) => {
+            if let Some(name) = name
+                && name != error.name()
+            {
+                return Some(format!(
+                    "expected error {name}, got {}: {error}",
+                    error.name()
+                ));
+            }
+            match message {
+                Some(message) if !error.to_string().contains(message.as_str()) => Some(format!(
+                    "expected an error message containing {message:?}, got: {error}"
+                )),
+                _ => None,
+            }
+        }
+    }
+}
+
+/// JSON equality where `3` and `3.0` are the same number, as they are in JavaScript.
+pub fn json_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn numbers_compare_as_javascript_does() {
+        assert!(json_eq(&json!({"a": [3, 1.5]}), &json!({"a": [3.0, 1.5]})));
+        assert!(!json_eq(&json!({"a": 3}), &json!({"a": 3, "b": null})));
+        assert!(!json_eq(&json!("3"), &json!(3)));
+    }
+
+    #[test]
+    fn error_expectations() {
+        let thrown = Err(ExecutionError::Task(worker_protocol::JsError {
+            name: "DataError".into(),
+            message: "bad row 3".into(),
+            stack: None,
+        }));
+        let expect = |name: Option<&str>, message: Option<&str>| Expectation::Error {
+            name: name.map(Into::into),
+            message: message.map(Into::into),
+        };
+        assert_eq!(
+            judge(&expect(Some("DataError"), Some("row 3")), &thrown),
+            None
+        );
+        assert_eq!(judge(&expect(None, None), &thrown), None);
+        assert!(judge(&expect(Some("TypeError"), None), &thrown).is_some());
+        assert!(judge(&expect(None, Some("row 4")), &thrown).is_some());
+        assert!(judge(&expect(None, None), &Ok(json!(1))).is_some());
+    }
+}

@@ -1,0 +1,82 @@
+//! A global allocator that enforces the run's memory budget from inside the worker.
+//!
+//! The kernel also caps the whole process with `RLIMIT_AS`, but a failed `mmap` there ends in
+//! an anonymous abort. Counting live heap bytes here lets the worker exit with
+//! [`EXIT_MEMORY_LIMIT`], which the kernel reports as a memory-limit error naming the limit.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use worker_protocol::EXIT_MEMORY_LIMIT;
+
+pub struct BudgetAllocator {
+    live: AtomicUsize,
+    budget: AtomicUsize,
+}
+
+impl BudgetAllocator {
+    pub const fn new() -> Self {
+        BudgetAllocator {
+            live: AtomicUsize::new(0),
+            budget: AtomicUsize::new(usize::MAX),
+        }
+    }
+
+    /// Sets the most heap the process may hold from now on.
+    pub fn set_budget(&self, bytes: usize) {
+        self.budget.store(bytes, Ordering::Relaxed);
+    }
+
+    pub fn live_bytes(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    fn charge(&self, size: usize) {
+        let live = self.live.fetch_add(size, Ordering::Relaxed) + size;
+        if live > self.budget.load(Ordering::Relaxed) {
+            exceeded();
+        }
+    }
+}
+
+/// Leaves at once: no allocation, no unwinding, a fixed message and a fixed exit code.
+#[cold]
+fn exceeded() -> ! {
+    const MESSAGE: &[u8] = b"ratchet-worker: memory limit exceeded\n";
+    #[allow(unsafe_code)]
+    // SAFETY: write(2) on fd 2 with a valid static buffer, then _exit(2); neither allocates.
+    unsafe {
+        libc::write(2, MESSAGE.as_ptr().cast(), MESSAGE.len());
+        libc::_exit(EXIT_MEMORY_LIMIT)
+    }
+}
+
+#[allow(unsafe_code)]
+// SAFETY: every method forwards to `System` with the caller's layout unchanged and only adds
+// bookkeeping of sizes; the accounting never touches the memory itself.
+unsafe impl GlobalAlloc for BudgetAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.charge(layout.size());
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        self.charge(layout.size());
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        self.live.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if new_size > layout.size() {
+            self.charge(new_size - layout.size());
+        } else {
+            self.live
+                .fetch_sub(layout.size() - new_size, Ordering::Relaxed);
+        }
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}

@@ -1,0 +1,162 @@
+//! `ratchet-worker`: runs JavaScript tasks for the Ratchet kernel.
+//!
+//! Speaks the worker protocol on stdin/stdout and nothing else; diagnostics go to stderr.
+//! The kernel spawns it with an empty environment and a memory cap, and kills it when a run
+//! outlives its timeout.
+
+mod alloc;
+mod host;
+mod runtime;
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::time::Instant;
+
+use worker_protocol::{
+    DEFAULT_MAX_FRAME_BYTES, EXIT_PROTOCOL_ERROR, ExecuteTask, JsError, KernelMessage,
+    PROTOCOL_VERSION, RunOutcome, RunStats, TaskResult, WorkerMessage, WorkerReady,
+};
+
+#[global_allocator]
+static ALLOCATOR: alloc::BudgetAllocator = alloc::BudgetAllocator::new();
+
+const USAGE: &str = "usage: ratchet-worker [--worker-id ID] [--max-frame-bytes N]\n\
+                     Started by the Ratchet kernel; speaks its protocol on stdin and stdout.";
+
+struct Args {
+    worker_id: String,
+    max_frame_bytes: usize,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        worker_id: std::process::id().to_string(),
+        max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+    };
+    let mut iter = std::env::args().skip(1);
+    while let Some(flag) = iter.next() {
+        let mut value = || iter.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--worker-id" => args.worker_id = value()?,
+            "--max-frame-bytes" => {
+                let raw = value()?;
+                args.max_frame_bytes = raw
+                    .parse()
+                    .map_err(|_| format!("--max-frame-bytes: `{raw}` is not a byte count"))?;
+            }
+            "--version" => return Err(format!("ratchet-worker protocol {PROTOCOL_VERSION}")),
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    Ok(args)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    host::install(args.max_frame_bytes);
+    let ready = WorkerReady {
+        worker_id: args.worker_id,
+        protocol_version: PROTOCOL_VERSION,
+        capabilities: vec!["boa".into(), "fetch".into(), "timers".into()],
+    };
+    if let Err(error) = host::with_pipe(|pipe| pipe.send(WorkerMessage::WorkerReady(ready))) {
+        eprintln!("ratchet-worker: cannot write the handshake: {error}");
+        return ExitCode::from(EXIT_PROTOCOL_ERROR as u8);
+    }
+    serve()
+}
+
+fn serve() -> ExitCode {
+    let mut cache = CodeCache::default();
+    loop {
+        let reply = match host::with_pipe(|pipe| pipe.receive()) {
+            Ok(None | Some(KernelMessage::Shutdown)) => return ExitCode::SUCCESS,
+            Ok(Some(KernelMessage::Ping { nonce })) => WorkerMessage::Pong { nonce },
+            Ok(Some(KernelMessage::ExecuteTask(task))) => {
+                WorkerMessage::TaskResult(run(task, &mut cache))
+            }
+            Ok(Some(other)) => {
+                return refuse(&format!("unexpected message outside a fetch: {other:?}"));
+            }
+            Err(error) => return refuse(&error.to_string()),
+        };
+        if let Err(error) = host::with_pipe(|pipe| pipe.send(reply)) {
+            return refuse(&error.to_string());
+        }
+    }
+}
+
+fn refuse(reason: &str) -> ExitCode {
+    eprintln!("ratchet-worker: protocol error: {reason}");
+    ExitCode::from(EXIT_PROTOCOL_ERROR as u8)
+}
+
+/// Code received from the kernel, by key. Bounded by the worker's lifetime: the kernel
+/// recycles a worker after a fixed number of runs.
+#[derive(Default)]
+struct CodeCache(HashMap<String, Rc<str>>);
+
+impl CodeCache {
+    fn resolve(&mut self, key: String, code: Option<String>) -> Option<Rc<str>> {
+        match code {
+            Some(code) => {
+                let code: Rc<str> = code.into();
+                self.0.insert(key, Rc::clone(&code));
+                Some(code)
+            }
+            None => self.0.get(&key).cloned(),
+        }
+    }
+}
+
+fn run(task: ExecuteTask, cache: &mut CodeCache) -> TaskResult {
+    let started = Instant::now();
+    let correlation_id = task.correlation_id;
+    let outcome = match cache.resolve(task.task.key.clone(), task.task.code) {
+        Some(code) => {
+            host::with_pipe(|pipe| pipe.correlation_id = correlation_id);
+            let budget = usize::try_from(task.limits.memory_bytes).unwrap_or(usize::MAX);
+            ALLOCATOR.set_budget(ALLOCATOR.live_bytes().saturating_add(budget));
+            let run = runtime::Run {
+                mode: task.mode,
+                code: &code,
+                input: &task.input,
+                context: &task.context,
+            };
+            let outcome = runtime::execute(&run);
+            ALLOCATOR.set_budget(usize::MAX);
+            outcome
+        }
+        None => RunOutcome::Error {
+            error: JsError {
+                name: "ProtocolError".into(),
+                message: format!(
+                    "the worker has no code for task reference `{}`",
+                    task.task.key
+                ),
+                stack: None,
+            },
+        },
+    };
+    let stats = RunStats {
+        duration_us: started.elapsed().as_micros() as u64,
+        peak_rss_kib: peak_rss_kib(),
+    };
+    TaskResult {
+        correlation_id,
+        outcome,
+        stats,
+    }
+}
+
+fn peak_rss_kib() -> u64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_SELF).map_or(0, |usage| usage.max_rss().max(0) as u64)
+}
