@@ -140,7 +140,10 @@ impl Kernel {
     pub async fn run(&self, task: &Task, input: Value) -> Execution {
         let started = Instant::now();
         let id = uuid::Uuid::new_v4().to_string();
-        let violations = task.input_schema.violations(&input);
+        let violations = match input_too_deep(&input) {
+            Some(violation) => vec![violation],
+            None => task.input_schema.violations(&input),
+        };
         if !violations.is_empty() {
             return Execution::failed(id, ExecutionError::InvalidInput(violations), started);
         }
@@ -226,6 +229,20 @@ fn script_path(origin: &Path) -> String {
     } else {
         format!("{}!/main.js", origin.display())
     }
+}
+
+/// Inputs nested beyond what the protocol carries are refused before schema checks.
+fn input_too_deep(input: &Value) -> Option<SchemaViolation> {
+    let depth = worker_protocol::value_depth(input);
+    (depth > worker_protocol::MAX_VALUE_DEPTH).then(|| SchemaViolation {
+        pointer: String::new(),
+        rule: "maxDepth".into(),
+        value: Value::String(format!("a value nested {depth} levels deep")),
+        message: format!(
+            "input nests {depth} levels deep; at most {} are accepted",
+            worker_protocol::MAX_VALUE_DEPTH
+        ),
+    })
 }
 
 fn check_output(task: &Task, output: Value) -> Result<Value, ExecutionError> {

@@ -1,1 +1,234 @@
+//! Helpers for Ratchet's end-to-end tests: locate the real binaries, write tasks, run them.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+
+/// The folder holding the workspace's built binaries (`target/debug`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary knows its path");
+    // target/debug/deps/e2e-<hash> -> target/debug
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binaries live in target/<profile>/deps");
+    for binary in ["ratchet", "ratchet-worker"] {
+        assert!(
+            dir.join(binary).is_file(),
+            "{binary} is not built in {}; run the suite with `cargo xtask ci` or build first with \
+             `cargo build -p kernel -p boa-worker`",
+            dir.display()
+        );
+    }
+    dir.to_owned()
+}
+
+pub fn ratchet_bin() -> PathBuf {
+    bin_dir().join("ratchet")
+}
+
+pub fn worker_bin() -> PathBuf {
+    bin_dir().join("ratchet-worker")
+}
+
+/// The workspace root, for the sample tasks.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace")
+        .to_owned()
+}
+
+pub fn example_task(name: &str) -> PathBuf {
+    workspace_root().join("examples/tasks").join(name)
+}
+
+/// A task written to a temporary folder.
+pub struct TaskDir {
+    dir: tempfile::TempDir,
+}
+
+impl TaskDir {
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("task")
+    }
+
+    /// Writes (or overwrites) a file of the task.
+    pub fn write(&self, name: &str, content: &str) -> &Self {
+        let path = self.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+        self
+    }
+
+    pub fn remove(&self, name: &str) -> &Self {
+        std::fs::remove_file(self.path().join(name)).unwrap();
+        self
+    }
+
+    /// Zips the task folder (inside a top-level `task/` folder) and returns the archive path.
+    pub fn zip(&self) -> PathBuf {
+        let archive = self.dir.path().join("task.zip");
+        let mut writer = zip::ZipWriter::new(std::fs::File::create(&archive).unwrap());
+        let options = zip::write::SimpleFileOptions::default();
+        for entry in walk(&self.path()) {
+            let name = format!(
+                "task/{}",
+                entry.strip_prefix(self.path()).unwrap().display()
+            );
+            writer.start_file(name, options).unwrap();
+            std::io::Write::write_all(&mut writer, &std::fs::read(&entry).unwrap()).unwrap();
+        }
+        writer.finish().unwrap();
+        archive
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path))
+        } else {
+            files.push(path)
+        }
+    }
+    files.sort();
+    files
+}
+
+/// A task with permissive schemas and `code` as its `main.js`.
+pub fn task(code: &str) -> TaskDir {
+    task_with(code, json!({}), json!({}))
+}
+
+/// A task with the given schemas and `code` as its `main.js`.
+pub fn task_with(code: &str, input_schema: Value, output_schema: Value) -> TaskDir {
+    let task = TaskDir {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    task.write(
+        "metadata.json",
+        &json!({"uuid": "test-task", "version": "1.0.0", "timeout": 5}).to_string(),
+    )
+    .write("input.schema.json", &input_schema.to_string())
+    .write("output.schema.json", &output_schema.to_string())
+    .write("main.js", code);
+    task
+}
+
+/// What a `ratchet` invocation did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// stdout parsed as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    }
+}
+
+/// Runs `ratchet ARGS` in `cwd` (a temporary folder by default) with a clean environment.
+pub fn ratchet(args: &[&str]) -> Run {
+    ratchet_in(&std::env::temp_dir(), args, &[])
+}
+
+pub fn ratchet_in(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let output: Output = Command::new(ratchet_bin())
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("RATCHET_LOG")
+        .envs(env.iter().copied())
+        .output()
+        .expect("ratchet runs");
+    Run {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// `ratchet run-once --format json` of `task` with `input`: the result envelope.
+pub fn run_once(task: &Path, input: &Value) -> (Run, Value) {
+    let input = input.to_string();
+    let run = ratchet(&[
+        "run-once",
+        "--from-fs",
+        task.to_str().unwrap(),
+        "--input-json",
+        &input,
+        "--format",
+        "json",
+    ]);
+    let envelope = run.json();
+    (run, envelope)
+}
+
+/// Runs `code` once with `input` and checks the envelope: `Ok(output)` or `Err((kind, name))`.
+#[track_caller]
+pub fn check_task(code: &str, input: Value, expect: Result<Value, (&str, &str)>) -> Value {
+    let task = task(code);
+    let (run, envelope) = run_once(&task.path(), &input);
+    match expect {
+        Ok(output) => {
+            assert!(run.success(), "expected success, got {envelope:#}");
+            assert_eq!(envelope["output"], output, "{envelope:#}");
+        }
+        Err((kind, name)) => {
+            assert!(!run.success(), "expected failure, got {envelope:#}");
+            assert_eq!(envelope["error"]["kind"], kind, "{envelope:#}");
+            assert_eq!(envelope["error"]["name"], name, "{envelope:#}");
+        }
+    }
+    envelope
+}
+
+/// Configuration for an in-process kernel that uses the built worker binary.
+pub fn kernel_config() -> kernel::Config {
+    let mut config = kernel::Config::default();
+    config.workers.binary = Some(worker_bin());
+    config
+}
+
+/// Loads a task for an in-process kernel.
+pub fn load(task: &TaskDir, config: &kernel::Config) -> kernel::Task {
+    kernel::task::load(&task.path(), &config.limits).expect("the test task loads")
+}
+
+/// Writes an executable shell script posing as a worker, for protocol fault tests.
+pub fn fake_worker(dir: &Path, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("fake-worker.sh");
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// The handshake line a fake worker prints.
+pub const FAKE_HANDSHAKE: &str = r#"{"protocol_version":1,"timestamp":0,"message":{"type":"WorkerReady","worker_id":"fake","protocol_version":1,"capabilities":[]}}"#;
+
+/// Resident memory of this process, in KiB.
+pub fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/self/status")
+}
+
+/// Runs `code` once with `input` and returns the result envelope, whatever the outcome.
+pub fn run_code(code: &str, input: Value) -> Value {
+    run_once(&task(code).path(), &input).1
+}

@@ -325,6 +325,12 @@ fn describe_exit(status: ExitStatus, stderr_note: &str) -> WorkerFailure {
         if name == "SIGABRT" && stderr_note.contains("memory allocation") {
             return WorkerFailure::MemoryLimit(None);
         }
+        if name == "SIGABRT" && stderr_note.contains("overflowed its stack") {
+            return WorkerFailure::Crashed(format!(
+                "the task overflowed the worker's native stack (SIGABRT); deeply nested objects \
+                 passed to built-ins such as JSON.stringify do this{stderr_note}"
+            ));
+        }
         return WorkerFailure::Crashed(format!("worker killed by signal {name}{stderr_note}"));
     }
     match status.code() {

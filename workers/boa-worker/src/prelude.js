@@ -4,6 +4,22 @@
 (function (host) {
   'use strict';
   const now = Date.now;
+  const stringify = JSON.stringify;
+  const MAX_DEPTH = 100;
+
+  // Boa's JSON.stringify recurses natively: measure depth first, without recursion.
+  const depthWithin = (root, limit) => {
+    const seen = new Set();
+    const stack = [[root, 0]];
+    while (stack.length > 0) {
+      const [value, depth] = stack.pop();
+      if (value === null || typeof value !== 'object' || seen.has(value)) continue;
+      if (depth >= limit) return false;
+      seen.add(value);
+      for (const key of Object.keys(value)) stack.push([value[key], depth + 1]);
+    }
+    return true;
+  };
   const define = (name, value) =>
     Object.defineProperty(globalThis, name, {
       value,
@@ -30,8 +46,9 @@
   const show = (value) => {
     if (typeof value === 'string') return value;
     if (value instanceof Error) return `${value.name}: ${value.message}`;
+    if (!depthWithin(value, MAX_DEPTH)) return `[object nested deeper than ${MAX_DEPTH} levels]`;
     try {
-      const json = JSON.stringify(value);
+      const json = stringify(value);
       return json === undefined ? String(value) : json;
     } catch (_) {
       return String(value);
@@ -119,6 +136,13 @@
   });
 
   return {
+    // The task's result as JSON text (undefined for undefined), with JSON semantics.
+    serialize(value) {
+      if (!depthWithin(value, MAX_DEPTH)) {
+        throw new DataError(`the task's output nests deeper than ${MAX_DEPTH} levels`);
+      }
+      return stringify(value);
+    },
     // Runs the earliest due timer and returns 0, or returns the milliseconds until the next
     // one, or -1 when no timer is left.
     tick() {

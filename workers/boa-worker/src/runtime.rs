@@ -48,7 +48,7 @@ fn execute_in(run: &Run<'_>, context: &mut Context) -> Result<Value, WireError> 
     }
     let result = call_entry(&entry, run, context).map_err(|e| describe(e, context))?;
     let settled = settle(result, &controller, context).map_err(|e| describe(e, context))?;
-    to_output(&settled, context)
+    to_output(&settled, &controller, context)
 }
 
 fn install_prelude(context: &mut Context) -> JsResult<JsObject> {
@@ -134,18 +134,24 @@ fn settle(value: JsValue, controller: &JsObject, context: &mut Context) -> JsRes
     }
 }
 
-/// Converts the result with JSON semantics (`toJSON`, dropped functions and `undefined`).
-fn to_output(value: &JsValue, context: &mut Context) -> Result<Value, WireError> {
+/// Converts the result with JSON semantics (`toJSON`, dropped functions and `undefined`),
+/// through the prelude's depth-checked serializer.
+fn to_output(
+    value: &JsValue,
+    controller: &JsObject,
+    context: &mut Context,
+) -> Result<Value, WireError> {
     if value.is_undefined() {
         return Ok(Value::Null);
     }
-    let json = context
-        .global_object()
-        .get(js_string!("JSON"), context)
-        .and_then(|json| json.as_object().ok_or_else(|| not_callable("JSON")))
-        .and_then(|json| {
-            let stringify = json.get(js_string!("stringify"), context)?;
-            callable(&stringify, "JSON.stringify")?.call(&json.into(), &[value.clone()], context)
+    let json = controller
+        .get(js_string!("serialize"), context)
+        .and_then(|serialize| {
+            callable(&serialize, "the serializer")?.call(
+                &controller.clone().into(),
+                &[value.clone()],
+                context,
+            )
         })
         .map_err(|e| describe(e, context))?;
     if json.is_undefined() {

@@ -188,4 +188,19 @@ mod tests {
             Err(ProtocolError::Malformed(_))
         ));
     }
+
+    #[test]
+    fn depth_counts_levels_without_recursion() {
+        assert_eq!(crate::value_depth(&serde_json::json!(1)), 0);
+        assert_eq!(
+            crate::value_depth(&serde_json::json!({"a": [1, {"b": []}]})),
+            3
+        );
+        let mut deep = serde_json::json!(0);
+        for _ in 0..10_000 {
+            deep = serde_json::Value::Array(vec![deep]);
+        }
+        assert_eq!(crate::value_depth(&deep), 10_000);
+        std::mem::forget(deep); // dropping 10k nested arrays recurses; not what this tests
+    }
 }

@@ -25,6 +25,25 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Default maximum size of one frame in bytes, newline excluded.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
 
+/// Deepest nesting of a task's input or output. Frames wrap values in a few levels of
+/// envelope, and serde_json refuses documents nested deeper than 128 levels.
+pub const MAX_VALUE_DEPTH: usize = 100;
+
+/// How deeply `value` nests (a scalar is 0, `[1]` is 1). Iterative: safe on any input.
+pub fn value_depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((value, depth)) = stack.pop() {
+        deepest = deepest.max(depth);
+        match value {
+            Value::Array(items) => stack.extend(items.iter().map(|v| (v, depth + 1))),
+            Value::Object(map) => stack.extend(map.values().map(|v| (v, depth + 1))),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// Exit code a worker uses when a run exceeded its memory budget.
 pub const EXIT_MEMORY_LIMIT: i32 = 86;
 

@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `ratchet` and `ratchet-worker` binaries, and the kernel library
+//! driving real worker processes.
+
+mod cli;
+mod javascript;
+mod protocol;
+mod supervisor;
+mod task_format;
