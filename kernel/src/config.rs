@@ -225,4 +225,21 @@ mod tests {
         }
         assert_eq!(ByteSize(128 * MIB).to_string(), "128MB");
     }
+
+    #[test]
+    fn the_example_file_documents_the_defaults() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/ratchet.example.yaml");
+        assert_eq!(Config::load(Some(&example)).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn a_missing_named_file_is_an_error() {
+        let error = Config::load(Some(Path::new("/nonexistent/ratchet.yaml"))).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("/nonexistent/ratchet.yaml does not exist"),
+            "{error}"
+        );
+    }
 }

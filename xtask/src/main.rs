@@ -1,1 +1,56 @@
-fn main() {}
+//! `cargo xtask`: Ratchet's automation, in Rust so it runs wherever cargo does.
+//!
+//! - `cargo xtask ci`: formatting, clippy with warnings denied, the whole test suite.
+//! - `cargo xtask bench`: release build, then cold `run-once` and warm-pool figures.
+
+mod bench;
+mod ci;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+const HELP: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  ci               fmt check, clippy (-D warnings), build, every test
+  bench [--quick]  cold run-once (median of 20) and warm pool (1,000 runs) in release mode
+";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("ci") => ci::run(),
+        Some("bench") => bench::run(args.iter().any(|a| a == "--quick")),
+        Some("help" | "--help" | "-h") | None => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown command `{other}`\n\n{HELP}"),
+    }
+}
+
+/// The workspace root: xtask lives one folder below it.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the workspace")
+        .to_owned()
+}
+
+/// Runs `cargo ARGS` in the workspace root, echoing the command; fails on a non-zero exit.
+pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    println!("$ cargo {}", args.join(" "));
+    let status = Command::new(&cargo)
+        .args(args)
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("cannot run {cargo}"))?;
+    if !status.success() {
+        bail!("`cargo {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}

@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::io::{BufReader, Stdin, Stdout, Write};
 
-use boa_engine::{Context, JsNativeError, JsResult, JsValue, js_string};
+use boa_engine::{Context, JsNativeError, JsResult, JsValue};
 use serde_json::{Value, json};
 use worker_protocol::{
     FetchOutcome, FetchRequest, FrameReader, KernelMessage, LogLevel, LogRecord, ProtocolError,
@@ -62,16 +62,10 @@ impl Pipe {
     }
 }
 
-/// `host.log(level, message)`.
-pub fn log(_this: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue> {
-    let level = match arg_string(args, 0, context)?.as_str() {
-        "debug" => LogLevel::Debug,
-        "warn" => LogLevel::Warn,
-        "error" => LogLevel::Error,
-        _ => LogLevel::Info,
-    };
-    let message = truncate(arg_string(args, 1, context)?);
-    with_pipe(|pipe| {
+/// Sends a line of the task's console output.
+pub fn log(level: LogLevel, message: String) {
+    let message = truncate(message);
+    let sent = with_pipe(|pipe| {
         let record = LogRecord {
             correlation_id: pipe.correlation_id,
             level,
@@ -79,12 +73,13 @@ pub fn log(_this: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult
             fields: Default::default(),
         };
         pipe.send(WorkerMessage::Log(record))
-    })
-    .map_err(|e| fatal(&e))?;
-    Ok(JsValue::undefined())
+    });
+    if let Err(error) = sent {
+        fatal(&error);
+    }
 }
 
-/// `host.fetch(method, url, headerPairs, body)`: blocks until the kernel answers.
+/// `hostFetch(method, url, headerPairs, body)` of the fetch shim: blocks until the kernel answers.
 pub fn fetch(_this: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue> {
     let method = arg_string(args, 0, context)?;
     let url = arg_string(args, 1, context)?;
@@ -105,7 +100,7 @@ pub fn fetch(_this: &JsValue, args: &[JsValue], context: &mut Context) -> JsResu
         _ => None,
     };
     let reply =
-        with_pipe(|pipe| exchange(pipe, method, url, headers, body)).map_err(|e| fatal(&e))?;
+        with_pipe(|pipe| exchange(pipe, method, url, headers, body)).unwrap_or_else(|e| fatal(&e));
     JsValue::from_json(&reply, context)
 }
 
@@ -161,7 +156,7 @@ fn fetch_reply(outcome: FetchOutcome) -> Value {
 
 /// A broken pipe or a refused frame is not the task's fault and cannot be recovered: the
 /// worker leaves, and the kernel reports the run as a protocol failure.
-fn fatal(error: &ProtocolError) -> JsNativeError {
+fn fatal(error: &ProtocolError) -> ! {
     eprintln!("ratchet-worker: pipe to the kernel failed: {error}");
     std::process::exit(worker_protocol::EXIT_PROTOCOL_ERROR)
 }
@@ -184,19 +179,4 @@ fn truncate(mut message: String) -> String {
         message.push_str(&format!(" … ({dropped} bytes truncated)"));
     }
     message
-}
-
-/// The bridge object handed to the prelude.
-pub fn bridge(context: &mut Context) -> JsResult<JsValue> {
-    use boa_engine::NativeFunction;
-    use boa_engine::object::ObjectInitializer;
-    use boa_engine::property::Attribute;
-    let log = NativeFunction::from_fn_ptr(log);
-    let fetch = NativeFunction::from_fn_ptr(fetch);
-    let object = ObjectInitializer::new(context)
-        .function(log, js_string!("log"), 2)
-        .function(fetch, js_string!("fetch"), 4)
-        .property(js_string!("version"), 1, Attribute::READONLY)
-        .build();
-    Ok(object.into())
 }

@@ -1,9 +1,10 @@
 //! One run of a task in a fresh Boa realm.
 //!
 //! Every run builds a new `Context`: nothing a task does to globals or prototypes can reach
-//! the next run. The prelude installs the documented globals; the task's code is evaluated;
-//! its entry point is resolved and called; a returned promise is driven to completion by a
-//! small event loop over Boa's job queue and the prelude's timers.
+//! the next run. [`globals::install`] adds the documented globals; the task's code is
+//! evaluated; its entry point is resolved and called; a returned promise is driven to
+//! completion by a small event loop over Boa's job queue and the timers, sleeping (not
+//! spinning) until the next timer is due.
 
 use std::time::Duration;
 
@@ -11,10 +12,10 @@ use boa_engine::builtins::promise::PromiseState;
 use boa_engine::error::{EngineError, RuntimeLimitError};
 use boa_engine::object::JsObject;
 use boa_engine::{Context, JsError, JsResult, JsValue, Source, js_string};
+
+use crate::globals::{self, Installed, NextTimer, Serialize};
 use serde_json::Value;
 use worker_protocol::{JsError as WireError, RunContext, RunMode, RunOutcome};
-
-const PRELUDE: &str = include_str!("prelude.js");
 
 /// Most nested calls a task may make before a `RecursionLimitError`.
 const RECURSION_LIMIT: usize = 400;
@@ -34,30 +35,24 @@ pub fn execute(run: &Run<'_>) -> RunOutcome {
     context
         .runtime_limits_mut()
         .set_recursion_limit(RECURSION_LIMIT);
-    match execute_in(run, &mut context) {
+    let outcome = match execute_in(run, &mut context) {
         Ok(output) => RunOutcome::Success { output },
         Err(error) => RunOutcome::Error { error },
-    }
+    };
+    // Pending timers hold objects of this realm; drop them with it.
+    globals::reset();
+    outcome
 }
 
 fn execute_in(run: &Run<'_>, context: &mut Context) -> Result<Value, WireError> {
-    let controller = install_prelude(context).map_err(|e| describe(e, context))?;
+    let installed = globals::install(context).map_err(|e| describe(e, context))?;
     let entry = resolve_entry(run.code, context)?;
     if run.mode == RunMode::Check {
         return Ok(Value::Null);
     }
     let result = call_entry(&entry, run, context).map_err(|e| describe(e, context))?;
-    let settled = settle(result, &controller, context).map_err(|e| describe(e, context))?;
-    to_output(&settled, &controller, context)
-}
-
-fn install_prelude(context: &mut Context) -> JsResult<JsObject> {
-    let factory = context
-        .eval(Source::from_bytes(PRELUDE).with_path(std::path::Path::new("ratchet:prelude")))?;
-    let bridge = crate::host::bridge(context)?;
-    let factory = callable(&factory, "the prelude")?;
-    let controller = factory.call(&JsValue::undefined(), &[bridge], context)?;
-    callable_or_object(&controller)
+    let settled = settle(result, context).map_err(|e| describe(e, context))?;
+    to_output(&settled, &installed, context)
 }
 
 /// Evaluates `main.js` and finds the function to call.
@@ -106,12 +101,10 @@ fn call_entry(entry: &JsObject, run: &Run<'_>, context: &mut Context) -> JsResul
 }
 
 /// Drives promise jobs and timers until `value` (a promise or a plain value) settles.
-fn settle(value: JsValue, controller: &JsObject, context: &mut Context) -> JsResult<JsValue> {
+fn settle(value: JsValue, context: &mut Context) -> JsResult<JsValue> {
     let Some(promise) = value.as_promise() else {
         return Ok(value);
     };
-    let tick = controller.get(js_string!("tick"), context)?;
-    let tick = callable(&tick, "the timer loop")?;
     loop {
         context.run_jobs()?;
         match promise.state() {
@@ -119,69 +112,46 @@ fn settle(value: JsValue, controller: &JsObject, context: &mut Context) -> JsRes
             PromiseState::Rejected(reason) => return Err(JsError::from_opaque(reason)),
             PromiseState::Pending => {}
         }
-        let wait = tick.call(&JsValue::from(controller.clone()), &[], context)?;
-        let wait = wait.to_number(context)?;
-        if wait < 0.0 {
-            return Err(boa_engine::JsNativeError::error()
-                .with_message(
-                    "the promise returned by the task never settles: no timer or request is pending",
-                )
-                .into());
-        }
-        if wait > 0.0 {
-            std::thread::sleep(Duration::from_millis(wait as u64).min(MAX_TIMER_SLEEP));
+        match globals::run_due_timer(context)? {
+            NextTimer::Fired => {}
+            NextTimer::Wait(wait) => std::thread::sleep(wait.min(MAX_TIMER_SLEEP)),
+            NextTimer::None => {
+                return Err(boa_engine::JsNativeError::error()
+                    .with_message("the promise returned by the task never settles: no timer or request is pending")
+                    .into());
+            }
         }
     }
 }
 
 /// Converts the result with JSON semantics (`toJSON`, dropped functions and `undefined`),
-/// through the prelude's depth-checked serializer.
+/// through the realm's original `JSON.stringify` and a depth check.
 fn to_output(
     value: &JsValue,
-    controller: &JsObject,
+    installed: &Installed,
     context: &mut Context,
 ) -> Result<Value, WireError> {
-    if value.is_undefined() {
-        return Ok(Value::Null);
-    }
-    let json = controller
-        .get(js_string!("serialize"), context)
-        .and_then(|serialize| {
-            callable(&serialize, "the serializer")?.call(
-                &controller.clone().into(),
-                &[value.clone()],
-                context,
-            )
-        })
-        .map_err(|e| describe(e, context))?;
-    if json.is_undefined() {
-        return Ok(Value::Null);
-    }
-    let text = json.to_string(context).map_err(|e| describe(e, context))?;
-    serde_json::from_str(&text.to_std_string_escaped()).map_err(|e| WireError {
+    let data_error = |message: String| WireError {
         name: "DataError".into(),
-        message: format!("the task's output is not representable as JSON: {e}"),
+        message,
         stack: None,
+    };
+    let json = match installed.serialize(value, context) {
+        Ok(Some(json)) => json,
+        Ok(None) => return Ok(Value::Null),
+        Err(Serialize::TooDeep) => {
+            return Err(data_error(format!(
+                "the task's output nests deeper than {} levels",
+                worker_protocol::MAX_VALUE_DEPTH
+            )));
+        }
+        Err(Serialize::Thrown(error)) => return Err(describe(error, context)),
+    };
+    serde_json::from_str(&json).map_err(|e| {
+        data_error(format!(
+            "the task's output is not representable as JSON: {e}"
+        ))
     })
-}
-
-fn callable(value: &JsValue, what: &str) -> JsResult<JsObject> {
-    value
-        .as_object()
-        .filter(JsObject::is_callable)
-        .ok_or_else(|| not_callable(what))
-}
-
-fn callable_or_object(value: &JsValue) -> JsResult<JsObject> {
-    value
-        .as_object()
-        .ok_or_else(|| not_callable("the prelude controller"))
-}
-
-fn not_callable(what: &str) -> JsError {
-    boa_engine::JsNativeError::typ()
-        .with_message(format!("{what} is not callable"))
-        .into()
 }
 
 /// Turns any thrown value or engine error into the wire's typed error.

@@ -1,0 +1,76 @@
+//! `cargo xtask bench`: the performance figures of the foundation, in release mode.
+//!
+//! 1. Cold `ratchet run-once` of the `addition` sample: wall time (median and p90 of 20
+//!    process runs) and the peak resident memory of the kernel and of its worker.
+//! 2. Warm pool: the `warm_pool` bench target drives one kernel with 2 workers through 1,000
+//!    trivial runs, sequentially (latency) and from 4 concurrent clients (throughput).
+
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+use serde_json::Value;
+
+use crate::{cargo, root};
+
+const COLD_RUNS: usize = 20;
+
+pub fn run(quick: bool) -> anyhow::Result<()> {
+    cargo(&["build", "--release", "-p", "kernel", "-p", "boa-worker"])?;
+    cold_run_once(if quick { 5 } else { COLD_RUNS })?;
+    let worker = root().join("target/release/ratchet-worker");
+    let runs = if quick { "200" } else { "1000" };
+    println!("$ cargo bench -p kernel --bench warm_pool -- {runs}");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["bench", "-p", "kernel", "--bench", "warm_pool", "--", runs])
+        .env("RATCHET_WORKER_BIN", worker)
+        .current_dir(root())
+        .status()?;
+    if !status.success() {
+        bail!("the warm pool bench failed ({status})");
+    }
+    Ok(())
+}
+
+fn cold_run_once(runs: usize) -> anyhow::Result<()> {
+    let ratchet = root().join("target/release/ratchet");
+    let task = root().join("examples/tasks/addition");
+    let mut walls = Vec::with_capacity(runs);
+    let mut kernel_peak = 0u64;
+    let mut worker_peak = 0u64;
+    for _ in 0..runs {
+        let started = Instant::now();
+        let output = Command::new(&ratchet)
+            .args(["run-once", "--from-fs"])
+            .arg(&task)
+            .args([
+                "--input-json",
+                r#"{"num1": 1, "num2": 2}"#,
+                "--format",
+                "json",
+            ])
+            .output()
+            .context("running ratchet")?;
+        walls.push(started.elapsed().as_secs_f64() * 1000.0);
+        if !output.status.success() {
+            bail!(
+                "run-once failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let envelope: Value = serde_json::from_slice(&output.stdout)?;
+        kernel_peak = kernel_peak.max(envelope["kernel"]["peak_rss_kib"].as_u64().unwrap_or(0));
+        worker_peak = worker_peak.max(envelope["worker"]["peak_rss_kib"].as_u64().unwrap_or(0));
+    }
+    walls.sort_by(f64::total_cmp);
+    let median = walls[walls.len() / 2];
+    let p90 = walls[(walls.len() * 9 / 10).min(walls.len() - 1)];
+    println!(
+        "cold run-once (addition, {runs} runs): median {median:.2} ms, p90 {p90:.2} ms, min {:.2} ms; \
+         peak RSS kernel {:.1} MiB, worker {:.1} MiB",
+        walls[0],
+        kernel_peak as f64 / 1024.0,
+        worker_peak as f64 / 1024.0
+    );
+    Ok(())
+}
