@@ -22,52 +22,81 @@ fn check_invalid(edit: impl FnOnce(&TaskDir), expect: &[&str]) {
 #[test]
 fn each_defect_gets_one_clear_error() {
     check_invalid(
-        |t| drop(t.remove("metadata.json")),
+        |t| {
+            t.remove("metadata.json");
+        },
         &["metadata.json: missing"],
     );
-    check_invalid(|t| drop(t.remove("main.js")), &["main.js: missing"]);
     check_invalid(
-        |t| drop(t.remove("output.schema.json")),
+        |t| {
+            t.remove("main.js");
+        },
+        &["main.js: missing"],
+    );
+    check_invalid(
+        |t| {
+            t.remove("output.schema.json");
+        },
         &["output.schema.json: missing"],
     );
     check_invalid(
-        |t| drop(t.write("metadata.json", "{\n  \"version\": \"1\",\n  oops\n}")),
+        |t| {
+            t.write("metadata.json", "{\n  \"version\": \"1\",\n  oops\n}");
+        },
         &["metadata.json:3:3", "invalid JSON"],
     );
     check_invalid(
-        |t| drop(t.write("input.schema.json", r#"{"type": "nonsense"}"#)),
+        |t| {
+            t.write("input.schema.json", r#"{"type": "nonsense"}"#);
+        },
         &["input.schema.json", "not a valid JSON Schema"],
     );
     check_invalid(
-        |t| drop(t.write("main.js", "function main(input) {\n  return input +;\n}\n")),
+        |t| {
+            t.write("main.js", "function main(input) {\n  return input +;\n}\n");
+        },
         &["main.js", "SyntaxError", "line 2"],
     );
     check_invalid(
-        |t| drop(t.write("main.js", "function main(input) {\n  return 1;\n")),
+        |t| {
+            t.write("main.js", "function main(input) {\n  return 1;\n");
+        },
         &["main.js", "SyntaxError", "line 2"],
     );
     check_invalid(
-        |t| drop(t.write("main.js", "const answer = 42;")),
+        |t| {
+            t.write("main.js", "const answer = 42;");
+        },
         &["main.js", "TaskDefinitionError", "function main(input)"],
     );
     check_invalid(
-        |t| drop(t.write("metadata.json", r#"{"memory_limit": "lots"}"#)),
+        |t| {
+            t.write("metadata.json", r#"{"memory_limit": "lots"}"#);
+        },
         &["metadata.json", "`lots` is not a size"],
     );
     check_invalid(
-        |t| drop(t.write("metadata.json", r#"{"memory_limit": "64GB"}"#)),
+        |t| {
+            t.write("metadata.json", r#"{"memory_limit": "64GB"}"#);
+        },
         &["metadata.json", "exceeds the configured ceiling"],
     );
     check_invalid(
-        |t| drop(t.write("metadata.json", r#"{"timeout": -1}"#)),
+        |t| {
+            t.write("metadata.json", r#"{"timeout": -1}"#);
+        },
         &["metadata.json", "timeout must be"],
     );
     check_invalid(
-        |t| drop(t.write("tests/a.json", r#"{"input": 1}"#)),
+        |t| {
+            t.write("tests/a.json", r#"{"input": 1}"#);
+        },
         &["tests/a.json", "expected_output"],
     );
     check_invalid(
-        |t| drop(t.write("tests/b.json", "[")),
+        |t| {
+            t.write("tests/b.json", "[");
+        },
         &["tests/b.json:1:1", "invalid JSON"],
     );
     check_invalid(

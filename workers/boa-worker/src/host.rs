@@ -58,7 +58,7 @@ impl Pipe {
     }
 
     pub fn receive(&mut self) -> Result<Option<KernelMessage>, ProtocolError> {
-        self.input.next()
+        self.input.read()
     }
 }
 

@@ -110,14 +110,14 @@ mod tests {
         wire.extend(encode(KernelMessage::Shutdown).unwrap());
         let mut reader = FrameReader::new(wire.as_slice(), 1024);
         assert_eq!(
-            reader.next::<KernelMessage>().unwrap(),
+            reader.read::<KernelMessage>().unwrap(),
             Some(KernelMessage::Ping { nonce: 7 })
         );
         assert_eq!(
-            reader.next::<KernelMessage>().unwrap(),
+            reader.read::<KernelMessage>().unwrap(),
             Some(KernelMessage::Shutdown)
         );
-        assert_eq!(reader.next::<KernelMessage>().unwrap(), None);
+        assert_eq!(reader.read::<KernelMessage>().unwrap(), None);
     }
 
     #[test]
@@ -184,7 +184,7 @@ mod tests {
     fn truncated_stream_is_malformed() {
         let mut reader = FrameReader::new(&b"{\"protocol"[..], 1024);
         assert!(matches!(
-            reader.next::<KernelMessage>(),
+            reader.read::<KernelMessage>(),
             Err(ProtocolError::Malformed(_))
         ));
     }

@@ -273,7 +273,7 @@ impl<R: BufRead> FrameReader<R> {
     }
 
     /// The next frame, or `None` at end of input.
-    pub fn next<M: DeserializeOwned>(&mut self) -> Result<Option<M>, ProtocolError> {
+    pub fn read<M: DeserializeOwned>(&mut self) -> Result<Option<M>, ProtocolError> {
         loop {
             let available = self.reader.fill_buf()?;
             if available.is_empty() {
