@@ -64,23 +64,38 @@ fn a_typed_js_error_keeps_name_message_and_stack() {
             .contains("main.js:2"),
         "{envelope}"
     );
-    for name in [
-        "NetworkError",
-        "HttpError",
-        "ValidationError",
-        "AuthenticationError",
-        "AuthorizationError",
-        "RateLimitError",
-        "ConfigurationError",
-        "ServiceUnavailableError",
-        "NotFoundError",
-        "TimeoutError",
-    ] {
+    for name in worker_protocol::TYPED_ERROR_CLASSES {
         let code = format!(
             "(function () {{ const e = new {name}('x'); if (!(e instanceof Error)) return 'bad'; throw e; }})"
         );
         check_task(&code, json!(null), Err(("task_error", name)));
     }
+}
+
+#[test]
+fn typed_errors_behave_like_error_subclasses() {
+    check_task(
+        "(function () {
+            class QuotaError extends RateLimitError {}
+            const e = new QuotaError('over quota', { cause: 1 });
+            return [e instanceof QuotaError, e instanceof RateLimitError, e instanceof Error, e.name,
+                e.message, e.cause, Object.getPrototypeOf(DataError) === Error, String(new DataError('m'))];
+        })",
+        json!(null),
+        Ok(json!([true, true, true, "RateLimitError", "over quota", 1, true, "DataError: m"])),
+    );
+    let envelope = check_task(
+        "(function () { DataError('no new'); })",
+        json!(null),
+        Err(("task_error", "TypeError")),
+    );
+    assert!(
+        envelope["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("with `new`"),
+        "{envelope}"
+    );
 }
 
 #[test]

@@ -14,22 +14,7 @@ use boa_engine::property::{Attribute, PropertyKey};
 use boa_engine::{
     Context, JsNativeError, JsResult, JsString, JsValue, NativeFunction, Source, js_string,
 };
-use worker_protocol::{LogLevel, MAX_VALUE_DEPTH};
-
-/// The error classes a task throws to classify its failure (DESIGN.md §4).
-pub const TYPED_ERRORS: [&str; 11] = [
-    "NetworkError",
-    "HttpError",
-    "DataError",
-    "ValidationError",
-    "AuthenticationError",
-    "AuthorizationError",
-    "RateLimitError",
-    "ConfigurationError",
-    "ServiceUnavailableError",
-    "NotFoundError",
-    "TimeoutError",
-];
+use worker_protocol::{LogLevel, MAX_VALUE_DEPTH, TYPED_ERROR_CLASSES};
 
 const FETCH_SHIM: &str = include_str!("fetch.js");
 
@@ -61,7 +46,7 @@ pub struct Installed {
 pub fn install(context: &mut Context) -> JsResult<Installed> {
     reset();
     let stringify = original_stringify(context)?;
-    for name in TYPED_ERRORS {
+    for name in TYPED_ERROR_CLASSES {
         define_error_class(name, context)?;
     }
     install_console(context, &stringify)?;

@@ -44,6 +44,22 @@ pub fn value_depth(value: &Value) -> usize {
     deepest
 }
 
+/// The error classes every task can throw to classify its failure (DESIGN.md §4). Their
+/// names reach the kernel unchanged as [`JsError::name`].
+pub const TYPED_ERROR_CLASSES: [&str; 11] = [
+    "NetworkError",
+    "HttpError",
+    "DataError",
+    "ValidationError",
+    "AuthenticationError",
+    "AuthorizationError",
+    "RateLimitError",
+    "ConfigurationError",
+    "ServiceUnavailableError",
+    "NotFoundError",
+    "TimeoutError",
+];
+
 /// Exit code a worker uses when a run exceeded its memory budget.
 pub const EXIT_MEMORY_LIMIT: i32 = 86;
 
