@@ -23,6 +23,8 @@ const STDERR_TAIL_LINES: usize = 20;
 const MAX_LOG_LINES: usize = 10_000;
 /// How long a worker asked to shut down gets before it is killed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+/// How long a dead worker's last stderr lines are waited for.
+const STDERR_DRAIN: Duration = Duration::from_millis(500);
 
 pub(super) struct WorkerProcess {
     child: Child,
@@ -30,6 +32,8 @@ pub(super) struct WorkerProcess {
     stdout: BufReader<ChildStdout>,
     buffer: FrameBuffer,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    /// The task reading stderr; it ends when the worker's stderr closes.
+    stderr_reader: tokio::task::JoinHandle<()>,
     pub id: String,
     pub runs: u32,
     /// Code keys this worker already holds.
@@ -48,13 +52,15 @@ impl WorkerProcess {
             return Err("worker started without its pipes".into());
         };
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
-        tokio::spawn(collect_stderr(stderr, Arc::clone(&stderr_tail), id.clone()));
+        let stderr_reader =
+            tokio::spawn(collect_stderr(stderr, Arc::clone(&stderr_tail), id.clone()));
         let mut worker = WorkerProcess {
             child,
             stdin,
             stdout: BufReader::new(stdout),
             buffer: FrameBuffer::new(spec.max_frame_bytes),
             stderr_tail,
+            stderr_reader,
             id,
             runs: 0,
             sent: HashSet::new(),
@@ -93,14 +99,12 @@ impl WorkerProcess {
     async fn fail_start(&mut self, reason: &str) -> String {
         let status = self.kill().await;
         let how = status
-            .map(|s| describe_exit(s, "").to_string())
+            .map(|s| format!(" ({})", describe_exit(s, "")))
             .unwrap_or_default();
         format!(
-            "worker failed to start: {reason} {how}{}",
-            self.stderr_note()
+            "worker failed to start: {reason}{how}{}",
+            self.stderr_note().await
         )
-        .trim()
-        .to_owned()
     }
 
     /// Runs one request. On any failure the worker is dead when this returns.
@@ -249,7 +253,7 @@ impl WorkerProcess {
             Ok(Ok(status)) => Some(status),
             _ => self.kill().await,
         };
-        let tail = self.stderr_note();
+        let tail = self.stderr_note().await;
         match status {
             Some(status) => describe_exit(status, &tail),
             None => WorkerFailure::Crashed(format!("{context} (exit status unknown){tail}")),
@@ -261,7 +265,12 @@ impl WorkerProcess {
         self.child.wait().await.ok()
     }
 
-    fn stderr_note(&self) -> String {
+    /// The last lines the worker wrote to stderr, once its stderr has closed (briefly waited
+    /// for: the process is dead, but its last lines may still be in the pipe).
+    async fn stderr_note(&mut self) -> String {
+        if !self.stderr_reader.is_finished() {
+            let _ = timeout(STDERR_DRAIN, &mut self.stderr_reader).await;
+        }
         let tail = self
             .stderr_tail
             .lock()

@@ -104,7 +104,8 @@ async fn a_memory_bomb_fails_at_the_limit_and_the_kernel_stays_flat() {
         );
     }
     let growth = tests::rss_kib().saturating_sub(before);
-    assert!(growth < 10 * 1024, "kernel grew by {growth} KiB");
+    // Three 64MB bombs would show as 192MB; other tests share this process, so allow some noise.
+    assert!(growth < 32 * 1024, "kernel grew by {growth} KiB");
     // Loops hidden in built-ins (S3): one huge allocation.
     let huge = run(
         &kernel,
