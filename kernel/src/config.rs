@@ -19,6 +19,7 @@ pub const DEFAULT_CONFIG_FILE: &str = "ratchet.yaml";
 pub struct Config {
     pub workers: WorkerConfig,
     pub limits: LimitConfig,
+    pub egress: EgressConfig,
 }
 
 /// The JavaScript worker pool.
@@ -77,6 +78,47 @@ impl Default for LimitConfig {
     }
 }
 
+/// HTTP for tasks: what `fetch` may reach, and its limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EgressConfig {
+    /// Hosts (`host` or `host:port`) tasks may reach even at loopback, private or link-local
+    /// addresses. Everything else must resolve to public addresses.
+    pub allow_hosts: Vec<String>,
+    /// Redirects followed per request; each hop is checked like the first.
+    pub max_redirects: u32,
+    /// Seconds one request (all its redirects included) may take.
+    pub request_timeout_secs: f64,
+    pub max_request_bytes: ByteSize,
+    pub max_response_bytes: ByteSize,
+}
+
+impl Default for EgressConfig {
+    fn default() -> Self {
+        EgressConfig {
+            allow_hosts: Vec::new(),
+            max_redirects: 5,
+            request_timeout_secs: 30.0,
+            max_request_bytes: ByteSize(MIB),
+            max_response_bytes: ByteSize(10 * MIB),
+        }
+    }
+}
+
+impl EgressConfig {
+    /// `allow_hosts`, parsed. Errors name the entry.
+    pub fn allow_rules(&self) -> Result<Vec<crate::http::HostRule>, String> {
+        self.allow_hosts
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| {
+                crate::http::HostRule::parse(rule)
+                    .map_err(|e| format!("egress.allow_hosts[{i}]: {e}"))
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(String);
@@ -129,6 +171,12 @@ impl Config {
                 "limits.memory_limit ({}) exceeds limits.max_memory_limit ({})",
                 limits.memory_limit, limits.max_memory_limit
             )));
+        }
+        self.egress.allow_rules().map_err(ConfigError)?;
+        if !(self.egress.request_timeout_secs > 0.0) {
+            return Err(ConfigError(
+                "egress.request_timeout_secs must be above 0".into(),
+            ));
         }
         Ok(())
     }

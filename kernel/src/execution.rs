@@ -8,6 +8,7 @@ use serde_json::Value;
 use worker_protocol::{JsError, RunContext, RunMode, RunOutcome};
 
 use crate::config::Config;
+use crate::http::{Egress, Exchange, HttpMode, HttpSession};
 use crate::supervisor::{LogLine, PoolSpec, RunRequest, WorkerFailure, WorkerPool};
 use crate::task::{SchemaViolation, Task, TaskError};
 
@@ -21,6 +22,7 @@ const ADDRESS_SPACE_HEADROOM: u64 = 256 * 1024 * 1024;
 pub struct Kernel {
     config: Config,
     pool: WorkerPool,
+    egress: Arc<Egress>,
 }
 
 /// The result of one run.
@@ -32,6 +34,8 @@ pub struct Execution {
     pub dropped_logs: u64,
     pub duration: Duration,
     pub worker: Option<WorkerUsage>,
+    /// The task's `fetch` calls, in order.
+    pub http: Vec<Exchange>,
 }
 
 /// Figures the worker reported for the run.
@@ -103,6 +107,8 @@ pub enum KernelError {
          `cargo build -p boa-worker`, or set `workers.binary` in the config or RATCHET_WORKER_BIN"
     )]
     WorkerBinaryNotFound { looked: String },
+    #[error("cannot set up HTTP for tasks: {0}")]
+    Egress(String),
 }
 
 impl Kernel {
@@ -122,9 +128,11 @@ impl Kernel {
             ping_interval: Duration::from_secs(config.workers.ping_interval_secs.max(1)),
             start_timeout: Duration::from_secs(config.workers.start_timeout_secs.max(1)),
         };
+        let egress = Arc::new(Egress::new(&config.egress).map_err(KernelError::Egress)?);
         Ok(Kernel {
             pool: WorkerPool::start(spec),
             config,
+            egress,
         })
     }
 
@@ -136,8 +144,21 @@ impl Kernel {
         &self.pool
     }
 
-    /// Runs `task` with `input`: input checked, run in a worker, output checked.
+    /// Runs `task` with `input` and live HTTP: input checked, run in a worker, output checked.
     pub async fn run(&self, task: &Task, input: Value) -> Execution {
+        self.run_with(task, input, self.live_http(task)).await
+    }
+
+    /// Live HTTP under the operator's policy narrowed by the task's `allowed_hosts`.
+    pub fn live_http(&self, task: &Task) -> HttpMode {
+        HttpMode::Live(
+            Arc::clone(&self.egress),
+            self.egress.policy_for(task.allowed_hosts.clone()),
+        )
+    }
+
+    /// Runs `task` with `input`, its requests answered by `http`.
+    pub async fn run_with(&self, task: &Task, input: Value, http: HttpMode) -> Execution {
         let started = Instant::now();
         let id = uuid::Uuid::new_v4().to_string();
         let violations = match input_too_deep(&input) {
@@ -147,10 +168,9 @@ impl Kernel {
         if !violations.is_empty() {
             return Execution::failed(id, ExecutionError::InvalidInput(violations), started);
         }
-        let reply = self
-            .pool
-            .execute(self.request(task, RunMode::Run, input, &id))
-            .await;
+        let session = Arc::new(HttpSession::new(http));
+        let request = self.request(task, RunMode::Run, input, &id, Arc::clone(&session));
+        let reply = self.pool.execute(request).await;
         let outcome = match reply.result {
             Ok(RunOutcome::Success { output }) => check_output(task, output),
             Ok(RunOutcome::Error { error }) => Err(ExecutionError::Task(error)),
@@ -168,12 +188,14 @@ impl Kernel {
             dropped_logs: reply.dropped_logs,
             duration: started.elapsed(),
             worker,
+            http: session.exchanges(),
         }
     }
 
     /// Checks the task's script in a worker: it compiles and yields a callable entry point.
     pub async fn check(&self, task: &Task) -> Result<(), ExecutionError> {
-        let request = self.request(task, RunMode::Check, Value::Null, "check");
+        let session = Arc::new(HttpSession::new(HttpMode::Disabled));
+        let request = self.request(task, RunMode::Check, Value::Null, "check", session);
         match self.pool.execute(request).await.result {
             Ok(RunOutcome::Success { .. }) => Ok(()),
             Ok(RunOutcome::Error { error }) => Err(ExecutionError::Task(error)),
@@ -197,7 +219,14 @@ impl Kernel {
         self.pool.shutdown().await;
     }
 
-    fn request(&self, task: &Task, mode: RunMode, input: Value, execution_id: &str) -> RunRequest {
+    fn request(
+        &self,
+        task: &Task,
+        mode: RunMode,
+        input: Value,
+        execution_id: &str,
+        http: Arc<HttpSession>,
+    ) -> RunRequest {
         RunRequest {
             mode,
             code_key: task.code_key.clone(),
@@ -210,6 +239,7 @@ impl Kernel {
                 task_id: task.id(),
                 task_version: task.metadata.version.clone(),
             },
+            http,
         }
     }
 }
@@ -263,6 +293,7 @@ impl Execution {
             dropped_logs: 0,
             duration: started.elapsed(),
             worker: None,
+            http: Vec::new(),
         }
     }
 }

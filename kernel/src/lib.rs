@@ -6,6 +6,8 @@
 pub mod config;
 pub mod execution;
 pub mod generate;
+pub mod http;
+pub mod recording;
 pub mod supervisor;
 pub mod task;
 pub mod testing;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::execution::{ExecutionError, Kernel};
+use crate::http::HttpMode;
 use crate::task::{Expectation, Task, TestCase};
 
 /// How one case went.
@@ -38,7 +39,11 @@ pub async fn run_cases(kernel: Arc<Kernel>, task: Arc<Task>) -> Vec<CaseReport> 
 }
 
 async fn run_case(kernel: &Kernel, task: &Task, case: &TestCase) -> CaseReport {
-    let execution = kernel.run(task, case.input.clone()).await;
+    let http = match &case.mock {
+        Some(mocks) => HttpMode::Mocked(mocks.clone()),
+        None => kernel.live_http(task),
+    };
+    let execution = kernel.run_with(task, case.input.clone(), http).await;
     let failure = judge(&case.expect, &execution.outcome);
     CaseReport {
         name: case.name.clone(),

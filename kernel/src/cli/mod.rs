@@ -1,5 +1,6 @@
 //! Command-line parsing and dispatch. Each command lives in its own module.
 
+mod replay;
 mod run;
 mod tasks;
 
@@ -31,7 +32,9 @@ enum Command {
     /// Check a task (files, schemas, script) without running it.
     Validate(TaskArg),
     /// Run the cases in a task's tests/ folder.
-    Test(TaskArg),
+    Test(TestArgs),
+    /// Run a recorded task again, offline, and compare with the recording.
+    Replay(replay::ReplayArgs),
     /// Create new things from templates.
     #[command(subcommand)]
     Generate(Generate),
@@ -42,6 +45,34 @@ struct TaskArg {
     /// The task: a folder, or a ZIP archive of one.
     #[arg(long = "from-fs", value_name = "DIR_OR_ZIP")]
     from_fs: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct TestArgs {
+    #[command(flatten)]
+    task: TaskArg,
+    #[command(flatten)]
+    egress: EgressArgs,
+}
+
+/// Widening the egress policy for one invocation.
+#[derive(Debug, Args)]
+pub struct EgressArgs {
+    /// Let tasks reach HOST (or HOST:PORT) even at a loopback or private address. Repeatable.
+    #[arg(long = "allow-host", value_name = "HOST[:PORT]")]
+    allow_hosts: Vec<String>,
+}
+
+impl EgressArgs {
+    /// Adds the hosts to the configuration's allow-list, checking each.
+    pub fn apply(&self, config: &mut Config) -> anyhow::Result<()> {
+        for host in &self.allow_hosts {
+            kernel::http::HostRule::parse(host)
+                .map_err(|e| anyhow::anyhow!("--allow-host: {e}"))?;
+            config.egress.allow_hosts.push(host.clone());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,7 +110,12 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::RunOnce(args) => run::run_once(load_config()?, args).await,
         Command::Validate(task) => tasks::validate(load_config()?, &task.from_fs).await,
-        Command::Test(task) => tasks::test(load_config()?, &task.from_fs).await,
+        Command::Test(args) => {
+            let mut config = load_config()?;
+            args.egress.apply(&mut config)?;
+            tasks::test(config, &args.task.from_fs).await
+        }
+        Command::Replay(args) => replay::replay(load_config()?, args).await,
         Command::Generate(Generate::Task { name, path }) => {
             let dir = kernel::generate::task(&path, &name)?;
             println!("created task {name} in {}", dir.display());

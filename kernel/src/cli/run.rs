@@ -24,10 +24,16 @@ pub struct RunOnceArgs {
     /// `text` prints the output JSON alone; `json` prints a full result envelope.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
+    #[command(flatten)]
+    egress: super::EgressArgs,
+    /// Write a recording of the run (input, result, logs, HTTP as HAR) into this new folder.
+    #[arg(long, value_name = "DIR")]
+    record: Option<PathBuf>,
 }
 
-pub async fn run_once(config: Config, args: RunOnceArgs) -> anyhow::Result<ExitCode> {
+pub async fn run_once(mut config: Config, args: RunOnceArgs) -> anyhow::Result<ExitCode> {
     let input = read_input(&args)?;
+    args.egress.apply(&mut config)?;
     // The worker starts while the task loads.
     let kernel = Kernel::start(config, 1)?;
     let task = kernel::task::load(&args.from_fs, &kernel.config().limits);
@@ -38,8 +44,17 @@ pub async fn run_once(config: Config, args: RunOnceArgs) -> anyhow::Result<ExitC
             bail!(error);
         }
     };
-    let execution = kernel.run(&task, input).await;
+    let execution = kernel.run(&task, input.clone()).await;
     kernel.shutdown().await;
+    if let Some(dir) = &args.record {
+        kernel::recording::write(dir, &task, &input, &execution)?;
+        eprintln!(
+            "recorded to {} ({} request(s)); replay with: ratchet replay {}",
+            dir.display(),
+            execution.http.len(),
+            dir.display()
+        );
+    }
     match args.format {
         Format::Text => print_text(&execution),
         Format::Json => println!("{}", envelope(&execution)),
@@ -64,7 +79,7 @@ fn read_input(args: &RunOnceArgs) -> anyhow::Result<Value> {
     }
 }
 
-fn print_text(execution: &Execution) {
+pub fn print_text(execution: &Execution) {
     for line in &execution.logs {
         eprintln!("[{}] {}", line.level.as_str(), line.message);
     }
@@ -104,8 +119,9 @@ pub fn envelope(execution: &Execution) -> Value {
     });
     match &execution.outcome {
         Ok(output) => document["output"] = output.clone(),
-        Err(error) => document["error"] = error_json(error),
+        Err(error) => document["error"] = kernel::recording::error_json(error),
     }
+    document["http"] = execution.http.iter().map(exchange_summary).collect();
     if let Some(worker) = &execution.worker {
         document["worker"] = json!({
             "id": worker.worker_id,
@@ -116,23 +132,24 @@ pub fn envelope(execution: &Execution) -> Value {
     document
 }
 
-fn error_json(error: &ExecutionError) -> Value {
-    let mut value =
-        json!({"kind": error.kind(), "name": error.name(), "message": error.to_string()});
-    match error {
-        ExecutionError::InvalidInput(violations) | ExecutionError::InvalidOutput(violations) => {
-            value["violations"] = violations
-                .iter()
-                .map(|v| json!({"pointer": v.pointer, "rule": v.rule, "value": v.value, "message": v.message}))
-                .collect();
-        }
-        ExecutionError::Task(js) => {
-            value["message"] = json!(js.message);
-            if let Some(stack) = &js.stack {
-                value["stack"] = json!(stack);
+/// One `fetch` in the envelope: enough to see what happened, secrets masked.
+fn exchange_summary(exchange: &kernel::http::Exchange) -> Value {
+    let mut summary = json!({
+        "method": exchange.method,
+        "url": kernel::http::mask_url(&exchange.url),
+        "duration_ms": exchange.duration.as_secs_f64() * 1000.0,
+    });
+    match &exchange.outcome {
+        kernel::http::ExchangeOutcome::Response(response) => {
+            summary["status"] = json!(response.status);
+            if !response.redirects.is_empty() {
+                summary["redirects"] = json!(response.redirects);
             }
         }
-        _ => {}
+        kernel::http::ExchangeOutcome::Failed { error, denied } => {
+            summary["error"] = json!({"name": error.name, "message": error.message});
+            summary["denied"] = json!(denied);
+        }
     }
-    value
+    summary
 }

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use worker_protocol::{LogLevel, RunContext, RunMode, RunOutcome, RunStats};
 
 use crate::config::ByteSize;
+use crate::http::HttpSession;
 use crate::task::TaskLimits;
 use process::WorkerProcess;
 
@@ -43,7 +44,7 @@ pub struct PoolSpec {
 }
 
 /// One run for a worker.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunRequest {
     pub mode: RunMode,
     pub code_key: String,
@@ -51,6 +52,8 @@ pub struct RunRequest {
     pub input: Value,
     pub limits: TaskLimits,
     pub context: RunContext,
+    /// Answers the run's `fetch` calls.
+    pub http: Arc<HttpSession>,
 }
 
 /// What came back from a worker.

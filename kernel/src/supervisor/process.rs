@@ -10,9 +10,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::time::{Instant, timeout, timeout_at};
 use worker_protocol::{
-    EXIT_MEMORY_LIMIT, EXIT_PROTOCOL_ERROR, ExecuteTask, FetchOutcome, FetchRequest, FetchResponse,
-    FrameBuffer, JsError, KernelMessage, LogLevel, PROTOCOL_VERSION, ProtocolError, RunOutcome,
-    TaskCode, WorkerMessage, decode, encode,
+    EXIT_MEMORY_LIMIT, EXIT_PROTOCOL_ERROR, ExecuteTask, FetchResponse, FrameBuffer, KernelMessage,
+    LogLevel, PROTOCOL_VERSION, ProtocolError, RunOutcome, TaskCode, WorkerMessage, decode, encode,
 };
 
 use super::{LogLine, PoolSpec, RunReply, RunRequest, WorkerFailure};
@@ -113,6 +112,7 @@ impl WorkerProcess {
         let correlation_id = self.next_correlation;
         self.next_correlation += 1;
         let limits = request.limits;
+        let http = Arc::clone(&request.http);
         let deadline = Instant::now() + limits.timeout;
         let mut reply = RunReply::new(self.id.clone());
         if let Err(error) = self.send_task(correlation_id, request).await {
@@ -135,7 +135,17 @@ impl WorkerProcess {
                 Ok(Some(WorkerMessage::FetchRequest(request)))
                     if request.correlation_id == correlation_id =>
                 {
-                    let response = answer_fetch(&request);
+                    // The run's deadline covers time spent on its requests.
+                    let Ok(outcome) = timeout_at(deadline, http.fetch(&request)).await else {
+                        self.kill().await;
+                        reply.result = Err(WorkerFailure::Timeout(limits.timeout));
+                        return reply;
+                    };
+                    let response = FetchResponse {
+                        correlation_id: request.correlation_id,
+                        request_id: request.request_id,
+                        outcome,
+                    };
                     if let Err(error) = self.send(KernelMessage::FetchResponse(response)).await {
                         reply.result =
                             Err(self.died(&format!("cannot answer a fetch: {error}")).await);
@@ -359,24 +369,6 @@ fn push_log(reply: &mut RunReply, level: LogLevel, message: String) {
         reply.logs.push(LogLine { level, message });
     } else {
         reply.dropped_logs += 1;
-    }
-}
-
-/// The kernel does not perform HTTP for tasks yet: every `fetch` fails with a typed error.
-fn answer_fetch(request: &FetchRequest) -> FetchResponse {
-    FetchResponse {
-        correlation_id: request.correlation_id,
-        request_id: request.request_id,
-        outcome: FetchOutcome::Failed {
-            error: JsError {
-                name: "NetworkError".into(),
-                message: format!(
-                    "fetch is not available yet in this Ratchet build ({} {})",
-                    request.method, request.url
-                ),
-                stack: None,
-            },
-        },
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use super::files::TaskFiles;
 use super::{Expectation, Schema, Task, TaskMetadata, TestCase};
 use crate::config::LimitConfig;
+use crate::http::{HostRule, Mocks};
 
 /// Why a task cannot be loaded. Each names the file and, where there is one, the line.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +53,15 @@ pub fn load(path: &Path, limits: &LimitConfig) -> Result<Task, TaskError> {
     let output_schema = schema(&files, "output")?;
     let code = required_text(&files, "main.js")?;
     let tests = test_cases(&files)?;
+    let allowed_hosts = metadata
+        .allowed_hosts
+        .iter()
+        .map(|rule| HostRule::parse(rule))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|message| TaskError::BadMetadata {
+            file: files.display("metadata.json"),
+            message: format!("allowed_hosts: {message}"),
+        })?;
     let name = metadata.name.clone().unwrap_or_else(|| folder_name(path));
     let code_key = format!(
         "{}@{}#{:016x}",
@@ -66,6 +76,7 @@ pub fn load(path: &Path, limits: &LimitConfig) -> Result<Task, TaskError> {
         code: code.into(),
         code_key,
         tests,
+        allowed_hosts,
         origin: path.to_owned(),
     })
 }
@@ -195,7 +206,10 @@ fn test_case(path: &str, value: Value) -> Result<TestCase, String> {
         .trim_end_matches(".json")
         .to_owned();
     let input = case.remove("input").unwrap_or(Value::Null);
-    let mock = case.remove("mock");
+    let mock = case
+        .remove("mock")
+        .map(|mock| Mocks::parse(&mock))
+        .transpose()?;
     let expect = match (
         case.remove("expected_output"),
         case.remove("expected_error"),

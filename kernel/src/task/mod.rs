@@ -22,6 +22,7 @@ pub use load::{TaskError, load};
 pub use schema::{Schema, SchemaViolation};
 
 use crate::config::{ByteSize, LimitConfig};
+use crate::http::{HostRule, Mocks};
 
 /// A loaded, checked task. Its JavaScript is only known to parse once a worker checked it.
 #[derive(Debug)]
@@ -33,6 +34,8 @@ pub struct Task {
     /// Identifies this exact code for worker-side caching: id, version and content hash.
     pub code_key: String,
     pub tests: Vec<TestCase>,
+    /// `allowed_hosts` of the metadata, parsed: when non-empty, the only hosts `fetch` may reach.
+    pub allowed_hosts: Vec<HostRule>,
     /// Where the task was loaded from.
     pub origin: PathBuf,
 }
@@ -70,8 +73,8 @@ pub struct TestCase {
     pub name: String,
     pub input: Value,
     pub expect: Expectation,
-    /// `"mock"` as written in the case, served to `fetch` by a later release.
-    pub mock: Option<Value>,
+    /// HTTP mocks: when present, the case's `fetch` calls are answered from them only.
+    pub mock: Option<Mocks>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
