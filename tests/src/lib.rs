@@ -1,5 +1,7 @@
 //! Helpers for Ratchet's end-to-end tests: locate the real binaries, write tasks, run them.
 
+pub mod server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -231,4 +233,27 @@ pub fn rss_kib() -> u64 {
 /// Runs `code` once with `input` and returns the result envelope, whatever the outcome.
 pub fn run_code(code: &str, input: Value) -> Value {
     run_once(&task(code).path(), &input).1
+}
+
+/// `ratchet run-once --format json` with extra arguments and environment.
+pub fn run_once_with(
+    task: &Path,
+    input: &Value,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Run, Value) {
+    let input = input.to_string();
+    let mut all = vec![
+        "run-once",
+        "--from-fs",
+        task.to_str().unwrap(),
+        "--input-json",
+        &input,
+        "--format",
+        "json",
+    ];
+    all.extend_from_slice(args);
+    let run = ratchet_in(&std::env::temp_dir(), &all, env);
+    let envelope = run.json();
+    (run, envelope)
 }

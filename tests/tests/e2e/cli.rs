@@ -3,11 +3,12 @@
 use serde_json::json;
 use tests::{example_task, ratchet, ratchet_in, task};
 
-const SAMPLES: [&str; 4] = [
+const SAMPLES: [&str; 5] = [
     "addition",
     "string-processing",
     "async-delay",
     "validate-order",
+    "github-user",
 ];
 
 #[test]

@@ -2,6 +2,7 @@
 //! driving real worker processes.
 
 mod cli;
+mod http;
 mod javascript;
 mod protocol;
 mod supervisor;
