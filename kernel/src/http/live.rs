@@ -5,7 +5,7 @@
 //! connects to addresses that passed the policy (no DNS-rebinding window). Redirects are
 //! followed here, not by reqwest, so each hop's URL is checked like the first.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
@@ -37,31 +37,15 @@ pub enum FetchFailure {
 
 /// The kernel's HTTP client for tasks.
 pub struct Egress {
-    client: reqwest::Client,
+    /// Built on the first request: TLS set-up costs milliseconds that runs without `fetch`
+    /// (and every cold `run-once`) should not pay.
+    client: OnceLock<Result<reqwest::Client, String>>,
     allow: Vec<HostRule>,
     limits: EgressLimits,
 }
 
 impl Egress {
     pub fn new(config: &EgressConfig) -> Result<Egress, String> {
-        // reqwest and sqlx both bring rustls; ring is the one provider compiled in.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let allow = config.allow_rules()?;
-        let resolver = PolicyResolver {
-            policy: EgressPolicy {
-                allow: allow.clone(),
-                task_hosts: Vec::new(),
-            },
-        };
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            // A proxy would connect on our behalf, past the address checks.
-            .no_proxy()
-            .dns_resolver(Arc::new(resolver))
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("ratchet/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let limits = EgressLimits {
             max_redirects: config.max_redirects,
             timeout: Duration::from_secs_f64(config.request_timeout_secs),
@@ -69,10 +53,17 @@ impl Egress {
             max_response_bytes: config.max_response_bytes.0,
         };
         Ok(Egress {
-            client,
-            allow,
+            client: OnceLock::new(),
+            allow: config.allow_rules()?,
             limits,
         })
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, FetchFailure> {
+        self.client
+            .get_or_init(|| build_client(&self.allow))
+            .as_ref()
+            .map_err(|e| FetchFailure::Network(e.clone()))
     }
 
     /// The operator's rules combined with a task's `allowed_hosts`.
@@ -119,7 +110,7 @@ impl Egress {
         loop {
             self.check_hop(&url, policy).await?;
             let mut builder = self
-                .client
+                .client()?
                 .request(method.clone(), url.clone())
                 .headers(headers.clone());
             if let Some(body) = &body {
@@ -202,6 +193,26 @@ impl Egress {
             redirects,
         })
     }
+}
+
+fn build_client(allow: &[HostRule]) -> Result<reqwest::Client, String> {
+    // reqwest and sqlx both bring rustls; ring is the one provider compiled in.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let resolver = PolicyResolver {
+        policy: EgressPolicy {
+            allow: allow.to_vec(),
+            task_hosts: Vec::new(),
+        },
+    };
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        // A proxy would connect on our behalf, past the address checks.
+        .no_proxy()
+        .dns_resolver(Arc::new(resolver))
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("ratchet/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
 fn network(message: String) -> FetchFailure {

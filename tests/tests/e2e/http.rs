@@ -404,3 +404,40 @@ fn mocked_test_cases_never_touch_the_network() {
         run.stdout
     );
 }
+
+#[test]
+fn the_response_object_serves_both_styles() {
+    let server = TestServer::start();
+    let task = task(
+        "async function main(input) {
+            const chained = await fetch(input.base + '/json').then(r => r.json());
+            let notJson;
+            try { await fetch(input.base + '/text').then(r => r.json()); } catch (e) { notJson = e.name; }
+            const response = fetch(input.base + '/json');
+            const awaited = await response;
+            return {
+                chained: chained.message,
+                notJson,
+                keys: Object.keys(response),
+                awaitedIsThenable: typeof awaited.then,
+                header: [response.headers.get('CONTENT-TYPE'), response.headers.get('x-missing')],
+                text: await awaited.text(),
+            };
+        }",
+    );
+    let input = json!({"base": server.url("")});
+    let (run, envelope) =
+        run_once_with(&task.path(), &input, &["--allow-host", &server.host()], &[]);
+    assert!(run.success(), "{envelope:#}");
+    assert_eq!(
+        envelope["output"],
+        json!({
+            "chained": "hello",
+            "notJson": "SyntaxError",
+            "keys": ["ok", "status", "statusText", "url", "headers", "body"],
+            "awaitedIsThenable": "undefined",
+            "header": ["application/json", null],
+            "text": "{\"items\":[1,2,3],\"message\":\"hello\"}",
+        })
+    );
+}

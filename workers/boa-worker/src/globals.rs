@@ -1,9 +1,7 @@
 //! The globals every task sees, installed natively into each fresh realm.
 //!
-//! Boa parses JavaScript at roughly 6 MB/s, so a 5 KB JS prelude cost ~0.8 ms on every run.
-//! Building the globals from Rust costs a few microseconds. Only `fetch`, whose JS shim is
-//! larger and only matters to tasks that do network I/O anyway, is parsed, and only on its
-//! first call in a run.
+//! Boa parses JavaScript at roughly 6 MB/s, so a 5 KB JS prelude cost ~0.8 ms on every run;
+//! building the globals from Rust costs a few microseconds.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
@@ -11,20 +9,17 @@ use std::time::{Duration, Instant};
 
 use boa_engine::object::{ConstructorBuilder, JsObject, ObjectInitializer};
 use boa_engine::property::{Attribute, PropertyKey};
-use boa_engine::{
-    Context, JsNativeError, JsResult, JsString, JsValue, NativeFunction, Source, js_string,
-};
+use boa_engine::{Context, JsNativeError, JsResult, JsString, JsValue, NativeFunction, js_string};
 use worker_protocol::{LogLevel, MAX_VALUE_DEPTH, TYPED_ERROR_CLASSES};
 
-const FETCH_SHIM: &str = include_str!("fetch.js");
-
-/// Objects of the current run that Rust keeps: pending timers and the lazily built `fetch`.
+/// Objects of the current run that Rust keeps: pending timers and the typed error classes.
 /// Cleared before the run's `Context` is dropped.
 #[derive(Default)]
 struct RunState {
     timers: BTreeMap<u32, Timer>,
     next_timer_id: u32,
-    fetch: Option<JsObject>,
+    /// The realm's own error classes, by name, whatever the task does to the globals.
+    error_classes: Vec<(&'static str, JsObject)>,
 }
 
 struct Timer {
@@ -51,6 +46,10 @@ pub fn install(context: &mut Context) -> JsResult<Installed> {
     }
     install_console(context, &stringify)?;
     let hidden = Attribute::WRITABLE | Attribute::CONFIGURABLE;
+    let fetch = NativeFunction::from_copy_closure_with_captures(
+        |_this, args, stringify: &JsObject, context| crate::fetch::fetch(args, stringify, context),
+        stringify.clone(),
+    );
     let functions: [(&str, usize, NativeFunction); 3] = [
         ("setTimeout", 2, NativeFunction::from_fn_ptr(set_timeout)),
         (
@@ -58,7 +57,7 @@ pub fn install(context: &mut Context) -> JsResult<Installed> {
             1,
             NativeFunction::from_fn_ptr(clear_timeout),
         ),
-        ("fetch", 2, NativeFunction::from_fn_ptr(fetch)),
+        ("fetch", 2, fetch),
     ];
     for (name, length, function) in functions {
         let function = boa_engine::object::FunctionObjectBuilder::new(context.realm(), function)
@@ -88,7 +87,7 @@ fn original_stringify(context: &mut Context) -> JsResult<JsObject> {
     })
 }
 
-fn define_error_class(name: &str, context: &mut Context) -> JsResult<()> {
+fn define_error_class(name: &'static str, context: &mut Context) -> JsResult<()> {
     let error = context.intrinsics().constructors().error().clone();
     let mut builder =
         ConstructorBuilder::new(context, NativeFunction::from_fn_ptr(construct_typed_error));
@@ -103,11 +102,31 @@ fn define_error_class(name: &str, context: &mut Context) -> JsResult<()> {
             Attribute::WRITABLE | Attribute::CONFIGURABLE,
         );
     let class = builder.build().constructor();
+    STATE.with(|state| state.borrow_mut().error_classes.push((name, class.clone())));
     context.register_global_property(
         JsString::from(name),
         class,
         Attribute::WRITABLE | Attribute::CONFIGURABLE,
     )
+}
+
+/// A new instance of the typed error class `name` (or of `Error` for an unknown name).
+pub fn typed_error(
+    name: &str,
+    message: &str,
+    context: &mut Context,
+) -> JsResult<boa_engine::JsError> {
+    let class = STATE.with(|state| {
+        let state = state.borrow();
+        state
+            .error_classes
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, c)| c.clone())
+    });
+    let class = class.unwrap_or_else(|| context.intrinsics().constructors().error().constructor());
+    let error = class.construct(&[JsString::from(message).into()], None, context)?;
+    Ok(boa_engine::JsError::from_opaque(error.into()))
 }
 
 /// `new DataError(message, options)`: an `Error` whose prototype is `new.target.prototype`,
@@ -340,44 +359,4 @@ pub fn run_due_timer(context: &mut Context) -> JsResult<NextTimer> {
             Ok(NextTimer::Fired)
         }
     }
-}
-
-/// `fetch(...)`: builds the JS shim on first use in this run, then delegates to it.
-fn fetch(this: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue> {
-    let existing = STATE.with(|state| state.borrow().fetch.clone());
-    let shim = match existing {
-        Some(shim) => shim,
-        None => {
-            let shim = build_fetch_shim(context)?;
-            STATE.with(|state| state.borrow_mut().fetch = Some(shim.clone()));
-            shim
-        }
-    };
-    shim.call(this, args, context)
-}
-
-fn build_fetch_shim(context: &mut Context) -> JsResult<JsObject> {
-    let source = Source::from_bytes(FETCH_SHIM).with_path(std::path::Path::new("ratchet:fetch"));
-    let factory = context.eval(source)?;
-    let factory = factory
-        .as_object()
-        .filter(JsObject::is_callable)
-        .ok_or_else(not_a_function)?;
-    let host_fetch: JsValue = boa_engine::object::FunctionObjectBuilder::new(
-        context.realm(),
-        NativeFunction::from_fn_ptr(crate::host::fetch),
-    )
-    .name(js_string!("hostFetch"))
-    .build()
-    .into();
-    let shim = factory.call(&JsValue::undefined(), &[host_fetch], context)?;
-    shim.as_object()
-        .filter(JsObject::is_callable)
-        .ok_or_else(not_a_function)
-}
-
-fn not_a_function() -> boa_engine::JsError {
-    JsNativeError::typ()
-        .with_message("the fetch shim did not evaluate to a function")
-        .into()
 }

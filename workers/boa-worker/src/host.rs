@@ -6,8 +6,6 @@
 use std::cell::RefCell;
 use std::io::{BufReader, Stdin, Stdout, Write};
 
-use boa_engine::{Context, JsNativeError, JsResult, JsValue};
-use serde_json::{Value, json};
 use worker_protocol::{
     FetchOutcome, FetchRequest, FrameReader, KernelMessage, LogLevel, LogRecord, ProtocolError,
     WorkerMessage, encode,
@@ -79,29 +77,14 @@ pub fn log(level: LogLevel, message: String) {
     }
 }
 
-/// `hostFetch(method, url, headerPairs, body)` of the fetch shim: blocks until the kernel answers.
-pub fn fetch(_this: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue> {
-    let method = arg_string(args, 0, context)?;
-    let url = arg_string(args, 1, context)?;
-    let headers = match args
-        .get(2)
-        .map(|v| v.to_json(context))
-        .transpose()?
-        .flatten()
-    {
-        Some(value) => serde_json::from_value(value).map_err(|e| {
-            JsNativeError::typ()
-                .with_message(format!("fetch: headers must be name/value strings: {e}"))
-        })?,
-        None => Vec::new(),
-    };
-    let body = match args.get(3) {
-        Some(v) if !v.is_null_or_undefined() => Some(v.to_string(context)?.to_std_string_escaped()),
-        _ => None,
-    };
-    let reply =
-        with_pipe(|pipe| exchange(pipe, method, url, headers, body)).unwrap_or_else(|e| fatal(&e));
-    JsValue::from_json(&reply, context)
+/// A task's HTTP request, performed by the kernel: blocks until it answers.
+pub fn request(
+    method: String,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: Option<String>,
+) -> FetchOutcome {
+    with_pipe(|pipe| exchange(pipe, method, url, headers, body)).unwrap_or_else(|e| fatal(&e))
 }
 
 fn exchange(
@@ -110,7 +93,7 @@ fn exchange(
     url: String,
     headers: Vec<(String, String)>,
     body: Option<String>,
-) -> Result<Value, ProtocolError> {
+) -> Result<FetchOutcome, ProtocolError> {
     let request_id = pipe.next_request_id;
     pipe.next_request_id += 1;
     let request = FetchRequest {
@@ -125,7 +108,7 @@ fn exchange(
     loop {
         match pipe.receive()? {
             Some(KernelMessage::FetchResponse(response)) if response.request_id == request_id => {
-                return Ok(fetch_reply(response.outcome));
+                return Ok(response.outcome);
             }
             Some(KernelMessage::Ping { nonce }) => pipe.send(WorkerMessage::Pong { nonce })?,
             Some(KernelMessage::Shutdown) | None => std::process::exit(0),
@@ -138,34 +121,11 @@ fn exchange(
     }
 }
 
-fn fetch_reply(outcome: FetchOutcome) -> Value {
-    match outcome {
-        FetchOutcome::Response {
-            status,
-            status_text,
-            headers,
-            body,
-        } => {
-            json!({ "status": status, "statusText": status_text, "headers": headers, "body": body })
-        }
-        FetchOutcome::Failed { error } => {
-            json!({ "error": { "name": error.name, "message": error.message } })
-        }
-    }
-}
-
 /// A broken pipe or a refused frame is not the task's fault and cannot be recovered: the
 /// worker leaves, and the kernel reports the run as a protocol failure.
 fn fatal(error: &ProtocolError) -> ! {
     eprintln!("ratchet-worker: pipe to the kernel failed: {error}");
     std::process::exit(worker_protocol::EXIT_PROTOCOL_ERROR)
-}
-
-fn arg_string(args: &[JsValue], index: usize, context: &mut Context) -> JsResult<String> {
-    match args.get(index) {
-        Some(value) => Ok(value.to_string(context)?.to_std_string_escaped()),
-        None => Ok(String::new()),
-    }
 }
 
 fn truncate(mut message: String) -> String {

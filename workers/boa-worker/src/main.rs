@@ -5,6 +5,7 @@
 //! outlives its timeout.
 
 mod alloc;
+mod fetch;
 mod globals;
 mod host;
 mod runtime;
