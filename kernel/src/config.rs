@@ -160,6 +160,11 @@ impl Config {
             return Err(ConfigError("workers.max_runs must be at least 1".into()));
         }
         let limits = &self.limits;
+        if limits.max_timeout_secs.is_nan() || limits.max_timeout_secs > MAX_SECONDS {
+            return Err(ConfigError(format!(
+                "limits.max_timeout_secs must be at most {MAX_SECONDS} (a week)"
+            )));
+        }
         if !(limits.timeout_secs > 0.0 && limits.timeout_secs <= limits.max_timeout_secs) {
             return Err(ConfigError(format!(
                 "limits.timeout_secs must be above 0 and at most limits.max_timeout_secs ({})",
@@ -173,14 +178,18 @@ impl Config {
             )));
         }
         self.egress.allow_rules().map_err(ConfigError)?;
-        if !(self.egress.request_timeout_secs > 0.0) {
-            return Err(ConfigError(
-                "egress.request_timeout_secs must be above 0".into(),
-            ));
+        let request_timeout = self.egress.request_timeout_secs;
+        if request_timeout.is_nan() || request_timeout <= 0.0 || request_timeout > MAX_SECONDS {
+            return Err(ConfigError(format!(
+                "egress.request_timeout_secs must be above 0 and at most {MAX_SECONDS}"
+            )));
         }
         Ok(())
     }
 }
+
+/// The longest any configured duration may be: a week.
+const MAX_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
@@ -278,6 +287,37 @@ mod tests {
     fn the_example_file_documents_the_defaults() {
         let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/ratchet.example.yaml");
         assert_eq!(Config::load(Some(&example)).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn durations_out_of_range_are_refused() {
+        let mut config = Config::default();
+        config.egress.request_timeout_secs = f64::NAN;
+        assert!(
+            config
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("egress.request_timeout_secs")
+        );
+        let mut config = Config::default();
+        config.limits.max_timeout_secs = 1e300;
+        assert!(
+            config
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("limits.max_timeout_secs")
+        );
+        let mut config = Config::default();
+        config.egress.allow_hosts = vec!["http://nope/".into()];
+        assert!(
+            config
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("egress.allow_hosts[0]")
+        );
     }
 
     #[test]
