@@ -117,54 +117,58 @@ fn request_bodies_and_headers_reach_the_server() {
 #[test]
 fn redirect_chains_are_followed_and_capped() {
     let server = TestServer::start();
-    let (followed, envelope) = probe(
-        &server,
-        json!({"style": "web", "url": server.url("/redirect/3")}),
-        &[],
-        &[],
-    );
-    assert_eq!(followed["body"]["message"], "hello");
-    assert_eq!(
-        envelope["http"][0]["redirects"].as_array().unwrap().len(),
-        4,
-        "{envelope:#}"
-    );
+    for style in ["sync", "web"] {
+        let (followed, envelope) = probe(
+            &server,
+            json!({"style": style, "url": server.url("/redirect/3")}),
+            &[],
+            &[],
+        );
+        assert_eq!(followed["body"]["message"], "hello", "{style}");
+        assert_eq!(
+            envelope["http"][0]["redirects"].as_array().unwrap().len(),
+            4,
+            "{envelope:#}"
+        );
 
-    let (capped, _) = probe(
-        &server,
-        json!({"style": "sync", "url": server.url("/redirect/9")}),
-        &[],
-        &[],
-    );
-    assert_eq!(capped["error"], "NetworkError");
-    assert!(
-        capped["message"]
-            .as_str()
-            .unwrap()
-            .contains("more than 5 redirects"),
-        "{capped}"
-    );
+        let (capped, _) = probe(
+            &server,
+            json!({"style": style, "url": server.url("/redirect/9")}),
+            &[],
+            &[],
+        );
+        assert_eq!(capped["error"], "NetworkError", "{style}");
+        assert!(
+            capped["message"]
+                .as_str()
+                .unwrap()
+                .contains("more than 5 redirects"),
+            "{capped}"
+        );
+    }
 }
 
 #[test]
 fn slow_responses_time_out_with_a_timeout_error() {
     let server = TestServer::start();
     let env = [("RATCHET_EGRESS__REQUEST_TIMEOUT_SECS", "0.3")];
-    let (slow, _) = probe(
-        &server,
-        json!({"style": "web", "url": server.url("/slow/3000")}),
-        &[],
-        &env,
-    );
-    assert_eq!(slow["error"], "TimeoutError", "{slow}");
-    assert!(slow["message"].as_str().unwrap().contains("0.3s"), "{slow}");
-    let (quick, _) = probe(
-        &server,
-        json!({"style": "web", "url": server.url("/slow/10")}),
-        &[],
-        &env,
-    );
-    assert_eq!(quick["body"], "slow");
+    for style in ["sync", "web"] {
+        let (slow, _) = probe(
+            &server,
+            json!({"style": style, "url": server.url("/slow/3000")}),
+            &[],
+            &env,
+        );
+        assert_eq!(slow["error"], "TimeoutError", "{style}: {slow}");
+        assert!(slow["message"].as_str().unwrap().contains("0.3s"), "{slow}");
+        let (quick, _) = probe(
+            &server,
+            json!({"style": style, "url": server.url("/slow/10")}),
+            &[],
+            &env,
+        );
+        assert_eq!(quick["body"], "slow", "{style}");
+    }
 }
 
 #[test]
@@ -183,27 +187,29 @@ fn the_run_timeout_covers_time_spent_in_requests() {
 fn huge_bodies_are_refused_at_the_limit() {
     let server = TestServer::start();
     let env = [("RATCHET_EGRESS__MAX_RESPONSE_BYTES", "64KB")];
-    let (huge, _) = probe(
-        &server,
-        json!({"style": "web", "url": server.url("/huge/1000000")}),
-        &[],
-        &env,
-    );
-    assert_eq!(huge["error"], "NetworkError");
-    assert!(
-        huge["message"]
-            .as_str()
-            .unwrap()
-            .contains("exceeds the limit of 65536 bytes"),
-        "{huge}"
-    );
-    let (fits, _) = probe(
-        &server,
-        json!({"style": "web", "url": server.url("/huge/1000")}),
-        &[],
-        &env,
-    );
-    assert_eq!(fits["body"].as_str().unwrap().len(), 1000);
+    for style in ["sync", "web"] {
+        let (huge, _) = probe(
+            &server,
+            json!({"style": style, "url": server.url("/huge/1000000")}),
+            &[],
+            &env,
+        );
+        assert_eq!(huge["error"], "NetworkError", "{style}");
+        assert!(
+            huge["message"]
+                .as_str()
+                .unwrap()
+                .contains("exceeds the limit of 65536 bytes"),
+            "{huge}"
+        );
+        let (fits, _) = probe(
+            &server,
+            json!({"style": style, "url": server.url("/huge/1000")}),
+            &[],
+            &env,
+        );
+        assert_eq!(fits["body"].as_str().unwrap().len(), 1000, "{style}");
+    }
 }
 
 #[test]
