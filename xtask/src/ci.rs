@@ -8,6 +8,7 @@ use crate::cargo;
 
 pub fn run() -> anyhow::Result<()> {
     ensure_components(&["rustfmt", "clippy"])?;
+    ensure_postgres()?;
     cargo(&["fmt", "--all", "--", "--check"])?;
     cargo(&[
         "clippy",
@@ -51,4 +52,36 @@ fn ensure_components(components: &[&str]) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The storage suite runs against the local PostgreSQL server; start it when it is down.
+fn ensure_postgres() -> anyhow::Result<()> {
+    let ready = || {
+        Command::new("pg_isready")
+            .args(["-h", "127.0.0.1", "-p", "5432", "-q"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if std::env::var_os("RATCHET_TEST_POSTGRES").is_some() || ready() {
+        return Ok(());
+    }
+    let versions: Vec<String> = std::fs::read_dir("/etc/postgresql")
+        .context("PostgreSQL is not running and /etc/postgresql is missing: install PostgreSQL or set RATCHET_TEST_POSTGRES")?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    for version in &versions {
+        println!("$ pg_ctlcluster --skip-systemctl-redirect {version} main start");
+        let _ = Command::new("pg_ctlcluster")
+            .args(["--skip-systemctl-redirect", version, "main", "start"])
+            .status();
+    }
+    for _ in 0..30 {
+        if ready() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    bail!(
+        "PostgreSQL on 127.0.0.1:5432 did not start (tried clusters {versions:?}); the storage tests need it"
+    )
 }

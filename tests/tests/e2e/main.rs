@@ -5,5 +5,6 @@ mod cli;
 mod http;
 mod javascript;
 mod protocol;
+mod queue;
 mod supervisor;
 mod task_format;

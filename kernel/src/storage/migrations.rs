@@ -1,0 +1,106 @@
+//! Schema migrations, applied in order at connect time. A released migration never changes:
+//! add a new one.
+
+// sea-orm-migration's trait writes `&SchemaManager` without its lifetime; so must we.
+#![allow(elided_lifetimes_in_paths)]
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::schema::{
+    big_integer, big_integer_null, integer, string, string_null, text, text_null,
+};
+
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(CreateJobs)]
+    }
+}
+
+/// Jobs and the record of every attempt.
+struct CreateJobs;
+
+impl MigrationName for CreateJobs {
+    fn name(&self) -> &str {
+        "m20261126_000001_create_jobs"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateJobs {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table("jobs")
+                    .col(string("id").primary_key())
+                    .col(string("task"))
+                    .col(text("input"))
+                    .col(integer("priority"))
+                    .col(big_integer("run_at"))
+                    .col(string("status"))
+                    .col(integer("attempt"))
+                    .col(integer("max_attempts"))
+                    .col(big_integer("backoff_base_ms"))
+                    .col(big_integer("backoff_max_ms"))
+                    .col(big_integer_null("timeout_ms"))
+                    .col(string_null("idempotency_key").unique_key())
+                    .col(string_null("lease_owner"))
+                    .col(big_integer_null("lease_expires_at"))
+                    .col(text_null("output"))
+                    .col(text_null("last_error"))
+                    .col(big_integer("created_at"))
+                    .col(big_integer("updated_at"))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("jobs_claimable")
+                    .table("jobs")
+                    .col("status")
+                    .col("run_at")
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("jobs_leases")
+                    .table("jobs")
+                    .col("status")
+                    .col("lease_expires_at")
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table("job_attempts")
+                    .col(string("job_id"))
+                    .col(integer("attempt"))
+                    .col(string("outcome"))
+                    .col(text_null("error"))
+                    .col(big_integer("finished_at"))
+                    .primary_key(Index::create().col("job_id").col("attempt"))
+                    .foreign_key(
+                        ForeignKey::create()
+                            .from("job_attempts", "job_id")
+                            .to("jobs", "id")
+                            .on_delete(ForeignKeyAction::Cascade),
+                    )
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table("job_attempts").to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table("jobs").to_owned())
+            .await
+    }
+}

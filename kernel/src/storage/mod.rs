@@ -1,0 +1,155 @@
+//! Storage: one code path for SQLite (the embedded default) and PostgreSQL, through sea-orm.
+//!
+//! Times are stored as integer milliseconds since the Unix epoch, so both backends share one
+//! schema and every comparison is an integer comparison. JSON documents are stored as text.
+//! Queue operations are single SQL statements written once; the only backend difference is
+//! PostgreSQL's `FOR UPDATE SKIP LOCKED` when claiming (SQLite serialises writers anyway).
+
+mod migrations;
+pub mod queue;
+
+use std::path::Path;
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, Statement};
+use sea_orm_migration::MigratorTrait;
+
+pub use queue::{Attempt, Backoff, Enqueued, Job, JobStatus, NewJob, QueueError};
+
+/// The file of the embedded database inside a data directory.
+pub const SQLITE_FILE: &str = "ratchet.db";
+
+/// A connected, migrated database.
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("cannot open the database {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("cannot migrate the database {url}: {message}")]
+    Migrate { url: String, message: String },
+    #[error("cannot create the data directory {path}: {message}")]
+    DataDir { path: String, message: String },
+}
+
+impl Store {
+    /// Opens the embedded SQLite database in `dir` (created if missing).
+    pub async fn open_data_dir(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::DataDir {
+            path: dir.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let url = format!("sqlite://{}?mode=rwc", dir.join(SQLITE_FILE).display());
+        Store::connect(&url).await
+    }
+
+    /// Connects to `url` (`sqlite://...` or `postgres://...`) and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let mut options = ConnectOptions::new(url);
+        options
+            .sqlx_logging(false)
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(30));
+        options.map_sqlx_sqlite_opts(|sqlite| {
+            use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+            // WAL with synchronous=NORMAL: durable across process crashes; a power loss may
+            // lose the last commits but never corrupts the database.
+            sqlite
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+        });
+        let shown = redact(url);
+        let db = Database::connect(options)
+            .await
+            .map_err(|e| StoreError::Connect {
+                url: shown.clone(),
+                message: e.to_string(),
+            })?;
+        migrations::Migrator::up(&db, None)
+            .await
+            .map_err(|e| StoreError::Migrate {
+                url: shown,
+                message: e.to_string(),
+            })?;
+        Ok(Store { db })
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub async fn close(self) {
+        let _ = self.db.close().await;
+    }
+
+    /// A statement for this backend; `sql` uses `?` placeholders, rewritten to `$n` for PostgreSQL.
+    pub(crate) fn statement(&self, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
+        statement(self.backend(), sql, values)
+    }
+}
+
+pub(crate) fn statement(backend: DbBackend, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
+    let sql = match backend {
+        DbBackend::Postgres => numbered_placeholders(sql),
+        _ => sql.to_owned(),
+    };
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
+fn numbered_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Milliseconds since the Unix epoch: the clock the queue runs on, unless a test injects one.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_for_postgres() {
+        assert_eq!(
+            numbered_placeholders("a = ? AND b IN (?, ?)"),
+            "a = $1 AND b IN ($2, $3)"
+        );
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("sqlite://x.db?mode=rwc"), "sqlite://x.db?mode=rwc");
+    }
+}

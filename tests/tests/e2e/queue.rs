@@ -1,0 +1,414 @@
+//! Storage conformance: the same queue cases on SQLite and on PostgreSQL (RELIABILITY.md J3,
+//! J4, J5, J7 and the rescue half of J1/J2), with an injected clock.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kernel::storage::{Backoff, JobStatus, NewJob, QueueError};
+use serde_json::json;
+use tests::databases::on_each_backend;
+
+const T0: i64 = 1_800_000_000_000;
+const LEASE: Duration = Duration::from_secs(30);
+
+fn job(task: &str) -> NewJob {
+    NewJob::new(task, json!({"n": 1}))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_follow_priority_and_run_at_and_complete_records_the_attempt() {
+    on_each_backend(|store, backend| async move {
+        let low = store.enqueue(job("low"), T0).await.unwrap().job;
+        let high = store
+            .enqueue(
+                NewJob {
+                    priority: 10,
+                    ..job("high")
+                },
+                T0 + 1,
+            )
+            .await
+            .unwrap()
+            .job;
+        let later = store
+            .enqueue(
+                NewJob {
+                    run_at: Some(T0 + 60_000),
+                    priority: 99,
+                    ..job("later")
+                },
+                T0,
+            )
+            .await
+            .unwrap()
+            .job;
+        assert_eq!(low.status, JobStatus::Queued, "{backend}");
+
+        let first = store.claim("node-a", LEASE, T0 + 5).await.unwrap().unwrap();
+        assert_eq!(
+            (first.id.as_str(), first.attempt, first.status),
+            (high.id.as_str(), 1, JobStatus::Running),
+            "{backend}"
+        );
+        assert_eq!(first.lease_owner.as_deref(), Some("node-a"));
+        assert_eq!(first.lease_expires_at, Some(T0 + 5 + 30_000));
+        let second = store.claim("node-a", LEASE, T0 + 5).await.unwrap().unwrap();
+        assert_eq!(second.id, low.id, "{backend}");
+        assert!(
+            store
+                .claim("node-a", LEASE, T0 + 5)
+                .await
+                .unwrap()
+                .is_none(),
+            "{backend}: run_at in the future"
+        );
+        assert_eq!(
+            store
+                .claim("node-a", LEASE, T0 + 60_000)
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            later.id
+        );
+
+        store
+            .complete(&first.id, 1, &json!({"sum": 3}), T0 + 10)
+            .await
+            .unwrap();
+        let done = store.job(&first.id).await.unwrap();
+        assert_eq!(
+            (done.status, done.output),
+            (JobStatus::Completed, Some(json!({"sum": 3}))),
+            "{backend}"
+        );
+        assert_eq!(done.lease_owner, None);
+        let attempts = store.attempts(&first.id).await.unwrap();
+        assert_eq!(
+            (attempts.len(), attempts[0].outcome.as_str()),
+            (1, "completed"),
+            "{backend}"
+        );
+        assert!(matches!(
+            store.complete(&first.id, 1, &json!(0), T0 + 11).await,
+            Err(QueueError::Fenced { .. })
+        ));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_pollers_claim_every_job_exactly_once() {
+    on_each_backend(|store, backend| async move {
+        const JOBS: usize = 200;
+        for n in 0..JOBS {
+            store
+                .enqueue(
+                    NewJob {
+                        input: json!({"n": n}),
+                        ..job("race")
+                    },
+                    T0,
+                )
+                .await
+                .unwrap();
+        }
+        let mut pollers = Vec::new();
+        for poller in 0..8 {
+            let store = store.clone();
+            pollers.push(tokio::spawn(async move {
+                let mut claimed = Vec::new();
+                while let Some(job) = store
+                    .claim(&format!("poller-{poller}"), LEASE, T0 + 1)
+                    .await
+                    .unwrap()
+                {
+                    claimed.push(job.id);
+                }
+                claimed
+            }));
+        }
+        let mut all = Vec::new();
+        for poller in pollers {
+            all.extend(poller.await.unwrap());
+        }
+        let unique: HashSet<_> = all.iter().collect();
+        assert_eq!(
+            (all.len(), unique.len()),
+            (JOBS, JOBS),
+            "{backend}: every job claimed exactly once"
+        );
+        let counts = store.job_counts().await.unwrap();
+        assert_eq!(counts, vec![(JobStatus::Running, JOBS as u64)], "{backend}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_enqueues_with_one_idempotency_key_make_one_job() {
+    on_each_backend(|store, backend| async move {
+        let store = Arc::new(store);
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let store = Arc::clone(&store);
+            tasks.push(tokio::spawn(async move {
+                let new = NewJob {
+                    idempotency_key: Some("order-42".into()),
+                    ..job("charge")
+                };
+                store.enqueue(new, T0).await.unwrap()
+            }));
+        }
+        let mut ids = HashSet::new();
+        let mut created = 0;
+        for task in tasks {
+            let enqueued = task.await.unwrap();
+            ids.insert(enqueued.job.id);
+            created += usize::from(enqueued.created);
+        }
+        assert_eq!((ids.len(), created), (1, 1), "{backend}");
+        assert_eq!(store.jobs(None, 100).await.unwrap().len(), 1, "{backend}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_leases_are_rescued_and_late_results_are_fenced() {
+    on_each_backend(|store, backend| async move {
+        let id = store.enqueue(job("slow"), T0).await.unwrap().job.id;
+        let first = store.claim("node-a", LEASE, T0).await.unwrap().unwrap();
+        assert!(
+            store
+                .heartbeat(&id, 1, "node-a", T0 + 40_000, T0 + 10_000)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .heartbeat(&id, 1, "node-b", T0 + 40_000, T0 + 10_000)
+                .await
+                .unwrap(),
+            "only the owner renews"
+        );
+        assert_eq!(
+            store.rescue_expired(T0 + 35_000).await.unwrap(),
+            0,
+            "{backend}: the renewed lease holds"
+        );
+        assert_eq!(
+            store.rescue_expired(T0 + 41_000).await.unwrap(),
+            1,
+            "{backend}"
+        );
+        let rescued = store.job(&id).await.unwrap();
+        assert_eq!(
+            (rescued.status, rescued.attempt, rescued.lease_owner),
+            (JobStatus::Retrying, 1, None)
+        );
+
+        let second = store
+            .claim("node-b", LEASE, T0 + 41_000)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (second.id.as_str(), second.attempt),
+            (id.as_str(), 2),
+            "{backend}"
+        );
+        // The first attempt wakes up late: its heartbeat and its result are refused.
+        assert!(
+            !store
+                .heartbeat(&id, first.attempt, "node-a", T0 + 90_000, T0 + 42_000)
+                .await
+                .unwrap()
+        );
+        let late = store
+            .complete(&id, first.attempt, &json!("stale"), T0 + 42_000)
+            .await;
+        assert!(
+            matches!(
+                late,
+                Err(QueueError::Fenced {
+                    attempt: 1,
+                    current: 2,
+                    ..
+                })
+            ),
+            "{backend}: {late:?}"
+        );
+        assert!(matches!(
+            store.fail(&id, 1, "late failure", T0 + 42_000).await,
+            Err(QueueError::Fenced { .. })
+        ));
+        store
+            .complete(&id, 2, &json!("fresh"), T0 + 43_000)
+            .await
+            .unwrap();
+        let done = store.job(&id).await.unwrap();
+        assert_eq!(
+            (done.status, done.output),
+            (JobStatus::Completed, Some(json!("fresh"))),
+            "{backend}"
+        );
+        let outcomes: Vec<_> = store
+            .attempts(&id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.outcome)
+            .collect();
+        assert_eq!(outcomes, ["expired", "completed"], "{backend}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_keeps_failing_backs_off_then_fails_with_every_error_kept() {
+    on_each_backend(|store, backend| async move {
+        let backoff = Backoff {
+            base: Duration::from_secs(10),
+            max: Duration::from_secs(60),
+        };
+        let id = store
+            .enqueue(
+                NewJob {
+                    max_attempts: 3,
+                    backoff,
+                    ..job("flaky")
+                },
+                T0,
+            )
+            .await
+            .unwrap()
+            .job
+            .id;
+        let mut now = T0;
+        for attempt in 1..=3u32 {
+            let claimed = store
+                .claim("node", LEASE, now)
+                .await
+                .unwrap()
+                .expect("the job is due");
+            assert_eq!(claimed.attempt, attempt, "{backend}");
+            let status = store
+                .fail(&id, attempt, &format!("boom {attempt}"), now)
+                .await
+                .unwrap();
+            let job = store.job(&id).await.unwrap();
+            if attempt < 3 {
+                assert_eq!(status, JobStatus::Retrying, "{backend}");
+                let delay = job.run_at - now;
+                let full = 10_000 * (1 << (attempt - 1));
+                assert!(
+                    delay >= full / 2 && delay <= full,
+                    "{backend}: attempt {attempt} waits {delay} ms"
+                );
+                assert!(
+                    store
+                        .claim("node", LEASE, job.run_at - 1)
+                        .await
+                        .unwrap()
+                        .is_none(),
+                    "{backend}: not before its backoff"
+                );
+                now = job.run_at;
+            } else {
+                assert_eq!(
+                    (status, job.status),
+                    (JobStatus::Failed, JobStatus::Failed),
+                    "{backend}"
+                );
+                assert_eq!(job.last_error.as_deref(), Some("boom 3"));
+            }
+        }
+        let errors: Vec<_> = store
+            .attempts(&id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.error.unwrap())
+            .collect();
+        assert_eq!(errors, ["boom 1", "boom 2", "boom 3"], "{backend}");
+        assert!(
+            store
+                .claim("node", LEASE, now + 3_600_000)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_last_attempt_fails_the_job() {
+    on_each_backend(|store, backend| async move {
+        let id = store
+            .enqueue(
+                NewJob {
+                    max_attempts: 1,
+                    ..job("once")
+                },
+                T0,
+            )
+            .await
+            .unwrap()
+            .job
+            .id;
+        store.claim("node", LEASE, T0).await.unwrap().unwrap();
+        assert_eq!(store.rescue_expired(T0 + 31_000).await.unwrap(), 1);
+        let job = store.job(&id).await.unwrap();
+        assert_eq!(job.status, JobStatus::Failed, "{backend}");
+        assert!(job.last_error.unwrap().contains("lease expired"));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_queued_and_running_jobs_and_refuses_finished_ones() {
+    on_each_backend(|store, backend| async move {
+        let queued = store.enqueue(job("a"), T0).await.unwrap().job.id;
+        assert_eq!(
+            store.cancel(&queued, T0).await.unwrap().status,
+            JobStatus::Cancelled,
+            "{backend}"
+        );
+        assert!(
+            store.claim("node", LEASE, T0).await.unwrap().is_none(),
+            "{backend}: a cancelled job is not claimed"
+        );
+        assert!(matches!(
+            store.cancel(&queued, T0).await,
+            Err(QueueError::Final {
+                status: JobStatus::Cancelled,
+                ..
+            })
+        ));
+
+        let running = store.enqueue(job("b"), T0).await.unwrap().job.id;
+        store.claim("node", LEASE, T0).await.unwrap().unwrap();
+        store.cancel(&running, T0 + 1).await.unwrap();
+        assert!(
+            !store
+                .heartbeat(&running, 1, "node", T0 + 60_000, T0 + 2)
+                .await
+                .unwrap(),
+            "{backend}"
+        );
+        assert!(matches!(
+            store.complete(&running, 1, &json!(1), T0 + 3).await,
+            Err(QueueError::Fenced { .. })
+        ));
+        assert_eq!(
+            store.job(&running).await.unwrap().status,
+            JobStatus::Cancelled
+        );
+        assert!(matches!(
+            store.cancel("no-such-job", T0).await,
+            Err(QueueError::NotFound(_))
+        ));
+    })
+    .await;
+}
