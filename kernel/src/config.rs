@@ -20,6 +20,79 @@ pub struct Config {
     pub workers: WorkerConfig,
     pub limits: LimitConfig,
     pub egress: EgressConfig,
+    pub storage: StorageConfig,
+    pub queue: QueueConfig,
+    pub server: ServerConfig,
+}
+
+/// Where Ratchet keeps its data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Folder of the embedded SQLite database (`ratchet.db`).
+    pub data_dir: PathBuf,
+    /// A `postgres://` URL to use PostgreSQL instead (several nodes may share it).
+    pub url: Option<String>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: PathBuf::from("ratchet-data"),
+            url: None,
+        }
+    }
+}
+
+/// How a node consumes jobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Jobs run at once by this node; 0 means one per worker (`workers.count`).
+    pub concurrency: usize,
+    /// Seconds a claimed job is leased for; renewed by heartbeat every third of it.
+    pub lease_secs: f64,
+    /// Milliseconds between polls for jobs other processes enqueued.
+    pub poll_interval_ms: u64,
+    /// Defaults of `ratchet jobs enqueue`.
+    pub max_attempts: u32,
+    pub backoff_base_secs: f64,
+    pub backoff_max_secs: f64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            concurrency: 0,
+            lease_secs: 30.0,
+            poll_interval_ms: 200,
+            max_attempts: 3,
+            backoff_base_secs: 1.0,
+            backoff_max_secs: 600.0,
+        }
+    }
+}
+
+/// `ratchet serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub bind: String,
+    /// Folders whose subfolders are tasks.
+    pub tasks: Vec<PathBuf>,
+    /// Seconds running jobs get to finish after SIGTERM before they are released.
+    pub shutdown_grace_secs: f64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: "127.0.0.1:8000".into(),
+            tasks: vec![PathBuf::from("examples/tasks")],
+            shutdown_grace_secs: 30.0,
+        }
+    }
 }
 
 /// The JavaScript worker pool.
@@ -178,6 +251,24 @@ impl Config {
             )));
         }
         self.egress.allow_rules().map_err(ConfigError)?;
+        for (key, value) in [
+            ("queue.lease_secs", self.queue.lease_secs),
+            ("queue.backoff_base_secs", self.queue.backoff_base_secs),
+            ("queue.backoff_max_secs", self.queue.backoff_max_secs),
+            (
+                "server.shutdown_grace_secs",
+                self.server.shutdown_grace_secs,
+            ),
+        ] {
+            if value.is_nan() || value <= 0.0 || value > MAX_SECONDS {
+                return Err(ConfigError(format!(
+                    "{key} must be above 0 and at most {MAX_SECONDS}"
+                )));
+            }
+        }
+        if self.queue.max_attempts == 0 {
+            return Err(ConfigError("queue.max_attempts must be at least 1".into()));
+        }
         let request_timeout = self.egress.request_timeout_secs;
         if request_timeout.is_nan() || request_timeout <= 0.0 || request_timeout > MAX_SECONDS {
             return Err(ConfigError(format!(

@@ -1,7 +1,9 @@
 //! Command-line parsing and dispatch. Each command lives in its own module.
 
+mod jobs;
 mod replay;
 mod run;
+mod serve;
 mod tasks;
 
 use std::path::PathBuf;
@@ -38,6 +40,59 @@ enum Command {
     /// Create new things from templates.
     #[command(subcommand)]
     Generate(Generate),
+    /// Run the node: task registry, worker pool, job consumers, /health and /ready.
+    Serve(serve::ServeArgs),
+    /// Queue runs and inspect or cancel them.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
+    /// The history of runs.
+    #[command(subcommand)]
+    Executions(jobs::ExecutionsCommand),
+}
+
+/// Which database to use.
+#[derive(Debug, Args)]
+pub struct StorageArgs {
+    /// Folder of the embedded SQLite database (default: storage.data_dir, ./ratchet-data).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// A postgres:// URL instead of the embedded SQLite (default: storage.url).
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+}
+
+impl StorageArgs {
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(dir) = &self.data_dir {
+            config.storage.data_dir = dir.clone();
+        }
+        if let Some(url) = &self.database_url {
+            config.storage.url = Some(url.clone());
+        }
+    }
+}
+
+/// The configured database, migrated.
+pub async fn open_store(config: &Config) -> anyhow::Result<kernel::storage::Store> {
+    Ok(match &config.storage.url {
+        Some(url) => kernel::storage::Store::connect(url).await?,
+        None => kernel::storage::Store::open_data_dir(&config.storage.data_dir).await?,
+    })
+}
+
+/// The tasks under the configured folders; tasks that fail to load are reported and skipped.
+pub fn load_registry(config: &Config) -> anyhow::Result<kernel::service::TaskRegistry> {
+    let (registry, rejected) =
+        kernel::service::TaskRegistry::load(&config.server.tasks, &config.limits)
+            .map_err(anyhow::Error::msg)?;
+    for task in rejected {
+        eprintln!(
+            "warning: skipping the task at {}: {}",
+            task.path.display(),
+            task.error
+        );
+    }
+    Ok(registry)
 }
 
 #[derive(Debug, Args)]
@@ -116,6 +171,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             tasks::test(config, &args.task.from_fs).await
         }
         Command::Replay(args) => replay::replay(load_config()?, args).await,
+        Command::Serve(args) => serve::serve(load_config()?, args).await,
+        Command::Jobs(command) => jobs::jobs(load_config()?, command).await,
+        Command::Executions(command) => jobs::executions(load_config()?, command).await,
         Command::Generate(Generate::Task { name, path }) => {
             let dir = kernel::generate::task(&path, &name)?;
             println!("created task {name} in {}", dir.display());

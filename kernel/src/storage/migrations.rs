@@ -13,7 +13,7 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateJobs)]
+        vec![Box::new(CreateJobs), Box::new(CreateExecutions)]
     }
 }
 
@@ -101,6 +101,67 @@ impl MigrationTrait for CreateJobs {
             .await?;
         manager
             .drop_table(Table::drop().table("jobs").to_owned())
+            .await
+    }
+}
+
+/// Every run: input, output or error, logs, HTTP exchanges, timings.
+struct CreateExecutions;
+
+impl MigrationName for CreateExecutions {
+    fn name(&self) -> &str {
+        "m20261126_000002_create_executions"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateExecutions {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table("executions")
+                    .col(string("id").primary_key())
+                    .col(string_null("job_id"))
+                    .col(integer("attempt"))
+                    .col(string("task"))
+                    .col(string("status"))
+                    .col(text("input"))
+                    .col(text_null("output"))
+                    .col(text_null("error"))
+                    .col(text("logs"))
+                    .col(text("http"))
+                    .col(big_integer("started_at"))
+                    .col(big_integer("finished_at"))
+                    .col(big_integer("duration_us"))
+                    .col(string_null("worker"))
+                    .col(string_null("node"))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("executions_by_time")
+                    .table("executions")
+                    .col("started_at")
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("executions_by_job")
+                    .table("executions")
+                    .col("job_id")
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table("executions").to_owned())
             .await
     }
 }

@@ -5,6 +5,7 @@
 //! Queue operations are single SQL statements written once; the only backend difference is
 //! PostgreSQL's `FOR UPDATE SKIP LOCKED` when claiming (SQLite serialises writers anyway).
 
+mod executions;
 mod migrations;
 pub mod queue;
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, Statement};
 use sea_orm_migration::MigratorTrait;
 
+pub use executions::ExecutionRecord;
 pub use queue::{Attempt, Backoff, Enqueued, Job, JobStatus, NewJob, QueueError};
 
 /// The file of the embedded database inside a data directory.

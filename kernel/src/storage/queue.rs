@@ -163,7 +163,7 @@ pub struct Job {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attempt {
     pub attempt: u32,
-    /// `completed`, `failed` or `expired`.
+    /// `completed`, `failed`, `expired` or `released`.
     pub outcome: String,
     pub error: Option<String>,
     pub finished_at: i64,
@@ -417,6 +417,37 @@ impl Store {
         }
         transaction.commit().await?;
         Ok(rescued.len() as u64)
+    }
+
+    /// Gives a running attempt back to the queue unfinished (a draining node). It does not use
+    /// up an attempt: `max_attempts` grows by one, while `attempt` stays monotonic as the
+    /// fencing token. Fenced like [`Store::complete`].
+    pub async fn release(&self, id: &str, attempt: u32, now: i64) -> Result<(), QueueError> {
+        let transaction = self.connection().begin().await?;
+        let sql = "UPDATE jobs SET status = 'retrying', run_at = ?, max_attempts = max_attempts + 1, lease_owner = NULL, \
+                   lease_expires_at = NULL, updated_at = ? WHERE id = ? AND attempt = ? AND status = 'running'";
+        let values: Vec<SqlValue> =
+            vec![now.into(), now.into(), id.into(), i64::from(attempt).into()];
+        if transaction
+            .execute_raw(self.statement(sql, values))
+            .await?
+            .rows_affected()
+            != 1
+        {
+            transaction.rollback().await?;
+            return Err(self.fenced(id, attempt).await);
+        }
+        self.record_attempt(
+            &transaction,
+            id,
+            attempt,
+            "released",
+            Some("released by a draining node"),
+            now,
+        )
+        .await?;
+        transaction.commit().await?;
+        Ok(())
     }
 
     /// Cancels a job that has not finished. A running attempt learns it at its next heartbeat

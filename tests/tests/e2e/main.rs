@@ -6,5 +6,6 @@ mod http;
 mod javascript;
 mod protocol;
 mod queue;
+mod serve;
 mod supervisor;
 mod task_format;

@@ -1,0 +1,332 @@
+//! The service layer: what `ratchet serve`, the CLI and (later) the APIs do with the kernel
+//! and the store. Enqueueing checks the task and its input; consumers claim jobs, run them
+//! on the worker pool with their lease renewed, record every execution, and report the
+//! result under the attempt's fencing token.
+
+mod registry;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+pub use registry::{Rejected, TaskRegistry};
+
+use crate::config::QueueConfig;
+use crate::execution::{Execution, Kernel};
+use crate::http::Har;
+use crate::storage::{Backoff, Enqueued, ExecutionRecord, Job, NewJob, QueueError, Store, now_ms};
+use crate::task::SchemaViolation;
+
+/// Options of one enqueue; the queue configuration fills what is `None`.
+#[derive(Debug, Clone, Default)]
+pub struct EnqueueOptions {
+    pub priority: i32,
+    pub run_at: Option<i64>,
+    pub max_attempts: Option<u32>,
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    #[error("no task named `{name}`; known tasks: {known}")]
+    UnknownTask { name: String, known: String },
+    #[error("input does not match the input schema of {task}: {}", .violations.first().map(ToString::to_string).unwrap_or_default())]
+    InvalidInput {
+        task: String,
+        violations: Vec<SchemaViolation>,
+    },
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// Checks the task and the input against `registry`, then enqueues into `store`.
+pub async fn enqueue(
+    store: &Store,
+    registry: &TaskRegistry,
+    queue: &QueueConfig,
+    task: &str,
+    input: Value,
+    options: EnqueueOptions,
+) -> Result<Enqueued, ServiceError> {
+    let found = registry
+        .get(task)
+        .ok_or_else(|| ServiceError::UnknownTask {
+            name: task.to_owned(),
+            known: registry.names().join(", "),
+        })?;
+    let violations = found.input_schema.violations(&input);
+    if !violations.is_empty() {
+        return Err(ServiceError::InvalidInput {
+            task: found.name().to_owned(),
+            violations,
+        });
+    }
+    let new = NewJob {
+        task: found.name().to_owned(),
+        input,
+        priority: options.priority,
+        run_at: options.run_at,
+        max_attempts: options.max_attempts.unwrap_or(queue.max_attempts),
+        backoff: Backoff {
+            base: Duration::from_secs_f64(queue.backoff_base_secs),
+            max: Duration::from_secs_f64(queue.backoff_max_secs),
+        },
+        timeout: None,
+        idempotency_key: options.idempotency_key,
+    };
+    Ok(store.enqueue(new, now_ms()).await?)
+}
+
+pub struct Service {
+    pub store: Store,
+    pub kernel: Arc<Kernel>,
+    pub registry: Arc<TaskRegistry>,
+    /// This node's name, recorded as lease owner.
+    pub node: String,
+    queue: QueueConfig,
+    /// Wakes idle consumers when this process enqueues.
+    wake: Notify,
+    /// Jobs this node is running: id to attempt.
+    in_flight: Mutex<HashMap<String, u32>>,
+}
+
+impl Service {
+    pub fn new(store: Store, kernel: Arc<Kernel>, registry: Arc<TaskRegistry>) -> Service {
+        let queue = kernel.config().queue.clone();
+        let node = format!("{}-{}", hostname(), std::process::id());
+        Service {
+            store,
+            kernel,
+            registry,
+            node,
+            queue,
+            wake: Notify::new(),
+            in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Checks the task and the input, then enqueues, and wakes this node's idle consumers.
+    pub async fn enqueue(
+        &self,
+        task: &str,
+        input: Value,
+        options: EnqueueOptions,
+    ) -> Result<Enqueued, ServiceError> {
+        let enqueued = enqueue(
+            &self.store,
+            &self.registry,
+            &self.queue,
+            task,
+            input,
+            options,
+        )
+        .await?;
+        self.wake.notify_waiters();
+        Ok(enqueued)
+    }
+
+    /// How many jobs this node runs at once.
+    pub fn concurrency(&self) -> usize {
+        match self.queue.concurrency {
+            0 => self.kernel.config().workers.count,
+            n => n,
+        }
+    }
+
+    fn lease(&self) -> Duration {
+        Duration::from_secs_f64(self.queue.lease_secs)
+    }
+
+    /// Starts the consumers and the lease rescuer; they stop when `stop` turns true,
+    /// consumers after finishing the job they hold.
+    pub fn start(self: &Arc<Self>, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+        let mut tasks: Vec<JoinHandle<()>> = (0..self.concurrency())
+            .map(|_| tokio::spawn(Arc::clone(self).consume(stop.clone())))
+            .collect();
+        tasks.push(tokio::spawn(Arc::clone(self).rescue(stop)));
+        tasks
+    }
+
+    async fn consume(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let poll = Duration::from_millis(self.queue.poll_interval_ms.max(1));
+        while !*stop.borrow() {
+            match self.store.claim(&self.node, self.lease(), now_ms()).await {
+                Ok(Some(job)) => self.process(job).await,
+                Ok(None) => {
+                    tokio::select! {
+                        () = self.wake.notified() => {}
+                        () = tokio::time::sleep(poll) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+                Err(error) => {
+                    // The database may be down for a while (J9): keep trying, slowly.
+                    tracing::warn!("cannot claim jobs: {error}");
+                    tokio::time::sleep(poll.max(Duration::from_secs(1))).await;
+                }
+            }
+        }
+    }
+
+    /// Runs one claimed job to its end, under its fencing token.
+    pub async fn process(&self, job: Job) {
+        let Some(task) = self.registry.get(&job.task) else {
+            let message = format!("this node has no task named `{}`", job.task);
+            self.report(&job, Err(message)).await;
+            return;
+        };
+        self.track(&job, true);
+        let heartbeat = tokio::spawn(heartbeat(
+            self.store.clone(),
+            job.clone(),
+            self.node.clone(),
+            self.lease(),
+        ));
+        let started = now_ms();
+        let execution = self.kernel.run(&task, job.input.clone()).await;
+        heartbeat.abort();
+        let record = record(&job, &execution, started, &self.node);
+        if let Err(error) = self.store.record_execution(&record).await {
+            tracing::error!(job = %job.id, "cannot record the execution: {error}");
+        }
+        let result = execution.outcome.clone().map_err(|e| e.to_string());
+        self.report(&job, result).await;
+        self.track(&job, false);
+    }
+
+    async fn report(&self, job: &Job, result: Result<Value, String>) {
+        let now = now_ms();
+        let reported = match &result {
+            Ok(output) => self
+                .store
+                .complete(&job.id, job.attempt, output, now)
+                .await
+                .map(|()| "completed".to_owned()),
+            Err(error) => self
+                .store
+                .fail(&job.id, job.attempt, error, now)
+                .await
+                .map(|s| s.to_string()),
+        };
+        match reported {
+            Ok(status) => {
+                tracing::info!(job = %job.id, attempt = job.attempt, task = %job.task, "job {status}")
+            }
+            Err(QueueError::Fenced { .. }) => {
+                tracing::info!(job = %job.id, attempt = job.attempt, "result discarded: the attempt no longer owns the job")
+            }
+            Err(error) => tracing::error!(job = %job.id, "cannot record the job's result: {error}"),
+        }
+    }
+
+    fn track(&self, job: &Job, running: bool) {
+        if let Ok(mut in_flight) = self.in_flight.lock() {
+            if running {
+                in_flight.insert(job.id.clone(), job.attempt);
+            } else {
+                in_flight.remove(&job.id);
+            }
+        }
+    }
+
+    /// Gives every job still running on this node back to the queue (end of a drain).
+    pub async fn release_in_flight(&self) -> usize {
+        let jobs: Vec<(String, u32)> = self
+            .in_flight
+            .lock()
+            .map(|j| j.clone().into_iter().collect())
+            .unwrap_or_default();
+        let mut released = 0;
+        for (id, attempt) in jobs {
+            if self.store.release(&id, attempt, now_ms()).await.is_ok() {
+                released += 1;
+            }
+        }
+        released
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.lock().map(|j| j.len()).unwrap_or(0)
+    }
+
+    async fn rescue(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let every = self.lease() / 2;
+        while !*stop.borrow() {
+            match self.store.rescue_expired(now_ms()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!("rescued {n} job(s) whose lease expired"),
+                Err(error) => tracing::warn!("cannot rescue expired leases: {error}"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+}
+
+/// Renews the lease every third of its length until aborted or refused.
+async fn heartbeat(store: Store, job: Job, node: String, lease: Duration) {
+    loop {
+        tokio::time::sleep(lease / 3).await;
+        let now = now_ms();
+        let until = now + lease.as_millis() as i64;
+        match store
+            .heartbeat(&job.id, job.attempt, &node, until, now)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(job = %job.id, "the job was cancelled or rescued; this attempt's result will be discarded");
+                return;
+            }
+            Err(error) => tracing::warn!(job = %job.id, "heartbeat failed: {error}"),
+        }
+    }
+}
+
+fn record(job: &Job, execution: &Execution, started: i64, node: &str) -> ExecutionRecord {
+    let logs: Vec<Value> = execution
+        .logs
+        .iter()
+        .map(|l| json!({"level": l.level.as_str(), "message": l.message}))
+        .collect();
+    let har = serde_json::to_value(Har::from_exchanges(&execution.http)).unwrap_or(Value::Null);
+    ExecutionRecord {
+        id: execution.id.clone(),
+        job_id: Some(job.id.clone()),
+        attempt: job.attempt,
+        task: job.task.clone(),
+        status: if execution.outcome.is_ok() {
+            "success"
+        } else {
+            "failure"
+        }
+        .into(),
+        input: job.input.clone(),
+        output: execution.outcome.as_ref().ok().cloned(),
+        error: execution
+            .outcome
+            .as_ref()
+            .err()
+            .map(crate::recording::error_json),
+        logs: Value::Array(logs),
+        http: har,
+        started_at: started,
+        finished_at: now_ms(),
+        duration_us: execution.duration.as_micros() as i64,
+        worker: execution.worker.as_ref().map(|w| w.worker_id.clone()),
+        node: Some(node.to_owned()),
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "node".into())
+}

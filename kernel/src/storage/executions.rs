@@ -1,0 +1,131 @@
+//! The record of every run.
+
+use sea_orm::{ConnectionTrait, QueryResult, Value as SqlValue};
+use serde_json::Value;
+
+use super::Store;
+use super::queue::QueueError;
+
+/// One run as stored. JSON documents stay JSON: `error` is the error document of
+/// `recording::error_json`, `logs` a list of `{level, message}`, `http` a HAR document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionRecord {
+    pub id: String,
+    pub job_id: Option<String>,
+    pub attempt: u32,
+    pub task: String,
+    /// `success` or `failure`.
+    pub status: String,
+    pub input: Value,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+    pub logs: Value,
+    pub http: Value,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub duration_us: i64,
+    pub worker: Option<String>,
+    pub node: Option<String>,
+}
+
+const COLUMNS: &str = "id, job_id, attempt, task, status, input, output, error, logs, http, started_at, \
+     finished_at, duration_us, worker, node";
+
+impl Store {
+    pub async fn record_execution(&self, record: &ExecutionRecord) -> Result<(), QueueError> {
+        let sql = format!(
+            "INSERT INTO executions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        );
+        let values: Vec<SqlValue> = vec![
+            record.id.clone().into(),
+            record.job_id.clone().into(),
+            i64::from(record.attempt).into(),
+            record.task.clone().into(),
+            record.status.clone().into(),
+            record.input.to_string().into(),
+            record.output.as_ref().map(Value::to_string).into(),
+            record.error.as_ref().map(Value::to_string).into(),
+            record.logs.to_string().into(),
+            record.http.to_string().into(),
+            record.started_at.into(),
+            record.finished_at.into(),
+            record.duration_us.into(),
+            record.worker.clone().into(),
+            record.node.clone().into(),
+        ];
+        self.connection()
+            .execute_raw(self.statement(&sql, values))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn execution(&self, id: &str) -> Result<ExecutionRecord, QueueError> {
+        let sql = format!("SELECT {COLUMNS} FROM executions WHERE id = ?");
+        let row = self
+            .connection()
+            .query_one_raw(self.statement(&sql, vec![id.into()]))
+            .await?;
+        row.map(|row| from_row(&row))
+            .transpose()?
+            .ok_or_else(|| QueueError::NotFound(format!("execution {id}")))
+    }
+
+    /// Executions, newest first; of one job when `job_id` is given.
+    pub async fn executions(
+        &self,
+        job_id: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<ExecutionRecord>, QueueError> {
+        let (filter, mut values): (&str, Vec<SqlValue>) = match job_id {
+            Some(job) => ("WHERE job_id = ?", vec![job.into()]),
+            None => ("", Vec::new()),
+        };
+        values.push((limit.min(i64::MAX as u64) as i64).into());
+        let sql = format!(
+            "SELECT {COLUMNS} FROM executions {filter} ORDER BY started_at DESC, id LIMIT ?"
+        );
+        let rows = self
+            .connection()
+            .query_all_raw(self.statement(&sql, values))
+            .await?;
+        rows.iter().map(from_row).collect()
+    }
+}
+
+fn from_row(row: &QueryResult) -> Result<ExecutionRecord, QueueError> {
+    let json = |column: &str| -> Result<Value, QueueError> {
+        let raw: String = row.try_get("", column)?;
+        serde_json::from_str(&raw)
+            .map_err(|e| QueueError::Corrupt(format!("executions.{column}: {e}")))
+    };
+    let opt_json = |column: &str| -> Result<Option<Value>, QueueError> {
+        let raw: Option<String> = row.try_get("", column)?;
+        raw.map(|raw| {
+            serde_json::from_str(&raw)
+                .map_err(|e| QueueError::Corrupt(format!("executions.{column}: {e}")))
+        })
+        .transpose()
+    };
+    let int = |column: &str| -> Result<i64, QueueError> {
+        Ok(row
+            .try_get::<i64>("", column)
+            .or_else(|_| row.try_get::<i32>("", column).map(i64::from))?)
+    };
+    Ok(ExecutionRecord {
+        id: row.try_get("", "id")?,
+        job_id: row.try_get("", "job_id")?,
+        attempt: int("attempt")? as u32,
+        task: row.try_get("", "task")?,
+        status: row.try_get("", "status")?,
+        input: json("input")?,
+        output: opt_json("output")?,
+        error: opt_json("error")?,
+        logs: json("logs")?,
+        http: json("http")?,
+        started_at: int("started_at")?,
+        finished_at: int("finished_at")?,
+        duration_us: int("duration_us")?,
+        worker: row.try_get("", "worker")?,
+        node: row.try_get("", "node")?,
+    })
+}

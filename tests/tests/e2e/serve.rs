@@ -1,0 +1,372 @@
+//! `ratchet serve` as an operator runs it: jobs from the CLI, kill -9 and restart, SIGTERM
+//! (RELIABILITY.md J1, J2, J8 on SQLite; the queue semantics run on both backends in `queue`).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tests::{ratchet_bin, ratchet_in};
+
+/// A task that sleeps `input.ms` then returns `input.n`.
+fn tasks_dir(root: &Path) -> PathBuf {
+    let dir = root.join("tasks/sleepy");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("metadata.json"),
+        r#"{"name": "sleepy", "version": "1.0.0", "timeout": 30}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("input.schema.json"),
+        r#"{"type": "object", "required": ["n", "ms"]}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.join("output.schema.json"), r#"{"type": "object"}"#).unwrap();
+    std::fs::write(
+        dir.join("main.js"),
+        "async function main(input) { await new Promise(r => setTimeout(r, input.ms)); return { n: input.n }; }",
+    )
+    .unwrap();
+    root.join("tasks")
+}
+
+struct Node {
+    child: Child,
+    port: u16,
+}
+
+impl Node {
+    fn start(root: &Path, env: &[(&str, &str)]) -> Node {
+        let port = free_port();
+        let child = Command::new(ratchet_bin())
+            .args([
+                "serve",
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(root.join("data"))
+            .arg("--tasks")
+            .arg(root.join("tasks"))
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let node = Node { child, port };
+        let started = Instant::now();
+        while get(port, "/health").is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "ratchet serve did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        node
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
+    }
+
+    /// Waits for the process to exit; returns its exit code and stderr.
+    fn wait(mut self, limit: Duration) -> (Option<i32>, String) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut stderr = String::new();
+                let _ = self
+                    .child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut stderr);
+                return (status.code(), stderr);
+            }
+            assert!(
+                started.elapsed() < limit,
+                "ratchet serve did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A plain HTTP GET; the body, or `None` when nothing listens.
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    Some((
+        status,
+        response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned(),
+    ))
+}
+
+fn cli(root: &Path, args: &[&str]) -> Value {
+    let data = root.join("data");
+    let tasks = root.join("tasks");
+    let mut all = args.to_vec();
+    all.extend(["--data-dir", data.to_str().unwrap(), "--format", "json"]);
+    if args[0] == "jobs" && args[1] == "enqueue" {
+        all.extend(["--tasks", tasks.to_str().unwrap()]);
+    }
+    let run = ratchet_in(root, &all, &[]);
+    assert!(run.success(), "{all:?}: {run:?}");
+    run.json()
+}
+
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_job_enqueued_from_the_cli_runs_and_is_recorded() {
+    let root = tempfile::tempdir().unwrap();
+    tasks_dir(root.path());
+    let node = Node::start(root.path(), &[]);
+    let (status, body) = get(node.port, "/ready").unwrap();
+    assert_eq!(status, 200, "{body}");
+
+    let job = cli(
+        root.path(),
+        &[
+            "jobs",
+            "enqueue",
+            "sleepy",
+            "--input-json",
+            r#"{"n": 7, "ms": 10}"#,
+        ],
+    );
+    assert_eq!(
+        (job["status"].as_str(), job["created"].as_bool()),
+        (Some("queued"), Some(true))
+    );
+    let id = job["id"].as_str().unwrap().to_owned();
+    wait_until("the job to complete", Duration::from_secs(20), || {
+        cli(root.path(), &["jobs", "show", &id])["status"] == "completed"
+    });
+    let shown = cli(root.path(), &["jobs", "show", &id]);
+    assert_eq!(shown["output"], json!({"n": 7}));
+    assert_eq!(shown["attempts"][0]["outcome"], "completed");
+    let executions = cli(root.path(), &["executions", "list", "--job", &id]);
+    assert_eq!(executions[0]["status"], "success");
+    let execution = cli(
+        root.path(),
+        &["executions", "show", executions[0]["id"].as_str().unwrap()],
+    );
+    assert_eq!(execution["input"], json!({"n": 7, "ms": 10}));
+
+    let again = cli(
+        root.path(),
+        &[
+            "jobs",
+            "enqueue",
+            "sleepy",
+            "--input-json",
+            r#"{"n": 1, "ms": 1}"#,
+            "--idempotency-key",
+            "k",
+        ],
+    );
+    let same = cli(
+        root.path(),
+        &[
+            "jobs",
+            "enqueue",
+            "sleepy",
+            "--input-json",
+            r#"{"n": 1, "ms": 1}"#,
+            "--idempotency-key",
+            "k",
+        ],
+    );
+    assert_eq!(
+        (again["id"].clone(), same["created"].clone()),
+        (same["id"].clone(), json!(false))
+    );
+
+    let bad = ratchet_in(
+        root.path(),
+        &[
+            "jobs",
+            "enqueue",
+            "sleepy",
+            "--input-json",
+            "{}",
+            "--data-dir",
+            "data",
+            "--tasks",
+            "tasks",
+        ],
+        &[],
+    );
+    assert!(
+        !bad.success() && bad.stderr.contains("does not match the input schema"),
+        "{bad:?}"
+    );
+    node.signal(nix::sys::signal::Signal::SIGTERM);
+    let (code, stderr) = node.wait(Duration::from_secs(20));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("stopped cleanly"), "{stderr}");
+}
+
+#[test]
+fn kill_9_mid_way_loses_no_job_and_completes_none_twice() {
+    const JOBS: usize = 500;
+    let root = tempfile::tempdir().unwrap();
+    tasks_dir(root.path());
+    let env = [
+        ("RATCHET_QUEUE__LEASE_SECS", "2"),
+        ("RATCHET_WORKERS__COUNT", "2"),
+    ];
+    // Enqueue through the library (500 CLI processes would only test process start-up).
+    enqueue_many(&root.path().join("data"), &root.path().join("tasks"), JOBS);
+
+    let node = Node::start(root.path(), &env);
+    wait_until("some jobs to complete", Duration::from_secs(60), || {
+        completed(root.path()) >= 50
+    });
+    node.signal(nix::sys::signal::Signal::SIGKILL);
+    let _ = node.wait(Duration::from_secs(10));
+    let at_kill = completed(root.path());
+    assert!(
+        at_kill < JOBS,
+        "the node finished everything before the kill; make the jobs slower"
+    );
+
+    let node = Node::start(root.path(), &env);
+    wait_until("every job to finish", Duration::from_secs(120), || {
+        completed(root.path()) == JOBS
+    });
+    node.signal(nix::sys::signal::Signal::SIGTERM);
+    let (code, stderr) = node.wait(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{stderr}");
+
+    let jobs = cli(root.path(), &["jobs", "list", "--limit", "1000"]);
+    let jobs = jobs.as_array().unwrap();
+    assert_eq!(jobs.len(), JOBS);
+    assert!(
+        jobs.iter().all(|j| j["status"] == "completed"),
+        "every job reaches a final state"
+    );
+    let rescued: Vec<&Value> = jobs
+        .iter()
+        .filter(|j| j["attempt"].as_u64() > Some(1))
+        .collect();
+    assert!(
+        !rescued.is_empty(),
+        "jobs running at the kill were rescued and retried"
+    );
+    for job in rescued {
+        let shown = cli(root.path(), &["jobs", "show", job["id"].as_str().unwrap()]);
+        let outcomes: Vec<&str> = shown["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["outcome"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            outcomes.iter().filter(|o| **o == "completed").count(),
+            1,
+            "{outcomes:?}"
+        );
+        assert!(outcomes.contains(&"expired"), "{outcomes:?}");
+    }
+}
+
+#[test]
+fn sigterm_lets_running_jobs_finish_or_releases_them_after_the_grace_period() {
+    let root = tempfile::tempdir().unwrap();
+    tasks_dir(root.path());
+    for (grace, ms, expected) in [("10", 800, "completed"), ("0.2", 5000, "retrying")] {
+        let node = Node::start(
+            root.path(),
+            &[("RATCHET_SERVER__SHUTDOWN_GRACE_SECS", grace)],
+        );
+        let input = json!({"n": 1, "ms": ms}).to_string();
+        let id = cli(
+            root.path(),
+            &["jobs", "enqueue", "sleepy", "--input-json", &input],
+        )["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        wait_until("the job to start", Duration::from_secs(20), || {
+            cli(root.path(), &["jobs", "show", &id])["status"] == "running"
+        });
+        node.signal(nix::sys::signal::Signal::SIGTERM);
+        let (code, stderr) = node.wait(Duration::from_secs(20));
+        assert_eq!(code, Some(0), "{stderr}");
+        let job = cli(root.path(), &["jobs", "show", &id]);
+        assert_eq!(job["status"], expected, "grace {grace}s: {job:#}");
+        if expected == "retrying" {
+            assert_eq!(job["attempts"][0]["outcome"], "released", "{job:#}");
+            assert_eq!(
+                job["max_attempts"], 4,
+                "a released attempt does not use up the budget"
+            );
+        }
+    }
+}
+
+fn completed(root: &Path) -> usize {
+    let jobs = cli(
+        root,
+        &["jobs", "list", "--status", "completed", "--limit", "1000"],
+    );
+    jobs.as_array().map_or(0, Vec::len)
+}
+
+fn enqueue_many(data: &Path, tasks: &Path, count: usize) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let config = kernel::Config::default();
+        let store = kernel::storage::Store::open_data_dir(data).await.unwrap();
+        let (registry, _) =
+            kernel::service::TaskRegistry::load(&[tasks.to_owned()], &config.limits).unwrap();
+        for n in 0..count {
+            let input = json!({"n": n, "ms": 20});
+            kernel::service::enqueue(
+                &store,
+                &registry,
+                &config.queue,
+                "sleepy",
+                input,
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        }
+        store.close().await;
+    });
+}
