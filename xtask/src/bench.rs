@@ -3,7 +3,10 @@
 //! 1. Cold `ratchet run-once` of the `addition` sample: wall time (median and p90 of 20
 //!    process runs) and the peak resident memory of the kernel and of its worker.
 //! 2. Warm pool: the `warm_pool` bench target drives one kernel with 2 workers through 1,000
-//!    trivial runs, sequentially (latency) and from 4 concurrent clients (throughput).
+//!    trivial runs, sequentially (latency) and from 4 concurrent clients (throughput), and
+//!    measures one `fetch` round trip.
+//! 3. Queue: the `queue` bench target drains 2,000 trivial jobs on SQLite and on PostgreSQL
+//!    and measures enqueue-to-start latency on an idle node.
 
 use std::process::Command;
 use std::time::Instant;
@@ -28,6 +31,19 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         .status()?;
     if !status.success() {
         bail!("the warm pool bench failed ({status})");
+    }
+    let jobs = if quick { "500" } else { "2000" };
+    println!("$ cargo bench -p kernel --bench queue -- {jobs}");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["bench", "-p", "kernel", "--bench", "queue", "--", jobs])
+        .env(
+            "RATCHET_WORKER_BIN",
+            root().join("target/release/ratchet-worker"),
+        )
+        .current_dir(root())
+        .status()?;
+    if !status.success() {
+        bail!("the queue bench failed ({status})");
     }
     Ok(())
 }

@@ -18,7 +18,9 @@ pub use registry::{Rejected, TaskRegistry};
 use crate::config::QueueConfig;
 use crate::execution::{Execution, Kernel};
 use crate::http::Har;
-use crate::storage::{Backoff, Enqueued, ExecutionRecord, Job, NewJob, QueueError, Store, now_ms};
+use crate::storage::{
+    Backoff, Enqueued, ExecutionRecord, Job, JobStatus, NewJob, Outcome, QueueError, Store, now_ms,
+};
 use crate::task::SchemaViolation;
 
 /// Options of one enqueue; the queue configuration fills what is `None`.
@@ -177,7 +179,7 @@ impl Service {
     pub async fn process(&self, job: Job) {
         let Some(task) = self.registry.get(&job.task) else {
             let message = format!("this node has no task named `{}`", job.task);
-            self.report(&job, Err(message)).await;
+            self.report_unknown_task(&job, message).await;
             return;
         };
         self.track(&job, true);
@@ -191,37 +193,26 @@ impl Service {
         let execution = self.kernel.run(&task, job.input.clone()).await;
         heartbeat.abort();
         let record = record(&job, &execution, started, &self.node);
-        if let Err(error) = self.store.record_execution(&record).await {
-            tracing::error!(job = %job.id, "cannot record the execution: {error}");
-        }
-        let result = execution.outcome.clone().map_err(|e| e.to_string());
-        self.report(&job, result).await;
+        let error = execution.outcome.as_ref().err().map(ToString::to_string);
+        let outcome = match (&execution.outcome, &error) {
+            (Ok(output), _) => Outcome::Completed(output),
+            (Err(_), Some(error)) => Outcome::Failed(error),
+            (Err(_), None) => Outcome::Failed("the run failed"),
+        };
+        let reported = self
+            .store
+            .finish(&job.id, job.attempt, outcome, Some(&record), now_ms())
+            .await;
+        log_report(&job, reported);
         self.track(&job, false);
     }
 
-    async fn report(&self, job: &Job, result: Result<Value, String>) {
-        let now = now_ms();
-        let reported = match &result {
-            Ok(output) => self
-                .store
-                .complete(&job.id, job.attempt, output, now)
-                .await
-                .map(|()| "completed".to_owned()),
-            Err(error) => self
-                .store
-                .fail(&job.id, job.attempt, error, now)
-                .await
-                .map(|s| s.to_string()),
-        };
-        match reported {
-            Ok(status) => {
-                tracing::info!(job = %job.id, attempt = job.attempt, task = %job.task, "job {status}")
-            }
-            Err(QueueError::Fenced { .. }) => {
-                tracing::info!(job = %job.id, attempt = job.attempt, "result discarded: the attempt no longer owns the job")
-            }
-            Err(error) => tracing::error!(job = %job.id, "cannot record the job's result: {error}"),
-        }
+    async fn report_unknown_task(&self, job: &Job, message: String) {
+        let reported = self
+            .store
+            .fail(&job.id, job.attempt, &message, now_ms())
+            .await;
+        log_report(job, reported);
     }
 
     fn track(&self, job: &Job, running: bool) {
@@ -267,6 +258,18 @@ impl Service {
                 _ = stop.changed() => {}
             }
         }
+    }
+}
+
+fn log_report(job: &Job, reported: Result<JobStatus, QueueError>) {
+    match reported {
+        Ok(status) => {
+            tracing::info!(job = %job.id, attempt = job.attempt, task = %job.task, "job {status}")
+        }
+        Err(QueueError::Fenced { .. }) => {
+            tracing::info!(job = %job.id, attempt = job.attempt, "result discarded: the attempt no longer owns the job")
+        }
+        Err(error) => tracing::error!(job = %job.id, "cannot record the job's result: {error}"),
     }
 }
 

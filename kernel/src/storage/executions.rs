@@ -33,6 +33,14 @@ const COLUMNS: &str = "id, job_id, attempt, task, status, input, output, error, 
 
 impl Store {
     pub async fn record_execution(&self, record: &ExecutionRecord) -> Result<(), QueueError> {
+        self.insert_execution(self.connection(), record).await
+    }
+
+    pub(crate) async fn insert_execution(
+        &self,
+        connection: &impl ConnectionTrait,
+        record: &ExecutionRecord,
+    ) -> Result<(), QueueError> {
         let sql = format!(
             "INSERT INTO executions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         );
@@ -53,9 +61,7 @@ impl Store {
             record.worker.clone().into(),
             record.node.clone().into(),
         ];
-        self.connection()
-            .execute_raw(self.statement(&sql, values))
-            .await?;
+        connection.execute_raw(self.statement(&sql, values)).await?;
         Ok(())
     }
 

@@ -16,7 +16,7 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, Statement
 use sea_orm_migration::MigratorTrait;
 
 pub use executions::ExecutionRecord;
-pub use queue::{Attempt, Backoff, Enqueued, Job, JobStatus, NewJob, QueueError};
+pub use queue::{Attempt, Backoff, Enqueued, Job, JobStatus, NewJob, Outcome, QueueError};
 
 /// The file of the embedded database inside a data directory.
 pub const SQLITE_FILE: &str = "ratchet.db";

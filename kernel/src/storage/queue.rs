@@ -14,7 +14,7 @@ use std::time::Duration;
 use sea_orm::{ConnectionTrait, DbErr, QueryResult, TransactionTrait, Value as SqlValue};
 use serde_json::Value;
 
-use super::Store;
+use super::{ExecutionRecord, Store};
 
 /// A job to enqueue.
 #[derive(Debug, Clone, PartialEq)]
@@ -169,6 +169,13 @@ pub struct Attempt {
     pub finished_at: i64,
 }
 
+/// How an attempt ended, for [`Store::finish`].
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome<'a> {
+    Completed(&'a Value),
+    Failed(&'a str),
+}
+
 /// What `enqueue` did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Enqueued {
@@ -320,28 +327,9 @@ impl Store {
         output: &Value,
         now: i64,
     ) -> Result<(), QueueError> {
-        let transaction = self.connection().begin().await?;
-        let sql = "UPDATE jobs SET status = 'completed', output = ?, lease_owner = NULL, lease_expires_at = NULL, \
-                   updated_at = ? WHERE id = ? AND attempt = ? AND status = 'running'";
-        let values: Vec<SqlValue> = vec![
-            output.to_string().into(),
-            now.into(),
-            id.into(),
-            i64::from(attempt).into(),
-        ];
-        let updated = transaction
-            .execute_raw(self.statement(sql, values))
-            .await?
-            .rows_affected()
-            == 1;
-        if !updated {
-            transaction.rollback().await?;
-            return Err(self.fenced(id, attempt).await);
-        }
-        self.record_attempt(&transaction, id, attempt, "completed", None, now)
-            .await?;
-        transaction.commit().await?;
-        Ok(())
+        self.finish(id, attempt, Outcome::Completed(output), None, now)
+            .await
+            .map(|_| ())
     }
 
     /// Records the failure of `attempt`: the job retries after its backoff, or fails for good
@@ -353,27 +341,60 @@ impl Store {
         error: &str,
         now: i64,
     ) -> Result<JobStatus, QueueError> {
-        let job = self.job(id).await?;
-        if job.attempt != attempt || job.status != JobStatus::Running {
-            return Err(self.fenced(id, attempt).await);
-        }
-        let status = if attempt >= job.max_attempts {
-            JobStatus::Failed
-        } else {
-            JobStatus::Retrying
-        };
-        let run_at = now + millis(job.backoff.delay(attempt));
+        self.finish(id, attempt, Outcome::Failed(error), None, now)
+            .await
+    }
+
+    /// Ends `attempt` with `outcome` and, in the same transaction, stores the run's
+    /// `execution` record: one commit per job. Fenced: when the attempt no longer owns the job
+    /// nothing about the job changes (the execution is still recorded) and `Fenced` is returned.
+    pub async fn finish(
+        &self,
+        id: &str,
+        attempt: u32,
+        outcome: Outcome<'_>,
+        execution: Option<&ExecutionRecord>,
+        now: i64,
+    ) -> Result<JobStatus, QueueError> {
+        let (status, sql, values, error): (JobStatus, &str, Vec<SqlValue>, Option<&str>) =
+            match outcome {
+                Outcome::Completed(output) => (
+                    JobStatus::Completed,
+                    "UPDATE jobs SET status = 'completed', output = ?, lease_owner = NULL, lease_expires_at = NULL, \
+                 updated_at = ? WHERE id = ? AND attempt = ? AND status = 'running'",
+                    vec![
+                        output.to_string().into(),
+                        now.into(),
+                        id.into(),
+                        i64::from(attempt).into(),
+                    ],
+                    None,
+                ),
+                Outcome::Failed(error) => {
+                    let job = self.job(id).await?;
+                    let status = if attempt >= job.max_attempts {
+                        JobStatus::Failed
+                    } else {
+                        JobStatus::Retrying
+                    };
+                    let run_at = now + millis(job.backoff.delay(attempt));
+                    (
+                        status,
+                        "UPDATE jobs SET status = ?, run_at = ?, last_error = ?, lease_owner = NULL, lease_expires_at = NULL, \
+                     updated_at = ? WHERE id = ? AND attempt = ? AND status = 'running'",
+                        vec![
+                            status.as_str().into(),
+                            run_at.into(),
+                            error.into(),
+                            now.into(),
+                            id.into(),
+                            i64::from(attempt).into(),
+                        ],
+                        Some(error),
+                    )
+                }
+            };
         let transaction = self.connection().begin().await?;
-        let sql = "UPDATE jobs SET status = ?, run_at = ?, last_error = ?, lease_owner = NULL, lease_expires_at = NULL, \
-                   updated_at = ? WHERE id = ? AND attempt = ? AND status = 'running'";
-        let values: Vec<SqlValue> = vec![
-            status.as_str().into(),
-            run_at.into(),
-            error.into(),
-            now.into(),
-            id.into(),
-            i64::from(attempt).into(),
-        ];
         if transaction
             .execute_raw(self.statement(sql, values))
             .await?
@@ -381,10 +402,21 @@ impl Store {
             != 1
         {
             transaction.rollback().await?;
+            if let Some(execution) = execution {
+                self.insert_execution(self.connection(), execution).await?;
+            }
             return Err(self.fenced(id, attempt).await);
         }
-        self.record_attempt(&transaction, id, attempt, "failed", Some(error), now)
+        let ended = if status == JobStatus::Completed {
+            "completed"
+        } else {
+            "failed"
+        };
+        self.record_attempt(&transaction, id, attempt, ended, error, now)
             .await?;
+        if let Some(execution) = execution {
+            self.insert_execution(&transaction, execution).await?;
+        }
         transaction.commit().await?;
         Ok(status)
     }

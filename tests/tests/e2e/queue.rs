@@ -412,3 +412,67 @@ async fn cancel_stops_queued_and_running_jobs_and_refuses_finished_ones() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finish_stores_the_execution_with_the_result_and_keeps_a_fenced_one() {
+    use kernel::storage::{ExecutionRecord, Outcome};
+    let record = |id: &str, job: &str, attempt: u32| ExecutionRecord {
+        id: id.into(),
+        job_id: Some(job.into()),
+        attempt,
+        task: "t".into(),
+        status: "success".into(),
+        input: json!({}),
+        output: Some(json!(1)),
+        error: None,
+        logs: json!([]),
+        http: json!({}),
+        started_at: T0,
+        finished_at: T0 + 1,
+        duration_us: 1000,
+        worker: Some("w0.1".into()),
+        node: Some("node".into()),
+    };
+    on_each_backend(move |store, backend| async move {
+        let id = store.enqueue(job("t"), T0).await.unwrap().job.id;
+        store.claim("node", LEASE, T0).await.unwrap().unwrap();
+        let status = store
+            .finish(
+                &id,
+                1,
+                Outcome::Completed(&json!(1)),
+                Some(&record("e1", &id, 1)),
+                T0 + 1,
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, JobStatus::Completed, "{backend}");
+        let late = store
+            .finish(
+                &id,
+                1,
+                Outcome::Failed("late"),
+                Some(&record("e2", &id, 1)),
+                T0 + 2,
+            )
+            .await;
+        assert!(
+            matches!(late, Err(QueueError::Fenced { .. })),
+            "{backend}: {late:?}"
+        );
+        let ids: Vec<_> = store
+            .executions(Some(&id), 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids.len(), 2, "{backend}: both runs are in the history");
+        assert_eq!(
+            store.job(&id).await.unwrap().status,
+            JobStatus::Completed,
+            "{backend}: the late failure changed nothing"
+        );
+    })
+    .await;
+}
