@@ -12,23 +12,15 @@ const WORKERS: usize = 2;
 const CLIENTS: usize = 4;
 
 fn main() {
-    let runs: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(1000);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runs: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(1000);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     runtime.block_on(bench(runs));
 }
 
 async fn bench(runs: usize) {
     let config = Config::default();
     let task_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/tasks/addition");
-    let task =
-        Arc::new(kernel::task::load(task_path.as_ref(), &config.limits).expect("the sample loads"));
+    let task = Arc::new(kernel::task::load(task_path.as_ref(), &config.limits).expect("the sample loads"));
     let kernel = Arc::new(Kernel::start(config, WORKERS).expect("the kernel starts"));
     for _ in 0..100 {
         let warm = kernel.run(&task, json!({"num1": 1, "num2": 2})).await;
@@ -43,12 +35,7 @@ async fn bench(runs: usize) {
         assert!(execution.outcome.is_ok());
         latencies.push(run_started.elapsed());
     }
-    report(
-        "sequential, 1 client",
-        runs,
-        started.elapsed(),
-        &mut latencies,
-    );
+    report("sequential, 1 client", runs, started.elapsed(), &mut latencies);
 
     let started = Instant::now();
     let mut clients = Vec::new();
@@ -69,12 +56,7 @@ async fn bench(runs: usize) {
     for client in clients {
         latencies.extend(client.await.unwrap());
     }
-    report(
-        &format!("concurrent, {CLIENTS} clients"),
-        latencies.len(),
-        started.elapsed(),
-        &mut latencies,
-    );
+    report(&format!("concurrent, {CLIENTS} clients"), latencies.len(), started.elapsed(), &mut latencies);
     kernel.shutdown().await;
     fetch_overhead(runs / 2).await;
 }
@@ -92,10 +74,7 @@ async fn fetch_overhead(runs: usize) {
         ("metadata.json", r#"{"version": "1.0.0"}"#),
         ("input.schema.json", "{}"),
         ("output.schema.json", "{}"),
-        (
-            "main.js",
-            "(function (input) { return input.fetch ? fetch(input.url).status : 200; })",
-        ),
+        ("main.js", "(function (input) { return input.fetch ? fetch(input.url).status : 200; })"),
     ] {
         std::fs::write(dir.join(file), text).unwrap();
     }
@@ -126,11 +105,7 @@ async fn fetch_overhead(runs: usize) {
             direct.push(started.elapsed());
         }
     }
-    let (with_fetch, without, direct) = (
-        median(&mut with_fetch),
-        median(&mut without),
-        median(&mut direct),
-    );
+    let (with_fetch, without, direct) = (median(&mut with_fetch), median(&mut without), median(&mut direct));
     println!(
         "fetch round trip ({runs} runs, medians): run with one fetch {with_fetch:.0} µs, without {without:.0} µs \
          -> fetch adds {:.0} µs, of which the HTTP request itself (direct reqwest, keep-alive) is {direct:.0} µs \
@@ -189,8 +164,7 @@ fn serve_connection(stream: std::net::TcpStream) {
 fn report(label: &str, runs: usize, elapsed: Duration, latencies: &mut [Duration]) {
     latencies.sort();
     let at = |q: f64| {
-        latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)].as_secs_f64()
-            * 1000.0
+        latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)].as_secs_f64() * 1000.0
     };
     println!(
         "warm pool ({WORKERS} workers, {label}): {runs} runs in {:.2} s = {:.0} runs/s; p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",

@@ -37,10 +37,7 @@ pub struct StorageConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig {
-            data_dir: PathBuf::from("ratchet-data"),
-            url: None,
-        }
+        StorageConfig { data_dir: PathBuf::from("ratchet-data"), url: None }
     }
 }
 
@@ -185,8 +182,7 @@ impl EgressConfig {
             .iter()
             .enumerate()
             .map(|(i, rule)| {
-                crate::http::HostRule::parse(rule)
-                    .map_err(|e| format!("egress.allow_hosts[{i}]: {e}"))
+                crate::http::HostRule::parse(rule).map_err(|e| format!("egress.allow_hosts[{i}]: {e}"))
             })
             .collect()
     }
@@ -202,10 +198,7 @@ impl Config {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         match file {
             Some(path) if !path.is_file() => {
-                return Err(ConfigError(format!(
-                    "config file {} does not exist",
-                    path.display()
-                )));
+                return Err(ConfigError(format!("config file {} does not exist", path.display())));
             }
             Some(path) => figment = figment.merge(Yaml::file_exact(path)),
             // Optional: a missing `ratchet.yaml` leaves the defaults in place.
@@ -214,13 +207,8 @@ impl Config {
             }
             None => {}
         }
-        let env = Env::prefixed("RATCHET_")
-            .split("__")
-            .filter(|key| key.as_str().contains('.'));
-        let config: Config = figment
-            .merge(env)
-            .extract()
-            .map_err(|e| ConfigError(e.to_string()))?;
+        let env = Env::prefixed("RATCHET_").split("__").filter(|key| key.as_str().contains('.'));
+        let config: Config = figment.merge(env).extract().map_err(|e| ConfigError(e.to_string()))?;
         config.check()?;
         Ok(config)
     }
@@ -255,15 +243,10 @@ impl Config {
             ("queue.lease_secs", self.queue.lease_secs),
             ("queue.backoff_base_secs", self.queue.backoff_base_secs),
             ("queue.backoff_max_secs", self.queue.backoff_max_secs),
-            (
-                "server.shutdown_grace_secs",
-                self.server.shutdown_grace_secs,
-            ),
+            ("server.shutdown_grace_secs", self.server.shutdown_grace_secs),
         ] {
             if value.is_nan() || value <= 0.0 || value > MAX_SECONDS {
-                return Err(ConfigError(format!(
-                    "{key} must be above 0 and at most {MAX_SECONDS}"
-                )));
+                return Err(ConfigError(format!("{key} must be above 0 and at most {MAX_SECONDS}")));
             }
         }
         if self.queue.max_attempts == 0 {
@@ -313,9 +296,7 @@ impl FromStr for ByteSize {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
         let text = text.trim();
-        let split = text
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len());
+        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
         let (digits, unit) = text.split_at(split);
         let number: u64 = digits.parse().map_err(|_| size_error(text))?;
         let unit = match unit.trim().to_ascii_uppercase().as_str() {
@@ -325,10 +306,7 @@ impl FromStr for ByteSize {
             "G" | "GB" | "GIB" => GIB,
             _ => return Err(size_error(text)),
         };
-        number
-            .checked_mul(unit)
-            .map(ByteSize)
-            .ok_or_else(|| size_error(text))
+        number.checked_mul(unit).map(ByteSize).ok_or_else(|| size_error(text))
     }
 }
 
@@ -360,9 +338,8 @@ mod tests {
 
     #[test]
     fn sizes_parse_like_the_original_metadata() {
-        let check = |text: &str, bytes: u64| {
-            assert_eq!(text.parse::<ByteSize>(), Ok(ByteSize(bytes)), "{text}")
-        };
+        let check =
+            |text: &str, bytes: u64| assert_eq!(text.parse::<ByteSize>(), Ok(ByteSize(bytes)), "{text}");
         check("128MB", 128 * MIB);
         check("1GB", GIB);
         check("512kb", 512 * KIB);
@@ -384,41 +361,18 @@ mod tests {
     fn durations_out_of_range_are_refused() {
         let mut config = Config::default();
         config.egress.request_timeout_secs = f64::NAN;
-        assert!(
-            config
-                .check()
-                .unwrap_err()
-                .to_string()
-                .contains("egress.request_timeout_secs")
-        );
+        assert!(config.check().unwrap_err().to_string().contains("egress.request_timeout_secs"));
         let mut config = Config::default();
         config.limits.max_timeout_secs = 1e300;
-        assert!(
-            config
-                .check()
-                .unwrap_err()
-                .to_string()
-                .contains("limits.max_timeout_secs")
-        );
+        assert!(config.check().unwrap_err().to_string().contains("limits.max_timeout_secs"));
         let mut config = Config::default();
         config.egress.allow_hosts = vec!["http://nope/".into()];
-        assert!(
-            config
-                .check()
-                .unwrap_err()
-                .to_string()
-                .contains("egress.allow_hosts[0]")
-        );
+        assert!(config.check().unwrap_err().to_string().contains("egress.allow_hosts[0]"));
     }
 
     #[test]
     fn a_missing_named_file_is_an_error() {
         let error = Config::load(Some(Path::new("/nonexistent/ratchet.yaml"))).unwrap_err();
-        assert!(
-            error
-                .to_string()
-                .contains("/nonexistent/ratchet.yaml does not exist"),
-            "{error}"
-        );
+        assert!(error.to_string().contains("/nonexistent/ratchet.yaml does not exist"), "{error}");
     }
 }

@@ -120,20 +120,12 @@ impl Kernel {
             max_runs: config.workers.max_runs,
             binary,
             max_frame_bytes: config.workers.max_frame_bytes,
-            address_space_cap: config
-                .limits
-                .max_memory_limit
-                .0
-                .saturating_add(ADDRESS_SPACE_HEADROOM),
+            address_space_cap: config.limits.max_memory_limit.0.saturating_add(ADDRESS_SPACE_HEADROOM),
             ping_interval: Duration::from_secs(config.workers.ping_interval_secs.max(1)),
             start_timeout: Duration::from_secs(config.workers.start_timeout_secs.max(1)),
         };
         let egress = Arc::new(Egress::new(&config.egress).map_err(KernelError::Egress)?);
-        Ok(Kernel {
-            pool: WorkerPool::start(spec),
-            config,
-            egress,
-        })
+        Ok(Kernel { pool: WorkerPool::start(spec), config, egress })
     }
 
     pub fn config(&self) -> &Config {
@@ -151,10 +143,7 @@ impl Kernel {
 
     /// Live HTTP under the operator's policy narrowed by the task's `allowed_hosts`.
     pub fn live_http(&self, task: &Task) -> HttpMode {
-        HttpMode::Live(
-            Arc::clone(&self.egress),
-            self.egress.policy_for(task.allowed_hosts.clone()),
-        )
+        HttpMode::Live(Arc::clone(&self.egress), self.egress.policy_for(task.allowed_hosts.clone()))
     }
 
     /// Runs `task` with `input`, its requests answered by `http`.
@@ -277,11 +266,7 @@ fn input_too_deep(input: &Value) -> Option<SchemaViolation> {
 
 fn check_output(task: &Task, output: Value) -> Result<Value, ExecutionError> {
     let violations = task.output_schema.violations(&output);
-    if violations.is_empty() {
-        Ok(output)
-    } else {
-        Err(ExecutionError::InvalidOutput(violations))
-    }
+    if violations.is_empty() { Ok(output) } else { Err(ExecutionError::InvalidOutput(violations)) }
 }
 
 impl Execution {
@@ -308,18 +293,11 @@ fn find_worker_binary(configured: Option<&Path>) -> Result<PathBuf, KernelError>
         return Ok(PathBuf::from(path));
     }
     let exe = std::env::current_exe().ok();
-    let dirs: Vec<PathBuf> = exe
-        .iter()
-        .flat_map(|exe| exe.ancestors().skip(1).take(2).map(Path::to_owned))
-        .collect();
-    dirs.iter()
-        .map(|dir| dir.join(WORKER_BINARY))
-        .find(|candidate| candidate.is_file())
-        .ok_or_else(|| KernelError::WorkerBinaryNotFound {
-            looked: dirs
-                .iter()
-                .map(|d| d.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })
+    let dirs: Vec<PathBuf> =
+        exe.iter().flat_map(|exe| exe.ancestors().skip(1).take(2).map(Path::to_owned)).collect();
+    dirs.iter().map(|dir| dir.join(WORKER_BINARY)).find(|candidate| candidate.is_file()).ok_or_else(|| {
+        KernelError::WorkerBinaryNotFound {
+            looked: dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "),
+        }
+    })
 }

@@ -28,10 +28,7 @@ const MAIN_JS: &str = r#"// Called with the input (checked against input.schema.
 
 /// Writes a new task folder `parent/name` and returns its path.
 pub fn task(parent: &Path, name: &str) -> Result<PathBuf, GenerateError> {
-    let valid = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !valid {
         return Err(GenerateError::BadName(name.to_owned()));
     }
@@ -83,10 +80,7 @@ fn pretty(value: &serde_json::Value) -> String {
 }
 
 fn write(path: &Path, content: &str) -> Result<(), GenerateError> {
-    let io = |e: std::io::Error| GenerateError::Io {
-        path: path.to_owned(),
-        message: e.to_string(),
-    };
+    let io = |e: std::io::Error| GenerateError::Io { path: path.to_owned(), message: e.to_string() };
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io)?;
     }

@@ -57,19 +57,11 @@ pub enum RecordingError {
 }
 
 /// Writes the recording of `execution` (a run of `task` with `input`) into `dir`.
-pub fn write(
-    dir: &Path,
-    task: &Task,
-    input: &Value,
-    execution: &Execution,
-) -> Result<(), RecordingError> {
+pub fn write(dir: &Path, task: &Task, input: &Value, execution: &Execution) -> Result<(), RecordingError> {
     prepare(dir)?;
     let task_path = copy_task(&task.origin, dir)?;
-    let logs: Vec<Value> = execution
-        .logs
-        .iter()
-        .map(|l| json!({"level": l.level.as_str(), "message": l.message}))
-        .collect();
+    let logs: Vec<Value> =
+        execution.logs.iter().map(|l| json!({"level": l.level.as_str(), "message": l.message})).collect();
     let manifest = Manifest {
         format: FORMAT.into(),
         execution_id: execution.id.clone(),
@@ -78,21 +70,13 @@ pub fn write(
         task_path,
         recorded_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
         duration_ms: execution.duration.as_secs_f64() * 1000.0,
-        status: if execution.outcome.is_ok() {
-            "success"
-        } else {
-            "failure"
-        }
-        .into(),
+        status: if execution.outcome.is_ok() { "success" } else { "failure" }.into(),
         requests: execution.http.len(),
     };
     write_json(&dir.join("input.json"), input)?;
     write_json(&dir.join("result.json"), &result_json(&execution.outcome))?;
     write_json(&dir.join("logs.json"), &logs)?;
-    write_json(
-        &dir.join("requests.har"),
-        &Har::from_exchanges(&execution.http),
-    )?;
+    write_json(&dir.join("requests.har"), &Har::from_exchanges(&execution.http))?;
     write_json(&dir.join("manifest.json"), &manifest)
 }
 
@@ -125,12 +109,12 @@ impl Recording {
     pub fn compare(&self, outcome: &Result<Value, ExecutionError>) -> Result<(), String> {
         match (self.result.get("output"), self.result.get("error"), outcome) {
             (Some(recorded), _, Ok(output)) if crate::testing::json_eq(recorded, output) => Ok(()),
-            (Some(recorded), _, Ok(output)) => Err(format!(
-                "output differs: recorded {recorded}, replayed {output}"
-            )),
-            (Some(recorded), _, Err(error)) => Err(format!(
-                "recorded output {recorded}, replay failed: {error}"
-            )),
+            (Some(recorded), _, Ok(output)) => {
+                Err(format!("output differs: recorded {recorded}, replayed {output}"))
+            }
+            (Some(recorded), _, Err(error)) => {
+                Err(format!("recorded output {recorded}, replay failed: {error}"))
+            }
             (None, Some(recorded), Err(error))
                 if recorded["kind"] == error.kind() && recorded["name"] == error.name() =>
             {
@@ -143,9 +127,9 @@ impl Recording {
                 error.kind(),
                 error.name()
             )),
-            (None, Some(recorded), Ok(output)) => Err(format!(
-                "recorded error {recorded}, replay returned {output}"
-            )),
+            (None, Some(recorded), Ok(output)) => {
+                Err(format!("recorded error {recorded}, replay returned {output}"))
+            }
             (None, None, _) => Err("result.json holds neither `output` nor `error`".into()),
         }
     }
@@ -162,13 +146,14 @@ pub fn result_json(outcome: &Result<Value, ExecutionError>) -> Value {
 /// An execution error as one JSON document: `kind`, `name`, `message`, and `stack` or
 /// schema `violations` where there are some.
 pub fn error_json(error: &ExecutionError) -> Value {
-    let mut value =
-        json!({"kind": error.kind(), "name": error.name(), "message": error.to_string()});
+    let mut value = json!({"kind": error.kind(), "name": error.name(), "message": error.to_string()});
     match error {
         ExecutionError::InvalidInput(violations) | ExecutionError::InvalidOutput(violations) => {
             value["violations"] = violations
                 .iter()
-                .map(|v| json!({"pointer": v.pointer, "rule": v.rule, "value": v.value, "message": v.message}))
+                .map(
+                    |v| json!({"pointer": v.pointer, "rule": v.rule, "value": v.value, "message": v.message}),
+                )
                 .collect();
         }
         ExecutionError::Task(js) => {
@@ -183,10 +168,7 @@ pub fn error_json(error: &ExecutionError) -> Value {
 }
 
 fn prepare(dir: &Path) -> Result<(), RecordingError> {
-    let io = |e: std::io::Error| RecordingError::Io {
-        path: dir.to_owned(),
-        message: e.to_string(),
-    };
+    let io = |e: std::io::Error| RecordingError::Io { path: dir.to_owned(), message: e.to_string() };
     if dir.exists() && std::fs::read_dir(dir).map_err(io)?.next().is_some() {
         return Err(RecordingError::NotEmpty(dir.to_owned()));
     }
@@ -200,19 +182,15 @@ fn copy_task(origin: &Path, dir: &Path) -> Result<String, RecordingError> {
         Ok("task".into())
     } else {
         let target = dir.join("task.zip");
-        std::fs::copy(origin, &target).map_err(|e| RecordingError::Io {
-            path: target,
-            message: e.to_string(),
-        })?;
+        std::fs::copy(origin, &target)
+            .map_err(|e| RecordingError::Io { path: target, message: e.to_string() })?;
         Ok("task.zip".into())
     }
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<(), RecordingError> {
-    let io = |path: &Path, e: std::io::Error| RecordingError::Io {
-        path: path.to_owned(),
-        message: e.to_string(),
-    };
+    let io =
+        |path: &Path, e: std::io::Error| RecordingError::Io { path: path.to_owned(), message: e.to_string() };
     std::fs::create_dir_all(to).map_err(|e| io(to, e))?;
     for entry in std::fs::read_dir(from).map_err(|e| io(from, e))? {
         let entry = entry.map_err(|e| io(from, e))?;
@@ -227,15 +205,11 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), RecordingError> {
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RecordingError> {
-    let mut text = serde_json::to_string_pretty(value).map_err(|e| RecordingError::Format {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })?;
+    let mut text = serde_json::to_string_pretty(value)
+        .map_err(|e| RecordingError::Format { path: path.to_owned(), message: e.to_string() })?;
     text.push('\n');
-    std::fs::write(path, text).map_err(|e| RecordingError::Io {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })
+    std::fs::write(path, text)
+        .map_err(|e| RecordingError::Io { path: path.to_owned(), message: e.to_string() })
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, RecordingError> {
@@ -243,8 +217,6 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Recording
         path: path.to_owned(),
         message: format!("{e}; is this a folder written by `ratchet run-once --record`?"),
     })?;
-    serde_json::from_str(&text).map_err(|e| RecordingError::Format {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })
+    serde_json::from_str(&text)
+        .map_err(|e| RecordingError::Format { path: path.to_owned(), message: e.to_string() })
 }

@@ -23,9 +23,7 @@ pub async fn run_cases(kernel: Arc<Kernel>, task: Arc<Task>) -> Vec<CaseReport> 
     let mut handles = Vec::with_capacity(task.tests.len());
     for index in 0..task.tests.len() {
         let (kernel, task) = (Arc::clone(&kernel), Arc::clone(&task));
-        handles.push(tokio::spawn(async move {
-            run_case(&kernel, &task, &task.tests[index]).await
-        }));
+        handles.push(tokio::spawn(async move { run_case(&kernel, &task, &task.tests[index]).await }));
     }
     let mut reports = Vec::with_capacity(handles.len());
     for (handle, case) in handles.into_iter().zip(&task.tests) {
@@ -45,11 +43,7 @@ async fn run_case(kernel: &Kernel, task: &Task, case: &TestCase) -> CaseReport {
     };
     let execution = kernel.run_with(task, case.input.clone(), http).await;
     let failure = judge(&case.expect, &execution.outcome);
-    CaseReport {
-        name: case.name.clone(),
-        failure,
-        duration: execution.duration,
-    }
+    CaseReport { name: case.name.clone(), failure, duration: execution.duration }
 }
 
 /// `None` when the outcome meets the expectation.
@@ -59,9 +53,7 @@ pub fn judge(expect: &Expectation, outcome: &Result<Value, ExecutionError>) -> O
         (Expectation::Output(expected), Ok(actual)) => {
             Some(format!("expected output {expected}, got {actual}"))
         }
-        (Expectation::Output(_), Err(error)) => {
-            Some(format!("expected an output, the run failed: {error}"))
-        }
+        (Expectation::Output(_), Err(error)) => Some(format!("expected an output, the run failed: {error}")),
         (Expectation::Error { .. }, Ok(actual)) => {
             Some(format!("expected an error, the task returned {actual}"))
         }
@@ -69,15 +61,12 @@ pub fn judge(expect: &Expectation, outcome: &Result<Value, ExecutionError>) -> O
             if let Some(name) = name
                 && name != error.name()
             {
-                return Some(format!(
-                    "expected error {name}, got {}: {error}",
-                    error.name()
-                ));
+                return Some(format!("expected error {name}, got {}: {error}", error.name()));
             }
             match message {
-                Some(message) if !error.to_string().contains(message.as_str()) => Some(format!(
-                    "expected an error message containing {message:?}, got: {error}"
-                )),
+                Some(message) if !error.to_string().contains(message.as_str()) => {
+                    Some(format!("expected an error message containing {message:?}, got: {error}"))
+                }
                 _ => None,
             }
         }
@@ -92,9 +81,7 @@ pub fn json_eq(a: &Value, b: &Value) -> bool {
             x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
         }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
         }
         _ => a == b,
     }
@@ -124,10 +111,7 @@ mod tests {
             name: name.map(Into::into),
             message: message.map(Into::into),
         };
-        assert_eq!(
-            judge(&expect(Some("DataError"), Some("row 3")), &thrown),
-            None
-        );
+        assert_eq!(judge(&expect(Some("DataError"), Some("row 3")), &thrown), None);
         assert_eq!(judge(&expect(None, None), &thrown), None);
         assert!(judge(&expect(Some("TypeError"), None), &thrown).is_some());
         assert!(judge(&expect(None, Some("row 4")), &thrown).is_some());

@@ -56,9 +56,6 @@ mod tests {
         .iter()
         .map(|k| k.as_str())
         .collect();
-        assert_eq!(
-            names,
-            ["loader", "sink", "error-pattern", "auth", "api-surface"]
-        );
+        assert_eq!(names, ["loader", "sink", "error-pattern", "auth", "api-surface"]);
     }
 }

@@ -20,17 +20,13 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let sqlite = tempfile::tempdir().unwrap();
-    let store = Store::open_data_dir(sqlite.path())
-        .await
-        .expect("SQLite opens");
+    let store = Store::open_data_dir(sqlite.path()).await.expect("SQLite opens");
     let outcome = tokio::spawn(case(store.clone(), "sqlite")).await;
     store.close().await;
     resume(outcome);
 
     let postgres = PostgresDatabase::create().await;
-    let store = Store::connect(&postgres.url)
-        .await
-        .expect("the test database opens");
+    let store = Store::connect(&postgres.url).await.expect("the test database opens");
     let outcome = tokio::spawn(case(store.clone(), "postgres")).await;
     store.close().await;
     postgres.drop().await;
@@ -56,8 +52,7 @@ pub struct PostgresDatabase {
 impl PostgresDatabase {
     pub async fn create() -> PostgresDatabase {
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let admin =
-            std::env::var("RATCHET_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_POSTGRES.into());
+        let admin = std::env::var("RATCHET_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_POSTGRES.into());
         let name = format!(
             "ratchet_test_{}_{}_{}",
             std::process::id(),
@@ -71,27 +66,17 @@ impl PostgresDatabase {
                  or set RATCHET_TEST_POSTGRES"
             )
         });
-        connection
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("CREATE DATABASE");
+        connection.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("CREATE DATABASE");
         let _ = connection.close().await;
         let mut url = url::Url::parse(&admin).expect("RATCHET_TEST_POSTGRES is a URL");
         url.set_path(&name);
-        PostgresDatabase {
-            url: url.to_string(),
-            admin,
-            name,
-        }
+        PostgresDatabase { url: url.to_string(), admin, name }
     }
 
     pub async fn drop(self) {
         if let Ok(connection) = Database::connect(&self.admin).await {
             let _ = connection
-                .execute_unprepared(&format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    self.name
-                ))
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
                 .await;
             let _ = connection.close().await;
         }
@@ -99,7 +84,5 @@ impl PostgresDatabase {
 }
 
 fn fastrand_suffix() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos())
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos())
 }

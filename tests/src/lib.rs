@@ -12,10 +12,7 @@ use serde_json::{Value, json};
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary knows its path");
     // target/debug/deps/e2e-<hash> -> target/debug
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binaries live in target/<profile>/deps");
+    let dir = exe.parent().and_then(Path::parent).expect("test binaries live in target/<profile>/deps");
     for binary in ["ratchet", "ratchet-worker"] {
         assert!(
             dir.join(binary).is_file(),
@@ -37,10 +34,7 @@ pub fn worker_bin() -> PathBuf {
 
 /// The workspace root, for the sample tasks.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ sits in the workspace")
-        .to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace").to_owned()
 }
 
 pub fn example_task(name: &str) -> PathBuf {
@@ -76,10 +70,7 @@ impl TaskDir {
         let mut writer = zip::ZipWriter::new(std::fs::File::create(&archive).unwrap());
         let options = zip::write::SimpleFileOptions::default();
         for entry in walk(&self.path()) {
-            let name = format!(
-                "task/{}",
-                entry.strip_prefix(self.path()).unwrap().display()
-            );
+            let name = format!("task/{}", entry.strip_prefix(self.path()).unwrap().display());
             writer.start_file(name, options).unwrap();
             std::io::Write::write_all(&mut writer, &std::fs::read(&entry).unwrap()).unwrap();
         }
@@ -92,11 +83,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path))
-        } else {
-            files.push(path)
-        }
+        if path.is_dir() { files.extend(walk(&path)) } else { files.push(path) }
     }
     files.sort();
     files
@@ -109,16 +96,11 @@ pub fn task(code: &str) -> TaskDir {
 
 /// A task with the given schemas and `code` as its `main.js`.
 pub fn task_with(code: &str, input_schema: Value, output_schema: Value) -> TaskDir {
-    let task = TaskDir {
-        dir: tempfile::tempdir().unwrap(),
-    };
-    task.write(
-        "metadata.json",
-        &json!({"uuid": "test-task", "version": "1.0.0", "timeout": 5}).to_string(),
-    )
-    .write("input.schema.json", &input_schema.to_string())
-    .write("output.schema.json", &output_schema.to_string())
-    .write("main.js", code);
+    let task = TaskDir { dir: tempfile::tempdir().unwrap() };
+    task.write("metadata.json", &json!({"uuid": "test-task", "version": "1.0.0", "timeout": 5}).to_string())
+        .write("input.schema.json", &input_schema.to_string())
+        .write("output.schema.json", &output_schema.to_string())
+        .write("main.js", code);
     task
 }
 
@@ -237,22 +219,10 @@ pub fn run_code(code: &str, input: Value) -> Value {
 }
 
 /// `ratchet run-once --format json` with extra arguments and environment.
-pub fn run_once_with(
-    task: &Path,
-    input: &Value,
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> (Run, Value) {
+pub fn run_once_with(task: &Path, input: &Value, args: &[&str], env: &[(&str, &str)]) -> (Run, Value) {
     let input = input.to_string();
-    let mut all = vec![
-        "run-once",
-        "--from-fs",
-        task.to_str().unwrap(),
-        "--input-json",
-        &input,
-        "--format",
-        "json",
-    ];
+    let mut all =
+        vec!["run-once", "--from-fs", task.to_str().unwrap(), "--input-json", &input, "--format", "json"];
     all.extend_from_slice(args);
     let run = ratchet_in(&std::env::temp_dir(), &all, env);
     let envelope = run.json();

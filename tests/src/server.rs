@@ -29,18 +29,14 @@ impl TestServer {
         let (ready, addr) = std::sync::mpsc::channel();
         let counter = Arc::clone(&hits);
         let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 ready.send(listener.local_addr().unwrap()).unwrap();
-                let app =
-                    routes().layer(middleware::from_fn(move |request: Request, next: Next| {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        next.run(request)
-                    }));
+                let app = routes().layer(middleware::from_fn(move |request: Request, next: Next| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    next.run(request)
+                }));
                 axum::serve(listener, app)
                     .with_graceful_shutdown(async move {
                         let _ = stopped.await;
@@ -50,12 +46,7 @@ impl TestServer {
             });
         });
         let addr = addr.recv().expect("the test server starts");
-        TestServer {
-            addr,
-            hits,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
-        }
+        TestServer { addr, hits, shutdown: Some(shutdown), thread: Some(thread) }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -99,22 +90,13 @@ impl Drop for TestServer {
 
 fn routes() -> Router {
     Router::new()
-        .route(
-            "/json",
-            get(|| async { axum::Json(json!({"message": "hello", "items": [1, 2, 3]})) }),
-        )
-        .route(
-            "/text",
-            get(|| async { ([(header::CONTENT_TYPE, "text/plain")], "plain text") }),
-        )
+        .route("/json", get(|| async { axum::Json(json!({"message": "hello", "items": [1, 2, 3]})) }))
+        .route("/text", get(|| async { ([(header::CONTENT_TYPE, "text/plain")], "plain text") }))
         .route("/status/{code}", get(status))
         .route("/slow/{ms}", get(slow))
         .route("/redirect/{n}", get(redirect_chain))
         .route("/redirect-to", get(redirect_to))
-        .route(
-            "/huge/{bytes}",
-            get(|Path(bytes): Path<usize>| async move { "x".repeat(bytes) }),
-        )
+        .route("/huge/{bytes}", get(|Path(bytes): Path<usize>| async move { "x".repeat(bytes) }))
         .route("/echo", post(echo))
 }
 
@@ -129,11 +111,7 @@ async fn slow(Path(ms): Path<u64>) -> &'static str {
 }
 
 async fn redirect_chain(Path(n): Path<u32>) -> Redirect {
-    if n == 0 {
-        Redirect::to("/json")
-    } else {
-        Redirect::to(&format!("/redirect/{}", n - 1))
-    }
+    if n == 0 { Redirect::to("/json") } else { Redirect::to(&format!("/redirect/{}", n - 1)) }
 }
 
 async fn redirect_to(Query(query): Query<std::collections::HashMap<String, String>>) -> Redirect {
@@ -141,13 +119,7 @@ async fn redirect_to(Query(query): Query<std::collections::HashMap<String, Strin
 }
 
 async fn echo(headers: HeaderMap, body: String) -> axum::Json<serde_json::Value> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned()
-    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     axum::Json(json!({
         "body": body,
         "content_type": header("content-type"),

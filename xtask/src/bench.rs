@@ -36,10 +36,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     println!("$ cargo bench -p kernel --bench queue -- {jobs}");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["bench", "-p", "kernel", "--bench", "queue", "--", jobs])
-        .env(
-            "RATCHET_WORKER_BIN",
-            root().join("target/release/ratchet-worker"),
-        )
+        .env("RATCHET_WORKER_BIN", root().join("target/release/ratchet-worker"))
         .current_dir(root())
         .status()?;
     if !status.success() {
@@ -59,20 +56,12 @@ fn cold_run_once(runs: usize) -> anyhow::Result<()> {
         let output = Command::new(&ratchet)
             .args(["run-once", "--from-fs"])
             .arg(&task)
-            .args([
-                "--input-json",
-                r#"{"num1": 1, "num2": 2}"#,
-                "--format",
-                "json",
-            ])
+            .args(["--input-json", r#"{"num1": 1, "num2": 2}"#, "--format", "json"])
             .output()
             .context("running ratchet")?;
         walls.push(started.elapsed().as_secs_f64() * 1000.0);
         if !output.status.success() {
-            bail!(
-                "run-once failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
+            bail!("run-once failed: {}", String::from_utf8_lossy(&output.stderr));
         }
         let envelope: Value = serde_json::from_slice(&output.stdout)?;
         kernel_peak = kernel_peak.max(envelope["kernel"]["peak_rss_kib"].as_u64().unwrap_or(0));

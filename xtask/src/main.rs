@@ -34,10 +34,7 @@ fn main() -> anyhow::Result<()> {
 
 /// The workspace root: xtask lives one folder below it.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask sits in the workspace")
-        .to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace").to_owned()
 }
 
 /// Runs `cargo ARGS` in the workspace root, echoing the command; fails on a non-zero exit.

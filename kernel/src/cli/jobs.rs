@@ -97,11 +97,7 @@ pub struct EnqueueArgs {
 pub async fn jobs(mut config: Config, command: JobsCommand) -> anyhow::Result<ExitCode> {
     match command {
         JobsCommand::Enqueue(args) => enqueue(config, args).await,
-        JobsCommand::List {
-            status,
-            limit,
-            common,
-        } => {
+        JobsCommand::List { status, limit, common } => {
             let store = open(&mut config, &common).await?;
             let jobs = store.jobs(status, limit).await?;
             match common.format {
@@ -138,8 +134,7 @@ pub async fn jobs(mut config: Config, command: JobsCommand) -> anyhow::Result<Ex
 }
 
 async fn enqueue(mut config: Config, args: EnqueueArgs) -> anyhow::Result<ExitCode> {
-    let input: Value =
-        serde_json::from_str(&args.input_json).context("--input-json is not valid JSON")?;
+    let input: Value = serde_json::from_str(&args.input_json).context("--input-json is not valid JSON")?;
     let run_at = args.run_at.as_deref().map(parse_time).transpose()?;
     if !args.tasks.is_empty() {
         config.server.tasks = args.tasks.clone();
@@ -154,8 +149,7 @@ async fn enqueue(mut config: Config, args: EnqueueArgs) -> anyhow::Result<ExitCo
     };
     // A running server polls the database and picks the job up.
     let enqueued =
-        kernel::service::enqueue(&store, &registry, &config.queue, &args.task, input, options)
-            .await?;
+        kernel::service::enqueue(&store, &registry, &config.queue, &args.task, input, options).await?;
     match args.common.format {
         Format::Json => {
             let mut document = job_json(&enqueued.job);
@@ -171,19 +165,13 @@ async fn enqueue(mut config: Config, args: EnqueueArgs) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn executions(
-    mut config: Config,
-    command: ExecutionsCommand,
-) -> anyhow::Result<ExitCode> {
+pub async fn executions(mut config: Config, command: ExecutionsCommand) -> anyhow::Result<ExitCode> {
     match command {
         ExecutionsCommand::List { job, limit, common } => {
             let store = open(&mut config, &common).await?;
             let executions = store.executions(job.as_deref(), limit).await?;
             match common.format {
-                Format::Json => println!(
-                    "{}",
-                    Value::Array(executions.iter().map(execution_json).collect())
-                ),
+                Format::Json => println!("{}", Value::Array(executions.iter().map(execution_json).collect())),
                 Format::Text => {
                     println!(
                         "{:<36}  {:<20}  {:<8}  {:>3}  {:>9}  STARTED",
@@ -222,10 +210,7 @@ async fn open(config: &mut Config, common: &Common) -> anyhow::Result<Store> {
 }
 
 fn print_jobs(jobs: &[Job]) {
-    println!(
-        "{:<36}  {:<20}  {:<9}  {:>7}  UPDATED",
-        "ID", "TASK", "STATUS", "ATTEMPT"
-    );
+    println!("{:<36}  {:<20}  {:<9}  {:>7}  UPDATED", "ID", "TASK", "STATUS", "ATTEMPT");
     for job in jobs {
         let attempts = format!("{}/{}", job.attempt, job.max_attempts);
         println!(
@@ -288,9 +273,7 @@ fn parse_time(text: &str) -> anyhow::Result<i64> {
         return Ok(now_ms() + delay.as_millis() as i64);
     }
     match humantime::parse_rfc3339_weak(text) {
-        Ok(at) => Ok(at
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64)),
+        Ok(at) => Ok(at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)),
         Err(_) => bail!(
             "--run-at `{text}` is neither an RFC 3339 time (2026-11-26T09:00:00Z) nor a delay (30s, 5m)"
         ),

@@ -14,11 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use kernel::Config;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "ratchet",
-    version,
-    about = "Run JavaScript tasks in supervised, isolated workers"
-)]
+#[command(name = "ratchet", version, about = "Run JavaScript tasks in supervised, isolated workers")]
 pub struct Cli {
     /// Configuration file (default: ./ratchet.yaml if present).
     #[arg(long, global = true, value_name = "FILE")]
@@ -82,15 +78,10 @@ pub async fn open_store(config: &Config) -> anyhow::Result<kernel::storage::Stor
 
 /// The tasks under the configured folders; tasks that fail to load are reported and skipped.
 pub fn load_registry(config: &Config) -> anyhow::Result<kernel::service::TaskRegistry> {
-    let (registry, rejected) =
-        kernel::service::TaskRegistry::load(&config.server.tasks, &config.limits)
-            .map_err(anyhow::Error::msg)?;
+    let (registry, rejected) = kernel::service::TaskRegistry::load(&config.server.tasks, &config.limits)
+        .map_err(anyhow::Error::msg)?;
     for task in rejected {
-        eprintln!(
-            "warning: skipping the task at {}: {}",
-            task.path.display(),
-            task.error
-        );
+        eprintln!("warning: skipping the task at {}: {}", task.path.display(), task.error);
     }
     Ok(registry)
 }
@@ -122,8 +113,7 @@ impl EgressArgs {
     /// Adds the hosts to the configuration's allow-list, checking each.
     pub fn apply(&self, config: &mut Config) -> anyhow::Result<()> {
         for host in &self.allow_hosts {
-            kernel::http::HostRule::parse(host)
-                .map_err(|e| anyhow::anyhow!("--allow-host: {e}"))?;
+            kernel::http::HostRule::parse(host).map_err(|e| anyhow::anyhow!("--allow-host: {e}"))?;
             config.egress.allow_hosts.push(host.clone());
         }
         Ok(())
@@ -154,10 +144,7 @@ enum Format {
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RATCHET_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {

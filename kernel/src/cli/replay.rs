@@ -61,9 +61,5 @@ pub async fn replay(mut config: Config, args: ReplayArgs) -> anyhow::Result<Exit
             println!("{envelope}");
         }
     }
-    Ok(if verdict.is_ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if verdict.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -59,21 +59,16 @@ pub async fn run_once(mut config: Config, args: RunOnceArgs) -> anyhow::Result<E
         Format::Text => print_text(&execution),
         Format::Json => println!("{}", envelope(&execution)),
     }
-    Ok(if execution.outcome.is_ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if execution.outcome.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn read_input(args: &RunOnceArgs) -> anyhow::Result<Value> {
     match (&args.input_json, &args.input_file) {
         (Some(text), _) => serde_json::from_str(text).context("--input-json is not valid JSON"),
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            serde_json::from_str(&text)
-                .with_context(|| format!("{} is not valid JSON", path.display()))
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
         }
         (None, None) => Ok(json!({})),
     }
@@ -84,10 +79,7 @@ pub fn print_text(execution: &Execution) {
         eprintln!("[{}] {}", line.level.as_str(), line.message);
     }
     if execution.dropped_logs > 0 {
-        eprintln!(
-            "[warn] {} further log lines were dropped",
-            execution.dropped_logs
-        );
+        eprintln!("[warn] {} further log lines were dropped", execution.dropped_logs);
     }
     match &execution.outcome {
         Ok(output) => println!("{output}"),
@@ -104,11 +96,8 @@ pub fn print_text(execution: &Execution) {
 
 /// The full result of a run as one JSON document.
 pub fn envelope(execution: &Execution) -> Value {
-    let logs: Vec<Value> = execution
-        .logs
-        .iter()
-        .map(|l| json!({"level": l.level.as_str(), "message": l.message}))
-        .collect();
+    let logs: Vec<Value> =
+        execution.logs.iter().map(|l| json!({"level": l.level.as_str(), "message": l.message})).collect();
     let mut document = json!({
         "execution_id": execution.id,
         "status": if execution.outcome.is_ok() { "success" } else { "failure" },

@@ -38,12 +38,7 @@ pub async fn serve(mut config: Config, args: ServeArgs) -> anyhow::Result<ExitCo
     args.storage.apply(&mut config);
     let listener = tokio::net::TcpListener::bind(&config.server.bind)
         .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} (server.bind / --bind)",
-                config.server.bind
-            )
-        })?;
+        .with_context(|| format!("cannot listen on {} (server.bind / --bind)", config.server.bind))?;
     let store = super::open_store(&config).await?;
     let registry = super::load_registry(&config)?;
     let grace = Duration::from_secs_f64(config.server.shutdown_grace_secs);
@@ -61,10 +56,7 @@ pub async fn serve(mut config: Config, args: ServeArgs) -> anyhow::Result<ExitCo
         service.node
     );
     let app = Router::new()
-        .route(
-            "/health",
-            get(|| async { axum::Json(json!({"status": "ok"})) }),
-        )
+        .route("/health", get(|| async { axum::Json(json!({"status": "ok"})) }))
         .route("/ready", get(ready))
         .with_state(Arc::clone(&service));
     let mut http_stop = stopped.clone();
@@ -72,9 +64,7 @@ pub async fn serve(mut config: Config, args: ServeArgs) -> anyhow::Result<ExitCo
         let shutdown = async move {
             let _ = http_stop.changed().await;
         };
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
+        axum::serve(listener, app).with_graceful_shutdown(shutdown).await
     });
     wait_for_signal().await;
     eprintln!(
@@ -104,10 +94,7 @@ async fn drain(service: &Service, consumers: Vec<tokio::task::JoinHandle<()>>, g
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
@@ -131,12 +118,5 @@ async fn ready(State(service): State<Arc<Service>>) -> (StatusCode, axum::Json<s
         "workers": workers.unwrap_or_else(|| "ok".into()),
         "jobs": database.map(|counts| counts.into_iter().map(|(s, n)| (s.to_string(), json!(n))).collect::<serde_json::Map<_, _>>()).unwrap_or_default(),
     });
-    (
-        if ok {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        },
-        axum::Json(body),
-    )
+    (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, axum::Json(body))
 }

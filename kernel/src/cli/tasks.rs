@@ -40,10 +40,7 @@ pub async fn test(config: Config, path: &Path) -> anyhow::Result<ExitCode> {
     let reports = kernel::testing::run_cases(Arc::clone(&kernel), Arc::clone(&task)).await;
     kernel.shutdown().await;
     if reports.is_empty() {
-        eprintln!(
-            "warning: {} has no test cases; add tests/*.json",
-            task.name()
-        );
+        eprintln!("warning: {} has no test cases; add tests/*.json", task.name());
     }
     let mut failed = 0;
     for report in &reports {
@@ -57,9 +54,5 @@ pub async fn test(config: Config, path: &Path) -> anyhow::Result<ExitCode> {
         }
     }
     println!("{} passed, {failed} failed", reports.len() - failed);
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -53,17 +53,8 @@ const SECRET_HEADERS: [&str; 9] = [
 ];
 
 /// Query parameters whose values never leave the process.
-const SECRET_PARAMS: [&str; 9] = [
-    "api_key",
-    "apikey",
-    "key",
-    "token",
-    "access_token",
-    "secret",
-    "password",
-    "signature",
-    "sig",
-];
+const SECRET_PARAMS: [&str; 9] =
+    ["api_key", "apikey", "key", "token", "access_token", "secret", "password", "signature", "sig"];
 
 pub const MASK: &str = "***";
 
@@ -104,14 +95,7 @@ pub fn mask_url(url: &str) -> String {
         .query_pairs()
         .map(|(k, v)| {
             let secret = SECRET_PARAMS.contains(&k.to_ascii_lowercase().as_str());
-            (
-                k.into_owned(),
-                if secret {
-                    MASK.to_owned()
-                } else {
-                    v.into_owned()
-                },
-            )
+            (k.into_owned(), if secret { MASK.to_owned() } else { v.into_owned() })
         })
         .collect();
     parsed.query_pairs_mut().clear().extend_pairs(pairs);
@@ -232,10 +216,7 @@ impl Har {
         Har {
             log: HarLog {
                 version: "1.2".into(),
-                creator: HarCreator {
-                    name: "ratchet".into(),
-                    version: env!("CARGO_PKG_VERSION").into(),
-                },
+                creator: HarCreator { name: "ratchet".into(), version: env!("CARGO_PKG_VERSION").into() },
                 entries: exchanges.iter().map(HarEntry::from_exchange).collect(),
             },
         }
@@ -243,17 +224,11 @@ impl Har {
 }
 
 fn har_headers(headers: &[(String, String)]) -> Vec<HarHeader> {
-    mask_headers(headers)
-        .into_iter()
-        .map(|(name, value)| HarHeader { name, value })
-        .collect()
+    mask_headers(headers).into_iter().map(|(name, value)| HarHeader { name, value }).collect()
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
 
 impl HarEntry {
@@ -262,17 +237,12 @@ impl HarEntry {
         let query_string = url::Url::parse(&url)
             .map(|u| {
                 u.query_pairs()
-                    .map(|(n, v)| HarHeader {
-                        name: n.into_owned(),
-                        value: v.into_owned(),
-                    })
+                    .map(|(n, v)| HarHeader { name: n.into_owned(), value: v.into_owned() })
                     .collect()
             })
             .unwrap_or_default();
         let post_data = exchange.request_body.as_ref().map(|text| HarPostData {
-            mime_type: header(&exchange.request_headers, "content-type")
-                .unwrap_or("text/plain")
-                .to_owned(),
+            mime_type: header(&exchange.request_headers, "content-type").unwrap_or("text/plain").to_owned(),
             text: text.clone(),
         });
         let time = exchange.duration.as_secs_f64() * 1000.0;
@@ -289,18 +259,13 @@ impl HarEntry {
         };
         let (response, ratchet) = match &exchange.outcome {
             ExchangeOutcome::Response(response) => {
-                let extension = (!response.redirects.is_empty()).then(|| HarExtension {
-                    redirects: response.redirects.clone(),
-                    ..Default::default()
-                });
+                let extension = (!response.redirects.is_empty())
+                    .then(|| HarExtension { redirects: response.redirects.clone(), ..Default::default() });
                 (har_response(response), extension)
             }
             ExchangeOutcome::Failed { error, denied } => {
-                let extension = HarExtension {
-                    error: Some(error.clone()),
-                    denied: *denied,
-                    redirects: Vec::new(),
-                };
+                let extension =
+                    HarExtension { error: Some(error.clone()), denied: *denied, redirects: Vec::new() };
                 (failed_response(), Some(extension))
             }
         };
@@ -310,43 +275,22 @@ impl HarEntry {
             request,
             response,
             cache: Default::default(),
-            timings: HarTimings {
-                send: 0.0,
-                wait: time,
-                receive: 0.0,
-            },
+            timings: HarTimings { send: 0.0, wait: time, receive: 0.0 },
             ratchet,
         }
     }
 
     /// What the task saw: the response, or the error it got.
     pub fn outcome(&self) -> ExchangeOutcome {
-        if let Some(HarExtension {
-            error: Some(error),
-            denied,
-            ..
-        }) = &self.ratchet
-        {
-            return ExchangeOutcome::Failed {
-                error: error.clone(),
-                denied: *denied,
-            };
+        if let Some(HarExtension { error: Some(error), denied, .. }) = &self.ratchet {
+            return ExchangeOutcome::Failed { error: error.clone(), denied: *denied };
         }
         ExchangeOutcome::Response(HttpResponse {
             status: self.response.status,
             status_text: self.response.status_text.clone(),
-            headers: self
-                .response
-                .headers
-                .iter()
-                .map(|h| (h.name.clone(), h.value.clone()))
-                .collect(),
+            headers: self.response.headers.iter().map(|h| (h.name.clone(), h.value.clone())).collect(),
             body: self.response.content.text.clone(),
-            redirects: self
-                .ratchet
-                .as_ref()
-                .map(|r| r.redirects.clone())
-                .unwrap_or_default(),
+            redirects: self.ratchet.as_ref().map(|r| r.redirects.clone()).unwrap_or_default(),
         })
     }
 }
@@ -360,9 +304,7 @@ fn har_response(response: &HttpResponse) -> HarResponse {
         headers: har_headers(&response.headers),
         content: HarContent {
             size: response.body.len() as i64,
-            mime_type: header(&response.headers, "content-type")
-                .unwrap_or("")
-                .to_owned(),
+            mime_type: header(&response.headers, "content-type").unwrap_or("").to_owned(),
             text: response.body.clone(),
         },
         redirect_url: String::new(),
@@ -379,11 +321,7 @@ fn failed_response() -> HarResponse {
         http_version: String::new(),
         cookies: Vec::new(),
         headers: Vec::new(),
-        content: HarContent {
-            size: 0,
-            mime_type: String::new(),
-            text: String::new(),
-        },
+        content: HarContent { size: 0, mime_type: String::new(), text: String::new() },
         redirect_url: String::new(),
         headers_size: -1,
         body_size: -1,
@@ -411,9 +349,6 @@ mod tests {
             mask_url("https://api.example.com/v1?q=rust&api_key=s3cret&Token=x"),
             "https://api.example.com/v1?q=rust&api_key=***&Token=***"
         );
-        assert_eq!(
-            mask_url("https://example.com/plain"),
-            "https://example.com/plain"
-        );
+        assert_eq!(mask_url("https://example.com/plain"), "https://example.com/plain");
     }
 }

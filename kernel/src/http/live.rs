@@ -52,11 +52,7 @@ impl Egress {
             max_request_bytes: config.max_request_bytes.0,
             max_response_bytes: config.max_response_bytes.0,
         };
-        Ok(Egress {
-            client: OnceLock::new(),
-            allow: config.allow_rules()?,
-            limits,
-        })
+        Ok(Egress { client: OnceLock::new(), allow: config.allow_rules()?, limits })
     }
 
     fn client(&self) -> Result<&reqwest::Client, FetchFailure> {
@@ -68,10 +64,7 @@ impl Egress {
 
     /// The operator's rules combined with a task's `allowed_hosts`.
     pub fn policy_for(&self, task_hosts: Vec<HostRule>) -> EgressPolicy {
-        EgressPolicy {
-            allow: self.allow.clone(),
-            task_hosts,
-        }
+        EgressPolicy { allow: self.allow.clone(), task_hosts }
     }
 
     /// Performs `request` under `policy`, following redirects, within the request timeout.
@@ -91,16 +84,13 @@ impl Egress {
         request: &FetchRequest,
         policy: &EgressPolicy,
     ) -> Result<HttpResponse, FetchFailure> {
-        let mut url = Url::parse(&request.url)
-            .map_err(|e| network(format!("invalid URL `{}`: {e}", request.url)))?;
+        let mut url =
+            Url::parse(&request.url).map_err(|e| network(format!("invalid URL `{}`: {e}", request.url)))?;
         let mut method = Method::from_bytes(request.method.as_bytes())
             .map_err(|_| network(format!("invalid HTTP method `{}`", request.method)))?;
         let headers = header_map(&request.headers)?;
         let mut body = request.body.clone();
-        if body
-            .as_ref()
-            .is_some_and(|b| b.len() as u64 > self.limits.max_request_bytes)
-        {
+        if body.as_ref().is_some_and(|b| b.len() as u64 > self.limits.max_request_bytes) {
             return Err(network(format!(
                 "request body exceeds the limit of {} bytes",
                 self.limits.max_request_bytes
@@ -109,10 +99,7 @@ impl Egress {
         let mut redirects = Vec::new();
         loop {
             self.check_hop(&url, policy).await?;
-            let mut builder = self
-                .client()?
-                .request(method.clone(), url.clone())
-                .headers(headers.clone());
+            let mut builder = self.client()?.request(method.clone(), url.clone()).headers(headers.clone());
             if let Some(body) = &body {
                 builder = builder.body(body.clone());
             }
@@ -169,10 +156,7 @@ impl Egress {
             .headers()
             .iter()
             .map(|(name, value)| {
-                (
-                    name.as_str().to_owned(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
+                (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned())
             })
             .collect();
         let mut body = Vec::new();
@@ -198,12 +182,7 @@ impl Egress {
 fn build_client(allow: &[HostRule]) -> Result<reqwest::Client, String> {
     // reqwest and sqlx both bring rustls; ring is the one provider compiled in.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let resolver = PolicyResolver {
-        policy: EgressPolicy {
-            allow: allow.to_vec(),
-            task_hosts: Vec::new(),
-        },
-    };
+    let resolver = PolicyResolver { policy: EgressPolicy { allow: allow.to_vec(), task_hosts: Vec::new() } };
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         // A proxy would connect on our behalf, past the address checks.
@@ -309,8 +288,7 @@ impl Resolve for PolicyResolver {
                 .collect();
             match (allowed.is_empty(), refused) {
                 (true, Some(denied)) => {
-                    Err(Box::new(ResolverDenied(denied))
-                        as Box<dyn std::error::Error + Send + Sync>)
+                    Err(Box::new(ResolverDenied(denied)) as Box<dyn std::error::Error + Send + Sync>)
                 }
                 _ => Ok(Box::new(allowed.into_iter()) as Addrs),
             }

@@ -60,11 +60,9 @@ impl Mocks {
             Ok(OneOrMany::One(mock)) => vec![mock],
             Ok(OneOrMany::Many(mocks)) => mocks,
             Err(_) => {
-                return Err(
-                    "`mock.http` entries need `url` and may have `method` and `response` \
+                return Err("`mock.http` entries need `url` and may have `method` and `response` \
                             (`status`, `statusText`, `ok`, `headers`, `body`)"
-                        .into(),
-                );
+                    .into());
             }
         };
         Ok(Mocks(mocks))
@@ -72,19 +70,13 @@ impl Mocks {
 
     /// The response of the first mock matching `method` and `url`.
     pub fn answer(&self, method: &str, url: &str) -> Option<HttpResponse> {
-        self.0
-            .iter()
-            .find(|m| m.matches(method, url))
-            .map(Mock::response)
+        self.0.iter().find(|m| m.matches(method, url)).map(Mock::response)
     }
 }
 
 impl Mock {
     fn matches(&self, method: &str, url: &str) -> bool {
-        let method_ok = self
-            .method
-            .as_deref()
-            .is_none_or(|m| m.eq_ignore_ascii_case(method));
+        let method_ok = self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method));
         let url_ok = match self.url.strip_suffix('*') {
             Some(prefix) => url.starts_with(prefix),
             None => self.url == url,
@@ -94,9 +86,7 @@ impl Mock {
 
     fn response(&self) -> HttpResponse {
         let spec = &self.response;
-        let status = spec
-            .status
-            .unwrap_or(if spec.ok == Some(false) { 500 } else { 200 });
+        let status = spec.status.unwrap_or(if spec.ok == Some(false) { 500 } else { 200 });
         let status_text = spec.status_text.clone().unwrap_or_else(|| {
             reqwest::StatusCode::from_u16(status)
                 .ok()
@@ -109,21 +99,12 @@ impl Mock {
             Value::Null => (String::new(), false),
             other => (other.to_string(), true),
         };
-        let mut headers: Vec<(String, String)> = spec
-            .headers
-            .iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-            .collect();
+        let mut headers: Vec<(String, String)> =
+            spec.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect();
         if json && !headers.iter().any(|(k, _)| k == "content-type") {
             headers.push(("content-type".into(), "application/json".into()));
         }
-        HttpResponse {
-            status,
-            status_text,
-            headers,
-            body,
-            redirects: Vec::new(),
-        }
+        HttpResponse { status, status_text, headers, body, redirects: Vec::new() }
     }
 }
 
@@ -141,34 +122,19 @@ mod tests {
         ]}))
         .unwrap();
         let user = mocks.answer("GET", "https://api.test/users/1").unwrap();
-        assert_eq!(
-            (user.status, user.status_text.as_str(), user.body.as_str()),
-            (200, "OK", r#"{"id":1}"#)
-        );
+        assert_eq!((user.status, user.status_text.as_str(), user.body.as_str()), (200, "OK", r#"{"id":1}"#));
         let other = mocks.answer("POST", "https://api.test/users/1").unwrap();
-        assert_eq!(
-            (other.status, other.status_text.as_str()),
-            (404, "Not Found")
-        );
+        assert_eq!((other.status, other.status_text.as_str()), (404, "Not Found"));
         assert!(mocks.answer("GET", "https://elsewhere.test/").is_none());
         let single =
-            Mocks::parse(&json!({"http": {"url": "https://x.test/", "response": {"ok": false}}}))
-                .unwrap();
+            Mocks::parse(&json!({"http": {"url": "https://x.test/", "response": {"ok": false}}})).unwrap();
         assert_eq!(single.answer("GET", "https://x.test/").unwrap().status, 500);
     }
 
     #[test]
     fn malformed_mocks_are_explained() {
-        assert!(
-            Mocks::parse(&json!({}))
-                .unwrap_err()
-                .contains("needs an `http` entry")
-        );
-        assert!(
-            Mocks::parse(&json!({"http": {"method": "GET"}}))
-                .unwrap_err()
-                .contains("need `url`")
-        );
+        assert!(Mocks::parse(&json!({})).unwrap_err().contains("needs an `http` entry"));
+        assert!(Mocks::parse(&json!({"http": {"method": "GET"}})).unwrap_err().contains("need `url`"));
         assert!(Mocks::parse(&json!({"http": {"url": "x", "respnse": {}}})).is_err());
     }
 }

@@ -14,9 +14,7 @@ use std::time::{Instant, SystemTime};
 
 use worker_protocol::{FetchOutcome, FetchRequest, JsError};
 
-pub use exchange::{
-    Exchange, ExchangeOutcome, Har, HarEntry, HttpResponse, mask_headers, mask_url,
-};
+pub use exchange::{Exchange, ExchangeOutcome, Har, HarEntry, HttpResponse, mask_headers, mask_url};
 pub use live::{Egress, FetchFailure};
 pub use mock::Mocks;
 pub use policy::{EgressPolicy, HostRule};
@@ -42,10 +40,7 @@ pub struct HttpSession {
 
 impl HttpSession {
     pub fn new(mode: HttpMode) -> HttpSession {
-        HttpSession {
-            mode,
-            exchanges: Mutex::new(Vec::new()),
-        }
+        HttpSession { mode, exchanges: Mutex::new(Vec::new()) }
     }
 
     /// Answers one `fetch` of the task and records the exchange.
@@ -87,10 +82,9 @@ impl HttpSession {
                 )),
             },
             HttpMode::Replay(entries) => replay(entries, request),
-            HttpMode::Disabled => network_error(format!(
-                "fetch is not available here ({} {})",
-                request.method, request.url
-            )),
+            HttpMode::Disabled => {
+                network_error(format!("fetch is not available here ({} {})", request.method, request.url))
+            }
         }
     }
 }
@@ -100,9 +94,9 @@ fn replay(entries: &Mutex<VecDeque<HarEntry>>, request: &FetchRequest) -> Exchan
     let Ok(mut entries) = entries.lock() else {
         return network_error("the recording is unavailable".into());
     };
-    let position = entries.iter().position(|e| {
-        e.request.method.eq_ignore_ascii_case(&request.method) && e.request.url == url
-    });
+    let position = entries
+        .iter()
+        .position(|e| e.request.method.eq_ignore_ascii_case(&request.method) && e.request.url == url);
     match position.and_then(|index| entries.remove(index)) {
         Some(entry) => entry.outcome(),
         None => network_error(format!(
@@ -114,16 +108,12 @@ fn replay(entries: &Mutex<VecDeque<HarEntry>>, request: &FetchRequest) -> Exchan
 
 fn failed(failure: FetchFailure, method: &str, url: &str) -> ExchangeOutcome {
     let (name, message, denied) = match failure {
-        FetchFailure::Denied(denied) => (
-            "NetworkError",
-            format!("{method} {url} denied by the egress policy: {denied}"),
-            true,
-        ),
-        FetchFailure::Network(message) => (
-            "NetworkError",
-            format!("{method} {url} failed: {message}"),
-            false,
-        ),
+        FetchFailure::Denied(denied) => {
+            ("NetworkError", format!("{method} {url} denied by the egress policy: {denied}"), true)
+        }
+        FetchFailure::Network(message) => {
+            ("NetworkError", format!("{method} {url} failed: {message}"), false)
+        }
         FetchFailure::Timeout(limit) => (
             "TimeoutError",
             format!(
@@ -133,23 +123,12 @@ fn failed(failure: FetchFailure, method: &str, url: &str) -> ExchangeOutcome {
             false,
         ),
     };
-    ExchangeOutcome::Failed {
-        error: JsError {
-            name: name.into(),
-            message,
-            stack: None,
-        },
-        denied,
-    }
+    ExchangeOutcome::Failed { error: JsError { name: name.into(), message, stack: None }, denied }
 }
 
 fn network_error(message: String) -> ExchangeOutcome {
     ExchangeOutcome::Failed {
-        error: JsError {
-            name: "NetworkError".into(),
-            message,
-            stack: None,
-        },
+        error: JsError { name: "NetworkError".into(), message, stack: None },
         denied: false,
     }
 }

@@ -32,9 +32,7 @@ impl HostRule {
         };
         let clean = url.path() == "/" && url.query().is_none() && url.username().is_empty();
         if !clean || text.contains('/') {
-            return Err(format!(
-                "`{text}` must be a host or host:port, without scheme or path"
-            ));
+            return Err(format!("`{text}` must be a host or host:port, without scheme or path"));
         }
         // `url` drops a port equal to the scheme default; keep what the user wrote.
         let port = url.port().or_else(|| text.ends_with(":80").then_some(80));
@@ -94,10 +92,7 @@ impl EgressPolicy {
     /// checked again on their resolved addresses.
     pub fn check_url(&self, url: &Url) -> Result<Target, Denied> {
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(denied(format!(
-                "scheme `{}` is not allowed; use http or https",
-                url.scheme()
-            )));
+            return Err(denied(format!("scheme `{}` is not allowed; use http or https", url.scheme())));
         }
         let (host, ip) = match url.host() {
             Some(Host::Domain(name)) => (name.to_ascii_lowercase(), None),
@@ -129,10 +124,7 @@ impl EgressPolicy {
                 };
                 Err(denied(format!(
                     "{what} a {class} address; allow-list `{}` (egress.allow_hosts or --allow-host) to reach it",
-                    HostRule {
-                        host: host.to_owned(),
-                        port: Some(port)
-                    }
+                    HostRule { host: host.to_owned(), port: Some(port) }
                 )))
             }
             _ => Ok(()),
@@ -155,11 +147,7 @@ fn denied(rule: String) -> Denied {
 }
 
 fn list(rules: &[HostRule]) -> String {
-    rules
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
+    rules.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
 /// The kind of special-purpose address `ip` is, or `None` for a public address.
@@ -192,14 +180,11 @@ fn non_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
         return non_public_v4(v4);
     }
     let segments = ip.segments();
-    let embedded_v4 =
-        |high: u16, low: u16| Ipv4Addr::from((u32::from(high) << 16) | u32::from(low));
+    let embedded_v4 = |high: u16, low: u16| Ipv4Addr::from((u32::from(high) << 16) | u32::from(low));
     match segments {
         _ if ip.is_unspecified() => Some("unspecified"),
         _ if ip.is_loopback() => Some("loopback"),
-        [0, 0, 0, 0, 0, 0, high, low] => {
-            non_public_v4(embedded_v4(high, low)).or(Some("IPv4-compatible"))
-        }
+        [0, 0, 0, 0, 0, 0, high, low] => non_public_v4(embedded_v4(high, low)).or(Some("IPv4-compatible")),
         [0x64, 0xff9b, 0, 0, 0, 0, high, low] => non_public_v4(embedded_v4(high, low)),
         [0x2002, high, low, ..] => non_public_v4(embedded_v4(high, low)),
         [first, ..] if first & 0xfe00 == 0xfc00 => Some("private (unique local)"),
@@ -252,30 +237,20 @@ mod tests {
             "http://255.255.255.255/",
         ] {
             let result = check(url, &[], &[]);
-            assert!(
-                result.as_ref().is_err_and(|r| r.contains("address")),
-                "{url}: {result:?}"
-            );
+            assert!(result.as_ref().is_err_and(|r| r.contains("address")), "{url}: {result:?}");
         }
     }
 
     #[test]
     fn public_addresses_and_names_pass_the_url_check() {
-        for url in [
-            "https://example.com/x",
-            "http://93.184.216.34/",
-            "https://[2606:2800:220:1::]/",
-        ] {
+        for url in ["https://example.com/x", "http://93.184.216.34/", "https://[2606:2800:220:1::]/"] {
             assert_eq!(check(url, &[], &[]), Ok(()), "{url}");
         }
     }
 
     #[test]
     fn allow_rules_match_host_and_port() {
-        assert_eq!(
-            check("http://127.0.0.1:8080/", &["127.0.0.1:8080"], &[]),
-            Ok(())
-        );
+        assert_eq!(check("http://127.0.0.1:8080/", &["127.0.0.1:8080"], &[]), Ok(()));
         assert_eq!(check("http://127.0.0.1:8080/", &["127.0.0.1"], &[]), Ok(()));
         assert!(check("http://127.0.0.1:9090/", &["127.0.0.1:8080"], &[]).is_err());
         assert_eq!(check("http://[::1]:81/", &["[::1]:81"], &[]), Ok(()));
@@ -283,38 +258,22 @@ mod tests {
 
     #[test]
     fn task_hosts_narrow_the_policy() {
-        assert_eq!(
-            check("https://api.example.com/", &[], &["api.example.com"]),
-            Ok(())
-        );
+        assert_eq!(check("https://api.example.com/", &[], &["api.example.com"]), Ok(()));
         let denied = check("https://other.example.com/", &[], &["api.example.com"]).unwrap_err();
-        assert!(
-            denied.contains("not in the task's allowed_hosts (api.example.com)"),
-            "{denied}"
-        );
+        assert!(denied.contains("not in the task's allowed_hosts (api.example.com)"), "{denied}");
     }
 
     #[test]
     fn other_schemes_are_denied() {
-        assert!(
-            check("file:///etc/passwd", &[], &[])
-                .unwrap_err()
-                .contains("scheme `file`")
-        );
+        assert!(check("file:///etc/passwd", &[], &[]).unwrap_err().contains("scheme `file`"));
         assert!(check("ftp://example.com/", &[], &[]).is_err());
     }
 
     #[test]
     fn host_rules_parse_or_explain() {
-        assert_eq!(
-            HostRule::parse("Example.COM:8443").unwrap().to_string(),
-            "example.com:8443"
-        );
+        assert_eq!(HostRule::parse("Example.COM:8443").unwrap().to_string(), "example.com:8443");
         assert_eq!(HostRule::parse("[::1]:80").unwrap().to_string(), "[::1]:80");
-        assert_eq!(
-            HostRule::parse("localhost").unwrap().to_string(),
-            "localhost"
-        );
+        assert_eq!(HostRule::parse("localhost").unwrap().to_string(), "localhost");
         for bad in ["http://x.com", "x.com/path", "", "a b"] {
             assert!(HostRule::parse(bad).is_err(), "{bad}");
         }

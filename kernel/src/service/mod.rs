@@ -38,10 +38,7 @@ pub enum ServiceError {
     #[error("no task named `{name}`; known tasks: {known}")]
     UnknownTask { name: String, known: String },
     #[error("input does not match the input schema of {task}: {}", .violations.first().map(ToString::to_string).unwrap_or_default())]
-    InvalidInput {
-        task: String,
-        violations: Vec<SchemaViolation>,
-    },
+    InvalidInput { task: String, violations: Vec<SchemaViolation> },
     #[error(transparent)]
     Queue(#[from] QueueError),
 }
@@ -55,18 +52,13 @@ pub async fn enqueue(
     input: Value,
     options: EnqueueOptions,
 ) -> Result<Enqueued, ServiceError> {
-    let found = registry
-        .get(task)
-        .ok_or_else(|| ServiceError::UnknownTask {
-            name: task.to_owned(),
-            known: registry.names().join(", "),
-        })?;
+    let found = registry.get(task).ok_or_else(|| ServiceError::UnknownTask {
+        name: task.to_owned(),
+        known: registry.names().join(", "),
+    })?;
     let violations = found.input_schema.violations(&input);
     if !violations.is_empty() {
-        return Err(ServiceError::InvalidInput {
-            task: found.name().to_owned(),
-            violations,
-        });
+        return Err(ServiceError::InvalidInput { task: found.name().to_owned(), violations });
     }
     let new = NewJob {
         task: found.name().to_owned(),
@@ -119,15 +111,7 @@ impl Service {
         input: Value,
         options: EnqueueOptions,
     ) -> Result<Enqueued, ServiceError> {
-        let enqueued = enqueue(
-            &self.store,
-            &self.registry,
-            &self.queue,
-            task,
-            input,
-            options,
-        )
-        .await?;
+        let enqueued = enqueue(&self.store, &self.registry, &self.queue, task, input, options).await?;
         self.wake.notify_waiters();
         Ok(enqueued)
     }
@@ -147,9 +131,8 @@ impl Service {
     /// Starts the consumers and the lease rescuer; they stop when `stop` turns true,
     /// consumers after finishing the job they hold.
     pub fn start(self: &Arc<Self>, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
-        let mut tasks: Vec<JoinHandle<()>> = (0..self.concurrency())
-            .map(|_| tokio::spawn(Arc::clone(self).consume(stop.clone())))
-            .collect();
+        let mut tasks: Vec<JoinHandle<()>> =
+            (0..self.concurrency()).map(|_| tokio::spawn(Arc::clone(self).consume(stop.clone()))).collect();
         tasks.push(tokio::spawn(Arc::clone(self).rescue(stop)));
         tasks
     }
@@ -183,12 +166,8 @@ impl Service {
             return;
         };
         self.track(&job, true);
-        let heartbeat = tokio::spawn(heartbeat(
-            self.store.clone(),
-            job.clone(),
-            self.node.clone(),
-            self.lease(),
-        ));
+        let heartbeat =
+            tokio::spawn(heartbeat(self.store.clone(), job.clone(), self.node.clone(), self.lease()));
         let started = now_ms();
         let execution = self.kernel.run(&task, job.input.clone()).await;
         heartbeat.abort();
@@ -199,19 +178,13 @@ impl Service {
             (Err(_), Some(error)) => Outcome::Failed(error),
             (Err(_), None) => Outcome::Failed("the run failed"),
         };
-        let reported = self
-            .store
-            .finish(&job.id, job.attempt, outcome, Some(&record), now_ms())
-            .await;
+        let reported = self.store.finish(&job.id, job.attempt, outcome, Some(&record), now_ms()).await;
         log_report(&job, reported);
         self.track(&job, false);
     }
 
     async fn report_unknown_task(&self, job: &Job, message: String) {
-        let reported = self
-            .store
-            .fail(&job.id, job.attempt, &message, now_ms())
-            .await;
+        let reported = self.store.fail(&job.id, job.attempt, &message, now_ms()).await;
         log_report(job, reported);
     }
 
@@ -227,11 +200,8 @@ impl Service {
 
     /// Gives every job still running on this node back to the queue (end of a drain).
     pub async fn release_in_flight(&self) -> usize {
-        let jobs: Vec<(String, u32)> = self
-            .in_flight
-            .lock()
-            .map(|j| j.clone().into_iter().collect())
-            .unwrap_or_default();
+        let jobs: Vec<(String, u32)> =
+            self.in_flight.lock().map(|j| j.clone().into_iter().collect()).unwrap_or_default();
         let mut released = 0;
         for (id, attempt) in jobs {
             if self.store.release(&id, attempt, now_ms()).await.is_ok() {
@@ -279,10 +249,7 @@ async fn heartbeat(store: Store, job: Job, node: String, lease: Duration) {
         tokio::time::sleep(lease / 3).await;
         let now = now_ms();
         let until = now + lease.as_millis() as i64;
-        match store
-            .heartbeat(&job.id, job.attempt, &node, until, now)
-            .await
-        {
+        match store.heartbeat(&job.id, job.attempt, &node, until, now).await {
             Ok(true) => {}
             Ok(false) => {
                 tracing::warn!(job = %job.id, "the job was cancelled or rescued; this attempt's result will be discarded");
@@ -294,30 +261,18 @@ async fn heartbeat(store: Store, job: Job, node: String, lease: Duration) {
 }
 
 fn record(job: &Job, execution: &Execution, started: i64, node: &str) -> ExecutionRecord {
-    let logs: Vec<Value> = execution
-        .logs
-        .iter()
-        .map(|l| json!({"level": l.level.as_str(), "message": l.message}))
-        .collect();
+    let logs: Vec<Value> =
+        execution.logs.iter().map(|l| json!({"level": l.level.as_str(), "message": l.message})).collect();
     let har = serde_json::to_value(Har::from_exchanges(&execution.http)).unwrap_or(Value::Null);
     ExecutionRecord {
         id: execution.id.clone(),
         job_id: Some(job.id.clone()),
         attempt: job.attempt,
         task: job.task.clone(),
-        status: if execution.outcome.is_ok() {
-            "success"
-        } else {
-            "failure"
-        }
-        .into(),
+        status: if execution.outcome.is_ok() { "success" } else { "failure" }.into(),
         input: job.input.clone(),
         output: execution.outcome.as_ref().ok().cloned(),
-        error: execution
-            .outcome
-            .as_ref()
-            .err()
-            .map(crate::recording::error_json),
+        error: execution.outcome.as_ref().err().map(crate::recording::error_json),
         logs: Value::Array(logs),
         http: har,
         started_at: started,

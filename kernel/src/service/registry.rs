@@ -23,20 +23,14 @@ pub struct Rejected {
 impl TaskRegistry {
     /// Loads every subfolder (or ZIP) holding a task under each of `roots`. Tasks that fail
     /// to load are returned, not fatal: one broken task must not stop a server.
-    pub fn load(
-        roots: &[PathBuf],
-        limits: &LimitConfig,
-    ) -> Result<(TaskRegistry, Vec<Rejected>), String> {
+    pub fn load(roots: &[PathBuf], limits: &LimitConfig) -> Result<(TaskRegistry, Vec<Rejected>), String> {
         let mut registry = TaskRegistry::default();
         let mut rejected = Vec::new();
         for root in roots {
             for candidate in candidates(root)? {
                 match crate::task::load(&candidate, limits) {
                     Ok(task) => registry.insert(task),
-                    Err(error) => rejected.push(Rejected {
-                        path: candidate,
-                        error,
-                    }),
+                    Err(error) => rejected.push(Rejected { path: candidate, error }),
                 }
             }
         }
@@ -53,10 +47,7 @@ impl TaskRegistry {
 
     /// A task by name or uuid.
     pub fn get(&self, reference: &str) -> Option<Arc<Task>> {
-        self.by_name
-            .get(reference)
-            .or_else(|| self.by_id.get(reference))
-            .cloned()
+        self.by_name.get(reference).or_else(|| self.by_id.get(reference)).cloned()
     }
 
     pub fn names(&self) -> Vec<&str> {

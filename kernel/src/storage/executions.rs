@@ -67,10 +67,7 @@ impl Store {
 
     pub async fn execution(&self, id: &str) -> Result<ExecutionRecord, QueueError> {
         let sql = format!("SELECT {COLUMNS} FROM executions WHERE id = ?");
-        let row = self
-            .connection()
-            .query_one_raw(self.statement(&sql, vec![id.into()]))
-            .await?;
+        let row = self.connection().query_one_raw(self.statement(&sql, vec![id.into()])).await?;
         row.map(|row| from_row(&row))
             .transpose()?
             .ok_or_else(|| QueueError::NotFound(format!("execution {id}")))
@@ -87,13 +84,8 @@ impl Store {
             None => ("", Vec::new()),
         };
         values.push((limit.min(i64::MAX as u64) as i64).into());
-        let sql = format!(
-            "SELECT {COLUMNS} FROM executions {filter} ORDER BY started_at DESC, id LIMIT ?"
-        );
-        let rows = self
-            .connection()
-            .query_all_raw(self.statement(&sql, values))
-            .await?;
+        let sql = format!("SELECT {COLUMNS} FROM executions {filter} ORDER BY started_at DESC, id LIMIT ?");
+        let rows = self.connection().query_all_raw(self.statement(&sql, values)).await?;
         rows.iter().map(from_row).collect()
     }
 }
@@ -101,21 +93,17 @@ impl Store {
 fn from_row(row: &QueryResult) -> Result<ExecutionRecord, QueueError> {
     let json = |column: &str| -> Result<Value, QueueError> {
         let raw: String = row.try_get("", column)?;
-        serde_json::from_str(&raw)
-            .map_err(|e| QueueError::Corrupt(format!("executions.{column}: {e}")))
+        serde_json::from_str(&raw).map_err(|e| QueueError::Corrupt(format!("executions.{column}: {e}")))
     };
     let opt_json = |column: &str| -> Result<Option<Value>, QueueError> {
         let raw: Option<String> = row.try_get("", column)?;
         raw.map(|raw| {
-            serde_json::from_str(&raw)
-                .map_err(|e| QueueError::Corrupt(format!("executions.{column}: {e}")))
+            serde_json::from_str(&raw).map_err(|e| QueueError::Corrupt(format!("executions.{column}: {e}")))
         })
         .transpose()
     };
     let int = |column: &str| -> Result<i64, QueueError> {
-        Ok(row
-            .try_get::<i64>("", column)
-            .or_else(|_| row.try_get::<i32>("", column).map(i64::from))?)
+        Ok(row.try_get::<i64>("", column).or_else(|_| row.try_get::<i32>("", column).map(i64::from))?)
     };
     Ok(ExecutionRecord {
         id: row.try_get("", "id")?,

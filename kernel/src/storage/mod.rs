@@ -41,10 +41,8 @@ pub enum StoreError {
 impl Store {
     /// Opens the embedded SQLite database in `dir` (created if missing).
     pub async fn open_data_dir(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::DataDir {
-            path: dir.display().to_string(),
-            message: e.to_string(),
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::DataDir { path: dir.display().to_string(), message: e.to_string() })?;
         let url = format!("sqlite://{}?mode=rwc", dir.join(SQLITE_FILE).display());
         Store::connect(&url).await
     }
@@ -52,10 +50,7 @@ impl Store {
     /// Connects to `url` (`sqlite://...` or `postgres://...`) and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
         let mut options = ConnectOptions::new(url);
-        options
-            .sqlx_logging(false)
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(30));
+        options.sqlx_logging(false).max_connections(16).acquire_timeout(Duration::from_secs(30));
         options.map_sqlx_sqlite_opts(|sqlite| {
             use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
             // WAL with synchronous=NORMAL: durable across process crashes; a power loss may
@@ -69,16 +64,10 @@ impl Store {
         let shown = redact(url);
         let db = Database::connect(options)
             .await
-            .map_err(|e| StoreError::Connect {
-                url: shown.clone(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| StoreError::Connect { url: shown.clone(), message: e.to_string() })?;
         migrations::Migrator::up(&db, None)
             .await
-            .map_err(|e| StoreError::Migrate {
-                url: shown,
-                message: e.to_string(),
-            })?;
+            .map_err(|e| StoreError::Migrate { url: shown, message: e.to_string() })?;
         Ok(Store { db })
     }
 
@@ -136,9 +125,7 @@ pub fn redact(url: &str) -> String {
 
 /// Milliseconds since the Unix epoch: the clock the queue runs on, unless a test injects one.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]
@@ -147,10 +134,7 @@ mod tests {
 
     #[test]
     fn placeholders_are_numbered_for_postgres() {
-        assert_eq!(
-            numbered_placeholders("a = ? AND b IN (?, ?)"),
-            "a = $1 AND b IN ($2, $3)"
-        );
+        assert_eq!(numbered_placeholders("a = ? AND b IN (?, ?)"), "a = $1 AND b IN ($2, $3)");
         assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact("sqlite://x.db?mode=rwc"), "sqlite://x.db?mode=rwc");
     }

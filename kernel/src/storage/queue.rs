@@ -58,10 +58,7 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff {
-            base: Duration::from_secs(1),
-            max: Duration::from_secs(600),
-        }
+        Backoff { base: Duration::from_secs(1), max: Duration::from_secs(600) }
     }
 }
 
@@ -107,10 +104,7 @@ impl JobStatus {
     }
 
     pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
-        )
+        matches!(self, JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled)
     }
 }
 
@@ -123,16 +117,10 @@ impl fmt::Display for JobStatus {
 impl FromStr for JobStatus {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
-        JobStatus::ALL
-            .into_iter()
-            .find(|s| s.as_str() == text)
-            .ok_or_else(|| {
-                let names: Vec<_> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
-                format!(
-                    "`{text}` is not a job status; use one of {}",
-                    names.join(", ")
-                )
-            })
+        JobStatus::ALL.into_iter().find(|s| s.as_str() == text).ok_or_else(|| {
+            let names: Vec<_> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
+            format!("`{text}` is not a job status; use one of {}", names.join(", "))
+        })
     }
 }
 
@@ -193,12 +181,7 @@ pub enum QueueError {
     #[error(
         "attempt {attempt} of job {job} no longer owns it (the job is {status} at attempt {current}); its result was discarded"
     )]
-    Fenced {
-        job: String,
-        attempt: u32,
-        status: JobStatus,
-        current: u32,
-    },
+    Fenced { job: String, attempt: u32, status: JobStatus, current: u32 },
     #[error("job {job} is already {status}")]
     Final { job: String, status: JobStatus },
     #[error("invalid job: {0}")]
@@ -217,14 +200,10 @@ impl Store {
     /// Adds a job. With an idempotency key already used, returns the existing job instead.
     pub async fn enqueue(&self, new: NewJob, now: i64) -> Result<Enqueued, QueueError> {
         if new.max_attempts == 0 {
-            return Err(QueueError::Invalid(
-                "max_attempts must be at least 1".into(),
-            ));
+            return Err(QueueError::Invalid("max_attempts must be at least 1".into()));
         }
         if new.idempotency_key.as_deref().is_some_and(str::is_empty) {
-            return Err(QueueError::Invalid(
-                "an idempotency key must not be empty".into(),
-            ));
+            return Err(QueueError::Invalid("an idempotency key must not be empty".into()));
         }
         let id = uuid::Uuid::new_v4().to_string();
         let sql = format!(
@@ -245,31 +224,19 @@ impl Store {
             now.into(),
             now.into(),
         ];
-        let inserted = self
-            .connection()
-            .execute_raw(self.statement(&sql, values))
-            .await?
-            .rows_affected()
-            == 1;
+        let inserted =
+            self.connection().execute_raw(self.statement(&sql, values)).await?.rows_affected() == 1;
         let job = match (inserted, &new.idempotency_key) {
             (true, _) => self.job(&id).await?,
             (false, Some(key)) => self.job_by_key(key).await?,
             (false, None) => return Err(QueueError::Corrupt("insert affected no row".into())),
         };
-        Ok(Enqueued {
-            job,
-            created: inserted,
-        })
+        Ok(Enqueued { job, created: inserted })
     }
 
     /// Atomically takes the most urgent runnable job for `owner`, leasing it until
     /// `now + lease`. The returned job's `attempt` is this attempt's fencing token.
-    pub async fn claim(
-        &self,
-        owner: &str,
-        lease: Duration,
-        now: i64,
-    ) -> Result<Option<Job>, QueueError> {
+    pub async fn claim(&self, owner: &str, lease: Duration, now: i64) -> Result<Option<Job>, QueueError> {
         let lock = match self.backend() {
             sea_orm::DbBackend::Postgres => " FOR UPDATE SKIP LOCKED",
             _ => "",
@@ -279,16 +246,8 @@ impl Store {
              updated_at = ? WHERE id = (SELECT id FROM jobs WHERE status IN ('queued', 'retrying') AND run_at <= ? \
              ORDER BY priority DESC, run_at, created_at, id LIMIT 1{lock}) RETURNING {COLUMNS}"
         );
-        let values: Vec<SqlValue> = vec![
-            owner.into(),
-            (now + millis(lease)).into(),
-            now.into(),
-            now.into(),
-        ];
-        let row = self
-            .connection()
-            .query_one_raw(self.statement(&sql, values))
-            .await?;
+        let values: Vec<SqlValue> = vec![owner.into(), (now + millis(lease)).into(), now.into(), now.into()];
+        let row = self.connection().query_one_raw(self.statement(&sql, values)).await?;
         row.map(|row| job_from_row(&row)).transpose()
     }
 
@@ -304,45 +263,20 @@ impl Store {
     ) -> Result<bool, QueueError> {
         let sql = "UPDATE jobs SET lease_expires_at = ?, updated_at = ? \
                    WHERE id = ? AND attempt = ? AND lease_owner = ? AND status = 'running'";
-        let values: Vec<SqlValue> = vec![
-            until.into(),
-            now.into(),
-            id.into(),
-            i64::from(attempt).into(),
-            owner.into(),
-        ];
-        Ok(self
-            .connection()
-            .execute_raw(self.statement(sql, values))
-            .await?
-            .rows_affected()
-            == 1)
+        let values: Vec<SqlValue> =
+            vec![until.into(), now.into(), id.into(), i64::from(attempt).into(), owner.into()];
+        Ok(self.connection().execute_raw(self.statement(sql, values)).await?.rows_affected() == 1)
     }
 
     /// Records the success of `attempt`. Fenced: refused unless that attempt still owns the job.
-    pub async fn complete(
-        &self,
-        id: &str,
-        attempt: u32,
-        output: &Value,
-        now: i64,
-    ) -> Result<(), QueueError> {
-        self.finish(id, attempt, Outcome::Completed(output), None, now)
-            .await
-            .map(|_| ())
+    pub async fn complete(&self, id: &str, attempt: u32, output: &Value, now: i64) -> Result<(), QueueError> {
+        self.finish(id, attempt, Outcome::Completed(output), None, now).await.map(|_| ())
     }
 
     /// Records the failure of `attempt`: the job retries after its backoff, or fails for good
     /// when it has used its attempts. Fenced like [`Store::complete`]. Returns the new status.
-    pub async fn fail(
-        &self,
-        id: &str,
-        attempt: u32,
-        error: &str,
-        now: i64,
-    ) -> Result<JobStatus, QueueError> {
-        self.finish(id, attempt, Outcome::Failed(error), None, now)
-            .await
+    pub async fn fail(&self, id: &str, attempt: u32, error: &str, now: i64) -> Result<JobStatus, QueueError> {
+        self.finish(id, attempt, Outcome::Failed(error), None, now).await
     }
 
     /// Ends `attempt` with `outcome` and, in the same transaction, stores the run's
@@ -356,64 +290,45 @@ impl Store {
         execution: Option<&ExecutionRecord>,
         now: i64,
     ) -> Result<JobStatus, QueueError> {
-        let (status, sql, values, error): (JobStatus, &str, Vec<SqlValue>, Option<&str>) =
-            match outcome {
-                Outcome::Completed(output) => (
-                    JobStatus::Completed,
-                    "UPDATE jobs SET status = 'completed', output = ?, lease_owner = NULL, lease_expires_at = NULL, \
+        let (status, sql, values, error): (JobStatus, &str, Vec<SqlValue>, Option<&str>) = match outcome {
+            Outcome::Completed(output) => (
+                JobStatus::Completed,
+                "UPDATE jobs SET status = 'completed', output = ?, lease_owner = NULL, lease_expires_at = NULL, \
                  updated_at = ? WHERE id = ? AND attempt = ? AND status = 'running'",
+                vec![output.to_string().into(), now.into(), id.into(), i64::from(attempt).into()],
+                None,
+            ),
+            Outcome::Failed(error) => {
+                let job = self.job(id).await?;
+                let status =
+                    if attempt >= job.max_attempts { JobStatus::Failed } else { JobStatus::Retrying };
+                let run_at = now + millis(job.backoff.delay(attempt));
+                (
+                    status,
+                    "UPDATE jobs SET status = ?, run_at = ?, last_error = ?, lease_owner = NULL, lease_expires_at = NULL, \
+                     updated_at = ? WHERE id = ? AND attempt = ? AND status = 'running'",
                     vec![
-                        output.to_string().into(),
+                        status.as_str().into(),
+                        run_at.into(),
+                        error.into(),
                         now.into(),
                         id.into(),
                         i64::from(attempt).into(),
                     ],
-                    None,
-                ),
-                Outcome::Failed(error) => {
-                    let job = self.job(id).await?;
-                    let status = if attempt >= job.max_attempts {
-                        JobStatus::Failed
-                    } else {
-                        JobStatus::Retrying
-                    };
-                    let run_at = now + millis(job.backoff.delay(attempt));
-                    (
-                        status,
-                        "UPDATE jobs SET status = ?, run_at = ?, last_error = ?, lease_owner = NULL, lease_expires_at = NULL, \
-                     updated_at = ? WHERE id = ? AND attempt = ? AND status = 'running'",
-                        vec![
-                            status.as_str().into(),
-                            run_at.into(),
-                            error.into(),
-                            now.into(),
-                            id.into(),
-                            i64::from(attempt).into(),
-                        ],
-                        Some(error),
-                    )
-                }
-            };
+                    Some(error),
+                )
+            }
+        };
         let transaction = self.connection().begin().await?;
-        if transaction
-            .execute_raw(self.statement(sql, values))
-            .await?
-            .rows_affected()
-            != 1
-        {
+        if transaction.execute_raw(self.statement(sql, values)).await?.rows_affected() != 1 {
             transaction.rollback().await?;
             if let Some(execution) = execution {
                 self.insert_execution(self.connection(), execution).await?;
             }
             return Err(self.fenced(id, attempt).await);
         }
-        let ended = if status == JobStatus::Completed {
-            "completed"
-        } else {
-            "failed"
-        };
-        self.record_attempt(&transaction, id, attempt, ended, error, now)
-            .await?;
+        let ended = if status == JobStatus::Completed { "completed" } else { "failed" };
+        self.record_attempt(&transaction, id, attempt, ended, error, now).await?;
         if let Some(execution) = execution {
             self.insert_execution(&transaction, execution).await?;
         }
@@ -424,28 +339,17 @@ impl Store {
     /// Releases every running job whose lease expired before `now` (its worker or node died):
     /// it retries at once, or fails when it has used its attempts. Returns how many.
     pub async fn rescue_expired(&self, now: i64) -> Result<u64, QueueError> {
-        const ERROR: &str =
-            "the lease expired: the worker or node running this attempt stopped heartbeating";
+        const ERROR: &str = "the lease expired: the worker or node running this attempt stopped heartbeating";
         let transaction = self.connection().begin().await?;
         let sql = "UPDATE jobs SET status = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'retrying' END, \
                    run_at = ?, last_error = ?, lease_owner = NULL, lease_expires_at = NULL, updated_at = ? \
                    WHERE status = 'running' AND lease_expires_at < ? RETURNING id, attempt";
         let values: Vec<SqlValue> = vec![now.into(), ERROR.into(), now.into(), now.into()];
-        let rescued = transaction
-            .query_all_raw(self.statement(sql, values))
-            .await?;
+        let rescued = transaction.query_all_raw(self.statement(sql, values)).await?;
         for row in &rescued {
             let id: String = row.try_get("", "id")?;
             let attempt: i32 = row.try_get("", "attempt")?;
-            self.record_attempt(
-                &transaction,
-                &id,
-                attempt as u32,
-                "expired",
-                Some(ERROR),
-                now,
-            )
-            .await?;
+            self.record_attempt(&transaction, &id, attempt as u32, "expired", Some(ERROR), now).await?;
         }
         transaction.commit().await?;
         Ok(rescued.len() as u64)
@@ -458,26 +362,13 @@ impl Store {
         let transaction = self.connection().begin().await?;
         let sql = "UPDATE jobs SET status = 'retrying', run_at = ?, max_attempts = max_attempts + 1, lease_owner = NULL, \
                    lease_expires_at = NULL, updated_at = ? WHERE id = ? AND attempt = ? AND status = 'running'";
-        let values: Vec<SqlValue> =
-            vec![now.into(), now.into(), id.into(), i64::from(attempt).into()];
-        if transaction
-            .execute_raw(self.statement(sql, values))
-            .await?
-            .rows_affected()
-            != 1
-        {
+        let values: Vec<SqlValue> = vec![now.into(), now.into(), id.into(), i64::from(attempt).into()];
+        if transaction.execute_raw(self.statement(sql, values)).await?.rows_affected() != 1 {
             transaction.rollback().await?;
             return Err(self.fenced(id, attempt).await);
         }
-        self.record_attempt(
-            &transaction,
-            id,
-            attempt,
-            "released",
-            Some("released by a draining node"),
-            now,
-        )
-        .await?;
+        self.record_attempt(&transaction, id, attempt, "released", Some("released by a draining node"), now)
+            .await?;
         transaction.commit().await?;
         Ok(())
     }
@@ -488,62 +379,35 @@ impl Store {
         let sql = "UPDATE jobs SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, updated_at = ? \
                    WHERE id = ? AND status IN ('queued', 'retrying', 'running')";
         let values: Vec<SqlValue> = vec![now.into(), id.into()];
-        let cancelled = self
-            .connection()
-            .execute_raw(self.statement(sql, values))
-            .await?
-            .rows_affected()
-            == 1;
+        let cancelled =
+            self.connection().execute_raw(self.statement(sql, values)).await?.rows_affected() == 1;
         let job = self.job(id).await?;
-        if cancelled {
-            Ok(job)
-        } else {
-            Err(QueueError::Final {
-                job: job.id,
-                status: job.status,
-            })
-        }
+        if cancelled { Ok(job) } else { Err(QueueError::Final { job: job.id, status: job.status }) }
     }
 
     pub async fn job(&self, id: &str) -> Result<Job, QueueError> {
         let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = ?");
-        let row = self
-            .connection()
-            .query_one_raw(self.statement(&sql, vec![id.into()]))
-            .await?;
-        row.map(|row| job_from_row(&row))
-            .transpose()?
-            .ok_or_else(|| QueueError::NotFound(id.to_owned()))
+        let row = self.connection().query_one_raw(self.statement(&sql, vec![id.into()])).await?;
+        row.map(|row| job_from_row(&row)).transpose()?.ok_or_else(|| QueueError::NotFound(id.to_owned()))
     }
 
     async fn job_by_key(&self, key: &str) -> Result<Job, QueueError> {
         let sql = format!("SELECT {COLUMNS} FROM jobs WHERE idempotency_key = ?");
-        let row = self
-            .connection()
-            .query_one_raw(self.statement(&sql, vec![key.into()]))
-            .await?;
+        let row = self.connection().query_one_raw(self.statement(&sql, vec![key.into()])).await?;
         row.map(|row| job_from_row(&row))
             .transpose()?
             .ok_or_else(|| QueueError::NotFound(format!("with key {key}")))
     }
 
     /// Jobs, newest first, optionally of one status.
-    pub async fn jobs(
-        &self,
-        status: Option<JobStatus>,
-        limit: u64,
-    ) -> Result<Vec<Job>, QueueError> {
+    pub async fn jobs(&self, status: Option<JobStatus>, limit: u64) -> Result<Vec<Job>, QueueError> {
         let (filter, mut values): (&str, Vec<SqlValue>) = match status {
             Some(status) => ("WHERE status = ?", vec![status.as_str().into()]),
             None => ("", Vec::new()),
         };
         values.push((limit.min(i64::MAX as u64) as i64).into());
-        let sql =
-            format!("SELECT {COLUMNS} FROM jobs {filter} ORDER BY created_at DESC, id LIMIT ?");
-        let rows = self
-            .connection()
-            .query_all_raw(self.statement(&sql, values))
-            .await?;
+        let sql = format!("SELECT {COLUMNS} FROM jobs {filter} ORDER BY created_at DESC, id LIMIT ?");
+        let rows = self.connection().query_all_raw(self.statement(&sql, values)).await?;
         rows.iter().map(job_from_row).collect()
     }
 
@@ -551,10 +415,9 @@ impl Store {
     pub async fn job_counts(&self) -> Result<Vec<(JobStatus, u64)>, QueueError> {
         let rows = self
             .connection()
-            .query_all_raw(self.statement(
-                "SELECT status, COUNT(*) AS n FROM jobs GROUP BY status",
-                Vec::new(),
-            ))
+            .query_all_raw(
+                self.statement("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status", Vec::new()),
+            )
             .await?;
         let mut counts = Vec::new();
         for row in rows {
@@ -567,11 +430,9 @@ impl Store {
 
     /// How each attempt of the job ended, in order.
     pub async fn attempts(&self, id: &str) -> Result<Vec<Attempt>, QueueError> {
-        let sql = "SELECT attempt, outcome, error, finished_at FROM job_attempts WHERE job_id = ? ORDER BY attempt";
-        let rows = self
-            .connection()
-            .query_all_raw(self.statement(sql, vec![id.into()]))
-            .await?;
+        let sql =
+            "SELECT attempt, outcome, error, finished_at FROM job_attempts WHERE job_id = ? ORDER BY attempt";
+        let rows = self.connection().query_all_raw(self.statement(sql, vec![id.into()])).await?;
         rows.iter()
             .map(|row| {
                 Ok(Attempt {
@@ -593,7 +454,8 @@ impl Store {
         error: Option<&str>,
         now: i64,
     ) -> Result<(), QueueError> {
-        let sql = "INSERT INTO job_attempts (job_id, attempt, outcome, error, finished_at) VALUES (?, ?, ?, ?, ?)";
+        let sql =
+            "INSERT INTO job_attempts (job_id, attempt, outcome, error, finished_at) VALUES (?, ?, ?, ?, ?)";
         let values: Vec<SqlValue> = vec![
             id.into(),
             i64::from(attempt).into(),
@@ -608,12 +470,7 @@ impl Store {
     /// Why a result of `attempt` was refused.
     async fn fenced(&self, id: &str, attempt: u32) -> QueueError {
         match self.job(id).await {
-            Ok(job) => QueueError::Fenced {
-                job: job.id,
-                attempt,
-                status: job.status,
-                current: job.attempt,
-            },
+            Ok(job) => QueueError::Fenced { job: job.id, attempt, status: job.status, current: job.attempt },
             Err(error) => error,
         }
     }
@@ -626,19 +483,15 @@ fn millis(duration: Duration) -> i64 {
 fn job_from_row(row: &QueryResult) -> Result<Job, QueueError> {
     let text = |column: &str| -> Result<String, QueueError> { Ok(row.try_get("", column)?) };
     let json = |raw: String, column: &str| {
-        serde_json::from_str(&raw)
-            .map_err(|e| QueueError::Corrupt(format!("{column} is not JSON: {e}")))
+        serde_json::from_str(&raw).map_err(|e| QueueError::Corrupt(format!("{column} is not JSON: {e}")))
     };
     let int = |column: &str| -> Result<i64, QueueError> {
-        Ok(row
-            .try_get::<i64>("", column)
-            .or_else(|_| row.try_get::<i32>("", column).map(i64::from))?)
+        Ok(row.try_get::<i64>("", column).or_else(|_| row.try_get::<i32>("", column).map(i64::from))?)
     };
     let opt_int = |column: &str| -> Result<Option<i64>, QueueError> {
-        Ok(row.try_get::<Option<i64>>("", column).or_else(|_| {
-            row.try_get::<Option<i32>>("", column)
-                .map(|v| v.map(i64::from))
-        })?)
+        Ok(row
+            .try_get::<Option<i64>>("", column)
+            .or_else(|_| row.try_get::<Option<i32>>("", column).map(|v| v.map(i64::from)))?)
     };
     let output: Option<String> = row.try_get("", "output")?;
     Ok(Job {
@@ -671,37 +524,20 @@ mod tests {
 
     #[test]
     fn backoff_grows_with_equal_jitter_and_is_capped() {
-        let backoff = Backoff {
-            base: Duration::from_secs(2),
-            max: Duration::from_secs(20),
-        };
+        let backoff = Backoff { base: Duration::from_secs(2), max: Duration::from_secs(20) };
         for _ in 0..100 {
             let first = backoff.delay(1);
-            assert!(
-                first >= Duration::from_secs(1) && first <= Duration::from_secs(2),
-                "{first:?}"
-            );
+            assert!(first >= Duration::from_secs(1) && first <= Duration::from_secs(2), "{first:?}");
             let third = backoff.delay(3);
-            assert!(
-                third >= Duration::from_secs(4) && third <= Duration::from_secs(8),
-                "{third:?}"
-            );
+            assert!(third >= Duration::from_secs(4) && third <= Duration::from_secs(8), "{third:?}");
             let late = backoff.delay(40);
-            assert!(
-                late >= Duration::from_secs(10) && late <= Duration::from_secs(20),
-                "{late:?}"
-            );
+            assert!(late >= Duration::from_secs(10) && late <= Duration::from_secs(20), "{late:?}");
         }
     }
 
     #[test]
     fn statuses_parse_or_list_the_choices() {
         assert_eq!("retrying".parse::<JobStatus>(), Ok(JobStatus::Retrying));
-        assert!(
-            "done"
-                .parse::<JobStatus>()
-                .unwrap_err()
-                .contains("queued, running, retrying")
-        );
+        assert!("done".parse::<JobStatus>().unwrap_err().contains("queued, running, retrying"));
     }
 }

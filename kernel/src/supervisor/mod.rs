@@ -144,14 +144,9 @@ impl WorkerPool {
             spec,
             queue: tokio::sync::Mutex::new(receiver),
         });
-        let slots = (0..shared.spec.size)
-            .map(|index| tokio::spawn(slot_main(index, Arc::clone(&shared))))
-            .collect();
-        WorkerPool {
-            sender: Mutex::new(Some(sender)),
-            shared,
-            slots: Mutex::new(slots),
-        }
+        let slots =
+            (0..shared.spec.size).map(|index| tokio::spawn(slot_main(index, Arc::clone(&shared)))).collect();
+        WorkerPool { sender: Mutex::new(Some(sender)), shared, slots: Mutex::new(slots) }
     }
 
     /// Runs one request on the next free worker.
@@ -161,56 +156,35 @@ impl WorkerPool {
         }
         let sender = self.sender.lock().ok().and_then(|s| s.clone());
         let Some(sender) = sender else {
-            return RunReply::failed(WorkerFailure::Unavailable(
-                "the worker pool is shut down".into(),
-            ));
+            return RunReply::failed(WorkerFailure::Unavailable("the worker pool is shut down".into()));
         };
         let (reply, answer) = oneshot::channel();
         if sender.send(Job { request, reply }).await.is_err() {
-            return RunReply::failed(WorkerFailure::Unavailable(
-                "the worker pool is shut down".into(),
-            ));
+            return RunReply::failed(WorkerFailure::Unavailable("the worker pool is shut down".into()));
         }
-        answer.await.unwrap_or_else(|_| {
-            RunReply::failed(WorkerFailure::Crashed("the worker slot stopped".into()))
-        })
+        answer
+            .await
+            .unwrap_or_else(|_| RunReply::failed(WorkerFailure::Crashed("the worker slot stopped".into())))
     }
 
     pub fn status(&self) -> Vec<SlotStatus> {
-        self.shared
-            .status
-            .lock()
-            .map(|s| s.clone())
-            .unwrap_or_default()
+        self.shared.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     /// Why no run can be served now: every slot keeps failing to start a worker.
     pub fn unavailable(&self) -> Option<String> {
         let status = self.status();
-        let failing = status
-            .iter()
-            .all(|s| s.consecutive_start_failures >= FAILING_AFTER);
-        if failing {
-            status.iter().find_map(|s| s.last_error.clone())
-        } else {
-            None
-        }
+        let failing = status.iter().all(|s| s.consecutive_start_failures >= FAILING_AFTER);
+        if failing { status.iter().find_map(|s| s.last_error.clone()) } else { None }
     }
 
     /// Stops taking runs, lets queued ones finish, and shuts every worker down.
     pub async fn shutdown(&self) {
         self.sender.lock().ok().and_then(|mut s| s.take());
-        let slots: Vec<_> = self
-            .slots
-            .lock()
-            .map(|mut s| s.drain(..).collect())
-            .unwrap_or_default();
+        let slots: Vec<_> = self.slots.lock().map(|mut s| s.drain(..).collect()).unwrap_or_default();
         for mut slot in slots {
             // A slot backing off from a broken worker binary never sees the queue close.
-            if tokio::time::timeout(SHUTDOWN_WAIT, &mut slot)
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout(SHUTDOWN_WAIT, &mut slot).await.is_err() {
                 slot.abort();
             }
         }
@@ -289,9 +263,7 @@ async fn fail_waiting_job(shared: &Shared, error: &str) -> bool {
     };
     match queue.try_recv() {
         Ok(job) => {
-            let _ = job.reply.send(RunReply::failed(WorkerFailure::Unavailable(
-                error.to_owned(),
-            )));
+            let _ = job.reply.send(RunReply::failed(WorkerFailure::Unavailable(error.to_owned())));
             true
         }
         Err(mpsc::error::TryRecvError::Empty) => true,

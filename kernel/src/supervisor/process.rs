@@ -10,8 +10,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::time::{Instant, timeout, timeout_at};
 use worker_protocol::{
-    EXIT_MEMORY_LIMIT, EXIT_PROTOCOL_ERROR, ExecuteTask, FetchResponse, FrameBuffer, KernelMessage,
-    LogLevel, PROTOCOL_VERSION, ProtocolError, RunOutcome, TaskCode, WorkerMessage, decode, encode,
+    EXIT_MEMORY_LIMIT, EXIT_PROTOCOL_ERROR, ExecuteTask, FetchResponse, FrameBuffer, KernelMessage, LogLevel,
+    PROTOCOL_VERSION, ProtocolError, RunOutcome, TaskCode, WorkerMessage, decode, encode,
 };
 
 use super::{LogLine, PoolSpec, RunReply, RunRequest, WorkerFailure};
@@ -51,8 +51,7 @@ impl WorkerProcess {
             return Err("worker started without its pipes".into());
         };
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
-        let stderr_reader =
-            tokio::spawn(collect_stderr(stderr, Arc::clone(&stderr_tail), id.clone()));
+        let stderr_reader = tokio::spawn(collect_stderr(stderr, Arc::clone(&stderr_tail), id.clone()));
         let mut worker = WorkerProcess {
             child,
             stdin,
@@ -68,9 +67,7 @@ impl WorkerProcess {
         match timeout(spec.start_timeout, worker.handshake()).await {
             Ok(Ok(())) => Ok(worker),
             Ok(Err(reason)) => Err(worker.fail_start(&reason).await),
-            Err(_) => Err(worker
-                .fail_start(&format!("no handshake within {:?}", spec.start_timeout))
-                .await),
+            Err(_) => Err(worker.fail_start(&format!("no handshake within {:?}", spec.start_timeout)).await),
         }
     }
 
@@ -80,9 +77,7 @@ impl WorkerProcess {
 
     async fn handshake(&mut self) -> Result<(), String> {
         match self.read_frame().await {
-            Ok(Some(WorkerMessage::WorkerReady(ready)))
-                if ready.protocol_version == PROTOCOL_VERSION =>
-            {
+            Ok(Some(WorkerMessage::WorkerReady(ready))) if ready.protocol_version == PROTOCOL_VERSION => {
                 Ok(())
             }
             Ok(Some(WorkerMessage::WorkerReady(ready))) => Err(format!(
@@ -97,13 +92,8 @@ impl WorkerProcess {
 
     async fn fail_start(&mut self, reason: &str) -> String {
         let status = self.kill().await;
-        let how = status
-            .map(|s| format!(" ({})", describe_exit(s, "")))
-            .unwrap_or_default();
-        format!(
-            "worker failed to start: {reason}{how}{}",
-            self.stderr_note().await
-        )
+        let how = status.map(|s| format!(" ({})", describe_exit(s, ""))).unwrap_or_default();
+        format!("worker failed to start: {reason}{how}{}", self.stderr_note().await)
     }
 
     /// Runs one request. On any failure the worker is dead when this returns.
@@ -147,14 +137,11 @@ impl WorkerProcess {
                         outcome,
                     };
                     if let Err(error) = self.send(KernelMessage::FetchResponse(response)).await {
-                        reply.result =
-                            Err(self.died(&format!("cannot answer a fetch: {error}")).await);
+                        reply.result = Err(self.died(&format!("cannot answer a fetch: {error}")).await);
                         return reply;
                     }
                 }
-                Ok(Some(WorkerMessage::TaskResult(result)))
-                    if result.correlation_id == correlation_id =>
-                {
+                Ok(Some(WorkerMessage::TaskResult(result))) if result.correlation_id == correlation_id => {
                     reply.stats = Some(result.stats);
                     reply.result = Ok(result.outcome);
                     return reply;
@@ -162,16 +149,13 @@ impl WorkerProcess {
                 Ok(Some(WorkerMessage::Pong { .. })) => {}
                 Ok(Some(other)) => {
                     self.kill().await;
-                    reply.result = Err(WorkerFailure::Protocol(format!(
-                        "unexpected frame during run: {other:?}"
-                    )));
+                    reply.result =
+                        Err(WorkerFailure::Protocol(format!("unexpected frame during run: {other:?}")));
                     return reply;
                 }
                 Ok(None) => {
                     reply.result = Err(match self.died("").await {
-                        WorkerFailure::MemoryLimit(_) => {
-                            WorkerFailure::MemoryLimit(Some(limits.memory))
-                        }
+                        WorkerFailure::MemoryLimit(_) => WorkerFailure::MemoryLimit(Some(limits.memory)),
                         other => other,
                     });
                     return reply;
@@ -206,24 +190,13 @@ impl WorkerProcess {
         }
     }
 
-    async fn send_task(
-        &mut self,
-        correlation_id: u64,
-        request: RunRequest,
-    ) -> Result<(), ProtocolError> {
-        let code = if self.sent.contains(&request.code_key) {
-            None
-        } else {
-            Some(request.code.to_string())
-        };
+    async fn send_task(&mut self, correlation_id: u64, request: RunRequest) -> Result<(), ProtocolError> {
+        let code = if self.sent.contains(&request.code_key) { None } else { Some(request.code.to_string()) };
         self.sent.insert(request.code_key.clone());
         let message = ExecuteTask {
             correlation_id,
             mode: request.mode,
-            task: TaskCode {
-                key: request.code_key,
-                code,
-            },
+            task: TaskCode { key: request.code_key, code },
             input: request.input,
             limits: worker_protocol::RunLimits {
                 timeout_ms: request.limits.timeout.as_millis() as u64,
@@ -286,11 +259,7 @@ impl WorkerProcess {
             .lock()
             .map(|t| t.iter().cloned().collect::<Vec<_>>().join(" | "))
             .unwrap_or_default();
-        if tail.is_empty() {
-            String::new()
-        } else {
-            format!("; worker stderr: {tail}")
-        }
+        if tail.is_empty() { String::new() } else { format!("; worker stderr: {tail}") }
     }
 }
 
@@ -319,11 +288,7 @@ fn command(spec: &PoolSpec, id: &str) -> tokio::process::Command {
     command
 }
 
-async fn collect_stderr(
-    stderr: tokio::process::ChildStderr,
-    tail: Arc<Mutex<VecDeque<String>>>,
-    id: String,
-) {
+async fn collect_stderr(stderr: tokio::process::ChildStderr, tail: Arc<Mutex<VecDeque<String>>>, id: String) {
     let mut lines = BufReader::new(stderr).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         tracing::debug!(worker = %id, "worker stderr: {line}");
@@ -357,9 +322,7 @@ fn describe_exit(status: ExitStatus, stderr_note: &str) -> WorkerFailure {
         Some(EXIT_PROTOCOL_ERROR) => {
             WorkerFailure::Protocol(format!("the worker refused a frame{stderr_note}"))
         }
-        Some(code) => {
-            WorkerFailure::Crashed(format!("worker exited with code {code}{stderr_note}"))
-        }
+        Some(code) => WorkerFailure::Crashed(format!("worker exited with code {code}{stderr_note}")),
         None => WorkerFailure::Crashed(format!("worker ended ({status}){stderr_note}")),
     }
 }
@@ -375,9 +338,7 @@ fn push_log(reply: &mut RunReply, level: LogLevel, message: String) {
 impl RunReply {
     fn new(worker_id: String) -> RunReply {
         RunReply {
-            result: Ok(RunOutcome::Success {
-                output: serde_json::Value::Null,
-            }),
+            result: Ok(RunOutcome::Success { output: serde_json::Value::Null }),
             logs: Vec::new(),
             dropped_logs: 0,
             stats: None,

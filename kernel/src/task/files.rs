@@ -27,9 +27,7 @@ impl TaskFiles {
         if path.is_file() {
             return read_zip(path);
         }
-        Err(TaskError::NotFound {
-            path: path.to_owned(),
-        })
+        Err(TaskError::NotFound { path: path.to_owned() })
     }
 
     /// How a file of the task is named in messages.
@@ -71,24 +69,16 @@ impl TaskFiles {
 }
 
 fn read_file(path: &Path, shown: &str) -> Result<Option<Vec<u8>>, TaskError> {
-    let io = |e: std::io::Error| TaskError::Io {
-        file: shown.to_owned(),
-        message: e.to_string(),
-    };
+    let io = |e: std::io::Error| TaskError::Io { file: shown.to_owned(), message: e.to_string() };
     let file = match std::fs::File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(e)),
     };
     let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io)?;
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(TaskError::TooLarge {
-            file: shown.to_owned(),
-            limit: MAX_FILE_BYTES,
-        });
+        return Err(TaskError::TooLarge { file: shown.to_owned(), limit: MAX_FILE_BYTES });
     }
     Ok(Some(bytes))
 }
@@ -98,10 +88,7 @@ fn list_json(dir: &Path) -> Result<Vec<String>, TaskError> {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => {
-            return Err(TaskError::Io {
-                file: dir.display().to_string(),
-                message: e.to_string(),
-            });
+            return Err(TaskError::Io { file: dir.display().to_string(), message: e.to_string() });
         }
     };
     Ok(entries
@@ -113,32 +100,17 @@ fn list_json(dir: &Path) -> Result<Vec<String>, TaskError> {
 }
 
 fn read_zip(path: &Path) -> Result<TaskFiles, TaskError> {
-    let zip_error = |message: String| TaskError::Archive {
-        archive: path.to_owned(),
-        message,
-    };
+    let zip_error = |message: String| TaskError::Archive { archive: path.to_owned(), message };
     let file = std::fs::File::open(path).map_err(|e| zip_error(e.to_string()))?;
-    let mut archive = zip::ZipArchive::new(file).map_err(|e| {
-        zip_error(format!(
-            "not a task folder and not a readable ZIP archive ({e})"
-        ))
-    })?;
-    let names: Vec<String> = archive
-        .file_names()
-        .filter_map(Result::ok)
-        .map(|n| n.into_owned())
-        .collect();
+    let mut archive = zip::ZipArchive::new(file)
+        .map_err(|e| zip_error(format!("not a task folder and not a readable ZIP archive ({e})")))?;
+    let names: Vec<String> = archive.file_names().filter_map(Result::ok).map(|n| n.into_owned()).collect();
     let root = archive_root(names.iter().map(String::as_str)).map_err(zip_error)?;
     let mut entries = BTreeMap::new();
     let mut total = 0u64;
     for index in 0..archive.len() {
-        let mut entry = archive
-            .by_index(index)
-            .map_err(|e| zip_error(e.to_string()))?;
-        let Some(name) = entry
-            .enclosed_name()
-            .and_then(|p| p.to_str().map(str::to_owned))
-        else {
+        let mut entry = archive.by_index(index).map_err(|e| zip_error(e.to_string()))?;
+        let Some(name) = entry.enclosed_name().and_then(|p| p.to_str().map(str::to_owned)) else {
             let name = entry.name().map(|n| n.into_owned()).unwrap_or_default();
             return Err(zip_error(format!("entry `{name}` escapes the archive")));
         };
@@ -162,10 +134,7 @@ fn read_zip(path: &Path) -> Result<TaskFiles, TaskError> {
         }
         entries.insert(relative.to_owned(), bytes);
     }
-    Ok(TaskFiles::Zip {
-        archive: path.to_owned(),
-        entries,
-    })
+    Ok(TaskFiles::Zip { archive: path.to_owned(), entries })
 }
 
 /// The folder inside the archive holding `metadata.json`: the archive's root, or its one
@@ -173,18 +142,13 @@ fn read_zip(path: &Path) -> Result<TaskFiles, TaskError> {
 fn archive_root<'a>(names: impl Iterator<Item = &'a str>) -> Result<String, String> {
     let mut roots: Vec<String> = names
         .filter_map(|n| n.strip_suffix("metadata.json"))
-        .filter(|prefix| {
-            prefix.is_empty() || (prefix.ends_with('/') && prefix.matches('/').count() == 1)
-        })
+        .filter(|prefix| prefix.is_empty() || (prefix.ends_with('/') && prefix.matches('/').count() == 1))
         .map(str::to_owned)
         .collect();
     roots.sort();
     match roots.as_slice() {
         [root] => Ok(root.clone()),
         [] => Err("the archive has no metadata.json at its root or in one top-level folder".into()),
-        _ => Err(format!(
-            "the archive holds several tasks ({}); put one task per archive",
-            roots.join(", ")
-        )),
+        _ => Err(format!("the archive holds several tasks ({}); put one task per archive", roots.join(", "))),
     }
 }

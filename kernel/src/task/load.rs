@@ -17,12 +17,7 @@ pub enum TaskError {
     #[error("{file}: missing; {hint}")]
     MissingFile { file: String, hint: &'static str },
     #[error("{file}:{line}:{column}: invalid JSON: {message}")]
-    BadJson {
-        file: String,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    BadJson { file: String, line: usize, column: usize, message: String },
     #[error("{file}: {message}")]
     BadSchema { file: String, message: String },
     #[error("{file}: {message}")]
@@ -42,11 +37,8 @@ pub enum TaskError {
 /// Loads the task at `path` (a folder or a ZIP archive) and checks everything but its script.
 pub fn load(path: &Path, limits: &LimitConfig) -> Result<Task, TaskError> {
     let files = TaskFiles::open(path)?;
-    let (_, metadata_value) = required_json(
-        &files,
-        &["metadata.json"],
-        "every task needs one, with at least a version",
-    )?;
+    let (_, metadata_value) =
+        required_json(&files, &["metadata.json"], "every task needs one, with at least a version")?;
     let metadata = parse_metadata(&files, metadata_value)?;
     check_limits(&files, &metadata, limits)?;
     let input_schema = schema(&files, "input")?;
@@ -82,28 +74,16 @@ pub fn load(path: &Path, limits: &LimitConfig) -> Result<Task, TaskError> {
 }
 
 fn folder_name(path: &Path) -> String {
-    path.file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("task")
-        .to_owned()
+    path.file_stem().and_then(|s| s.to_str()).unwrap_or("task").to_owned()
 }
 
 fn parse_metadata(files: &TaskFiles, value: Value) -> Result<TaskMetadata, TaskError> {
-    serde_json::from_value(value).map_err(|e| TaskError::BadMetadata {
-        file: files.display("metadata.json"),
-        message: e.to_string(),
-    })
+    serde_json::from_value(value)
+        .map_err(|e| TaskError::BadMetadata { file: files.display("metadata.json"), message: e.to_string() })
 }
 
-fn check_limits(
-    files: &TaskFiles,
-    metadata: &TaskMetadata,
-    limits: &LimitConfig,
-) -> Result<(), TaskError> {
-    let bad = |message: String| TaskError::BadMetadata {
-        file: files.display("metadata.json"),
-        message,
-    };
+fn check_limits(files: &TaskFiles, metadata: &TaskMetadata, limits: &LimitConfig) -> Result<(), TaskError> {
+    let bad = |message: String| TaskError::BadMetadata { file: files.display("metadata.json"), message };
     if let Some(timeout) = metadata.timeout
         && !(timeout > 0.0 && timeout <= limits.max_timeout_secs)
     {
@@ -126,8 +106,7 @@ fn check_limits(
 fn schema(files: &TaskFiles, which: &str) -> Result<Schema, TaskError> {
     let names = [format!("{which}.schema.json"), format!("{which}.schema")];
     let names = [names[0].as_str(), names[1].as_str()];
-    let (file, document) =
-        required_json(files, &names, "add a JSON Schema; `{}` accepts any value")?;
+    let (file, document) = required_json(files, &names, "add a JSON Schema; `{}` accepts any value")?;
     Schema::compile(document).map_err(|message| TaskError::BadSchema {
         file,
         message: format!("not a valid JSON Schema: {message}"),
@@ -158,10 +137,7 @@ fn required_json(
             return Ok((file, value));
         }
     }
-    Err(TaskError::MissingFile {
-        file: files.display(names[0]),
-        hint,
-    })
+    Err(TaskError::MissingFile { file: files.display(names[0]), hint })
 }
 
 fn parse_json(file: &str, bytes: &[u8]) -> Result<Value, TaskError> {
@@ -175,11 +151,7 @@ fn parse_json(file: &str, bytes: &[u8]) -> Result<Value, TaskError> {
 
 /// serde_json ends its messages with " at line L column C"; the error shows those itself.
 fn strip_position(message: &str) -> String {
-    message
-        .split(" at line ")
-        .next()
-        .unwrap_or(message)
-        .to_owned()
+    message.split(" at line ").next().unwrap_or(message).to_owned()
 }
 
 fn test_cases(files: &TaskFiles) -> Result<Vec<TestCase>, TaskError> {
@@ -196,24 +168,12 @@ fn test_cases(files: &TaskFiles) -> Result<Vec<TestCase>, TaskError> {
 
 fn test_case(path: &str, value: Value) -> Result<TestCase, String> {
     let Value::Object(mut case) = value else {
-        return Err(
-            "a test case is an object with `input` and `expected_output` or `expected_error`"
-                .into(),
-        );
+        return Err("a test case is an object with `input` and `expected_output` or `expected_error`".into());
     };
-    let name = path
-        .trim_start_matches("tests/")
-        .trim_end_matches(".json")
-        .to_owned();
+    let name = path.trim_start_matches("tests/").trim_end_matches(".json").to_owned();
     let input = case.remove("input").unwrap_or(Value::Null);
-    let mock = case
-        .remove("mock")
-        .map(|mock| Mocks::parse(&mock))
-        .transpose()?;
-    let expect = match (
-        case.remove("expected_output"),
-        case.remove("expected_error"),
-    ) {
+    let mock = case.remove("mock").map(|mock| Mocks::parse(&mock)).transpose()?;
+    let expect = match (case.remove("expected_output"), case.remove("expected_error")) {
         (Some(output), None) => Expectation::Output(output),
         (None, Some(error)) => expected_error(error)?,
         (Some(_), Some(_)) => {
@@ -221,12 +181,7 @@ fn test_case(path: &str, value: Value) -> Result<TestCase, String> {
         }
         (None, None) => return Err("needs `expected_output` or `expected_error`".into()),
     };
-    Ok(TestCase {
-        name,
-        input,
-        expect,
-        mock,
-    })
+    Ok(TestCase { name, input, expect, mock })
 }
 
 /// `"DataError"`, `true`, or `{"name": "DataError", "message": "substring"}`.
@@ -235,33 +190,20 @@ fn expected_error(value: Value) -> Result<Expectation, String> {
         match v {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(format!(
-                "`expected_error` fields must be strings, got {other}"
-            )),
+            Some(other) => Err(format!("`expected_error` fields must be strings, got {other}")),
         }
     };
     match value {
-        Value::Bool(true) => Ok(Expectation::Error {
-            name: None,
-            message: None,
-        }),
-        Value::String(name) => Ok(Expectation::Error {
-            name: Some(name),
-            message: None,
-        }),
-        Value::Object(map) => Ok(Expectation::Error {
-            name: text(map.get("name"))?,
-            message: text(map.get("message"))?,
-        }),
-        other => Err(format!(
-            "`expected_error` is an error name or {{\"name\", \"message\"}}, got {other}"
-        )),
+        Value::Bool(true) => Ok(Expectation::Error { name: None, message: None }),
+        Value::String(name) => Ok(Expectation::Error { name: Some(name), message: None }),
+        Value::Object(map) => {
+            Ok(Expectation::Error { name: text(map.get("name"))?, message: text(map.get("message"))? })
+        }
+        other => Err(format!("`expected_error` is an error name or {{\"name\", \"message\"}}, got {other}")),
     }
 }
 
 /// A stable 64-bit content hash for cache keys (FNV-1a; not for security).
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }

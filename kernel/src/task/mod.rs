@@ -97,28 +97,21 @@ pub struct TaskLimits {
 impl Task {
     /// The task's name: `name` from metadata, else the label, else the folder name.
     pub fn name(&self) -> &str {
-        self.metadata.name.as_deref().unwrap_or_else(|| {
-            self.origin
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or("task")
-        })
+        self.metadata
+            .name
+            .as_deref()
+            .unwrap_or_else(|| self.origin.file_stem().and_then(|s| s.to_str()).unwrap_or("task"))
     }
 
     pub fn id(&self) -> String {
-        self.metadata
-            .uuid
-            .clone()
-            .unwrap_or_else(|| self.name().to_owned())
+        self.metadata.uuid.clone().unwrap_or_else(|| self.name().to_owned())
     }
 
     /// Metadata limits where set, configuration defaults otherwise. Checked at load against
     /// the configured ceilings.
     pub fn limits(&self, defaults: &LimitConfig) -> TaskLimits {
         TaskLimits {
-            timeout: Duration::from_secs_f64(
-                self.metadata.timeout.unwrap_or(defaults.timeout_secs),
-            ),
+            timeout: Duration::from_secs_f64(self.metadata.timeout.unwrap_or(defaults.timeout_secs)),
             memory: self.metadata.memory_limit.unwrap_or(defaults.memory_limit),
         }
     }

@@ -15,9 +15,7 @@ pub struct Schema {
 
 impl fmt::Debug for Schema {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Schema")
-            .field("document", &self.document)
-            .finish_non_exhaustive()
+        f.debug_struct("Schema").field("document", &self.document).finish_non_exhaustive()
     }
 }
 
@@ -38,10 +36,7 @@ impl Schema {
             return Err("a JSON Schema must be an object or a boolean".into());
         }
         let validator = jsonschema::validator_for(&document).map_err(|e| e.to_string())?;
-        Ok(Schema {
-            validator,
-            document,
-        })
+        Ok(Schema { validator, document })
     }
 
     /// Every violation (up to a cap), in the validator's order. Empty when the instance is valid.
@@ -61,11 +56,7 @@ impl Schema {
 
 impl fmt::Display for SchemaViolation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let pointer = if self.pointer.is_empty() {
-            "/"
-        } else {
-            &self.pointer
-        };
+        let pointer = if self.pointer.is_empty() { "/" } else { &self.pointer };
         let mut value = self.value.to_string();
         if value.len() > 80 {
             let mut cut = 77;
@@ -75,11 +66,7 @@ impl fmt::Display for SchemaViolation {
             value.truncate(cut);
             value.push_str("...");
         }
-        write!(
-            f,
-            "at `{pointer}`: {} (rule `{}`, value {value})",
-            self.message, self.rule
-        )
+        write!(f, "at `{pointer}`: {} (rule `{}`, value {value})", self.message, self.rule)
     }
 }
 
@@ -102,16 +89,9 @@ mod tests {
         assert_eq!(violations[0].pointer, "/items/1");
         assert_eq!(violations[0].rule, "minimum");
         assert_eq!(violations[0].value, json!(-2));
-        assert!(
-            violations[0].to_string().starts_with("at `/items/1`:"),
-            "{}",
-            violations[0]
-        );
+        assert!(violations[0].to_string().starts_with("at `/items/1`:"), "{}", violations[0]);
         let missing = schema.violations(&json!({}));
-        assert_eq!(
-            (missing[0].pointer.as_str(), missing[0].rule.as_str()),
-            ("", "required")
-        );
+        assert_eq!((missing[0].pointer.as_str(), missing[0].rule.as_str()), ("", "required"));
     }
 
     #[test]

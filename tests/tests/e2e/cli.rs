@@ -3,13 +3,7 @@
 use serde_json::json;
 use tests::{example_task, ratchet, ratchet_in, task};
 
-const SAMPLES: [&str; 5] = [
-    "addition",
-    "string-processing",
-    "async-delay",
-    "validate-order",
-    "github-user",
-];
+const SAMPLES: [&str; 5] = ["addition", "string-processing", "async-delay", "validate-order", "github-user"];
 
 #[test]
 fn every_sample_task_passes_its_tests() {
@@ -18,10 +12,7 @@ fn every_sample_task_passes_its_tests() {
         let run = ratchet(&["test", "--from-fs", path.to_str().unwrap()]);
         assert!(run.success(), "{sample}: {run:?}");
         let summary = run.stdout.lines().last().unwrap();
-        assert!(
-            summary.ends_with(" passed, 0 failed"),
-            "{sample}: {summary}"
-        );
+        assert!(summary.ends_with(" passed, 0 failed"), "{sample}: {summary}");
         assert!(!summary.starts_with("0 passed"), "{sample} has no cases");
     }
 }
@@ -29,41 +20,21 @@ fn every_sample_task_passes_its_tests() {
 #[test]
 fn every_sample_task_validates() {
     for sample in SAMPLES {
-        let run = ratchet(&[
-            "validate",
-            "--from-fs",
-            example_task(sample).to_str().unwrap(),
-        ]);
+        let run = ratchet(&["validate", "--from-fs", example_task(sample).to_str().unwrap()]);
         assert!(run.success(), "{sample}: {run:?}");
-        assert!(
-            run.stdout.starts_with(&format!("ok: {sample} 1.0.0")),
-            "{}",
-            run.stdout
-        );
+        assert!(run.stdout.starts_with(&format!("ok: {sample} 1.0.0")), "{}", run.stdout);
     }
 }
 
 #[test]
 fn run_once_prints_the_output_alone_and_logs_on_stderr() {
     let path = example_task("string-processing");
-    let run = ratchet(&[
-        "run-once",
-        "--from-fs",
-        path.to_str().unwrap(),
-        "--input-json",
-        r#"{"text":"a b"}"#,
-    ]);
+    let run =
+        ratchet(&["run-once", "--from-fs", path.to_str().unwrap(), "--input-json", r#"{"text":"a b"}"#]);
     assert!(run.success(), "{run:?}");
     let output: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    assert_eq!(
-        output,
-        json!({"text": "a b", "words": 2, "characters": 3, "slug": "a-b"})
-    );
-    assert!(
-        run.stderr.contains("[info] processed 2 words"),
-        "{}",
-        run.stderr
-    );
+    assert_eq!(output, json!({"text": "a b", "words": 2, "characters": 3, "slug": "a-b"}));
+    assert!(run.stderr.contains("[info] processed 2 words"), "{}", run.stderr);
 }
 
 #[test]
@@ -72,13 +43,8 @@ fn run_once_reads_input_from_a_file() {
     let input = dir.path().join("input.json");
     std::fs::write(&input, r#"{"num1": 2, "num2": 3}"#).unwrap();
     let path = example_task("addition");
-    let run = ratchet(&[
-        "run-once",
-        "--from-fs",
-        path.to_str().unwrap(),
-        "--input-file",
-        input.to_str().unwrap(),
-    ]);
+    let run =
+        ratchet(&["run-once", "--from-fs", path.to_str().unwrap(), "--input-file", input.to_str().unwrap()]);
     assert_eq!(run.stdout.trim(), r#"{"sum":5}"#, "{run:?}");
 }
 
@@ -86,26 +52,15 @@ fn run_once_reads_input_from_a_file() {
 fn run_once_failure_exits_non_zero_with_the_typed_error_on_stderr() {
     let path = example_task("validate-order");
     let input = r#"{"lines":[{"sku":"A","quantity":0,"price":1}],"total":0}"#;
-    let run = ratchet(&[
-        "run-once",
-        "--from-fs",
-        path.to_str().unwrap(),
-        "--input-json",
-        input,
-    ]);
+    let run = ratchet(&["run-once", "--from-fs", path.to_str().unwrap(), "--input-json", input]);
     assert_eq!(run.code, Some(1));
     assert_eq!(run.stdout, "");
     assert!(
-        run.stderr
-            .contains("error [task_error]: DataError: line 0 (A): quantity must be positive"),
+        run.stderr.contains("error [task_error]: DataError: line 0 (A): quantity must be positive"),
         "{}",
         run.stderr
     );
-    assert!(
-        run.stderr.contains("main.js:4"),
-        "the stack names main.js: {}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("main.js:4"), "the stack names main.js: {}", run.stderr);
 }
 
 #[test]
@@ -132,36 +87,17 @@ fn json_format_is_a_full_envelope() {
 #[test]
 fn bad_input_json_is_a_clear_error() {
     let path = example_task("addition");
-    let run = ratchet(&[
-        "run-once",
-        "--from-fs",
-        path.to_str().unwrap(),
-        "--input-json",
-        "{num1: 1}",
-    ]);
+    let run = ratchet(&["run-once", "--from-fs", path.to_str().unwrap(), "--input-json", "{num1: 1}"]);
     assert_eq!(run.code, Some(1));
-    assert!(
-        run.stderr.contains("--input-json is not valid JSON"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("--input-json is not valid JSON"), "{}", run.stderr);
 }
 
 #[test]
 fn test_command_reports_failing_cases_and_exits_non_zero() {
     let task = task("(function (input) { return input.n * 2; })");
-    task.write(
-        "tests/doubles.json",
-        r#"{"input": {"n": 2}, "expected_output": 4}"#,
-    )
-    .write(
-        "tests/wrong.json",
-        r#"{"input": {"n": 2}, "expected_output": 5}"#,
-    )
-    .write(
-        "tests/expects-error.json",
-        r#"{"input": {"n": 2}, "expected_error": "DataError"}"#,
-    );
+    task.write("tests/doubles.json", r#"{"input": {"n": 2}, "expected_output": 4}"#)
+        .write("tests/wrong.json", r#"{"input": {"n": 2}, "expected_output": 5}"#)
+        .write("tests/expects-error.json", r#"{"input": {"n": 2}, "expected_error": "DataError"}"#);
     let run = ratchet(&["test", "--from-fs", task.path().to_str().unwrap()]);
     assert_eq!(run.code, Some(1), "{run:?}");
     assert!(run.stdout.contains("ok   doubles"), "{}", run.stdout);
@@ -171,11 +107,7 @@ fn test_command_reports_failing_cases_and_exits_non_zero() {
         run.stdout
     );
     assert!(run.stdout.contains("FAIL expects-error"), "{}", run.stdout);
-    assert!(
-        run.stdout.ends_with("1 passed, 2 failed\n"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.ends_with("1 passed, 2 failed\n"), "{}", run.stdout);
 }
 
 #[test]
@@ -185,21 +117,11 @@ fn generated_task_passes_its_own_tests() {
     assert!(run.success(), "{run:?}");
     let run = ratchet_in(dir.path(), &["test", "--from-fs", "greeter"], &[]);
     assert!(run.success(), "{run:?}");
-    assert!(
-        run.stdout.ends_with("2 passed, 0 failed\n"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.ends_with("2 passed, 0 failed\n"), "{}", run.stdout);
     let again = ratchet_in(dir.path(), &["generate", "task", "greeter"], &[]);
-    assert!(
-        !again.success() && again.stderr.contains("already exists"),
-        "{again:?}"
-    );
+    assert!(!again.success() && again.stderr.contains("already exists"), "{again:?}");
     let bad = ratchet_in(dir.path(), &["generate", "task", "../escape"], &[]);
-    assert!(
-        !bad.success() && bad.stderr.contains("not a usable task name"),
-        "{bad:?}"
-    );
+    assert!(!bad.success() && bad.stderr.contains("not a usable task name"), "{bad:?}");
 }
 
 #[test]
@@ -207,28 +129,12 @@ fn configuration_sets_defaults_and_rejects_unknown_keys() {
     let dir = tempfile::tempdir().unwrap();
     let task = task("(function () { while (true) {} })");
     task.write("metadata.json", r#"{"version": "1.0.0"}"#);
-    std::fs::write(
-        dir.path().join("ratchet.yaml"),
-        "limits:\n  timeout_secs: 0.5\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("ratchet.yaml"), "limits:\n  timeout_secs: 0.5\n").unwrap();
     let path = task.path();
-    let args = [
-        "run-once",
-        "--from-fs",
-        path.to_str().unwrap(),
-        "--format",
-        "json",
-    ];
+    let args = ["run-once", "--from-fs", path.to_str().unwrap(), "--format", "json"];
     let run = ratchet_in(dir.path(), &args, &[]);
     assert_eq!(run.json()["error"]["kind"], "timeout", "{run:?}");
-    assert!(
-        run.json()["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("0.5s"),
-        "{run:?}"
-    );
+    assert!(run.json()["error"]["message"].as_str().unwrap().contains("0.5s"), "{run:?}");
 
     std::fs::write(dir.path().join("ratchet.yaml"), "limits:\n  timeout: 3\n").unwrap();
     let run = ratchet_in(dir.path(), &args, &[]);
@@ -238,13 +144,6 @@ fn configuration_sets_defaults_and_rejects_unknown_keys() {
     );
 
     std::fs::remove_file(dir.path().join("ratchet.yaml")).unwrap();
-    let run = ratchet_in(
-        dir.path(),
-        &args,
-        &[("RATCHET_LIMITS__MEMORY_LIMIT", "lots")],
-    );
-    assert!(
-        !run.success() && run.stderr.contains("`lots` is not a size"),
-        "{run:?}"
-    );
+    let run = ratchet_in(dir.path(), &args, &[("RATCHET_LIMITS__MEMORY_LIMIT", "lots")]);
+    assert!(!run.success() && run.stderr.contains("`lots` is not a size"), "{run:?}");
 }

@@ -25,12 +25,7 @@ async function main(input) {
 "#;
 
 /// Runs the probe with `input`, allow-listing `server`, and returns its output and the envelope.
-fn probe(
-    server: &TestServer,
-    input: Value,
-    extra: &[&str],
-    env: &[(&str, &str)],
-) -> (Value, Value) {
+fn probe(server: &TestServer, input: Value, extra: &[&str], env: &[(&str, &str)]) -> (Value, Value) {
     let task = task(PROBE);
     let host = server.host();
     let mut args = vec!["--allow-host", host.as_str()];
@@ -44,41 +39,17 @@ fn probe(
 fn json_text_and_error_statuses_in_both_styles() {
     let server = TestServer::start();
     for style in ["sync", "web"] {
-        let (json_reply, _) = probe(
-            &server,
-            json!({"style": style, "url": server.url("/json")}),
-            &[],
-            &[],
-        );
+        let (json_reply, _) = probe(&server, json!({"style": style, "url": server.url("/json")}), &[], &[]);
         assert_eq!(json_reply["ok"], true, "{style}");
-        assert_eq!(
-            json_reply["body"],
-            json!({"message": "hello", "items": [1, 2, 3]}),
-            "{style}"
-        );
+        assert_eq!(json_reply["body"], json!({"message": "hello", "items": [1, 2, 3]}), "{style}");
         assert_eq!(json_reply["type"], "application/json", "{style}");
 
-        let (text, _) = probe(
-            &server,
-            json!({"style": style, "url": server.url("/text")}),
-            &[],
-            &[],
-        );
-        assert_eq!(
-            (text["body"].as_str(), text["type"].as_str()),
-            (Some("plain text"), Some("text/plain"))
-        );
+        let (text, _) = probe(&server, json!({"style": style, "url": server.url("/text")}), &[], &[]);
+        assert_eq!((text["body"].as_str(), text["type"].as_str()), (Some("plain text"), Some("text/plain")));
 
-        let (missing, _) = probe(
-            &server,
-            json!({"style": style, "url": server.url("/status/404")}),
-            &[],
-            &[],
-        );
-        assert_eq!(
-            missing["ok"], false,
-            "a 404 is a response, not an exception ({style})"
-        );
+        let (missing, _) =
+            probe(&server, json!({"style": style, "url": server.url("/status/404")}), &[], &[]);
+        assert_eq!(missing["ok"], false, "a 404 is a response, not an exception ({style})");
         assert_eq!(
             (missing["status"].as_u64(), missing["statusText"].as_str()),
             (Some(404), Some("Not Found"))
@@ -105,12 +76,8 @@ fn request_bodies_and_headers_reach_the_server() {
     assert_eq!(envelope["http"][0]["status"], 200);
 
     let init = json!({"method": "post", "body": "raw text"});
-    let (web, _) = probe(
-        &server,
-        json!({"style": "web", "url": server.url("/echo"), "init": init}),
-        &[],
-        &[],
-    );
+    let (web, _) =
+        probe(&server, json!({"style": "web", "url": server.url("/echo"), "init": init}), &[], &[]);
     assert_eq!(web["body"]["body"], "raw text");
 }
 
@@ -118,33 +85,14 @@ fn request_bodies_and_headers_reach_the_server() {
 fn redirect_chains_are_followed_and_capped() {
     let server = TestServer::start();
     for style in ["sync", "web"] {
-        let (followed, envelope) = probe(
-            &server,
-            json!({"style": style, "url": server.url("/redirect/3")}),
-            &[],
-            &[],
-        );
+        let (followed, envelope) =
+            probe(&server, json!({"style": style, "url": server.url("/redirect/3")}), &[], &[]);
         assert_eq!(followed["body"]["message"], "hello", "{style}");
-        assert_eq!(
-            envelope["http"][0]["redirects"].as_array().unwrap().len(),
-            4,
-            "{envelope:#}"
-        );
+        assert_eq!(envelope["http"][0]["redirects"].as_array().unwrap().len(), 4, "{envelope:#}");
 
-        let (capped, _) = probe(
-            &server,
-            json!({"style": style, "url": server.url("/redirect/9")}),
-            &[],
-            &[],
-        );
+        let (capped, _) = probe(&server, json!({"style": style, "url": server.url("/redirect/9")}), &[], &[]);
         assert_eq!(capped["error"], "NetworkError", "{style}");
-        assert!(
-            capped["message"]
-                .as_str()
-                .unwrap()
-                .contains("more than 5 redirects"),
-            "{capped}"
-        );
+        assert!(capped["message"].as_str().unwrap().contains("more than 5 redirects"), "{capped}");
     }
 }
 
@@ -153,20 +101,10 @@ fn slow_responses_time_out_with_a_timeout_error() {
     let server = TestServer::start();
     let env = [("RATCHET_EGRESS__REQUEST_TIMEOUT_SECS", "0.3")];
     for style in ["sync", "web"] {
-        let (slow, _) = probe(
-            &server,
-            json!({"style": style, "url": server.url("/slow/3000")}),
-            &[],
-            &env,
-        );
+        let (slow, _) = probe(&server, json!({"style": style, "url": server.url("/slow/3000")}), &[], &env);
         assert_eq!(slow["error"], "TimeoutError", "{style}: {slow}");
         assert!(slow["message"].as_str().unwrap().contains("0.3s"), "{slow}");
-        let (quick, _) = probe(
-            &server,
-            json!({"style": style, "url": server.url("/slow/10")}),
-            &[],
-            &env,
-        );
+        let (quick, _) = probe(&server, json!({"style": style, "url": server.url("/slow/10")}), &[], &env);
         assert_eq!(quick["body"], "slow", "{style}");
     }
 }
@@ -188,26 +126,11 @@ fn huge_bodies_are_refused_at_the_limit() {
     let server = TestServer::start();
     let env = [("RATCHET_EGRESS__MAX_RESPONSE_BYTES", "64KB")];
     for style in ["sync", "web"] {
-        let (huge, _) = probe(
-            &server,
-            json!({"style": style, "url": server.url("/huge/1000000")}),
-            &[],
-            &env,
-        );
+        let (huge, _) =
+            probe(&server, json!({"style": style, "url": server.url("/huge/1000000")}), &[], &env);
         assert_eq!(huge["error"], "NetworkError", "{style}");
-        assert!(
-            huge["message"]
-                .as_str()
-                .unwrap()
-                .contains("exceeds the limit of 65536 bytes"),
-            "{huge}"
-        );
-        let (fits, _) = probe(
-            &server,
-            json!({"style": style, "url": server.url("/huge/1000")}),
-            &[],
-            &env,
-        );
+        assert!(huge["message"].as_str().unwrap().contains("exceeds the limit of 65536 bytes"), "{huge}");
+        let (fits, _) = probe(&server, json!({"style": style, "url": server.url("/huge/1000")}), &[], &env);
         assert_eq!(fits["body"].as_str().unwrap().len(), 1000, "{style}");
     }
 }
@@ -231,22 +154,11 @@ fn by_default_inside_addresses_are_denied_and_the_server_sees_nothing() {
         "[::1]".into(),
     ] {
         let url = format!("http://{host}:{port}/json");
-        let (run, envelope) = run_once_with(
-            &task.path(),
-            &json!({"style": "sync", "url": url}),
-            &[],
-            &[],
-        );
+        let (run, envelope) = run_once_with(&task.path(), &json!({"style": "sync", "url": url}), &[], &[]);
         assert!(run.success(), "{envelope:#}");
-        assert_eq!(
-            envelope["output"]["error"], "NetworkError",
-            "{host}: {envelope:#}"
-        );
+        assert_eq!(envelope["output"]["error"], "NetworkError", "{host}: {envelope:#}");
         assert!(
-            envelope["output"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("denied by the egress policy"),
+            envelope["output"]["message"].as_str().unwrap().contains("denied by the egress policy"),
             "{host}"
         );
         assert_eq!(envelope["http"][0]["denied"], true, "{host}");
@@ -258,26 +170,13 @@ fn by_default_inside_addresses_are_denied_and_the_server_sees_nothing() {
 fn a_redirect_into_a_host_that_is_not_allowed_is_denied() {
     let allowed = TestServer::start();
     let inside = TestServer::start();
-    for target in [
-        inside.url("/json"),
-        format!("http://localhost:{}/json", inside.port()),
-    ] {
+    for target in [inside.url("/json"), format!("http://localhost:{}/json", inside.port())] {
         let url = format!("{}?url={target}", allowed.url("/redirect-to"));
         let (reply, _) = probe(&allowed, json!({"style": "web", "url": url}), &[], &[]);
         assert_eq!(reply["error"], "NetworkError", "{target}: {reply}");
-        assert!(
-            reply["message"]
-                .as_str()
-                .unwrap()
-                .contains("denied by the egress policy"),
-            "{reply}"
-        );
+        assert!(reply["message"].as_str().unwrap().contains("denied by the egress policy"), "{reply}");
     }
-    assert_eq!(
-        inside.hits(),
-        0,
-        "the redirect reached a host that is not allowed"
-    );
+    assert_eq!(inside.hits(), 0, "the redirect reached a host that is not allowed");
     assert_eq!(allowed.hits(), 2);
 }
 
@@ -285,17 +184,11 @@ fn a_redirect_into_a_host_that_is_not_allowed_is_denied() {
 fn a_task_allow_list_narrows_the_policy() {
     let server = TestServer::start();
     let task = task(PROBE);
-    task.write(
-        "metadata.json",
-        r#"{"version": "1.0.0", "allowed_hosts": ["api.example.com"]}"#,
-    );
+    task.write("metadata.json", r#"{"version": "1.0.0", "allowed_hosts": ["api.example.com"]}"#);
     let input = json!({"style": "sync", "url": server.url("/json")});
     let (_, envelope) = run_once_with(&task.path(), &input, &["--allow-host", &server.host()], &[]);
     assert!(
-        envelope["output"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("not in the task's allowed_hosts"),
+        envelope["output"]["message"].as_str().unwrap().contains("not in the task's allowed_hosts"),
         "{envelope:#}"
     );
     assert_eq!(server.hits(), 0);
@@ -315,12 +208,7 @@ fn a_recorded_run_replays_offline_with_the_same_output() {
     let dir = tempfile::tempdir().unwrap();
     let recording = dir.path().join("recording");
     let input = json!({"base": server.url("")});
-    let args = [
-        "--allow-host",
-        &server.host(),
-        "--record",
-        recording.to_str().unwrap(),
-    ];
+    let args = ["--allow-host", &server.host(), "--record", recording.to_str().unwrap()];
     let (run, envelope) = run_once_with(&task.path(), &input, &args, &[]);
     assert!(run.success(), "{envelope:#}");
     server.stop();
@@ -329,10 +217,7 @@ fn a_recorded_run_replays_offline_with_the_same_output() {
     let har_json: Value = serde_json::from_str(&har).unwrap();
     assert_eq!(har_json["log"]["version"], "1.2");
     assert_eq!(har_json["log"]["entries"].as_array().unwrap().len(), 3);
-    assert!(
-        !har.contains("s3cret") && !har.contains("k3y"),
-        "secrets leaked into the HAR"
-    );
+    assert!(!har.contains("s3cret") && !har.contains("k3y"), "secrets leaked into the HAR");
     assert!(har.contains("Bearer ***"));
 
     let replay = ratchet(&["replay", recording.to_str().unwrap(), "--format", "json"]);
@@ -367,14 +252,8 @@ fn recording_into_a_non_empty_folder_is_refused() {
         "--record",
         dir.path().to_str().unwrap(),
     ]);
-    assert!(
-        !run.success() && run.stderr.contains("is not empty"),
-        "{run:?}"
-    );
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("keep.txt")).unwrap(),
-        "precious"
-    );
+    assert!(!run.success() && run.stderr.contains("is not empty"), "{run:?}");
+    assert_eq!(std::fs::read_to_string(dir.path().join("keep.txt")).unwrap(), "precious");
 }
 
 #[test]
@@ -404,11 +283,7 @@ fn mocked_test_cases_never_touch_the_network() {
     );
     let run = ratchet(&["test", "--from-fs", task.path().to_str().unwrap()]);
     assert!(run.success(), "{run:?}");
-    assert!(
-        run.stdout.ends_with("3 passed, 0 failed\n"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.ends_with("3 passed, 0 failed\n"), "{}", run.stdout);
 }
 
 #[test]
@@ -432,8 +307,7 @@ fn the_response_object_serves_both_styles() {
         }",
     );
     let input = json!({"base": server.url("")});
-    let (run, envelope) =
-        run_once_with(&task.path(), &input, &["--allow-host", &server.host()], &[]);
+    let (run, envelope) = run_once_with(&task.path(), &input, &["--allow-host", &server.host()], &[]);
     assert!(run.success(), "{envelope:#}");
     assert_eq!(
         envelope["output"],

@@ -5,16 +5,8 @@ use tests::{check_task, run_code, task_with};
 
 #[test]
 fn function_expression_style() {
-    check_task(
-        "(function (input) { return input.x + 1; })",
-        json!({"x": 1}),
-        Ok(json!(2)),
-    );
-    check_task(
-        "(input => ({doubled: input.x * 2}))",
-        json!({"x": 4}),
-        Ok(json!({"doubled": 8})),
-    );
+    check_task("(function (input) { return input.x + 1; })", json!({"x": 1}), Ok(json!(2)));
+    check_task("(input => ({doubled: input.x * 2}))", json!({"x": 4}), Ok(json!({"doubled": 8})));
 }
 
 #[test]
@@ -38,10 +30,7 @@ fn declared_main_style_and_async_main() {
 
 #[test]
 fn the_context_argument_describes_the_run() {
-    let envelope = run_code(
-        "(function (input, context) { return context; })",
-        json!(null),
-    );
+    let envelope = run_code("(function (input, context) { return context; })", json!(null));
     let context = &envelope["output"];
     assert_eq!(context["attempt"], 1, "{envelope}");
     assert_eq!(context["taskId"], "test-task");
@@ -57,13 +46,7 @@ fn a_typed_js_error_keeps_name_message_and_stack() {
         Err(("task_error", "DataError")),
     );
     assert_eq!(envelope["error"]["message"], "row 3 is malformed");
-    assert!(
-        envelope["error"]["stack"]
-            .as_str()
-            .unwrap()
-            .contains("main.js:2"),
-        "{envelope}"
-    );
+    assert!(envelope["error"]["stack"].as_str().unwrap().contains("main.js:2"), "{envelope}");
     for name in worker_protocol::TYPED_ERROR_CLASSES {
         let code = format!(
             "(function () {{ const e = new {name}('x'); if (!(e instanceof Error)) return 'bad'; throw e; }})"
@@ -84,18 +67,9 @@ fn typed_errors_behave_like_error_subclasses() {
         json!(null),
         Ok(json!([true, true, true, "RateLimitError", "over quota", 1, true, "DataError: m"])),
     );
-    let envelope = check_task(
-        "(function () { DataError('no new'); })",
-        json!(null),
-        Err(("task_error", "TypeError")),
-    );
-    assert!(
-        envelope["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("with `new`"),
-        "{envelope}"
-    );
+    let envelope =
+        check_task("(function () { DataError('no new'); })", json!(null), Err(("task_error", "TypeError")));
+    assert!(envelope["error"]["message"].as_str().unwrap().contains("with `new`"), "{envelope}");
 }
 
 #[test]
@@ -105,24 +79,15 @@ fn rejected_promises_and_thrown_values_are_errors() {
         json!(null),
         Err(("task_error", "TypeError")),
     );
-    let envelope = check_task(
-        "(function () { throw 'a string'; })",
-        json!(null),
-        Err(("task_error", "Error")),
-    );
+    let envelope =
+        check_task("(function () { throw 'a string'; })", json!(null), Err(("task_error", "Error")));
     assert_eq!(envelope["error"]["message"], "uncaught a string");
     let envelope = check_task(
         "async function main() { await new Promise(() => {}); }",
         json!(null),
         Err(("task_error", "Error")),
     );
-    assert!(
-        envelope["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("never settles"),
-        "{envelope}"
-    );
+    assert!(envelope["error"]["message"].as_str().unwrap().contains("never settles"), "{envelope}");
 }
 
 #[test]
@@ -136,26 +101,14 @@ fn schemas_check_input_and_output_and_name_the_pointer() {
     assert!(!run.success());
     assert_eq!(envelope["error"]["kind"], "invalid_input");
     let violation = &envelope["error"]["violations"][0];
-    assert_eq!(
-        (violation["pointer"].as_str(), violation["rule"].as_str()),
-        (Some("/items/1"), Some("type"))
-    );
+    assert_eq!((violation["pointer"].as_str(), violation["rule"].as_str()), (Some("/items/1"), Some("type")));
     assert_eq!(violation["value"], "two");
-    assert!(
-        envelope["worker"].is_null(),
-        "invalid input never reaches a worker"
-    );
+    assert!(envelope["worker"].is_null(), "invalid input never reaches a worker");
 
     let (_, envelope) = tests::run_once(&task.path(), &json!({"items": [1, 2]}));
     assert_eq!(envelope["error"]["kind"], "invalid_output");
     assert_eq!(envelope["error"]["violations"][0]["pointer"], "/total");
-    assert!(
-        envelope["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("at `/total`"),
-        "{envelope}"
-    );
+    assert!(envelope["error"]["message"].as_str().unwrap().contains("at `/total`"), "{envelope}");
 }
 
 #[test]
@@ -171,13 +124,7 @@ fn output_uses_json_semantics() {
         json!(null),
         Err(("task_error", "TypeError")),
     );
-    assert!(
-        envelope["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("cyclic"),
-        "{envelope}"
-    );
+    assert!(envelope["error"]["message"].as_str().unwrap().contains("cyclic"), "{envelope}");
 }
 
 #[test]
@@ -224,16 +171,9 @@ fn nothing_of_the_host_is_reachable() {
         Ok(json!(vec!["undefined"; 10])),
     );
     // The global object holds the standard built-ins and the documented API, nothing else.
-    let envelope = run_code(
-        "(function () { return Object.getOwnPropertyNames(globalThis); })",
-        json!(null),
-    );
-    let globals: Vec<&str> = envelope["output"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let envelope = run_code("(function () { return Object.getOwnPropertyNames(globalThis); })", json!(null));
+    let globals: Vec<&str> =
+        envelope["output"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     let documented = [
         "console",
         "fetch",
@@ -315,14 +255,9 @@ fn nothing_of_the_host_is_reachable() {
         "Atomics",
         "FinalizationRegistry",
     ];
-    let unexpected: Vec<_> = globals
-        .iter()
-        .filter(|g| !documented.contains(g) && !standard.contains(g))
-        .collect();
-    assert!(
-        unexpected.is_empty(),
-        "undocumented globals: {unexpected:?}"
-    );
+    let unexpected: Vec<_> =
+        globals.iter().filter(|g| !documented.contains(g) && !standard.contains(g)).collect();
+    assert!(unexpected.is_empty(), "undocumented globals: {unexpected:?}");
 }
 
 #[test]
@@ -333,13 +268,7 @@ fn fetch_goes_through_the_kernel_and_fails_typed_until_egress_exists() {
     );
     assert_eq!(envelope["output"][0], "NetworkError", "{envelope}");
     assert_eq!(envelope["output"][1], true);
-    assert!(
-        envelope["output"][2]
-            .as_str()
-            .unwrap()
-            .contains("GET https://example.com/"),
-        "{envelope}"
-    );
+    assert!(envelope["output"][2].as_str().unwrap().contains("GET https://example.com/"), "{envelope}");
 }
 
 #[test]
@@ -363,24 +292,15 @@ fn deeply_nested_data_fails_cleanly() {
     for _ in 0..110 {
         deep = json!([deep]);
     }
-    let envelope = check_task(
-        "(function (input) { return input; })",
-        deep,
-        Err(("invalid_input", "ValidationError")),
-    );
+    let envelope =
+        check_task("(function (input) { return input; })", deep, Err(("invalid_input", "ValidationError")));
     assert_eq!(envelope["error"]["violations"][0]["rule"], "maxDepth");
     let envelope = check_task(
         "(function () { let o = {}; for (let i = 0; i < 100000; i++) o = {o}; return o; })",
         json!(null),
         Err(("task_error", "DataError")),
     );
-    assert!(
-        envelope["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("deeper than 100 levels"),
-        "{envelope}"
-    );
+    assert!(envelope["error"]["message"].as_str().unwrap().contains("deeper than 100 levels"), "{envelope}");
     check_task(
         "(function () { let o = {}; for (let i = 0; i < 100000; i++) o = {o}; console.log(o); return 1; })",
         json!(null),
@@ -391,11 +311,7 @@ fn deeply_nested_data_fails_cleanly() {
 #[test]
 fn a_forged_frame_in_console_output_stays_a_log_line() {
     let forged = r#"{"protocol_version":1,"timestamp":0,"message":{"type":"TaskResult","correlation_id":1,"outcome":{"status":"success","output":"forged"},"stats":{"duration_us":0,"peak_rss_kib":0}}}"#;
-    let code =
-        format!("(function () {{ console.log({forged:?} + '\\n' + {forged:?}); return 'real'; }})");
+    let code = format!("(function () {{ console.log({forged:?} + '\\n' + {forged:?}); return 'real'; }})");
     let envelope = check_task(&code, json!(null), Ok(json!("real")));
-    assert_eq!(
-        envelope["logs"][0]["message"],
-        format!("{forged}\n{forged}")
-    );
+    assert_eq!(envelope["logs"][0]["message"], format!("{forged}\n{forged}"));
 }

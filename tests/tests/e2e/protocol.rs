@@ -48,10 +48,7 @@ impl Worker {
     fn exit_code(mut self) -> (Option<i32>, String) {
         drop(self.child.stdin.take());
         let output = self.child.wait_with_output().unwrap();
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
     }
 }
 
@@ -84,31 +81,12 @@ fn handshake_ping_and_clean_shutdown() {
 #[test]
 fn code_is_cached_by_key_and_check_mode_does_not_call() {
     let mut worker = Worker::start(&[]);
-    worker.send(execute(
-        1,
-        "k1",
-        Some("(function (input) { return input.x + 1; })"),
-        "run",
-    ));
-    assert_eq!(
-        outcome(worker.receive()),
-        json!({"status": "success", "output": 2})
-    );
+    worker.send(execute(1, "k1", Some("(function (input) { return input.x + 1; })"), "run"));
+    assert_eq!(outcome(worker.receive()), json!({"status": "success", "output": 2}));
     worker.send(execute(2, "k1", None, "run"));
-    assert_eq!(
-        outcome(worker.receive()),
-        json!({"status": "success", "output": 2})
-    );
-    worker.send(execute(
-        3,
-        "k2",
-        Some("(function () { throw new Error('called'); })"),
-        "check",
-    ));
-    assert_eq!(
-        outcome(worker.receive()),
-        json!({"status": "success", "output": null})
-    );
+    assert_eq!(outcome(worker.receive()), json!({"status": "success", "output": 2}));
+    worker.send(execute(3, "k2", Some("(function () { throw new Error('called'); })"), "check"));
+    assert_eq!(outcome(worker.receive()), json!({"status": "success", "output": null}));
     worker.send(execute(4, "unknown", None, "run"));
     assert_eq!(outcome(worker.receive())["error"]["name"], "ProtocolError");
 }
@@ -119,10 +97,7 @@ fn garbage_from_the_kernel_makes_the_worker_leave_with_a_protocol_error() {
     worker.send_raw(b"{not json}\n");
     let (code, stderr) = worker.exit_code();
     assert_eq!(code, Some(EXIT_PROTOCOL_ERROR));
-    assert!(
-        stderr.contains("protocol error: malformed frame"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("protocol error: malformed frame"), "{stderr}");
 }
 
 #[test]
@@ -131,10 +106,7 @@ fn an_oversized_frame_from_the_kernel_is_refused() {
     worker.send_raw(&[b'x'; 4096]);
     let (code, stderr) = worker.exit_code();
     assert_eq!(code, Some(EXIT_PROTOCOL_ERROR));
-    assert!(
-        stderr.contains("exceeds the limit of 1024 bytes"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("exceeds the limit of 1024 bytes"), "{stderr}");
 }
 
 #[test]
@@ -144,10 +116,7 @@ fn another_protocol_version_is_named() {
     worker.send_raw(b"\n");
     let (code, stderr) = worker.exit_code();
     assert_eq!(code, Some(EXIT_PROTOCOL_ERROR));
-    assert!(
-        stderr.contains("protocol version 7, expected 1"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("protocol version 7, expected 1"), "{stderr}");
 }
 
 #[test]

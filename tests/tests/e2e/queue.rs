@@ -20,26 +20,9 @@ fn job(task: &str) -> NewJob {
 async fn claims_follow_priority_and_run_at_and_complete_records_the_attempt() {
     on_each_backend(|store, backend| async move {
         let low = store.enqueue(job("low"), T0).await.unwrap().job;
-        let high = store
-            .enqueue(
-                NewJob {
-                    priority: 10,
-                    ..job("high")
-                },
-                T0 + 1,
-            )
-            .await
-            .unwrap()
-            .job;
+        let high = store.enqueue(NewJob { priority: 10, ..job("high") }, T0 + 1).await.unwrap().job;
         let later = store
-            .enqueue(
-                NewJob {
-                    run_at: Some(T0 + 60_000),
-                    priority: 99,
-                    ..job("later")
-                },
-                T0,
-            )
+            .enqueue(NewJob { run_at: Some(T0 + 60_000), priority: 99, ..job("later") }, T0)
             .await
             .unwrap()
             .job;
@@ -56,40 +39,17 @@ async fn claims_follow_priority_and_run_at_and_complete_records_the_attempt() {
         let second = store.claim("node-a", LEASE, T0 + 5).await.unwrap().unwrap();
         assert_eq!(second.id, low.id, "{backend}");
         assert!(
-            store
-                .claim("node-a", LEASE, T0 + 5)
-                .await
-                .unwrap()
-                .is_none(),
+            store.claim("node-a", LEASE, T0 + 5).await.unwrap().is_none(),
             "{backend}: run_at in the future"
         );
-        assert_eq!(
-            store
-                .claim("node-a", LEASE, T0 + 60_000)
-                .await
-                .unwrap()
-                .unwrap()
-                .id,
-            later.id
-        );
+        assert_eq!(store.claim("node-a", LEASE, T0 + 60_000).await.unwrap().unwrap().id, later.id);
 
-        store
-            .complete(&first.id, 1, &json!({"sum": 3}), T0 + 10)
-            .await
-            .unwrap();
+        store.complete(&first.id, 1, &json!({"sum": 3}), T0 + 10).await.unwrap();
         let done = store.job(&first.id).await.unwrap();
-        assert_eq!(
-            (done.status, done.output),
-            (JobStatus::Completed, Some(json!({"sum": 3}))),
-            "{backend}"
-        );
+        assert_eq!((done.status, done.output), (JobStatus::Completed, Some(json!({"sum": 3}))), "{backend}");
         assert_eq!(done.lease_owner, None);
         let attempts = store.attempts(&first.id).await.unwrap();
-        assert_eq!(
-            (attempts.len(), attempts[0].outcome.as_str()),
-            (1, "completed"),
-            "{backend}"
-        );
+        assert_eq!((attempts.len(), attempts[0].outcome.as_str()), (1, "completed"), "{backend}");
         assert!(matches!(
             store.complete(&first.id, 1, &json!(0), T0 + 11).await,
             Err(QueueError::Fenced { .. })
@@ -103,27 +63,14 @@ async fn many_pollers_claim_every_job_exactly_once() {
     on_each_backend(|store, backend| async move {
         const JOBS: usize = 200;
         for n in 0..JOBS {
-            store
-                .enqueue(
-                    NewJob {
-                        input: json!({"n": n}),
-                        ..job("race")
-                    },
-                    T0,
-                )
-                .await
-                .unwrap();
+            store.enqueue(NewJob { input: json!({"n": n}), ..job("race") }, T0).await.unwrap();
         }
         let mut pollers = Vec::new();
         for poller in 0..8 {
             let store = store.clone();
             pollers.push(tokio::spawn(async move {
                 let mut claimed = Vec::new();
-                while let Some(job) = store
-                    .claim(&format!("poller-{poller}"), LEASE, T0 + 1)
-                    .await
-                    .unwrap()
-                {
+                while let Some(job) = store.claim(&format!("poller-{poller}"), LEASE, T0 + 1).await.unwrap() {
                     claimed.push(job.id);
                 }
                 claimed
@@ -134,11 +81,7 @@ async fn many_pollers_claim_every_job_exactly_once() {
             all.extend(poller.await.unwrap());
         }
         let unique: HashSet<_> = all.iter().collect();
-        assert_eq!(
-            (all.len(), unique.len()),
-            (JOBS, JOBS),
-            "{backend}: every job claimed exactly once"
-        );
+        assert_eq!((all.len(), unique.len()), (JOBS, JOBS), "{backend}: every job claimed exactly once");
         let counts = store.job_counts().await.unwrap();
         assert_eq!(counts, vec![(JobStatus::Running, JOBS as u64)], "{backend}");
     })
@@ -153,10 +96,7 @@ async fn concurrent_enqueues_with_one_idempotency_key_make_one_job() {
         for _ in 0..16 {
             let store = Arc::clone(&store);
             tasks.push(tokio::spawn(async move {
-                let new = NewJob {
-                    idempotency_key: Some("order-42".into()),
-                    ..job("charge")
-                };
+                let new = NewJob { idempotency_key: Some("order-42".into()), ..job("charge") };
                 store.enqueue(new, T0).await.unwrap()
             }));
         }
@@ -178,87 +118,33 @@ async fn expired_leases_are_rescued_and_late_results_are_fenced() {
     on_each_backend(|store, backend| async move {
         let id = store.enqueue(job("slow"), T0).await.unwrap().job.id;
         let first = store.claim("node-a", LEASE, T0).await.unwrap().unwrap();
+        assert!(store.heartbeat(&id, 1, "node-a", T0 + 40_000, T0 + 10_000).await.unwrap());
         assert!(
-            store
-                .heartbeat(&id, 1, "node-a", T0 + 40_000, T0 + 10_000)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !store
-                .heartbeat(&id, 1, "node-b", T0 + 40_000, T0 + 10_000)
-                .await
-                .unwrap(),
+            !store.heartbeat(&id, 1, "node-b", T0 + 40_000, T0 + 10_000).await.unwrap(),
             "only the owner renews"
         );
-        assert_eq!(
-            store.rescue_expired(T0 + 35_000).await.unwrap(),
-            0,
-            "{backend}: the renewed lease holds"
-        );
-        assert_eq!(
-            store.rescue_expired(T0 + 41_000).await.unwrap(),
-            1,
-            "{backend}"
-        );
+        assert_eq!(store.rescue_expired(T0 + 35_000).await.unwrap(), 0, "{backend}: the renewed lease holds");
+        assert_eq!(store.rescue_expired(T0 + 41_000).await.unwrap(), 1, "{backend}");
         let rescued = store.job(&id).await.unwrap();
-        assert_eq!(
-            (rescued.status, rescued.attempt, rescued.lease_owner),
-            (JobStatus::Retrying, 1, None)
-        );
+        assert_eq!((rescued.status, rescued.attempt, rescued.lease_owner), (JobStatus::Retrying, 1, None));
 
-        let second = store
-            .claim("node-b", LEASE, T0 + 41_000)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (second.id.as_str(), second.attempt),
-            (id.as_str(), 2),
-            "{backend}"
-        );
+        let second = store.claim("node-b", LEASE, T0 + 41_000).await.unwrap().unwrap();
+        assert_eq!((second.id.as_str(), second.attempt), (id.as_str(), 2), "{backend}");
         // The first attempt wakes up late: its heartbeat and its result are refused.
+        assert!(!store.heartbeat(&id, first.attempt, "node-a", T0 + 90_000, T0 + 42_000).await.unwrap());
+        let late = store.complete(&id, first.attempt, &json!("stale"), T0 + 42_000).await;
         assert!(
-            !store
-                .heartbeat(&id, first.attempt, "node-a", T0 + 90_000, T0 + 42_000)
-                .await
-                .unwrap()
-        );
-        let late = store
-            .complete(&id, first.attempt, &json!("stale"), T0 + 42_000)
-            .await;
-        assert!(
-            matches!(
-                late,
-                Err(QueueError::Fenced {
-                    attempt: 1,
-                    current: 2,
-                    ..
-                })
-            ),
+            matches!(late, Err(QueueError::Fenced { attempt: 1, current: 2, .. })),
             "{backend}: {late:?}"
         );
         assert!(matches!(
             store.fail(&id, 1, "late failure", T0 + 42_000).await,
             Err(QueueError::Fenced { .. })
         ));
-        store
-            .complete(&id, 2, &json!("fresh"), T0 + 43_000)
-            .await
-            .unwrap();
+        store.complete(&id, 2, &json!("fresh"), T0 + 43_000).await.unwrap();
         let done = store.job(&id).await.unwrap();
-        assert_eq!(
-            (done.status, done.output),
-            (JobStatus::Completed, Some(json!("fresh"))),
-            "{backend}"
-        );
-        let outcomes: Vec<_> = store
-            .attempts(&id)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|a| a.outcome)
-            .collect();
+        assert_eq!((done.status, done.output), (JobStatus::Completed, Some(json!("fresh"))), "{backend}");
+        let outcomes: Vec<_> = store.attempts(&id).await.unwrap().into_iter().map(|a| a.outcome).collect();
         assert_eq!(outcomes, ["expired", "completed"], "{backend}");
     })
     .await;
@@ -267,77 +153,33 @@ async fn expired_leases_are_rescued_and_late_results_are_fenced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_that_keeps_failing_backs_off_then_fails_with_every_error_kept() {
     on_each_backend(|store, backend| async move {
-        let backoff = Backoff {
-            base: Duration::from_secs(10),
-            max: Duration::from_secs(60),
-        };
-        let id = store
-            .enqueue(
-                NewJob {
-                    max_attempts: 3,
-                    backoff,
-                    ..job("flaky")
-                },
-                T0,
-            )
-            .await
-            .unwrap()
-            .job
-            .id;
+        let backoff = Backoff { base: Duration::from_secs(10), max: Duration::from_secs(60) };
+        let id = store.enqueue(NewJob { max_attempts: 3, backoff, ..job("flaky") }, T0).await.unwrap().job.id;
         let mut now = T0;
         for attempt in 1..=3u32 {
-            let claimed = store
-                .claim("node", LEASE, now)
-                .await
-                .unwrap()
-                .expect("the job is due");
+            let claimed = store.claim("node", LEASE, now).await.unwrap().expect("the job is due");
             assert_eq!(claimed.attempt, attempt, "{backend}");
-            let status = store
-                .fail(&id, attempt, &format!("boom {attempt}"), now)
-                .await
-                .unwrap();
+            let status = store.fail(&id, attempt, &format!("boom {attempt}"), now).await.unwrap();
             let job = store.job(&id).await.unwrap();
             if attempt < 3 {
                 assert_eq!(status, JobStatus::Retrying, "{backend}");
                 let delay = job.run_at - now;
                 let full = 10_000 * (1 << (attempt - 1));
+                assert!(delay >= full / 2 && delay <= full, "{backend}: attempt {attempt} waits {delay} ms");
                 assert!(
-                    delay >= full / 2 && delay <= full,
-                    "{backend}: attempt {attempt} waits {delay} ms"
-                );
-                assert!(
-                    store
-                        .claim("node", LEASE, job.run_at - 1)
-                        .await
-                        .unwrap()
-                        .is_none(),
+                    store.claim("node", LEASE, job.run_at - 1).await.unwrap().is_none(),
                     "{backend}: not before its backoff"
                 );
                 now = job.run_at;
             } else {
-                assert_eq!(
-                    (status, job.status),
-                    (JobStatus::Failed, JobStatus::Failed),
-                    "{backend}"
-                );
+                assert_eq!((status, job.status), (JobStatus::Failed, JobStatus::Failed), "{backend}");
                 assert_eq!(job.last_error.as_deref(), Some("boom 3"));
             }
         }
-        let errors: Vec<_> = store
-            .attempts(&id)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|a| a.error.unwrap())
-            .collect();
+        let errors: Vec<_> =
+            store.attempts(&id).await.unwrap().into_iter().map(|a| a.error.unwrap()).collect();
         assert_eq!(errors, ["boom 1", "boom 2", "boom 3"], "{backend}");
-        assert!(
-            store
-                .claim("node", LEASE, now + 3_600_000)
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(store.claim("node", LEASE, now + 3_600_000).await.unwrap().is_none());
     })
     .await;
 }
@@ -345,18 +187,7 @@ async fn a_job_that_keeps_failing_backs_off_then_fails_with_every_error_kept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_last_attempt_fails_the_job() {
     on_each_backend(|store, backend| async move {
-        let id = store
-            .enqueue(
-                NewJob {
-                    max_attempts: 1,
-                    ..job("once")
-                },
-                T0,
-            )
-            .await
-            .unwrap()
-            .job
-            .id;
+        let id = store.enqueue(NewJob { max_attempts: 1, ..job("once") }, T0).await.unwrap().job.id;
         store.claim("node", LEASE, T0).await.unwrap().unwrap();
         assert_eq!(store.rescue_expired(T0 + 31_000).await.unwrap(), 1);
         let job = store.job(&id).await.unwrap();
@@ -370,45 +201,26 @@ async fn an_expired_last_attempt_fails_the_job() {
 async fn cancel_stops_queued_and_running_jobs_and_refuses_finished_ones() {
     on_each_backend(|store, backend| async move {
         let queued = store.enqueue(job("a"), T0).await.unwrap().job.id;
-        assert_eq!(
-            store.cancel(&queued, T0).await.unwrap().status,
-            JobStatus::Cancelled,
-            "{backend}"
-        );
+        assert_eq!(store.cancel(&queued, T0).await.unwrap().status, JobStatus::Cancelled, "{backend}");
         assert!(
             store.claim("node", LEASE, T0).await.unwrap().is_none(),
             "{backend}: a cancelled job is not claimed"
         );
         assert!(matches!(
             store.cancel(&queued, T0).await,
-            Err(QueueError::Final {
-                status: JobStatus::Cancelled,
-                ..
-            })
+            Err(QueueError::Final { status: JobStatus::Cancelled, .. })
         ));
 
         let running = store.enqueue(job("b"), T0).await.unwrap().job.id;
         store.claim("node", LEASE, T0).await.unwrap().unwrap();
         store.cancel(&running, T0 + 1).await.unwrap();
-        assert!(
-            !store
-                .heartbeat(&running, 1, "node", T0 + 60_000, T0 + 2)
-                .await
-                .unwrap(),
-            "{backend}"
-        );
+        assert!(!store.heartbeat(&running, 1, "node", T0 + 60_000, T0 + 2).await.unwrap(), "{backend}");
         assert!(matches!(
             store.complete(&running, 1, &json!(1), T0 + 3).await,
             Err(QueueError::Fenced { .. })
         ));
-        assert_eq!(
-            store.job(&running).await.unwrap().status,
-            JobStatus::Cancelled
-        );
-        assert!(matches!(
-            store.cancel("no-such-job", T0).await,
-            Err(QueueError::NotFound(_))
-        ));
+        assert_eq!(store.job(&running).await.unwrap().status, JobStatus::Cancelled);
+        assert!(matches!(store.cancel("no-such-job", T0).await, Err(QueueError::NotFound(_))));
     })
     .await;
 }
@@ -437,36 +249,13 @@ async fn finish_stores_the_execution_with_the_result_and_keeps_a_fenced_one() {
         let id = store.enqueue(job("t"), T0).await.unwrap().job.id;
         store.claim("node", LEASE, T0).await.unwrap().unwrap();
         let status = store
-            .finish(
-                &id,
-                1,
-                Outcome::Completed(&json!(1)),
-                Some(&record("e1", &id, 1)),
-                T0 + 1,
-            )
+            .finish(&id, 1, Outcome::Completed(&json!(1)), Some(&record("e1", &id, 1)), T0 + 1)
             .await
             .unwrap();
         assert_eq!(status, JobStatus::Completed, "{backend}");
-        let late = store
-            .finish(
-                &id,
-                1,
-                Outcome::Failed("late"),
-                Some(&record("e2", &id, 1)),
-                T0 + 2,
-            )
-            .await;
-        assert!(
-            matches!(late, Err(QueueError::Fenced { .. })),
-            "{backend}: {late:?}"
-        );
-        let ids: Vec<_> = store
-            .executions(Some(&id), 10)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.id)
-            .collect();
+        let late = store.finish(&id, 1, Outcome::Failed("late"), Some(&record("e2", &id, 1)), T0 + 2).await;
+        assert!(matches!(late, Err(QueueError::Fenced { .. })), "{backend}: {late:?}");
+        let ids: Vec<_> = store.executions(Some(&id), 10).await.unwrap().into_iter().map(|e| e.id).collect();
         assert_eq!(ids.len(), 2, "{backend}: both runs are in the history");
         assert_eq!(
             store.job(&id).await.unwrap().status,

@@ -13,16 +13,9 @@ use tests::{ratchet_bin, ratchet_in};
 fn tasks_dir(root: &Path) -> PathBuf {
     let dir = root.join("tasks/sleepy");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("metadata.json"),
-        r#"{"name": "sleepy", "version": "1.0.0", "timeout": 30}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("input.schema.json"),
-        r#"{"type": "object", "required": ["n", "ms"]}"#,
-    )
-    .unwrap();
+    std::fs::write(dir.join("metadata.json"), r#"{"name": "sleepy", "version": "1.0.0", "timeout": 30}"#)
+        .unwrap();
+    std::fs::write(dir.join("input.schema.json"), r#"{"type": "object", "required": ["n", "ms"]}"#).unwrap();
     std::fs::write(dir.join("output.schema.json"), r#"{"type": "object"}"#).unwrap();
     std::fs::write(
         dir.join("main.js"),
@@ -41,12 +34,7 @@ impl Node {
     fn start(root: &Path, env: &[(&str, &str)]) -> Node {
         let port = free_port();
         let child = Command::new(ratchet_bin())
-            .args([
-                "serve",
-                "--bind",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(root.join("data"))
             .arg("--tasks")
             .arg(root.join("tasks"))
@@ -58,10 +46,7 @@ impl Node {
         let node = Node { child, port };
         let started = Instant::now();
         while get(port, "/health").is_none() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "ratchet serve did not come up"
-            );
+            assert!(started.elapsed() < Duration::from_secs(20), "ratchet serve did not come up");
             std::thread::sleep(Duration::from_millis(50));
         }
         node
@@ -77,18 +62,10 @@ impl Node {
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 let mut stderr = String::new();
-                let _ = self
-                    .child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut stderr);
+                let _ = self.child.stderr.take().unwrap().read_to_string(&mut stderr);
                 return (status.code(), stderr);
             }
-            assert!(
-                started.elapsed() < limit,
-                "ratchet serve did not exit within {limit:?}"
-            );
+            assert!(started.elapsed() < limit, "ratchet serve did not exit within {limit:?}");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -102,11 +79,7 @@ impl Drop for Node {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A plain HTTP GET; the body, or `None` when nothing listens.
@@ -116,10 +89,7 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    Some((
-        status,
-        response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned(),
-    ))
+    Some((status, response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned()))
 }
 
 fn cli(root: &Path, args: &[&str]) -> Value {
@@ -138,10 +108,7 @@ fn cli(root: &Path, args: &[&str]) -> Value {
 fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
     while !done() {
-        assert!(
-            started.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
+        assert!(started.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -154,20 +121,8 @@ fn a_job_enqueued_from_the_cli_runs_and_is_recorded() {
     let (status, body) = get(node.port, "/ready").unwrap();
     assert_eq!(status, 200, "{body}");
 
-    let job = cli(
-        root.path(),
-        &[
-            "jobs",
-            "enqueue",
-            "sleepy",
-            "--input-json",
-            r#"{"n": 7, "ms": 10}"#,
-        ],
-    );
-    assert_eq!(
-        (job["status"].as_str(), job["created"].as_bool()),
-        (Some("queued"), Some(true))
-    );
+    let job = cli(root.path(), &["jobs", "enqueue", "sleepy", "--input-json", r#"{"n": 7, "ms": 10}"#]);
+    assert_eq!((job["status"].as_str(), job["created"].as_bool()), (Some("queued"), Some(true)));
     let id = job["id"].as_str().unwrap().to_owned();
     wait_until("the job to complete", Duration::from_secs(20), || {
         cli(root.path(), &["jobs", "show", &id])["status"] == "completed"
@@ -177,60 +132,25 @@ fn a_job_enqueued_from_the_cli_runs_and_is_recorded() {
     assert_eq!(shown["attempts"][0]["outcome"], "completed");
     let executions = cli(root.path(), &["executions", "list", "--job", &id]);
     assert_eq!(executions[0]["status"], "success");
-    let execution = cli(
-        root.path(),
-        &["executions", "show", executions[0]["id"].as_str().unwrap()],
-    );
+    let execution = cli(root.path(), &["executions", "show", executions[0]["id"].as_str().unwrap()]);
     assert_eq!(execution["input"], json!({"n": 7, "ms": 10}));
 
     let again = cli(
         root.path(),
-        &[
-            "jobs",
-            "enqueue",
-            "sleepy",
-            "--input-json",
-            r#"{"n": 1, "ms": 1}"#,
-            "--idempotency-key",
-            "k",
-        ],
+        &["jobs", "enqueue", "sleepy", "--input-json", r#"{"n": 1, "ms": 1}"#, "--idempotency-key", "k"],
     );
     let same = cli(
         root.path(),
-        &[
-            "jobs",
-            "enqueue",
-            "sleepy",
-            "--input-json",
-            r#"{"n": 1, "ms": 1}"#,
-            "--idempotency-key",
-            "k",
-        ],
+        &["jobs", "enqueue", "sleepy", "--input-json", r#"{"n": 1, "ms": 1}"#, "--idempotency-key", "k"],
     );
-    assert_eq!(
-        (again["id"].clone(), same["created"].clone()),
-        (same["id"].clone(), json!(false))
-    );
+    assert_eq!((again["id"].clone(), same["created"].clone()), (same["id"].clone(), json!(false)));
 
     let bad = ratchet_in(
         root.path(),
-        &[
-            "jobs",
-            "enqueue",
-            "sleepy",
-            "--input-json",
-            "{}",
-            "--data-dir",
-            "data",
-            "--tasks",
-            "tasks",
-        ],
+        &["jobs", "enqueue", "sleepy", "--input-json", "{}", "--data-dir", "data", "--tasks", "tasks"],
         &[],
     );
-    assert!(
-        !bad.success() && bad.stderr.contains("does not match the input schema"),
-        "{bad:?}"
-    );
+    assert!(!bad.success() && bad.stderr.contains("does not match the input schema"), "{bad:?}");
     node.signal(nix::sys::signal::Signal::SIGTERM);
     let (code, stderr) = node.wait(Duration::from_secs(20));
     assert_eq!(code, Some(0), "{stderr}");
@@ -242,29 +162,19 @@ fn kill_9_mid_way_loses_no_job_and_completes_none_twice() {
     const JOBS: usize = 500;
     let root = tempfile::tempdir().unwrap();
     tasks_dir(root.path());
-    let env = [
-        ("RATCHET_QUEUE__LEASE_SECS", "2"),
-        ("RATCHET_WORKERS__COUNT", "2"),
-    ];
+    let env = [("RATCHET_QUEUE__LEASE_SECS", "2"), ("RATCHET_WORKERS__COUNT", "2")];
     // Enqueue through the library (500 CLI processes would only test process start-up).
     enqueue_many(&root.path().join("data"), &root.path().join("tasks"), JOBS);
 
     let node = Node::start(root.path(), &env);
-    wait_until("some jobs to complete", Duration::from_secs(60), || {
-        completed(root.path()) >= 50
-    });
+    wait_until("some jobs to complete", Duration::from_secs(60), || completed(root.path()) >= 50);
     node.signal(nix::sys::signal::Signal::SIGKILL);
     let _ = node.wait(Duration::from_secs(10));
     let at_kill = completed(root.path());
-    assert!(
-        at_kill < JOBS,
-        "the node finished everything before the kill; make the jobs slower"
-    );
+    assert!(at_kill < JOBS, "the node finished everything before the kill; make the jobs slower");
 
     let node = Node::start(root.path(), &env);
-    wait_until("every job to finish", Duration::from_secs(120), || {
-        completed(root.path()) == JOBS
-    });
+    wait_until("every job to finish", Duration::from_secs(120), || completed(root.path()) == JOBS);
     node.signal(nix::sys::signal::Signal::SIGTERM);
     let (code, stderr) = node.wait(Duration::from_secs(30));
     assert_eq!(code, Some(0), "{stderr}");
@@ -272,31 +182,14 @@ fn kill_9_mid_way_loses_no_job_and_completes_none_twice() {
     let jobs = cli(root.path(), &["jobs", "list", "--limit", "1000"]);
     let jobs = jobs.as_array().unwrap();
     assert_eq!(jobs.len(), JOBS);
-    assert!(
-        jobs.iter().all(|j| j["status"] == "completed"),
-        "every job reaches a final state"
-    );
-    let rescued: Vec<&Value> = jobs
-        .iter()
-        .filter(|j| j["attempt"].as_u64() > Some(1))
-        .collect();
-    assert!(
-        !rescued.is_empty(),
-        "jobs running at the kill were rescued and retried"
-    );
+    assert!(jobs.iter().all(|j| j["status"] == "completed"), "every job reaches a final state");
+    let rescued: Vec<&Value> = jobs.iter().filter(|j| j["attempt"].as_u64() > Some(1)).collect();
+    assert!(!rescued.is_empty(), "jobs running at the kill were rescued and retried");
     for job in rescued {
         let shown = cli(root.path(), &["jobs", "show", job["id"].as_str().unwrap()]);
-        let outcomes: Vec<&str> = shown["attempts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a["outcome"].as_str().unwrap())
-            .collect();
-        assert_eq!(
-            outcomes.iter().filter(|o| **o == "completed").count(),
-            1,
-            "{outcomes:?}"
-        );
+        let outcomes: Vec<&str> =
+            shown["attempts"].as_array().unwrap().iter().map(|a| a["outcome"].as_str().unwrap()).collect();
+        assert_eq!(outcomes.iter().filter(|o| **o == "completed").count(), 1, "{outcomes:?}");
         assert!(outcomes.contains(&"expired"), "{outcomes:?}");
     }
 }
@@ -306,15 +199,9 @@ fn sigterm_lets_running_jobs_finish_or_releases_them_after_the_grace_period() {
     let root = tempfile::tempdir().unwrap();
     tasks_dir(root.path());
     for (grace, ms, expected) in [("10", 800, "completed"), ("0.2", 5000, "retrying")] {
-        let node = Node::start(
-            root.path(),
-            &[("RATCHET_SERVER__SHUTDOWN_GRACE_SECS", grace)],
-        );
+        let node = Node::start(root.path(), &[("RATCHET_SERVER__SHUTDOWN_GRACE_SECS", grace)]);
         let input = json!({"n": 1, "ms": ms}).to_string();
-        let id = cli(
-            root.path(),
-            &["jobs", "enqueue", "sleepy", "--input-json", &input],
-        )["id"]
+        let id = cli(root.path(), &["jobs", "enqueue", "sleepy", "--input-json", &input])["id"]
             .as_str()
             .unwrap()
             .to_owned();
@@ -328,44 +215,27 @@ fn sigterm_lets_running_jobs_finish_or_releases_them_after_the_grace_period() {
         assert_eq!(job["status"], expected, "grace {grace}s: {job:#}");
         if expected == "retrying" {
             assert_eq!(job["attempts"][0]["outcome"], "released", "{job:#}");
-            assert_eq!(
-                job["max_attempts"], 4,
-                "a released attempt does not use up the budget"
-            );
+            assert_eq!(job["max_attempts"], 4, "a released attempt does not use up the budget");
         }
     }
 }
 
 fn completed(root: &Path) -> usize {
-    let jobs = cli(
-        root,
-        &["jobs", "list", "--status", "completed", "--limit", "1000"],
-    );
+    let jobs = cli(root, &["jobs", "list", "--status", "completed", "--limit", "1000"]);
     jobs.as_array().map_or(0, Vec::len)
 }
 
 fn enqueue_many(data: &Path, tasks: &Path, count: usize) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let config = kernel::Config::default();
         let store = kernel::storage::Store::open_data_dir(data).await.unwrap();
-        let (registry, _) =
-            kernel::service::TaskRegistry::load(&[tasks.to_owned()], &config.limits).unwrap();
+        let (registry, _) = kernel::service::TaskRegistry::load(&[tasks.to_owned()], &config.limits).unwrap();
         for n in 0..count {
             let input = json!({"n": n, "ms": 20});
-            kernel::service::enqueue(
-                &store,
-                &registry,
-                &config.queue,
-                "sleepy",
-                input,
-                Default::default(),
-            )
-            .await
-            .unwrap();
+            kernel::service::enqueue(&store, &registry, &config.queue, "sleepy", input, Default::default())
+                .await
+                .unwrap();
         }
         store.close().await;
     });

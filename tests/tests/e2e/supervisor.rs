@@ -22,20 +22,11 @@ async fn run(kernel: &Kernel, code: &str, metadata: Value, input: Value) -> Exec
 }
 
 fn kind(execution: &Execution) -> &'static str {
-    execution
-        .outcome
-        .as_ref()
-        .err()
-        .map_or("success", |e| e.kind())
+    execution.outcome.as_ref().err().map_or("success", |e| e.kind())
 }
 
 fn message(execution: &Execution) -> String {
-    execution
-        .outcome
-        .as_ref()
-        .err()
-        .map(ToString::to_string)
-        .unwrap_or_default()
+    execution.outcome.as_ref().err().map(ToString::to_string).unwrap_or_default()
 }
 
 async fn wait_for(
@@ -65,23 +56,9 @@ async fn an_endless_loop_is_killed_at_its_timeout_and_the_pool_heals() {
         let started = Instant::now();
         let execution = run(&kernel, code, json!({"timeout": 1}), json!(null)).await;
         assert_eq!(kind(&execution), "timeout", "{execution:?}");
-        assert!(
-            message(&execution).contains("timeout of 1s"),
-            "{}",
-            message(&execution)
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "took {:?}",
-            started.elapsed()
-        );
-        let next = run(
-            &kernel,
-            "(function () { return 'alive'; })",
-            json!({}),
-            json!(null),
-        )
-        .await;
+        assert!(message(&execution).contains("timeout of 1s"), "{}", message(&execution));
+        assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+        let next = run(&kernel, "(function () { return 'alive'; })", json!({}), json!(null)).await;
         assert_eq!(next.outcome, Ok(json!("alive")));
     }
     assert!(kernel.pool().status()[0].restarts >= 2);
@@ -97,11 +74,7 @@ async fn a_memory_bomb_fails_at_the_limit_and_the_kernel_stays_flat() {
     for _ in 0..3 {
         let execution = run(&kernel, bomb, json!({"memory_limit": "64MB"}), json!(null)).await;
         assert_eq!(kind(&execution), "memory_limit", "{execution:?}");
-        assert!(
-            message(&execution).contains("memory limit of 64MB"),
-            "{}",
-            message(&execution)
-        );
+        assert!(message(&execution).contains("memory limit of 64MB"), "{}", message(&execution));
     }
     let growth = tests::rss_kib().saturating_sub(before);
     // Three 64MB bombs would show as 192MB; other tests share this process, so allow some noise.
@@ -115,13 +88,7 @@ async fn a_memory_bomb_fails_at_the_limit_and_the_kernel_stays_flat() {
     )
     .await;
     assert_eq!(kind(&huge), "memory_limit", "{huge:?}");
-    let next = run(
-        &kernel,
-        "(function () { return 1; })",
-        json!({}),
-        json!(null),
-    )
-    .await;
+    let next = run(&kernel, "(function () { return 1; })", json!({}), json!(null)).await;
     assert_eq!(next.outcome, Ok(json!(1)));
     kernel.shutdown().await;
 }
@@ -154,17 +121,10 @@ async fn pollution_of_globals_and_prototypes_is_invisible_to_the_next_run() {
     })";
     let first = run(&kernel, polluter, json!({}), json!(null)).await;
     let second = run(&kernel, checker, json!({}), json!(null)).await;
-    assert_eq!(
-        second.outcome,
-        Ok(json!([null, 1, "undefined", 1, "DataError"])),
-        "{second:?}"
-    );
+    assert_eq!(second.outcome, Ok(json!([null, 1, "undefined", 1, "DataError"])), "{second:?}");
     assert_eq!(second.logs.len(), 1);
     let (a, b) = (first.worker.unwrap(), second.worker.unwrap());
-    assert_eq!(
-        a.worker_id, b.worker_id,
-        "both runs used the same worker process"
-    );
+    assert_eq!(a.worker_id, b.worker_id, "both runs used the same worker process");
     kernel.shutdown().await;
 }
 
@@ -185,28 +145,13 @@ async fn a_worker_killed_mid_run_fails_that_run_with_the_signal_and_the_pool_hea
         })
     };
     wait_for(&kernel, "a busy worker", |s| s[0].state == SlotState::Busy).await;
-    let pid = kernel.pool().status()[0]
-        .pid
-        .expect("a busy worker has a pid");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    let pid = kernel.pool().status()[0].pid.expect("a busy worker has a pid");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL)
+        .unwrap();
     let execution = background.await.unwrap();
     assert_eq!(kind(&execution), "worker_crashed", "{execution:?}");
-    assert!(
-        message(&execution).contains("SIGKILL"),
-        "{}",
-        message(&execution)
-    );
-    let next = run(
-        &kernel,
-        "(function () { return 'healed'; })",
-        json!({}),
-        json!(null),
-    )
-    .await;
+    assert!(message(&execution).contains("SIGKILL"), "{}", message(&execution));
+    let next = run(&kernel, "(function () { return 'healed'; })", json!({}), json!(null)).await;
     assert_eq!(next.outcome, Ok(json!("healed")));
     assert_ne!(kernel.pool().status()[0].pid, Some(pid));
     kernel.shutdown().await;
@@ -219,24 +164,15 @@ async fn a_crash_fails_only_its_own_run() {
     let mut handles = Vec::new();
     for index in 0..8 {
         let kernel = Arc::clone(&kernel);
-        let code = if index == 3 {
-            crasher.to_owned()
-        } else {
-            format!("(function () {{ return {index}; }})")
-        };
-        handles.push(tokio::spawn(async move {
-            run(&kernel, &code, json!({}), json!(null)).await
-        }));
+        let code =
+            if index == 3 { crasher.to_owned() } else { format!("(function () {{ return {index}; }})") };
+        handles.push(tokio::spawn(async move { run(&kernel, &code, json!({}), json!(null)).await }));
     }
     for (index, handle) in handles.into_iter().enumerate() {
         let execution = handle.await.unwrap();
         if index == 3 {
             assert_eq!(kind(&execution), "worker_crashed", "{execution:?}");
-            assert!(
-                message(&execution).contains("native stack"),
-                "{}",
-                message(&execution)
-            );
+            assert!(message(&execution).contains("native stack"), "{}", message(&execution));
         } else {
             assert_eq!(execution.outcome, Ok(json!(index)), "{execution:?}");
         }
@@ -249,13 +185,7 @@ async fn workers_are_recycled_after_their_run_quota() {
     let kernel = kernel(1, |c| c.workers.max_runs = 2);
     let mut ids = Vec::new();
     for _ in 0..5 {
-        let execution = run(
-            &kernel,
-            "(function () { return 1; })",
-            json!({}),
-            json!(null),
-        )
-        .await;
+        let execution = run(&kernel, "(function () { return 1; })", json!({}), json!(null)).await;
         ids.push(execution.worker.unwrap().worker_id);
     }
     assert_eq!(ids, ["w0.1", "w0.1", "w0.2", "w0.2", "w0.3"]);
@@ -269,24 +199,11 @@ async fn workers_get_no_environment_and_a_memory_cap() {
     wait_for(&kernel, "an idle worker", |s| s[0].state == SlotState::Idle).await;
     let pid = kernel.pool().status()[0].pid.unwrap();
     let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
-    assert!(
-        environ.is_empty(),
-        "worker environment: {}",
-        String::from_utf8_lossy(&environ)
-    );
+    assert!(environ.is_empty(), "worker environment: {}", String::from_utf8_lossy(&environ));
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    let line = limits
-        .lines()
-        .find(|l| l.starts_with("Max address space"))
-        .unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max address space")).unwrap();
     let expected = (512 + 256) * 1024 * 1024u64;
-    assert!(
-        line.split_whitespace()
-            .filter(|w| *w == expected.to_string())
-            .count()
-            == 2,
-        "{line}"
-    );
+    assert!(line.split_whitespace().filter(|w| *w == expected.to_string()).count() == 2, "{line}");
     kernel.shutdown().await;
 }
 
@@ -297,18 +214,8 @@ async fn idle_workers_answer_health_pings() {
     let pid = kernel.pool().status()[0].pid;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let status = &kernel.pool().status()[0];
-    assert_eq!(
-        (status.pid, status.restarts),
-        (pid, 0),
-        "pinged workers stay: {status:?}"
-    );
-    let execution = run(
-        &kernel,
-        "(function () { return 'ok'; })",
-        json!({}),
-        json!(null),
-    )
-    .await;
+    assert_eq!((status.pid, status.restarts), (pid, 0), "pinged workers stay: {status:?}");
+    let execution = run(&kernel, "(function () { return 'ok'; })", json!({}), json!(null)).await;
     assert_eq!(execution.outcome, Ok(json!("ok")));
     kernel.shutdown().await;
 }
@@ -316,61 +223,30 @@ async fn idle_workers_answer_health_pings() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_that_dies_at_start_is_retried_with_backoff_and_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let binary = fake_worker(
-        dir.path(),
-        "echo 'cannot start: broken install' >&2\nexit 3",
-    );
+    let binary = fake_worker(dir.path(), "echo 'cannot start: broken install' >&2\nexit 3");
     let kernel = kernel(1, |c| c.workers.binary = Some(binary));
     let started = Instant::now();
-    let execution = run(
-        &kernel,
-        "(function () { return 1; })",
-        json!({}),
-        json!(null),
-    )
-    .await;
+    let execution = run(&kernel, "(function () { return 1; })", json!({}), json!(null)).await;
     assert_eq!(kind(&execution), "worker_unavailable", "{execution:?}");
     let text = message(&execution);
-    assert!(
-        text.contains("exited with code 3") && text.contains("broken install"),
-        "{text}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert!(text.contains("exited with code 3") && text.contains("broken install"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let status = &kernel.pool().status()[0];
-    assert!(
-        status.consecutive_start_failures <= 8,
-        "no tight respawn loop: {status:?}"
-    );
-    assert!(
-        kernel.pool().unavailable().is_some(),
-        "the failure is visible in health"
-    );
+    assert!(status.consecutive_start_failures <= 8, "no tight respawn loop: {status:?}");
+    assert!(kernel.pool().unavailable().is_some(), "the failure is visible in health");
     kernel.shutdown().await;
 }
 
 /// A fake worker that handshakes, reads the ExecuteTask, then prints `reply`.
 async fn fake_run(reply: &str, edit: impl FnOnce(&mut Config)) -> Execution {
     let dir = tempfile::tempdir().unwrap();
-    let binary = fake_worker(
-        dir.path(),
-        &format!("echo '{FAKE_HANDSHAKE}'\nread line\n{reply}\nsleep 5"),
-    );
+    let binary = fake_worker(dir.path(), &format!("echo '{FAKE_HANDSHAKE}'\nread line\n{reply}\nsleep 5"));
     let kernel = kernel(1, |c| {
         c.workers.binary = Some(binary);
         edit(c);
     });
-    let execution = run(
-        &kernel,
-        "(function () { return 1; })",
-        json!({}),
-        json!(null),
-    )
-    .await;
+    let execution = run(&kernel, "(function () { return 1; })", json!({}), json!(null)).await;
     kernel.shutdown().await;
     execution
 }
@@ -379,25 +255,15 @@ async fn fake_run(reply: &str, edit: impl FnOnce(&mut Config)) -> Execution {
 async fn a_garbage_frame_kills_the_worker_with_a_protocol_error() {
     let execution = fake_run("echo 'this is not a frame'", |_| {}).await;
     assert_eq!(kind(&execution), "protocol_error", "{execution:?}");
-    assert!(
-        message(&execution).contains("malformed frame"),
-        "{}",
-        message(&execution)
-    );
+    assert!(message(&execution).contains("malformed frame"), "{}", message(&execution));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_frame_kills_the_worker_with_a_protocol_error() {
-    let execution = fake_run("head -c 5000 /dev/zero | tr '\\0' 'x'; echo", |c| {
-        c.workers.max_frame_bytes = 1024
-    })
-    .await;
+    let execution =
+        fake_run("head -c 5000 /dev/zero | tr '\\0' 'x'; echo", |c| c.workers.max_frame_bytes = 1024).await;
     assert_eq!(kind(&execution), "protocol_error", "{execution:?}");
-    assert!(
-        message(&execution).contains("exceeds the limit of 1024 bytes"),
-        "{}",
-        message(&execution)
-    );
+    assert!(message(&execution).contains("exceeds the limit of 1024 bytes"), "{}", message(&execution));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -405,11 +271,7 @@ async fn a_frame_of_another_protocol_version_is_refused() {
     let frame = r#"{"protocol_version":2,"timestamp":0,"message":{"type":"Pong","nonce":1}}"#;
     let execution = fake_run(&format!("echo '{frame}'"), |_| {}).await;
     assert_eq!(kind(&execution), "protocol_error", "{execution:?}");
-    assert!(
-        message(&execution).contains("protocol version 2, expected 1"),
-        "{}",
-        message(&execution)
-    );
+    assert!(message(&execution).contains("protocol version 2, expected 1"), "{}", message(&execution));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

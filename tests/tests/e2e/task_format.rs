@@ -12,10 +12,7 @@ fn check_invalid(edit: impl FnOnce(&TaskDir), expect: &[&str]) {
     assert_eq!(run.code, Some(1), "{run:?}");
     let first_line = run.stderr.lines().next().unwrap_or_default();
     for part in expect {
-        assert!(
-            first_line.contains(part),
-            "expected {part:?} in {first_line:?}"
-        );
+        assert!(first_line.contains(part), "expected {part:?} in {first_line:?}");
     }
 }
 
@@ -108,18 +105,13 @@ fn each_defect_gets_one_clear_error() {
 #[test]
 fn a_missing_task_names_the_path() {
     let run = ratchet(&["validate", "--from-fs", "/nonexistent/task"]);
-    assert!(
-        run.stderr
-            .contains("/nonexistent/task: no such task folder or ZIP archive"),
-        "{run:?}"
-    );
+    assert!(run.stderr.contains("/nonexistent/task: no such task folder or ZIP archive"), "{run:?}");
 }
 
 #[test]
 fn original_schema_file_names_are_accepted() {
     let task = task("(function (input) { return {n: input.n}; })");
-    task.remove("input.schema.json")
-        .remove("output.schema.json");
+    task.remove("input.schema.json").remove("output.schema.json");
     task.write("input.schema", r#"{"type": "object", "required": ["n"]}"#)
         .write("output.schema", r#"{"type": "object"}"#);
     let (run, envelope) = run_once(&task.path(), &json!({"n": 1}));
@@ -131,10 +123,7 @@ fn original_schema_file_names_are_accepted() {
 #[test]
 fn a_zip_of_a_task_runs_and_tests_like_the_folder() {
     let task = task("(function (input) { return input.a * input.b; })");
-    task.write(
-        "tests/product.json",
-        r#"{"input": {"a": 6, "b": 7}, "expected_output": 42}"#,
-    );
+    task.write("tests/product.json", r#"{"input": {"a": 6, "b": 7}, "expected_output": 42}"#);
     let archive = task.zip();
     let (run, envelope) = run_once(&archive, &json!({"a": 2, "b": 3}));
     assert!(run.success(), "{envelope}");
@@ -149,11 +138,7 @@ fn a_file_that_is_not_a_zip_is_named() {
     let path = dir.path().join("task.zip");
     std::fs::write(&path, "not a zip").unwrap();
     let run = ratchet(&["validate", "--from-fs", path.to_str().unwrap()]);
-    assert!(
-        run.stderr
-            .contains("task.zip: not a task folder and not a readable ZIP archive"),
-        "{run:?}"
-    );
+    assert!(run.stderr.contains("task.zip: not a task folder and not a readable ZIP archive"), "{run:?}");
 }
 
 #[test]
@@ -162,8 +147,5 @@ fn a_zip_without_metadata_is_named() {
     task.remove("metadata.json");
     let archive = task.zip();
     let run = ratchet(&["validate", "--from-fs", archive.to_str().unwrap()]);
-    assert!(
-        run.stderr.contains("the archive has no metadata.json"),
-        "{run:?}"
-    );
+    assert!(run.stderr.contains("the archive has no metadata.json"), "{run:?}");
 }

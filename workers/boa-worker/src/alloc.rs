@@ -16,10 +16,7 @@ pub struct BudgetAllocator {
 
 impl BudgetAllocator {
     pub const fn new() -> Self {
-        BudgetAllocator {
-            live: AtomicUsize::new(0),
-            budget: AtomicUsize::new(usize::MAX),
-        }
+        BudgetAllocator { live: AtomicUsize::new(0), budget: AtomicUsize::new(usize::MAX) }
     }
 
     /// Sets the most heap the process may hold from now on.
@@ -74,8 +71,7 @@ unsafe impl GlobalAlloc for BudgetAllocator {
         if new_size > layout.size() {
             self.charge(new_size - layout.size());
         } else {
-            self.live
-                .fetch_sub(layout.size() - new_size, Ordering::Relaxed);
+            self.live.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
         }
         unsafe { System.realloc(ptr, layout, new_size) }
     }

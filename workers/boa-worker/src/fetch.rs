@@ -39,19 +39,8 @@ pub fn fetch(args: &[JsValue], stringify: &JsObject, context: &mut Context) -> J
     };
     let body = request_body(&body, stringify, context)?;
     match crate::host::request(method, url.clone(), headers, body) {
-        FetchOutcome::Response {
-            status,
-            status_text,
-            headers,
-            body,
-        } => {
-            let reply = Reply {
-                url,
-                status,
-                status_text,
-                headers,
-                body,
-            };
+        FetchOutcome::Response { status, status_text, headers, body } => {
+            let reply = Reply { url, status, status_text, headers, body };
             let plain = reply.build(context)?;
             let response = reply.build(context)?;
             let then = NativeFunction::from_copy_closure_with_captures(settle_to, plain);
@@ -62,11 +51,9 @@ pub fn fetch(args: &[JsValue], stringify: &JsObject, context: &mut Context) -> J
             response.define_property_or_throw(js_string!("then"), hidden(then.into()), context)?;
             Ok(response.into())
         }
-        FetchOutcome::Failed { error } => Err(crate::globals::typed_error(
-            &error.name,
-            &error.message,
-            context,
-        )?),
+        FetchOutcome::Failed { error } => {
+            Err(crate::globals::typed_error(&error.name, &error.message, context)?)
+        }
     }
 }
 
@@ -95,16 +82,8 @@ impl Reply {
         let object = ObjectInitializer::new(context)
             .property(js_string!("ok"), ok, Attribute::all())
             .property(js_string!("status"), self.status, Attribute::all())
-            .property(
-                js_string!("statusText"),
-                JsString::from(self.status_text.as_str()),
-                Attribute::all(),
-            )
-            .property(
-                js_string!("url"),
-                JsString::from(self.url.as_str()),
-                Attribute::all(),
-            )
+            .property(js_string!("statusText"), JsString::from(self.status_text.as_str()), Attribute::all())
+            .property(js_string!("url"), JsString::from(self.url.as_str()), Attribute::all())
             .property(js_string!("headers"), headers, Attribute::all())
             .property(js_string!("body"), parsed, Attribute::all())
             .function(text, js_string!("text"), 0)
@@ -157,11 +136,7 @@ fn header_get(this: &JsValue, args: &[JsValue], context: &mut Context) -> JsResu
     };
     let name = text(args.first(), context)?.to_ascii_lowercase();
     let value = headers.get(JsString::from(name.as_str()), context)?;
-    Ok(if value.is_undefined() {
-        JsValue::null()
-    } else {
-        value
-    })
+    Ok(if value.is_undefined() { JsValue::null() } else { value })
 }
 
 /// `response.json()`: a promise of the parsed body, rejected with a `SyntaxError` if it is not JSON.
@@ -174,8 +149,8 @@ fn parse_json(
     let promise = match serde_json::from_str::<serde_json::Value>(&body.to_std_string_escaped()) {
         Ok(json) => JsPromise::resolve(JsValue::from_json(&json, context)?, context)?,
         Err(error) => {
-            let error = JsNativeError::syntax()
-                .with_message(format!("the response body is not JSON: {error}"));
+            let error =
+                JsNativeError::syntax().with_message(format!("the response body is not JSON: {error}"));
             JsPromise::reject(error, context)?
         }
     };
@@ -191,13 +166,9 @@ fn settle_to(
 ) -> JsResult<JsValue> {
     let promise: JsObject = JsPromise::resolve(plain.clone(), context)?.into();
     let then = promise.get(js_string!("then"), context)?;
-    let then = then
-        .as_object()
-        .filter(JsObject::is_callable)
-        .ok_or_else(|| {
-            JsNativeError::typ()
-                .with_message("Promise.prototype.then is not callable in this realm")
-        })?;
+    let then = then.as_object().filter(JsObject::is_callable).ok_or_else(|| {
+        JsNativeError::typ().with_message("Promise.prototype.then is not callable in this realm")
+    })?;
     then.call(&promise.into(), args, context)
 }
 
@@ -225,11 +196,7 @@ fn header_pairs(headers: &JsValue, context: &mut Context) -> JsResult<Vec<(Strin
     Ok(pairs)
 }
 
-fn request_body(
-    body: &JsValue,
-    stringify: &JsObject,
-    context: &mut Context,
-) -> JsResult<Option<String>> {
+fn request_body(body: &JsValue, stringify: &JsObject, context: &mut Context) -> JsResult<Option<String>> {
     if body.is_null_or_undefined() {
         return Ok(None);
     }

@@ -52,11 +52,7 @@ pub fn install(context: &mut Context) -> JsResult<Installed> {
     );
     let functions: [(&str, usize, NativeFunction); 3] = [
         ("setTimeout", 2, NativeFunction::from_fn_ptr(set_timeout)),
-        (
-            "clearTimeout",
-            1,
-            NativeFunction::from_fn_ptr(clear_timeout),
-        ),
+        ("clearTimeout", 1, NativeFunction::from_fn_ptr(clear_timeout)),
         ("fetch", 2, fetch),
     ];
     for (name, length, function) in functions {
@@ -76,31 +72,20 @@ pub fn reset() {
 
 fn original_stringify(context: &mut Context) -> JsResult<JsObject> {
     let json = context.global_object().get(js_string!("JSON"), context)?;
-    let stringify = json
-        .as_object()
-        .map(|json| json.get(js_string!("stringify"), context))
-        .transpose()?;
-    stringify.and_then(|s| s.as_object()).ok_or_else(|| {
-        JsNativeError::typ()
-            .with_message("JSON.stringify is missing from the realm")
-            .into()
-    })
+    let stringify = json.as_object().map(|json| json.get(js_string!("stringify"), context)).transpose()?;
+    stringify
+        .and_then(|s| s.as_object())
+        .ok_or_else(|| JsNativeError::typ().with_message("JSON.stringify is missing from the realm").into())
 }
 
 fn define_error_class(name: &'static str, context: &mut Context) -> JsResult<()> {
     let error = context.intrinsics().constructors().error().clone();
-    let mut builder =
-        ConstructorBuilder::new(context, NativeFunction::from_fn_ptr(construct_typed_error));
-    builder
-        .name(name)
-        .length(1)
-        .inherit(error.prototype())
-        .custom_prototype(error.constructor())
-        .property(
-            js_string!("name"),
-            JsString::from(name),
-            Attribute::WRITABLE | Attribute::CONFIGURABLE,
-        );
+    let mut builder = ConstructorBuilder::new(context, NativeFunction::from_fn_ptr(construct_typed_error));
+    builder.name(name).length(1).inherit(error.prototype()).custom_prototype(error.constructor()).property(
+        js_string!("name"),
+        JsString::from(name),
+        Attribute::WRITABLE | Attribute::CONFIGURABLE,
+    );
     let class = builder.build().constructor();
     STATE.with(|state| state.borrow_mut().error_classes.push((name, class.clone())));
     context.register_global_property(
@@ -111,18 +96,10 @@ fn define_error_class(name: &'static str, context: &mut Context) -> JsResult<()>
 }
 
 /// A new instance of the typed error class `name` (or of `Error` for an unknown name).
-pub fn typed_error(
-    name: &str,
-    message: &str,
-    context: &mut Context,
-) -> JsResult<boa_engine::JsError> {
+pub fn typed_error(name: &str, message: &str, context: &mut Context) -> JsResult<boa_engine::JsError> {
     let class = STATE.with(|state| {
         let state = state.borrow();
-        state
-            .error_classes
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, c)| c.clone())
+        state.error_classes.iter().find(|(n, _)| *n == name).map(|(_, c)| c.clone())
     });
     let class = class.unwrap_or_else(|| context.intrinsics().constructors().error().constructor());
     let error = class.construct(&[JsString::from(message).into()], None, context)?;
@@ -131,15 +108,9 @@ pub fn typed_error(
 
 /// `new DataError(message, options)`: an `Error` whose prototype is `new.target.prototype`,
 /// so subclasses and `instanceof` behave as for `class DataError extends Error {}`.
-fn construct_typed_error(
-    new_target: &JsValue,
-    args: &[JsValue],
-    context: &mut Context,
-) -> JsResult<JsValue> {
+fn construct_typed_error(new_target: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue> {
     let Some(new_target) = new_target.as_object().filter(JsObject::is_constructor) else {
-        return Err(JsNativeError::typ()
-            .with_message("error classes must be called with `new`")
-            .into());
+        return Err(JsNativeError::typ().with_message("error classes must be called with `new`").into());
     };
     let error = context.intrinsics().constructors().error().constructor();
     Ok(error.construct(args, Some(&new_target), context)?.into())
@@ -157,11 +128,7 @@ fn install_console(context: &mut Context, stringify: &JsObject) -> JsResult<()> 
     for (name, level) in levels {
         let method = NativeFunction::from_copy_closure_with_captures(
             move |_this, args, stringify: &JsObject, context| {
-                let message = args
-                    .iter()
-                    .map(|a| show(a, stringify, context))
-                    .collect::<Vec<_>>()
-                    .join(" ");
+                let message = args.iter().map(|a| show(a, stringify, context)).collect::<Vec<_>>().join(" ");
                 crate::host::log(level, message);
                 Ok(JsValue::undefined())
             },
@@ -195,29 +162,19 @@ fn show(value: &JsValue, stringify: &JsObject, context: &mut Context) -> String 
 }
 
 fn plain(value: &JsValue, context: &mut Context) -> String {
-    value.to_string(context).map_or_else(
-        |_| "[value that cannot be shown]".into(),
-        |s| s.to_std_string_escaped(),
-    )
+    value
+        .to_string(context)
+        .map_or_else(|_| "[value that cannot be shown]".into(), |s| s.to_std_string_escaped())
 }
 
 fn error_summary(value: &JsValue, context: &mut Context) -> Option<String> {
-    let error_class: JsValue = context
-        .intrinsics()
-        .constructors()
-        .error()
-        .constructor()
-        .into();
+    let error_class: JsValue = context.intrinsics().constructors().error().constructor().into();
     if !value.instance_of(&error_class, context).unwrap_or(false) {
         return None;
     }
     let object = value.as_object()?;
     let mut field = |key: JsString| object.get(key, context).ok().map(|v| plain(&v, context));
-    Some(format!(
-        "{}: {}",
-        field(js_string!("name"))?,
-        field(js_string!("message"))?
-    ))
+    Some(format!("{}: {}", field(js_string!("name"))?, field(js_string!("message"))?))
 }
 
 pub enum Serialize {
@@ -242,11 +199,7 @@ pub fn serialize(
 }
 
 impl Installed {
-    pub fn serialize(
-        &self,
-        value: &JsValue,
-        context: &mut Context,
-    ) -> Result<Option<String>, Serialize> {
+    pub fn serialize(&self, value: &JsValue, context: &mut Context) -> Result<Option<String>, Serialize> {
         serialize(value, &self.stringify, context)
     }
 }
@@ -279,11 +232,7 @@ fn depth_within(root: &JsValue, limit: usize, context: &mut Context) -> JsResult
 }
 
 fn set_timeout(_this: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue> {
-    let Some(callback) = args
-        .first()
-        .and_then(JsValue::as_object)
-        .filter(JsObject::is_callable)
-    else {
+    let Some(callback) = args.first().and_then(JsValue::as_object).filter(JsObject::is_callable) else {
         return Err(JsNativeError::typ()
             .with_message("setTimeout expects a function as its first argument")
             .into());
@@ -302,14 +251,7 @@ fn set_timeout(_this: &JsValue, args: &[JsValue], context: &mut Context) -> JsRe
         let mut state = state.borrow_mut();
         state.next_timer_id += 1;
         let id = state.next_timer_id;
-        state.timers.insert(
-            id,
-            Timer {
-                due: Instant::now() + delay,
-                callback,
-                args: rest,
-            },
-        );
+        state.timers.insert(id, Timer { due: Instant::now() + delay, callback, args: rest });
         id
     });
     Ok(JsValue::from(id))
@@ -340,10 +282,7 @@ pub fn run_due_timer(context: &mut Context) -> JsResult<NextTimer> {
     let now = Instant::now();
     let due = STATE.with(|state| {
         let mut state = state.borrow_mut();
-        let (&id, timer) = state
-            .timers
-            .iter()
-            .min_by_key(|(id, timer)| (timer.due, **id))?;
+        let (&id, timer) = state.timers.iter().min_by_key(|(id, timer)| (timer.due, **id))?;
         if timer.due > now {
             return Some(Err(timer.due - now));
         }
@@ -353,9 +292,7 @@ pub fn run_due_timer(context: &mut Context) -> JsResult<NextTimer> {
         None => Ok(NextTimer::None),
         Some(Err(wait)) => Ok(NextTimer::Wait(wait)),
         Some(Ok(timer)) => {
-            timer
-                .callback
-                .call(&JsValue::undefined(), &timer.args, context)?;
+            timer.callback.call(&JsValue::undefined(), &timer.args, context)?;
             Ok(NextTimer::Fired)
         }
     }

@@ -38,12 +38,7 @@ pub fn install(max_frame_bytes: usize) {
 }
 
 pub fn with_pipe<T>(f: impl FnOnce(&mut Pipe) -> T) -> T {
-    PIPE.with(|cell| {
-        f(cell
-            .borrow_mut()
-            .as_mut()
-            .expect("host::install runs first"))
-    })
+    PIPE.with(|cell| f(cell.borrow_mut().as_mut().expect("host::install runs first")))
 }
 
 impl Pipe {
@@ -64,12 +59,8 @@ impl Pipe {
 pub fn log(level: LogLevel, message: String) {
     let message = truncate(message);
     let sent = with_pipe(|pipe| {
-        let record = LogRecord {
-            correlation_id: pipe.correlation_id,
-            level,
-            message,
-            fields: Default::default(),
-        };
+        let record =
+            LogRecord { correlation_id: pipe.correlation_id, level, message, fields: Default::default() };
         pipe.send(WorkerMessage::Log(record))
     });
     if let Err(error) = sent {
@@ -96,14 +87,8 @@ fn exchange(
 ) -> Result<FetchOutcome, ProtocolError> {
     let request_id = pipe.next_request_id;
     pipe.next_request_id += 1;
-    let request = FetchRequest {
-        correlation_id: pipe.correlation_id,
-        request_id,
-        method,
-        url,
-        headers,
-        body,
-    };
+    let request =
+        FetchRequest { correlation_id: pipe.correlation_id, request_id, method, url, headers, body };
     pipe.send(WorkerMessage::FetchRequest(request))?;
     loop {
         match pipe.receive()? {

@@ -16,8 +16,8 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use worker_protocol::{
-    DEFAULT_MAX_FRAME_BYTES, EXIT_PROTOCOL_ERROR, ExecuteTask, JsError, KernelMessage,
-    PROTOCOL_VERSION, RunOutcome, RunStats, TaskResult, WorkerMessage, WorkerReady,
+    DEFAULT_MAX_FRAME_BYTES, EXIT_PROTOCOL_ERROR, ExecuteTask, JsError, KernelMessage, PROTOCOL_VERSION,
+    RunOutcome, RunStats, TaskResult, WorkerMessage, WorkerReady,
 };
 
 #[global_allocator]
@@ -32,10 +32,8 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        worker_id: std::process::id().to_string(),
-        max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
-    };
+    let mut args =
+        Args { worker_id: std::process::id().to_string(), max_frame_bytes: DEFAULT_MAX_FRAME_BYTES };
     let mut iter = std::env::args().skip(1);
     while let Some(flag) = iter.next() {
         let mut value = || iter.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -43,9 +41,8 @@ fn parse_args() -> Result<Args, String> {
             "--worker-id" => args.worker_id = value()?,
             "--max-frame-bytes" => {
                 let raw = value()?;
-                args.max_frame_bytes = raw
-                    .parse()
-                    .map_err(|_| format!("--max-frame-bytes: `{raw}` is not a byte count"))?;
+                args.max_frame_bytes =
+                    raw.parse().map_err(|_| format!("--max-frame-bytes: `{raw}` is not a byte count"))?;
             }
             "--version" => return Err(format!("ratchet-worker protocol {PROTOCOL_VERSION}")),
             other => return Err(format!("unknown argument `{other}`")),
@@ -81,9 +78,7 @@ fn serve() -> ExitCode {
         let reply = match host::with_pipe(|pipe| pipe.receive()) {
             Ok(None | Some(KernelMessage::Shutdown)) => return ExitCode::SUCCESS,
             Ok(Some(KernelMessage::Ping { nonce })) => WorkerMessage::Pong { nonce },
-            Ok(Some(KernelMessage::ExecuteTask(task))) => {
-                WorkerMessage::TaskResult(run(task, &mut cache))
-            }
+            Ok(Some(KernelMessage::ExecuteTask(task))) => WorkerMessage::TaskResult(run(task, &mut cache)),
             Ok(Some(other)) => {
                 return refuse(&format!("unexpected message outside a fetch: {other:?}"));
             }
@@ -126,12 +121,8 @@ fn run(task: ExecuteTask, cache: &mut CodeCache) -> TaskResult {
             host::with_pipe(|pipe| pipe.correlation_id = correlation_id);
             let budget = usize::try_from(task.limits.memory_bytes).unwrap_or(usize::MAX);
             ALLOCATOR.set_budget(ALLOCATOR.live_bytes().saturating_add(budget));
-            let run = runtime::Run {
-                mode: task.mode,
-                code: &code,
-                input: &task.input,
-                context: &task.context,
-            };
+            let run =
+                runtime::Run { mode: task.mode, code: &code, input: &task.input, context: &task.context };
             let outcome = runtime::execute(&run);
             ALLOCATOR.set_budget(usize::MAX);
             outcome
@@ -139,23 +130,13 @@ fn run(task: ExecuteTask, cache: &mut CodeCache) -> TaskResult {
         None => RunOutcome::Error {
             error: JsError {
                 name: "ProtocolError".into(),
-                message: format!(
-                    "the worker has no code for task reference `{}`",
-                    task.task.key
-                ),
+                message: format!("the worker has no code for task reference `{}`", task.task.key),
                 stack: None,
             },
         },
     };
-    let stats = RunStats {
-        duration_us: started.elapsed().as_micros() as u64,
-        peak_rss_kib: peak_rss_kib(),
-    };
-    TaskResult {
-        correlation_id,
-        outcome,
-        stats,
-    }
+    let stats = RunStats { duration_us: started.elapsed().as_micros() as u64, peak_rss_kib: peak_rss_kib() };
+    TaskResult { correlation_id, outcome, stats }
 }
 
 fn peak_rss_kib() -> u64 {

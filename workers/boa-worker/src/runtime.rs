@@ -32,9 +32,7 @@ pub struct Run<'a> {
 
 pub fn execute(run: &Run<'_>) -> RunOutcome {
     let mut context = Context::default();
-    context
-        .runtime_limits_mut()
-        .set_recursion_limit(RECURSION_LIMIT);
+    context.runtime_limits_mut().set_recursion_limit(RECURSION_LIMIT);
     let outcome = match execute_in(run, &mut context) {
         Ok(output) => RunOutcome::Success { output },
         Err(error) => RunOutcome::Error { error },
@@ -58,25 +56,18 @@ fn execute_in(run: &Run<'_>, context: &mut Context) -> Result<Value, WireError> 
 /// Evaluates `main.js` and finds the function to call.
 fn resolve_entry(code: &str, context: &mut Context) -> Result<JsObject, WireError> {
     let source = Source::from_bytes(code).with_path(std::path::Path::new("main.js"));
-    let completion = context
-        .eval(source)
-        .map_err(|e| locate_syntax_error(describe(e, context), code))?;
+    let completion = context.eval(source).map_err(|e| locate_syntax_error(describe(e, context), code))?;
     if let Some(function) = completion.as_object().filter(JsObject::is_callable) {
         return Ok(function);
     }
-    let main = context
-        .global_object()
-        .get(js_string!("main"), context)
-        .map_err(|e| describe(e, context))?;
-    main.as_object()
-        .filter(JsObject::is_callable)
-        .ok_or_else(|| WireError {
-            name: "TaskDefinitionError".into(),
-            message: "main.js must evaluate to a function, as in `(function(input) { ... })`, \
+    let main = context.global_object().get(js_string!("main"), context).map_err(|e| describe(e, context))?;
+    main.as_object().filter(JsObject::is_callable).ok_or_else(|| WireError {
+        name: "TaskDefinitionError".into(),
+        message: "main.js must evaluate to a function, as in `(function(input) { ... })`, \
                   or declare `function main(input) { ... }`"
-                .into(),
-            stack: None,
-        })
+            .into(),
+        stack: None,
+    })
 }
 
 /// Boa reports a file that ends too early without a position; point at the end of the file.
@@ -117,7 +108,9 @@ fn settle(value: JsValue, context: &mut Context) -> JsResult<JsValue> {
             NextTimer::Wait(wait) => std::thread::sleep(wait.min(MAX_TIMER_SLEEP)),
             NextTimer::None => {
                 return Err(boa_engine::JsNativeError::error()
-                    .with_message("the promise returned by the task never settles: no timer or request is pending")
+                    .with_message(
+                        "the promise returned by the task never settles: no timer or request is pending",
+                    )
                     .into());
             }
         }
@@ -126,16 +119,8 @@ fn settle(value: JsValue, context: &mut Context) -> JsResult<JsValue> {
 
 /// Converts the result with JSON semantics (`toJSON`, dropped functions and `undefined`),
 /// through the realm's original `JSON.stringify` and a depth check.
-fn to_output(
-    value: &JsValue,
-    installed: &Installed,
-    context: &mut Context,
-) -> Result<Value, WireError> {
-    let data_error = |message: String| WireError {
-        name: "DataError".into(),
-        message,
-        stack: None,
-    };
+fn to_output(value: &JsValue, installed: &Installed, context: &mut Context) -> Result<Value, WireError> {
+    let data_error = |message: String| WireError { name: "DataError".into(), message, stack: None };
     let json = match installed.serialize(value, context) {
         Ok(Some(json)) => json,
         Ok(None) => return Ok(Value::Null),
@@ -147,11 +132,8 @@ fn to_output(
         }
         Err(Serialize::Thrown(error)) => return Err(describe(error, context)),
     };
-    serde_json::from_str(&json).map_err(|e| {
-        data_error(format!(
-            "the task's output is not representable as JSON: {e}"
-        ))
-    })
+    serde_json::from_str(&json)
+        .map_err(|e| data_error(format!("the task's output is not representable as JSON: {e}")))
 }
 
 /// Turns any thrown value or engine error into the wire's typed error.
@@ -164,11 +146,7 @@ pub fn describe(error: JsError, context: &mut Context) -> WireError {
     }
     match error.into_opaque(context) {
         Ok(value) => describe_thrown(&value, context),
-        Err(error) => WireError {
-            name: "Error".into(),
-            message: error.to_string(),
-            stack: None,
-        },
+        Err(error) => WireError { name: "Error".into(), message: error.to_string(), stack: None },
     }
 }
 
@@ -180,11 +158,7 @@ fn describe_engine(error: &EngineError) -> WireError {
         EngineError::RuntimeLimit(_) => "RuntimeLimitError",
         _ => "EngineError",
     };
-    WireError {
-        name: name.into(),
-        message: error.to_string(),
-        stack: None,
-    }
+    WireError { name: name.into(), message: error.to_string(), stack: None }
 }
 
 fn describe_thrown(value: &JsValue, context: &mut Context) -> WireError {
@@ -193,21 +167,14 @@ fn describe_thrown(value: &JsValue, context: &mut Context) -> WireError {
             .to_string(context)
             .map(|s| s.to_std_string_escaped())
             .unwrap_or_else(|_| "a value that cannot be shown".into());
-        return WireError {
-            name: "Error".into(),
-            message: format!("uncaught {message}"),
-            stack: None,
-        };
+        return WireError { name: "Error".into(), message: format!("uncaught {message}"), stack: None };
     };
     let mut property = |key: &str| -> Option<String> {
         let value = object.get(boa_engine::JsString::from(key), context).ok()?;
         if value.is_null_or_undefined() {
             return None;
         }
-        value
-            .to_string(context)
-            .ok()
-            .map(|s| s.to_std_string_escaped())
+        value.to_string(context).ok().map(|s| s.to_std_string_escaped())
     };
     WireError {
         name: property("name").unwrap_or_else(|| "Error".into()),

@@ -7,8 +7,8 @@ use crate::{Envelope, PROTOCOL_VERSION, ProtocolError};
 
 /// Serializes `message` into one frame, newline included.
 pub fn encode<M: Serialize>(message: M) -> Result<Vec<u8>, ProtocolError> {
-    let mut frame = serde_json::to_vec(&Envelope::new(message))
-        .map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+    let mut frame =
+        serde_json::to_vec(&Envelope::new(message)).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
     frame.push(b'\n');
     Ok(frame)
 }
@@ -16,10 +16,7 @@ pub fn encode<M: Serialize>(message: M) -> Result<Vec<u8>, ProtocolError> {
 /// Parses one frame (without its newline) and checks its size and protocol version.
 pub fn decode<M: DeserializeOwned>(line: &[u8], limit: usize) -> Result<M, ProtocolError> {
     if line.len() > limit {
-        return Err(ProtocolError::FrameTooLarge {
-            size: line.len(),
-            limit,
-        });
+        return Err(ProtocolError::FrameTooLarge { size: line.len(), limit });
     }
     match serde_json::from_slice::<Envelope<M>>(line) {
         Ok(envelope) if envelope.protocol_version == PROTOCOL_VERSION => Ok(envelope.message),
@@ -29,10 +26,7 @@ pub fn decode<M: DeserializeOwned>(line: &[u8], limit: usize) -> Result<M, Proto
 }
 
 fn version_mismatch(found: u32) -> ProtocolError {
-    ProtocolError::VersionMismatch {
-        expected: PROTOCOL_VERSION,
-        found,
-    }
+    ProtocolError::VersionMismatch { expected: PROTOCOL_VERSION, found }
 }
 
 /// A frame of another version fails to parse as ours; say so rather than "missing field".
@@ -58,10 +52,7 @@ pub struct FrameBuffer {
 
 impl FrameBuffer {
     pub fn new(limit: usize) -> Self {
-        FrameBuffer {
-            line: Vec::new(),
-            limit,
-        }
+        FrameBuffer { line: Vec::new(), limit }
     }
 
     pub fn limit(&self) -> usize {
@@ -74,10 +65,7 @@ impl FrameBuffer {
         let taken = end.unwrap_or(available.len());
         let size = self.line.len() + taken;
         if size > self.limit {
-            return Err(ProtocolError::FrameTooLarge {
-                size,
-                limit: self.limit,
-            });
+            return Err(ProtocolError::FrameTooLarge { size, limit: self.limit });
         }
         self.line.extend_from_slice(&available[..taken]);
         match end {
@@ -109,14 +97,8 @@ mod tests {
         let mut wire = encode(KernelMessage::Ping { nonce: 7 }).unwrap();
         wire.extend(encode(KernelMessage::Shutdown).unwrap());
         let mut reader = FrameReader::new(wire.as_slice(), 1024);
-        assert_eq!(
-            reader.read::<KernelMessage>().unwrap(),
-            Some(KernelMessage::Ping { nonce: 7 })
-        );
-        assert_eq!(
-            reader.read::<KernelMessage>().unwrap(),
-            Some(KernelMessage::Shutdown)
-        );
+        assert_eq!(reader.read::<KernelMessage>().unwrap(), Some(KernelMessage::Ping { nonce: 7 }));
+        assert_eq!(reader.read::<KernelMessage>().unwrap(), Some(KernelMessage::Shutdown));
         assert_eq!(reader.read::<KernelMessage>().unwrap(), None);
     }
 
@@ -130,10 +112,7 @@ mod tests {
         });
         let frame = encode(log.clone()).unwrap();
         assert_eq!(frame.iter().filter(|&&b| b == b'\n').count(), 1);
-        assert_eq!(
-            decode::<WorkerMessage>(&frame[..frame.len() - 1], 1024).unwrap(),
-            log
-        );
+        assert_eq!(decode::<WorkerMessage>(&frame[..frame.len() - 1], 1024).unwrap(), log);
     }
 
     #[test]
@@ -141,10 +120,7 @@ mod tests {
         let mut buffer = FrameBuffer::new(10);
         assert!(matches!(
             buffer.push(&[b'x'; 11]),
-            Err(ProtocolError::FrameTooLarge {
-                size: 11,
-                limit: 10
-            })
+            Err(ProtocolError::FrameTooLarge { size: 11, limit: 10 })
         ));
     }
 
@@ -153,10 +129,7 @@ mod tests {
         let line = br#"{"protocol_version":9,"timestamp":0,"message":{"type":"Shutdown"}}"#;
         assert!(matches!(
             decode::<KernelMessage>(line, 1024),
-            Err(ProtocolError::VersionMismatch {
-                expected: 1,
-                found: 9
-            })
+            Err(ProtocolError::VersionMismatch { expected: 1, found: 9 })
         ));
         let line = br#"{"protocol_version":9,"message":{"type":"Other"}}"#;
         assert!(matches!(
@@ -167,35 +140,21 @@ mod tests {
 
     #[test]
     fn garbage_is_malformed() {
-        for line in [
-            &b"not json"[..],
-            b"{}",
-            b"[1,2]",
-            br#"{"protocol_version":1}"#,
-        ] {
-            assert!(matches!(
-                decode::<KernelMessage>(line, 1024),
-                Err(ProtocolError::Malformed(_))
-            ));
+        for line in [&b"not json"[..], b"{}", b"[1,2]", br#"{"protocol_version":1}"#] {
+            assert!(matches!(decode::<KernelMessage>(line, 1024), Err(ProtocolError::Malformed(_))));
         }
     }
 
     #[test]
     fn truncated_stream_is_malformed() {
         let mut reader = FrameReader::new(&b"{\"protocol"[..], 1024);
-        assert!(matches!(
-            reader.read::<KernelMessage>(),
-            Err(ProtocolError::Malformed(_))
-        ));
+        assert!(matches!(reader.read::<KernelMessage>(), Err(ProtocolError::Malformed(_))));
     }
 
     #[test]
     fn depth_counts_levels_without_recursion() {
         assert_eq!(crate::value_depth(&serde_json::json!(1)), 0);
-        assert_eq!(
-            crate::value_depth(&serde_json::json!({"a": [1, {"b": []}]})),
-            3
-        );
+        assert_eq!(crate::value_depth(&serde_json::json!({"a": [1, {"b": []}]})), 3);
         let mut deep = serde_json::json!(0);
         for _ in 0..10_000 {
             deep = serde_json::Value::Array(vec![deep]);

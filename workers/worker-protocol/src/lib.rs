@@ -77,14 +77,8 @@ pub struct Envelope<M> {
 
 impl<M> Envelope<M> {
     pub fn new(message: M) -> Self {
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        Envelope {
-            protocol_version: PROTOCOL_VERSION,
-            timestamp,
-            message,
-        }
+        let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        Envelope { protocol_version: PROTOCOL_VERSION, timestamp, message }
     }
 }
 
@@ -221,7 +215,9 @@ pub enum FetchOutcome {
         body: String,
     },
     /// The request failed before a response; `error.name` is the JS error class to throw.
-    Failed { error: JsError },
+    Failed {
+        error: JsError,
+    },
 }
 
 /// The end of a run.
@@ -282,10 +278,7 @@ pub struct FrameReader<R> {
 
 impl<R: BufRead> FrameReader<R> {
     pub fn new(reader: R, max_frame_bytes: usize) -> Self {
-        FrameReader {
-            reader,
-            buffer: FrameBuffer::new(max_frame_bytes),
-        }
+        FrameReader { reader, buffer: FrameBuffer::new(max_frame_bytes) }
     }
 
     /// The next frame, or `None` at end of input.
