@@ -45,6 +45,12 @@ impl WorkerProcess {
         let mut child = command(spec, &id)
             .spawn()
             .map_err(|e| format!("cannot start worker binary {}: {e}", spec.binary.display()))?;
+        if let Some(pid) = child.id()
+            && let Err(error) = cap_address_space(pid, spec.address_space_cap)
+        {
+            let _ = child.start_kill();
+            return Err(error);
+        }
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
@@ -275,17 +281,26 @@ fn command(spec: &PoolSpec, id: &str) -> tokio::process::Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let cap = spec.address_space_cap;
-    #[allow(unsafe_code)]
-    // SAFETY: the closure runs between fork and exec and only calls setrlimit(2), which is
-    // async-signal-safe; it allocates nothing.
-    unsafe {
-        command.pre_exec(move || {
-            use nix::sys::resource::{Resource, setrlimit};
-            setrlimit(Resource::RLIMIT_AS, cap, cap).map_err(std::io::Error::from)
-        });
-    }
     command
+}
+
+/// Caps the worker's address space with prlimit(2) from the kernel, right after spawn.
+///
+/// Not in `pre_exec`: a pre-exec hook forces fork+exec of the whole kernel instead of
+/// posix_spawn, which costs milliseconds once the kernel is large. The gap is harmless: the
+/// worker runs only its own start-up code until its handshake, and the kernel sends it no task
+/// before then.
+fn cap_address_space(pid: u32, cap: u64) -> Result<(), String> {
+    let limit = libc::rlimit { rlim_cur: cap, rlim_max: cap };
+    #[allow(unsafe_code)]
+    // SAFETY: prlimit with a valid pid, a pointer to an initialised rlimit and a null old-limit
+    // pointer, as prlimit(2) documents; no memory is shared with the call beyond that.
+    let result = unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_AS, &limit, std::ptr::null_mut()) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(format!("cannot cap the worker's memory: {}", std::io::Error::last_os_error()))
+    }
 }
 
 async fn collect_stderr(stderr: tokio::process::ChildStderr, tail: Arc<Mutex<VecDeque<String>>>, id: String) {
