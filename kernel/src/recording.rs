@@ -60,8 +60,6 @@ pub enum RecordingError {
 pub fn write(dir: &Path, task: &Task, input: &Value, execution: &Execution) -> Result<(), RecordingError> {
     prepare(dir)?;
     let task_path = copy_task(&task.origin, dir)?;
-    let logs: Vec<Value> =
-        execution.logs.iter().map(|l| json!({"level": l.level.as_str(), "message": l.message})).collect();
     let manifest = Manifest {
         format: FORMAT.into(),
         execution_id: execution.id.clone(),
@@ -75,7 +73,7 @@ pub fn write(dir: &Path, task: &Task, input: &Value, execution: &Execution) -> R
     };
     write_json(&dir.join("input.json"), input)?;
     write_json(&dir.join("result.json"), &result_json(&execution.outcome))?;
-    write_json(&dir.join("logs.json"), &logs)?;
+    write_json(&dir.join("logs.json"), &logs_json(&execution.logs))?;
     write_json(&dir.join("requests.har"), &Har::from_exchanges(&execution.http))?;
     write_json(&dir.join("manifest.json"), &manifest)
 }
@@ -141,6 +139,11 @@ pub fn result_json(outcome: &Result<Value, ExecutionError>) -> Value {
         Ok(output) => json!({ "output": output }),
         Err(error) => json!({ "error": error_json(error) }),
     }
+}
+
+/// A run's log lines as `[{"level", "message"}]`, as in recordings, envelopes and the history.
+pub fn logs_json(logs: &[crate::supervisor::LogLine]) -> Value {
+    logs.iter().map(|l| json!({"level": l.level.as_str(), "message": l.message})).collect()
 }
 
 /// An execution error as one JSON document: `kind`, `name`, `message`, and `stack` or

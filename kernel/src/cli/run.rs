@@ -96,8 +96,7 @@ pub fn print_text(execution: &Execution) {
 
 /// The full result of a run as one JSON document.
 pub fn envelope(execution: &Execution) -> Value {
-    let logs: Vec<Value> =
-        execution.logs.iter().map(|l| json!({"level": l.level.as_str(), "message": l.message})).collect();
+    let logs = kernel::recording::logs_json(&execution.logs);
     let mut document = json!({
         "execution_id": execution.id,
         "status": if execution.outcome.is_ok() { "success" } else { "failure" },

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
@@ -261,8 +261,6 @@ async fn heartbeat(store: Store, job: Job, node: String, lease: Duration) {
 }
 
 fn record(job: &Job, execution: &Execution, started: i64, node: &str) -> ExecutionRecord {
-    let logs: Vec<Value> =
-        execution.logs.iter().map(|l| json!({"level": l.level.as_str(), "message": l.message})).collect();
     let har = serde_json::to_value(Har::from_exchanges(&execution.http)).unwrap_or(Value::Null);
     ExecutionRecord {
         id: execution.id.clone(),
@@ -273,7 +271,7 @@ fn record(job: &Job, execution: &Execution, started: i64, node: &str) -> Executi
         input: job.input.clone(),
         output: execution.outcome.as_ref().ok().cloned(),
         error: execution.outcome.as_ref().err().map(crate::recording::error_json),
-        logs: Value::Array(logs),
+        logs: crate::recording::logs_json(&execution.logs),
         http: har,
         started_at: started,
         finished_at: now_ms(),

@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use super::Store;
 use super::queue::QueueError;
+use super::row::{int, json, opt_json};
 
 /// One run as stored. JSON documents stay JSON: `error` is the error document of
 /// `recording::error_json`, `logs` a list of `{level, message}`, `http` a HAR document.
@@ -91,34 +92,20 @@ impl Store {
 }
 
 fn from_row(row: &QueryResult) -> Result<ExecutionRecord, QueueError> {
-    let json = |column: &str| -> Result<Value, QueueError> {
-        let raw: String = row.try_get("", column)?;
-        serde_json::from_str(&raw).map_err(|e| QueueError::Corrupt(format!("executions.{column}: {e}")))
-    };
-    let opt_json = |column: &str| -> Result<Option<Value>, QueueError> {
-        let raw: Option<String> = row.try_get("", column)?;
-        raw.map(|raw| {
-            serde_json::from_str(&raw).map_err(|e| QueueError::Corrupt(format!("executions.{column}: {e}")))
-        })
-        .transpose()
-    };
-    let int = |column: &str| -> Result<i64, QueueError> {
-        Ok(row.try_get::<i64>("", column).or_else(|_| row.try_get::<i32>("", column).map(i64::from))?)
-    };
     Ok(ExecutionRecord {
         id: row.try_get("", "id")?,
         job_id: row.try_get("", "job_id")?,
-        attempt: int("attempt")? as u32,
+        attempt: int(row, "attempt")? as u32,
         task: row.try_get("", "task")?,
         status: row.try_get("", "status")?,
-        input: json("input")?,
-        output: opt_json("output")?,
-        error: opt_json("error")?,
-        logs: json("logs")?,
-        http: json("http")?,
-        started_at: int("started_at")?,
-        finished_at: int("finished_at")?,
-        duration_us: int("duration_us")?,
+        input: json(row, "input")?,
+        output: opt_json(row, "output")?,
+        error: opt_json(row, "error")?,
+        logs: json(row, "logs")?,
+        http: json(row, "http")?,
+        started_at: int(row, "started_at")?,
+        finished_at: int(row, "finished_at")?,
+        duration_us: int(row, "duration_us")?,
         worker: row.try_get("", "worker")?,
         node: row.try_get("", "node")?,
     })

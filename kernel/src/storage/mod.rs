@@ -8,6 +8,7 @@
 mod executions;
 mod migrations;
 pub mod queue;
+mod row;
 
 use std::path::Path;
 use std::time::Duration;

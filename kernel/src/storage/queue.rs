@@ -14,6 +14,7 @@ use std::time::Duration;
 use sea_orm::{ConnectionTrait, DbErr, QueryResult, TransactionTrait, Value as SqlValue};
 use serde_json::Value;
 
+use super::row::{int, json, opt_int, opt_json};
 use super::{ExecutionRecord, Store};
 
 /// A job to enqueue.
@@ -482,39 +483,27 @@ fn millis(duration: Duration) -> i64 {
 
 fn job_from_row(row: &QueryResult) -> Result<Job, QueueError> {
     let text = |column: &str| -> Result<String, QueueError> { Ok(row.try_get("", column)?) };
-    let json = |raw: String, column: &str| {
-        serde_json::from_str(&raw).map_err(|e| QueueError::Corrupt(format!("{column} is not JSON: {e}")))
-    };
-    let int = |column: &str| -> Result<i64, QueueError> {
-        Ok(row.try_get::<i64>("", column).or_else(|_| row.try_get::<i32>("", column).map(i64::from))?)
-    };
-    let opt_int = |column: &str| -> Result<Option<i64>, QueueError> {
-        Ok(row
-            .try_get::<Option<i64>>("", column)
-            .or_else(|_| row.try_get::<Option<i32>>("", column).map(|v| v.map(i64::from)))?)
-    };
-    let output: Option<String> = row.try_get("", "output")?;
     Ok(Job {
         id: text("id")?,
         task: text("task")?,
-        input: json(text("input")?, "input")?,
-        priority: int("priority")? as i32,
-        run_at: int("run_at")?,
+        input: json(row, "input")?,
+        priority: int(row, "priority")? as i32,
+        run_at: int(row, "run_at")?,
         status: text("status")?.parse().map_err(QueueError::Corrupt)?,
-        attempt: int("attempt")? as u32,
-        max_attempts: int("max_attempts")? as u32,
+        attempt: int(row, "attempt")? as u32,
+        max_attempts: int(row, "max_attempts")? as u32,
         backoff: Backoff {
-            base: Duration::from_millis(int("backoff_base_ms")?.max(0) as u64),
-            max: Duration::from_millis(int("backoff_max_ms")?.max(0) as u64),
+            base: Duration::from_millis(int(row, "backoff_base_ms")?.max(0) as u64),
+            max: Duration::from_millis(int(row, "backoff_max_ms")?.max(0) as u64),
         },
-        timeout: opt_int("timeout_ms")?.map(|ms| Duration::from_millis(ms.max(0) as u64)),
+        timeout: opt_int(row, "timeout_ms")?.map(|ms| Duration::from_millis(ms.max(0) as u64)),
         idempotency_key: row.try_get("", "idempotency_key")?,
         lease_owner: row.try_get("", "lease_owner")?,
-        lease_expires_at: opt_int("lease_expires_at")?,
-        output: output.map(|raw| json(raw, "output")).transpose()?,
+        lease_expires_at: opt_int(row, "lease_expires_at")?,
+        output: opt_json(row, "output")?,
         last_error: row.try_get("", "last_error")?,
-        created_at: int("created_at")?,
-        updated_at: int("updated_at")?,
+        created_at: int(row, "created_at")?,
+        updated_at: int(row, "updated_at")?,
     })
 }
 
