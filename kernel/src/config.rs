@@ -23,6 +23,23 @@ pub struct Config {
     pub storage: StorageConfig,
     pub queue: QueueConfig,
     pub server: ServerConfig,
+    pub retention: RetentionConfig,
+}
+
+/// How long the history is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Days finished executions and jobs are kept; 0 keeps them forever.
+    pub max_age_days: f64,
+    /// Seconds between prunes by `ratchet serve`.
+    pub interval_secs: f64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig { max_age_days: 30.0, interval_secs: 3600.0 }
+    }
 }
 
 /// Where Ratchet keeps its data.
@@ -244,10 +261,16 @@ impl Config {
             ("queue.backoff_base_secs", self.queue.backoff_base_secs),
             ("queue.backoff_max_secs", self.queue.backoff_max_secs),
             ("server.shutdown_grace_secs", self.server.shutdown_grace_secs),
+            ("retention.interval_secs", self.retention.interval_secs),
         ] {
             if value.is_nan() || value <= 0.0 || value > MAX_SECONDS {
                 return Err(ConfigError(format!("{key} must be above 0 and at most {MAX_SECONDS}")));
             }
+        }
+        if !(self.retention.max_age_days >= 0.0 && self.retention.max_age_days <= 36_500.0) {
+            return Err(ConfigError(
+                "retention.max_age_days must be between 0 (keep forever) and 36500".into(),
+            ));
         }
         if self.queue.max_attempts == 0 {
             return Err(ConfigError("queue.max_attempts must be at least 1".into()));

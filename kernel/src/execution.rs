@@ -285,7 +285,7 @@ impl Execution {
 
 /// The worker binary: configured path, `RATCHET_WORKER_BIN`, or next to the running binary
 /// (or one folder up, where cargo puts binaries relative to test executables).
-fn find_worker_binary(configured: Option<&Path>) -> Result<PathBuf, KernelError> {
+pub fn find_worker_binary(configured: Option<&Path>) -> Result<PathBuf, KernelError> {
     if let Some(path) = configured {
         return Ok(path.to_owned());
     }

@@ -8,6 +8,7 @@ pub mod execution;
 pub mod generate;
 pub mod http;
 pub mod recording;
+pub mod schedule;
 pub mod service;
 pub mod storage;
 pub mod supervisor;

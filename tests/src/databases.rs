@@ -33,6 +33,23 @@ where
     resume(outcome);
 }
 
+/// Like [`on_each_backend`], but hands the case the database URL, for cases that need several
+/// connections (several nodes) to one database.
+pub async fn on_each_database<F, Fut>(case: F)
+where
+    F: Fn(String, &'static str) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let sqlite = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", sqlite.path().join("ratchet.db").display());
+    resume(tokio::spawn(case(url, "sqlite")).await);
+
+    let postgres = PostgresDatabase::create().await;
+    let outcome = tokio::spawn(case(postgres.url.clone(), "postgres")).await;
+    postgres.drop().await;
+    resume(outcome);
+}
+
 fn resume(outcome: Result<(), tokio::task::JoinError>) {
     if let Err(error) = outcome {
         match error.try_into_panic() {

@@ -1,6 +1,7 @@
 //! Helpers for Ratchet's end-to-end tests: locate the real binaries, write tasks, run them.
 
 pub mod databases;
+pub mod proxy;
 pub mod server;
 
 use std::path::{Path, PathBuf};

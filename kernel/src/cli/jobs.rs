@@ -59,14 +59,22 @@ pub enum ExecutionsCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// Delete finished executions and jobs older than a cutoff, and give the space back.
+    Prune {
+        /// Age of the oldest history kept, e.g. 7d or 12h (default: retention.max_age_days).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        older_than: Option<std::time::Duration>,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 #[derive(Debug, Args)]
 pub struct Common {
     #[arg(long, value_enum, default_value_t)]
-    format: Format,
+    pub format: Format,
     #[command(flatten)]
-    storage: super::StorageArgs,
+    pub storage: super::StorageArgs,
 }
 
 #[derive(Debug, Args)]
@@ -192,6 +200,33 @@ pub async fn executions(mut config: Config, command: ExecutionsCommand) -> anyho
             }
             Ok(ExitCode::SUCCESS)
         }
+        ExecutionsCommand::Prune { older_than, common } => {
+            let age = match older_than {
+                Some(age) => age,
+                None if config.retention.max_age_days > 0.0 => {
+                    std::time::Duration::from_secs_f64(config.retention.max_age_days * 86_400.0)
+                }
+                None => {
+                    bail!("retention.max_age_days is 0 (keep forever); pass --older-than to prune anyway")
+                }
+            };
+            let store = open(&mut config, &common).await?;
+            let pruned = store.prune(now_ms() - age.as_millis() as i64).await?;
+            match common.format {
+                Format::Json => println!(
+                    "{}",
+                    json!({"executions": pruned.executions, "jobs": pruned.jobs, "nodes": pruned.nodes})
+                ),
+                Format::Text => println!(
+                    "pruned {} execution(s), {} job(s) and {} stopped node(s) older than {}",
+                    pruned.executions,
+                    pruned.jobs,
+                    pruned.nodes,
+                    humantime::format_duration(age)
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         ExecutionsCommand::Show { id, common } => {
             let store = open(&mut config, &common).await?;
             let execution = execution_json(&store.execution(&id).await?);
@@ -204,7 +239,7 @@ pub async fn executions(mut config: Config, command: ExecutionsCommand) -> anyho
     }
 }
 
-async fn open(config: &mut Config, common: &Common) -> anyhow::Result<Store> {
+pub async fn open(config: &mut Config, common: &Common) -> anyhow::Result<Store> {
     common.storage.apply(config);
     super::open_store(config).await
 }
@@ -262,7 +297,7 @@ fn execution_json(e: &ExecutionRecord) -> Value {
     })
 }
 
-fn time(ms: i64) -> String {
+pub fn time(ms: i64) -> String {
     let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_millis(at).to_string()
 }

@@ -1,8 +1,11 @@
 //! Command-line parsing and dispatch. Each command lives in its own module.
 
+mod config;
 mod jobs;
+mod nodes;
 mod replay;
 mod run;
+mod schedules;
 mod serve;
 mod tasks;
 
@@ -44,6 +47,16 @@ enum Command {
     /// The history of runs.
     #[command(subcommand)]
     Executions(jobs::ExecutionsCommand),
+    /// Run tasks on cron schedules.
+    #[command(subcommand)]
+    Schedules(schedules::SchedulesCommand),
+    /// The nodes (`ratchet serve` processes) using this database, with their workers.
+    Nodes(jobs::Common),
+    /// The tasks nodes loaded, with every version seen.
+    Tasks(jobs::Common),
+    /// Check or print the effective configuration.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
 }
 
 /// Which database to use.
@@ -133,7 +146,7 @@ enum Generate {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-enum Format {
+pub enum Format {
     /// Human-readable text.
     #[default]
     Text,
@@ -161,6 +174,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::serve(load_config()?, args).await,
         Command::Jobs(command) => jobs::jobs(load_config()?, command).await,
         Command::Executions(command) => jobs::executions(load_config()?, command).await,
+        Command::Schedules(command) => schedules::schedules(load_config()?, command).await,
+        Command::Nodes(common) => nodes::nodes(load_config()?, common).await,
+        Command::Tasks(common) => nodes::tasks(load_config()?, common).await,
+        Command::Config(command) => config::config(load_config()?, command).await,
         Command::Generate(Generate::Task { name, path }) => {
             let dir = kernel::generate::task(&path, &name)?;
             println!("created task {name} in {}", dir.display());

@@ -45,6 +45,7 @@ pub async fn serve(mut config: Config, args: ServeArgs) -> anyhow::Result<ExitCo
     let workers = config.workers.count;
     let kernel = Arc::new(Kernel::start(config, workers)?);
     let service = Arc::new(Service::new(store, Arc::clone(&kernel), Arc::new(registry)));
+    service.register().await.context("cannot record this node in the database")?;
     let (stop, stopped) = watch::channel(false);
     let consumers = service.start(stopped.clone());
     eprintln!(
@@ -73,6 +74,7 @@ pub async fn serve(mut config: Config, args: ServeArgs) -> anyhow::Result<ExitCo
     );
     let _ = stop.send(true);
     drain(&service, consumers, grace).await;
+    service.deregister().await;
     kernel.shutdown().await;
     let _ = server.await;
     eprintln!("stopped cleanly");
@@ -109,12 +111,16 @@ async fn wait_for_signal() {
 
 /// Ready when the database answers and at least one worker is up.
 async fn ready(State(service): State<Arc<Service>>) -> (StatusCode, axum::Json<serde_json::Value>) {
-    let database = service.store.job_counts().await;
+    // The pool waits up to 30 s for a connection; readiness must answer fast.
+    let database = match tokio::time::timeout(Duration::from_secs(2), service.store.job_counts()).await {
+        Ok(counts) => counts.map_err(|e| e.to_string()),
+        Err(_) => Err("no answer within 2 s".to_owned()),
+    };
     let workers = service.kernel.pool().unavailable();
     let ok = database.is_ok() && workers.is_none();
     let body = json!({
         "status": if ok { "ready" } else { "not ready" },
-        "database": database.as_ref().map_or_else(|e| e.to_string(), |_| "ok".into()),
+        "database": database.as_ref().map_or_else(Clone::clone, |_| "ok".into()),
         "workers": workers.unwrap_or_else(|| "ok".into()),
         "jobs": database.map(|counts| counts.into_iter().map(|(s, n)| (s.to_string(), json!(n))).collect::<serde_json::Map<_, _>>()).unwrap_or_default(),
     });

@@ -4,6 +4,7 @@
 //! result under the attempt's fencing token.
 
 mod registry;
+pub mod scheduler;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,7 +20,8 @@ use crate::config::QueueConfig;
 use crate::execution::{Execution, Kernel};
 use crate::http::Har;
 use crate::storage::{
-    Backoff, Enqueued, ExecutionRecord, Job, JobStatus, NewJob, Outcome, QueueError, Store, now_ms,
+    Backoff, Enqueued, ExecutionRecord, Job, JobStatus, NewJob, Outcome, QueueError, Store, TaskVersion,
+    WorkerRow, now_ms,
 };
 use crate::task::SchemaViolation;
 
@@ -40,7 +42,26 @@ pub enum ServiceError {
     #[error("input does not match the input schema of {task}: {}", .violations.first().map(ToString::to_string).unwrap_or_default())]
     InvalidInput { task: String, violations: Vec<SchemaViolation> },
     #[error(transparent)]
+    Schedule(crate::schedule::CronSpecError),
+    #[error(transparent)]
     Queue(#[from] QueueError),
+}
+
+/// The task `reference` names, once `input` matches its input schema.
+pub fn checked_task(
+    registry: &TaskRegistry,
+    reference: &str,
+    input: &Value,
+) -> Result<Arc<crate::Task>, ServiceError> {
+    let found = registry.get(reference).ok_or_else(|| ServiceError::UnknownTask {
+        name: reference.to_owned(),
+        known: registry.names().join(", "),
+    })?;
+    let violations = found.input_schema.violations(input);
+    if !violations.is_empty() {
+        return Err(ServiceError::InvalidInput { task: found.name().to_owned(), violations });
+    }
+    Ok(found)
 }
 
 /// Checks the task and the input against `registry`, then enqueues into `store`.
@@ -52,14 +73,7 @@ pub async fn enqueue(
     input: Value,
     options: EnqueueOptions,
 ) -> Result<Enqueued, ServiceError> {
-    let found = registry.get(task).ok_or_else(|| ServiceError::UnknownTask {
-        name: task.to_owned(),
-        known: registry.names().join(", "),
-    })?;
-    let violations = found.input_schema.violations(&input);
-    if !violations.is_empty() {
-        return Err(ServiceError::InvalidInput { task: found.name().to_owned(), violations });
-    }
+    let found = checked_task(registry, task, &input)?;
     let new = NewJob {
         task: found.name().to_owned(),
         input,
@@ -128,13 +142,115 @@ impl Service {
         Duration::from_secs_f64(self.queue.lease_secs)
     }
 
-    /// Starts the consumers and the lease rescuer; they stop when `stop` turns true,
-    /// consumers after finishing the job they hold.
+    /// Records this node and the versions of the tasks it loaded.
+    pub async fn register(&self) -> Result<(), QueueError> {
+        let now = now_ms();
+        self.store.register_node(&self.node, &hostname(), std::process::id(), now).await?;
+        for task in self.registry.tasks() {
+            self.store.record_task_version(&task_version(&task), now).await?;
+        }
+        self.store.node_heartbeat(&self.node, &self.worker_rows(), now).await
+    }
+
+    /// Marks this node stopped (end of a drain).
+    pub async fn deregister(&self) {
+        if let Err(error) = self.store.stop_node(&self.node, now_ms()).await {
+            tracing::warn!("cannot mark node {} stopped: {error}", self.node);
+        }
+    }
+
+    /// Starts the consumers and the background loops (lease rescue, scheduler, node
+    /// heartbeat, retention); they stop when `stop` turns true, consumers after finishing the
+    /// job they hold.
     pub fn start(self: &Arc<Self>, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
         let mut tasks: Vec<JoinHandle<()>> =
             (0..self.concurrency()).map(|_| tokio::spawn(Arc::clone(self).consume(stop.clone()))).collect();
-        tasks.push(tokio::spawn(Arc::clone(self).rescue(stop)));
+        tasks.push(tokio::spawn(Arc::clone(self).rescue(stop.clone())));
+        tasks.push(tokio::spawn(Arc::clone(self).schedule(stop.clone())));
+        tasks.push(tokio::spawn(Arc::clone(self).heartbeat_node(stop.clone())));
+        tasks.push(tokio::spawn(Arc::clone(self).retain(stop)));
         tasks
+    }
+
+    /// Fires due schedules, waking at the earliest next fire time (at least once a second,
+    /// to see schedules other processes add).
+    async fn schedule(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            match scheduler::tick(&self.store, &self.queue, now_ms()).await {
+                Ok(report) => {
+                    if !report.enqueued.is_empty() {
+                        self.wake.notify_waiters();
+                    }
+                    for (schedule, at, job) in &report.enqueued {
+                        tracing::info!(schedule, fire_time = at, job, "schedule fired");
+                    }
+                }
+                Err(error) => tracing::warn!("the scheduler cannot reach the database: {error}"),
+            }
+            let wait = match self.store.earliest_fire_time().await {
+                Ok(Some(next)) => (next - now_ms()).clamp(0, 1000),
+                _ => 1000,
+            };
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    async fn heartbeat_node(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            tokio::select! {
+                () = tokio::time::sleep(NODE_HEARTBEAT) => {}
+                _ = stop.changed() => return,
+            }
+            if let Err(error) = self.store.node_heartbeat(&self.node, &self.worker_rows(), now_ms()).await {
+                tracing::warn!("node heartbeat failed: {error}");
+            }
+        }
+    }
+
+    async fn retain(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let retention = self.kernel.config().retention.clone();
+        if retention.max_age_days <= 0.0 {
+            return;
+        }
+        let max_age = Duration::from_secs_f64(retention.max_age_days * 86_400.0);
+        while !*stop.borrow() {
+            match self.store.prune(now_ms() - max_age.as_millis() as i64).await {
+                Ok(pruned) if pruned.executions + pruned.jobs > 0 => tracing::info!(
+                    executions = pruned.executions,
+                    jobs = pruned.jobs,
+                    "pruned history older than {} day(s)",
+                    retention.max_age_days
+                ),
+                Ok(_) => {}
+                Err(error) => tracing::warn!("cannot prune old history: {error}"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs_f64(retention.interval_secs)) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    fn worker_rows(&self) -> Vec<WorkerRow> {
+        let now = now_ms();
+        self.kernel
+            .pool()
+            .status()
+            .into_iter()
+            .enumerate()
+            .map(|(slot, status)| WorkerRow {
+                id: format!("{}/{slot}", self.node),
+                node: self.node.clone(),
+                pid: status.pid,
+                state: format!("{:?}", status.state).to_lowercase(),
+                runs: status.runs,
+                last_error: status.last_error,
+                updated_at: now,
+            })
+            .collect()
     }
 
     async fn consume(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
@@ -278,6 +394,23 @@ fn record(job: &Job, execution: &Execution, started: i64, node: &str) -> Executi
         duration_us: execution.duration.as_micros() as i64,
         worker: execution.worker.as_ref().map(|w| w.worker_id.clone()),
         node: Some(node.to_owned()),
+    }
+}
+
+/// How often a node reports it is alive (and its workers' states).
+pub const NODE_HEARTBEAT: Duration = Duration::from_secs(10);
+
+fn task_version(task: &crate::Task) -> TaskVersion {
+    TaskVersion {
+        task: task.name().to_owned(),
+        uuid: task.metadata.uuid.clone(),
+        digest: task.digest.clone(),
+        version: task.metadata.version.clone(),
+        origin: task.origin.display().to_string(),
+        metadata: task.metadata_document.clone(),
+        input_schema: task.input_schema.document.clone(),
+        output_schema: task.output_schema.document.clone(),
+        code: task.code.to_string(),
     }
 }
 

@@ -50,6 +50,11 @@ impl TaskRegistry {
         self.by_name.get(reference).or_else(|| self.by_id.get(reference)).cloned()
     }
 
+    /// Every task, by name.
+    pub fn tasks(&self) -> impl Iterator<Item = Arc<Task>> + '_ {
+        self.by_name.values().cloned()
+    }
+
     pub fn names(&self) -> Vec<&str> {
         self.by_name.keys().map(String::as_str).collect()
     }

@@ -6,14 +6,20 @@
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::{
-    big_integer, big_integer_null, integer, string, string_null, text, text_null,
+    big_integer, big_integer_null, integer, integer_null, string, string_null, text, text_null,
 };
 
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateJobs), Box::new(CreateExecutions), Box::new(ClaimOrderIndex)]
+        vec![
+            Box::new(CreateJobs),
+            Box::new(CreateExecutions),
+            Box::new(ClaimOrderIndex),
+            Box::new(CreateSchedules),
+            Box::new(CreateNodesWorkersTasks),
+        ]
     }
 }
 
@@ -172,6 +178,139 @@ impl MigrationTrait for ClaimOrderIndex {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager.get_connection().execute_unprepared("DROP INDEX jobs_claim_order").await?;
+        Ok(())
+    }
+}
+
+/// Cron schedules. `next_fire_at` is also the compare-and-set token that lets exactly one
+/// scheduler (of any node) fire each fire time.
+struct CreateSchedules;
+
+impl MigrationName for CreateSchedules {
+    fn name(&self) -> &str {
+        "m20261126_000004_create_schedules"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateSchedules {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table("schedules")
+                    .col(string("id").primary_key())
+                    .col(string("name").unique_key())
+                    .col(string("task"))
+                    .col(string("cron"))
+                    .col(string("timezone"))
+                    .col(text("input"))
+                    .col(string("catch_up"))
+                    .col(big_integer("catch_up_window_ms"))
+                    .col(string("overlap"))
+                    .col(integer("enabled"))
+                    .col(big_integer_null("next_fire_at"))
+                    .col(big_integer_null("last_fire_at"))
+                    .col(string_null("last_job_id"))
+                    .col(big_integer("created_at"))
+                    .col(big_integer("updated_at"))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("schedules_due")
+                    .table("schedules")
+                    .col("enabled")
+                    .col("next_fire_at")
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.drop_table(Table::drop().table("schedules").to_owned()).await
+    }
+}
+
+/// The nodes that run (or ran) against this database, their workers, and the tasks they
+/// loaded with every version seen.
+struct CreateNodesWorkersTasks;
+
+impl MigrationName for CreateNodesWorkersTasks {
+    fn name(&self) -> &str {
+        "m20261126_000005_create_nodes_workers_tasks"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateNodesWorkersTasks {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table("nodes")
+                    .col(string("id").primary_key())
+                    .col(string("hostname"))
+                    .col(integer("pid"))
+                    .col(string("version"))
+                    .col(string("status"))
+                    .col(big_integer("started_at"))
+                    .col(big_integer("heartbeat_at"))
+                    .col(big_integer_null("stopped_at"))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table("workers")
+                    .col(string("id").primary_key())
+                    .col(string("node"))
+                    .col(integer_null("pid"))
+                    .col(string("state"))
+                    .col(big_integer("runs"))
+                    .col(text_null("last_error"))
+                    .col(big_integer("updated_at"))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table("tasks")
+                    .col(string("name").primary_key())
+                    .col(string_null("uuid"))
+                    .col(string("version"))
+                    .col(string("digest"))
+                    .col(text("origin"))
+                    .col(big_integer("updated_at"))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table("task_versions")
+                    .col(string("task"))
+                    .col(string("digest"))
+                    .col(string("version"))
+                    .col(text("metadata"))
+                    .col(text("input_schema"))
+                    .col(text("output_schema"))
+                    .col(text("code"))
+                    .col(big_integer("first_seen_at"))
+                    .primary_key(Index::create().col("task").col("digest"))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for table in ["task_versions", "tasks", "workers", "nodes"] {
+            manager.drop_table(Table::drop().table(table).to_owned()).await?;
+        }
         Ok(())
     }
 }

@@ -7,8 +7,11 @@
 
 mod executions;
 mod migrations;
+mod nodes;
 pub mod queue;
+mod retention;
 mod row;
+mod schedules;
 
 use std::path::Path;
 use std::time::Duration;
@@ -17,7 +20,10 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, Statement
 use sea_orm_migration::MigratorTrait;
 
 pub use executions::ExecutionRecord;
+pub use nodes::{Node, TaskRow, TaskVersion, WorkerRow};
 pub use queue::{Attempt, Backoff, Enqueued, Job, JobStatus, NewJob, Outcome, QueueError};
+pub use retention::Pruned;
+pub use schedules::{NewSchedule, Schedule, fire_key};
 
 /// The file of the embedded database inside a data directory.
 pub const SQLITE_FILE: &str = "ratchet.db";
@@ -53,7 +59,7 @@ impl Store {
         let mut options = ConnectOptions::new(url);
         options.sqlx_logging(false).max_connections(16).acquire_timeout(Duration::from_secs(30));
         options.map_sqlx_sqlite_opts(|sqlite| {
-            use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+            use sea_orm::sqlx::sqlite::{SqliteAutoVacuum, SqliteJournalMode, SqliteSynchronous};
             // WAL with synchronous=NORMAL: durable across process crashes; a power loss may
             // lose the last commits but never corrupts the database.
             sqlite
@@ -61,6 +67,8 @@ impl Store {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
+                // Takes effect on a new database; older ones convert at their first prune.
+                .auto_vacuum(SqliteAutoVacuum::Incremental)
         });
         let shown = redact(url);
         let db = Database::connect(options)

@@ -187,6 +187,8 @@ pub enum QueueError {
     Final { job: String, status: JobStatus },
     #[error("invalid job: {0}")]
     Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("database error: {0}")]
     Db(#[from] DbErr),
     #[error("corrupt job row: {0}")]
@@ -207,13 +209,30 @@ impl Store {
             return Err(QueueError::Invalid("an idempotency key must not be empty".into()));
         }
         let id = uuid::Uuid::new_v4().to_string();
+        let inserted = self.insert_job(self.connection(), &id, &new, now).await?;
+        let job = match (inserted, &new.idempotency_key) {
+            (true, _) => self.job(&id).await?,
+            (false, Some(key)) => self.job_by_key(key).await?,
+            (false, None) => return Err(QueueError::Corrupt("insert affected no row".into())),
+        };
+        Ok(Enqueued { job, created: inserted })
+    }
+
+    /// Inserts a job unless its idempotency key is taken; true when inserted.
+    pub(crate) async fn insert_job(
+        &self,
+        connection: &impl ConnectionTrait,
+        id: &str,
+        new: &NewJob,
+        now: i64,
+    ) -> Result<bool, QueueError> {
         let sql = format!(
             "INSERT INTO jobs ({COLUMNS}) VALUES (?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, ?, ?) \
              ON CONFLICT (idempotency_key) DO NOTHING"
         );
         let values: Vec<SqlValue> = vec![
-            id.clone().into(),
-            new.task.into(),
+            id.into(),
+            new.task.clone().into(),
             new.input.to_string().into(),
             new.priority.into(),
             new.run_at.unwrap_or(now).into(),
@@ -225,14 +244,7 @@ impl Store {
             now.into(),
             now.into(),
         ];
-        let inserted =
-            self.connection().execute_raw(self.statement(&sql, values)).await?.rows_affected() == 1;
-        let job = match (inserted, &new.idempotency_key) {
-            (true, _) => self.job(&id).await?,
-            (false, Some(key)) => self.job_by_key(key).await?,
-            (false, None) => return Err(QueueError::Corrupt("insert affected no row".into())),
-        };
-        Ok(Enqueued { job, created: inserted })
+        Ok(connection.execute_raw(self.statement(&sql, values)).await?.rows_affected() == 1)
     }
 
     /// Atomically takes the most urgent runnable job for `owner`, leasing it until

@@ -39,7 +39,7 @@ pub fn load(path: &Path, limits: &LimitConfig) -> Result<Task, TaskError> {
     let files = TaskFiles::open(path)?;
     let (_, metadata_value) =
         required_json(&files, &["metadata.json"], "every task needs one, with at least a version")?;
-    let metadata = parse_metadata(&files, metadata_value)?;
+    let metadata = parse_metadata(&files, metadata_value.clone())?;
     check_limits(&files, &metadata, limits)?;
     let input_schema = schema(&files, "input")?;
     let output_schema = schema(&files, "output")?;
@@ -61,8 +61,16 @@ pub fn load(path: &Path, limits: &LimitConfig) -> Result<Task, TaskError> {
         metadata.version,
         fnv1a(code.as_bytes())
     );
+    let digest = digest(&[
+        metadata_value.to_string().as_bytes(),
+        input_schema.document.to_string().as_bytes(),
+        output_schema.document.to_string().as_bytes(),
+        code.as_bytes(),
+    ]);
     Ok(Task {
         metadata,
+        metadata_document: metadata_value,
+        digest,
         input_schema,
         output_schema,
         code: code.into(),
@@ -201,6 +209,17 @@ fn expected_error(value: Value) -> Result<Expectation, String> {
         }
         other => Err(format!("`expected_error` is an error name or {{\"name\", \"message\"}}, got {other}")),
     }
+}
+
+/// SHA-256 over length-prefixed parts, in hex: a task version's identity.
+fn digest(parts: &[&[u8]]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A stable 64-bit content hash for cache keys (FNV-1a; not for security).

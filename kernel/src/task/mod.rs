@@ -28,6 +28,10 @@ use crate::http::{HostRule, Mocks};
 #[derive(Debug)]
 pub struct Task {
     pub metadata: TaskMetadata,
+    /// `metadata.json` as written.
+    pub metadata_document: Value,
+    /// SHA-256 (hex) of metadata, schemas and code: identifies this version of the task.
+    pub digest: String,
     pub input_schema: Schema,
     pub output_schema: Schema,
     pub code: std::sync::Arc<str>,

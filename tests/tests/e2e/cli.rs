@@ -147,3 +147,36 @@ fn configuration_sets_defaults_and_rejects_unknown_keys() {
     let run = ratchet_in(dir.path(), &args, &[("RATCHET_LIMITS__MEMORY_LIMIT", "lots")]);
     assert!(!run.success() && run.stderr.contains("`lots` is not a size"), "{run:?}");
 }
+
+#[test]
+fn config_show_masks_secrets_and_config_check_names_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("RATCHET_STORAGE__URL", "postgres://ratchet:hunter2@db.internal/ratchet")];
+    let shown = ratchet_in(dir.path(), &["config", "show", "--format", "json"], &env);
+    assert!(shown.success(), "{shown:?}");
+    assert!(!shown.stdout.contains("hunter2"), "{}", shown.stdout);
+    assert_eq!(shown.json()["storage"]["url"], "postgres://ratchet:***@db.internal/ratchet");
+    let yaml = ratchet_in(dir.path(), &["config", "show"], &[]);
+    assert!(yaml.stdout.contains("max_age_days: 30.0"), "{}", yaml.stdout);
+
+    // Defaults in an empty folder: the database works, the task folder does not exist.
+    let checked = ratchet_in(dir.path(), &["config", "check"], &[]);
+    assert!(!checked.success(), "{checked:?}");
+    assert!(checked.stdout.contains("ok    database (sqlite) reachable and migrated"), "{}", checked.stdout);
+    assert!(
+        checked.stdout.contains("error server.tasks: cannot read the task folder examples/tasks"),
+        "{}",
+        checked.stdout
+    );
+
+    let good = ratchet_in(
+        &tests::workspace_root(),
+        &["config", "check"],
+        &[("RATCHET_STORAGE__DATA_DIR", dir.path().to_str().unwrap())],
+    );
+    assert!(good.success(), "{good:?}");
+    assert!(good.stdout.contains("ok    5 task(s) load from examples/tasks"), "{}", good.stdout);
+
+    let bad = ratchet_in(dir.path(), &["config", "check"], &[("RATCHET_QUEUE__MAX_ATTEMPTS", "0")]);
+    assert!(!bad.success() && bad.stderr.contains("queue.max_attempts must be at least 1"), "{bad:?}");
+}

@@ -6,6 +6,7 @@ mod http;
 mod javascript;
 mod protocol;
 mod queue;
+mod schedules;
 mod serve;
 mod supervisor;
 mod task_format;

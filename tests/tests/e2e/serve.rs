@@ -32,10 +32,16 @@ struct Node {
 
 impl Node {
     fn start(root: &Path, env: &[(&str, &str)]) -> Node {
+        let data = root.join("data");
+        Node::start_with(root, &["--data-dir", data.to_str().unwrap()], env)
+    }
+
+    /// Starts `ratchet serve` with `storage` arguments (`--data-dir DIR` or `--database-url URL`).
+    fn start_with(root: &Path, storage: &[&str], env: &[(&str, &str)]) -> Node {
         let port = free_port();
         let child = Command::new(ratchet_bin())
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(root.join("data"))
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .args(storage)
             .arg("--tasks")
             .arg(root.join("tasks"))
             .envs(env.iter().copied())
@@ -50,6 +56,10 @@ impl Node {
             std::thread::sleep(Duration::from_millis(50));
         }
         node
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     fn signal(&self, signal: nix::sys::signal::Signal) {
@@ -97,7 +107,7 @@ fn cli(root: &Path, args: &[&str]) -> Value {
     let tasks = root.join("tasks");
     let mut all = args.to_vec();
     all.extend(["--data-dir", data.to_str().unwrap(), "--format", "json"]);
-    if args[0] == "jobs" && args[1] == "enqueue" {
+    if matches!((args[0], args.get(1).copied()), ("jobs", Some("enqueue")) | ("schedules", Some("add"))) {
         all.extend(["--tasks", tasks.to_str().unwrap()]);
     }
     let run = ratchet_in(root, &all, &[]);
@@ -218,6 +228,125 @@ fn sigterm_lets_running_jobs_finish_or_releases_them_after_the_grace_period() {
             assert_eq!(job["max_attempts"], 4, "a released attempt does not use up the budget");
         }
     }
+}
+
+#[test]
+fn a_schedule_added_from_the_cli_fires_on_the_server_and_the_node_reports_itself() {
+    let root = tempfile::tempdir().unwrap();
+    tasks_dir(root.path());
+    let node = Node::start(root.path(), &[]);
+    let input = json!({"n": 1, "ms": 1}).to_string();
+    let added = cli(
+        root.path(),
+        &[
+            "schedules",
+            "add",
+            "sleepy",
+            "--cron",
+            "* * * * * *",
+            "--name",
+            "every-second",
+            "--input-json",
+            &input,
+        ],
+    );
+    assert_eq!((added["name"].as_str(), added["enabled"].as_bool()), (Some("every-second"), Some(true)));
+    let key_prefix = format!("schedule:{}:", added["id"].as_str().unwrap());
+    let fired = |root: &Path| -> Vec<Value> {
+        let jobs = cli(root, &["jobs", "list", "--status", "completed"]);
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .filter(|j| j["idempotency_key"].as_str().is_some_and(|k| k.starts_with(&key_prefix)))
+            .cloned()
+            .collect()
+    };
+    wait_until("three fire times to run", Duration::from_secs(30), || fired(root.path()).len() >= 3);
+
+    let next = cli(root.path(), &["schedules", "next", "every-second", "-n", "3"]);
+    assert_eq!(next.as_array().map(Vec::len), Some(3), "{next}");
+    let listed = cli(root.path(), &["schedules", "list"]);
+    assert!(listed[0]["last_job_id"].is_string(), "{listed}");
+
+    let nodes = cli(root.path(), &["nodes"]);
+    assert_eq!(nodes[0]["status"], "running", "{nodes}");
+    assert_eq!(nodes[0]["workers"].as_array().map(Vec::len), Some(2), "{nodes}");
+    let tasks = cli(root.path(), &["tasks"]);
+    assert_eq!(tasks[0]["name"], "sleepy", "{tasks}");
+    assert_eq!(tasks[0]["digest"].as_str().map(str::len), Some(64), "{tasks}");
+
+    cli(root.path(), &["schedules", "remove", "every-second"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let settled = cli(root.path(), &["jobs", "list"]).as_array().unwrap().len();
+    std::thread::sleep(Duration::from_millis(2000));
+    assert_eq!(
+        cli(root.path(), &["jobs", "list"]).as_array().unwrap().len(),
+        settled,
+        "removed: no more fires"
+    );
+
+    node.signal(nix::sys::signal::Signal::SIGTERM);
+    let (code, stderr) = node.wait(Duration::from_secs(20));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(cli(root.path(), &["nodes"])[0]["status"], "stopped");
+}
+
+/// J9: PostgreSQL reached through a proxy that the test cuts for a while.
+#[test]
+fn the_server_survives_an_unreachable_database_and_loses_no_queued_work() {
+    let root = tempfile::tempdir().unwrap();
+    let tasks = tasks_dir(root.path());
+    let proxy = tests::proxy::Proxy::start("127.0.0.1:5432".parse().unwrap());
+    let database = proxy.block_on(tests::databases::PostgresDatabase::create());
+    let mut through_proxy = url::Url::parse(&database.url).unwrap();
+    through_proxy.set_port(Some(proxy.port)).unwrap();
+    let direct = database.url.clone();
+    let enqueue = |n: usize| {
+        let input = json!({"n": n, "ms": 1}).to_string();
+        let args =
+            ["jobs", "enqueue", "sleepy", "--input-json", &input, "--database-url", &direct, "--tasks"];
+        let mut all: Vec<&str> = args.to_vec();
+        all.push(tasks.to_str().unwrap());
+        let run = ratchet_in(root.path(), &all, &[]);
+        assert!(run.success(), "{run:?}");
+    };
+    let count_completed = || -> usize {
+        let run = ratchet_in(
+            root.path(),
+            &["jobs", "list", "--status", "completed", "--database-url", &direct, "--format", "json"],
+            &[],
+        );
+        run.json().as_array().map_or(0, Vec::len)
+    };
+
+    let mut node = Node::start_with(root.path(), &["--database-url", through_proxy.as_str()], &[]);
+    for n in 0..3 {
+        enqueue(n);
+    }
+    wait_until("the first jobs", Duration::from_secs(30), || count_completed() == 3);
+
+    proxy.cut();
+    wait_until("/ready to report the database", Duration::from_secs(20), || {
+        get(node.port, "/ready")
+            .is_some_and(|(status, body)| status == 503 && !body.contains(r#""database":"ok""#))
+    });
+    assert_eq!(get(node.port, "/health").map(|(status, _)| status), Some(200));
+    for n in 3..10 {
+        enqueue(n);
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(node.is_running(), "the server stays up while the database is away");
+    assert_eq!(count_completed(), 3, "nothing ran while the node could not reach the database");
+
+    proxy.restore();
+    wait_until("the queued jobs after recovery", Duration::from_secs(60), || count_completed() == 10);
+    wait_until("/ready again", Duration::from_secs(20), || {
+        get(node.port, "/ready").is_some_and(|(s, _)| s == 200)
+    });
+    node.signal(nix::sys::signal::Signal::SIGTERM);
+    let (code, stderr) = node.wait(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{stderr}");
+    proxy.block_on(database.drop());
 }
 
 fn completed(root: &Path) -> usize {
