@@ -1,9 +1,11 @@
 //! The public Rust API for Ratchet plugin authors.
 //!
 //! This crate is the one versioned boundary between the kernel and its plugins (DESIGN.md §7).
-//! It depends on nothing in the kernel. The plugin traits, the guest SDK over the WIT package
-//! and the native ABI entry point arrive with the plugin host; today it carries the version
-//! identifiers both sides must agree on.
+//! It depends on nothing in the kernel. With the `guest` feature it is the SDK for WASM plugins
+//! ([`guest`]); without it, the identifiers the kernel and native plugins agree on.
+
+#[cfg(feature = "guest")]
+pub mod guest;
 
 /// Version of the native plugin ABI. A native plugin reporting another value is refused.
 pub const NATIVE_ABI_VERSION: u32 = 1;

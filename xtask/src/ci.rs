@@ -10,6 +10,9 @@ pub fn run() -> anyhow::Result<()> {
     ensure_components(&["rustfmt", "clippy"])?;
     ensure_postgres()?;
     cargo(&["fmt", "--all", "--", "--check"])?;
+    crate::plugins::check_frozen()?;
+    // The plugin host's tests load the real WASM plugins.
+    crate::plugins::build()?;
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     // The end-to-end tests drive the real `ratchet` and `ratchet-worker` binaries.
     cargo(&["build", "--workspace", "--bins"])?;

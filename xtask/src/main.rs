@@ -2,9 +2,11 @@
 //!
 //! - `cargo xtask ci`: formatting, clippy with warnings denied, the whole test suite.
 //! - `cargo xtask bench`: release build, then cold `run-once` and warm-pool figures.
+//! - `cargo xtask build-plugins`: the WASM plugins, for wasm32-wasip2.
 
 mod bench;
 mod ci;
+mod plugins;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,6 +19,8 @@ usage: cargo xtask <command>
 commands:
   ci               fmt check, clippy (-D warnings), build, every test
   bench [--quick]  cold run-once (median of 20) and warm pool (1,000 runs) in release mode
+  build-plugins    the WASM plugins (plugins/wasm) for wasm32-wasip2, into target/plugins
+  freeze-wit       print the digest line of each WIT version folder, for wit/FROZEN
 ";
 
 fn main() -> anyhow::Result<()> {
@@ -24,6 +28,15 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci::run(),
         Some("bench") => bench::run(args.iter().any(|a| a == "--quick")),
+        Some("build-plugins") => plugins::build().map(|_| ()),
+        Some("freeze-wit") => {
+            for entry in std::fs::read_dir(root().join("wit/ratchet-plugin"))? {
+                let folder = entry?.path();
+                let name = folder.strip_prefix(root().join("wit"))?.display().to_string();
+                println!("{name} {}", plugins::folder_digest(&folder)?);
+            }
+            Ok(())
+        }
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
             Ok(())

@@ -34,7 +34,7 @@ const COLUMNS: &str = "id, job_id, attempt, task, status, input, output, error, 
 
 impl Store {
     pub async fn record_execution(&self, record: &ExecutionRecord) -> Result<(), QueueError> {
-        self.insert_execution(self.connection(), record).await
+        self.insert_execution(self.writer(), record).await
     }
 
     pub(crate) async fn insert_execution(

@@ -29,9 +29,15 @@ pub use schedules::{NewSchedule, Schedule, fire_key};
 pub const SQLITE_FILE: &str = "ratchet.db";
 
 /// A connected, migrated database.
+///
+/// On SQLite every write goes through one dedicated connection (`writer`): SQLite admits one
+/// writer at a time, and writers that contend on its lock wait in its busy handler, which
+/// sleeps in steps of milliseconds. Queueing them in the pool instead keeps each write at its
+/// own cost. Reads use the shared pool. On PostgreSQL both are the same pool.
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    writer: DatabaseConnection,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,39 +62,38 @@ impl Store {
 
     /// Connects to `url` (`sqlite://...` or `postgres://...`) and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
-        let mut options = ConnectOptions::new(url);
-        options.sqlx_logging(false).max_connections(16).acquire_timeout(Duration::from_secs(30));
-        options.map_sqlx_sqlite_opts(|sqlite| {
-            use sea_orm::sqlx::sqlite::{SqliteAutoVacuum, SqliteJournalMode, SqliteSynchronous};
-            // WAL with synchronous=NORMAL: durable across process crashes; a power loss may
-            // lose the last commits but never corrupts the database.
-            sqlite
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true)
-                // Takes effect on a new database; older ones convert at their first prune.
-                .auto_vacuum(SqliteAutoVacuum::Incremental)
-        });
         let shown = redact(url);
-        let db = Database::connect(options)
+        let db = Database::connect(options(url, 16))
             .await
             .map_err(|e| StoreError::Connect { url: shown.clone(), message: e.to_string() })?;
         migrations::Migrator::up(&db, None)
             .await
-            .map_err(|e| StoreError::Migrate { url: shown, message: e.to_string() })?;
-        Ok(Store { db })
+            .map_err(|e| StoreError::Migrate { url: shown.clone(), message: e.to_string() })?;
+        let writer = match db.get_database_backend() {
+            DbBackend::Sqlite => Database::connect(options(url, 1))
+                .await
+                .map_err(|e| StoreError::Connect { url: shown, message: e.to_string() })?,
+            _ => db.clone(),
+        };
+        Ok(Store { db, writer })
     }
 
     pub fn backend(&self) -> DbBackend {
         self.db.get_database_backend()
     }
 
+    /// The pool for reads.
     pub fn connection(&self) -> &DatabaseConnection {
         &self.db
     }
 
+    /// The connection for writes (see [`Store`]).
+    pub(crate) fn writer(&self) -> &DatabaseConnection {
+        &self.writer
+    }
+
     pub async fn close(self) {
+        let _ = self.writer.close().await;
         let _ = self.db.close().await;
     }
 
@@ -96,6 +101,24 @@ impl Store {
     pub(crate) fn statement(&self, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
         statement(self.backend(), sql, values)
     }
+}
+
+fn options(url: &str, connections: u32) -> ConnectOptions {
+    let mut options = ConnectOptions::new(url);
+    options.sqlx_logging(false).max_connections(connections).acquire_timeout(Duration::from_secs(30));
+    options.map_sqlx_sqlite_opts(|sqlite| {
+        use sea_orm::sqlx::sqlite::{SqliteAutoVacuum, SqliteJournalMode, SqliteSynchronous};
+        // WAL with synchronous=NORMAL: durable across process crashes; a power loss may
+        // lose the last commits but never corrupts the database.
+        sqlite
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            // Takes effect on a new database; older ones convert at their first prune.
+            .auto_vacuum(SqliteAutoVacuum::Incremental)
+    });
+    options
 }
 
 pub(crate) fn statement(backend: DbBackend, sql: &str, values: Vec<sea_orm::Value>) -> Statement {

@@ -77,13 +77,13 @@ impl Store {
             now.into(),
             now.into(),
         ];
-        self.connection().execute_raw(self.statement(sql, values)).await?;
+        self.writer().execute_raw(self.statement(sql, values)).await?;
         Ok(())
     }
 
     /// Renews node `id`'s heartbeat and replaces its workers' rows with `workers`.
     pub async fn node_heartbeat(&self, id: &str, workers: &[WorkerRow], now: i64) -> Result<(), QueueError> {
-        let transaction = self.connection().begin().await?;
+        let transaction = self.writer().begin().await?;
         let sql = "UPDATE nodes SET heartbeat_at = ?, status = 'running' WHERE id = ?";
         transaction.execute_raw(self.statement(sql, vec![now.into(), id.into()])).await?;
         transaction
@@ -109,7 +109,7 @@ impl Store {
 
     /// Marks node `id` stopped and forgets its workers.
     pub async fn stop_node(&self, id: &str, now: i64) -> Result<(), QueueError> {
-        let transaction = self.connection().begin().await?;
+        let transaction = self.writer().begin().await?;
         let sql = "UPDATE nodes SET status = 'stopped', stopped_at = ? WHERE id = ?";
         transaction.execute_raw(self.statement(sql, vec![now.into(), id.into()])).await?;
         transaction
@@ -157,7 +157,7 @@ impl Store {
     /// Records the task version a node loaded: the task points at it, and the version is kept
     /// (once per digest) so executions of older versions stay explainable.
     pub async fn record_task_version(&self, task: &TaskVersion, now: i64) -> Result<(), QueueError> {
-        let transaction = self.connection().begin().await?;
+        let transaction = self.writer().begin().await?;
         let sql = "INSERT INTO task_versions (task, digest, version, metadata, input_schema, output_schema, code, \
                    first_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (task, digest) DO NOTHING";
         let values: Vec<SqlValue> = vec![

@@ -209,7 +209,7 @@ impl Store {
             return Err(QueueError::Invalid("an idempotency key must not be empty".into()));
         }
         let id = uuid::Uuid::new_v4().to_string();
-        let inserted = self.insert_job(self.connection(), &id, &new, now).await?;
+        let inserted = self.insert_job(self.writer(), &id, &new, now).await?;
         let job = match (inserted, &new.idempotency_key) {
             (true, _) => self.job(&id).await?,
             (false, Some(key)) => self.job_by_key(key).await?,
@@ -260,7 +260,7 @@ impl Store {
              ORDER BY priority DESC, run_at, created_at, id LIMIT 1{lock}) RETURNING {COLUMNS}"
         );
         let values: Vec<SqlValue> = vec![owner.into(), (now + millis(lease)).into(), now.into(), now.into()];
-        let row = self.connection().query_one_raw(self.statement(&sql, values)).await?;
+        let row = self.writer().query_one_raw(self.statement(&sql, values)).await?;
         row.map(|row| job_from_row(&row)).transpose()
     }
 
@@ -278,7 +278,7 @@ impl Store {
                    WHERE id = ? AND attempt = ? AND lease_owner = ? AND status = 'running'";
         let values: Vec<SqlValue> =
             vec![until.into(), now.into(), id.into(), i64::from(attempt).into(), owner.into()];
-        Ok(self.connection().execute_raw(self.statement(sql, values)).await?.rows_affected() == 1)
+        Ok(self.writer().execute_raw(self.statement(sql, values)).await?.rows_affected() == 1)
     }
 
     /// Records the success of `attempt`. Fenced: refused unless that attempt still owns the job.
@@ -332,11 +332,11 @@ impl Store {
                 )
             }
         };
-        let transaction = self.connection().begin().await?;
+        let transaction = self.writer().begin().await?;
         if transaction.execute_raw(self.statement(sql, values)).await?.rows_affected() != 1 {
             transaction.rollback().await?;
             if let Some(execution) = execution {
-                self.insert_execution(self.connection(), execution).await?;
+                self.insert_execution(self.writer(), execution).await?;
             }
             return Err(self.fenced(id, attempt).await);
         }
@@ -353,7 +353,7 @@ impl Store {
     /// it retries at once, or fails when it has used its attempts. Returns how many.
     pub async fn rescue_expired(&self, now: i64) -> Result<u64, QueueError> {
         const ERROR: &str = "the lease expired: the worker or node running this attempt stopped heartbeating";
-        let transaction = self.connection().begin().await?;
+        let transaction = self.writer().begin().await?;
         let sql = "UPDATE jobs SET status = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'retrying' END, \
                    run_at = ?, last_error = ?, lease_owner = NULL, lease_expires_at = NULL, updated_at = ? \
                    WHERE status = 'running' AND lease_expires_at < ? RETURNING id, attempt";
@@ -372,7 +372,7 @@ impl Store {
     /// up an attempt: `max_attempts` grows by one, while `attempt` stays monotonic as the
     /// fencing token. Fenced like [`Store::complete`].
     pub async fn release(&self, id: &str, attempt: u32, now: i64) -> Result<(), QueueError> {
-        let transaction = self.connection().begin().await?;
+        let transaction = self.writer().begin().await?;
         let sql = "UPDATE jobs SET status = 'retrying', run_at = ?, max_attempts = max_attempts + 1, lease_owner = NULL, \
                    lease_expires_at = NULL, updated_at = ? WHERE id = ? AND attempt = ? AND status = 'running'";
         let values: Vec<SqlValue> = vec![now.into(), now.into(), id.into(), i64::from(attempt).into()];
@@ -392,8 +392,7 @@ impl Store {
         let sql = "UPDATE jobs SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, updated_at = ? \
                    WHERE id = ? AND status IN ('queued', 'retrying', 'running')";
         let values: Vec<SqlValue> = vec![now.into(), id.into()];
-        let cancelled =
-            self.connection().execute_raw(self.statement(sql, values)).await?.rows_affected() == 1;
+        let cancelled = self.writer().execute_raw(self.statement(sql, values)).await?.rows_affected() == 1;
         let job = self.job(id).await?;
         if cancelled { Ok(job) } else { Err(QueueError::Final { job: job.id, status: job.status }) }
     }

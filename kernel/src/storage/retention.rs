@@ -23,7 +23,7 @@ impl Store {
     /// (with their attempts), and nodes stopped before it. Running and waiting work is never
     /// touched. Then reclaims the space.
     pub async fn prune(&self, cutoff: i64) -> Result<Pruned, QueueError> {
-        let transaction = self.connection().begin().await?;
+        let transaction = self.writer().begin().await?;
         let cut = |sql: &'static str| self.statement(sql, vec![SqlValue::from(cutoff)]);
         let executions = transaction
             .execute_raw(cut("DELETE FROM executions WHERE finished_at < ?"))
@@ -55,7 +55,7 @@ impl Store {
         if self.backend() != DbBackend::Sqlite {
             return Ok(());
         }
-        let db = self.connection();
+        let db = self.writer();
         let mode = db.query_one_raw(self.statement("PRAGMA auto_vacuum", Vec::new())).await?;
         let incremental = match mode {
             Some(row) => int(&row, "auto_vacuum")? == 2,

@@ -95,7 +95,7 @@ impl Store {
             now.into(),
             now.into(),
         ];
-        if self.connection().execute_raw(self.statement(&sql, values)).await?.rows_affected() != 1 {
+        if self.writer().execute_raw(self.statement(&sql, values)).await?.rows_affected() != 1 {
             return Err(QueueError::Conflict(format!("a schedule named `{}` exists", new.name)));
         }
         self.schedule(&id).await
@@ -128,7 +128,7 @@ impl Store {
     pub async fn remove_schedule(&self, reference: &str) -> Result<Schedule, QueueError> {
         let schedule = self.schedule(reference).await?;
         let sql = "DELETE FROM schedules WHERE id = ?";
-        self.connection().execute_raw(self.statement(sql, vec![schedule.id.clone().into()])).await?;
+        self.writer().execute_raw(self.statement(sql, vec![schedule.id.clone().into()])).await?;
         Ok(schedule)
     }
 
@@ -146,7 +146,7 @@ impl Store {
         let next = if enabled { next_fire_at } else { schedule.next_fire_at };
         let values: Vec<SqlValue> =
             vec![i32::from(enabled).into(), next.into(), now.into(), schedule.id.clone().into()];
-        self.connection().execute_raw(self.statement(sql, values)).await?;
+        self.writer().execute_raw(self.statement(sql, values)).await?;
         self.schedule(&schedule.id).await
     }
 
@@ -181,7 +181,7 @@ impl Store {
         next_fire_at: Option<i64>,
         now: i64,
     ) -> Result<Option<Vec<Option<String>>>, QueueError> {
-        let transaction = self.connection().begin().await?;
+        let transaction = self.writer().begin().await?;
         let mut created = Vec::with_capacity(jobs.len());
         for job in jobs {
             let id = uuid::Uuid::new_v4().to_string();

@@ -1,0 +1,210 @@
+//! The guest SDK: write a WASM plugin in plain Rust. Implement a kind's trait, export it with
+//! that kind's macro, build for `wasm32-wasip2`. The WIT package (`ratchet:plugin@0.1.0`)
+//! stays hidden inside this module.
+//!
+//! ```ignore
+//! use plugin_api::guest::{Event, Manifest, PluginError, Sink};
+//!
+//! struct Counter;
+//!
+//! impl Sink for Counter {
+//!     fn manifest() -> Manifest {
+//!         Manifest::new("counter", "0.1.0", "counts events")
+//!     }
+//!     fn write(events: Vec<Event>) -> Result<(), PluginError> {
+//!         plugin_api::guest::log::info(&format!("{} event(s)", events.len()));
+//!         Ok(())
+//!     }
+//! }
+//!
+//! plugin_api::export_sink!(Counter);
+//! ```
+
+#[doc(hidden)]
+pub mod sink_world {
+    wit_bindgen::generate!({
+        world: "sink-plugin",
+        path: "../wit/ratchet-plugin/0.1.0",
+        pub_export_macro: true,
+        export_macro_name: "export_sink_world",
+        default_bindings_module: "plugin_api::guest::sink_world",
+    });
+}
+
+use sink_world::ratchet::plugin::{host, types};
+
+/// What a plugin says about itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    /// Capabilities asked for: `http`, `kv`.
+    pub capabilities: Vec<String>,
+}
+
+impl Manifest {
+    pub fn new(name: &str, version: &str, description: &str) -> Manifest {
+        Manifest {
+            name: name.into(),
+            version: version.into(),
+            description: description.into(),
+            capabilities: Vec::new(),
+        }
+    }
+
+    /// Asks for a capability; the operator decides whether to grant it.
+    pub fn capability(mut self, capability: &str) -> Manifest {
+        self.capabilities.push(capability.into());
+        self
+    }
+}
+
+/// Why a call failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PluginError {
+    /// A capability was not granted.
+    Denied(String),
+    /// The input was not acceptable.
+    InvalidInput(String),
+    /// The work failed.
+    Failed(String),
+}
+
+/// Something that happened in the kernel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub kind: String,
+    pub at_ms: i64,
+    pub task: Option<String>,
+    pub execution_id: Option<String>,
+    /// Details, as a JSON object's text.
+    pub data: String,
+}
+
+/// A sink receives the kernel's events in batches, in order.
+pub trait Sink {
+    fn manifest() -> Manifest;
+    fn write(events: Vec<Event>) -> Result<(), PluginError>;
+}
+
+/// The kernel's log, tagged with the plugin's name.
+pub mod log {
+    use super::host::{Level, log};
+
+    pub fn debug(message: &str) {
+        log(Level::Debug, message);
+    }
+    pub fn info(message: &str) {
+        log(Level::Info, message);
+    }
+    pub fn warn(message: &str) {
+        log(Level::Warn, message);
+    }
+    pub fn error(message: &str) {
+        log(Level::Error, message);
+    }
+}
+
+/// The plugin's `config` block from the operator's configuration, as JSON text.
+pub fn config() -> String {
+    host::config()
+}
+
+/// The plugin's private key-value store (needs the `kv` capability).
+pub fn kv_get(key: &str) -> Result<Option<Vec<u8>>, PluginError> {
+    host::kv_get(key).map_err(from_wit)
+}
+
+pub fn kv_set(key: &str, value: &[u8]) -> Result<(), PluginError> {
+    host::kv_set(key, value).map_err(from_wit)
+}
+
+/// An HTTP response, from [`http`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// An HTTP request through the kernel's egress policy (needs the `http` capability and the
+/// host granted to this plugin).
+pub fn http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<HttpResponse, PluginError> {
+    let request = types::HttpRequest {
+        method: method.into(),
+        url: url.into(),
+        headers: headers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        body: body.to_vec(),
+    };
+    host::http(&request)
+        .map(|r| HttpResponse { status: r.status, headers: r.headers, body: r.body })
+        .map_err(from_wit)
+}
+
+fn from_wit(error: types::PluginError) -> PluginError {
+    match error {
+        types::PluginError::Denied(m) => PluginError::Denied(m),
+        types::PluginError::InvalidInput(m) => PluginError::InvalidInput(m),
+        types::PluginError::Failed(m) => PluginError::Failed(m),
+    }
+}
+
+#[doc(hidden)]
+pub fn to_wit(error: PluginError) -> types::PluginError {
+    match error {
+        PluginError::Denied(m) => types::PluginError::Denied(m),
+        PluginError::InvalidInput(m) => types::PluginError::InvalidInput(m),
+        PluginError::Failed(m) => types::PluginError::Failed(m),
+    }
+}
+
+#[doc(hidden)]
+pub fn manifest_to_wit(manifest: Manifest) -> types::Manifest {
+    types::Manifest {
+        name: manifest.name,
+        version: manifest.version,
+        description: manifest.description,
+        capabilities: manifest.capabilities,
+    }
+}
+
+#[doc(hidden)]
+pub fn event_from_wit(event: types::Event) -> Event {
+    Event {
+        kind: event.kind,
+        at_ms: event.at_ms,
+        task: event.task,
+        execution_id: event.execution_id,
+        data: event.data,
+    }
+}
+
+/// Exports a [`Sink`] implementation as this component's sink.
+#[macro_export]
+macro_rules! export_sink {
+    ($ty:ty) => {
+        const _: () = {
+            struct __RatchetSink;
+            impl $crate::guest::sink_world::exports::ratchet::plugin::plugin::Guest for __RatchetSink {
+                fn describe() -> $crate::guest::sink_world::ratchet::plugin::types::Manifest {
+                    $crate::guest::manifest_to_wit(<$ty as $crate::guest::Sink>::manifest())
+                }
+            }
+            impl $crate::guest::sink_world::exports::ratchet::plugin::sink::Guest for __RatchetSink {
+                fn write(
+                    events: ::std::vec::Vec<$crate::guest::sink_world::ratchet::plugin::types::Event>,
+                ) -> ::core::result::Result<(), $crate::guest::sink_world::ratchet::plugin::types::PluginError> {
+                    let events = events.into_iter().map($crate::guest::event_from_wit).collect();
+                    <$ty as $crate::guest::Sink>::write(events).map_err($crate::guest::to_wit)
+                }
+            }
+            $crate::guest::sink_world::export_sink_world!(__RatchetSink);
+        };
+    };
+}

@@ -1,0 +1,59 @@
+//! One misbehaving sink, whose misbehaviour is chosen by the event kind it receives, so one
+//! component covers every fault the host must survive:
+//! `loop` spins forever, `grow` allocates without bound, `recurse` overflows the stack,
+//! `panic` panics, `huge-error` returns a 64 MiB error message, `read-file` reads a host file,
+//! `http` calls the host's HTTP import; anything else succeeds.
+
+use plugin_api::guest::{Event, Manifest, PluginError, Sink};
+
+struct Hostile;
+
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let frame = [depth; 64];
+    std::hint::black_box(&frame);
+    recurse(depth + 1) + frame[0]
+}
+
+impl Sink for Hostile {
+    fn manifest() -> Manifest {
+        Manifest::new("hostile", "0.1.0", "misbehaves on purpose").capability("http")
+    }
+
+    fn write(events: Vec<Event>) -> Result<(), PluginError> {
+        for event in events {
+            match event.kind.as_str() {
+                "loop" => {
+                    let mut n: u64 = 0;
+                    loop {
+                        n = std::hint::black_box(n.wrapping_add(1));
+                    }
+                }
+                "grow" => {
+                    let mut hoard: Vec<Vec<u8>> = Vec::new();
+                    loop {
+                        hoard.push(vec![1u8; 1024 * 1024]);
+                        std::hint::black_box(&hoard);
+                    }
+                }
+                "recurse" => {
+                    std::hint::black_box(recurse(0));
+                }
+                "panic" => panic!("the hostile plugin panics on purpose"),
+                "huge-error" => return Err(PluginError::Failed("x".repeat(64 * 1024 * 1024))),
+                "read-file" => {
+                    return std::fs::read_to_string(&event.data)
+                        .map(|_| ())
+                        .map_err(|e| PluginError::Denied(format!("cannot read {}: {e}", event.data)));
+                }
+                "http" => {
+                    return plugin_api::guest::http("GET", &event.data, &[], &[]).map(|_| ());
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+plugin_api::export_sink!(Hostile);

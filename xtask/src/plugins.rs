@@ -1,0 +1,106 @@
+//! `cargo xtask build-plugins`: the WASM plugins under `plugins/wasm`, for wasm32-wasip2, copied
+//! to `target/plugins/NAME.wasm`; and the check that a released WIT version never changes.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+use crate::root;
+
+pub const TARGET: &str = "wasm32-wasip2";
+
+/// Builds every WASM plugin; returns the paths of the components.
+pub fn build() -> anyhow::Result<Vec<PathBuf>> {
+    ensure_target()?;
+    let workspace = root().join("plugins/wasm");
+    let target_dir = root().join("target/wasm");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    println!("$ cargo build --release --target {TARGET} (in plugins/wasm)");
+    let status = Command::new(&cargo)
+        .args(["build", "--release", "--target", TARGET, "--workspace"])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .current_dir(&workspace)
+        .status()
+        .with_context(|| format!("cannot run {cargo}"))?;
+    if !status.success() {
+        bail!("building the WASM plugins failed ({status})");
+    }
+    let built = target_dir.join(TARGET).join("release");
+    let out = root().join("target/plugins");
+    std::fs::create_dir_all(&out)?;
+    let mut components = Vec::new();
+    for entry in std::fs::read_dir(&built)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "wasm") {
+            let name = path.file_name().unwrap().to_string_lossy().replace('_', "-");
+            let destination = out.join(name);
+            std::fs::copy(&path, &destination)
+                .with_context(|| format!("cannot copy {} to {}", path.display(), destination.display()))?;
+            println!("  {}", destination.display());
+            components.push(destination);
+        }
+    }
+    if components.is_empty() {
+        bail!("the plugin build produced no .wasm files in {}", built.display());
+    }
+    Ok(components)
+}
+
+/// Installs the wasm32-wasip2 target when it is missing, failing loudly when it cannot.
+fn ensure_target() -> anyhow::Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("rustup is needed to install the wasm32-wasip2 target")?;
+    if String::from_utf8_lossy(&installed.stdout).lines().any(|l| l.trim() == TARGET) {
+        return Ok(());
+    }
+    println!("$ rustup target add {TARGET}");
+    let status = Command::new("rustup").args(["target", "add", TARGET]).status()?;
+    if !status.success() {
+        bail!("`rustup target add {TARGET}` failed: the WASM plugins cannot be built without it");
+    }
+    Ok(())
+}
+
+/// Every released WIT version has its digest in `wit/FROZEN`; a folder whose files no longer
+/// match was edited after release.
+pub fn check_frozen() -> anyhow::Result<()> {
+    let wit = root().join("wit");
+    let frozen = std::fs::read_to_string(wit.join("FROZEN")).context("wit/FROZEN is missing")?;
+    for line in frozen.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+        let (folder, digest) =
+            line.split_once(char::is_whitespace).context("wit/FROZEN: `FOLDER DIGEST` per line")?;
+        let actual = folder_digest(&wit.join(folder.trim()))?;
+        if actual != digest.trim() {
+            bail!(
+                "wit/{folder} is a released WIT version and changed (digest {actual}, frozen {}). \
+                 Put the change in a new version folder instead.",
+                digest.trim()
+            );
+        }
+    }
+    println!("wit: released versions unchanged");
+    Ok(())
+}
+
+/// FNV-1a over the sorted file names and contents of a folder.
+pub fn folder_digest(folder: &std::path::Path) -> anyhow::Result<String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
+        .with_context(|| format!("cannot read {}", folder.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for file in files {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let contents = std::fs::read(&file)?;
+        for byte in name.as_bytes().iter().chain([0u8].iter()).chain(contents.iter()) {
+            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    Ok(format!("{hash:016x}"))
+}
