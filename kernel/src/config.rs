@@ -24,6 +24,62 @@ pub struct Config {
     pub queue: QueueConfig,
     pub server: ServerConfig,
     pub retention: RetentionConfig,
+    /// Plugins to load, in order.
+    pub plugins: Vec<PluginConfig>,
+}
+
+/// One plugin the operator enabled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Unique name: how logs and `ratchet plugins` refer to it.
+    pub name: String,
+    /// What it must be: `sink`, `loader`, `error-pattern`, `auth` or `api-surface`. Checked
+    /// against what the plugin exports.
+    pub kind: String,
+    /// A WebAssembly component (`.wasm`), or `builtin:NAME` for a first-party native plugin.
+    pub source: String,
+    /// The plugin's own settings, handed to it as JSON.
+    #[serde(default = "empty_object")]
+    pub config: serde_json::Value,
+    /// Capabilities the operator grants; the plugin gets what it asks for and is granted.
+    #[serde(default)]
+    pub grants: PluginGrants,
+    #[serde(default)]
+    pub limits: PluginLimits,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+/// What a plugin may reach. Nothing by default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginGrants {
+    /// A folder the plugin sees as `/` (read and write).
+    pub dir: Option<PathBuf>,
+    /// Hosts (`host` or `host:port`) the plugin may call through the host's HTTP import;
+    /// like `egress.allow_hosts`, they may be loopback or private.
+    pub http_hosts: Vec<String>,
+    /// A key-value store private to the plugin.
+    pub kv: bool,
+}
+
+/// Per-plugin limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginLimits {
+    /// Linear memory the plugin may grow to.
+    pub memory: ByteSize,
+    /// Milliseconds one call may run before it is interrupted.
+    pub call_timeout_ms: u64,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        PluginLimits { memory: ByteSize(64 * MIB), call_timeout_ms: 1000 }
+    }
 }
 
 /// How long the history is kept.
@@ -271,6 +327,25 @@ impl Config {
             return Err(ConfigError(
                 "retention.max_age_days must be between 0 (keep forever) and 36500".into(),
             ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, plugin) in self.plugins.iter().enumerate() {
+            if plugin.name.is_empty() || !names.insert(plugin.name.as_str()) {
+                return Err(ConfigError(format!(
+                    "plugins[{i}].name `{}` must be non-empty and unique",
+                    plugin.name
+                )));
+            }
+            if plugin.limits.call_timeout_ms == 0 || plugin.limits.memory.0 < MIB {
+                return Err(ConfigError(format!(
+                    "plugins[{i}] ({}): limits.call_timeout_ms must be above 0 and limits.memory at least 1MB",
+                    plugin.name
+                )));
+            }
+            for (j, host) in plugin.grants.http_hosts.iter().enumerate() {
+                crate::http::HostRule::parse(host)
+                    .map_err(|e| ConfigError(format!("plugins[{i}].grants.http_hosts[{j}]: {e}")))?;
+            }
         }
         if self.queue.max_attempts == 0 {
             return Err(ConfigError("queue.max_attempts must be at least 1".into()));

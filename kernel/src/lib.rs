@@ -7,6 +7,7 @@ pub mod config;
 pub mod execution;
 pub mod generate;
 pub mod http;
+pub mod plugins;
 pub mod recording;
 pub mod schedule;
 pub mod service;

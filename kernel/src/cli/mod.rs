@@ -3,6 +3,7 @@
 mod config;
 mod jobs;
 mod nodes;
+mod plugins;
 mod replay;
 mod run;
 mod schedules;
@@ -57,6 +58,9 @@ enum Command {
     /// Check or print the effective configuration.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// The plugins the configuration enables, and the conformance check for plugin authors.
+    #[command(subcommand)]
+    Plugins(plugins::PluginsCommand),
 }
 
 /// Which database to use.
@@ -178,6 +182,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Nodes(common) => nodes::nodes(load_config()?, common).await,
         Command::Tasks(common) => nodes::tasks(load_config()?, common).await,
         Command::Config(command) => config::config(load_config()?, command).await,
+        Command::Plugins(command) => plugins::plugins(load_config()?, command).await,
         Command::Generate(Generate::Task { name, path }) => {
             let dir = kernel::generate::task(&path, &name)?;
             println!("created task {name} in {}", dir.display());

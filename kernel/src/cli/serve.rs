@@ -43,8 +43,18 @@ pub async fn serve(mut config: Config, args: ServeArgs) -> anyhow::Result<ExitCo
     let registry = super::load_registry(&config)?;
     let grace = Duration::from_secs_f64(config.server.shutdown_grace_secs);
     let workers = config.workers.count;
+    let plugins = kernel::plugins::Plugins::load(
+        &config.plugins,
+        &config.egress,
+        &config.storage.data_dir.join("plugin-cache"),
+    )?;
+    for plugin in plugins.list() {
+        eprintln!("plugin {plugin}");
+    }
     let kernel = Arc::new(Kernel::start(config, workers)?);
-    let service = Arc::new(Service::new(store, Arc::clone(&kernel), Arc::new(registry)));
+    let service = Arc::new(
+        Service::new(store, Arc::clone(&kernel), Arc::new(registry)).with_plugins(Arc::new(plugins)),
+    );
     service.register().await.context("cannot record this node in the database")?;
     let (stop, stopped) = watch::channel(false);
     let consumers = service.start(stopped.clone());

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
@@ -19,6 +19,7 @@ pub use registry::{Rejected, TaskRegistry};
 use crate::config::QueueConfig;
 use crate::execution::{Execution, Kernel};
 use crate::http::Har;
+use crate::plugins::{Event, Plugins};
 use crate::storage::{
     Backoff, Enqueued, ExecutionRecord, Job, JobStatus, NewJob, Outcome, QueueError, Store, TaskVersion,
     WorkerRow, now_ms,
@@ -101,6 +102,8 @@ pub struct Service {
     wake: Notify,
     /// Jobs this node is running: id to attempt.
     in_flight: Mutex<HashMap<String, u32>>,
+    /// Sinks (and, later, the other plugin kinds) this node feeds.
+    plugins: Arc<Plugins>,
 }
 
 impl Service {
@@ -115,6 +118,23 @@ impl Service {
             queue,
             wake: Notify::new(),
             in_flight: Mutex::new(HashMap::new()),
+            plugins: Arc::new(Plugins::none()),
+        }
+    }
+
+    /// Feeds the kernel's events to `plugins`' sinks.
+    pub fn with_plugins(mut self, plugins: Arc<Plugins>) -> Service {
+        self.plugins = plugins;
+        self
+    }
+
+    pub fn plugins(&self) -> &Plugins {
+        &self.plugins
+    }
+
+    fn emit(&self, event: Event) {
+        if !self.plugins.sinks.is_empty() {
+            self.plugins.sinks.emit(&event);
         }
     }
 
@@ -148,6 +168,12 @@ impl Service {
         self.store.register_node(&self.node, &hostname(), std::process::id(), now).await?;
         for task in self.registry.tasks() {
             self.store.record_task_version(&task_version(&task), now).await?;
+            self.emit(Event::new(
+                "task.loaded",
+                Some(task.name()),
+                None,
+                json!({"version": task.metadata.version, "digest": task.digest}),
+            ));
         }
         self.store.node_heartbeat(&self.node, &self.worker_rows(), now).await
     }
@@ -285,8 +311,15 @@ impl Service {
         let heartbeat =
             tokio::spawn(heartbeat(self.store.clone(), job.clone(), self.node.clone(), self.lease()));
         let started = now_ms();
+        self.emit(Event::new(
+            "execution.started",
+            Some(&job.task),
+            None,
+            json!({"job": job.id, "attempt": job.attempt}),
+        ));
         let execution = self.kernel.run(&task, job.input.clone()).await;
         heartbeat.abort();
+        self.emit_outcome(&job, &execution);
         let record = record(&job, &execution, started, &self.node);
         let error = execution.outcome.as_ref().err().map(ToString::to_string);
         let outcome = match (&execution.outcome, &error) {
@@ -297,6 +330,23 @@ impl Service {
         let reported = self.store.finish(&job.id, job.attempt, outcome, Some(&record), now_ms()).await;
         log_report(&job, reported);
         self.track(&job, false);
+    }
+
+    fn emit_outcome(&self, job: &Job, execution: &Execution) {
+        let id = Some(execution.id.as_str());
+        let duration_ms = execution.duration.as_secs_f64() * 1000.0;
+        let base = json!({"job": job.id, "attempt": job.attempt, "duration_ms": duration_ms});
+        match &execution.outcome {
+            Ok(_) => self.emit(Event::new("execution.succeeded", Some(&job.task), id, base)),
+            Err(error) => {
+                let mut data = base;
+                data["error"] = json!({"kind": error.kind(), "message": error.to_string()});
+                if error.kind() == "worker_crashed" {
+                    self.emit(Event::new("worker.crashed", Some(&job.task), id, data.clone()));
+                }
+                self.emit(Event::new("execution.failed", Some(&job.task), id, data));
+            }
+        }
     }
 
     async fn report_unknown_task(&self, job: &Job, message: String) {

@@ -4,6 +4,7 @@
 mod cli;
 mod http;
 mod javascript;
+mod plugins;
 mod protocol;
 mod queue;
 mod schedules;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tests::{ratchet_bin, ratchet_in};
 
-/// A task that sleeps `input.ms` then returns `input.n`.
+/// A task that sleeps `input.ms` then returns `input.n` (or throws when `input.fail`).
 fn tasks_dir(root: &Path) -> PathBuf {
     let dir = root.join("tasks/sleepy");
     std::fs::create_dir_all(&dir).unwrap();
@@ -19,7 +19,8 @@ fn tasks_dir(root: &Path) -> PathBuf {
     std::fs::write(dir.join("output.schema.json"), r#"{"type": "object"}"#).unwrap();
     std::fs::write(
         dir.join("main.js"),
-        "async function main(input) { await new Promise(r => setTimeout(r, input.ms)); return { n: input.n }; }",
+        "async function main(input) { await new Promise(r => setTimeout(r, input.ms)); \
+         if (input.fail) throw new Error('asked to fail'); return { n: input.n }; }",
     )
     .unwrap();
     root.join("tasks")
@@ -368,4 +369,63 @@ fn enqueue_many(data: &Path, tasks: &Path, count: usize) {
         }
         store.close().await;
     });
+}
+
+#[test]
+fn sinks_receive_the_events_of_real_runs() {
+    let root = tempfile::tempdir().unwrap();
+    tasks_dir(root.path());
+    let events = root.path().join("events");
+    let jsonl = tests::workspace_root().join("target/plugins/jsonl-sink.wasm");
+    assert!(jsonl.is_file(), "run `cargo xtask build-plugins` first");
+    let config = root.path().join("ratchet.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "plugins:\n  - name: events\n    kind: sink\n    source: {}\n    grants: {{dir: {}}}\n",
+            jsonl.display(),
+            events.display()
+        ),
+    )
+    .unwrap();
+    let data = root.path().join("data");
+    let node = Node::start_with(
+        root.path(),
+        &["--data-dir", data.to_str().unwrap(), "--config", config.to_str().unwrap()],
+        &[],
+    );
+    let ok = cli(root.path(), &["jobs", "enqueue", "sleepy", "--input-json", r#"{"n": 1, "ms": 1}"#]);
+    let failing = cli(
+        root.path(),
+        &[
+            "jobs",
+            "enqueue",
+            "sleepy",
+            "--input-json",
+            r#"{"n": 2, "ms": 1, "fail": true}"#,
+            "--max-attempts",
+            "1",
+        ],
+    );
+    for job in [&ok, &failing] {
+        let id = job["id"].as_str().unwrap().to_owned();
+        wait_until("the job to finish", Duration::from_secs(20), || {
+            matches!(
+                cli(root.path(), &["jobs", "show", &id])["status"].as_str(),
+                Some("completed" | "failed")
+            )
+        });
+    }
+    node.signal(nix::sys::signal::Signal::SIGTERM);
+    let (code, stderr) = node.wait(Duration::from_secs(20));
+    assert_eq!(code, Some(0), "{stderr}");
+    let text = std::fs::read_to_string(events.join("events.jsonl")).unwrap();
+    let kinds: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(kinds.contains(&"task.loaded".to_owned()), "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| *k == "execution.started").count(), 2, "{kinds:?}");
+    assert!(kinds.contains(&"execution.succeeded".to_owned()), "{kinds:?}");
+    assert!(kinds.contains(&"execution.failed".to_owned()), "{kinds:?}");
 }

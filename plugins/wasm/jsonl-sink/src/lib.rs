@@ -63,6 +63,9 @@ impl Sink for JsonlSink {
     }
 
     fn write(events: Vec<Event>) -> Result<(), PluginError> {
+        if events.is_empty() {
+            return Ok(());
+        }
         let settings = settings()?;
         let io = |what: &str, e: std::io::Error| {
             let message = format!("{what} {}: {e}", settings.file);
@@ -72,22 +75,30 @@ impl Sink for JsonlSink {
                 PluginError::Failed(message)
             }
         };
-        let mut text = String::new();
+        let mut size = fs::metadata(&settings.file).map(|m| m.len()).unwrap_or(0);
+        let mut pending = String::new();
         for event in &events {
-            text.push_str(&line(event));
+            let mut text = line(event);
             text.push('\n');
+            // Rotate before the line that would take the file past max_bytes.
+            if size > 0 && size + text.len() as u64 > settings.max_bytes {
+                append(&settings.file, &pending).map_err(|e| io("cannot write", e))?;
+                pending.clear();
+                rotate(&settings).map_err(|e| io("cannot rotate", e))?;
+                size = 0;
+            }
+            size += text.len() as u64;
+            pending.push_str(&text);
         }
-        let size = fs::metadata(&settings.file).map(|m| m.len()).unwrap_or(0);
-        if size > 0 && size + text.len() as u64 > settings.max_bytes {
-            rotate(&settings).map_err(|e| io("cannot rotate", e))?;
-        }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&settings.file)
-            .map_err(|e| io("cannot open", e))?;
-        file.write_all(text.as_bytes()).map_err(|e| io("cannot write", e))
+        append(&settings.file, &pending).map_err(|e| io("cannot write", e))
     }
+}
+
+fn append(path: &str, text: &str) -> std::io::Result<()> {
+    if text.is_empty() {
+        return Ok(());
+    }
+    OpenOptions::new().create(true).append(true).open(path)?.write_all(text.as_bytes())
 }
 
 plugin_api::export_sink!(JsonlSink);

@@ -1,14 +1,16 @@
 //! One misbehaving sink, whose misbehaviour is chosen by the event kind it receives, so one
 //! component covers every fault the host must survive:
 //! `loop` spins forever, `grow` allocates without bound, `recurse` overflows the stack,
-//! `panic` panics, `huge-error` returns a 64 MiB error message, `read-file` reads a host file,
-//! `http` calls the host's HTTP import; anything else succeeds.
+//! `panic` panics, `huge-error` returns a 64 MiB error message, `read-file` reads the file
+//! named by the event's `task`, `http` calls the host's HTTP import with the URL in `task`;
+//! anything else succeeds.
 
 use plugin_api::guest::{Event, Manifest, PluginError, Sink};
 
 struct Hostile;
 
 #[inline(never)]
+#[allow(unconditional_recursion, reason = "overflowing the stack is the point")]
 fn recurse(depth: u64) -> u64 {
     let frame = [depth; 64];
     std::hint::black_box(&frame);
@@ -42,12 +44,14 @@ impl Sink for Hostile {
                 "panic" => panic!("the hostile plugin panics on purpose"),
                 "huge-error" => return Err(PluginError::Failed("x".repeat(64 * 1024 * 1024))),
                 "read-file" => {
-                    return std::fs::read_to_string(&event.data)
+                    let path = event.task.unwrap_or_default();
+                    return std::fs::read_to_string(&path)
                         .map(|_| ())
-                        .map_err(|e| PluginError::Denied(format!("cannot read {}: {e}", event.data)));
+                        .map_err(|e| PluginError::Denied(format!("cannot read {path}: {e}")));
                 }
                 "http" => {
-                    return plugin_api::guest::http("GET", &event.data, &[], &[]).map(|_| ());
+                    let url = event.task.unwrap_or_default();
+                    return plugin_api::guest::http("GET", &url, &[], &[]).map(|_| ());
                 }
                 _ => {}
             }

@@ -1,0 +1,170 @@
+//! `ratchet plugins list|inspect|test`: what the configuration loads, and the conformance
+//! check a plugin author runs on a component.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use kernel::Config;
+use kernel::config::PluginConfig;
+use kernel::plugins::{Event, PluginInfo, Plugins};
+use serde_json::{Value, json};
+
+use super::Format;
+
+#[derive(Debug, Subcommand)]
+pub enum PluginsCommand {
+    /// Load the configured plugins and list them: kind, source, interface version, grants.
+    List {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Show one configured plugin in full.
+    Inspect {
+        name: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Run the conformance checks against a plugin component (a sink, today).
+    Test {
+        /// The `.wasm` component.
+        file: PathBuf,
+    },
+}
+
+pub async fn plugins(config: Config, command: PluginsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PluginsCommand::List { format } => {
+            let loaded = load(&config)?;
+            match format {
+                Format::Json => println!("{}", Value::Array(loaded.list().iter().map(info_json).collect())),
+                Format::Text if loaded.list().is_empty() => {
+                    println!("no plugins configured (see `plugins:` in config/ratchet.example.yaml)")
+                }
+                Format::Text => {
+                    println!(
+                        "{:<16}  {:<13}  {:<22}  {:<10}  SOURCE",
+                        "NAME", "KIND", "INTERFACE", "GRANTED"
+                    );
+                    for p in loaded.list() {
+                        let granted = if p.granted.is_empty() { "-".into() } else { p.granted.join(",") };
+                        println!(
+                            "{:<16}  {:<13}  {:<22}  {granted:<10}  {}",
+                            p.name, p.kind, p.interface, p.source
+                        );
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginsCommand::Inspect { name, format } => {
+            let loaded = load(&config)?;
+            let Some(info) = loaded.list().iter().find(|p| p.name == name) else {
+                let names: Vec<&str> = loaded.list().iter().map(|p| p.name.as_str()).collect();
+                anyhow::bail!("no plugin named `{name}` is configured; configured: {}", names.join(", "));
+            };
+            let configured = config.plugins.iter().find(|p| p.name == name);
+            let mut document = info_json(info);
+            document["config"] = configured.map(|c| c.config.clone()).unwrap_or(Value::Null);
+            document["limits"] = configured.map_or(Value::Null, |c| {
+                json!({"memory": c.limits.memory.to_string(), "call_timeout_ms": c.limits.call_timeout_ms})
+            });
+            match format {
+                Format::Json => println!("{document}"),
+                Format::Text => println!("{}", serde_json::to_string_pretty(&document)?),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        // WASI's synchronous bindings must not run on the async runtime's threads.
+        PluginsCommand::Test { file } => {
+            std::thread::scope(|scope| scope.spawn(|| conformance(&config, file)).join())
+                .map_err(|_| anyhow::anyhow!("the conformance check panicked"))?
+        }
+    }
+}
+
+fn load(config: &Config) -> anyhow::Result<Plugins> {
+    let cache = config.storage.data_dir.join("plugin-cache");
+    Plugins::load(&config.plugins, &config.egress, &cache).context("loading the configured plugins")
+}
+
+fn info_json(p: &PluginInfo) -> Value {
+    json!({
+        "name": p.name, "kind": p.kind, "source": p.source, "interface": p.interface,
+        "version": p.version, "description": p.description,
+        "requested": p.requested, "granted": p.granted,
+    })
+}
+
+/// Loads `file` as a sink with no grants and checks the contract: a manifest, a batch written
+/// or refused with a typed error within the deadline, an empty batch accepted, and the
+/// instance still usable afterwards.
+fn conformance(config: &Config, file: PathBuf) -> anyhow::Result<ExitCode> {
+    let cache = std::env::temp_dir().join(format!("ratchet-plugin-test-{}", std::process::id()));
+    let plugin = PluginConfig {
+        name: "under-test".into(),
+        kind: "sink".into(),
+        source: file.display().to_string(),
+        config: json!({}),
+        grants: Default::default(),
+        limits: Default::default(),
+    };
+    let host = kernel::plugins::wasm::WasmHost::new(&cache, &config.egress).map_err(anyhow::Error::msg)?;
+    let mut failures = 0;
+    let mut check = |what: &str, result: Result<String, String>| match result {
+        Ok(detail) => println!("ok    {what}{detail}"),
+        Err(detail) => {
+            failures += 1;
+            println!("FAIL  {what}: {detail}");
+        }
+    };
+    let mut sink = match host.load_sink(&plugin) {
+        Ok(sink) => {
+            let info = sink.info().clone();
+            check("loads as a sink and describes itself", Ok(format!(": {} {}", info.name, info.version)));
+            sink
+        }
+        Err(error) => {
+            check("loads as a sink and describes itself", Err(error.to_string()));
+            let _ = std::fs::remove_dir_all(&cache);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    use kernel::plugins::wasm::SinkCalls as _;
+    let events: Vec<Event> = (0..3)
+        .map(|n| {
+            Event::new("execution.succeeded", Some("conformance"), Some(&format!("run-{n}")), json!({"n": n}))
+        })
+        .collect();
+    check(
+        "writes a batch, or refuses it with a typed error (no trap)",
+        match sink.write_events(&events) {
+            Ok(()) => Ok(String::new()),
+            Err(kernel::plugins::PluginError::Returned { message, .. }) => {
+                Ok(format!(" (refused: {message})"))
+            }
+            Err(error) => Err(error.to_string()),
+        },
+    );
+    check(
+        "accepts an empty batch, or refuses it with a typed error",
+        match sink.write_events(&[]) {
+            Ok(()) => Ok(String::new()),
+            Err(kernel::plugins::PluginError::Returned { message, .. }) => {
+                Ok(format!(" (refused: {message})"))
+            }
+            Err(error) => Err(error.to_string()),
+        },
+    );
+    check(
+        "still answers after the calls",
+        match sink.write_events(&events[..1]) {
+            Ok(()) | Err(kernel::plugins::PluginError::Returned { .. }) => Ok(String::new()),
+            Err(error) => Err(error.to_string()),
+        },
+    );
+    let _ = std::fs::remove_dir_all(&cache);
+    println!("{}", if failures == 0 { "conformance: passed" } else { "conformance: FAILED" });
+    Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

@@ -1,0 +1,171 @@
+//! Plugins: what the operator enables in `plugins:` of the configuration, loaded at start-up
+//! and fed by the kernel.
+//!
+//! WASM plugins are components built against `ratchet:plugin@0.1.0` (see `wit/`), run by
+//! [`wasm::WasmHost`] with per-plugin memory and time limits and no capability unless granted.
+//! First-party native plugins (`builtin:NAME`) implement the same traits in Rust.
+//!
+//! Today the kernel hosts sinks; the other kinds (loader, error-pattern, auth, api-surface)
+//! have their WIT worlds and are refused at load time with a clear error until their host
+//! side lands.
+
+mod console;
+mod sinks;
+pub mod wasm;
+
+use std::fmt;
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::Value;
+
+pub use sinks::SinkSet;
+
+use crate::config::PluginConfig;
+
+/// Something that happened in the kernel, for sinks.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// `execution.started`, `execution.succeeded`, `execution.failed`, `worker.crashed`,
+    /// `task.loaded`.
+    pub kind: String,
+    pub at_ms: i64,
+    pub task: Option<String>,
+    pub execution_id: Option<String>,
+    pub data: Value,
+}
+
+impl Event {
+    pub fn new(kind: &str, task: Option<&str>, execution_id: Option<&str>, data: Value) -> Event {
+        Event {
+            kind: kind.to_owned(),
+            at_ms: crate::storage::now_ms(),
+            task: task.map(str::to_owned),
+            execution_id: execution_id.map(str::to_owned),
+            data,
+        }
+    }
+}
+
+/// Why a plugin call failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PluginError {
+    /// The plugin returned an error.
+    #[error("plugin {plugin}: {message}")]
+    Returned { plugin: String, message: String },
+    /// The plugin trapped (deadline, memory, stack, panic, bad value): the instance was
+    /// discarded and will be re-created for the next call.
+    #[error("plugin {plugin} trapped: {message}")]
+    Trapped { plugin: String, message: String },
+    /// The plugin kept trapping and is resting; calls fail fast until the time given.
+    #[error("plugin {plugin} is quarantined for {remaining_ms} ms after {traps} traps in a row")]
+    Quarantined { plugin: String, traps: u32, remaining_ms: u64 },
+}
+
+/// Why a plugin could not be loaded. Every variant names the plugin and the fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    #[error("plugin {name}: cannot read {path}: {message}")]
+    Read { name: String, path: String, message: String },
+    #[error("plugin {name}: {path} is not a usable WebAssembly component: {message}")]
+    Compile { name: String, path: String, message: String },
+    #[error(
+        "plugin {name} is configured as `{configured}` but {path} exports {found}; fix `kind` in the config or pick the right file"
+    )]
+    WrongKind { name: String, configured: String, found: String, path: String },
+    #[error("plugin {name}: {message}")]
+    Unsupported { name: String, message: String },
+    #[error("plugin {name}: {message}")]
+    Grant { name: String, message: String },
+    #[error("plugin {name} failed to start: {message}")]
+    Start { name: String, message: String },
+}
+
+/// What `ratchet plugins list` shows about a loaded plugin.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PluginInfo {
+    pub name: String,
+    pub kind: String,
+    pub source: String,
+    /// `ratchet:plugin@0.1.0` for WASM, `native` for built-ins.
+    pub interface: String,
+    pub version: String,
+    pub description: String,
+    /// Capabilities the plugin asked for.
+    pub requested: Vec<String>,
+    /// What it got: asked for and granted.
+    pub granted: Vec<String>,
+}
+
+impl fmt::Display for PluginInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({} {}, {}) from {}", self.name, self.kind, self.version, self.interface, self.source)
+    }
+}
+
+/// The plugins a node runs.
+pub struct Plugins {
+    pub sinks: SinkSet,
+    infos: Vec<PluginInfo>,
+}
+
+impl Plugins {
+    /// No plugins.
+    pub fn none() -> Plugins {
+        Plugins { sinks: SinkSet::default(), infos: Vec::new() }
+    }
+
+    /// Loads every configured plugin; the first that cannot load stops start-up with an error
+    /// naming it. Compiled components are cached under `cache_dir`.
+    pub fn load(
+        configs: &[PluginConfig],
+        egress: &crate::config::EgressConfig,
+        cache_dir: &Path,
+    ) -> Result<Plugins, LoadError> {
+        let mut plugins = Plugins::none();
+        if configs.is_empty() {
+            return Ok(plugins);
+        }
+        let host = wasm::WasmHost::new(cache_dir, egress)
+            .map_err(|message| LoadError::Start { name: "(wasm host)".into(), message })?;
+        // Plugins run on threads of their own, outside the async runtime (WASI's synchronous
+        // bindings refuse to block a runtime thread): so does loading them.
+        let loaded = std::thread::scope(|scope| {
+            scope.spawn(|| load_each(&host, configs)).join().unwrap_or_else(|_| {
+                Err(LoadError::Start {
+                    name: "(wasm host)".into(),
+                    message: "the loader thread panicked".into(),
+                })
+            })
+        })?;
+        for (info, sink) in loaded {
+            tracing::info!("loaded plugin {info}");
+            plugins.sinks.add(sink);
+            plugins.infos.push(info);
+        }
+        Ok(plugins)
+    }
+
+    pub fn list(&self) -> &[PluginInfo] {
+        &self.infos
+    }
+}
+
+type Loaded = Vec<(PluginInfo, Box<dyn sinks::Sink>)>;
+
+fn load_each(host: &wasm::WasmHost, configs: &[PluginConfig]) -> Result<Loaded, LoadError> {
+    let mut loaded = Vec::new();
+    for config in configs {
+        let (info, sink) = match config.source.strip_prefix("builtin:") {
+            Some(builtin) => console::load(builtin, config)?,
+            None => {
+                let sink = host.load_sink(config)?;
+                (sink.info().clone(), Box::new(sink) as Box<dyn sinks::Sink>)
+            }
+        };
+        loaded.push((info, sink));
+    }
+    Ok(loaded)
+}

@@ -1,0 +1,29 @@
+//! The one place that runs `bindgen!` over the WIT package, so a wasmtime upgrade or a new
+//! WIT version touches this file. Each frozen version gets its own module.
+
+#![allow(missing_docs, clippy::all)]
+
+/// `ratchet:plugin@0.1.0`.
+pub mod v0_1_0 {
+    pub mod sink {
+        wasmtime::component::bindgen!({
+            world: "sink-plugin",
+            path: "../wit/ratchet-plugin/0.1.0",
+        });
+    }
+}
+
+/// The current version's types, for the host.
+pub use v0_1_0::sink::ratchet::plugin::{host, types};
+pub use v0_1_0::sink::{SinkPlugin, SinkPluginPre};
+
+/// The interface names a 0.1.0 component exports, by plugin kind.
+pub const EXPORTS_V0_1_0: [(&str, &str); 5] = [
+    ("sink", "ratchet:plugin/sink@0.1.0"),
+    ("loader", "ratchet:plugin/loader@0.1.0"),
+    ("error-pattern", "ratchet:plugin/error-pattern@0.1.0"),
+    ("auth", "ratchet:plugin/auth@0.1.0"),
+    ("api-surface", "ratchet:plugin/api-surface@0.1.0"),
+];
+
+pub const INTERFACE_V0_1_0: &str = "ratchet:plugin@0.1.0";

@@ -1,0 +1,458 @@
+//! The WASM plugin host (wasmtime 48).
+//!
+//! - One `Engine` with epoch interruption: a ticker thread advances the epoch every
+//!   [`TICK`]; each call gets a deadline of its plugin's `call_timeout_ms`.
+//! - Per plugin: a `Store` with a memory limit, a WASI context that grants nothing unless the
+//!   operator granted it (a preopened folder; never environment, network sockets or stdio),
+//!   and a pre-instantiated template from which instances are created.
+//! - A trap (deadline, memory, stack overflow, panic, a value the host rejects) fails that call
+//!   with a typed error and discards the instance; the next call instantiates afresh. After
+//!   [`QUARANTINE_AFTER`] traps in a row the plugin rests, doubling each time up to a minute.
+//! - Compiled components are cached on disk, keyed by the file's SHA-256 and the engine's
+//!   compatibility hash, so a restart loads them in a fraction of a millisecond.
+
+mod bindings;
+mod host;
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, Store, StoreLimitsBuilder};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+use self::bindings::{EXPORTS_V0_1_0, INTERFACE_V0_1_0, SinkPlugin, SinkPluginPre, types};
+use self::host::{HostState, KvStore, MAX_MESSAGE, PluginHttp, truncate};
+use super::sinks::Sink;
+use super::{Event, LoadError, PluginError, PluginInfo};
+use crate::config::{EgressConfig, PluginConfig};
+use crate::http::{Egress, HostRule};
+
+/// How often the epoch advances: the granularity of call deadlines.
+pub const TICK: Duration = Duration::from_millis(5);
+/// Traps in a row after which a plugin is quarantined.
+pub const QUARANTINE_AFTER: u32 = 3;
+const MAX_QUARANTINE: Duration = Duration::from_secs(60);
+
+/// Capabilities a plugin may ask for in its manifest.
+pub const CAPABILITIES: [&str; 3] = ["fs", "http", "kv"];
+
+pub struct WasmHost {
+    engine: Engine,
+    cache_dir: PathBuf,
+    egress: EgressConfig,
+    /// The async runtime HTTP grants run their requests on, when there is one.
+    runtime: Option<tokio::runtime::Handle>,
+    ticking: Arc<AtomicBool>,
+}
+
+impl WasmHost {
+    pub fn new(cache_dir: &Path, egress: &EgressConfig) -> Result<WasmHost, String> {
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true).max_wasm_stack(512 * 1024).concurrency_support(false);
+        let engine = Engine::new(&config).map_err(|e| format!("cannot start wasmtime: {e}"))?;
+        let ticking = Arc::new(AtomicBool::new(true));
+        let (ticker_engine, running) = (engine.clone(), Arc::clone(&ticking));
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while running.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    ticker_engine.increment_epoch();
+                }
+            })
+            .map_err(|e| format!("cannot start the epoch ticker: {e}"))?;
+        Ok(WasmHost {
+            engine,
+            cache_dir: cache_dir.to_owned(),
+            egress: egress.clone(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
+            ticking,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Loads a component, from the compiled cache when it holds this exact file for this
+    /// engine, else compiling it and filling the cache. Returns whether the cache was used.
+    pub fn component(&self, name: &str, path: &Path) -> Result<(Component, bool), LoadError> {
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| LoadError::Read {
+            name: name.into(),
+            path: shown.clone(),
+            message: e.to_string(),
+        })?;
+        let cached = self.cache_dir.join(format!("{}.cwasm", self.cache_key(&bytes)));
+        if cached.is_file() {
+            // SAFETY: the file was written by `Component::serialize` of an engine with the same
+            // compatibility hash (part of its name), into the kernel's own data folder.
+            #[allow(unsafe_code)]
+            let loaded = unsafe { Component::deserialize_file(&self.engine, &cached) };
+            match loaded {
+                Ok(component) => return Ok((component, true)),
+                Err(error) => tracing::warn!("ignoring the compiled cache {}: {error}", cached.display()),
+            }
+        }
+        let component = Component::new(&self.engine, &bytes).map_err(|e| LoadError::Compile {
+            name: name.into(),
+            path: shown,
+            message: format!("{e:#}"),
+        })?;
+        if let Ok(serialized) = component.serialize() {
+            let temporary = cached.with_extension("tmp");
+            let written = std::fs::create_dir_all(&self.cache_dir)
+                .and_then(|()| std::fs::write(&temporary, serialized))
+                .and_then(|()| std::fs::rename(&temporary, &cached));
+            if let Err(error) = written {
+                tracing::warn!("cannot cache the compiled plugin {name} in {}: {error}", cached.display());
+            }
+        }
+        Ok((component, false))
+    }
+
+    fn cache_key(&self, bytes: &[u8]) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        let digest: String = Sha256::digest(bytes).iter().take(16).map(|b| format!("{b:02x}")).collect();
+        format!("{digest}-{:016x}", hasher.finish())
+    }
+
+    /// The kind a component is, from the interfaces it exports.
+    fn exported_kind(&self, component: &Component) -> Option<&'static str> {
+        let exports: Vec<String> =
+            component.component_type().exports(&self.engine).map(|(name, _)| name.to_owned()).collect();
+        EXPORTS_V0_1_0
+            .iter()
+            .find(|(_, interface)| exports.iter().any(|e| e == interface))
+            .map(|(kind, _)| *kind)
+    }
+
+    /// Loads a sink plugin: checks its kind, instantiates it once and asks for its manifest.
+    pub fn load_sink(&self, config: &PluginConfig) -> Result<WasmSink, LoadError> {
+        let name = config.name.clone();
+        let path = PathBuf::from(&config.source);
+        let (component, _) = self.component(&name, &path)?;
+        let found = self.exported_kind(&component);
+        if config.kind != "sink" || found != Some("sink") {
+            return match found {
+                Some(kind) if kind != config.kind => Err(LoadError::WrongKind {
+                    name,
+                    configured: config.kind.clone(),
+                    found: format!("the {kind} interface (ratchet:plugin/{kind}@0.1.0)"),
+                    path: config.source.clone(),
+                }),
+                Some(kind) => Err(LoadError::Unsupported {
+                    name,
+                    message: format!("{kind} plugins are not hosted yet; only sinks are"),
+                }),
+                None => Err(LoadError::WrongKind {
+                    name,
+                    configured: config.kind.clone(),
+                    found: "no ratchet:plugin@0.1.0 interface".into(),
+                    path: config.source.clone(),
+                }),
+            };
+        }
+        let mut linker: Linker<HostState> = Linker::new(&self.engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .and_then(|()| {
+                SinkPlugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+            })
+            .map_err(|e| LoadError::Start { name: name.clone(), message: format!("{e:#}") })?;
+        let pre = linker.instantiate_pre(&component).and_then(SinkPluginPre::new).map_err(|e| {
+            LoadError::Compile { name: name.clone(), path: config.source.clone(), message: format!("{e:#}") }
+        })?;
+        let grants = Grants::from_config(config, &self.egress, self.runtime.as_ref())?;
+        let mut sink = WasmSink {
+            name: name.clone(),
+            pre,
+            engine: self.engine.clone(),
+            config: config.clone(),
+            grants,
+            kv: Arc::new(Mutex::new(HashMap::new())),
+            instance: None,
+            traps_in_a_row: 0,
+            resting_until: None,
+            quarantines: 0,
+            info: PluginInfo {
+                name: name.clone(),
+                kind: "sink".into(),
+                source: config.source.clone(),
+                interface: INTERFACE_V0_1_0.into(),
+                version: String::new(),
+                description: String::new(),
+                requested: Vec::new(),
+                granted: Vec::new(),
+            },
+        };
+        let manifest =
+            sink.describe().map_err(|e| LoadError::Start { name: name.clone(), message: e.to_string() })?;
+        sink.apply_manifest(manifest)?;
+        Ok(sink)
+    }
+}
+
+impl Drop for WasmHost {
+    fn drop(&mut self) {
+        self.ticking.store(false, Ordering::Relaxed);
+    }
+}
+
+/// What the operator granted one plugin, ready to build its stores from.
+#[derive(Clone)]
+struct Grants {
+    dir: Option<PathBuf>,
+    http: Option<Arc<PluginHttp>>,
+    kv: bool,
+}
+
+impl Grants {
+    fn from_config(
+        config: &PluginConfig,
+        egress: &EgressConfig,
+        runtime: Option<&tokio::runtime::Handle>,
+    ) -> Result<Grants, LoadError> {
+        let grant_error = |message: String| LoadError::Grant { name: config.name.clone(), message };
+        if let Some(dir) = &config.grants.dir {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| grant_error(format!("grants.dir {}: {e}", dir.display())))?;
+        }
+        let http = if config.grants.http_hosts.is_empty() {
+            None
+        } else {
+            let rules: Vec<HostRule> = config
+                .grants
+                .http_hosts
+                .iter()
+                .map(|h| HostRule::parse(h))
+                .collect::<Result<_, _>>()
+                .map_err(|e| grant_error(format!("grants.http_hosts: {e}")))?;
+            let scoped = EgressConfig { allow_hosts: config.grants.http_hosts.clone(), ..egress.clone() };
+            let client = Egress::new(&scoped).map_err(grant_error)?;
+            let runtime = runtime
+                .cloned()
+                .ok_or_else(|| grant_error("HTTP grants need the kernel's async runtime".into()))?;
+            let policy = client.policy_for(rules);
+            Some(Arc::new(PluginHttp { egress: Arc::new(client), policy, runtime }))
+        };
+        Ok(Grants { dir: config.grants.dir.clone(), http, kv: config.grants.kv })
+    }
+}
+
+/// A loaded WASM sink.
+pub struct WasmSink {
+    name: String,
+    pre: SinkPluginPre<HostState>,
+    engine: Engine,
+    config: PluginConfig,
+    grants: Grants,
+    kv: KvStore,
+    instance: Option<(Store<HostState>, SinkPlugin)>,
+    traps_in_a_row: u32,
+    resting_until: Option<Instant>,
+    quarantines: u32,
+    info: PluginInfo,
+}
+
+impl WasmSink {
+    pub fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+
+    fn store(&self) -> Store<HostState> {
+        let mut wasi = WasiCtxBuilder::new();
+        if let Some(dir) = &self.grants.dir {
+            // Checked to exist at load; a failure here leaves the plugin without the folder.
+            if let Err(error) = wasi.preopened_dir(dir, "/", FsPerms::ReadWrite) {
+                tracing::warn!(plugin = %self.name, "cannot open grants.dir {}: {error}", dir.display());
+            }
+        }
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(usize::try_from(self.config.limits.memory.0).unwrap_or(usize::MAX))
+            .instances(16)
+            .tables(64)
+            .memories(16)
+            .build();
+        let state = HostState {
+            plugin: self.name.clone(),
+            config_json: self.config.config.to_string(),
+            kv: self.grants.kv.then(|| Arc::clone(&self.kv)),
+            http: self.grants.http.clone(),
+            wasi: wasi.build(),
+            table: wasmtime::component::ResourceTable::new(),
+            limits,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        store
+    }
+
+    /// Runs `call` on a live instance (instantiated from the template when needed) under the
+    /// plugin's deadline. A trap discards the instance.
+    fn call<R>(
+        &mut self,
+        call: impl FnOnce(&mut Store<HostState>, &SinkPlugin) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        if let Some(until) = self.resting_until {
+            let now = Instant::now();
+            if now < until {
+                return Err(PluginError::Quarantined {
+                    plugin: self.name.clone(),
+                    traps: self.traps_in_a_row,
+                    remaining_ms: (until - now).as_millis() as u64,
+                });
+            }
+            self.resting_until = None;
+        }
+        if self.instance.is_none() {
+            let mut store = self.store();
+            store.set_epoch_deadline(self.deadline_ticks());
+            store.epoch_deadline_trap();
+            let instance = self.pre.instantiate(&mut store).map_err(|e| self.trapped(&e))?;
+            self.instance = Some((store, instance));
+        }
+        let ticks = self.deadline_ticks();
+        let Some((store, instance)) = self.instance.as_mut() else {
+            return Err(PluginError::Trapped { plugin: self.name.clone(), message: "no instance".into() });
+        };
+        store.set_epoch_deadline(ticks);
+        match call(store, instance) {
+            Ok(result) => {
+                self.traps_in_a_row = 0;
+                self.quarantines = 0;
+                Ok(result)
+            }
+            Err(error) => {
+                self.instance = None;
+                Err(self.trapped(&error))
+            }
+        }
+    }
+
+    fn deadline_ticks(&self) -> u64 {
+        (self.config.limits.call_timeout_ms / TICK.as_millis() as u64).max(1)
+    }
+
+    fn trapped(&mut self, error: &wasmtime::Error) -> PluginError {
+        self.traps_in_a_row += 1;
+        if self.traps_in_a_row >= QUARANTINE_AFTER {
+            let rest =
+                Duration::from_secs(1).saturating_mul(1 << self.quarantines.min(6)).min(MAX_QUARANTINE);
+            self.quarantines += 1;
+            self.resting_until = Some(Instant::now() + rest);
+            tracing::warn!(plugin = %self.name, "quarantined for {rest:?} after {} traps in a row", self.traps_in_a_row);
+        }
+        PluginError::Trapped { plugin: self.name.clone(), message: describe_trap(error, &self.config) }
+    }
+
+    fn describe(&mut self) -> Result<types::Manifest, PluginError> {
+        self.call(|store, instance| instance.ratchet_plugin_plugin().call_describe(store))
+    }
+
+    fn apply_manifest(&mut self, manifest: types::Manifest) -> Result<(), LoadError> {
+        let name = self.name.clone();
+        for capability in &manifest.capabilities {
+            if !CAPABILITIES.contains(&capability.as_str()) {
+                return Err(LoadError::Start {
+                    name,
+                    message: format!(
+                        "its manifest asks for the unknown capability `{}` (known: {})",
+                        truncate(capability.clone(), 64),
+                        CAPABILITIES.join(", ")
+                    ),
+                });
+            }
+        }
+        let granted = |capability: &str| match capability {
+            "fs" => self.grants.dir.is_some(),
+            "http" => self.grants.http.is_some(),
+            "kv" => self.grants.kv,
+            _ => false,
+        };
+        self.info.granted = manifest.capabilities.iter().filter(|c| granted(c)).cloned().collect();
+        self.info.requested = manifest.capabilities.clone();
+        self.info.version = truncate(manifest.version, 64);
+        self.info.description = truncate(manifest.description, 256);
+        // Two-sided grants: what the plugin did not ask for, it does not get.
+        if !manifest.capabilities.iter().any(|c| c == "http") {
+            self.grants.http = None;
+        }
+        if !manifest.capabilities.iter().any(|c| c == "kv") {
+            self.grants.kv = false;
+        }
+        Ok(())
+    }
+}
+
+/// Calling a sink directly (conformance checks, tests), outside the delivery threads.
+pub trait SinkCalls {
+    fn write_events(&mut self, events: &[Event]) -> Result<(), PluginError>;
+}
+
+impl SinkCalls for WasmSink {
+    fn write_events(&mut self, events: &[Event]) -> Result<(), PluginError> {
+        Sink::write(self, events)
+    }
+}
+
+impl Sink for WasmSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn write(&mut self, events: &[Event]) -> Result<(), PluginError> {
+        let events: Vec<types::Event> = events
+            .iter()
+            .map(|e| types::Event {
+                kind: e.kind.clone(),
+                at_ms: e.at_ms,
+                task: e.task.clone(),
+                execution_id: e.execution_id.clone(),
+                data: e.data.to_string(),
+            })
+            .collect();
+        let name = self.name.clone();
+        self.call(|store, instance| instance.ratchet_plugin_sink().call_write(store, &events))?.map_err(
+            |error| {
+                let message = match error {
+                    types::PluginError::Denied(m) => format!("denied: {m}"),
+                    types::PluginError::InvalidInput(m) => format!("invalid input: {m}"),
+                    types::PluginError::Failed(m) => m,
+                };
+                PluginError::Returned { plugin: name, message: truncate(message, MAX_MESSAGE) }
+            },
+        )
+    }
+}
+
+/// A trap, in words an operator can act on.
+fn describe_trap(error: &wasmtime::Error, config: &PluginConfig) -> String {
+    let text = format!("{error:#}");
+    let cause = match error.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => format!(
+            "interrupted at its deadline of {} ms (limits.call_timeout_ms)",
+            config.limits.call_timeout_ms
+        ),
+        Some(wasmtime::Trap::StackOverflow) => "overflowed its stack".into(),
+        // A Rust guest's stack lives in linear memory: overflowing it runs off the bottom.
+        Some(wasmtime::Trap::MemoryOutOfBounds) => {
+            "accessed memory out of bounds (a stack overflow in the plugin, or a bug)".into()
+        }
+        Some(wasmtime::Trap::UnreachableCodeReached) if text.contains("memory") || text.contains("alloc") => {
+            format!("ran out of memory (limits.memory: {})", config.limits.memory)
+        }
+        Some(wasmtime::Trap::UnreachableCodeReached) => {
+            "aborted (a panic, or an allocation refused at limits.memory)".into()
+        }
+        Some(trap) => trap.to_string(),
+        None => "failed".into(),
+    };
+    truncate(format!("{cause}: {text}"), MAX_MESSAGE)
+}

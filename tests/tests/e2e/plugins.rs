@@ -1,0 +1,218 @@
+//! The WASM plugin host with real components built by `cargo xtask build-plugins`:
+//! the JSON-lines sink, and a hostile sink for the fault rows (RELIABILITY.md P1-P5).
+
+use std::path::{Path, PathBuf};
+
+use kernel::config::{ByteSize, EgressConfig, PluginConfig, PluginGrants, PluginLimits};
+use kernel::plugins::wasm::{SinkCalls, WasmHost};
+use kernel::plugins::{Event, LoadError, PluginError, Plugins};
+use serde_json::{Value, json};
+
+fn component(name: &str) -> PathBuf {
+    let path = tests::workspace_root().join("target/plugins").join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo xtask build-plugins` (cargo xtask ci does)",
+        path.display()
+    );
+    path
+}
+
+fn plugin(name: &str, file: &str) -> PluginConfig {
+    PluginConfig {
+        name: name.into(),
+        kind: "sink".into(),
+        source: component(file).display().to_string(),
+        config: json!({}),
+        grants: PluginGrants::default(),
+        limits: PluginLimits::default(),
+    }
+}
+
+/// `count` events of `kind`; the hostile plugin reads its argument from `task`.
+fn events(kind: &str, count: usize, argument: &str) -> Vec<Event> {
+    (0..count)
+        .map(|n| Event {
+            kind: kind.into(),
+            at_ms: 1_800_000_000_000 + n as i64,
+            task: Some(argument.into()),
+            execution_id: Some(format!("run-{n}")),
+            data: json!({"n": n}),
+        })
+        .collect()
+}
+
+fn host(cache: &Path) -> WasmHost {
+    WasmHost::new(cache, &EgressConfig::default()).unwrap()
+}
+
+#[test]
+fn the_jsonl_sink_writes_every_event_and_rotates_by_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let events_dir = dir.path().join("events");
+    let mut config = plugin("events", "jsonl-sink");
+    config.config = json!({"file": "events.jsonl", "max_bytes": 4000, "keep": 2});
+    config.grants.dir = Some(events_dir.clone());
+    let mut plugins = Plugins::load(&[config], &EgressConfig::default(), &dir.path().join("cache")).unwrap();
+    let info = &plugins.list()[0];
+    assert_eq!((info.kind.as_str(), info.interface.as_str()), ("sink", "ratchet:plugin@0.1.0"));
+    assert_eq!(info.version, "0.1.0");
+    for event in events("execution.succeeded", 150, "ok") {
+        plugins.sinks.emit(&event);
+    }
+    plugins.sinks.close();
+
+    let mut lines = Vec::new();
+    for name in ["events.jsonl.2", "events.jsonl.1", "events.jsonl"] {
+        let text = std::fs::read_to_string(events_dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(text.len() <= 4000 + 200, "{name} holds {} bytes", text.len());
+        lines.extend(text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()));
+    }
+    assert!(!events_dir.join("events.jsonl.3").exists(), "keep: 2 keeps two rotated files");
+    let last = lines.last().unwrap();
+    assert_eq!(
+        (last["kind"].as_str(), last["execution_id"].as_str()),
+        (Some("execution.succeeded"), Some("run-149"))
+    );
+    // Rotation dropped the oldest; what is kept is in order and complete at the end.
+    let ids: Vec<u64> =
+        lines.iter().map(|l| l["execution_id"].as_str().unwrap()[4..].parse().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "{ids:?}");
+    assert!(ids[0] > 0, "the oldest file was rotated away");
+}
+
+#[test]
+fn a_plugin_gets_no_folder_no_network_and_no_files_unless_granted() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host(&dir.path().join("cache"));
+    // The JSON-lines sink without grants.dir: a typed denial, not a trap.
+    let mut sink = host.load_sink(&plugin("events", "jsonl-sink")).unwrap();
+    let error = sink.write_events(&events("x", 1, "")).unwrap_err();
+    assert!(matches!(&error, PluginError::Returned { message, .. } if message.contains("denied")), "{error}");
+
+    let mut hostile = host.load_sink(&plugin("hostile", "test-programs")).unwrap();
+    assert_eq!(hostile.info().requested, vec!["http".to_owned()]);
+    assert!(hostile.info().granted.is_empty(), "asked for http, granted nothing");
+    let error = hostile.write_events(&events("read-file", 1, "/etc/passwd")).unwrap_err();
+    assert!(matches!(&error, PluginError::Returned { message, .. } if message.contains("denied")), "{error}");
+    let error = hostile.write_events(&events("http", 1, "http://127.0.0.1:9/")).unwrap_err();
+    assert!(
+        matches!(&error, PluginError::Returned { message, .. } if message.contains("not granted HTTP")),
+        "{error}"
+    );
+}
+
+#[test]
+fn granted_http_goes_through_the_egress_policy_to_the_granted_host_only() {
+    let server = tests::server::TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    // The kernel's runtime, which the plugin's HTTP calls run on.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let host = {
+        let _inside = runtime.enter();
+        host(&dir.path().join("cache"))
+    };
+    let mut config = plugin("hostile", "test-programs");
+    config.grants.http_hosts = vec![format!("127.0.0.1:{}", server.port())];
+    let mut sink = host.load_sink(&config).unwrap();
+    assert_eq!(sink.info().granted, vec!["http".to_owned()]);
+    let allowed = format!("http://127.0.0.1:{}/json", server.port());
+    sink.write_events(&events("http", 1, &allowed)).unwrap();
+    assert_eq!(server.hits(), 1);
+    let other = "http://localhost:9/".to_owned();
+    let error = sink.write_events(&events("http", 1, &other)).unwrap_err();
+    assert!(matches!(&error, PluginError::Returned { message, .. } if message.contains("denied")), "{error}");
+}
+
+#[test]
+fn traps_fail_one_call_and_the_next_call_gets_a_fresh_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host(&dir.path().join("cache"));
+    let mut config = plugin("hostile", "test-programs");
+    config.limits = PluginLimits { memory: ByteSize(32 * 1024 * 1024), call_timeout_ms: 200 };
+    let mut sink = host.load_sink(&config).unwrap();
+    for (kind, expected) in [
+        ("loop", "deadline of 200 ms"),
+        ("grow", ""),
+        ("recurse", "out of bounds"),
+        ("panic", ""),
+        ("huge-error", ""),
+    ] {
+        let started = std::time::Instant::now();
+        let error = sink.write_events(&events(kind, 1, "")).unwrap_err();
+        assert!(matches!(error, PluginError::Trapped { .. }), "{kind}: {error}");
+        assert!(error.to_string().contains(expected), "{kind}: {error}");
+        assert!(started.elapsed().as_secs() < 5, "{kind} took {:?}", started.elapsed());
+        sink.write_events(&events("fine", 1, "")).unwrap_or_else(|e| panic!("after {kind}: {e}"));
+    }
+    // Three traps in a row: quarantined, failing fast.
+    for _ in 0..3 {
+        let _ = sink.write_events(&events("panic", 1, ""));
+    }
+    let error = sink.write_events(&events("fine", 1, "")).unwrap_err();
+    assert!(matches!(error, PluginError::Quarantined { traps: 3, .. }), "{error}");
+}
+
+#[test]
+fn bad_plugins_are_refused_at_load_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host(&dir.path().join("cache"));
+    let mut wrong_kind = plugin("events", "jsonl-sink");
+    wrong_kind.kind = "auth".into();
+    let error = host.load_sink(&wrong_kind).err().unwrap().to_string();
+    assert!(error.contains("configured as `auth`") && error.contains("sink interface"), "{error}");
+
+    let not_wasm = dir.path().join("plugin.wasm");
+    std::fs::write(&not_wasm, "not a component").unwrap();
+    let mut bad = plugin("bad", "jsonl-sink");
+    bad.source = not_wasm.display().to_string();
+    let error = host.load_sink(&bad).err().unwrap();
+    assert!(matches!(error, LoadError::Compile { .. }), "{error}");
+    assert!(error.to_string().contains("plugin.wasm"), "{error}");
+
+    let mut missing = plugin("gone", "jsonl-sink");
+    missing.source = "/nowhere/plugin.wasm".into();
+    assert!(host.load_sink(&missing).err().unwrap().to_string().contains("cannot read /nowhere/plugin.wasm"));
+
+    let mut builtin = plugin("nope", "jsonl-sink");
+    builtin.source = "builtin:teletype".into();
+    let error = Plugins::load(&[builtin], &EgressConfig::default(), dir.path()).err().unwrap().to_string();
+    assert!(error.contains("no built-in plugin `teletype`") && error.contains("console-sink"), "{error}");
+}
+
+#[test]
+fn compiled_components_are_cached_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let path = component("jsonl-sink");
+    let (_, cached) = host(&cache).component("events", &path).unwrap();
+    assert!(!cached, "the first load compiles");
+    let (_, cached) = host(&cache).component("events", &path).unwrap();
+    assert!(cached, "a second host loads the compiled cache");
+}
+
+#[test]
+fn plugins_list_and_test_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "plugins:\n  - name: events\n    kind: sink\n    source: {}\n    grants: {{dir: {}}}\n  - name: console\n    kind: sink\n    source: builtin:console-sink\n",
+        component("jsonl-sink").display(),
+        dir.path().join("events").display()
+    );
+    std::fs::write(dir.path().join("ratchet.yaml"), config).unwrap();
+    let listed = tests::ratchet_in(dir.path(), &["plugins", "list", "--format", "json"], &[]);
+    assert!(listed.success(), "{listed:?}");
+    let listed = listed.json();
+    assert_eq!(listed[0]["name"], "events");
+    assert_eq!(listed[0]["interface"], "ratchet:plugin@0.1.0");
+    assert_eq!(listed[1]["interface"], "native");
+    let inspected = tests::ratchet_in(dir.path(), &["plugins", "inspect", "events", "--format", "json"], &[]);
+    assert_eq!(inspected.json()["limits"]["call_timeout_ms"], 1000, "{inspected:?}");
+
+    let passed =
+        tests::ratchet_in(dir.path(), &["plugins", "test", component("jsonl-sink").to_str().unwrap()], &[]);
+    assert!(passed.success() && passed.stdout.contains("conformance: passed"), "{passed:?}");
+    let not_a_plugin = dir.path().join("ratchet.yaml");
+    let failed = tests::ratchet_in(dir.path(), &["plugins", "test", not_a_plugin.to_str().unwrap()], &[]);
+    assert!(!failed.success() && failed.stdout.contains("FAIL"), "{failed:?}");
+}
