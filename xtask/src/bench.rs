@@ -7,6 +7,8 @@
 //!    measures one `fetch` round trip.
 //! 3. Queue: the `queue` bench target drains 2,000 trivial jobs on SQLite and on PostgreSQL
 //!    and measures enqueue-to-start latency on an idle node.
+//! 4. Plugins: the `plugins` bench target: compile vs cached load of a component, instantiation
+//!    from the template, and the cost of one sink call.
 
 use std::process::Command;
 use std::time::Instant;
@@ -41,6 +43,15 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         .status()?;
     if !status.success() {
         bail!("the queue bench failed ({status})");
+    }
+    crate::plugins::build()?;
+    println!("$ cargo bench -p kernel --bench plugins");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["bench", "-p", "kernel", "--bench", "plugins"])
+        .current_dir(root())
+        .status()?;
+    if !status.success() {
+        bail!("the plugin bench failed ({status})");
     }
     Ok(())
 }

@@ -391,14 +391,28 @@ impl WasmSink {
     }
 }
 
-/// Calling a sink directly (conformance checks, tests), outside the delivery threads.
+/// Calling a sink directly (conformance checks, tests, benches), outside the delivery threads.
 pub trait SinkCalls {
     fn write_events(&mut self, events: &[Event]) -> Result<(), PluginError>;
+    /// Drops the instance and creates a new one from the template, timing it.
+    fn fresh_instance_time(&mut self) -> Result<Duration, PluginError>;
 }
 
 impl SinkCalls for WasmSink {
     fn write_events(&mut self, events: &[Event]) -> Result<(), PluginError> {
         Sink::write(self, events)
+    }
+
+    fn fresh_instance_time(&mut self) -> Result<Duration, PluginError> {
+        self.instance = None;
+        let started = Instant::now();
+        let mut store = self.store();
+        store.set_epoch_deadline(self.deadline_ticks());
+        store.epoch_deadline_trap();
+        let instance = self.pre.instantiate(&mut store).map_err(|e| self.trapped(&e))?;
+        let elapsed = started.elapsed();
+        self.instance = Some((store, instance));
+        Ok(elapsed)
     }
 }
 

@@ -1,0 +1,82 @@
+//! Plugin host overhead (wasmtime 48): compiling a component vs loading it from the compiled
+//! cache, instantiating from the pre-instantiated template, and one sink call with one event
+//! on a warm instance (the hostile test plugin doing nothing: the call itself). Needs
+//! `cargo xtask build-plugins`; run through `cargo xtask bench`.
+
+use std::time::{Duration, Instant};
+
+use kernel::config::{EgressConfig, PluginConfig};
+use kernel::plugins::Event;
+use kernel::plugins::wasm::{SinkCalls, WasmHost};
+use serde_json::json;
+
+fn main() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned();
+    let plugin = root.join("target/plugins/test-programs.wasm");
+    assert!(plugin.is_file(), "{} is missing: run `cargo xtask build-plugins`", plugin.display());
+    let cache = std::env::temp_dir().join(format!("ratchet-bench-plugins-{}", std::process::id()));
+    let host = WasmHost::new(&cache, &EgressConfig::default()).unwrap();
+
+    let compile = median(5, || {
+        let _ = std::fs::remove_dir_all(&cache);
+        let started = Instant::now();
+        host.component("bench", &plugin).unwrap();
+        started.elapsed()
+    });
+    let cached = median(20, || {
+        let started = Instant::now();
+        let (_, hit) = host.component("bench", &plugin).unwrap();
+        assert!(hit);
+        started.elapsed()
+    });
+    println!(
+        "plugins: compile a component {:.1} ms; load it from the compiled cache {:.3} ms",
+        ms(compile),
+        ms(cached)
+    );
+
+    let config = PluginConfig {
+        name: "bench".into(),
+        kind: "sink".into(),
+        source: plugin.display().to_string(),
+        config: json!({}),
+        grants: Default::default(),
+        limits: Default::default(),
+    };
+    let mut sink = host.load_sink(&config).unwrap();
+    let one = vec![Event::new("fine", Some("bench"), Some("run"), json!({"n": 1}))];
+    sink.write_events(&one).unwrap();
+    let mut calls: Vec<Duration> = (0..20_000)
+        .map(|_| {
+            let started = Instant::now();
+            sink.write_events(&one).unwrap();
+            started.elapsed()
+        })
+        .collect();
+    calls.sort();
+    println!(
+        "plugins: sink write of one event, warm instance: median {:.2} µs, p99 {:.2} µs (20,000 calls)",
+        us(calls[calls.len() / 2]),
+        us(calls[calls.len() * 99 / 100])
+    );
+    let instantiate = median(200, || sink.fresh_instance_time().unwrap());
+    println!(
+        "plugins: instantiate from the pre-instantiated template (with its store): median {:.1} µs",
+        us(instantiate)
+    );
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+fn median(runs: usize, mut measure: impl FnMut() -> Duration) -> Duration {
+    let mut times: Vec<Duration> = (0..runs).map(|_| measure()).collect();
+    times.sort();
+    times[runs / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
