@@ -17,6 +17,8 @@ use serde_json::json;
 pub struct TestServer {
     pub addr: SocketAddr,
     hits: Arc<AtomicUsize>,
+    /// Bodies POSTed to `/collect`, in order.
+    collected: Arc<std::sync::Mutex<Vec<String>>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -28,15 +30,23 @@ impl TestServer {
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready, addr) = std::sync::mpsc::channel();
         let counter = Arc::clone(&hits);
+        let collected: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+        let collector = Arc::clone(&collected);
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 ready.send(listener.local_addr().unwrap()).unwrap();
-                let app = routes().layer(middleware::from_fn(move |request: Request, next: Next| {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    next.run(request)
-                }));
+                let collect = post(move |body: String| async move {
+                    collector.lock().unwrap().push(body);
+                    StatusCode::NO_CONTENT
+                });
+                let app = routes().route("/collect", collect).layer(middleware::from_fn(
+                    move |request: Request, next: Next| {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        next.run(request)
+                    },
+                ));
                 axum::serve(listener, app)
                     .with_graceful_shutdown(async move {
                         let _ = stopped.await;
@@ -46,7 +56,7 @@ impl TestServer {
             });
         });
         let addr = addr.recv().expect("the test server starts");
-        TestServer { addr, hits, shutdown: Some(shutdown), thread: Some(thread) }
+        TestServer { addr, hits, collected, shutdown: Some(shutdown), thread: Some(thread) }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -60,6 +70,11 @@ impl TestServer {
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// Bodies POSTed to `/collect` so far.
+    pub fn collected(&self) -> Vec<String> {
+        self.collected.lock().unwrap().clone()
     }
 
     /// Requests seen so far.

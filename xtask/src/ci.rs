@@ -11,8 +11,22 @@ pub fn run() -> anyhow::Result<()> {
     ensure_postgres()?;
     cargo(&["fmt", "--all", "--", "--check"])?;
     crate::plugins::check_frozen()?;
-    // The plugin host's tests load the real WASM plugins.
+    // The plugin host's tests load the real WASM plugins; they are linted like the rest.
     crate::plugins::build()?;
+    cargo(&["fmt", "--manifest-path", "plugins/wasm/Cargo.toml", "--all", "--", "--check"])?;
+    cargo(&[
+        "clippy",
+        "--manifest-path",
+        "plugins/wasm/Cargo.toml",
+        "--workspace",
+        "--target",
+        crate::plugins::TARGET,
+        "--target-dir",
+        "target/wasm",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     // The end-to-end tests drive the real `ratchet` and `ratchet-worker` binaries.
     cargo(&["build", "--workspace", "--bins"])?;

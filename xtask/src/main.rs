@@ -21,6 +21,8 @@ commands:
   bench [--quick]  cold run-once (median of 20) and warm pool (1,000 runs) in release mode
   build-plugins    the WASM plugins (plugins/wasm) for wasm32-wasip2, into target/plugins
   freeze-wit       print the digest line of each WIT version folder, for wit/FROZEN
+  new-plugin NAME --kind sink [--path DIR]
+                   scaffold a plugin that builds, loads and passes `ratchet plugins test`
 ";
 
 fn main() -> anyhow::Result<()> {
@@ -29,6 +31,7 @@ fn main() -> anyhow::Result<()> {
         Some("ci") => ci::run(),
         Some("bench") => bench::run(args.iter().any(|a| a == "--quick")),
         Some("build-plugins") => plugins::build().map(|_| ()),
+        Some("new-plugin") => plugins::scaffold(&args[1..]),
         Some("freeze-wit") => {
             for entry in std::fs::read_dir(root().join("wit/ratchet-plugin"))? {
                 let folder = entry?.path();

@@ -104,3 +104,94 @@ pub fn folder_digest(folder: &std::path::Path) -> anyhow::Result<String> {
     }
     Ok(format!("{hash:016x}"))
 }
+
+/// `cargo xtask new-plugin NAME --kind KIND [--path DIR]`: a plugin crate that builds, loads
+/// and passes `ratchet plugins test` as generated. Without `--path` it joins `plugins/wasm`.
+pub fn scaffold(args: &[String]) -> anyhow::Result<()> {
+    let usage = "usage: cargo xtask new-plugin NAME --kind sink [--path DIR]";
+    let name = args.first().filter(|n| !n.starts_with('-')).context(usage)?.clone();
+    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    let kind = value("--kind").context(usage)?;
+    if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') || name.is_empty() {
+        bail!("the plugin name `{name}` must be lowercase letters, digits and dashes");
+    }
+    if kind != "sink" {
+        bail!(
+            "`--kind {kind}`: the host runs sink plugins today; loader, error-pattern, auth and api-surface \
+             have their WIT worlds (wit/ratchet-plugin/0.1.0) and arrive with their host side"
+        );
+    }
+    let standalone = value("--path").map(PathBuf::from);
+    let dir = standalone.clone().unwrap_or_else(|| root().join("plugins/wasm").join(&name));
+    if dir.exists() {
+        bail!("{} already exists", dir.display());
+    }
+    std::fs::create_dir_all(dir.join("src"))?;
+    let plugin_api = root().join("plugin-api");
+    let (dependencies, workspace) = match &standalone {
+        Some(_) => (
+            format!(
+                "plugin-api = {{ path = {:?}, features = [\"guest\"] }}\n",
+                plugin_api.display().to_string()
+            ),
+            "\n[workspace]\n\n[profile.release]\nopt-level = \"s\"\ndebug = false\nstrip = true\nlto = true\ncodegen-units = 1\npanic = \"abort\"\n"
+                .to_owned(),
+        ),
+        None => ("plugin-api.workspace = true\n".to_owned(), String::new()),
+    };
+    let edition = if standalone.is_some() { "edition = \"2024\"" } else { "edition.workspace = true" };
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\npublish = false\n{edition}\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\n{dependencies}{workspace}"
+        ),
+    )?;
+    let type_name: String = name
+        .split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+        })
+        .collect();
+    std::fs::write(
+        dir.join("src/lib.rs"),
+        SINK_TEMPLATE.replace("{name}", &name).replace("{Type}", &type_name),
+    )?;
+    if standalone.is_none() {
+        let manifest = root().join("plugins/wasm/Cargo.toml");
+        let text = std::fs::read_to_string(&manifest)?;
+        let updated = text.replacen("members = [", &format!("members = [\"{name}\", "), 1);
+        std::fs::write(&manifest, updated)?;
+    }
+    println!("created the {kind} plugin {name} in {}", dir.display());
+    match standalone {
+        Some(_) => println!("build it:  (cd {} && cargo build --release --target {TARGET})", dir.display()),
+        None => println!("build it:  cargo xtask build-plugins   (then target/plugins/{name}.wasm)"),
+    }
+    println!("check it:  ratchet plugins test PATH/TO/{}.wasm", name.replace('-', "_"));
+    Ok(())
+}
+
+const SINK_TEMPLATE: &str = r#"//! {name}: a Ratchet sink plugin. The kernel calls `write` with batches of events, in order.
+//! Ask for capabilities in `manifest` (`fs`, `http`, `kv`); the operator grants them in the
+//! plugin's `grants` in the configuration. See docs/plugins.md.
+
+use plugin_api::guest::{Event, Manifest, PluginError, Sink};
+
+struct {Type};
+
+impl Sink for {Type} {
+    fn manifest() -> Manifest {
+        Manifest::new("{name}", env!("CARGO_PKG_VERSION"), "describe what this sink does")
+    }
+
+    fn write(events: Vec<Event>) -> Result<(), PluginError> {
+        for event in &events {
+            plugin_api::guest::log::debug(&format!("{}: {}", event.kind, event.data));
+        }
+        Ok(())
+    }
+}
+
+plugin_api::export_sink!({Type});
+"#;

@@ -91,7 +91,7 @@ fn load(config: &Config) -> anyhow::Result<Plugins> {
 
 fn info_json(p: &PluginInfo) -> Value {
     json!({
-        "name": p.name, "kind": p.kind, "source": p.source, "interface": p.interface,
+        "name": p.name, "plugin": p.plugin, "kind": p.kind, "source": p.source, "interface": p.interface,
         "version": p.version, "description": p.description,
         "requested": p.requested, "granted": p.granted,
     })
@@ -122,7 +122,7 @@ fn conformance(config: &Config, file: PathBuf) -> anyhow::Result<ExitCode> {
     let mut sink = match host.load_sink(&plugin) {
         Ok(sink) => {
             let info = sink.info().clone();
-            check("loads as a sink and describes itself", Ok(format!(": {} {}", info.name, info.version)));
+            check("loads as a sink and describes itself", Ok(format!(": {} {}", info.plugin, info.version)));
             sink
         }
         Err(error) => {

@@ -10,6 +10,7 @@ pub fn load(builtin: &str, config: &PluginConfig) -> Result<(PluginInfo, Box<dyn
         ("console-sink", "sink") => {
             let info = PluginInfo {
                 name: config.name.clone(),
+                plugin: "console-sink".into(),
                 kind: "sink".into(),
                 source: config.source.clone(),
                 interface: "native".into(),

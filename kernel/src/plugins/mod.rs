@@ -86,7 +86,10 @@ pub enum LoadError {
 /// What `ratchet plugins list` shows about a loaded plugin.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PluginInfo {
+    /// The name the operator gave it.
     pub name: String,
+    /// The name the plugin gives itself (its manifest).
+    pub plugin: String,
     pub kind: String,
     pub source: String,
     /// `ratchet:plugin@0.1.0` for WASM, `native` for built-ins.

@@ -56,7 +56,7 @@ fn the_jsonl_sink_writes_every_event_and_rotates_by_size() {
     let mut plugins = Plugins::load(&[config], &EgressConfig::default(), &dir.path().join("cache")).unwrap();
     let info = &plugins.list()[0];
     assert_eq!((info.kind.as_str(), info.interface.as_str()), ("sink", "ratchet:plugin@0.1.0"));
-    assert_eq!(info.version, "0.1.0");
+    assert_eq!((info.plugin.as_str(), info.version.as_str()), ("jsonl-sink", "0.1.0"));
     for event in events("execution.succeeded", 150, "ok") {
         plugins.sinks.emit(&event);
     }
@@ -122,6 +122,42 @@ fn granted_http_goes_through_the_egress_policy_to_the_granted_host_only() {
     let other = "http://localhost:9/".to_owned();
     let error = sink.write_events(&events("http", 1, &other)).unwrap_err();
     assert!(matches!(&error, PluginError::Returned { message, .. } if message.contains("denied")), "{error}");
+}
+
+#[test]
+fn the_webhook_sink_posts_batches_to_the_granted_host() {
+    let server = tests::server::TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut config = plugin("hook", "webhook-sink");
+    config.config = json!({"url": server.url("/collect"), "headers": {"x-token": "t0ken"}});
+    config.grants.http_hosts = vec![server.host()];
+    let mut plugins = {
+        let _inside = runtime.enter();
+        Plugins::load(&[config.clone()], &EgressConfig::default(), &dir.path().join("cache")).unwrap()
+    };
+    assert_eq!(plugins.list()[0].granted, vec!["http".to_owned()]);
+    for event in events("execution.succeeded", 5, "addition") {
+        plugins.sinks.emit(&event);
+    }
+    plugins.sinks.close();
+    let posted: Vec<Value> = server
+        .collected()
+        .iter()
+        .flat_map(|body| serde_json::from_str::<Vec<Value>>(body).unwrap())
+        .collect();
+    assert_eq!(posted.len(), 5, "{posted:?}");
+    assert_eq!(posted[4]["execution_id"], "run-4");
+    assert_eq!(posted[0]["data"], json!({"n": 0}));
+
+    // Without the grant the sink is refused by the host, and the server sees nothing.
+    let before = server.hits();
+    config.grants.http_hosts.clear();
+    let host = host(&dir.path().join("cache"));
+    let mut ungranted = host.load_sink(&config).unwrap();
+    let error = ungranted.write_events(&events("x", 1, "")).unwrap_err();
+    assert!(error.to_string().contains("not granted HTTP"), "{error}");
+    assert_eq!(server.hits(), before);
 }
 
 #[test]
@@ -215,4 +251,38 @@ fn plugins_list_and_test_from_the_cli() {
     let not_a_plugin = dir.path().join("ratchet.yaml");
     let failed = tests::ratchet_in(dir.path(), &["plugins", "test", not_a_plugin.to_str().unwrap()], &[]);
     assert!(!failed.success() && failed.stdout.contains("FAIL"), "{failed:?}");
+}
+
+#[test]
+fn a_scaffolded_plugin_builds_loads_and_passes_the_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("my-sink");
+    let xtask = tests::bin_dir().join("xtask");
+    let made = std::process::Command::new(&xtask)
+        .args(["new-plugin", "my-sink", "--kind", "sink", "--path"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let target = tests::workspace_root().join("target/wasm-scaffold");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = std::process::Command::new(cargo)
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"])
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(&path)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let wasm = target.join("wasm32-wasip2/release/my_sink.wasm");
+    let tested = tests::ratchet_in(dir.path(), &["plugins", "test", wasm.to_str().unwrap()], &[]);
+    assert!(tested.success() && tested.stdout.contains("conformance: passed"), "{tested:?}");
+    assert!(tested.stdout.contains("my-sink 0.1.0"), "{tested:?}");
+
+    let other = std::process::Command::new(&xtask)
+        .args(["new-plugin", "gate", "--kind", "auth", "--path"])
+        .arg(dir.path().join("gate"))
+        .output()
+        .unwrap();
+    assert!(!other.status.success());
+    assert!(String::from_utf8_lossy(&other.stderr).contains("--kind auth"), "{other:?}");
 }

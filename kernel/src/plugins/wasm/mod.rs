@@ -183,6 +183,7 @@ impl WasmHost {
             quarantines: 0,
             info: PluginInfo {
                 name: name.clone(),
+                plugin: String::new(),
                 kind: "sink".into(),
                 source: config.source.clone(),
                 interface: INTERFACE_V0_1_0.into(),
@@ -378,6 +379,7 @@ impl WasmSink {
         };
         self.info.granted = manifest.capabilities.iter().filter(|c| granted(c)).cloned().collect();
         self.info.requested = manifest.capabilities.clone();
+        self.info.plugin = truncate(manifest.name, 64);
         self.info.version = truncate(manifest.version, 64);
         self.info.description = truncate(manifest.description, 256);
         // Two-sided grants: what the plugin did not ask for, it does not get.

@@ -59,7 +59,11 @@ fn line(event: &Event) -> String {
 
 impl Sink for JsonlSink {
     fn manifest() -> Manifest {
-        Manifest::new("jsonl-sink", env!("CARGO_PKG_VERSION"), "appends events as JSON lines to a file, rotating by size")
+        Manifest::new(
+            "jsonl-sink",
+            env!("CARGO_PKG_VERSION"),
+            "appends events as JSON lines to a file, rotating by size",
+        )
     }
 
     fn write(events: Vec<Event>) -> Result<(), PluginError> {
