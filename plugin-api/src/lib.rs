@@ -2,10 +2,70 @@
 //!
 //! This crate is the one versioned boundary between the kernel and its plugins (DESIGN.md §7).
 //! It depends on nothing in the kernel. With the `guest` feature it is the SDK for WASM plugins
-//! ([`guest`]); without it, the identifiers the kernel and native plugins agree on.
+//! ([`guest`]); [`native`] is the contract of native plugins (shared libraries).
 
 #[cfg(feature = "guest")]
 pub mod guest;
+pub mod native;
+
+/// What a plugin says about itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    /// Capabilities asked for: `fs`, `http`, `kv`.
+    pub capabilities: Vec<String>,
+}
+
+impl Manifest {
+    pub fn new(name: &str, version: &str, description: &str) -> Manifest {
+        Manifest {
+            name: name.into(),
+            version: version.into(),
+            description: description.into(),
+            capabilities: Vec::new(),
+        }
+    }
+
+    /// Asks for a capability; the operator decides whether to grant it.
+    pub fn capability(mut self, capability: &str) -> Manifest {
+        self.capabilities.push(capability.into());
+        self
+    }
+}
+
+/// Why a call failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PluginError {
+    /// A capability was not granted.
+    Denied(String),
+    /// The input was not acceptable.
+    InvalidInput(String),
+    /// The work failed.
+    Failed(String),
+}
+
+impl std::fmt::Display for PluginError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PluginError::Denied(m) => write!(f, "denied: {m}"),
+            PluginError::InvalidInput(m) => write!(f, "invalid input: {m}"),
+            PluginError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Something that happened in the kernel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub kind: String,
+    pub at_ms: i64,
+    pub task: Option<String>,
+    pub execution_id: Option<String>,
+    /// Details, as a JSON object's text.
+    pub data: String,
+}
 
 /// Version of the native plugin ABI. A native plugin reporting another value is refused.
 pub const NATIVE_ABI_VERSION: u32 = 1;

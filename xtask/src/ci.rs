@@ -28,8 +28,9 @@ pub fn run() -> anyhow::Result<()> {
         "warnings",
     ])?;
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
-    // The end-to-end tests drive the real `ratchet` and `ratchet-worker` binaries.
-    cargo(&["build", "--workspace", "--bins"])?;
+    // The end-to-end tests drive the real `ratchet` and `ratchet-worker` binaries, and load
+    // the native plugin libraries.
+    cargo(&["build", "--workspace"])?;
     cargo(&["test", "--workspace"])?;
     println!("xtask ci: all checks passed");
     Ok(())

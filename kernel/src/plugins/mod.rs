@@ -3,13 +3,15 @@
 //!
 //! WASM plugins are components built against `ratchet:plugin@0.1.0` (see `wit/`), run by
 //! [`wasm::WasmHost`] with per-plugin memory and time limits and no capability unless granted.
-//! First-party native plugins (`builtin:NAME`) implement the same traits in Rust.
+//! First-party native plugins (`builtin:NAME`) implement the same traits in Rust; other native
+//! plugins are shared libraries (`.so`) checked for ABI and `plugin-api` fingerprint first.
 //!
 //! Today the kernel hosts sinks; the other kinds (loader, error-pattern, auth, api-surface)
 //! have their WIT worlds and are refused at load time with a clear error until their host
 //! side lands.
 
 mod console;
+mod native;
 mod sinks;
 pub mod wasm;
 
@@ -161,8 +163,10 @@ type Loaded = Vec<(PluginInfo, Box<dyn sinks::Sink>)>;
 fn load_each(host: &wasm::WasmHost, configs: &[PluginConfig]) -> Result<Loaded, LoadError> {
     let mut loaded = Vec::new();
     for config in configs {
+        let native = Path::new(&config.source).extension().is_some_and(|e| e == "so" || e == "dylib");
         let (info, sink) = match config.source.strip_prefix("builtin:") {
             Some(builtin) => console::load(builtin, config)?,
+            None if native => native::load(config)?,
             None => {
                 let sink = host.load_sink(config)?;
                 (sink.info().clone(), Box::new(sink) as Box<dyn sinks::Sink>)

@@ -33,54 +33,7 @@ pub mod sink_world {
 
 use sink_world::ratchet::plugin::{host, types};
 
-/// What a plugin says about itself.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Manifest {
-    pub name: String,
-    pub version: String,
-    pub description: String,
-    /// Capabilities asked for: `http`, `kv`.
-    pub capabilities: Vec<String>,
-}
-
-impl Manifest {
-    pub fn new(name: &str, version: &str, description: &str) -> Manifest {
-        Manifest {
-            name: name.into(),
-            version: version.into(),
-            description: description.into(),
-            capabilities: Vec::new(),
-        }
-    }
-
-    /// Asks for a capability; the operator decides whether to grant it.
-    pub fn capability(mut self, capability: &str) -> Manifest {
-        self.capabilities.push(capability.into());
-        self
-    }
-}
-
-/// Why a call failed.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PluginError {
-    /// A capability was not granted.
-    Denied(String),
-    /// The input was not acceptable.
-    InvalidInput(String),
-    /// The work failed.
-    Failed(String),
-}
-
-/// Something that happened in the kernel.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Event {
-    pub kind: String,
-    pub at_ms: i64,
-    pub task: Option<String>,
-    pub execution_id: Option<String>,
-    /// Details, as a JSON object's text.
-    pub data: String,
-}
+pub use crate::{Event, Manifest, PluginError};
 
 /// A sink receives the kernel's events in batches, in order.
 pub trait Sink {

@@ -286,3 +286,55 @@ fn a_scaffolded_plugin_builds_loads_and_passes_the_conformance_suite() {
     assert!(!other.status.success());
     assert!(String::from_utf8_lossy(&other.stderr).contains("--kind auth"), "{other:?}");
 }
+
+fn native_library(name: &str) -> PathBuf {
+    let path = tests::bin_dir().join(format!("lib{}.so", name.replace('-', "_")));
+    assert!(
+        path.is_file(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn native_plugins_are_checked_for_abi_first_and_their_panics_stay_inside() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = dir.path().join("events.txt");
+    let mut config = plugin("native", "jsonl-sink");
+    config.source = native_library("example-sink").display().to_string();
+    config.config = json!({"file": lines});
+    let mut plugins = Plugins::load(&[config.clone()], &EgressConfig::default(), dir.path()).unwrap();
+    let info = &plugins.list()[0];
+    assert_eq!((info.plugin.as_str(), info.interface.as_str()), ("example-sink", "native ABI 1"));
+    for event in events("execution.succeeded", 2, "addition") {
+        plugins.sinks.emit(&event);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    plugins.sinks.emit(&events("panic", 1, "addition")[0]);
+    let started = std::time::Instant::now();
+    while plugins.sinks.stats()[0].2 == 0 && started.elapsed().as_secs() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (_, delivered, failed, dropped) = plugins.sinks.stats()[0].clone();
+    assert_eq!((delivered, failed, dropped), (2, 1, 0), "the panicking batch failed alone");
+    plugins.sinks.emit(&events("execution.failed", 1, "after-the-panic")[0]);
+    plugins.sinks.close();
+    // The panicking batch failed alone; the sink kept working after it.
+    let written = std::fs::read_to_string(&lines).unwrap();
+    assert_eq!(
+        written,
+        "execution.succeeded addition\nexecution.succeeded addition\nexecution.failed after-the-panic\n"
+    );
+
+    let mut wrong = config.clone();
+    wrong.source = native_library("wrong-abi").display().to_string();
+    let error = Plugins::load(&[wrong], &EgressConfig::default(), dir.path()).err().unwrap().to_string();
+    assert!(error.contains("native plugin ABI 999") && error.contains("speaks 1"), "{error}");
+
+    let mut missing_config = config;
+    missing_config.config = json!({});
+    let error =
+        Plugins::load(&[missing_config], &EgressConfig::default(), dir.path()).err().unwrap().to_string();
+    assert!(error.contains("config.file is required"), "{error}");
+}
