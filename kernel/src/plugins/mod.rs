@@ -6,12 +6,13 @@
 //! First-party native plugins (`builtin:NAME`) implement the same traits in Rust; other native
 //! plugins are shared libraries (`.so`) checked for ABI and `plugin-api` fingerprint first.
 //!
-//! Today the kernel hosts sinks; the other kinds (loader, error-pattern, auth, api-surface)
-//! have their WIT worlds and are refused at load time with a clear error until their host
-//! side lands.
+//! Today the kernel hosts sinks and error patterns; the other kinds (loader, auth,
+//! api-surface) have their WIT worlds and are refused at load time with a clear error until
+//! their host side lands.
 
 mod console;
 mod native;
+pub mod patterns;
 mod sinks;
 pub mod wasm;
 
@@ -21,6 +22,7 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::Value;
 
+pub use patterns::{ErrorPatterns, FailedRun, Suggestion};
 pub use sinks::SinkSet;
 
 use crate::config::PluginConfig;
@@ -113,13 +115,14 @@ impl fmt::Display for PluginInfo {
 /// The plugins a node runs.
 pub struct Plugins {
     pub sinks: SinkSet,
+    pub patterns: ErrorPatterns,
     infos: Vec<PluginInfo>,
 }
 
 impl Plugins {
     /// No plugins.
     pub fn none() -> Plugins {
-        Plugins { sinks: SinkSet::default(), infos: Vec::new() }
+        Plugins { sinks: SinkSet::default(), patterns: ErrorPatterns::default(), infos: Vec::new() }
     }
 
     /// Loads every configured plugin; the first that cannot load stops start-up with an error
@@ -145,11 +148,16 @@ impl Plugins {
                 })
             })
         })?;
-        for (info, sink) in loaded {
+        let mut patterns = Vec::new();
+        for (info, plugin) in loaded {
             tracing::info!("loaded plugin {info}");
-            plugins.sinks.add(sink);
+            match plugin {
+                Loaded::Sink(sink) => plugins.sinks.add(sink),
+                Loaded::ErrorPattern(pattern) => patterns.push(*pattern),
+            }
             plugins.infos.push(info);
         }
+        plugins.patterns = ErrorPatterns::start(patterns);
         Ok(plugins)
     }
 
@@ -158,21 +166,47 @@ impl Plugins {
     }
 }
 
-type Loaded = Vec<(PluginInfo, Box<dyn sinks::Sink>)>;
+enum Loaded {
+    Sink(Box<dyn sinks::Sink>),
+    ErrorPattern(Box<wasm::WasmErrorPattern>),
+}
 
-fn load_each(host: &wasm::WasmHost, configs: &[PluginConfig]) -> Result<Loaded, LoadError> {
+fn load_each(
+    host: &wasm::WasmHost,
+    configs: &[PluginConfig],
+) -> Result<Vec<(PluginInfo, Loaded)>, LoadError> {
     let mut loaded = Vec::new();
     for config in configs {
         let native = Path::new(&config.source).extension().is_some_and(|e| e == "so" || e == "dylib");
-        let (info, sink) = match config.source.strip_prefix("builtin:") {
-            Some(builtin) => console::load(builtin, config)?,
-            None if native => native::load(config)?,
-            None => {
+        let (info, plugin) = match config.source.strip_prefix("builtin:") {
+            Some(builtin) => {
+                let (info, sink) = console::load(builtin, config)?;
+                (info, Loaded::Sink(sink))
+            }
+            None if native => {
+                let (info, sink) = native::load(config)?;
+                (info, Loaded::Sink(sink))
+            }
+            None if config.kind == "error-pattern" => {
+                let pattern = host.load_error_pattern(config)?;
+                (pattern.info().clone(), Loaded::ErrorPattern(Box::new(pattern)))
+            }
+            None if config.kind == "sink" => {
                 let sink = host.load_sink(config)?;
-                (sink.info().clone(), Box::new(sink) as Box<dyn sinks::Sink>)
+                (sink.info().clone(), Loaded::Sink(Box::new(sink)))
+            }
+            None => {
+                return Err(LoadError::Unsupported {
+                    name: config.name.clone(),
+                    message: format!(
+                        "`kind: {}` is not hosted yet; the kernel runs sink and error-pattern plugins (loader, auth \
+                         and api-surface have their WIT worlds and arrive with their host side)",
+                        config.kind
+                    ),
+                });
             }
         };
-        loaded.push((info, sink));
+        loaded.push((info, plugin));
     }
     Ok(loaded)
 }

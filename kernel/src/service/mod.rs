@@ -19,7 +19,7 @@ pub use registry::{Rejected, TaskRegistry};
 use crate::config::QueueConfig;
 use crate::execution::{Execution, Kernel};
 use crate::http::Har;
-use crate::plugins::{Event, Plugins};
+use crate::plugins::{Event, FailedRun, Plugins, Suggestion};
 use crate::storage::{
     Backoff, Enqueued, ExecutionRecord, Job, JobStatus, NewJob, Outcome, QueueError, Store, TaskVersion,
     WorkerRow, now_ms,
@@ -318,9 +318,13 @@ impl Service {
             json!({"job": job.id, "attempt": job.attempt}),
         ));
         let execution = self.kernel.run(&task, job.input.clone()).await;
+        let classification = self.classify(&job, &execution).await;
         heartbeat.abort();
-        self.emit_outcome(&job, &execution);
-        let record = record(&job, &execution, started, &self.node);
+        self.emit_outcome(&job, &execution, &classification);
+        let mut record = record(&job, &execution, started, &self.node);
+        if let (Some(error), false) = (record.error.as_mut(), classification.is_empty()) {
+            error["classification"] = json!(classification);
+        }
         let error = execution.outcome.as_ref().err().map(ToString::to_string);
         let outcome = match (&execution.outcome, &error) {
             (Ok(output), _) => Outcome::Completed(output),
@@ -332,7 +336,23 @@ impl Service {
         self.track(&job, false);
     }
 
-    fn emit_outcome(&self, job: &Job, execution: &Execution) {
+    /// What the error-pattern plugins make of a failed run (nothing for a success).
+    async fn classify(&self, job: &Job, execution: &Execution) -> Vec<Suggestion> {
+        let Err(error) = &execution.outcome else { return Vec::new() };
+        if self.plugins.patterns.is_empty() {
+            return Vec::new();
+        }
+        let failure = FailedRun {
+            kind: error.kind().to_owned(),
+            name: Some(error.name().to_owned()),
+            message: error.to_string(),
+            task: job.task.clone(),
+            logs: execution.logs.iter().map(|line| line.message.clone()).collect(),
+        };
+        self.plugins.patterns.classify(failure).await
+    }
+
+    fn emit_outcome(&self, job: &Job, execution: &Execution, classification: &[Suggestion]) {
         let id = Some(execution.id.as_str());
         let duration_ms = execution.duration.as_secs_f64() * 1000.0;
         let base = json!({"job": job.id, "attempt": job.attempt, "duration_ms": duration_ms});
@@ -341,6 +361,9 @@ impl Service {
             Err(error) => {
                 let mut data = base;
                 data["error"] = json!({"kind": error.kind(), "message": error.to_string()});
+                if !classification.is_empty() {
+                    data["classification"] = json!(classification);
+                }
                 if error.kind() == "worker_crashed" {
                     self.emit(Event::new("worker.crashed", Some(&job.task), id, data.clone()));
                 }

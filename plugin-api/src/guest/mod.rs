@@ -31,6 +31,21 @@ pub mod sink_world {
     });
 }
 
+#[doc(hidden)]
+pub mod error_pattern_world {
+    wit_bindgen::generate!({
+        world: "error-pattern-plugin",
+        path: "../wit/ratchet-plugin/0.1.0",
+        pub_export_macro: true,
+        export_macro_name: "export_error_pattern_world",
+        default_bindings_module: "plugin_api::guest::error_pattern_world",
+        with: {
+            "ratchet:plugin/types@0.1.0": crate::guest::sink_world::ratchet::plugin::types,
+            "ratchet:plugin/host@0.1.0": crate::guest::sink_world::ratchet::plugin::host,
+        },
+    });
+}
+
 use sink_world::ratchet::plugin::{host, types};
 
 pub use crate::{Event, Manifest, PluginError};
@@ -39,6 +54,38 @@ pub use crate::{Event, Manifest, PluginError};
 pub trait Sink {
     fn manifest() -> Manifest;
     fn write(events: Vec<Event>) -> Result<(), PluginError>;
+}
+
+/// A failed run, as an error-pattern plugin sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// The error kind: `task_error`, `timeout`, `memory_limit`, `invalid_input`, ...
+    pub kind: String,
+    /// The JavaScript error name, when there is one (`NetworkError`, `TypeError`, ...).
+    pub name: Option<String>,
+    pub message: String,
+    pub task: String,
+    /// The run's log lines.
+    pub logs: Vec<String>,
+}
+
+/// What a pattern says about a failure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classification {
+    /// The pattern's id, e.g. `network-error`.
+    pub pattern: String,
+    /// `network`, `database`, `javascript`, `validation`, `resources`, `authentication`.
+    pub category: String,
+    /// 0.0 to 1.0.
+    pub confidence: f32,
+    /// What the user could do.
+    pub suggestions: Vec<String>,
+}
+
+/// Classifies failed runs and suggests fixes.
+pub trait ErrorPattern {
+    fn manifest() -> Manifest;
+    fn classify(failure: Failure) -> Vec<Classification>;
 }
 
 /// The kernel's log, tagged with the plugin's name.
@@ -144,12 +191,11 @@ macro_rules! export_sink {
     ($ty:ty) => {
         const _: () = {
             struct __RatchetSink;
-            impl $crate::guest::sink_world::exports::ratchet::plugin::plugin::Guest for __RatchetSink {
+            impl $crate::guest::sink_world::exports::ratchet::plugin::sink::Guest for __RatchetSink {
                 fn describe() -> $crate::guest::sink_world::ratchet::plugin::types::Manifest {
                     $crate::guest::manifest_to_wit(<$ty as $crate::guest::Sink>::manifest())
                 }
-            }
-            impl $crate::guest::sink_world::exports::ratchet::plugin::sink::Guest for __RatchetSink {
+
                 fn write(
                     events: ::std::vec::Vec<$crate::guest::sink_world::ratchet::plugin::types::Event>,
                 ) -> ::core::result::Result<(), $crate::guest::sink_world::ratchet::plugin::types::PluginError> {
@@ -158,6 +204,42 @@ macro_rules! export_sink {
                 }
             }
             $crate::guest::sink_world::export_sink_world!(__RatchetSink);
+        };
+    };
+}
+
+/// Exports an [`ErrorPattern`] implementation as this component's error-pattern interface.
+#[macro_export]
+macro_rules! export_error_pattern {
+    ($ty:ty) => {
+        const _: () = {
+            use $crate::guest::error_pattern_world::exports::ratchet::plugin::error_pattern as wit;
+            struct __RatchetErrorPattern;
+            impl wit::Guest for __RatchetErrorPattern {
+                fn describe() -> $crate::guest::sink_world::ratchet::plugin::types::Manifest {
+                    $crate::guest::manifest_to_wit(<$ty as $crate::guest::ErrorPattern>::manifest())
+                }
+
+                fn classify(failure: wit::Failure) -> ::std::vec::Vec<wit::Classification> {
+                    let failure = $crate::guest::Failure {
+                        kind: failure.kind,
+                        name: failure.name,
+                        message: failure.message,
+                        task: failure.task,
+                        logs: failure.logs,
+                    };
+                    <$ty as $crate::guest::ErrorPattern>::classify(failure)
+                        .into_iter()
+                        .map(|c| wit::Classification {
+                            pattern: c.pattern,
+                            category: c.category,
+                            confidence: c.confidence,
+                            suggestions: c.suggestions,
+                        })
+                        .collect()
+                }
+            }
+            $crate::guest::error_pattern_world::export_error_pattern_world!(__RatchetErrorPattern);
         };
     };
 }

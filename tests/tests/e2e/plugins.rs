@@ -338,3 +338,57 @@ fn native_plugins_are_checked_for_abi_first_and_their_panics_stay_inside() {
         Plugins::load(&[missing_config], &EgressConfig::default(), dir.path()).err().unwrap().to_string();
     assert!(error.contains("config.file is required"), "{error}");
 }
+
+fn failure(kind: &str, name: Option<&str>, message: &str) -> kernel::plugins::wasm::Failure {
+    kernel::plugins::wasm::Failure {
+        kind: kind.into(),
+        name: name.map(str::to_owned),
+        message: message.into(),
+        task: "t".into(),
+        logs: vec!["[info] starting".into()],
+    }
+}
+
+#[test]
+fn the_error_pattern_plugin_classifies_failures_with_built_in_and_configured_patterns() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host(&dir.path().join("cache"));
+    let mut config = plugin("patterns", "error-patterns");
+    config.kind = "error-pattern".into();
+    config.config = json!({"patterns": [
+        {"id": "quota", "category": "billing", "any_text": ["quota exceeded"], "suggestions": ["Raise the quota"]}
+    ]});
+    let mut patterns = host.load_error_pattern(&config).unwrap();
+    assert_eq!(patterns.info().kind, "error-pattern");
+    let first = |found: Vec<kernel::plugins::wasm::Classification>| {
+        found.first().map(|c| (c.pattern.clone(), c.category.clone(), c.suggestions.len()))
+    };
+    let timeout =
+        patterns.classify(&failure("timeout", Some("TimeoutError"), "the run took longer than 5s")).unwrap();
+    assert_eq!(first(timeout).map(|f| f.0), Some("task-timeout".to_owned()));
+    let denied = patterns
+        .classify(&failure(
+            "task_error",
+            Some("NetworkError"),
+            "127.0.0.1 is a loopback address; allow-list `127.0.0.1:80` (egress.allow_hosts or --allow-host) to reach it",
+        ))
+        .unwrap();
+    let (pattern, category, suggestions) = first(denied.clone()).unwrap();
+    assert_eq!((pattern.as_str(), category.as_str()), ("egress-denied", "network"));
+    assert!(suggestions >= 1);
+    assert!(denied.iter().any(|c| c.pattern == "network-error"), "{denied:?}");
+    let quota =
+        patterns.classify(&failure("task_error", Some("Error"), "Quota exceeded for project 7")).unwrap();
+    assert_eq!(first(quota), Some(("quota".to_owned(), "billing".to_owned(), 1)));
+    let reference =
+        patterns.classify(&failure("task_error", Some("ReferenceError"), "x is not defined")).unwrap();
+    assert_eq!(first(reference).map(|f| f.1), Some("javascript".to_owned()));
+    let nothing = patterns.classify(&failure("task_error", Some("Error"), "the answer was 41")).unwrap();
+    assert!(nothing.is_empty(), "{nothing:?}");
+
+    // A sink is not an error-pattern plugin.
+    let mut wrong = plugin("patterns", "jsonl-sink");
+    wrong.kind = "error-pattern".into();
+    let error = host.load_error_pattern(&wrong).err().unwrap().to_string();
+    assert!(error.contains("configured as `error-pattern`") && error.contains("sink interface"), "{error}");
+}

@@ -379,12 +379,16 @@ fn sinks_receive_the_events_of_real_runs() {
     let jsonl = tests::workspace_root().join("target/plugins/jsonl-sink.wasm");
     assert!(jsonl.is_file(), "run `cargo xtask build-plugins` first");
     let config = root.path().join("ratchet.yaml");
+    let patterns = tests::workspace_root().join("target/plugins/error-patterns.wasm");
     std::fs::write(
         &config,
         format!(
-            "plugins:\n  - name: events\n    kind: sink\n    source: {}\n    grants: {{dir: {}}}\n",
+            "plugins:\n  - name: events\n    kind: sink\n    source: {}\n    grants: {{dir: {}}}\n  \
+             - name: patterns\n    kind: error-pattern\n    source: {}\n    config:\n      patterns:\n        \
+             - {{id: asked, category: testing, any_text: [asked to fail], suggestions: [Do not ask it to fail]}}\n",
             jsonl.display(),
-            events.display()
+            events.display(),
+            patterns.display()
         ),
     )
     .unwrap();
@@ -428,4 +432,14 @@ fn sinks_receive_the_events_of_real_runs() {
     assert_eq!(kinds.iter().filter(|k| *k == "execution.started").count(), 2, "{kinds:?}");
     assert!(kinds.contains(&"execution.succeeded".to_owned()), "{kinds:?}");
     assert!(kinds.contains(&"execution.failed".to_owned()), "{kinds:?}");
+
+    // The failure was classified by the error-pattern plugin, in the history and the event.
+    let failed_id = failing["id"].as_str().unwrap();
+    let executions = cli(root.path(), &["executions", "list", "--job", failed_id]);
+    let shown = cli(root.path(), &["executions", "show", executions[0]["id"].as_str().unwrap()]);
+    let classification = &shown["error"]["classification"][0];
+    assert_eq!(classification["pattern"], "asked", "{shown:#}");
+    assert_eq!(classification["plugin"], "patterns");
+    assert_eq!(classification["suggestions"][0], "Do not ask it to fail");
+    assert!(text.contains(r#""classification""#), "{text}");
 }

@@ -11,7 +11,21 @@ pub mod v0_1_0 {
             path: "../wit/ratchet-plugin/0.1.0",
         });
     }
+
+    pub mod error_pattern {
+        wasmtime::component::bindgen!({
+            world: "error-pattern-plugin",
+            path: "../wit/ratchet-plugin/0.1.0",
+            with: {
+                "ratchet:plugin/types": super::sink::ratchet::plugin::types,
+                "ratchet:plugin/host": super::sink::ratchet::plugin::host,
+            },
+        });
+    }
 }
+
+pub use v0_1_0::error_pattern::exports::ratchet::plugin::error_pattern::{Classification, Failure};
+pub use v0_1_0::error_pattern::{ErrorPatternPlugin, ErrorPatternPluginPre};
 
 /// The current version's types, for the host.
 pub use v0_1_0::sink::ratchet::plugin::{host, types};

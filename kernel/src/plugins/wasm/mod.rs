@@ -25,7 +25,11 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-use self::bindings::{EXPORTS_V0_1_0, INTERFACE_V0_1_0, SinkPlugin, SinkPluginPre, types};
+pub use self::bindings::{Classification, Failure};
+use self::bindings::{
+    EXPORTS_V0_1_0, ErrorPatternPlugin, ErrorPatternPluginPre, INTERFACE_V0_1_0, SinkPlugin, SinkPluginPre,
+    types,
+};
 use self::host::{HostState, KvStore, MAX_MESSAGE, PluginHttp, truncate};
 use super::sinks::Sink;
 use super::{Event, LoadError, PluginError, PluginInfo};
@@ -40,6 +44,52 @@ const MAX_QUARANTINE: Duration = Duration::from_secs(60);
 
 /// Capabilities a plugin may ask for in its manifest.
 pub const CAPABILITIES: [&str; 3] = ["fs", "http", "kv"];
+
+/// What the host needs from one WIT world's generated bindings.
+pub trait World: Sized + Send + 'static {
+    type Pre: Send;
+    /// The plugin kind this world serves.
+    const KIND: &'static str;
+    fn prepare(linker: &mut Linker<HostState>, component: &Component) -> wasmtime::Result<Self::Pre>;
+    fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self>;
+    fn describe(&self, store: &mut Store<HostState>) -> wasmtime::Result<types::Manifest>;
+}
+
+impl World for SinkPlugin {
+    type Pre = SinkPluginPre<HostState>;
+    const KIND: &'static str = "sink";
+
+    fn prepare(linker: &mut Linker<HostState>, component: &Component) -> wasmtime::Result<Self::Pre> {
+        SinkPlugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |s| s)?;
+        SinkPluginPre::new(linker.instantiate_pre(component)?)
+    }
+
+    fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self> {
+        pre.instantiate(store)
+    }
+
+    fn describe(&self, store: &mut Store<HostState>) -> wasmtime::Result<types::Manifest> {
+        self.ratchet_plugin_sink().call_describe(store)
+    }
+}
+
+impl World for ErrorPatternPlugin {
+    type Pre = ErrorPatternPluginPre<HostState>;
+    const KIND: &'static str = "error-pattern";
+
+    fn prepare(linker: &mut Linker<HostState>, component: &Component) -> wasmtime::Result<Self::Pre> {
+        ErrorPatternPlugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |s| s)?;
+        ErrorPatternPluginPre::new(linker.instantiate_pre(component)?)
+    }
+
+    fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self> {
+        pre.instantiate(store)
+    }
+
+    fn describe(&self, store: &mut Store<HostState>) -> wasmtime::Result<types::Manifest> {
+        self.ratchet_plugin_error_pattern().call_describe(store)
+    }
+}
 
 pub struct WasmHost {
     engine: Engine,
@@ -136,41 +186,45 @@ impl WasmHost {
 
     /// Loads a sink plugin: checks its kind, instantiates it once and asks for its manifest.
     pub fn load_sink(&self, config: &PluginConfig) -> Result<WasmSink, LoadError> {
+        self.load::<SinkPlugin>(config)
+    }
+
+    /// Loads an error-pattern plugin.
+    pub fn load_error_pattern(&self, config: &PluginConfig) -> Result<WasmErrorPattern, LoadError> {
+        self.load::<ErrorPatternPlugin>(config)
+    }
+
+    fn load<W: World>(&self, config: &PluginConfig) -> Result<WasmPlugin<W>, LoadError> {
         let name = config.name.clone();
         let path = PathBuf::from(&config.source);
         let (component, _) = self.component(&name, &path)?;
         let found = self.exported_kind(&component);
-        if config.kind != "sink" || found != Some("sink") {
-            return match found {
-                Some(kind) if kind != config.kind => Err(LoadError::WrongKind {
+        if config.kind != W::KIND || found != Some(W::KIND) {
+            return Err(match found {
+                Some(kind) => LoadError::WrongKind {
                     name,
                     configured: config.kind.clone(),
                     found: format!("the {kind} interface (ratchet:plugin/{kind}@0.1.0)"),
                     path: config.source.clone(),
-                }),
-                Some(kind) => Err(LoadError::Unsupported {
-                    name,
-                    message: format!("{kind} plugins are not hosted yet; only sinks are"),
-                }),
-                None => Err(LoadError::WrongKind {
+                },
+                None => LoadError::WrongKind {
                     name,
                     configured: config.kind.clone(),
                     found: "no ratchet:plugin@0.1.0 interface".into(),
                     path: config.source.clone(),
-                }),
-            };
+                },
+            });
         }
         let mut linker: Linker<HostState> = Linker::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .and_then(|()| {
-                SinkPlugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
-            })
             .map_err(|e| LoadError::Start { name: name.clone(), message: format!("{e:#}") })?;
-        let pre = linker.instantiate_pre(&component).and_then(SinkPluginPre::new).map_err(|e| {
-            LoadError::Compile { name: name.clone(), path: config.source.clone(), message: format!("{e:#}") }
+        let pre = W::prepare(&mut linker, &component).map_err(|e| LoadError::Compile {
+            name: name.clone(),
+            path: config.source.clone(),
+            message: format!("{e:#}"),
         })?;
         let grants = Grants::from_config(config, &self.egress, self.runtime.as_ref())?;
-        let mut sink = WasmSink {
+        let mut plugin = WasmPlugin::<W> {
             name: name.clone(),
             pre,
             engine: self.engine.clone(),
@@ -184,7 +238,7 @@ impl WasmHost {
             info: PluginInfo {
                 name: name.clone(),
                 plugin: String::new(),
-                kind: "sink".into(),
+                kind: W::KIND.into(),
                 source: config.source.clone(),
                 interface: INTERFACE_V0_1_0.into(),
                 version: String::new(),
@@ -193,10 +247,11 @@ impl WasmHost {
                 granted: Vec::new(),
             },
         };
-        let manifest =
-            sink.describe().map_err(|e| LoadError::Start { name: name.clone(), message: e.to_string() })?;
-        sink.apply_manifest(manifest)?;
-        Ok(sink)
+        let manifest = plugin
+            .call(|store, instance| instance.describe(store))
+            .map_err(|e| LoadError::Start { name: name.clone(), message: e.to_string() })?;
+        plugin.apply_manifest(manifest)?;
+        Ok(plugin)
     }
 }
 
@@ -248,21 +303,26 @@ impl Grants {
 }
 
 /// A loaded WASM sink.
-pub struct WasmSink {
+pub type WasmSink = WasmPlugin<SinkPlugin>;
+/// A loaded WASM error-pattern plugin.
+pub type WasmErrorPattern = WasmPlugin<ErrorPatternPlugin>;
+
+/// A loaded WASM plugin of world `W`: its template, its grants, and the live instance.
+pub struct WasmPlugin<W: World> {
     name: String,
-    pre: SinkPluginPre<HostState>,
+    pre: W::Pre,
     engine: Engine,
     config: PluginConfig,
     grants: Grants,
     kv: KvStore,
-    instance: Option<(Store<HostState>, SinkPlugin)>,
+    instance: Option<(Store<HostState>, W)>,
     traps_in_a_row: u32,
     resting_until: Option<Instant>,
     quarantines: u32,
     info: PluginInfo,
 }
 
-impl WasmSink {
+impl<W: World> WasmPlugin<W> {
     pub fn info(&self) -> &PluginInfo {
         &self.info
     }
@@ -299,7 +359,7 @@ impl WasmSink {
     /// plugin's deadline. A trap discards the instance.
     fn call<R>(
         &mut self,
-        call: impl FnOnce(&mut Store<HostState>, &SinkPlugin) -> wasmtime::Result<R>,
+        call: impl FnOnce(&mut Store<HostState>, &W) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
         if let Some(until) = self.resting_until {
             let now = Instant::now();
@@ -316,7 +376,7 @@ impl WasmSink {
             let mut store = self.store();
             store.set_epoch_deadline(self.deadline_ticks());
             store.epoch_deadline_trap();
-            let instance = self.pre.instantiate(&mut store).map_err(|e| self.trapped(&e))?;
+            let instance = W::instantiate(&self.pre, &mut store).map_err(|e| self.trapped(&e))?;
             self.instance = Some((store, instance));
         }
         let ticks = self.deadline_ticks();
@@ -351,10 +411,6 @@ impl WasmSink {
             tracing::warn!(plugin = %self.name, "quarantined for {rest:?} after {} traps in a row", self.traps_in_a_row);
         }
         PluginError::Trapped { plugin: self.name.clone(), message: describe_trap(error, &self.config) }
-    }
-
-    fn describe(&mut self) -> Result<types::Manifest, PluginError> {
-        self.call(|store, instance| instance.ratchet_plugin_plugin().call_describe(store))
     }
 
     fn apply_manifest(&mut self, manifest: types::Manifest) -> Result<(), LoadError> {
@@ -411,7 +467,8 @@ impl SinkCalls for WasmSink {
         let mut store = self.store();
         store.set_epoch_deadline(self.deadline_ticks());
         store.epoch_deadline_trap();
-        let instance = self.pre.instantiate(&mut store).map_err(|e| self.trapped(&e))?;
+        let instance =
+            <SinkPlugin as World>::instantiate(&self.pre, &mut store).map_err(|e| self.trapped(&e))?;
         let elapsed = started.elapsed();
         self.instance = Some((store, instance));
         Ok(elapsed)
@@ -445,6 +502,25 @@ impl Sink for WasmSink {
                 PluginError::Returned { plugin: name, message: truncate(message, MAX_MESSAGE) }
             },
         )
+    }
+}
+
+impl WasmErrorPattern {
+    /// Asks the plugin what `failure` is. Classifications come back sanitised: at most 16,
+    /// confidence clamped to 0..=1, text cut to size.
+    pub fn classify(&mut self, failure: &Failure) -> Result<Vec<Classification>, PluginError> {
+        let found = self
+            .call(|store, instance| instance.ratchet_plugin_error_pattern().call_classify(store, failure))?;
+        Ok(found
+            .into_iter()
+            .take(16)
+            .map(|c| Classification {
+                pattern: truncate(c.pattern, 128),
+                category: truncate(c.category, 64),
+                confidence: if c.confidence.is_finite() { c.confidence.clamp(0.0, 1.0) } else { 0.0 },
+                suggestions: c.suggestions.into_iter().take(16).map(|s| truncate(s, 1024)).collect(),
+            })
+            .collect())
     }
 }
 
