@@ -6,10 +6,11 @@
 //! First-party native plugins (`builtin:NAME`) implement the same traits in Rust; other native
 //! plugins are shared libraries (`.so`) checked for ABI and `plugin-api` fingerprint first.
 //!
-//! Today the kernel hosts sinks and error patterns; the other kinds (loader, auth,
+//! Today the kernel hosts sinks, error patterns and auth; the other kinds (loader,
 //! api-surface) have their WIT worlds and are refused at load time with a clear error until
 //! their host side lands.
 
+pub mod auth;
 mod console;
 mod native;
 pub mod patterns;
@@ -116,13 +117,20 @@ impl fmt::Display for PluginInfo {
 pub struct Plugins {
     pub sinks: SinkSet,
     pub patterns: ErrorPatterns,
+    /// The auth plugin, when one is enabled.
+    pub auth: Option<auth::Authenticator>,
     infos: Vec<PluginInfo>,
 }
 
 impl Plugins {
     /// No plugins.
     pub fn none() -> Plugins {
-        Plugins { sinks: SinkSet::default(), patterns: ErrorPatterns::default(), infos: Vec::new() }
+        Plugins {
+            sinks: SinkSet::default(),
+            patterns: ErrorPatterns::default(),
+            auth: None,
+            infos: Vec::new(),
+        }
     }
 
     /// Loads every configured plugin; the first that cannot load stops start-up with an error
@@ -154,6 +162,15 @@ impl Plugins {
             match plugin {
                 Loaded::Sink(sink) => plugins.sinks.add(sink),
                 Loaded::ErrorPattern(pattern) => patterns.push(*pattern),
+                Loaded::Auth(plugin) if plugins.auth.is_none() => {
+                    plugins.auth = Some(auth::Authenticator::start(*plugin));
+                }
+                Loaded::Auth(_) => {
+                    return Err(LoadError::Unsupported {
+                        name: info.name,
+                        message: "only one auth plugin may be enabled".into(),
+                    });
+                }
             }
             plugins.infos.push(info);
         }
@@ -169,6 +186,7 @@ impl Plugins {
 enum Loaded {
     Sink(Box<dyn sinks::Sink>),
     ErrorPattern(Box<wasm::WasmErrorPattern>),
+    Auth(Box<wasm::WasmAuth>),
 }
 
 fn load_each(
@@ -191,6 +209,10 @@ fn load_each(
                 let pattern = host.load_error_pattern(config)?;
                 (pattern.info().clone(), Loaded::ErrorPattern(Box::new(pattern)))
             }
+            None if config.kind == "auth" => {
+                let plugin = host.load_auth(config)?;
+                (plugin.info().clone(), Loaded::Auth(Box::new(plugin)))
+            }
             None if config.kind == "sink" => {
                 let sink = host.load_sink(config)?;
                 (sink.info().clone(), Loaded::Sink(Box::new(sink)))
@@ -199,7 +221,7 @@ fn load_each(
                 return Err(LoadError::Unsupported {
                     name: config.name.clone(),
                     message: format!(
-                        "`kind: {}` is not hosted yet; the kernel runs sink and error-pattern plugins (loader, auth \
+                        "`kind: {}` is not hosted yet; the kernel runs sink, error-pattern and auth plugins (loader \
                          and api-surface have their WIT worlds and arrive with their host side)",
                         config.kind
                     ),

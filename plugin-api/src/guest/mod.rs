@@ -46,6 +46,21 @@ pub mod error_pattern_world {
     });
 }
 
+#[doc(hidden)]
+pub mod auth_world {
+    wit_bindgen::generate!({
+        world: "auth-plugin",
+        path: "../wit/ratchet-plugin/0.1.0",
+        pub_export_macro: true,
+        export_macro_name: "export_auth_world",
+        default_bindings_module: "plugin_api::guest::auth_world",
+        with: {
+            "ratchet:plugin/types@0.1.0": crate::guest::sink_world::ratchet::plugin::types,
+            "ratchet:plugin/host@0.1.0": crate::guest::sink_world::ratchet::plugin::host,
+        },
+    });
+}
+
 use sink_world::ratchet::plugin::{host, types};
 
 pub use crate::{Event, Manifest, PluginError};
@@ -86,6 +101,21 @@ pub struct Classification {
 pub trait ErrorPattern {
     fn manifest() -> Manifest;
     fn classify(failure: Failure) -> Vec<Classification>;
+}
+
+/// Who a request is, once authenticated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    pub id: String,
+    /// `viewer`, `runner`, `admin`.
+    pub roles: Vec<String>,
+}
+
+/// Turns a request's headers into a principal, or refuses (`PluginError::Denied`). The kernel
+/// fails closed: an error or a trap is a refusal.
+pub trait Auth {
+    fn manifest() -> Manifest;
+    fn authenticate(headers: Vec<(String, String)>) -> Result<Principal, PluginError>;
 }
 
 /// The kernel's log, tagged with the plugin's name.
@@ -240,6 +270,34 @@ macro_rules! export_error_pattern {
                 }
             }
             $crate::guest::error_pattern_world::export_error_pattern_world!(__RatchetErrorPattern);
+        };
+    };
+}
+
+/// Exports an [`Auth`] implementation as this component's auth interface.
+#[macro_export]
+macro_rules! export_auth {
+    ($ty:ty) => {
+        const _: () = {
+            use $crate::guest::auth_world::exports::ratchet::plugin::auth as wit;
+            struct __RatchetAuth;
+            impl wit::Guest for __RatchetAuth {
+                fn describe() -> $crate::guest::sink_world::ratchet::plugin::types::Manifest {
+                    $crate::guest::manifest_to_wit(<$ty as $crate::guest::Auth>::manifest())
+                }
+
+                fn authenticate(
+                    headers: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+                ) -> ::core::result::Result<
+                    wit::Principal,
+                    $crate::guest::sink_world::ratchet::plugin::types::PluginError,
+                > {
+                    <$ty as $crate::guest::Auth>::authenticate(headers)
+                        .map(|p| wit::Principal { id: p.id, roles: p.roles })
+                        .map_err($crate::guest::to_wit)
+                }
+            }
+            $crate::guest::auth_world::export_auth_world!(__RatchetAuth);
         };
     };
 }

@@ -392,3 +392,42 @@ fn the_error_pattern_plugin_classifies_failures_with_built_in_and_configured_pat
     let error = host.load_error_pattern(&wrong).err().unwrap().to_string();
     assert!(error.contains("configured as `error-pattern`") && error.contains("sink interface"), "{error}");
 }
+
+fn sha256(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_key_auth_plugin_checks_hashed_keys_and_fails_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = plugin("keys", "api-key-auth");
+    config.kind = "auth".into();
+    config.config = json!({"keys": [
+        {"id": "ci", "sha256": sha256("runner-key-1"), "role": "runner"},
+        {"id": "ops", "sha256": sha256("admin-key-2").to_uppercase(), "role": "admin"},
+        {"id": "odd", "sha256": sha256("odd-key-3"), "role": "superuser"},
+    ]});
+    let plugins = Plugins::load(&[config], &EgressConfig::default(), &dir.path().join("cache")).unwrap();
+    assert_eq!(plugins.list()[0].kind, "auth");
+    let auth = plugins.auth.as_ref().expect("the auth plugin is running");
+    let headers = |name: &str, value: &str| vec![(name.to_owned(), value.to_owned())];
+
+    let runner = auth.authenticate(headers("Authorization", "Bearer runner-key-1")).await.unwrap();
+    assert_eq!(
+        (runner.id.as_str(), runner.roles.clone()),
+        ("ci", vec!["viewer".to_owned(), "runner".to_owned()])
+    );
+    let admin = auth.authenticate(headers("x-api-key", "admin-key-2")).await.unwrap();
+    assert_eq!(admin.roles, vec!["viewer", "runner", "admin"]);
+
+    let none = auth.authenticate(Vec::new()).await.unwrap_err();
+    assert!(none.contains("no API key"), "{none}");
+    let wrong = auth.authenticate(headers("Authorization", "Bearer runner-key-2")).await.unwrap_err();
+    assert_eq!(wrong, "unknown API key");
+    let odd = auth.authenticate(headers("X-API-Key", "odd-key-3")).await.unwrap_err();
+    assert!(odd.contains("failed") && odd.contains("superuser"), "{odd}");
+    // The configuration holds hashes only: the keys themselves are nowhere in it.
+    let listed = format!("{:?}", plugins.list());
+    assert!(!listed.contains("runner-key-1"));
+}

@@ -22,8 +22,21 @@ pub mod v0_1_0 {
             },
         });
     }
+
+    pub mod auth {
+        wasmtime::component::bindgen!({
+            world: "auth-plugin",
+            path: "../wit/ratchet-plugin/0.1.0",
+            with: {
+                "ratchet:plugin/types": super::sink::ratchet::plugin::types,
+                "ratchet:plugin/host": super::sink::ratchet::plugin::host,
+            },
+        });
+    }
 }
 
+pub use v0_1_0::auth::exports::ratchet::plugin::auth::Principal;
+pub use v0_1_0::auth::{AuthPlugin, AuthPluginPre};
 pub use v0_1_0::error_pattern::exports::ratchet::plugin::error_pattern::{Classification, Failure};
 pub use v0_1_0::error_pattern::{ErrorPatternPlugin, ErrorPatternPluginPre};
 

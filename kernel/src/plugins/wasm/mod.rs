@@ -25,11 +25,11 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-pub use self::bindings::{Classification, Failure};
 use self::bindings::{
-    EXPORTS_V0_1_0, ErrorPatternPlugin, ErrorPatternPluginPre, INTERFACE_V0_1_0, SinkPlugin, SinkPluginPre,
-    types,
+    AuthPlugin, AuthPluginPre, EXPORTS_V0_1_0, ErrorPatternPlugin, ErrorPatternPluginPre, INTERFACE_V0_1_0,
+    SinkPlugin, SinkPluginPre, types,
 };
+pub use self::bindings::{Classification, Failure, Principal};
 use self::host::{HostState, KvStore, MAX_MESSAGE, PluginHttp, truncate};
 use super::sinks::Sink;
 use super::{Event, LoadError, PluginError, PluginInfo};
@@ -88,6 +88,24 @@ impl World for ErrorPatternPlugin {
 
     fn describe(&self, store: &mut Store<HostState>) -> wasmtime::Result<types::Manifest> {
         self.ratchet_plugin_error_pattern().call_describe(store)
+    }
+}
+
+impl World for AuthPlugin {
+    type Pre = AuthPluginPre<HostState>;
+    const KIND: &'static str = "auth";
+
+    fn prepare(linker: &mut Linker<HostState>, component: &Component) -> wasmtime::Result<Self::Pre> {
+        AuthPlugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |s| s)?;
+        AuthPluginPre::new(linker.instantiate_pre(component)?)
+    }
+
+    fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self> {
+        pre.instantiate(store)
+    }
+
+    fn describe(&self, store: &mut Store<HostState>) -> wasmtime::Result<types::Manifest> {
+        self.ratchet_plugin_auth().call_describe(store)
     }
 }
 
@@ -192,6 +210,11 @@ impl WasmHost {
     /// Loads an error-pattern plugin.
     pub fn load_error_pattern(&self, config: &PluginConfig) -> Result<WasmErrorPattern, LoadError> {
         self.load::<ErrorPatternPlugin>(config)
+    }
+
+    /// Loads an auth plugin.
+    pub fn load_auth(&self, config: &PluginConfig) -> Result<WasmAuth, LoadError> {
+        self.load::<AuthPlugin>(config)
     }
 
     fn load<W: World>(&self, config: &PluginConfig) -> Result<WasmPlugin<W>, LoadError> {
@@ -306,6 +329,8 @@ impl Grants {
 pub type WasmSink = WasmPlugin<SinkPlugin>;
 /// A loaded WASM error-pattern plugin.
 pub type WasmErrorPattern = WasmPlugin<ErrorPatternPlugin>;
+/// A loaded WASM auth plugin.
+pub type WasmAuth = WasmPlugin<AuthPlugin>;
 
 /// A loaded WASM plugin of world `W`: its template, its grants, and the live instance.
 pub struct WasmPlugin<W: World> {
@@ -521,6 +546,25 @@ impl WasmErrorPattern {
                 suggestions: c.suggestions.into_iter().take(16).map(|s| truncate(s, 1024)).collect(),
             })
             .collect())
+    }
+}
+
+impl WasmAuth {
+    /// The principal `headers` authenticate as. Fails closed: a refusal, an error and a trap
+    /// all deny, with the reason.
+    pub fn authenticate(&mut self, headers: &[(String, String)]) -> Result<Principal, String> {
+        let headers: Vec<(String, String)> = headers.to_vec();
+        match self.call(|store, instance| instance.ratchet_plugin_auth().call_authenticate(store, &headers)) {
+            Ok(Ok(principal)) => Ok(Principal {
+                id: truncate(principal.id, 256),
+                roles: principal.roles.into_iter().take(16).map(|r| truncate(r, 64)).collect(),
+            }),
+            Ok(Err(types::PluginError::Denied(reason))) => Err(truncate(reason, 1024)),
+            Ok(Err(types::PluginError::InvalidInput(reason) | types::PluginError::Failed(reason))) => {
+                Err(format!("the auth plugin failed: {}", truncate(reason, 1024)))
+            }
+            Err(error) => Err(format!("the auth plugin failed: {error}")),
+        }
     }
 }
 
