@@ -21,7 +21,7 @@ commands:
   bench [--quick]  cold run-once (median of 20) and warm pool (1,000 runs) in release mode
   build-plugins    the WASM plugins (plugins/wasm) for wasm32-wasip2, into target/plugins
   freeze-wit       print the digest line of each WIT version folder, for wit/FROZEN
-  new-plugin NAME --kind sink [--path DIR]
+  new-plugin NAME --kind sink|error-pattern|auth [--path DIR]
                    scaffold a plugin that builds, loads and passes `ratchet plugins test`
 ";
 

@@ -108,19 +108,22 @@ pub fn folder_digest(folder: &std::path::Path) -> anyhow::Result<String> {
 /// `cargo xtask new-plugin NAME --kind KIND [--path DIR]`: a plugin crate that builds, loads
 /// and passes `ratchet plugins test` as generated. Without `--path` it joins `plugins/wasm`.
 pub fn scaffold(args: &[String]) -> anyhow::Result<()> {
-    let usage = "usage: cargo xtask new-plugin NAME --kind sink [--path DIR]";
+    let usage = "usage: cargo xtask new-plugin NAME --kind sink|error-pattern|auth [--path DIR]";
     let name = args.first().filter(|n| !n.starts_with('-')).context(usage)?.clone();
     let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
     let kind = value("--kind").context(usage)?;
     if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') || name.is_empty() {
         bail!("the plugin name `{name}` must be lowercase letters, digits and dashes");
     }
-    if kind != "sink" {
-        bail!(
-            "`--kind {kind}`: the host runs sink plugins today; loader, error-pattern, auth and api-surface \
+    let template = match kind.as_str() {
+        "sink" => SINK_TEMPLATE,
+        "error-pattern" => ERROR_PATTERN_TEMPLATE,
+        "auth" => AUTH_TEMPLATE,
+        _ => bail!(
+            "`--kind {kind}`: the host runs sink, error-pattern and auth plugins today; loader and api-surface \
              have their WIT worlds (wit/ratchet-plugin/0.1.0) and arrive with their host side"
-        );
-    }
+        ),
+    };
     let standalone = value("--path").map(PathBuf::from);
     let dir = standalone.clone().unwrap_or_else(|| root().join("plugins/wasm").join(&name));
     if dir.exists() {
@@ -153,10 +156,7 @@ pub fn scaffold(args: &[String]) -> anyhow::Result<()> {
             chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
         })
         .collect();
-    std::fs::write(
-        dir.join("src/lib.rs"),
-        SINK_TEMPLATE.replace("{name}", &name).replace("{Type}", &type_name),
-    )?;
+    std::fs::write(dir.join("src/lib.rs"), template.replace("{name}", &name).replace("{Type}", &type_name))?;
     if standalone.is_none() {
         let manifest = root().join("plugins/wasm/Cargo.toml");
         let text = std::fs::read_to_string(&manifest)?;
@@ -194,4 +194,53 @@ impl Sink for {Type} {
 }
 
 plugin_api::export_sink!({Type});
+"#;
+
+const ERROR_PATTERN_TEMPLATE: &str = r#"//! {name}: a Ratchet error-pattern plugin. The kernel asks it about every failed run and
+//! stores what it says with the execution. See docs/plugins.md.
+
+use plugin_api::guest::{Classification, ErrorPattern, Failure, Manifest};
+
+struct {Type};
+
+impl ErrorPattern for {Type} {
+    fn manifest() -> Manifest {
+        Manifest::new("{name}", env!("CARGO_PKG_VERSION"), "describe what this plugin recognises")
+    }
+
+    fn classify(failure: Failure) -> Vec<Classification> {
+        if failure.kind == "timeout" {
+            return vec![Classification {
+                pattern: "slow-task".into(),
+                category: "resources".into(),
+                confidence: 0.9,
+                suggestions: vec!["Raise the task's timeout, or split its work".into()],
+            }];
+        }
+        Vec::new()
+    }
+}
+
+plugin_api::export_error_pattern!({Type});
+"#;
+
+const AUTH_TEMPLATE: &str = r#"//! {name}: a Ratchet auth plugin. It turns a request's headers into a principal with roles
+//! (`viewer`, `runner`, `admin`), or denies. The kernel fails closed. See docs/plugins.md.
+
+use plugin_api::guest::{Auth, Manifest, PluginError, Principal};
+
+struct {Type};
+
+impl Auth for {Type} {
+    fn manifest() -> Manifest {
+        Manifest::new("{name}", env!("CARGO_PKG_VERSION"), "describe how this plugin authenticates")
+    }
+
+    fn authenticate(headers: Vec<(String, String)>) -> Result<Principal, PluginError> {
+        let _ = headers;
+        Err(PluginError::Denied("no credentials are accepted yet".into()))
+    }
+}
+
+plugin_api::export_auth!({Type});
 "#;

@@ -7,8 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Subcommand;
 use kernel::Config;
-use kernel::config::PluginConfig;
-use kernel::plugins::{Event, PluginInfo, Plugins};
+use kernel::plugins::{PluginInfo, Plugins};
 use serde_json::{Value, json};
 
 use super::Format;
@@ -26,7 +25,7 @@ pub enum PluginsCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
-    /// Run the conformance checks against a plugin component (a sink, today).
+    /// Run the conformance checks of its kind against a plugin component.
     Test {
         /// The `.wasm` component.
         file: PathBuf,
@@ -97,74 +96,22 @@ fn info_json(p: &PluginInfo) -> Value {
     })
 }
 
-/// Loads `file` as a sink with no grants and checks the contract: a manifest, a batch written
-/// or refused with a typed error within the deadline, an empty batch accepted, and the
-/// instance still usable afterwards.
+/// Runs the conformance checks of the plugin's kind against `file`.
 fn conformance(config: &Config, file: PathBuf) -> anyhow::Result<ExitCode> {
     let cache = std::env::temp_dir().join(format!("ratchet-plugin-test-{}", std::process::id()));
-    let plugin = PluginConfig {
-        name: "under-test".into(),
-        kind: "sink".into(),
-        source: file.display().to_string(),
-        config: json!({}),
-        grants: Default::default(),
-        limits: Default::default(),
-    };
     let host = kernel::plugins::wasm::WasmHost::new(&cache, &config.egress).map_err(anyhow::Error::msg)?;
-    let mut failures = 0;
-    let mut check = |what: &str, result: Result<String, String>| match result {
-        Ok(detail) => println!("ok    {what}{detail}"),
-        Err(detail) => {
-            failures += 1;
-            println!("FAIL  {what}: {detail}");
-        }
-    };
-    let mut sink = match host.load_sink(&plugin) {
-        Ok(sink) => {
-            let info = sink.info().clone();
-            check("loads as a sink and describes itself", Ok(format!(": {} {}", info.plugin, info.version)));
-            sink
-        }
-        Err(error) => {
-            check("loads as a sink and describes itself", Err(error.to_string()));
-            let _ = std::fs::remove_dir_all(&cache);
-            return Ok(ExitCode::FAILURE);
-        }
-    };
-    use kernel::plugins::wasm::SinkCalls as _;
-    let events: Vec<Event> = (0..3)
-        .map(|n| {
-            Event::new("execution.succeeded", Some("conformance"), Some(&format!("run-{n}")), json!({"n": n}))
-        })
-        .collect();
-    check(
-        "writes a batch, or refuses it with a typed error (no trap)",
-        match sink.write_events(&events) {
-            Ok(()) => Ok(String::new()),
-            Err(kernel::plugins::PluginError::Returned { message, .. }) => {
-                Ok(format!(" (refused: {message})"))
-            }
-            Err(error) => Err(error.to_string()),
-        },
-    );
-    check(
-        "accepts an empty batch, or refuses it with a typed error",
-        match sink.write_events(&[]) {
-            Ok(()) => Ok(String::new()),
-            Err(kernel::plugins::PluginError::Returned { message, .. }) => {
-                Ok(format!(" (refused: {message})"))
-            }
-            Err(error) => Err(error.to_string()),
-        },
-    );
-    check(
-        "still answers after the calls",
-        match sink.write_events(&events[..1]) {
-            Ok(()) | Err(kernel::plugins::PluginError::Returned { .. }) => Ok(String::new()),
-            Err(error) => Err(error.to_string()),
-        },
-    );
+    let checks = kernel::plugins::conformance::run(&host, &file);
     let _ = std::fs::remove_dir_all(&cache);
+    let mut failures = 0;
+    for check in &checks {
+        match &check.outcome {
+            Ok(detail) => println!("ok    {}{detail}", check.what),
+            Err(why) => {
+                failures += 1;
+                println!("FAIL  {}: {why}", check.what);
+            }
+        }
+    }
     println!("{}", if failures == 0 { "conformance: passed" } else { "conformance: FAILED" });
     Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

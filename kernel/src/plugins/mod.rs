@@ -11,6 +11,7 @@
 //! their host side lands.
 
 pub mod auth;
+pub mod conformance;
 mod console;
 mod native;
 pub mod patterns;

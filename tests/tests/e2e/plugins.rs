@@ -278,13 +278,33 @@ fn a_scaffolded_plugin_builds_loads_and_passes_the_conformance_suite() {
     assert!(tested.success() && tested.stdout.contains("conformance: passed"), "{tested:?}");
     assert!(tested.stdout.contains("my-sink 0.1.0"), "{tested:?}");
 
+    // The other hosted kinds scaffold too, and pass their checks as generated.
+    for (name, kind) in [("my-patterns", "error-pattern"), ("my-gate", "auth")] {
+        let made = std::process::Command::new(&xtask)
+            .args(["new-plugin", name, "--kind", kind, "--path"])
+            .arg(dir.path().join(name))
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{kind}: {}", String::from_utf8_lossy(&made.stderr));
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let built = std::process::Command::new(cargo)
+            .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"])
+            .env("CARGO_TARGET_DIR", &target)
+            .current_dir(dir.path().join(name))
+            .output()
+            .unwrap();
+        assert!(built.status.success(), "{kind}: {}", String::from_utf8_lossy(&built.stderr));
+        let wasm = target.join(format!("wasm32-wasip2/release/{}.wasm", name.replace('-', "_")));
+        let tested = tests::ratchet_in(dir.path(), &["plugins", "test", wasm.to_str().unwrap()], &[]);
+        assert!(tested.success() && tested.stdout.contains("conformance: passed"), "{kind}: {tested:?}");
+    }
     let other = std::process::Command::new(&xtask)
-        .args(["new-plugin", "gate", "--kind", "auth", "--path"])
-        .arg(dir.path().join("gate"))
+        .args(["new-plugin", "feed", "--kind", "loader", "--path"])
+        .arg(dir.path().join("feed"))
         .output()
         .unwrap();
     assert!(!other.status.success());
-    assert!(String::from_utf8_lossy(&other.stderr).contains("--kind auth"), "{other:?}");
+    assert!(String::from_utf8_lossy(&other.stderr).contains("--kind loader"), "{other:?}");
 }
 
 fn native_library(name: &str) -> PathBuf {
@@ -430,4 +450,23 @@ async fn the_api_key_auth_plugin_checks_hashed_keys_and_fails_closed() {
     // The configuration holds hashes only: the keys themselves are nowhere in it.
     let listed = format!("{:?}", plugins.list());
     assert!(!listed.contains("runner-key-1"));
+}
+
+#[test]
+fn every_first_party_plugin_passes_the_conformance_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host(&dir.path().join("cache"));
+    for name in ["jsonl-sink", "webhook-sink", "error-patterns", "api-key-auth"] {
+        let checks = kernel::plugins::conformance::run(&host, &component(name));
+        assert!(checks.len() >= 4, "{name}: {checks:?}");
+        let failed: Vec<_> = checks.iter().filter(|c| c.outcome.is_err()).collect();
+        assert!(failed.is_empty(), "{name}: {failed:#?}");
+    }
+    // The hostile plugin misbehaves only on its trigger kinds, so the plain checks pass.
+    let checks = kernel::plugins::conformance::run(&host, &component("test-programs"));
+    assert!(checks.iter().all(|c| c.outcome.is_ok()), "plain events do not trigger it: {checks:?}");
+    let not_wasm = dir.path().join("x.wasm");
+    std::fs::write(&not_wasm, "nope").unwrap();
+    let checks = kernel::plugins::conformance::run(&host, &not_wasm);
+    assert!(checks[0].outcome.is_err(), "{checks:?}");
 }

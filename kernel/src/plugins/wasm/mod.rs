@@ -192,6 +192,12 @@ impl WasmHost {
         format!("{digest}-{:016x}", hasher.finish())
     }
 
+    /// The kind of plugin the component at `path` is, from its exports.
+    pub fn kind_of(&self, path: &Path) -> Result<Option<&'static str>, LoadError> {
+        let (component, _) = self.component("(inspected)", path)?;
+        Ok(self.exported_kind(&component))
+    }
+
     /// The kind a component is, from the interfaces it exports.
     fn exported_kind(&self, component: &Component) -> Option<&'static str> {
         let exports: Vec<String> =
