@@ -443,3 +443,53 @@ fn sinks_receive_the_events_of_real_runs() {
     assert_eq!(classification["suggestions"][0], "Do not ask it to fail");
     assert!(text.contains(r#""classification""#), "{text}");
 }
+
+/// The `ratchet-worker` processes whose parent is `parent`.
+fn worker_pids(parent: u32) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // pid (comm) state ppid ...
+        let Some((head, rest)) = stat.rsplit_once(") ") else { continue };
+        let comm = head.split_once(" (").map_or("", |(_, c)| c);
+        let ppid: u32 = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+        if comm.starts_with("ratchet-worker") && ppid == parent {
+            pids.extend(head.split_once(' ').and_then(|(p, _)| p.parse::<i32>().ok()));
+        }
+    }
+    pids
+}
+
+/// J1: a worker killed with SIGKILL under a running job fails that attempt, naming the signal;
+/// the job retries and completes once.
+#[test]
+fn a_worker_killed_under_a_job_fails_the_attempt_and_the_job_retries() {
+    let root = tempfile::tempdir().unwrap();
+    tasks_dir(root.path());
+    let env = [("RATCHET_WORKERS__COUNT", "1"), ("RATCHET_QUEUE__BACKOFF_BASE_SECS", "0.1")];
+    let node = Node::start(root.path(), &env);
+    let job = cli(root.path(), &["jobs", "enqueue", "sleepy", "--input-json", r#"{"n": 5, "ms": 3000}"#]);
+    let id = job["id"].as_str().unwrap().to_owned();
+    wait_until("the job to start", Duration::from_secs(20), || {
+        cli(root.path(), &["jobs", "show", &id])["status"] == "running"
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let workers = worker_pids(node.child.id());
+    assert_eq!(workers.len(), 1, "one worker under the node: {workers:?}");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(workers[0]), nix::sys::signal::Signal::SIGKILL)
+        .unwrap();
+
+    wait_until("the job to complete on its second attempt", Duration::from_secs(30), || {
+        cli(root.path(), &["jobs", "show", &id])["status"] == "completed"
+    });
+    let shown = cli(root.path(), &["jobs", "show", &id]);
+    let attempts = shown["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{shown:#}");
+    assert_eq!(attempts[0]["outcome"], "failed");
+    assert!(attempts[0]["error"].as_str().unwrap().contains("SIGKILL"), "{shown:#}");
+    assert_eq!(attempts[1]["outcome"], "completed");
+    assert_eq!(shown["output"], json!({"n": 5}));
+    node.signal(nix::sys::signal::Signal::SIGTERM);
+    let (code, stderr) = node.wait(Duration::from_secs(20));
+    assert_eq!(code, Some(0), "{stderr}");
+}
