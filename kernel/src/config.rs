@@ -118,7 +118,8 @@ impl Default for StorageConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
-    /// Jobs run at once by this node; 0 means one per worker (`workers.count`).
+    /// Jobs this node holds at once; 0 means two per worker (`2 * workers.count`), so a worker
+    /// never waits while the node records one job and claims the next.
     pub concurrency: usize,
     /// Seconds a claimed job is leased for; renewed by heartbeat every third of it.
     pub lease_secs: f64,
