@@ -1,5 +1,6 @@
 //! `ratchet serve` as an operator runs it: jobs from the CLI, kill -9 and restart, SIGTERM
-//! (RELIABILITY.md J1, J2, J8 on SQLite; the queue semantics run on both backends in `queue`).
+//! (RELIABILITY.md J1, J2, J8 on SQLite, J9 on PostgreSQL; the queue semantics run on both backends
+//! in `queue` and `schedules`).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
