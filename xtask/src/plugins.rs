@@ -32,10 +32,10 @@ pub fn build() -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(&out)?;
     let mut components = Vec::new();
     for entry in std::fs::read_dir(&built)? {
-        let path = entry?.path();
+        let entry = entry?;
+        let path = entry.path();
         if path.extension().is_some_and(|e| e == "wasm") {
-            let name = path.file_name().unwrap().to_string_lossy().replace('_', "-");
-            let destination = out.join(name);
+            let destination = out.join(entry.file_name().to_string_lossy().replace('_', "-"));
             std::fs::copy(&path, &destination)
                 .with_context(|| format!("cannot copy {} to {}", path.display(), destination.display()))?;
             println!("  {}", destination.display());
@@ -88,15 +88,15 @@ pub fn check_frozen() -> anyhow::Result<()> {
 
 /// FNV-1a over the sorted file names and contents of a folder.
 pub fn folder_digest(folder: &std::path::Path) -> anyhow::Result<String> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
+    let mut files: Vec<(String, PathBuf)> = std::fs::read_dir(folder)
         .with_context(|| format!("cannot read {}", folder.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_file())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
         .collect();
     files.sort();
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for file in files {
-        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    for (name, file) in files {
         let contents = std::fs::read(&file)?;
         for byte in name.as_bytes().iter().chain([0u8].iter()).chain(contents.iter()) {
             hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);

@@ -16,6 +16,7 @@ mod console;
 mod native;
 pub mod patterns;
 mod sinks;
+mod thread;
 pub mod wasm;
 
 use std::fmt;

@@ -1,13 +1,12 @@
-//! Error-pattern plugins: asked to classify every failed run. They run on a thread of their
-//! own (WASM calls are synchronous); the kernel waits for the answer at most [`WAIT`], and a
+//! Error-pattern plugins: asked to classify every failed run, on a thread of their own
+//! (`thread::PluginThread`); the kernel waits for the answer at most [`WAIT`], and a
 //! plugin that fails or traps simply contributes nothing.
 
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde::Serialize;
 
+use super::thread::PluginThread;
 use super::wasm::{Failure, WasmErrorPattern};
 
 /// The longest the kernel waits for classifications of one failure.
@@ -34,55 +33,32 @@ pub struct FailedRun {
     pub logs: Vec<String>,
 }
 
-struct Request {
-    failure: FailedRun,
-    reply: tokio::sync::oneshot::Sender<Vec<Suggestion>>,
-}
-
 #[derive(Default)]
 pub struct ErrorPatterns {
-    requests: Option<mpsc::Sender<Request>>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<PluginThread<FailedRun, Vec<Suggestion>>>,
 }
 
 impl ErrorPatterns {
-    pub fn start(mut plugins: Vec<WasmErrorPattern>) -> ErrorPatterns {
+    pub fn start(plugins: Vec<WasmErrorPattern>) -> ErrorPatterns {
         if plugins.is_empty() {
             return ErrorPatterns::default();
         }
-        let (requests, incoming) = mpsc::channel::<Request>();
-        let thread = std::thread::Builder::new()
-            .name("error-patterns".into())
-            .spawn(move || {
-                while let Ok(request) = incoming.recv() {
-                    let _ = request.reply.send(classify_all(&mut plugins, &request.failure));
-                }
-            })
-            .ok();
-        ErrorPatterns { requests: Some(requests), thread }
+        let thread = PluginThread::start("error-patterns", plugins, |plugins, failure: FailedRun| {
+            classify_all(plugins, &failure)
+        });
+        ErrorPatterns { thread: Some(thread) }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.requests.is_none()
+        self.thread.is_none()
     }
 
     /// Every plugin's classifications of `failure`, most confident first; empty when there are
     /// no plugins, or they do not answer within [`WAIT`].
     pub async fn classify(&self, failure: FailedRun) -> Vec<Suggestion> {
-        let Some(requests) = &self.requests else { return Vec::new() };
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        if requests.send(Request { failure, reply }).is_err() {
-            return Vec::new();
-        }
-        tokio::time::timeout(WAIT, answer).await.ok().and_then(Result::ok).unwrap_or_default()
-    }
-}
-
-impl Drop for ErrorPatterns {
-    fn drop(&mut self) {
-        self.requests = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        match &self.thread {
+            Some(thread) => thread.ask(failure, WAIT).await.unwrap_or_default(),
+            None => Vec::new(),
         }
     }
 }

@@ -132,9 +132,10 @@ impl Service {
         &self.plugins
     }
 
-    fn emit(&self, event: Event) {
+    /// Hands the event `make` builds to the sinks; builds nothing when there are none.
+    fn emit(&self, make: impl FnOnce() -> Event) {
         if !self.plugins.sinks.is_empty() {
-            self.plugins.sinks.emit(&event);
+            self.plugins.sinks.emit(&make());
         }
     }
 
@@ -169,12 +170,14 @@ impl Service {
         self.store.register_node(&self.node, &hostname(), std::process::id(), now).await?;
         for task in self.registry.tasks() {
             self.store.record_task_version(&task_version(&task), now).await?;
-            self.emit(Event::new(
-                "task.loaded",
-                Some(task.name()),
-                None,
-                json!({"version": task.metadata.version, "digest": task.digest}),
-            ));
+            self.emit(|| {
+                Event::new(
+                    "task.loaded",
+                    Some(task.name()),
+                    None,
+                    json!({"version": task.metadata.version, "digest": task.digest}),
+                )
+            });
         }
         self.store.node_heartbeat(&self.node, &self.worker_rows(), now).await
     }
@@ -312,12 +315,14 @@ impl Service {
         let heartbeat =
             tokio::spawn(heartbeat(self.store.clone(), job.clone(), self.node.clone(), self.lease()));
         let started = now_ms();
-        self.emit(Event::new(
-            "execution.started",
-            Some(&job.task),
-            None,
-            json!({"job": job.id, "attempt": job.attempt}),
-        ));
+        self.emit(|| {
+            Event::new(
+                "execution.started",
+                Some(&job.task),
+                None,
+                json!({"job": job.id, "attempt": job.attempt}),
+            )
+        });
         let execution = self.kernel.run(&task, job.input.clone()).await;
         let classification = self.classify(&job, &execution).await;
         heartbeat.abort();
@@ -354,11 +359,14 @@ impl Service {
     }
 
     fn emit_outcome(&self, job: &Job, execution: &Execution, classification: &[Suggestion]) {
+        if self.plugins.sinks.is_empty() {
+            return;
+        }
         let id = Some(execution.id.as_str());
         let duration_ms = execution.duration.as_secs_f64() * 1000.0;
         let base = json!({"job": job.id, "attempt": job.attempt, "duration_ms": duration_ms});
         match &execution.outcome {
-            Ok(_) => self.emit(Event::new("execution.succeeded", Some(&job.task), id, base)),
+            Ok(_) => self.emit(|| Event::new("execution.succeeded", Some(&job.task), id, base)),
             Err(error) => {
                 let mut data = base;
                 data["error"] = json!({"kind": error.kind(), "message": error.to_string()});
@@ -366,9 +374,9 @@ impl Service {
                     data["classification"] = json!(classification);
                 }
                 if error.kind() == "worker_crashed" {
-                    self.emit(Event::new("worker.crashed", Some(&job.task), id, data.clone()));
+                    self.emit(|| Event::new("worker.crashed", Some(&job.task), id, data.clone()));
                 }
-                self.emit(Event::new("execution.failed", Some(&job.task), id, data));
+                self.emit(|| Event::new("execution.failed", Some(&job.task), id, data));
             }
         }
     }

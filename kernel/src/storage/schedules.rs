@@ -10,7 +10,7 @@ use sea_orm::{ConnectionTrait, QueryResult, TransactionTrait, Value as SqlValue}
 use serde_json::Value;
 
 use super::Store;
-use super::queue::{NewJob, QueueError};
+use super::queue::{NewJob, QueueError, millis};
 use super::row::{int, json, opt_int};
 use crate::schedule::{CatchUp, Overlap};
 
@@ -70,12 +70,6 @@ impl Store {
         if new.name.trim().is_empty() {
             return Err(QueueError::Invalid("a schedule name must not be empty".into()));
         }
-        if self.find_schedule(&new.name).await?.is_some() {
-            return Err(QueueError::Conflict(format!(
-                "a schedule named `{}` exists; pick another --name or remove it first",
-                new.name
-            )));
-        }
         let id = uuid::Uuid::new_v4().to_string();
         let sql = format!(
             "INSERT INTO schedules ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, NULL, NULL, ?, ?) \
@@ -96,7 +90,10 @@ impl Store {
             now.into(),
         ];
         if self.writer().execute_raw(self.statement(&sql, values)).await?.rows_affected() != 1 {
-            return Err(QueueError::Conflict(format!("a schedule named `{}` exists", new.name)));
+            return Err(QueueError::Conflict(format!(
+                "a schedule named `{}` exists; pick another --name or remove it first",
+                new.name
+            )));
         }
         self.schedule(&id).await
     }
@@ -207,10 +204,6 @@ impl Store {
         transaction.commit().await?;
         Ok(Some(created))
     }
-}
-
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn schedule_from_row(row: &QueryResult) -> Result<Schedule, QueueError> {

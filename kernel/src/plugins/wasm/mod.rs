@@ -55,59 +55,33 @@ pub trait World: Sized + Send + 'static {
     fn describe(&self, store: &mut Store<HostState>) -> wasmtime::Result<types::Manifest>;
 }
 
-impl World for SinkPlugin {
-    type Pre = SinkPluginPre<HostState>;
-    const KIND: &'static str = "sink";
+/// The `World` impl of one generated world: its template type, its kind, and the exported
+/// interface that holds `describe`.
+macro_rules! world {
+    ($world:ident, $pre:ident, $kind:literal, $interface:ident) => {
+        impl World for $world {
+            type Pre = $pre<HostState>;
+            const KIND: &'static str = $kind;
 
-    fn prepare(linker: &mut Linker<HostState>, component: &Component) -> wasmtime::Result<Self::Pre> {
-        SinkPlugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |s| s)?;
-        SinkPluginPre::new(linker.instantiate_pre(component)?)
-    }
+            fn prepare(linker: &mut Linker<HostState>, component: &Component) -> wasmtime::Result<Self::Pre> {
+                $world::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |s| s)?;
+                $pre::new(linker.instantiate_pre(component)?)
+            }
 
-    fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self> {
-        pre.instantiate(store)
-    }
+            fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self> {
+                pre.instantiate(store)
+            }
 
-    fn describe(&self, store: &mut Store<HostState>) -> wasmtime::Result<types::Manifest> {
-        self.ratchet_plugin_sink().call_describe(store)
-    }
+            fn describe(&self, store: &mut Store<HostState>) -> wasmtime::Result<types::Manifest> {
+                self.$interface().call_describe(store)
+            }
+        }
+    };
 }
 
-impl World for ErrorPatternPlugin {
-    type Pre = ErrorPatternPluginPre<HostState>;
-    const KIND: &'static str = "error-pattern";
-
-    fn prepare(linker: &mut Linker<HostState>, component: &Component) -> wasmtime::Result<Self::Pre> {
-        ErrorPatternPlugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |s| s)?;
-        ErrorPatternPluginPre::new(linker.instantiate_pre(component)?)
-    }
-
-    fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self> {
-        pre.instantiate(store)
-    }
-
-    fn describe(&self, store: &mut Store<HostState>) -> wasmtime::Result<types::Manifest> {
-        self.ratchet_plugin_error_pattern().call_describe(store)
-    }
-}
-
-impl World for AuthPlugin {
-    type Pre = AuthPluginPre<HostState>;
-    const KIND: &'static str = "auth";
-
-    fn prepare(linker: &mut Linker<HostState>, component: &Component) -> wasmtime::Result<Self::Pre> {
-        AuthPlugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |s| s)?;
-        AuthPluginPre::new(linker.instantiate_pre(component)?)
-    }
-
-    fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self> {
-        pre.instantiate(store)
-    }
-
-    fn describe(&self, store: &mut Store<HostState>) -> wasmtime::Result<types::Manifest> {
-        self.ratchet_plugin_auth().call_describe(store)
-    }
-}
+world!(SinkPlugin, SinkPluginPre, "sink", ratchet_plugin_sink);
+world!(ErrorPatternPlugin, ErrorPatternPluginPre, "error-pattern", ratchet_plugin_error_pattern);
+world!(AuthPlugin, AuthPluginPre, "auth", ratchet_plugin_auth);
 
 pub struct WasmHost {
     engine: Engine,
@@ -404,11 +378,7 @@ impl<W: World> WasmPlugin<W> {
             self.resting_until = None;
         }
         if self.instance.is_none() {
-            let mut store = self.store();
-            store.set_epoch_deadline(self.deadline_ticks());
-            store.epoch_deadline_trap();
-            let instance = W::instantiate(&self.pre, &mut store).map_err(|e| self.trapped(&e))?;
-            self.instance = Some((store, instance));
+            self.instantiate()?;
         }
         let ticks = self.deadline_ticks();
         let Some((store, instance)) = self.instance.as_mut() else {
@@ -426,6 +396,16 @@ impl<W: World> WasmPlugin<W> {
                 Err(self.trapped(&error))
             }
         }
+    }
+
+    /// A fresh instance from the template, in a fresh store.
+    fn instantiate(&mut self) -> Result<(), PluginError> {
+        let mut store = self.store();
+        store.set_epoch_deadline(self.deadline_ticks());
+        store.epoch_deadline_trap();
+        let instance = W::instantiate(&self.pre, &mut store).map_err(|e| self.trapped(&e))?;
+        self.instance = Some((store, instance));
+        Ok(())
     }
 
     fn deadline_ticks(&self) -> u64 {
@@ -495,14 +475,8 @@ impl SinkCalls for WasmSink {
     fn fresh_instance_time(&mut self) -> Result<Duration, PluginError> {
         self.instance = None;
         let started = Instant::now();
-        let mut store = self.store();
-        store.set_epoch_deadline(self.deadline_ticks());
-        store.epoch_deadline_trap();
-        let instance =
-            <SinkPlugin as World>::instantiate(&self.pre, &mut store).map_err(|e| self.trapped(&e))?;
-        let elapsed = started.elapsed();
-        self.instance = Some((store, instance));
-        Ok(elapsed)
+        self.instantiate()?;
+        Ok(started.elapsed())
     }
 }
 

@@ -52,27 +52,50 @@ impl Auth for ApiKeyAuth {
         let key = presented(&headers).ok_or_else(|| {
             PluginError::Denied("no API key: send `Authorization: Bearer KEY` or `X-API-Key: KEY`".into())
         })?;
-        let config: Value = serde_json::from_str(&plugin_api::guest::config())
-            .map_err(|e| PluginError::InvalidInput(format!("config is not JSON: {e}")))?;
         let digest = hex(&Sha256::digest(key.as_bytes()));
-        let keys = config.get("keys").and_then(Value::as_array).cloned().unwrap_or_default();
         let mut found = None;
-        for entry in &keys {
-            let stored = entry.get("sha256").and_then(Value::as_str).unwrap_or_default().to_ascii_lowercase();
-            if same(stored.as_bytes(), digest.as_bytes()) {
-                found = Some(entry);
+        for stored in keys()? {
+            if same(stored.sha256.as_bytes(), digest.as_bytes()) {
+                found = Some(stored);
             }
         }
-        let entry = found.ok_or_else(|| PluginError::Denied("unknown API key".into()))?;
-        let role = entry.get("role").and_then(Value::as_str).unwrap_or("viewer");
-        let level = ROLES.iter().position(|r| *r == role).ok_or_else(|| {
-            PluginError::InvalidInput(format!("key role `{role}` is not one of viewer, runner, admin"))
+        let key = found.ok_or_else(|| PluginError::Denied("unknown API key".into()))?;
+        let level = ROLES.iter().position(|r| *r == key.role).ok_or_else(|| {
+            PluginError::InvalidInput(format!("key role `{}` is not one of viewer, runner, admin", key.role))
         })?;
-        Ok(Principal {
-            id: entry.get("id").and_then(Value::as_str).unwrap_or("api-key").to_owned(),
-            roles: ROLES[..=level].iter().map(|r| (*r).to_owned()).collect(),
-        })
+        Ok(Principal { id: key.id.clone(), roles: ROLES[..=level].iter().map(|r| (*r).to_owned()).collect() })
     }
+}
+
+/// One configured key.
+struct Key {
+    id: String,
+    /// Lowercase hex.
+    sha256: String,
+    role: String,
+}
+
+/// The configured keys, parsed once per instance (every request would otherwise parse them).
+fn keys() -> Result<&'static [Key], PluginError> {
+    static KEYS: std::sync::OnceLock<Result<Vec<Key>, PluginError>> = std::sync::OnceLock::new();
+    KEYS.get_or_init(parse_keys).as_deref().map_err(Clone::clone)
+}
+
+fn parse_keys() -> Result<Vec<Key>, PluginError> {
+    let config: Value = serde_json::from_str(&plugin_api::guest::config())
+        .map_err(|e| PluginError::InvalidInput(format!("config is not JSON: {e}")))?;
+    let text = |entry: &Value, field: &str, default: &str| {
+        entry.get(field).and_then(Value::as_str).unwrap_or(default).to_owned()
+    };
+    let entries = config.get("keys").and_then(Value::as_array).cloned().unwrap_or_default();
+    Ok(entries
+        .iter()
+        .map(|entry| Key {
+            id: text(entry, "id", "api-key"),
+            sha256: text(entry, "sha256", "").to_ascii_lowercase(),
+            role: text(entry, "role", "viewer"),
+        })
+        .collect())
 }
 
 plugin_api::export_auth!(ApiKeyAuth);

@@ -170,6 +170,12 @@ fn built_in() -> Vec<Pattern> {
     ]
 }
 
+/// The operator's patterns, then the built-in ones: built once per instance.
+fn patterns() -> &'static [Pattern] {
+    static PATTERNS: std::sync::OnceLock<Vec<Pattern>> = std::sync::OnceLock::new();
+    PATTERNS.get_or_init(|| configured().into_iter().chain(built_in()).collect())
+}
+
 fn configured() -> Vec<Pattern> {
     let config: Value = serde_json::from_str(&plugin_api::guest::config()).unwrap_or(Value::Null);
     let list = |entry: &Value, key: &str| -> Vec<String> {
@@ -230,9 +236,8 @@ impl ErrorPattern for Patterns {
             text.push('\n');
             text.push_str(&line.to_lowercase());
         }
-        let mut found: Vec<Classification> = configured()
+        let mut found: Vec<Classification> = patterns()
             .iter()
-            .chain(built_in().iter())
             .filter(|p| matches(p, &failure, &text))
             .map(|p| Classification {
                 pattern: p.id.clone(),

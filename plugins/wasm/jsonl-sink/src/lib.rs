@@ -18,7 +18,13 @@ struct Settings {
     keep: u32,
 }
 
-fn settings() -> Result<Settings, PluginError> {
+/// The settings, parsed once per instance (the operator's config does not change under it).
+fn settings() -> Result<&'static Settings, PluginError> {
+    static SETTINGS: std::sync::OnceLock<Result<Settings, PluginError>> = std::sync::OnceLock::new();
+    SETTINGS.get_or_init(parse_settings).as_ref().map_err(Clone::clone)
+}
+
+fn parse_settings() -> Result<Settings, PluginError> {
     let config: Value = serde_json::from_str(&plugin_api::guest::config())
         .map_err(|e| PluginError::InvalidInput(format!("config is not JSON: {e}")))?;
     let file = config.get("file").and_then(Value::as_str).unwrap_or("events.jsonl");
@@ -88,7 +94,7 @@ impl Sink for JsonlSink {
             if size > 0 && size + text.len() as u64 > settings.max_bytes {
                 append(&settings.file, &pending).map_err(|e| io("cannot write", e))?;
                 pending.clear();
-                rotate(&settings).map_err(|e| io("cannot rotate", e))?;
+                rotate(settings).map_err(|e| io("cannot rotate", e))?;
                 size = 0;
             }
             size += text.len() as u64;

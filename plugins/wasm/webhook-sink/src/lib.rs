@@ -9,6 +9,33 @@ use serde_json::{Value, json};
 
 struct WebhookSink;
 
+/// Where batches go: the config, parsed once per instance.
+struct Target {
+    url: String,
+    headers: Vec<(String, String)>,
+}
+
+fn target() -> Result<&'static Target, PluginError> {
+    static TARGET: std::sync::OnceLock<Result<Target, PluginError>> = std::sync::OnceLock::new();
+    TARGET.get_or_init(parse_target).as_ref().map_err(Clone::clone)
+}
+
+fn parse_target() -> Result<Target, PluginError> {
+    let config: Value = serde_json::from_str(&plugin_api::guest::config())
+        .map_err(|e| PluginError::InvalidInput(format!("config is not JSON: {e}")))?;
+    let url = config
+        .get("url")
+        .and_then(Value::as_str)
+        .ok_or_else(|| PluginError::InvalidInput("config.url is required".into()))?;
+    let mut headers: Vec<(String, String)> = vec![("content-type".into(), "application/json".into())];
+    if let Some(extra) = config.get("headers").and_then(Value::as_object) {
+        for (name, value) in extra {
+            headers.push((name.clone(), value.as_str().unwrap_or_default().to_owned()));
+        }
+    }
+    Ok(Target { url: url.to_owned(), headers })
+}
+
 impl Sink for WebhookSink {
     fn manifest() -> Manifest {
         Manifest::new("webhook-sink", env!("CARGO_PKG_VERSION"), "POSTs event batches as JSON to a URL")
@@ -19,18 +46,7 @@ impl Sink for WebhookSink {
         if events.is_empty() {
             return Ok(());
         }
-        let config: Value = serde_json::from_str(&plugin_api::guest::config())
-            .map_err(|e| PluginError::InvalidInput(format!("config is not JSON: {e}")))?;
-        let url = config
-            .get("url")
-            .and_then(Value::as_str)
-            .ok_or_else(|| PluginError::InvalidInput("config.url is required".into()))?;
-        let mut headers: Vec<(String, String)> = vec![("content-type".into(), "application/json".into())];
-        if let Some(extra) = config.get("headers").and_then(Value::as_object) {
-            for (name, value) in extra {
-                headers.push((name.clone(), value.as_str().unwrap_or_default().to_owned()));
-            }
-        }
+        let target = target()?;
         let body: Vec<Value> = events
             .iter()
             .map(|e| {
@@ -44,12 +60,13 @@ impl Sink for WebhookSink {
             })
             .collect();
         let body = Value::Array(body).to_string();
-        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let response = plugin_api::guest::http("POST", url, &headers, body.as_bytes())?;
+        let headers: Vec<(&str, &str)> =
+            target.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let response = plugin_api::guest::http("POST", &target.url, &headers, body.as_bytes())?;
         if (200..300).contains(&response.status) {
             Ok(())
         } else {
-            Err(PluginError::Failed(format!("{url} answered {}", response.status)))
+            Err(PluginError::Failed(format!("{} answered {}", target.url, response.status)))
         }
     }
 }
