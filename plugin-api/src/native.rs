@@ -8,7 +8,7 @@
 //! [`export_native_sink!`](crate::export_native_sink) writes all three and keeps panics
 //! from crossing the boundary: a panic in `write` becomes a `PluginError::Failed`.
 //!
-//! ```ignore
+//! ```text
 //! struct Counter(u64);
 //!
 //! impl plugin_api::native::NativeSink for Counter {
