@@ -2,7 +2,7 @@
 //! that kind's macro, build for `wasm32-wasip2`. The WIT package (`ratchet:plugin@0.1.0`)
 //! stays hidden inside this module.
 //!
-//! ```ignore
+//! ```text
 //! use plugin_api::guest::{Event, Manifest, PluginError, Sink};
 //!
 //! struct Counter;
