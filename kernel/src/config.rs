@@ -154,6 +154,24 @@ pub struct ServerConfig {
     pub tasks: Vec<PathBuf>,
     /// Seconds running jobs get to finish after SIGTERM before they are released.
     pub shutdown_grace_secs: f64,
+    /// The built-in API surfaces to mount: `rest` (with its docs) and `graphql`.
+    pub surfaces: Vec<String>,
+    /// With no auth plugin the server refuses a non-loopback `bind` unless this is true.
+    pub allow_unauthenticated_remote: bool,
+    /// Largest request body accepted, in bytes (413 above).
+    pub max_body_bytes: usize,
+    /// Seconds a request may take before it is answered 503.
+    pub request_timeout_secs: f64,
+    /// Longest a synchronous run is awaited, in seconds; a run still going then is answered
+    /// 202 with its execution id.
+    pub run_wait_secs: f64,
+    /// Synchronous runs in progress at once; more are answered 503 with Retry-After.
+    pub max_sync_runs: usize,
+    /// Requests per second each client address may make (0: unlimited), and the burst.
+    pub rate_limit_per_second: u32,
+    pub rate_limit_burst: u32,
+    /// Origins browsers may call the API from (CORS); empty: same origin only.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -162,6 +180,15 @@ impl Default for ServerConfig {
             bind: "127.0.0.1:8000".into(),
             tasks: vec![PathBuf::from("examples/tasks")],
             shutdown_grace_secs: 30.0,
+            surfaces: vec!["rest".into(), "graphql".into()],
+            allow_unauthenticated_remote: false,
+            max_body_bytes: 1024 * 1024,
+            request_timeout_secs: 60.0,
+            run_wait_secs: 30.0,
+            max_sync_runs: 256,
+            rate_limit_per_second: 100,
+            rate_limit_burst: 200,
+            cors_origins: Vec::new(),
         }
     }
 }

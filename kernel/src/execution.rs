@@ -148,8 +148,12 @@ impl Kernel {
 
     /// Runs `task` with `input`, its requests answered by `http`.
     pub async fn run_with(&self, task: &Task, input: Value, http: HttpMode) -> Execution {
+        self.run_as(uuid::Uuid::new_v4().to_string(), task, input, http).await
+    }
+
+    /// `run_with` under an execution id the caller chose (to hand it out before the run ends).
+    pub async fn run_as(&self, id: String, task: &Task, input: Value, http: HttpMode) -> Execution {
         let started = Instant::now();
-        let id = uuid::Uuid::new_v4().to_string();
         let violations = match input_too_deep(&input) {
             Some(violation) => vec![violation],
             None => task.input_schema.violations(&input),

@@ -3,10 +3,12 @@
 //! The kernel never evaluates task JavaScript itself: every run goes to a `ratchet-worker`
 //! process that the [`supervisor`] spawns, limits, watches and kills.
 
+pub mod api;
 pub mod config;
 pub mod execution;
 pub mod generate;
 pub mod http;
+pub mod metrics;
 pub mod plugins;
 pub mod recording;
 pub mod schedule;

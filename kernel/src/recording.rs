@@ -105,31 +105,35 @@ impl Recording {
     /// `Ok` when `outcome` is what was recorded: the same output, or an error of the same
     /// kind and name. Otherwise what differs.
     pub fn compare(&self, outcome: &Result<Value, ExecutionError>) -> Result<(), String> {
-        match (self.result.get("output"), self.result.get("error"), outcome) {
-            (Some(recorded), _, Ok(output)) if crate::testing::json_eq(recorded, output) => Ok(()),
-            (Some(recorded), _, Ok(output)) => {
-                Err(format!("output differs: recorded {recorded}, replayed {output}"))
-            }
-            (Some(recorded), _, Err(error)) => {
-                Err(format!("recorded output {recorded}, replay failed: {error}"))
-            }
-            (None, Some(recorded), Err(error))
-                if recorded["kind"] == error.kind() && recorded["name"] == error.name() =>
-            {
-                Ok(())
-            }
-            (None, Some(recorded), Err(error)) => Err(format!(
-                "error differs: recorded {} {}, replayed {} {}",
-                recorded["kind"],
-                recorded["name"],
-                error.kind(),
-                error.name()
-            )),
-            (None, Some(recorded), Ok(output)) => {
-                Err(format!("recorded error {recorded}, replay returned {output}"))
-            }
-            (None, None, _) => Err("result.json holds neither `output` nor `error`".into()),
+        compare(&self.result, outcome)
+    }
+}
+
+/// `Ok` when `outcome` is the `recorded` result (`{"output": ..}` or `{"error": ..}`): the same
+/// output, or an error of the same kind and name. Otherwise what differs.
+pub fn compare(recorded: &Value, outcome: &Result<Value, ExecutionError>) -> Result<(), String> {
+    match (recorded.get("output"), recorded.get("error"), outcome) {
+        (Some(recorded), _, Ok(output)) if crate::testing::json_eq(recorded, output) => Ok(()),
+        (Some(recorded), _, Ok(output)) => {
+            Err(format!("output differs: recorded {recorded}, replayed {output}"))
         }
+        (Some(recorded), _, Err(error)) => Err(format!("recorded output {recorded}, replay failed: {error}")),
+        (None, Some(recorded), Err(error))
+            if recorded["kind"] == error.kind() && recorded["name"] == error.name() =>
+        {
+            Ok(())
+        }
+        (None, Some(recorded), Err(error)) => Err(format!(
+            "error differs: recorded {} {}, replayed {} {}",
+            recorded["kind"],
+            recorded["name"],
+            error.kind(),
+            error.name()
+        )),
+        (None, Some(recorded), Ok(output)) => {
+            Err(format!("recorded error {recorded}, replay returned {output}"))
+        }
+        (None, None, _) => Err("result.json holds neither `output` nor `error`".into()),
     }
 }
 

@@ -96,7 +96,7 @@ impl CronSpec {
 }
 
 /// What happens to fire times that passed while no scheduler ran (downtime, a paused node).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CatchUp {
     /// Only the most recent due fire time is enqueued, and only when it is younger than the
@@ -113,7 +113,7 @@ pub enum CatchUp {
 }
 
 /// What happens when a fire time comes while the job of the previous one has not finished.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Overlap {
     /// The fire time is skipped (and logged).

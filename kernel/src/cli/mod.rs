@@ -40,7 +40,8 @@ enum Command {
     /// Create new things from templates.
     #[command(subcommand)]
     Generate(Generate),
-    /// Run the node: task registry, worker pool, job consumers, /health and /ready.
+    /// Run the node: task registry, worker pool, job consumers, scheduler, and the REST and
+    /// GraphQL APIs (docs at /docs and /graphql/playground).
     Serve(serve::ServeArgs),
     /// Queue runs and inspect or cancel them.
     #[command(subcommand)]
@@ -61,6 +62,17 @@ enum Command {
     /// The plugins the configuration enables, and the conformance check for plugin authors.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
+    /// Print the API contracts: the OpenAPI document or the GraphQL schema.
+    #[command(subcommand)]
+    Api(ApiCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiCommand {
+    /// The OpenAPI 3.1 document of the REST API (as served at /api/v1/openapi.json).
+    Openapi,
+    /// The GraphQL schema in SDL.
+    GraphqlSchema,
 }
 
 /// Which database to use.
@@ -183,6 +195,14 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tasks(common) => nodes::tasks(load_config()?, common).await,
         Command::Config(command) => config::config(load_config()?, command).await,
         Command::Plugins(command) => plugins::plugins(load_config()?, command).await,
+        Command::Api(ApiCommand::Openapi) => {
+            print!("{}", kernel::api::openapi::document_json());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Api(ApiCommand::GraphqlSchema) => {
+            print!("{}", kernel::api::graphql_sdl());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Generate(Generate::Task { name, path }) => {
             let dir = kernel::generate::task(&path, &name)?;
             println!("created task {name} in {}", dir.display());

@@ -6,14 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
 use clap::Args;
 use kernel::service::Service;
 use kernel::{Config, Kernel};
-use serde_json::json;
 use tokio::sync::watch;
 
 #[derive(Debug, Args)]
@@ -51,6 +46,12 @@ pub async fn serve(mut config: Config, args: ServeArgs) -> anyhow::Result<ExitCo
     for plugin in plugins.list() {
         eprintln!("plugin {plugin}");
     }
+    let surfaces = kernel::api::builtin_surfaces(&config.server.surfaces).map_err(anyhow::Error::msg)?;
+    kernel::api::check_exposure(&config.server, listener.local_addr()?, plugins.auth.is_some())
+        .map_err(anyhow::Error::msg)?;
+    for surface in &surfaces {
+        eprintln!("plugin {}", surface.info());
+    }
     let kernel = Arc::new(Kernel::start(config, workers)?);
     let service = Arc::new(
         Service::new(store, Arc::clone(&kernel), Arc::new(registry)).with_plugins(Arc::new(plugins)),
@@ -66,10 +67,8 @@ pub async fn serve(mut config: Config, args: ServeArgs) -> anyhow::Result<ExitCo
         service.concurrency(),
         service.node
     );
-    let app = Router::new()
-        .route("/health", get(|| async { axum::Json(json!({"status": "ok"})) }))
-        .route("/ready", get(ready))
-        .with_state(Arc::clone(&service));
+    let app = kernel::api::app(Arc::clone(&service), service.kernel.config().server.clone(), &surfaces)
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let mut http_stop = stopped.clone();
     let server = tokio::spawn(async move {
         let shutdown = async move {
@@ -117,22 +116,4 @@ async fn wait_for_signal() {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
-}
-
-/// Ready when the database answers and at least one worker is up.
-async fn ready(State(service): State<Arc<Service>>) -> (StatusCode, axum::Json<serde_json::Value>) {
-    // The pool waits up to 30 s for a connection; readiness must answer fast.
-    let database = match tokio::time::timeout(Duration::from_secs(2), service.store.job_counts()).await {
-        Ok(counts) => counts.map_err(|e| e.to_string()),
-        Err(_) => Err("no answer within 2 s".to_owned()),
-    };
-    let workers = service.kernel.pool().unavailable();
-    let ok = database.is_ok() && workers.is_none();
-    let body = json!({
-        "status": if ok { "ready" } else { "not ready" },
-        "database": database.as_ref().map_or_else(Clone::clone, |_| "ok".into()),
-        "workers": workers.unwrap_or_else(|| "ok".into()),
-        "jobs": database.map(|counts| counts.into_iter().map(|(s, n)| (s.to_string(), json!(n))).collect::<serde_json::Map<_, _>>()).unwrap_or_default(),
-    });
-    (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, axum::Json(body))
 }

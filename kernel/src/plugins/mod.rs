@@ -21,6 +21,7 @@ pub mod wasm;
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -121,6 +122,8 @@ pub struct Plugins {
     pub patterns: ErrorPatterns,
     /// The auth plugin, when one is enabled.
     pub auth: Option<auth::Authenticator>,
+    /// Calls and traps per WASM plugin.
+    pub counters: Vec<(String, Arc<wasm::PluginCounters>)>,
     infos: Vec<PluginInfo>,
 }
 
@@ -131,6 +134,7 @@ impl Plugins {
             sinks: SinkSet::default(),
             patterns: ErrorPatterns::default(),
             auth: None,
+            counters: Vec::new(),
             infos: Vec::new(),
         }
     }
@@ -177,6 +181,7 @@ impl Plugins {
             plugins.infos.push(info);
         }
         plugins.patterns = ErrorPatterns::start(patterns);
+        plugins.counters = host.counters();
         Ok(plugins)
     }
 

@@ -19,6 +19,7 @@ pub use registry::{Rejected, TaskRegistry};
 use crate::config::QueueConfig;
 use crate::execution::{Execution, Kernel};
 use crate::http::Har;
+use crate::metrics::Metrics;
 use crate::plugins::{Event, FailedRun, Plugins, Suggestion};
 use crate::storage::{
     Backoff, Enqueued, ExecutionRecord, Job, JobStatus, NewJob, Outcome, QueueError, Store, TaskVersion,
@@ -104,6 +105,7 @@ pub struct Service {
     in_flight: Mutex<HashMap<String, u32>>,
     /// Sinks (and, later, the other plugin kinds) this node feeds.
     plugins: Arc<Plugins>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Service {
@@ -119,6 +121,7 @@ impl Service {
             wake: Notify::new(),
             in_flight: Mutex::new(HashMap::new()),
             plugins: Arc::new(Plugins::none()),
+            metrics: Arc::new(Metrics::new()),
         }
     }
 
@@ -324,13 +327,12 @@ impl Service {
             )
         });
         let execution = self.kernel.run(&task, job.input.clone()).await;
-        let classification = self.classify(&job, &execution).await;
+        let classification = self.classify(&job.task, &execution).await;
         heartbeat.abort();
-        self.emit_outcome(&job, &execution, &classification);
-        let mut record = record(&job, &execution, started, &self.node);
-        if let (Some(error), false) = (record.error.as_mut(), classification.is_empty()) {
-            error["classification"] = json!(classification);
-        }
+        self.metrics.run(&job.task, execution.outcome.is_ok(), execution.duration);
+        self.emit_outcome(&job.task, Some(&job), &execution, &classification);
+        let run = Run { job_id: Some(&job.id), attempt: job.attempt, task: &job.task, input: &job.input };
+        let record = record(run, &execution, &classification, started, &self.node);
         let error = execution.outcome.as_ref().err().map(ToString::to_string);
         let outcome = match (&execution.outcome, &error) {
             (Ok(output), _) => Outcome::Completed(output),
@@ -342,8 +344,42 @@ impl Service {
         self.track(&job, false);
     }
 
+    /// Runs `task` now, outside the queue (the API's synchronous run), and records it. The
+    /// execution id is known at once; the record arrives on the receiver when the run ends,
+    /// and the run finishes and is recorded even when nobody waits for it any more. `guard`
+    /// (a concurrency permit) is held until the run is recorded.
+    pub fn run_now(
+        self: &Arc<Self>,
+        task: Arc<crate::Task>,
+        input: Value,
+        guard: impl Send + 'static,
+    ) -> (String, tokio::sync::oneshot::Receiver<ExecutionRecord>) {
+        let id = uuid::Uuid::new_v4().to_string();
+        let (done, receiver) = tokio::sync::oneshot::channel();
+        let service = Arc::clone(self);
+        let execution_id = id.clone();
+        tokio::spawn(async move {
+            let started = now_ms();
+            let name = task.name().to_owned();
+            service.emit(|| Event::new("execution.started", Some(&name), Some(&execution_id), json!({})));
+            let http = service.kernel.live_http(&task);
+            let execution = service.kernel.run_as(execution_id, &task, input.clone(), http).await;
+            let classification = service.classify(&name, &execution).await;
+            service.metrics.run(&name, execution.outcome.is_ok(), execution.duration);
+            service.emit_outcome(&name, None, &execution, &classification);
+            let run = Run { job_id: None, attempt: 1, task: &name, input: &input };
+            let record = record(run, &execution, &classification, started, &service.node);
+            if let Err(error) = service.store.record_execution(&record).await {
+                tracing::error!(execution = %record.id, "cannot record the run: {error}");
+            }
+            let _ = done.send(record);
+            drop(guard);
+        });
+        (id, receiver)
+    }
+
     /// What the error-pattern plugins make of a failed run (nothing for a success).
-    async fn classify(&self, job: &Job, execution: &Execution) -> Vec<Suggestion> {
+    async fn classify(&self, task: &str, execution: &Execution) -> Vec<Suggestion> {
         let Err(error) = &execution.outcome else { return Vec::new() };
         if self.plugins.patterns.is_empty() {
             return Vec::new();
@@ -352,21 +388,30 @@ impl Service {
             kind: error.kind().to_owned(),
             name: Some(error.name().to_owned()),
             message: error.to_string(),
-            task: job.task.clone(),
+            task: task.to_owned(),
             logs: execution.logs.iter().map(|line| line.message.clone()).collect(),
         };
         self.plugins.patterns.classify(failure).await
     }
 
-    fn emit_outcome(&self, job: &Job, execution: &Execution, classification: &[Suggestion]) {
+    fn emit_outcome(
+        &self,
+        task: &str,
+        job: Option<&Job>,
+        execution: &Execution,
+        classification: &[Suggestion],
+    ) {
         if self.plugins.sinks.is_empty() {
             return;
         }
         let id = Some(execution.id.as_str());
         let duration_ms = execution.duration.as_secs_f64() * 1000.0;
-        let base = json!({"job": job.id, "attempt": job.attempt, "duration_ms": duration_ms});
+        let base = match job {
+            Some(job) => json!({"job": job.id, "attempt": job.attempt, "duration_ms": duration_ms}),
+            None => json!({"duration_ms": duration_ms}),
+        };
         match &execution.outcome {
-            Ok(_) => self.emit(|| Event::new("execution.succeeded", Some(&job.task), id, base)),
+            Ok(_) => self.emit(|| Event::new("execution.succeeded", Some(task), id, base)),
             Err(error) => {
                 let mut data = base;
                 data["error"] = json!({"kind": error.kind(), "message": error.to_string()});
@@ -374,9 +419,9 @@ impl Service {
                     data["classification"] = json!(classification);
                 }
                 if error.kind() == "worker_crashed" {
-                    self.emit(|| Event::new("worker.crashed", Some(&job.task), id, data.clone()));
+                    self.emit(|| Event::new("worker.crashed", Some(task), id, data.clone()));
                 }
-                self.emit(|| Event::new("execution.failed", Some(&job.task), id, data));
+                self.emit(|| Event::new("execution.failed", Some(task), id, data));
             }
         }
     }
@@ -458,17 +503,36 @@ async fn heartbeat(store: Store, job: Job, node: String, lease: Duration) {
     }
 }
 
-fn record(job: &Job, execution: &Execution, started: i64, node: &str) -> ExecutionRecord {
+/// What an execution ran: a job's attempt, or a direct run (no job).
+struct Run<'a> {
+    job_id: Option<&'a str>,
+    attempt: u32,
+    task: &'a str,
+    input: &'a Value,
+}
+
+/// The stored record of `execution`, its error carrying the error patterns' classification.
+fn record(
+    run: Run<'_>,
+    execution: &Execution,
+    classification: &[Suggestion],
+    started: i64,
+    node: &str,
+) -> ExecutionRecord {
     let har = serde_json::to_value(Har::from_exchanges(&execution.http)).unwrap_or(Value::Null);
+    let mut error = execution.outcome.as_ref().err().map(crate::recording::error_json);
+    if let (Some(error), false) = (error.as_mut(), classification.is_empty()) {
+        error["classification"] = json!(classification);
+    }
     ExecutionRecord {
         id: execution.id.clone(),
-        job_id: Some(job.id.clone()),
-        attempt: job.attempt,
-        task: job.task.clone(),
+        job_id: run.job_id.map(str::to_owned),
+        attempt: run.attempt,
+        task: run.task.to_owned(),
         status: if execution.outcome.is_ok() { "success" } else { "failure" }.into(),
-        input: job.input.clone(),
+        input: run.input.clone(),
         output: execution.outcome.as_ref().ok().cloned(),
-        error: execution.outcome.as_ref().err().map(crate::recording::error_json),
+        error,
         logs: crate::recording::logs_json(&execution.logs),
         http: har,
         started_at: started,

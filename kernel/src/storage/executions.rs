@@ -29,7 +29,7 @@ pub struct ExecutionRecord {
     pub node: Option<String>,
 }
 
-const COLUMNS: &str = "id, job_id, attempt, task, status, input, output, error, logs, http, started_at, \
+pub(super) const COLUMNS: &str = "id, job_id, attempt, task, status, input, output, error, logs, http, started_at, \
      finished_at, duration_us, worker, node";
 
 impl Store {
@@ -91,7 +91,7 @@ impl Store {
     }
 }
 
-fn from_row(row: &QueryResult) -> Result<ExecutionRecord, QueueError> {
+pub(super) fn from_row(row: &QueryResult) -> Result<ExecutionRecord, QueueError> {
     Ok(ExecutionRecord {
         id: row.try_get("", "id")?,
         job_id: row.try_get("", "job_id")?,

@@ -6,6 +6,7 @@
 //! PostgreSQL's `FOR UPDATE SKIP LOCKED` when claiming (SQLite serialises writers anyway).
 
 mod executions;
+mod listing;
 mod migrations;
 mod nodes;
 pub mod queue;
@@ -20,7 +21,8 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, Statement
 use sea_orm_migration::MigratorTrait;
 
 pub use executions::ExecutionRecord;
-pub use nodes::{Node, TaskRow, TaskVersion, WorkerRow};
+pub use listing::{ExecutionFilter, JobFilter, Listed, Page};
+pub use nodes::{KnownVersion, Node, TaskRow, TaskVersion, WorkerRow};
 pub use queue::{Attempt, Backoff, Enqueued, Job, JobStatus, NewJob, Outcome, QueueError};
 pub use retention::Pruned;
 pub use schedules::{NewSchedule, Schedule, fire_key};

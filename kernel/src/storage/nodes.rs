@@ -46,6 +46,14 @@ pub struct TaskVersion {
     pub code: String,
 }
 
+/// A version of a task as listed: which, since when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KnownVersion {
+    pub version: String,
+    pub digest: String,
+    pub first_seen_at: i64,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskRow {
     pub name: String,
@@ -185,6 +193,22 @@ impl Store {
         transaction.execute_raw(self.statement(sql, values)).await?;
         transaction.commit().await?;
         Ok(())
+    }
+
+    /// Every version of the task `name` seen, newest first.
+    pub async fn task_versions(&self, name: &str) -> Result<Vec<KnownVersion>, QueueError> {
+        let sql = "SELECT version, digest, first_seen_at FROM task_versions WHERE task = ? \
+                   ORDER BY first_seen_at DESC, digest";
+        let rows = self.connection().query_all_raw(self.statement(sql, vec![name.into()])).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(KnownVersion {
+                    version: row.try_get("", "version")?,
+                    digest: row.try_get("", "digest")?,
+                    first_seen_at: int(row, "first_seen_at")?,
+                })
+            })
+            .collect()
     }
 
     /// Every task seen, with how many versions.

@@ -176,7 +176,8 @@ pub struct Enqueued {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum QueueError {
-    #[error("no job {0}")]
+    /// What was not found: `job ID`, `execution ID`, `schedule NAME`.
+    #[error("no {0}")]
     NotFound(String),
     /// A result from an attempt that no longer owns the job (rescued, cancelled, superseded).
     #[error(
@@ -195,7 +196,7 @@ pub enum QueueError {
     Corrupt(String),
 }
 
-const COLUMNS: &str = "id, task, input, priority, run_at, status, attempt, max_attempts, backoff_base_ms, \
+pub(super) const COLUMNS: &str = "id, task, input, priority, run_at, status, attempt, max_attempts, backoff_base_ms, \
      backoff_max_ms, timeout_ms, idempotency_key, lease_owner, lease_expires_at, output, last_error, \
      created_at, updated_at";
 
@@ -400,7 +401,9 @@ impl Store {
     pub async fn job(&self, id: &str) -> Result<Job, QueueError> {
         let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = ?");
         let row = self.connection().query_one_raw(self.statement(&sql, vec![id.into()])).await?;
-        row.map(|row| job_from_row(&row)).transpose()?.ok_or_else(|| QueueError::NotFound(id.to_owned()))
+        row.map(|row| job_from_row(&row))
+            .transpose()?
+            .ok_or_else(|| QueueError::NotFound(format!("job {id}")))
     }
 
     async fn job_by_key(&self, key: &str) -> Result<Job, QueueError> {
@@ -408,7 +411,7 @@ impl Store {
         let row = self.connection().query_one_raw(self.statement(&sql, vec![key.into()])).await?;
         row.map(|row| job_from_row(&row))
             .transpose()?
-            .ok_or_else(|| QueueError::NotFound(format!("with key {key}")))
+            .ok_or_else(|| QueueError::NotFound(format!("job with key {key}")))
     }
 
     /// Jobs, newest first, optionally of one status.
@@ -492,7 +495,7 @@ pub(super) fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
-fn job_from_row(row: &QueryResult) -> Result<Job, QueueError> {
+pub(super) fn job_from_row(row: &QueryResult) -> Result<Job, QueueError> {
     let text = |column: &str| -> Result<String, QueueError> { Ok(row.try_get("", column)?) };
     Ok(Job {
         id: text("id")?,

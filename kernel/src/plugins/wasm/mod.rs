@@ -90,9 +90,23 @@ pub struct WasmHost {
     /// The async runtime HTTP grants run their requests on, when there is one.
     runtime: Option<tokio::runtime::Handle>,
     ticking: Arc<AtomicBool>,
+    /// Calls and traps of every plugin loaded, for `/metrics`.
+    counters: Mutex<Vec<(String, Arc<PluginCounters>)>>,
+}
+
+/// How often a plugin was called and how often a call trapped.
+#[derive(Debug, Default)]
+pub struct PluginCounters {
+    pub calls: std::sync::atomic::AtomicU64,
+    pub traps: std::sync::atomic::AtomicU64,
 }
 
 impl WasmHost {
+    /// The call and trap counters of every plugin this host loaded.
+    pub fn counters(&self) -> Vec<(String, Arc<PluginCounters>)> {
+        self.counters.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
     pub fn new(cache_dir: &Path, egress: &EgressConfig) -> Result<WasmHost, String> {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true).max_wasm_stack(512 * 1024).concurrency_support(false);
@@ -113,6 +127,7 @@ impl WasmHost {
             cache_dir: cache_dir.to_owned(),
             egress: egress.clone(),
             runtime: tokio::runtime::Handle::try_current().ok(),
+            counters: Mutex::new(Vec::new()),
             ticking,
         })
     }
@@ -227,7 +242,12 @@ impl WasmHost {
             message: format!("{e:#}"),
         })?;
         let grants = Grants::from_config(config, &self.egress, self.runtime.as_ref())?;
+        let counters = Arc::new(PluginCounters::default());
+        if let Ok(mut all) = self.counters.lock() {
+            all.push((name.clone(), Arc::clone(&counters)));
+        }
         let mut plugin = WasmPlugin::<W> {
+            counters,
             name: name.clone(),
             pre,
             engine: self.engine.clone(),
@@ -321,6 +341,7 @@ pub struct WasmPlugin<W: World> {
     grants: Grants,
     kv: KvStore,
     instance: Option<(Store<HostState>, W)>,
+    counters: Arc<PluginCounters>,
     traps_in_a_row: u32,
     resting_until: Option<Instant>,
     quarantines: u32,
@@ -377,6 +398,7 @@ impl<W: World> WasmPlugin<W> {
             }
             self.resting_until = None;
         }
+        self.counters.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.instance.is_none() {
             self.instantiate()?;
         }
@@ -414,6 +436,7 @@ impl<W: World> WasmPlugin<W> {
 
     fn trapped(&mut self, error: &wasmtime::Error) -> PluginError {
         self.traps_in_a_row += 1;
+        self.counters.traps.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.traps_in_a_row >= QUARANTINE_AFTER {
             let rest =
                 Duration::from_secs(1).saturating_mul(1 << self.quarantines.min(6)).min(MAX_QUARANTINE);

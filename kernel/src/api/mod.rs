@@ -1,0 +1,257 @@
+//! The HTTP surfaces of `ratchet serve`. Each is an API-surface plugin: the built-in REST
+//! (with its OpenAPI document and browsable docs) and GraphQL surfaces are linked in and
+//! registered through [`ApiSurface`], like any other. Around them sit the operations routes
+//! (`/health`, `/ready`, `/metrics`) and the protections every request passes: a request id,
+//! the one error shape, per-client rate limits, a body size limit, a timeout, CORS, and the
+//! route table's roles checked against the auth plugin.
+
+mod auth;
+pub mod error;
+mod graphql;
+mod model;
+pub mod openapi;
+mod operations;
+mod rest;
+pub mod routes;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio::sync::Semaphore;
+
+pub use auth::{Caller, Role};
+pub use error::{ApiError, request_id};
+pub use graphql::sdl as graphql_sdl;
+
+use crate::config::ServerConfig;
+use crate::plugins::PluginInfo;
+use crate::service::Service;
+use model::PluginView;
+
+/// What every handler reaches.
+pub struct ApiState {
+    pub service: Arc<Service>,
+    pub config: ServerConfig,
+    /// Permits for synchronous runs in progress.
+    pub sync_runs: Arc<Semaphore>,
+    limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    surfaces: Vec<PluginInfo>,
+}
+
+pub type AppState = Arc<ApiState>;
+
+impl ApiState {
+    fn plugin_views(&self) -> Vec<PluginView> {
+        self.service.plugins().list().iter().chain(&self.surfaces).map(PluginView::from).collect()
+    }
+}
+
+/// An API surface: routes mounted into the server. Protected routes pass the auth check and
+/// must be in the route table; public ones (documentation pages) do not.
+pub trait ApiSurface: Send + Sync {
+    fn info(&self) -> PluginInfo;
+    fn protected(&self, state: &AppState) -> Router<AppState>;
+    fn public(&self, _state: &AppState) -> Router<AppState> {
+        Router::new()
+    }
+}
+
+/// The built-in surfaces `names` (server.surfaces) picks.
+pub fn builtin_surfaces(names: &[String]) -> Result<Vec<Box<dyn ApiSurface>>, String> {
+    names
+        .iter()
+        .map(|name| match name.as_str() {
+            "rest" => Ok(Box::new(rest::RestSurface) as Box<dyn ApiSurface>),
+            "graphql" => Ok(Box::new(graphql::GraphQlSurface) as Box<dyn ApiSurface>),
+            other => Err(format!(
+                "server.surfaces: `{other}` is not a built-in API surface; use rest and/or graphql"
+            )),
+        })
+        .collect()
+}
+
+/// Refuses to serve an unauthenticated API beyond loopback unless the operator said so.
+pub fn check_exposure(config: &ServerConfig, bound: SocketAddr, auth_enabled: bool) -> Result<(), String> {
+    if auth_enabled || bound.ip().is_loopback() || config.allow_unauthenticated_remote {
+        return Ok(());
+    }
+    Err(format!(
+        "refusing to serve on {bound} with no auth plugin: anyone who reaches it could run tasks. Enable an \
+         auth plugin (kind: auth, e.g. api-key-auth), bind to 127.0.0.1, or set \
+         server.allow_unauthenticated_remote: true to accept the risk"
+    ))
+}
+
+/// The whole HTTP application.
+pub fn app(service: Arc<Service>, config: ServerConfig, surfaces: &[Box<dyn ApiSurface>]) -> Router {
+    let limiter = (config.rate_limit_per_second > 0).then(|| {
+        let per_second =
+            std::num::NonZeroU32::new(config.rate_limit_per_second).unwrap_or(std::num::NonZeroU32::MIN);
+        let burst =
+            std::num::NonZeroU32::new(config.rate_limit_burst.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
+        RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst))
+    });
+    let state = Arc::new(ApiState {
+        service,
+        sync_runs: Arc::new(Semaphore::new(config.max_sync_runs.max(1))),
+        limiter,
+        surfaces: surfaces.iter().map(|s| s.info()).collect(),
+        config,
+    });
+    forget_idle_clients(&state);
+    let mut protected = operations::protected();
+    let mut public = operations::public();
+    for surface in surfaces {
+        protected = protected.merge(surface.protected(&state));
+        public = public.merge(surface.public(&state));
+    }
+    let protected = protected
+        .route_layer(from_fn_with_state(Arc::clone(&state), auth::authorize))
+        .route_layer(from_fn_with_state(Arc::clone(&state), record_metrics));
+    let cors = cors(&state.config);
+    public
+        .merge(protected)
+        .fallback(|| async { ApiError::from_status(StatusCode::NOT_FOUND) })
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(from_fn_with_state(Arc::clone(&state), limit))
+        .layer(cors)
+        .layer(from_fn(envelope))
+        .with_state(state)
+}
+
+fn cors(config: &ServerConfig) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins: Vec<HeaderValue> = config.cors_origins.iter().filter_map(|o| o.parse().ok()).collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([axum::http::Method::GET, axum::http::Method::POST, axum::http::Method::DELETE])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            header::HeaderName::from_static("x-api-key"),
+        ])
+        .expose_headers([header::HeaderName::from_static("x-request-id"), header::RETRY_AFTER])
+}
+
+const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Gives every request an id (the caller's `x-request-id` when it is sane), answers every
+/// failure in the one error shape, and stamps the id on the response.
+async fn envelope(request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+    error::REQUEST_ID
+        .scope(id.clone(), async move {
+            let mut response = next.run(request).await;
+            let is_json = response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/json"));
+            let upgrading = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+            if response.status().is_client_error() || response.status().is_server_error() {
+                if !is_json && !upgrading {
+                    let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
+                    response = ApiError::from_status(response.status()).into_response();
+                    if let Some(retry_after) = retry_after {
+                        response.headers_mut().insert(header::RETRY_AFTER, retry_after);
+                    }
+                }
+            }
+            if let Ok(value) = HeaderValue::from_str(&id) {
+                response.headers_mut().insert(REQUEST_ID_HEADER, value);
+            }
+            response
+        })
+        .await
+}
+
+/// Per-client rate limit (not on the health routes) and the request timeout.
+async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let exempt = path == "/health" || path == "/ready";
+    if let (Some(limiter), false) = (&state.limiter, exempt) {
+        let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        if let Some(client) = client {
+            if let Err(not_until) = limiter.check_key(&client) {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                return ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!(
+                        "more than {} requests per second from {client} (server.rate_limit_per_second); retry in {seconds} s",
+                        state.config.rate_limit_per_second
+                    ),
+                )
+                .retry_after(seconds.max(1))
+                .into_response();
+            }
+        }
+    }
+    let timeout = Duration::from_secs_f64(state.config.request_timeout_secs.max(0.001));
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::unavailable(format!(
+            "the request took longer than {} s (server.request_timeout_secs)",
+            state.config.request_timeout_secs
+        ))
+        .retry_after(1)
+        .into_response(),
+    }
+}
+
+async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request.extensions().get::<MatchedPath>().map_or("", |m| m.as_str()).to_owned();
+    let response = next.run(request).await;
+    state.service.metrics.http(&method, &route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// Forgets clients the rate limiter has not seen for a while, so its memory stays bounded;
+/// stops when the application is dropped.
+fn forget_idle_clients(state: &AppState) {
+    let weak = Arc::downgrade(state);
+    if tokio::runtime::Handle::try_current().is_err() {
+        return;
+    }
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let Some(state) = weak.upgrade() else { return };
+            if let Some(limiter) = &state.limiter {
+                limiter.retain_recent();
+                limiter.shrink_to_fit();
+            }
+        }
+    });
+}
+
+/// How a built-in surface shows in `ratchet plugins list` and `/api/v1/plugins`.
+fn builtin_info(name: &str, description: &str) -> PluginInfo {
+    PluginInfo {
+        name: name.to_owned(),
+        plugin: name.to_owned(),
+        kind: "api-surface".into(),
+        source: format!("builtin:{name}"),
+        interface: "native".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        description: description.to_owned(),
+        requested: Vec::new(),
+        granted: Vec::new(),
+    }
+}

@@ -1,0 +1,123 @@
+//! The OpenAPI 3.1 document, generated from the handlers. Each operation's `security`
+//! carries the role the route table gives it (as the scope of the `api_key` scheme), so
+//! clients and the tests read the roles from the document. The document is checked in at
+//! `docs/openapi.json`; `cargo xtask codegen --check` fails when it drifts.
+
+use utoipa::OpenApi;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{OpenApi as Document, SecurityRequirement};
+
+use super::routes::ROUTES;
+use super::{operations, rest};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Ratchet",
+        description = "Run JavaScript tasks: synchronously, as queued jobs and on cron schedules. Every run is \
+                       recorded. Errors share one shape: `{\"error\": {code, message, details, request_id}}`.",
+        license(name = "Apache-2.0"),
+    ),
+    paths(
+        operations::health, operations::ready, operations::metrics,
+        rest::list_tasks, rest::get_task, rest::validate_task, rest::run_task,
+        rest::enqueue_job, rest::list_jobs, rest::get_job, rest::cancel_job, rest::retry_job,
+        rest::list_executions, rest::get_execution, rest::replay_execution,
+        rest::list_schedules, rest::add_schedule, rest::get_schedule, rest::remove_schedule,
+        rest::pause_schedule, rest::resume_schedule, rest::next_fire_times,
+        rest::list_nodes, rest::list_workers, rest::list_plugins,
+    ),
+    tags(
+        (name = "tasks", description = "Loaded tasks: schemas, validation, synchronous runs"),
+        (name = "jobs", description = "The durable job queue"),
+        (name = "executions", description = "The record of every run, and offline replay"),
+        (name = "schedules", description = "Cron schedules"),
+        (name = "system", description = "Nodes, workers and plugins"),
+        (name = "operations", description = "Health, readiness and metrics"),
+    ),
+)]
+struct ApiDoc;
+
+/// The document as served, with the route table's roles.
+pub fn document() -> Document {
+    let mut document = ApiDoc::openapi();
+    document.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    let components = document.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "api_key",
+        SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))),
+    );
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+    );
+    for (path, item) in document.paths.paths.iter_mut() {
+        for (method, operation) in [
+            ("GET", item.get.as_mut()),
+            ("POST", item.post.as_mut()),
+            ("DELETE", item.delete.as_mut()),
+            ("PUT", item.put.as_mut()),
+            ("PATCH", item.patch.as_mut()),
+        ] {
+            let Some(operation) = operation else { continue };
+            if let Some(route) = ROUTES.iter().find(|r| r.method == method && r.path == path) {
+                let role = [route.role.as_str()];
+                operation.security = Some(vec![
+                    SecurityRequirement::new("api_key", role),
+                    SecurityRequirement::new("bearer", role),
+                ]);
+            }
+        }
+    }
+    document
+}
+
+/// The document as checked in: pretty JSON with a final newline.
+pub fn document_json() -> String {
+    let mut text = document().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every documented operation but the open ones has a role, and every route in the
+    /// table (but GraphQL's) is documented.
+    #[test]
+    fn the_route_table_and_the_document_agree() {
+        let document = document();
+        let mut documented = Vec::new();
+        for (path, item) in &document.paths.paths {
+            for (method, operation) in [("GET", &item.get), ("POST", &item.post), ("DELETE", &item.delete)] {
+                if operation.is_some() {
+                    documented.push((method, path.as_str()));
+                }
+            }
+        }
+        for (method, path) in &documented {
+            let open = *path == "/health" || *path == "/ready";
+            let in_table = ROUTES.iter().any(|r| r.method == *method && r.path == *path);
+            assert!(open || in_table, "{method} {path} is documented but has no role in the route table");
+        }
+        for route in ROUTES.iter().filter(|r| !r.path.starts_with("/graphql")) {
+            assert!(
+                documented.contains(&(route.method, route.path)),
+                "{} {} is in the route table but not documented",
+                route.method,
+                route.path
+            );
+        }
+    }
+
+    #[test]
+    fn the_checked_in_document_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            checked_in == document_json(),
+            "docs/openapi.json is out of date: run `cargo xtask codegen` and commit the result"
+        );
+    }
+}

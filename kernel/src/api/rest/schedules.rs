@@ -1,0 +1,158 @@
+//! `/api/v1/schedules`: cron schedules and their next fire times.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::{page, slice};
+use crate::api::AppState;
+use crate::api::error::{ApiError, ErrorBody};
+use crate::api::model::{FireTimes, NewScheduleRequest, PageQuery, ScheduleList, ScheduleView, time};
+use crate::schedule::CronSpec;
+use crate::service::scheduler;
+use crate::storage::{NewSchedule, now_ms};
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ScheduleQuery {
+    pub task: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct NextQuery {
+    /// How many fire times (1 to 100, default 5).
+    #[param(minimum = 1, maximum = 100)]
+    pub count: Option<usize>,
+}
+
+/// List schedules.
+#[utoipa::path(get, path = "/api/v1/schedules", tag = "schedules", params(PageQuery, ScheduleQuery),
+    responses((status = 200, body = ScheduleList), (status = "4XX", body = ErrorBody)))]
+pub async fn list_schedules(
+    State(state): State<AppState>,
+    paging: Result<Query<PageQuery>, QueryRejection>,
+    filter: Result<Query<ScheduleQuery>, QueryRejection>,
+) -> Result<Json<ScheduleList>, ApiError> {
+    let (Query(paging), Query(filter)) = (paging?, filter?);
+    let page = page(&paging, &["created_at", "name", "next_fire_at"])?;
+    let mut schedules: Vec<_> = state
+        .service
+        .store
+        .schedules()
+        .await?
+        .into_iter()
+        .filter(|s| filter.task.as_ref().is_none_or(|task| &s.task == task))
+        .filter(|s| filter.enabled.is_none_or(|enabled| s.enabled == enabled))
+        .collect();
+    match page.sort {
+        "name" => schedules.sort_by(|a, b| a.name.cmp(&b.name)),
+        "next_fire_at" => schedules.sort_by_key(|s| (s.next_fire_at.unwrap_or(i64::MAX), s.id.clone())),
+        _ => schedules.sort_by_key(|s| (s.created_at, s.id.clone())),
+    }
+    if page.descending {
+        schedules.reverse();
+    }
+    let total = schedules.len() as u64;
+    let items = slice(schedules, &page).iter().map(ScheduleView::from).collect();
+    Ok(Json(ScheduleList::new(items, total, page.limit, page.offset)))
+}
+
+/// Add a schedule; its first fire time is the first after now.
+#[utoipa::path(post, path = "/api/v1/schedules", tag = "schedules", request_body = NewScheduleRequest,
+    responses((status = 201, body = ScheduleView), (status = "4XX", body = ErrorBody)))]
+pub async fn add_schedule(
+    State(state): State<AppState>,
+    body: Result<Json<NewScheduleRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<ScheduleView>), ApiError> {
+    let Json(request) = body?;
+    let window = request.catch_up_window_secs.unwrap_or(60.0);
+    if !window.is_finite() || window < 0.0 {
+        return Err(ApiError::invalid(format!("catch_up_window_secs must be >= 0, not {window}")));
+    }
+    let new = NewSchedule {
+        name: request.name.unwrap_or_else(|| request.task.clone()),
+        task: request.task,
+        cron: request.cron,
+        timezone: request.timezone,
+        input: request.input,
+        catch_up: request.catch_up,
+        catch_up_window: Duration::from_secs_f64(window),
+        overlap: request.overlap,
+    };
+    let schedule =
+        scheduler::add_schedule(&state.service.store, &state.service.registry, new, now_ms()).await?;
+    Ok((StatusCode::CREATED, Json(ScheduleView::from(&schedule))))
+}
+
+/// A schedule, by id or name.
+#[utoipa::path(get, path = "/api/v1/schedules/{id}", tag = "schedules",
+    params(("id" = String, Path, description = "A schedule id or name")),
+    responses((status = 200, body = ScheduleView), (status = "4XX", body = ErrorBody)))]
+pub async fn get_schedule(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ScheduleView>, ApiError> {
+    Ok(Json(ScheduleView::from(&state.service.store.schedule(&id).await?)))
+}
+
+/// Remove a schedule; jobs it already enqueued stay.
+#[utoipa::path(delete, path = "/api/v1/schedules/{id}", tag = "schedules",
+    params(("id" = String, Path, description = "A schedule id or name")),
+    responses((status = 200, body = ScheduleView), (status = "4XX", body = ErrorBody)))]
+pub async fn remove_schedule(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ScheduleView>, ApiError> {
+    Ok(Json(ScheduleView::from(&state.service.store.remove_schedule(&id).await?)))
+}
+
+/// Stop firing a schedule until it is resumed.
+#[utoipa::path(post, path = "/api/v1/schedules/{id}/pause", tag = "schedules",
+    params(("id" = String, Path, description = "A schedule id or name")),
+    responses((status = 200, body = ScheduleView), (status = "4XX", body = ErrorBody)))]
+pub async fn pause_schedule(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ScheduleView>, ApiError> {
+    let schedule = scheduler::set_enabled(&state.service.store, &id, false, now_ms()).await?;
+    Ok(Json(ScheduleView::from(&schedule)))
+}
+
+/// Fire a paused schedule again from its next fire time (the pause is not caught up).
+#[utoipa::path(post, path = "/api/v1/schedules/{id}/resume", tag = "schedules",
+    params(("id" = String, Path, description = "A schedule id or name")),
+    responses((status = 200, body = ScheduleView), (status = "4XX", body = ErrorBody)))]
+pub async fn resume_schedule(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ScheduleView>, ApiError> {
+    let schedule = scheduler::set_enabled(&state.service.store, &id, true, now_ms()).await?;
+    Ok(Json(ScheduleView::from(&schedule)))
+}
+
+/// The next fire times of a schedule.
+#[utoipa::path(get, path = "/api/v1/schedules/{id}/next", tag = "schedules",
+    params(("id" = String, Path, description = "A schedule id or name"), NextQuery),
+    responses((status = 200, body = FireTimes), (status = "4XX", body = ErrorBody)))]
+pub async fn next_fire_times(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<NextQuery>, QueryRejection>,
+) -> Result<Json<FireTimes>, ApiError> {
+    let Query(query) = query?;
+    let count = query.count.unwrap_or(5);
+    if !(1..=100).contains(&count) {
+        return Err(ApiError::bad_request(format!("count must be between 1 and 100, not {count}")));
+    }
+    let schedule = state.service.store.schedule(&id).await?;
+    let spec =
+        CronSpec::parse(&schedule.cron, &schedule.timezone).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Json(FireTimes { fire_times: spec.upcoming(now_ms(), count).into_iter().map(time).collect() }))
+}

@@ -1,0 +1,35 @@
+//! `/api/v1/nodes`, `/api/v1/workers`, `/api/v1/plugins`: what runs Ratchet.
+
+use axum::Json;
+use axum::extract::State;
+
+use crate::api::AppState;
+use crate::api::error::{ApiError, ErrorBody};
+use crate::api::model::{NodeView, PluginView, WorkerView};
+use crate::storage::now_ms;
+
+/// A node that missed heartbeats this long is reported lost.
+const STALE_AFTER_MS: i64 = 3 * crate::service::NODE_HEARTBEAT.as_millis() as i64;
+
+/// The nodes sharing this database.
+#[utoipa::path(get, path = "/api/v1/nodes", tag = "system",
+    responses((status = 200, body = Vec<NodeView>), (status = "4XX", body = ErrorBody)))]
+pub async fn list_nodes(State(state): State<AppState>) -> Result<Json<Vec<NodeView>>, ApiError> {
+    let nodes = state.service.store.nodes(now_ms(), STALE_AFTER_MS).await?;
+    Ok(Json(nodes.into_iter().map(Into::into).collect()))
+}
+
+/// The worker processes of every node, as last reported.
+#[utoipa::path(get, path = "/api/v1/workers", tag = "system",
+    responses((status = 200, body = Vec<WorkerView>), (status = "4XX", body = ErrorBody)))]
+pub async fn list_workers(State(state): State<AppState>) -> Result<Json<Vec<WorkerView>>, ApiError> {
+    let workers = state.service.store.workers().await?;
+    Ok(Json(workers.into_iter().map(Into::into).collect()))
+}
+
+/// The plugins this node loaded.
+#[utoipa::path(get, path = "/api/v1/plugins", tag = "system",
+    responses((status = 200, body = Vec<PluginView>), (status = "4XX", body = ErrorBody)))]
+pub async fn list_plugins(State(state): State<AppState>) -> Result<Json<Vec<PluginView>>, ApiError> {
+    Ok(Json(state.plugin_views()))
+}
