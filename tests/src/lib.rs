@@ -1,5 +1,6 @@
 //! Helpers for Ratchet's end-to-end tests: locate the real binaries, write tasks, run them.
 
+pub mod api;
 pub mod databases;
 pub mod proxy;
 pub mod server;

@@ -6,6 +6,7 @@
 
 mod bench;
 mod ci;
+mod codegen;
 mod plugins;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,9 @@ usage: cargo xtask <command>
 commands:
   ci               fmt check, clippy (-D warnings), build, every test
   bench [--quick]  cold run-once (median of 20) and warm pool (1,000 runs) in release mode
+  codegen [--check]
+                   write docs/openapi.json and docs/schema.graphql from the code; --check
+                   fails when the checked-in files drifted instead
   build-plugins    the WASM plugins (plugins/wasm) for wasm32-wasip2, into target/plugins
   freeze-wit       print the digest line of each WIT version folder, for wit/FROZEN
   new-plugin NAME --kind sink|error-pattern|auth [--path DIR]
@@ -30,6 +34,7 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci::run(),
         Some("bench") => bench::run(args.iter().any(|a| a == "--quick")),
+        Some("codegen") => codegen::run(args.iter().any(|a| a == "--check")),
         Some("build-plugins") => plugins::build().map(|_| ()),
         Some("new-plugin") => plugins::scaffold(&args[1..]),
         Some("freeze-wit") => {

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `ratchet` and `ratchet-worker` binaries, and the kernel library
 //! driving real worker processes.
 
+mod api;
 mod cli;
 mod http;
 mod javascript;

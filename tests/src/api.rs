@@ -1,0 +1,147 @@
+//! `ratchet serve` with a configuration of the test's, and an HTTP client for its APIs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::ratchet_bin;
+
+/// A running `ratchet serve`, killed on drop.
+pub struct ApiServer {
+    child: Child,
+    pub port: u16,
+    pub root: tempfile::TempDir,
+    pub client: reqwest::Client,
+}
+
+/// A response: status, headers and the body as JSON (or `Value::Null` when not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts this is an error in the one shape with `status` and `code`, its request id
+    /// the one in the `x-request-id` header.
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "expected {status} {code}, got {self:?}");
+        let error = &self.json["error"];
+        assert_eq!(error["code"], code, "{self:?}");
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{self:?}");
+        assert!(error.get("details").is_some(), "{self:?}");
+        let id = error["request_id"].as_str().unwrap_or_default();
+        assert!(!id.is_empty() && Some(id) == self.header("x-request-id"), "request id: {self:?}");
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A client that never uses a proxy from the environment.
+pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+impl ApiServer {
+    /// Starts a server on a free loopback port over `tasks` (task folders to copy in), with
+    /// `config` (YAML) as its configuration file.
+    pub fn start(tasks: &[&Path], config: &str) -> ApiServer {
+        let root = tempfile::tempdir().unwrap();
+        let task_root = root.path().join("tasks");
+        std::fs::create_dir_all(&task_root).unwrap();
+        for task in tasks {
+            copy_dir(task, &task_root.join(task.file_name().unwrap()));
+        }
+        let port = free_port();
+        let (child, _) = spawn(root.path(), config, &format!("127.0.0.1:{port}"));
+        let server = ApiServer { child, port, root, client: client() };
+        server.wait_until_up();
+        server
+    }
+
+    fn wait_until_up(&self) {
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(30), "ratchet serve did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.send(self.client.get(self.url(path))).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Answer {
+        self.send(self.client.post(self.url(path)).json(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.send(self.client.delete(self.url(path))).await
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        answer(request.send().await.unwrap()).await
+    }
+}
+
+pub async fn answer(response: reqwest::Response) -> Answer {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap_or_default();
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Answer { status, headers, text, json }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Spawns `ratchet --config ROOT/ratchet.yaml serve` on `bind` with its data and tasks in
+/// `root`, its stderr in `ROOT/serve.log`; returns the child and the config path.
+pub fn spawn(root: &Path, config: &str, bind: &str) -> (Child, PathBuf) {
+    let config_path = root.join("ratchet.yaml");
+    std::fs::write(&config_path, config).unwrap();
+    let child = Command::new(ratchet_bin())
+        .arg("--config")
+        .arg(&config_path)
+        .args(["serve", "--bind", bind, "--data-dir"])
+        .arg(root.join("data"))
+        .arg("--tasks")
+        .arg(root.join("tasks"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(root.join("serve.log")).unwrap()))
+        .spawn()
+        .unwrap();
+    (child, config_path)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

@@ -1,0 +1,512 @@
+//! The REST and GraphQL APIs through a real `ratchet serve` (RELIABILITY.md H1 to H5, H7, H8;
+//! H6, schemathesis, runs in `cargo xtask ci`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tests::api::{ApiServer, answer};
+use tests::example_task;
+
+/// A task that sleeps `input.ms`, logs, then returns `input.n` (or throws when `input.fail`).
+fn sleepy(root: &Path) -> PathBuf {
+    let dir = root.join("sleepy");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("metadata.json"), r#"{"name": "sleepy", "version": "1.0.0", "timeout": 30}"#)
+        .unwrap();
+    std::fs::write(
+        dir.join("input.schema.json"),
+        r#"{"type": "object", "required": ["n", "ms"], "properties": {"n": {"type": "integer"}, "ms": {"type": "integer"}}}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.join("output.schema.json"), r#"{"type": "object"}"#).unwrap();
+    std::fs::write(
+        dir.join("main.js"),
+        "async function main(input) { console.log('sleeping', input.ms); \
+         await new Promise(r => setTimeout(r, input.ms)); \
+         if (input.fail) throw new Error('asked to fail'); return { n: input.n }; }",
+    )
+    .unwrap();
+    dir
+}
+
+fn server(config: &str) -> (ApiServer, tempfile::TempDir) {
+    let scratch = tempfile::tempdir().unwrap();
+    let sleepy = sleepy(scratch.path());
+    let server = ApiServer::start(&[&example_task("addition"), &sleepy], config);
+    (server, scratch)
+}
+
+const QUIET: &str = "workers:\n  count: 2\nserver:\n  rate_limit_per_second: 0\n";
+
+async fn wait_for_job(server: &ApiServer, id: &str, status: &str) -> Value {
+    for _ in 0..400 {
+        let job = server.get(&format!("/api/v1/jobs/{id}")).await;
+        if job.json["status"] == status {
+            return job.json;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("job {id} never became {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_run_synchronously_and_are_recorded() {
+    let (server, _scratch) = server(QUIET);
+    let tasks = server.get("/api/v1/tasks?limit=1").await;
+    assert_eq!(tasks.status, 200);
+    assert_eq!(tasks.json["total"], 2);
+    assert_eq!(tasks.json["items"][0]["name"], "addition");
+    assert_eq!(tasks.json["next_offset"], 1);
+    let second = server.get("/api/v1/tasks?limit=1&offset=1").await;
+    assert_eq!(second.json["items"][0]["name"], "sleepy");
+    assert!(second.json.get("next_offset").is_none());
+    assert_eq!(server.get("/api/v1/tasks?tag=math").await.json["total"], 1);
+
+    let detail = server.get("/api/v1/tasks/addition").await;
+    assert_eq!(detail.json["input_schema"]["type"], "object");
+    assert_eq!(detail.json["versions"].as_array().unwrap().len(), 1);
+    server.get("/api/v1/tasks/nope").await.assert_error(404, "not_found");
+
+    let validated = server.post("/api/v1/tasks/addition/validate", &json!({"input": {"num1": "x"}})).await;
+    assert_eq!(validated.status, 200, "{validated:?}");
+    assert_eq!(validated.json["valid"], false);
+    assert!(validated.json["script_error"].is_null());
+    assert!(!validated.json["violations"].as_array().unwrap().is_empty());
+
+    let run = server.post("/api/v1/tasks/addition/run", &json!({"input": {"num1": 2, "num2": 3}})).await;
+    assert_eq!(run.status, 200, "{run:?}");
+    assert_eq!(run.json["output"], json!({"sum": 5}));
+    assert_eq!(run.json["status"], "success");
+    let id = run.json["id"].as_str().unwrap();
+    let recorded = server.get(&format!("/api/v1/executions/{id}")).await;
+    assert_eq!(recorded.json["output"], json!({"sum": 5}));
+    assert!(recorded.json["job_id"].is_null());
+
+    // A failing run is a successful request that reports the failure.
+    let failed =
+        server.post("/api/v1/tasks/sleepy/run", &json!({"input": {"n": 1, "ms": 1, "fail": true}})).await;
+    assert_eq!(failed.status, 200);
+    assert_eq!(failed.json["status"], "failure");
+    assert!(failed.json["error"]["message"].as_str().unwrap().contains("asked to fail"));
+    assert_eq!(failed.json["logs"][0]["message"], "sleeping 1");
+
+    // A run longer than the wait is answered 202 and goes on to be recorded.
+    let slow = server
+        .post("/api/v1/tasks/sleepy/run", &json!({"input": {"n": 7, "ms": 600}, "wait_secs": 0.05}))
+        .await;
+    assert_eq!(slow.status, 202, "{slow:?}");
+    let location = slow.json["location"].as_str().unwrap().to_owned();
+    assert_eq!(slow.header("location"), Some(location.as_str()));
+    let mut finished = server.get(&location).await;
+    for _ in 0..100 {
+        if finished.status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        finished = server.get(&location).await;
+    }
+    assert_eq!(finished.json["output"], json!({"n": 7}), "{finished:?}");
+
+    let replay = server.post(&format!("/api/v1/executions/{id}/replay"), &json!({})).await;
+    assert_eq!(replay.status, 200, "{replay:?}");
+    assert_eq!(replay.json["matches"], true);
+
+    let executions = server.get("/api/v1/executions?task=sleepy&status=failure").await;
+    assert_eq!(executions.json["total"], 1);
+    server.get("/api/v1/executions?status=odd").await.assert_error(400, "bad_request");
+    server.get("/api/v1/executions/nope").await.assert_error(404, "not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_enqueue_page_filter_cancel_and_retry() {
+    let (server, _scratch) = server(QUIET);
+    let first =
+        server.post("/api/v1/jobs", &json!({"task": "addition", "input": {"num1": 1, "num2": 1}})).await;
+    assert_eq!(first.status, 201, "{first:?}");
+    let keyed = json!({"task": "addition", "input": {"num1": 2, "num2": 2}, "idempotency_key": "k1"});
+    let created = server.post("/api/v1/jobs", &keyed).await;
+    let again = server.post("/api/v1/jobs", &keyed).await;
+    assert_eq!((created.status, again.status), (201, 200));
+    assert_eq!(created.json["id"], again.json["id"]);
+    wait_for_job(&server, first.json["id"].as_str().unwrap(), "completed").await;
+
+    // A job far in the future stays queued: cancel it, then cancelling again conflicts.
+    let later = json!({"task": "sleepy", "input": {"n": 1, "ms": 1}, "run_at": "2999-01-01T00:00:00Z", "priority": 5});
+    let later = server.post("/api/v1/jobs", &later).await;
+    assert_eq!(later.status, 201);
+    let id = later.json["id"].as_str().unwrap();
+    let cancelled = server.post(&format!("/api/v1/jobs/{id}/cancel"), &json!({})).await;
+    assert_eq!(cancelled.json["status"], "cancelled");
+    server.post(&format!("/api/v1/jobs/{id}/cancel"), &json!({})).await.assert_error(409, "conflict");
+    let retried = server.post(&format!("/api/v1/jobs/{id}/retry"), &json!({})).await;
+    assert_eq!(retried.status, 201);
+    assert_ne!(retried.json["id"], later.json["id"]);
+    let completed = first.json["id"].as_str().unwrap();
+    server.post(&format!("/api/v1/jobs/{completed}/retry"), &json!({})).await.assert_error(409, "conflict");
+
+    let page = server.get("/api/v1/jobs?limit=2&sort=-priority").await;
+    assert_eq!(page.json["total"], 4, "{page:?}");
+    assert_eq!(page.json["items"].as_array().unwrap().len(), 2);
+    assert_eq!(page.json["items"][0]["priority"], 5);
+    assert_eq!(page.json["next_offset"], 2);
+    assert_eq!(server.get("/api/v1/jobs?status=cancelled").await.json["total"], 1);
+    assert_eq!(server.get("/api/v1/jobs?task=sleepy").await.json["total"], 2);
+    let job = server.get(&format!("/api/v1/jobs/{completed}")).await;
+    assert_eq!(job.json["attempts"][0]["outcome"], "completed");
+
+    server.get("/api/v1/jobs?status=nope").await.assert_error(400, "bad_request");
+    server.get("/api/v1/jobs?limit=0").await.assert_error(400, "bad_request");
+    server.get("/api/v1/jobs?sort=secret").await.assert_error(400, "bad_request");
+    server.get("/api/v1/jobs/nope").await.assert_error(404, "not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_nodes_workers_and_plugins() {
+    let (server, _scratch) = server(QUIET);
+    let new = json!({"task": "addition", "cron": "0 0 * * * *", "timezone": "Europe/Paris",
+                     "input": {"num1": 1, "num2": 2}, "name": "hourly"});
+    let added = server.post("/api/v1/schedules", &new).await;
+    assert_eq!(added.status, 201, "{added:?}");
+    server.post("/api/v1/schedules", &new).await.assert_error(409, "conflict");
+    let bad = json!({"task": "addition", "cron": "every day", "input": {"num1": 1, "num2": 2}});
+    server.post("/api/v1/schedules", &bad).await.assert_error(422, "invalid_input");
+    let next = server.get("/api/v1/schedules/hourly/next?count=3").await;
+    assert_eq!(next.json["fire_times"].as_array().unwrap().len(), 3);
+    assert_eq!(server.post("/api/v1/schedules/hourly/pause", &json!({})).await.json["enabled"], false);
+    assert_eq!(server.get("/api/v1/schedules?enabled=false").await.json["total"], 1);
+    assert_eq!(server.post("/api/v1/schedules/hourly/resume", &json!({})).await.json["enabled"], true);
+    assert_eq!(server.get("/api/v1/schedules").await.json["items"][0]["timezone"], "Europe/Paris");
+    assert_eq!(server.delete("/api/v1/schedules/hourly").await.status, 200);
+    server.get("/api/v1/schedules/hourly").await.assert_error(404, "not_found");
+
+    let nodes = server.get("/api/v1/nodes").await;
+    assert_eq!(nodes.json[0]["status"], "running", "{nodes:?}");
+    assert_eq!(server.get("/api/v1/workers").await.status, 200);
+    let plugins = server.get("/api/v1/plugins").await;
+    let kinds: Vec<&str> =
+        plugins.json.as_array().unwrap().iter().map(|p| p["source"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["builtin:rest", "builtin:graphql"]);
+}
+
+/// RELIABILITY.md H3 and H7: bad bodies in the one error shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_fail_in_the_one_error_shape() {
+    let (server, _scratch) = server(QUIET);
+    let raw = |body: &'static str, kind: &'static str| {
+        server.client.post(server.url("/api/v1/jobs")).header("content-type", kind).body(body)
+    };
+    server.send(raw("{not json", "application/json")).await.assert_error(400, "bad_request");
+    server.send(raw("{}", "text/plain")).await.assert_error(415, "unsupported_media_type");
+    server
+        .send(raw(r#"{"task": 5, "input": {}}"#, "application/json"))
+        .await
+        .assert_error(422, "invalid_input");
+    let wrong_input =
+        server.post("/api/v1/jobs", &json!({"task": "addition", "input": {"num1": "one"}})).await;
+    wrong_input.assert_error(422, "invalid_input");
+    assert!(!wrong_input.json["error"]["details"]["violations"].as_array().unwrap().is_empty());
+    server.post("/api/v1/jobs", &json!({"task": "nope", "input": {}})).await.assert_error(404, "not_found");
+    server.delete("/api/v1/jobs").await.assert_error(405, "method_not_allowed");
+    server.get("/api/v2/everything").await.assert_error(404, "not_found");
+
+    // 10 MB in one piece, then a chunked body that never ends: both stop at the limit.
+    let big = "x".repeat(10 * 1024 * 1024);
+    server.send(raw_owned(&server, big)).await.assert_error(413, "payload_too_large");
+    let (sent, response) = endless_chunked_body(server.port);
+    assert!(sent < 64 << 20, "the server read a 64 MiB body it should have refused");
+    assert!(response.is_empty() || response.starts_with("HTTP/1.1 413"), "{response}");
+    assert_eq!(server.get("/health").await.status, 200);
+    // The caller's request id is kept.
+    let tagged = server
+        .send(server.client.get(server.url("/api/v1/jobs/nope")).header("x-request-id", "abc-123"))
+        .await;
+    assert_eq!(tagged.json["error"]["request_id"], "abc-123");
+}
+
+/// Sends a chunked body of up to 64 MiB to `POST /api/v1/jobs`; how much the server took
+/// and what it answered (empty when it closed the connection first).
+fn endless_chunked_body(port: u16) -> (usize, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut reader = stream.try_clone().unwrap();
+    let reading = std::thread::spawn(move || {
+        let mut response = Vec::new();
+        let _ = reader.read_to_end(&mut response);
+        String::from_utf8_lossy(&response).into_owned()
+    });
+    let head = "POST /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+                Transfer-Encoding: chunked\r\n\r\n";
+    let mut sent = 0;
+    if stream.write_all(head.as_bytes()).is_ok() {
+        let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, " ".repeat(64 * 1024));
+        while sent < 64 << 20 && stream.write_all(chunk.as_bytes()).is_ok() {
+            sent += 64 * 1024;
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    (sent, reading.join().unwrap())
+}
+
+fn raw_owned(server: &ApiServer, body: String) -> reqwest::RequestBuilder {
+    server.client.post(server.url("/api/v1/jobs")).header("content-type", "application/json").body(body)
+}
+
+/// RELIABILITY.md H4: a flood from one client is limited; another client is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_client_gets_429_with_retry_after_and_others_are_unaffected() {
+    let (server, _scratch) = server("server:\n  rate_limit_per_second: 2\n  rate_limit_burst: 5\n");
+    let mut limited = None;
+    for _ in 0..30 {
+        let answer = server.get("/api/v1/tasks").await;
+        if answer.status == 429 {
+            limited = Some(answer);
+            break;
+        }
+    }
+    let limited = limited.expect("30 requests at once from one client were never limited");
+    limited.assert_error(429, "rate_limited");
+    assert!(
+        limited.header("retry-after").is_some_and(|s| s.parse::<u64>().is_ok_and(|s| s >= 1)),
+        "{limited:?}"
+    );
+    // Health stays open to the prober.
+    assert_eq!(server.get("/health").await.status, 200);
+    // Another client address on the loopback network is its own client.
+    let other =
+        reqwest::Client::builder().no_proxy().local_address("127.0.0.2".parse().ok()).build().unwrap();
+    let answer = answer(other.get(server.url("/api/v1/tasks")).send().await.unwrap()).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+}
+
+/// RELIABILITY.md H8: with every sync-run slot taken, more runs get 503 and health answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saturation_answers_503_with_retry_after_and_health_stays_up() {
+    let (server, _scratch) =
+        server("workers:\n  count: 1\nserver:\n  max_sync_runs: 2\n  rate_limit_per_second: 0\n");
+    let slow = json!({"input": {"n": 1, "ms": 1500}});
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let request = server.client.post(server.url("/api/v1/tasks/sleepy/run")).json(&slow);
+        runs.push(tokio::spawn(async move { answer(request.send().await.unwrap()).await }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = server.post("/api/v1/tasks/sleepy/run", &slow).await;
+    refused.assert_error(503, "unavailable");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert_eq!(server.get("/health").await.status, 200);
+    for run in runs {
+        assert_eq!(run.await.unwrap().status, 200);
+    }
+}
+
+/// RELIABILITY.md H1: the auth matrix, from the route table in the OpenAPI document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_checks_credentials_and_roles() {
+    let config = format!(
+        "server:\n  rate_limit_per_second: 0\nplugins:\n  - name: keys\n    kind: auth\n    source: {}\n    config:\n      keys:\n{}",
+        component("api-key-auth").display(),
+        ["viewer", "runner", "admin"]
+            .iter()
+            .map(|role| format!(
+                "        - {{id: {role}, sha256: {}, role: {role}}}\n",
+                sha256(&format!("{role}-key"))
+            ))
+            .collect::<String>()
+    );
+    let (server, _scratch) = server(&config);
+    let document = server.get("/api/v1/openapi.json").await;
+    assert_eq!(document.status, 200, "the document is public");
+    let mut routes: Vec<(String, String, String)> = vec![
+        ("GET".into(), "/graphql".into(), "viewer".into()),
+        ("POST".into(), "/graphql".into(), "viewer".into()),
+    ];
+    for (path, item) in document.json["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let Some(role) = operation["security"][0]["api_key"][0].as_str() else {
+                assert!(path == "/health" || path == "/ready", "{method} {path} has no role");
+                continue;
+            };
+            routes.push((method.to_uppercase(), path.clone(), role.to_owned()));
+        }
+    }
+    assert!(routes.len() >= 25, "{routes:?}");
+    let rank = |role: &str| ["viewer", "runner", "admin"].iter().position(|r| *r == role).unwrap();
+    for (method, path, role) in &routes {
+        let concrete = path.replace("{name}", "addition").replace("{id}", "nothing-here");
+        let call = |key: Option<String>| {
+            let mut request = server
+                .client
+                .request(method.parse().unwrap(), server.url(&concrete))
+                .header("content-type", "application/json")
+                .body("{}");
+            if let Some(key) = key {
+                request = request.header("authorization", format!("Bearer {key}"));
+            }
+            request
+        };
+        server.send(call(None)).await.assert_error(401, "unauthenticated");
+        server.send(call(Some("wrong-key".into()))).await.assert_error(401, "unauthenticated");
+        if rank(role) > 0 {
+            let below = ["viewer", "runner", "admin"][rank(role) - 1];
+            server.send(call(Some(format!("{below}-key")))).await.assert_error(403, "forbidden");
+        }
+        let allowed = server.send(call(Some(format!("{role}-key")))).await;
+        assert!(![401, 403].contains(&allowed.status), "{method} {path} as {role}: {allowed:?}");
+    }
+    // The documentation and health stay open.
+    for open in ["/health", "/docs/", "/graphql/playground", "/api/v1/openapi.json"] {
+        assert_eq!(server.get(open).await.status, 200, "{open}");
+    }
+}
+
+/// RELIABILITY.md H2.
+#[test]
+fn a_public_bind_without_auth_is_refused_unless_acknowledged() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("tasks")).unwrap();
+    let port = tests::api::free_port();
+    let (mut child, _) = tests::api::spawn(root.path(), "{}\n", &format!("0.0.0.0:{port}"));
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    let log = std::fs::read_to_string(root.path().join("serve.log")).unwrap();
+    assert!(
+        log.contains("refusing to serve on 0.0.0.0") && log.contains("allow_unauthenticated_remote"),
+        "{log}"
+    );
+
+    let acknowledged = "server:\n  allow_unauthenticated_remote: true\n";
+    let (mut child, _) = tests::api::spawn(root.path(), acknowledged, &format!("0.0.0.0:{port}"));
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{}",
+            std::fs::read_to_string(root.path().join("serve.log")).unwrap()
+        );
+        assert!(started.elapsed() < Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_prometheus_text() {
+    let (server, _scratch) = server(QUIET);
+    server.post("/api/v1/tasks/addition/run", &json!({"input": {"num1": 1, "num2": 1}})).await;
+    server.post("/api/v1/tasks/sleepy/run", &json!({"input": {"n": 1, "ms": 1, "fail": true}})).await;
+    server.get("/api/v1/tasks").await;
+    let metrics = server.get("/metrics").await;
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.header("content-type").unwrap().starts_with("text/plain"));
+    // (prometheus-parse misreads label values holding braces, such as route patterns; the
+    // text is valid Prometheus, and the samples checked below hold none.)
+    let lines = metrics
+        .text
+        .lines()
+        .filter(|l| !l.contains("{name}") && !l.contains("{id}"))
+        .map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
+    let value = |name: &str, labels: &[(&str, &str)]| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => -1.0,
+            })
+    };
+    assert_eq!(value("ratchet_runs_total", &[("task", "addition"), ("outcome", "success")]), Some(1.0));
+    assert_eq!(value("ratchet_runs_total", &[("task", "sleepy"), ("outcome", "failure")]), Some(1.0));
+    assert_eq!(value("ratchet_queue_jobs", &[("status", "queued")]), Some(0.0));
+    assert!(value("ratchet_workers", &[]).is_some(), "{}", metrics.text);
+    assert!(
+        value("ratchet_http_requests_total", &[("route", "/api/v1/tasks"), ("status", "200")]) == Some(1.0),
+        "{}",
+        metrics.text
+    );
+    assert!(scrape.samples.iter().any(|s| s.metric.starts_with("ratchet_run_duration_seconds")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_queries_mutations_subscriptions_and_limits() {
+    let (server, _scratch) = server(QUIET);
+    let server = &server;
+    let query = async |q: &str| server.post("/graphql", &json!({"query": q})).await;
+    let tasks = query("{ tasks { name inputSchema } }").await;
+    assert_eq!(tasks.json["data"]["tasks"][0]["name"], "addition", "{tasks:?}");
+
+    let run =
+        query(r#"mutation { runTask(name: "addition", input: {num1: 4, num2: 5}) { status output } }"#).await;
+    assert_eq!(run.json["data"]["runTask"]["output"], json!({"sum": 9}), "{run:?}");
+    let invalid = query(r#"mutation { enqueue(task: "addition", input: {num1: "x"}) { id } }"#).await;
+    assert!(invalid.json["errors"][0]["message"].as_str().unwrap().contains("input schema"), "{invalid:?}");
+
+    // Subscribe to a job's status over WebSocket (graphql-transport-ws), then enqueue it.
+    let enqueued =
+        query(r#"mutation { enqueue(task: "sleepy", input: {n: 3, ms: 300}) { id status } }"#).await;
+    let id = enqueued.json["data"]["enqueue"]["id"].as_str().unwrap().to_owned();
+    let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        format!("ws://127.0.0.1:{}/graphql", server.port),
+    )
+    .unwrap();
+    request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    use tokio_tungstenite::tungstenite::Message;
+    socket.send(Message::text(json!({"type": "connection_init"}).to_string())).await.unwrap();
+    let subscribe = json!({"id": "1", "type": "subscribe", "payload": {
+        "query": format!(r#"subscription {{ jobStatus(id: "{id}") {{ status attempt }} }}"#)}});
+    socket.send(Message::text(subscribe.to_string())).await.unwrap();
+    let mut statuses = Vec::new();
+    let reading = async {
+        while let Some(Ok(message)) = socket.next().await {
+            let Message::Text(text) = message else { continue };
+            let frame: Value = serde_json::from_str(&text).unwrap();
+            match frame["type"].as_str() {
+                Some("next") => statuses
+                    .push(frame["payload"]["data"]["jobStatus"]["status"].as_str().unwrap().to_owned()),
+                Some("complete") => break,
+                Some("error") => panic!("{frame}"),
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), reading).await.expect("the subscription never completed");
+    assert_eq!(statuses.last().map(String::as_str), Some("completed"), "{statuses:?}");
+    assert!(statuses.contains(&"running".to_owned()) || statuses.len() >= 2, "{statuses:?}");
+
+    // Limits: depth, complexity, batch.
+    let deep = format!(
+        "{{ __schema {{ types {{ {} }} }} }}",
+        "fields { type { ofType { ".repeat(4) + "name " + &"} } } ".repeat(4)
+    );
+    let deep = query(&deep).await;
+    assert!(deep.json["errors"][0]["message"].as_str().unwrap().contains("too deep"), "{deep:?}");
+    let complex = query("{ jobs(limit: 500) { items { id task status attempt input output } } }").await;
+    assert!(complex.json["errors"][0]["message"].as_str().unwrap().contains("too complex"), "{complex:?}");
+    let batch: Vec<Value> = (0..11).map(|_| json!({"query": "{ tasks { name } }"})).collect();
+    server.post("/graphql", &Value::Array(batch)).await.assert_error(400, "bad_request");
+    let small: Vec<Value> = (0..2).map(|_| json!({"query": "{ tasks { name } }"})).collect();
+    assert_eq!(server.post("/graphql", &Value::Array(small)).await.json.as_array().map(Vec::len), Some(2));
+}
+
+fn component(name: &str) -> PathBuf {
+    let path = tests::workspace_root().join("target/plugins").join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo xtask build-plugins` (cargo xtask ci does)",
+        path.display()
+    );
+    path
+}
+
+fn sha256(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
