@@ -9,6 +9,7 @@ use crate::cargo;
 pub fn run() -> anyhow::Result<()> {
     ensure_components(&["rustfmt", "clippy"])?;
     ensure_postgres()?;
+    ensure_chromium()?;
     cargo(&["fmt", "--all", "--", "--check"])?;
     crate::plugins::check_frozen()?;
     // The plugin host's tests load the real WASM plugins; they are linted like the rest.
@@ -31,7 +32,9 @@ pub fn run() -> anyhow::Result<()> {
     // The end-to-end tests drive the real `ratchet` and `ratchet-worker` binaries, and load
     // the native plugin libraries.
     cargo(&["build", "--workspace"])?;
+    crate::codegen::run(true)?;
     cargo(&["test", "--workspace"])?;
+    crate::fuzz::run()?;
     println!("xtask ci: all checks passed");
     Ok(())
 }
@@ -86,5 +89,30 @@ fn ensure_postgres() -> anyhow::Result<()> {
     }
     bail!(
         "PostgreSQL on 127.0.0.1:5432 did not start (tried clusters {versions:?}); the storage tests need it"
+    )
+}
+
+/// The browser tests load /docs and /graphql/playground in Debian's Chromium.
+fn ensure_chromium() -> anyhow::Result<()> {
+    if std::env::var_os("RATCHET_CHROMIUM").is_some() || std::path::Path::new("/usr/bin/chromium").is_file() {
+        return Ok(());
+    }
+    println!("$ apt-get install -y --no-install-recommends chromium");
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends", "chromium"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if install() {
+        return Ok(());
+    }
+    let _ = Command::new("apt-get").arg("update").status();
+    if install() {
+        return Ok(());
+    }
+    bail!(
+        "Chromium is missing and `apt-get install chromium` failed: install it, or point RATCHET_CHROMIUM at a Chromium binary"
     )
 }

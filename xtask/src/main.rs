@@ -7,6 +7,7 @@
 mod bench;
 mod ci;
 mod codegen;
+mod fuzz;
 mod plugins;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ commands:
   codegen [--check]
                    write docs/openapi.json and docs/schema.graphql from the code; --check
                    fails when the checked-in files drifted instead
+  fuzz-api         schemathesis (pinned, from PyPI) against a real `ratchet serve`
   build-plugins    the WASM plugins (plugins/wasm) for wasm32-wasip2, into target/plugins
   freeze-wit       print the digest line of each WIT version folder, for wit/FROZEN
   new-plugin NAME --kind sink|error-pattern|auth [--path DIR]
@@ -35,6 +37,7 @@ fn main() -> anyhow::Result<()> {
         Some("ci") => ci::run(),
         Some("bench") => bench::run(args.iter().any(|a| a == "--quick")),
         Some("codegen") => codegen::run(args.iter().any(|a| a == "--check")),
+        Some("fuzz-api") => fuzz::run(),
         Some("build-plugins") => plugins::build().map(|_| ()),
         Some("new-plugin") => plugins::scaffold(&args[1..]),
         Some("freeze-wit") => {

@@ -94,14 +94,14 @@ async fn execute(
     request: GraphQLBatchRequest,
 ) -> axum::response::Response {
     let batch = request.into_inner();
-    if let async_graphql::BatchRequest::Batch(requests) = &batch {
-        if requests.len() > MAX_BATCH {
-            return super::ApiError::bad_request(format!(
-                "a batch of {} operations is more than the {MAX_BATCH} allowed",
-                requests.len()
-            ))
-            .into_response();
-        }
+    if let async_graphql::BatchRequest::Batch(requests) = &batch
+        && requests.len() > MAX_BATCH
+    {
+        return super::ApiError::bad_request(format!(
+            "a batch of {} operations is more than the {MAX_BATCH} allowed",
+            requests.len()
+        ))
+        .into_response();
     }
     GraphQLResponse::from(schema.execute_batch(batch.data(caller)).await).into_response()
 }
@@ -482,7 +482,7 @@ impl Mutation {
             )
         })?;
         let (id, done) = state.service.run_now(task, input.0, permit);
-        match tokio::time::timeout(Duration::from_secs_f64(state.config.run_wait_secs), done).await {
+        match tokio::time::timeout(super::seconds(state.config.run_wait_secs), done).await {
             Ok(Ok(record)) => Ok(record.into()),
             Ok(Err(_)) => Err(async_graphql::Error::new(format!("run {id} ended without a result"))),
             Err(_) => Err(async_graphql::Error::new(format!(

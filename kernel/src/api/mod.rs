@@ -122,6 +122,11 @@ pub fn app(service: Arc<Service>, config: ServerConfig, surfaces: &[Box<dyn ApiS
         .fallback(|| async { ApiError::from_status(StatusCode::NOT_FOUND) })
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(from_fn_with_state(Arc::clone(&state), limit))
+        // A bug in a handler answers 500 in the one shape; the connection and the node live on.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            ApiError::internal("the server failed answering this request; the log holds the details")
+                .into_response()
+        }))
         .layer(cors)
         .layer(from_fn(envelope))
         .with_state(state)
@@ -161,13 +166,12 @@ async fn envelope(request: Request, next: Next) -> Response {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with("application/json"));
             let upgrading = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-            if response.status().is_client_error() || response.status().is_server_error() {
-                if !is_json && !upgrading {
-                    let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
-                    response = ApiError::from_status(response.status()).into_response();
-                    if let Some(retry_after) = retry_after {
-                        response.headers_mut().insert(header::RETRY_AFTER, retry_after);
-                    }
+            let failed = response.status().is_client_error() || response.status().is_server_error();
+            if failed && !is_json && !upgrading {
+                let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
+                response = ApiError::from_status(response.status()).into_response();
+                if let Some(retry_after) = retry_after {
+                    response.headers_mut().insert(header::RETRY_AFTER, retry_after);
                 }
             }
             if let Ok(value) = HeaderValue::from_str(&id) {
@@ -184,24 +188,24 @@ async fn limit(State(state): State<AppState>, request: Request, next: Next) -> R
     let exempt = path == "/health" || path == "/ready";
     if let (Some(limiter), false) = (&state.limiter, exempt) {
         let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-        if let Some(client) = client {
-            if let Err(not_until) = limiter.check_key(&client) {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
-                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                return ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    format!(
-                        "more than {} requests per second from {client} (server.rate_limit_per_second); retry in {seconds} s",
-                        state.config.rate_limit_per_second
-                    ),
-                )
-                .retry_after(seconds.max(1))
-                .into_response();
-            }
+        if let Some(client) = client
+            && let Err(not_until) = limiter.check_key(&client)
+        {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            return ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "more than {} requests per second from {client} (server.rate_limit_per_second); retry in {seconds} s",
+                    state.config.rate_limit_per_second
+                ),
+            )
+            .retry_after(seconds.max(1))
+            .into_response();
         }
     }
-    let timeout = Duration::from_secs_f64(state.config.request_timeout_secs.max(0.001));
+    let timeout = seconds(state.config.request_timeout_secs.max(0.001));
     match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::unavailable(format!(
@@ -220,6 +224,11 @@ async fn record_metrics(State(state): State<AppState>, request: Request, next: N
     let response = next.run(request).await;
     state.service.metrics.http(&method, &route, response.status().as_u16(), started.elapsed());
     response
+}
+
+/// `secs` as a duration; negative is zero, too large or not a number is forever.
+pub fn seconds(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::MAX)
 }
 
 /// Forgets clients the rate limiter has not seen for a while, so its memory stays bounded;

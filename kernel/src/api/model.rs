@@ -14,16 +14,15 @@ pub fn time(ms: i64) -> String {
     humantime::format_rfc3339_millis(at).to_string()
 }
 
-/// Paging of a list: `limit` items (1 to 500, default 50) from `offset`, ordered by `sort`
-/// (a field name, `-field` for descending).
+/// Paging of a list: `limit` items (1 to 500, default 50) from `offset`. Each list has its own
+/// `sort` parameter: a field name, `-field` for descending.
 #[derive(Debug, Clone, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u64>,
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 1_000_000_000)]
     pub offset: Option<u64>,
-    pub sort: Option<String>,
 }
 
 macro_rules! list_type {
@@ -85,9 +84,7 @@ impl From<&crate::Task> for TaskSummary {
 pub struct TaskDetail {
     #[serde(flatten)]
     pub summary: TaskSummary,
-    #[schema(value_type = Object)]
     pub input_schema: Value,
-    #[schema(value_type = Object)]
     pub output_schema: Value,
     /// Every version of the task this database has seen, newest first.
     pub versions: Vec<TaskVersionView>,
@@ -110,7 +107,6 @@ impl From<KnownVersion> for TaskVersionView {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValidateRequest {
-    #[schema(value_type = Option<Object>)]
     pub input: Option<Value>,
 }
 
@@ -136,10 +132,10 @@ pub struct Violation {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
-    #[schema(value_type = Object)]
     pub input: Value,
     /// Seconds to wait for the result (capped by server.run_wait_secs); a run still going
     /// then is answered 202 and can be followed at /api/v1/executions/{id}.
+    #[schema(minimum = 0)]
     pub wait_secs: Option<f64>,
 }
 
@@ -158,13 +154,13 @@ pub struct RunAccepted {
 pub struct EnqueueRequest {
     /// A task name or uuid.
     pub task: String,
-    #[schema(value_type = Object)]
     pub input: Value,
     /// Higher runs first.
     #[serde(default)]
     pub priority: i32,
     /// RFC 3339 time before which the job does not run.
     pub run_at: Option<String>,
+    #[schema(minimum = 1)]
     pub max_attempts: Option<u32>,
     /// A second enqueue with the same key returns the first job (200 instead of 201).
     pub idempotency_key: Option<String>,
@@ -174,7 +170,6 @@ pub struct EnqueueRequest {
 pub struct JobView {
     pub id: String,
     pub task: String,
-    #[schema(value_type = Object)]
     pub input: Value,
     pub priority: i32,
     /// queued, running, retrying, completed, failed or cancelled.
@@ -184,7 +179,6 @@ pub struct JobView {
     pub run_at: String,
     pub idempotency_key: Option<String>,
     pub lease_owner: Option<String>,
-    #[schema(value_type = Option<Object>)]
     pub output: Option<Value>,
     pub last_error: Option<String>,
     pub created_at: String,
@@ -281,9 +275,7 @@ impl From<&ExecutionRecord> for ExecutionSummary {
 pub struct ExecutionDetail {
     #[serde(flatten)]
     pub summary: ExecutionSummary,
-    #[schema(value_type = Object)]
     pub input: Value,
-    #[schema(value_type = Option<Object>)]
     pub output: Option<Value>,
     /// `[{level, message}]` in the order the task logged them.
     #[schema(value_type = Vec<Object>)]
@@ -305,7 +297,6 @@ pub struct ReplayResult {
     /// True when the replay produced the recorded output (or the same error).
     pub matches: bool,
     pub difference: Option<String>,
-    #[schema(value_type = Option<Object>)]
     pub output: Option<Value>,
     #[schema(value_type = Option<Object>)]
     pub error: Option<Value>,
@@ -327,11 +318,11 @@ pub struct NewScheduleRequest {
     #[serde(default = "utc")]
     pub timezone: String,
     #[serde(default = "empty_object")]
-    #[schema(value_type = Object)]
     pub input: Value,
     #[serde(default)]
     pub catch_up: CatchUp,
-    /// Seconds; 60 by default.
+    /// Seconds; 60 by default, at most a year.
+    #[schema(minimum = 0, maximum = 31_536_000)]
     pub catch_up_window_secs: Option<f64>,
     #[serde(default)]
     pub overlap: Overlap,
@@ -352,7 +343,6 @@ pub struct ScheduleView {
     pub task: String,
     pub cron: String,
     pub timezone: String,
-    #[schema(value_type = Object)]
     pub input: Value,
     pub catch_up: CatchUp,
     pub catch_up_window_secs: f64,

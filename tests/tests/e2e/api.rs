@@ -510,3 +510,94 @@ fn sha256(text: &str) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Hosts Chromium itself calls (component updates, sign-in, network time, autofill), not the
+/// pages: the flags below quiet most such traffic but not all of it.
+const BROWSER_SERVICES: [&str; 6] = [
+    "update.googleapis.com",
+    "accounts.google.com",
+    "clients2.google.com",
+    "content-autofill.googleapis.com",
+    "optimizationguide-pa.googleapis.com",
+    "safebrowsingohttpgateway.googleapis.com",
+];
+
+/// The pages the server offers work offline: Swagger UI at /docs renders the operations and
+/// GraphiQL renders at /graphql/playground in headless Chromium, and neither page asks for
+/// anything outside 127.0.0.1. Every non-loopback request goes through a proxy that only
+/// records the host it was asked for.
+#[test]
+fn the_docs_and_graphiql_render_in_chromium_without_leaving_localhost() {
+    let chromium = std::env::var("RATCHET_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).is_file(),
+        "{chromium} is missing: install Debian's chromium package (cargo xtask ci does) or set RATCHET_CHROMIUM"
+    );
+    let (server, scratch) = server(QUIET);
+    let (proxy, asked) = recording_proxy();
+    for (page, rendered) in
+        [("/docs/", "opblock-summary-path"), ("/graphql/playground", "graphiql-container")]
+    {
+        let profile = scratch.path().join(format!("chromium-profile{}", page.replace('/', "-")));
+        let output = std::process::Command::new(&chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--disable-extensions",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-default-apps",
+                "--disable-client-side-phishing-detection",
+                "--disable-domain-reliability",
+                "--no-pings",
+                "--metrics-recording-only",
+                "--disable-breakpad",
+                "--disable-features=NetworkTimeServiceQuerying,AutofillServerCommunication,OptimizationHints,Translate",
+                "--virtual-time-budget=15000",
+                "--dump-dom",
+            ])
+            .arg(format!("--proxy-server=http://{proxy}"))
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(server.url(page))
+            .output()
+            .unwrap();
+        let dom = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            dom.contains(rendered),
+            "{page} did not render ({} bytes of DOM): {}",
+            dom.len(),
+            String::from_utf8_lossy(&output.stderr).lines().rev().take(5).collect::<Vec<_>>().join("\n")
+        );
+    }
+    let asked = asked.lock().unwrap().clone();
+    let outside: Vec<&String> =
+        asked.iter().filter(|host| !BROWSER_SERVICES.contains(&host.as_str())).collect();
+    assert!(outside.is_empty(), "the pages reached outside 127.0.0.1: {outside:?}");
+}
+
+/// A proxy that answers nothing and records the host of every request made through it.
+fn recording_proxy() -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = std::sync::Arc::clone(&asked);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut head = [0u8; 512];
+            let n = stream.read(&mut head).unwrap_or(0);
+            let line = String::from_utf8_lossy(&head[..n]).lines().next().unwrap_or_default().to_owned();
+            // `CONNECT host:443 HTTP/1.1` or `GET http://host/path HTTP/1.1`.
+            let target = line.split_whitespace().nth(1).unwrap_or_default();
+            let host = target.trim_start_matches("http://").split(['/', ':']).next().unwrap_or_default();
+            record.lock().unwrap().push(host.to_owned());
+        }
+    });
+    (address, asked)
+}

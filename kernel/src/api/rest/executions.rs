@@ -21,8 +21,12 @@ use crate::storage::ExecutionFilter;
 pub struct ExecutionQuery {
     pub task: Option<String>,
     /// success or failure.
+    #[param(pattern = "^(success|failure)$")]
     pub status: Option<String>,
     pub job_id: Option<String>,
+    /// started_at (default, descending), finished_at or duration_us; `-` first for descending.
+    #[param(pattern = "^-?(started_at|finished_at|duration_us)$")]
+    pub sort: Option<String>,
 }
 
 /// List executions, newest first by default.
@@ -34,7 +38,7 @@ pub async fn list_executions(
     filter: Result<Query<ExecutionQuery>, QueryRejection>,
 ) -> Result<Json<ExecutionList>, ApiError> {
     let (Query(paging), Query(filter)) = (paging?, filter?);
-    let page = page(&paging, &["started_at", "finished_at", "duration_us"])?;
+    let page = page(&paging, filter.sort.as_deref(), &["started_at", "finished_at", "duration_us"])?;
     if let Some(status) = filter.status.as_deref().filter(|s| !["success", "failure"].contains(s)) {
         return Err(ApiError::bad_request(format!(
             "`{status}` is not an execution status; use success or failure"

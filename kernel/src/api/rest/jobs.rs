@@ -18,9 +18,13 @@ use crate::storage::{JobFilter, JobStatus};
 #[into_params(parameter_in = Query)]
 pub struct JobQuery {
     /// queued, running, retrying, completed, failed or cancelled.
+    #[param(pattern = "^(queued|running|retrying|completed|failed|cancelled)$")]
     pub status: Option<String>,
     /// A task name.
     pub task: Option<String>,
+    /// created_at (default, descending), updated_at, run_at or priority; `-` first for descending.
+    #[param(pattern = "^-?(created_at|updated_at|run_at|priority)$")]
+    pub sort: Option<String>,
 }
 
 /// Enqueue a job. A repeated idempotency key returns the existing job with 200.
@@ -56,7 +60,7 @@ pub async fn list_jobs(
     filter: Result<Query<JobQuery>, QueryRejection>,
 ) -> Result<Json<JobList>, ApiError> {
     let (Query(paging), Query(filter)) = (paging?, filter?);
-    let page = page(&paging, &["created_at", "updated_at", "run_at", "priority"])?;
+    let page = page(&paging, filter.sort.as_deref(), &["created_at", "updated_at", "run_at", "priority"])?;
     let status =
         filter.status.as_deref().map(str::parse::<JobStatus>).transpose().map_err(ApiError::bad_request)?;
     let listed = state.service.store.list_jobs(&JobFilter { status, task: filter.task }, page).await?;

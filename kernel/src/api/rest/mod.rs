@@ -47,15 +47,16 @@ pub fn router() -> Router<AppState> {
 
 pub const DEFAULT_LIMIT: u64 = 50;
 pub const MAX_LIMIT: u64 = 500;
+pub const MAX_OFFSET: u64 = 1_000_000_000;
 
-/// The page `query` asks for; `sortable` lists the fields it may sort by, the first being
-/// the default (newest first).
-pub fn page(query: &PageQuery, sortable: &[&'static str]) -> Result<Page, ApiError> {
+/// The page `query` asks for, ordered by `sort`; `sortable` lists the fields it may sort by,
+/// the first being the default (descending: newest first).
+pub fn page(query: &PageQuery, sort: Option<&str>, sortable: &[&'static str]) -> Result<Page, ApiError> {
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_LIMIT}, not {limit}")));
     }
-    let (sort, descending) = match query.sort.as_deref() {
+    let (sort, descending) = match sort {
         None => (sortable[0], true),
         Some(text) => {
             let (field, descending) = match text.strip_prefix('-') {
@@ -71,7 +72,11 @@ pub fn page(query: &PageQuery, sortable: &[&'static str]) -> Result<Page, ApiErr
             (column, descending)
         }
     };
-    Ok(Page { limit, offset: query.offset.unwrap_or(0), sort, descending })
+    let offset = query.offset.unwrap_or(0);
+    if offset > MAX_OFFSET {
+        return Err(ApiError::bad_request(format!("offset must be at most {MAX_OFFSET}, not {offset}")));
+    }
+    Ok(Page { limit, offset, sort, descending })
 }
 
 /// The slice of an in-memory list `page` asks for.

@@ -17,11 +17,17 @@ use crate::schedule::CronSpec;
 use crate::service::scheduler;
 use crate::storage::{NewSchedule, now_ms};
 
+/// The longest catch-up window accepted: a year.
+const MAX_WINDOW_SECS: f64 = 31_536_000.0;
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ScheduleQuery {
     pub task: Option<String>,
     pub enabled: Option<bool>,
+    /// created_at (default, descending), name or next_fire_at; `-` first for descending.
+    #[param(pattern = "^-?(created_at|name|next_fire_at)$")]
+    pub sort: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -41,7 +47,7 @@ pub async fn list_schedules(
     filter: Result<Query<ScheduleQuery>, QueryRejection>,
 ) -> Result<Json<ScheduleList>, ApiError> {
     let (Query(paging), Query(filter)) = (paging?, filter?);
-    let page = page(&paging, &["created_at", "name", "next_fire_at"])?;
+    let page = page(&paging, filter.sort.as_deref(), &["created_at", "name", "next_fire_at"])?;
     let mut schedules: Vec<_> = state
         .service
         .store
@@ -73,8 +79,10 @@ pub async fn add_schedule(
 ) -> Result<(StatusCode, Json<ScheduleView>), ApiError> {
     let Json(request) = body?;
     let window = request.catch_up_window_secs.unwrap_or(60.0);
-    if !window.is_finite() || window < 0.0 {
-        return Err(ApiError::invalid(format!("catch_up_window_secs must be >= 0, not {window}")));
+    if !(0.0..=MAX_WINDOW_SECS).contains(&window) {
+        return Err(ApiError::invalid(format!(
+            "catch_up_window_secs must be between 0 and {MAX_WINDOW_SECS} (a year), not {window}"
+        )));
     }
     let new = NewSchedule {
         name: request.name.unwrap_or_else(|| request.task.clone()),

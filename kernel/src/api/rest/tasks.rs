@@ -1,7 +1,5 @@
 //! `/api/v1/tasks`: list, describe, validate and run tasks synchronously.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -27,6 +25,9 @@ pub struct TaskFilter {
     pub tag: Option<String>,
     /// Only tasks whose name, label or description contains this text (any case).
     pub q: Option<String>,
+    /// name (default, ascending) or version; `-` first for descending.
+    #[param(pattern = "^-?(name|version)$")]
+    pub sort: Option<String>,
 }
 
 /// List the loaded tasks.
@@ -38,7 +39,7 @@ pub async fn list_tasks(
     filter: Result<Query<TaskFilter>, QueryRejection>,
 ) -> Result<Json<TaskList>, ApiError> {
     let (Query(paging), Query(filter)) = (paging?, filter?);
-    let page = page(&paging, &["name", "version"])?;
+    let page = page(&paging, filter.sort.as_deref(), &["name", "version"])?;
     let needle = filter.q.as_deref().map(str::to_lowercase);
     let mut tasks: Vec<TaskSummary> = state
         .service
@@ -56,7 +57,7 @@ pub async fn list_tasks(
         })
         .collect();
     // Names read best A to Z: the default order of tasks is ascending.
-    let descending = paging.sort.is_some() && page.descending;
+    let descending = filter.sort.is_some() && page.descending;
     tasks.sort_by(|a, b| match page.sort {
         "version" => a.version.cmp(&b.version).then_with(|| a.name.cmp(&b.name)),
         _ => a.name.cmp(&b.name),
@@ -145,7 +146,7 @@ pub async fn run_task(
         .retry_after(1)
     })?;
     let (id, done) = state.service.run_now(task, request.input, permit);
-    match tokio::time::timeout(Duration::from_secs_f64(wait.min(cap)), done).await {
+    match tokio::time::timeout(crate::api::seconds(wait.min(cap)), done).await {
         Ok(Ok(record)) => Ok(Json(ExecutionDetail::from(record)).into_response()),
         Ok(Err(_)) => Err(ApiError::internal(format!("run {id} ended without a result; see the server log"))),
         Err(_) => {
