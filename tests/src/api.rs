@@ -65,14 +65,30 @@ impl ApiServer {
         }
         let port = free_port();
         let (child, _) = spawn(root.path(), config, &format!("127.0.0.1:{port}"));
-        let server = ApiServer { child, port, root, client: client() };
+        let mut server = ApiServer { child, port, root, client: client() };
         server.wait_until_up();
         server
     }
 
-    fn wait_until_up(&self) {
+    /// Waits for `/health` to answer; fails with the server's log when it exits first.
+    fn wait_until_up(&mut self) {
+        use std::io::{Read, Write};
         let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let log = std::fs::read_to_string(self.root.path().join("serve.log")).unwrap_or_default();
+                panic!("ratchet serve exited ({status}) before answering:\n{log}");
+            }
+            if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                let mut answer = String::new();
+                let asked = stream.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_ok();
+                if asked
+                    && stream.read_to_string(&mut answer).is_ok()
+                    && answer.split_whitespace().nth(1) == Some("200")
+                {
+                    return;
+                }
+            }
             assert!(started.elapsed() < Duration::from_secs(30), "ratchet serve did not come up");
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -108,7 +108,7 @@ pub fn folder_digest(folder: &std::path::Path) -> anyhow::Result<String> {
 /// `cargo xtask new-plugin NAME --kind KIND [--path DIR]`: a plugin crate that builds, loads
 /// and passes `ratchet plugins test` as generated. Without `--path` it joins `plugins/wasm`.
 pub fn scaffold(args: &[String]) -> anyhow::Result<()> {
-    let usage = "usage: cargo xtask new-plugin NAME --kind sink|error-pattern|auth [--path DIR]";
+    let usage = "usage: cargo xtask new-plugin NAME --kind sink|error-pattern|auth|api-surface [--path DIR]";
     let name = args.first().filter(|n| !n.starts_with('-')).context(usage)?.clone();
     let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
     let kind = value("--kind").context(usage)?;
@@ -119,9 +119,10 @@ pub fn scaffold(args: &[String]) -> anyhow::Result<()> {
         "sink" => SINK_TEMPLATE,
         "error-pattern" => ERROR_PATTERN_TEMPLATE,
         "auth" => AUTH_TEMPLATE,
+        "api-surface" => API_SURFACE_TEMPLATE,
         _ => bail!(
-            "`--kind {kind}`: the host runs sink, error-pattern and auth plugins today; loader and api-surface \
-             have their WIT worlds (wit/ratchet-plugin/0.1.0) and arrive with their host side"
+            "`--kind {kind}`: the host runs sink, error-pattern, auth and api-surface plugins today; loader \
+             has its WIT world (wit/ratchet-plugin/0.1.0) and arrives with its host side"
         ),
     };
     let standalone = value("--path").map(PathBuf::from);
@@ -244,3 +245,27 @@ impl Auth for {Type} {
 
 plugin_api::export_auth!({Type});
 "#;
+
+const API_SURFACE_TEMPLATE: &str = r##"//! {name}: a Ratchet API-surface plugin, mounted under `/plugins/NAME/` (NAME is the name the
+//! operator gives it). The kernel checks the caller's credentials and role first: GET needs
+//! a viewer, other methods a runner. See docs/plugins.md.
+
+use plugin_api::guest::{ApiSurface, Manifest, Request, Response};
+
+struct {Type};
+
+impl ApiSurface for {Type} {
+    fn manifest() -> Manifest {
+        Manifest::new("{name}", env!("CARGO_PKG_VERSION"), "describe the routes this plugin serves")
+    }
+
+    fn handle(request: Request) -> Response {
+        match (request.method.as_str(), request.path.as_str()) {
+            ("GET", "/") => Response::json(200, r#"{"status": "ok"}"#),
+            _ => Response::json(404, r#"{"error": {"code": "not_found", "message": "no such route", "details": null}}"#),
+        }
+    }
+}
+
+plugin_api::export_api_surface!({Type});
+"##;

@@ -13,6 +13,7 @@ pub mod openapi;
 mod operations;
 mod rest;
 pub mod routes;
+mod surfaces;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -109,6 +110,9 @@ pub fn app(service: Arc<Service>, config: ServerConfig, surfaces: &[Box<dyn ApiS
     forget_idle_clients(&state);
     let mut protected = operations::protected();
     let mut public = operations::public();
+    if !state.service.plugins().surfaces.is_empty() {
+        protected = protected.merge(surfaces::router());
+    }
     for surface in surfaces {
         protected = protected.merge(surface.protected(&state));
         public = public.merge(surface.public(&state));
@@ -166,8 +170,9 @@ async fn envelope(request: Request, next: Next) -> Response {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with("application/json"));
             let upgrading = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+            let from_plugin = response.extensions().get::<surfaces::FromPlugin>().is_some();
             let failed = response.status().is_client_error() || response.status().is_server_error();
-            if failed && !is_json && !upgrading {
+            if failed && !is_json && !upgrading && !from_plugin {
                 let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
                 response = ApiError::from_status(response.status()).into_response();
                 if let Some(retry_after) = retry_after {

@@ -44,6 +44,14 @@ pub const ROUTES: &[Route] = &[
     // GraphQL checks each mutation's role itself; reading needs a viewer.
     route("POST", "/graphql", Viewer),
     route("GET", "/graphql", Viewer),
+    // WASM API surfaces: reading needs a viewer, anything else a runner.
+    route("GET", "/plugins/{plugin}", Viewer),
+    route("GET", "/plugins/{plugin}/{*path}", Viewer),
+    route("POST", "/plugins/{plugin}", Runner),
+    route("POST", "/plugins/{plugin}/{*path}", Runner),
+    route("PUT", "/plugins/{plugin}/{*path}", Runner),
+    route("PATCH", "/plugins/{plugin}/{*path}", Runner),
+    route("DELETE", "/plugins/{plugin}/{*path}", Runner),
 ];
 
 /// The role `method path` needs (`path` as the router matched it, with `{params}`).

@@ -36,21 +36,28 @@ pub async fn plugins(config: Config, command: PluginsCommand) -> anyhow::Result<
     match command {
         PluginsCommand::List { format } => {
             let loaded = load(&config)?;
+            // The configured plugins, then the built-in API surfaces `serve` mounts.
+            let mut all: Vec<PluginInfo> = loaded.list().to_vec();
+            let surfaces =
+                kernel::api::builtin_surfaces(&config.server.surfaces).map_err(anyhow::Error::msg)?;
+            all.extend(surfaces.iter().map(|s| s.info()));
             match format {
-                Format::Json => println!("{}", Value::Array(loaded.list().iter().map(info_json).collect())),
-                Format::Text if loaded.list().is_empty() => {
-                    println!("no plugins configured (see `plugins:` in config/ratchet.example.yaml)")
-                }
+                Format::Json => println!("{}", Value::Array(all.iter().map(info_json).collect())),
                 Format::Text => {
                     println!(
                         "{:<16}  {:<13}  {:<22}  {:<10}  SOURCE",
                         "NAME", "KIND", "INTERFACE", "GRANTED"
                     );
-                    for p in loaded.list() {
+                    for p in &all {
                         let granted = if p.granted.is_empty() { "-".into() } else { p.granted.join(",") };
                         println!(
                             "{:<16}  {:<13}  {:<22}  {granted:<10}  {}",
                             p.name, p.kind, p.interface, p.source
+                        );
+                    }
+                    if loaded.list().is_empty() {
+                        eprintln!(
+                            "no plugins configured beyond the built-in API surfaces (see `plugins:` in config/ratchet.example.yaml)"
                         );
                     }
                 }

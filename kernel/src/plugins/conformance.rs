@@ -48,6 +48,7 @@ pub fn run(host: &WasmHost, file: &Path) -> Vec<Check> {
         "sink" => sink(host, &config),
         "error-pattern" => error_pattern(host, &config),
         "auth" => auth(host, &config),
+        "api-surface" => api_surface(host, &config),
         other => vec![Check::new(
             &format!("loads as a {other} plugin"),
             Err(format!("{other} plugins are not hosted yet")),
@@ -128,6 +129,41 @@ fn error_pattern(host: &WasmHost, config: &PluginConfig) -> Vec<Check> {
             "still answers afterwards",
             answered(plugin.classify(&failure("timeout", None, "too slow".into()))),
         ),
+    ]
+}
+
+fn api_surface(host: &WasmHost, config: &PluginConfig) -> Vec<Check> {
+    use super::wasm::SurfaceRequest;
+    let mut plugin = match host.load_api_surface(config) {
+        Ok(plugin) => plugin,
+        Err(error) => return vec![loaded("an api-surface plugin", Err(error))],
+    };
+    let info = plugin.info().clone();
+    let request = |method: &str, path: String, body: Vec<u8>| SurfaceRequest {
+        method: method.into(),
+        path,
+        query: Some("a=1&b=%20".into()),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body,
+    };
+    let answer = |result: Result<super::wasm::SurfaceResponse, String>| {
+        result.map(|r| format!(" (status {}, {} byte(s))", r.status, r.body.len()))
+    };
+    vec![
+        loaded("an api-surface plugin", Ok((info.plugin, info.version))),
+        Check::new(
+            "answers GET / with a valid response (no trap)",
+            answer(plugin.handle(request("GET", "/".into(), Vec::new()))),
+        ),
+        Check::new(
+            "answers an unknown route",
+            answer(plugin.handle(request("DELETE", "/no/such/route".into(), Vec::new()))),
+        ),
+        Check::new(
+            "answers a 1 MiB binary body and a 4 KiB path",
+            answer(plugin.handle(request("POST", format!("/{}", "x".repeat(4096)), vec![0xff; 1 << 20]))),
+        ),
+        Check::new("still answers afterwards", answer(plugin.handle(request("GET", "/".into(), Vec::new())))),
     ]
 }
 

@@ -16,6 +16,7 @@ mod console;
 mod native;
 pub mod patterns;
 mod sinks;
+pub mod surfaces;
 mod thread;
 pub mod wasm;
 
@@ -122,6 +123,8 @@ pub struct Plugins {
     pub patterns: ErrorPatterns,
     /// The auth plugin, when one is enabled.
     pub auth: Option<auth::Authenticator>,
+    /// API-surface plugins, mounted under `/plugins/{name}/`.
+    pub surfaces: Vec<surfaces::Surface>,
     /// Calls and traps per WASM plugin.
     pub counters: Vec<(String, Arc<wasm::PluginCounters>)>,
     infos: Vec<PluginInfo>,
@@ -134,6 +137,7 @@ impl Plugins {
             sinks: SinkSet::default(),
             patterns: ErrorPatterns::default(),
             auth: None,
+            surfaces: Vec::new(),
             counters: Vec::new(),
             infos: Vec::new(),
         }
@@ -171,6 +175,9 @@ impl Plugins {
                 Loaded::Auth(plugin) if plugins.auth.is_none() => {
                     plugins.auth = Some(auth::Authenticator::start(*plugin));
                 }
+                Loaded::ApiSurface(plugin) => {
+                    plugins.surfaces.push(surfaces::Surface::start(info.name.clone(), *plugin));
+                }
                 Loaded::Auth(_) => {
                     return Err(LoadError::Unsupported {
                         name: info.name,
@@ -194,6 +201,7 @@ enum Loaded {
     Sink(Box<dyn sinks::Sink>),
     ErrorPattern(Box<wasm::WasmErrorPattern>),
     Auth(Box<wasm::WasmAuth>),
+    ApiSurface(Box<wasm::WasmApiSurface>),
 }
 
 fn load_each(
@@ -220,6 +228,10 @@ fn load_each(
                 let plugin = host.load_auth(config)?;
                 (plugin.info().clone(), Loaded::Auth(Box::new(plugin)))
             }
+            None if config.kind == "api-surface" => {
+                let plugin = host.load_api_surface(config)?;
+                (plugin.info().clone(), Loaded::ApiSurface(Box::new(plugin)))
+            }
             None if config.kind == "sink" => {
                 let sink = host.load_sink(config)?;
                 (sink.info().clone(), Loaded::Sink(Box::new(sink)))
@@ -228,8 +240,8 @@ fn load_each(
                 return Err(LoadError::Unsupported {
                     name: config.name.clone(),
                     message: format!(
-                        "`kind: {}` is not hosted yet; the kernel runs sink, error-pattern and auth plugins (loader \
-                         and api-surface have their WIT worlds and arrive with their host side)",
+                        "`kind: {}` is not hosted yet; the kernel runs sink, error-pattern, auth and api-surface \
+                         plugins (loader has its WIT world and arrives with its host side)",
                         config.kind
                     ),
                 });

@@ -61,6 +61,20 @@ pub mod auth_world {
     });
 }
 
+pub mod api_surface_world {
+    wit_bindgen::generate!({
+        world: "api-surface-plugin",
+        path: "../wit/ratchet-plugin/0.1.0",
+        pub_export_macro: true,
+        export_macro_name: "export_api_surface_world",
+        default_bindings_module: "plugin_api::guest::api_surface_world",
+        with: {
+            "ratchet:plugin/types@0.1.0": crate::guest::sink_world::ratchet::plugin::types,
+            "ratchet:plugin/host@0.1.0": crate::guest::sink_world::ratchet::plugin::host,
+        },
+    });
+}
+
 use sink_world::ratchet::plugin::{host, types};
 
 pub use crate::{Event, Manifest, PluginError};
@@ -116,6 +130,44 @@ pub struct Principal {
 pub trait Auth {
     fn manifest() -> Manifest;
     fn authenticate(headers: Vec<(String, String)>) -> Result<Principal, PluginError>;
+}
+
+/// A request to an API surface, below its mount point `/plugins/{name}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub method: String,
+    /// The path below the mount point, starting with `/`.
+    pub path: String,
+    pub query: Option<String>,
+    /// Lower-case names.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// What an API surface answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A JSON response with `status`.
+    pub fn json(status: u16, body: &str) -> Response {
+        Response {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.as_bytes().to_vec(),
+        }
+    }
+}
+
+/// Serves HTTP routes mounted under `/plugins/{name}/`. The kernel has already checked the
+/// caller's credentials and role before a request arrives.
+pub trait ApiSurface {
+    fn manifest() -> Manifest;
+    fn handle(request: Request) -> Response;
 }
 
 /// The kernel's log, tagged with the plugin's name.
@@ -298,6 +350,35 @@ macro_rules! export_auth {
                 }
             }
             $crate::guest::auth_world::export_auth_world!(__RatchetAuth);
+        };
+    };
+}
+
+/// Exports an [`ApiSurface`] implementation as this component's api-surface interface.
+#[macro_export]
+macro_rules! export_api_surface {
+    ($ty:ty) => {
+        const _: () = {
+            use $crate::guest::api_surface_world::exports::ratchet::plugin::api_surface as wit;
+            struct __RatchetApiSurface;
+            impl wit::Guest for __RatchetApiSurface {
+                fn describe() -> $crate::guest::sink_world::ratchet::plugin::types::Manifest {
+                    $crate::guest::manifest_to_wit(<$ty as $crate::guest::ApiSurface>::manifest())
+                }
+
+                fn handle(request: wit::Request) -> wit::Response {
+                    let request = $crate::guest::Request {
+                        method: request.method,
+                        path: request.path,
+                        query: request.query,
+                        headers: request.headers,
+                        body: request.body,
+                    };
+                    let response = <$ty as $crate::guest::ApiSurface>::handle(request);
+                    wit::Response { status: response.status, headers: response.headers, body: response.body }
+                }
+            }
+            $crate::guest::api_surface_world::export_api_surface_world!(__RatchetApiSurface);
         };
     };
 }

@@ -601,3 +601,53 @@ fn recording_proxy() -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<V
     });
     (address, asked)
 }
+
+/// A WASM api-surface plugin answers under /plugins/{name}/, behind the same auth and roles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasm_api_surface_answers_under_plugins_behind_auth() {
+    let config = format!(
+        "server:\n  rate_limit_per_second: 0\nplugins:\n  - name: keys\n    kind: auth\n    source: {}\n    config:\n      keys:\n{}\
+         \x20 - name: hello\n    kind: api-surface\n    source: {}\n    config: {{greeting: hi}}\n",
+        component("api-key-auth").display(),
+        ["viewer", "runner"]
+            .iter()
+            .map(|role| format!(
+                "        - {{id: {role}, sha256: {}, role: {role}}}\n",
+                sha256(&format!("{role}-key"))
+            ))
+            .collect::<String>(),
+        component("hello-api").display(),
+    );
+    let (server, _scratch) = server(&config);
+    let call = |method: &str, path: &str, key: Option<&str>| {
+        let mut request = server.client.request(method.parse().unwrap(), server.url(path)).body("{\"x\": 1}");
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        request
+    };
+    let hello = server.send(call("GET", "/plugins/hello/hello?name=ratchet", Some("viewer-key"))).await;
+    assert_eq!(hello.status, 200, "{hello:?}");
+    assert_eq!(hello.json, json!({"greeting": "hi, ratchet"}));
+    server.send(call("GET", "/plugins/hello/hello", None)).await.assert_error(401, "unauthenticated");
+    server.send(call("POST", "/plugins/hello/echo", Some("viewer-key"))).await.assert_error(403, "forbidden");
+    let echo = server.send(call("POST", "/plugins/hello/echo", Some("runner-key"))).await;
+    assert_eq!(echo.json, json!({"bytes": 8, "body": "{\"x\": 1}"}), "{echo:?}");
+    // The plugin's own answers pass through unchanged, its errors included.
+    let missing = server.send(call("GET", "/plugins/hello/nothing", Some("viewer-key"))).await;
+    assert_eq!(missing.status, 404);
+    assert!(
+        missing.json["error"]["message"].as_str().unwrap().contains("hello-api has no route"),
+        "{missing:?}"
+    );
+    server
+        .send(call("GET", "/plugins/nobody/hello", Some("viewer-key")))
+        .await
+        .assert_error(404, "not_found");
+    let plugins = server.send(call("GET", "/api/v1/plugins", Some("viewer-key"))).await;
+    let hello = plugins.json.as_array().unwrap().iter().find(|p| p["name"] == "hello").unwrap().clone();
+    assert_eq!(
+        (hello["kind"].as_str(), hello["interface"].as_str()),
+        (Some("api-surface"), Some("ratchet:plugin@0.1.0"))
+    );
+}

@@ -242,6 +242,9 @@ fn plugins_list_and_test_from_the_cli() {
     assert_eq!(listed[0]["name"], "events");
     assert_eq!(listed[0]["interface"], "ratchet:plugin@0.1.0");
     assert_eq!(listed[1]["interface"], "native");
+    let sources: Vec<&str> =
+        listed.as_array().unwrap().iter().map(|p| p["source"].as_str().unwrap()).collect();
+    assert!(sources.ends_with(&["builtin:rest", "builtin:graphql"]), "{sources:?}");
     let inspected = tests::ratchet_in(dir.path(), &["plugins", "inspect", "events", "--format", "json"], &[]);
     assert_eq!(inspected.json()["limits"]["call_timeout_ms"], 1000, "{inspected:?}");
 
@@ -279,7 +282,8 @@ fn a_scaffolded_plugin_builds_loads_and_passes_the_conformance_suite() {
     assert!(tested.stdout.contains("my-sink 0.1.0"), "{tested:?}");
 
     // The other hosted kinds scaffold too, and pass their checks as generated.
-    for (name, kind) in [("my-patterns", "error-pattern"), ("my-gate", "auth")] {
+    for (name, kind) in [("my-patterns", "error-pattern"), ("my-gate", "auth"), ("my-routes", "api-surface")]
+    {
         let made = std::process::Command::new(&xtask)
             .args(["new-plugin", name, "--kind", kind, "--path"])
             .arg(dir.path().join(name))
@@ -456,7 +460,7 @@ async fn the_api_key_auth_plugin_checks_hashed_keys_and_fails_closed() {
 fn every_first_party_plugin_passes_the_conformance_checks() {
     let dir = tempfile::tempdir().unwrap();
     let host = host(&dir.path().join("cache"));
-    for name in ["jsonl-sink", "webhook-sink", "error-patterns", "api-key-auth"] {
+    for name in ["jsonl-sink", "webhook-sink", "error-patterns", "api-key-auth", "hello-api"] {
         let checks = kernel::plugins::conformance::run(&host, &component(name));
         assert!(checks.len() >= 4, "{name}: {checks:?}");
         let failed: Vec<_> = checks.iter().filter(|c| c.outcome.is_err()).collect();

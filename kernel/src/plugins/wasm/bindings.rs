@@ -23,6 +23,17 @@ pub mod v0_1_0 {
         });
     }
 
+    pub mod api_surface {
+        wasmtime::component::bindgen!({
+            world: "api-surface-plugin",
+            path: "../wit/ratchet-plugin/0.1.0",
+            with: {
+                "ratchet:plugin/types": super::sink::ratchet::plugin::types,
+                "ratchet:plugin/host": super::sink::ratchet::plugin::host,
+            },
+        });
+    }
+
     pub mod auth {
         wasmtime::component::bindgen!({
             world: "auth-plugin",
@@ -35,6 +46,10 @@ pub mod v0_1_0 {
     }
 }
 
+pub use v0_1_0::api_surface::exports::ratchet::plugin::api_surface::{
+    Request as SurfaceRequest, Response as SurfaceResponse,
+};
+pub use v0_1_0::api_surface::{ApiSurfacePlugin, ApiSurfacePluginPre};
 pub use v0_1_0::auth::exports::ratchet::plugin::auth::Principal;
 pub use v0_1_0::auth::{AuthPlugin, AuthPluginPre};
 pub use v0_1_0::error_pattern::exports::ratchet::plugin::error_pattern::{Classification, Failure};

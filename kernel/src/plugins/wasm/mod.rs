@@ -26,10 +26,10 @@ use wasmtime::{Engine, Store, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use self::bindings::{
-    AuthPlugin, AuthPluginPre, EXPORTS_V0_1_0, ErrorPatternPlugin, ErrorPatternPluginPre, INTERFACE_V0_1_0,
-    SinkPlugin, SinkPluginPre, types,
+    ApiSurfacePlugin, ApiSurfacePluginPre, AuthPlugin, AuthPluginPre, EXPORTS_V0_1_0, ErrorPatternPlugin,
+    ErrorPatternPluginPre, INTERFACE_V0_1_0, SinkPlugin, SinkPluginPre, types,
 };
-pub use self::bindings::{Classification, Failure, Principal};
+pub use self::bindings::{Classification, Failure, Principal, SurfaceRequest, SurfaceResponse};
 use self::host::{HostState, KvStore, MAX_MESSAGE, PluginHttp, truncate};
 use super::sinks::Sink;
 use super::{Event, LoadError, PluginError, PluginInfo};
@@ -82,6 +82,7 @@ macro_rules! world {
 world!(SinkPlugin, SinkPluginPre, "sink", ratchet_plugin_sink);
 world!(ErrorPatternPlugin, ErrorPatternPluginPre, "error-pattern", ratchet_plugin_error_pattern);
 world!(AuthPlugin, AuthPluginPre, "auth", ratchet_plugin_auth);
+world!(ApiSurfacePlugin, ApiSurfacePluginPre, "api-surface", ratchet_plugin_api_surface);
 
 pub struct WasmHost {
     engine: Engine,
@@ -205,6 +206,11 @@ impl WasmHost {
     /// Loads an error-pattern plugin.
     pub fn load_error_pattern(&self, config: &PluginConfig) -> Result<WasmErrorPattern, LoadError> {
         self.load::<ErrorPatternPlugin>(config)
+    }
+
+    /// Loads an API-surface plugin.
+    pub fn load_api_surface(&self, config: &PluginConfig) -> Result<WasmApiSurface, LoadError> {
+        self.load::<ApiSurfacePlugin>(config)
     }
 
     /// Loads an auth plugin.
@@ -331,6 +337,41 @@ pub type WasmSink = WasmPlugin<SinkPlugin>;
 pub type WasmErrorPattern = WasmPlugin<ErrorPatternPlugin>;
 /// A loaded WASM auth plugin.
 pub type WasmAuth = WasmPlugin<AuthPlugin>;
+/// A loaded WASM API-surface plugin.
+pub type WasmApiSurface = WasmPlugin<ApiSurfacePlugin>;
+
+/// The largest response body an API surface may return.
+pub const MAX_SURFACE_BODY: usize = 16 * 1024 * 1024;
+
+impl WasmPlugin<ApiSurfacePlugin> {
+    /// The plugin's answer to `request`, checked: a status from 100 to 599, at most 64 headers
+    /// with valid names and values, a body of at most [`MAX_SURFACE_BODY`]. A trap, a
+    /// deadline or an answer that fails the checks is an error.
+    pub fn handle(&mut self, request: SurfaceRequest) -> Result<SurfaceResponse, String> {
+        let response = self
+            .call(|store, instance| instance.ratchet_plugin_api_surface().call_handle(store, &request))
+            .map_err(|e| e.to_string())?;
+        if !(100..=599).contains(&response.status) {
+            return Err(format!(
+                "the plugin answered status {}, which is not an HTTP status",
+                response.status
+            ));
+        }
+        if response.headers.len() > 64 {
+            return Err(format!(
+                "the plugin answered {} headers; at most 64 are accepted",
+                response.headers.len()
+            ));
+        }
+        if response.body.len() > MAX_SURFACE_BODY {
+            return Err(format!(
+                "the plugin answered a body of {} bytes; at most {MAX_SURFACE_BODY}",
+                response.body.len()
+            ));
+        }
+        Ok(response)
+    }
+}
 
 /// A loaded WASM plugin of world `W`: its template, its grants, and the live instance.
 pub struct WasmPlugin<W: World> {
