@@ -7,7 +7,9 @@
 //!    measures one `fetch` round trip.
 //! 3. Queue: the `queue` bench target drains 2,000 trivial jobs on SQLite and on PostgreSQL
 //!    and measures enqueue-to-start latency on an idle node.
-//! 4. Plugins: the `plugins` bench target: compile vs cached load of a component, instantiation
+//! 4. REST: the `rest` bench target drives a release `ratchet serve` with synchronous runs of
+//!    `addition` from 16 concurrent keep-alive clients: p50, p99 and runs per second.
+//! 5. Plugins: the `plugins` bench target: compile vs cached load of a component, instantiation
 //!    from the template, and the cost of one sink call.
 
 use std::process::Command;
@@ -43,6 +45,16 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         .status()?;
     if !status.success() {
         bail!("the queue bench failed ({status})");
+    }
+    let requests = if quick { "2000" } else { "10000" };
+    println!("$ cargo bench -p kernel --bench rest -- {requests}");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["bench", "-p", "kernel", "--bench", "rest", "--", requests])
+        .env("RATCHET_BIN", root().join("target/release/ratchet"))
+        .current_dir(root())
+        .status()?;
+    if !status.success() {
+        bail!("the REST bench failed ({status})");
     }
     crate::plugins::build()?;
     println!("$ cargo bench -p kernel --bench plugins");
