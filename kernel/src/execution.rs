@@ -23,6 +23,7 @@ pub struct Kernel {
     config: Config,
     pool: WorkerPool,
     egress: Arc<Egress>,
+    live: crate::supervisor::LiveLogs,
 }
 
 /// The result of one run.
@@ -125,7 +126,15 @@ impl Kernel {
             start_timeout: Duration::from_secs(config.workers.start_timeout_secs.max(1)),
         };
         let egress = Arc::new(Egress::new(&config.egress).map_err(KernelError::Egress)?);
-        Ok(Kernel { pool: WorkerPool::start(spec), config, egress })
+        let (live, _) = tokio::sync::broadcast::channel(LIVE_LOG_BUFFER);
+        Ok(Kernel { pool: WorkerPool::start(spec), config, egress, live })
+    }
+
+    /// The log lines of every run from now on, as the tasks write them. A follower that falls
+    /// more than [`LIVE_LOG_BUFFER`] lines behind misses some (the recorded execution keeps
+    /// them all).
+    pub fn follow_logs(&self) -> tokio::sync::broadcast::Receiver<crate::supervisor::LiveLine> {
+        self.live.subscribe()
     }
 
     pub fn config(&self) -> &Config {
@@ -233,9 +242,13 @@ impl Kernel {
                 task_version: task.metadata.version.clone(),
             },
             http,
+            live: Some(self.live.clone()),
         }
     }
 }
+
+/// Live log lines held for slow followers.
+pub const LIVE_LOG_BUFFER: usize = 4096;
 
 /// Why `validate` failed: the task is wrong, or no worker could check it.
 #[derive(Debug, thiserror::Error)]

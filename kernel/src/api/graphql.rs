@@ -328,11 +328,14 @@ pub struct GqlPlugin {
     version: String,
 }
 
-/// One log line of a run, as it is recorded.
+/// One log line of a run.
 #[derive(SimpleObject)]
 pub struct GqlLogLine {
     execution_id: String,
-    attempt: u32,
+    /// The line's position in the run's log, from 0.
+    index: usize,
+    /// The job attempt, when the line comes from the record.
+    attempt: Option<u32>,
     level: String,
     message: String,
 }
@@ -465,6 +468,26 @@ impl Mutation {
         Ok(GqlJob::from(&state(ctx)?.service.store.cancel(&id, now_ms()).await?))
     }
 
+    /// Enqueue a failed or cancelled job again as a new job with the same task and input
+    /// (runner).
+    async fn retry_job(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<GqlJob> {
+        need(ctx, Role::Runner)?;
+        let state = state(ctx)?;
+        let job = state.service.store.job(&id).await?;
+        if !matches!(job.status, JobStatus::Failed | JobStatus::Cancelled) {
+            return Err(async_graphql::Error::new(format!(
+                "job {id} is {}; only failed or cancelled jobs are retried",
+                job.status
+            )));
+        }
+        let options = EnqueueOptions {
+            priority: job.priority,
+            max_attempts: Some(job.max_attempts),
+            ..Default::default()
+        };
+        Ok(GqlJob::from(&state.service.enqueue(&job.task, job.input, options).await?.job))
+    }
+
     /// Run a task now and wait for its recorded execution (runner), at most
     /// server.run_wait_secs.
     async fn run_task(
@@ -572,8 +595,29 @@ impl Subscription {
         ))
     }
 
-    /// The log lines of a job's runs, each attempt's as soon as it is recorded; ends when the
-    /// job reaches a final state. (Workers hand logs over when a run ends.)
+    /// The log lines of an execution: live as the task writes them when this node runs it,
+    /// then any line missed from its record; ends when the execution is recorded. Lines carry
+    /// their `index` in the run's log (a follower that joined late gets the early lines last).
+    async fn execution_logs(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<impl Stream<Item = GqlLogLine>> {
+        let state = std::sync::Arc::clone(state(ctx)?);
+        let live = state.service.kernel.follow_logs();
+        let recorded = state.service.store.execution(&id).await.is_ok();
+        if !recorded && !state.service.is_running(&id) {
+            return Err(async_graphql::Error::new(format!(
+                "no execution {id}: it is neither recorded nor running on this node"
+            )));
+        }
+        Ok(spawn_stream(move |lines| async move {
+            follow_execution(&state, &id, &lines, live).await;
+        }))
+    }
+
+    /// The log lines of every attempt of a job: live for an attempt this node runs, from the
+    /// record for the others; ends when the job reaches a final state.
     async fn job_logs(
         &self,
         ctx: &Context<'_>,
@@ -581,27 +625,95 @@ impl Subscription {
     ) -> async_graphql::Result<impl Stream<Item = GqlLogLine>> {
         let state = std::sync::Arc::clone(state(ctx)?);
         state.service.store.job(&id).await?;
-        let seen: Vec<String> = Vec::new();
-        let lines = stream::unfold((state, id, seen, false), |(state, id, mut seen, ended)| async move {
-            if ended {
-                return None;
-            }
+        Ok(spawn_stream(move |lines| async move {
+            let mut followed: std::collections::HashSet<String> = std::collections::HashSet::new();
             loop {
-                let job = state.service.store.job(&id).await.ok()?;
+                let live = state.service.kernel.follow_logs();
+                let Ok(job) = state.service.store.job(&id).await else { return };
+                if let Some(execution) = state.service.running_execution(&id)
+                    && followed.insert(execution.clone())
+                {
+                    if !follow_execution(&state, &execution, &lines, live).await {
+                        return;
+                    }
+                    continue;
+                }
                 let filter = ExecutionFilter { job_id: Some(id.clone()), ..Default::default() };
                 let page = Page { limit: 100, offset: 0, sort: "started_at", descending: false };
-                let executions = state.service.store.list_executions(&filter, page).await.ok()?;
-                let new: Vec<_> = executions.items.into_iter().filter(|e| !seen.contains(&e.id)).collect();
-                seen.extend(new.iter().map(|e| e.id.clone()));
-                let fresh: Vec<GqlLogLine> = new.iter().flat_map(log_lines).collect();
-                let ended = job.status.is_final();
-                if !fresh.is_empty() || ended {
-                    return Some((stream::iter(fresh), (state, id, seen, ended)));
+                let Ok(executions) = state.service.store.list_executions(&filter, page).await else { return };
+                for execution in &executions.items {
+                    if !followed.insert(execution.id.clone()) {
+                        continue;
+                    }
+                    for line in log_lines(execution) {
+                        if lines.send(line).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                if job.status.is_final() {
+                    return;
                 }
                 tokio::time::sleep(POLL).await;
             }
-        });
-        Ok(async_graphql::futures_util::StreamExt::flatten(lines))
+        }))
+    }
+}
+
+/// A stream fed by `produce`, which runs on a task of its own until it returns or the
+/// subscriber goes away (its sends then fail).
+fn spawn_stream<T, F, Fut>(produce: F) -> impl Stream<Item = T>
+where
+    T: Send + 'static,
+    F: FnOnce(tokio::sync::mpsc::Sender<T>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (sender, receiver) = tokio::sync::mpsc::channel(256);
+    tokio::spawn(produce(sender));
+    stream::unfold(receiver, |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) })
+}
+
+/// Sends the lines of execution `id`: live ones from `live` while it runs, then those missing
+/// from its record. False when the subscriber went away.
+async fn follow_execution(
+    state: &AppState,
+    id: &str,
+    lines: &tokio::sync::mpsc::Sender<GqlLogLine>,
+    mut live: tokio::sync::broadcast::Receiver<crate::supervisor::LiveLine>,
+) -> bool {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut sent = std::collections::HashSet::new();
+    let mut ticker = tokio::time::interval(POLL);
+    let mut closed = false;
+    loop {
+        tokio::select! {
+            line = live.recv(), if !closed => match line {
+                Ok(line) if &*line.execution_id == id => {
+                    sent.insert(line.index);
+                    let line = GqlLogLine {
+                        execution_id: id.to_owned(),
+                        index: line.index,
+                        attempt: None,
+                        level: line.level.as_str().to_owned(),
+                        message: line.message,
+                    };
+                    if lines.send(line).await.is_err() {
+                        return false;
+                    }
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => closed = true,
+            },
+            _ = ticker.tick() => {
+                let Ok(record) = state.service.store.execution(id).await else { continue };
+                for line in log_lines(&record).into_iter().filter(|l| !sent.contains(&l.index)) {
+                    if lines.send(line).await.is_err() {
+                        return false;
+                    }
+                }
+                return true;
+            }
+        }
     }
 }
 
@@ -612,9 +724,11 @@ fn log_lines(execution: &crate::storage::ExecutionRecord) -> Vec<GqlLogLine> {
         .map(|lines| {
             lines
                 .iter()
-                .map(|line| GqlLogLine {
+                .enumerate()
+                .map(|(index, line)| GqlLogLine {
                     execution_id: execution.id.clone(),
-                    attempt: execution.attempt,
+                    index,
+                    attempt: Some(execution.attempt),
                     level: line["level"].as_str().unwrap_or("info").to_owned(),
                     message: line["message"].as_str().unwrap_or_default().to_owned(),
                 })

@@ -328,6 +328,25 @@ pub struct NewScheduleRequest {
     pub overlap: Overlap,
 }
 
+/// Changes to a schedule: every field left out keeps its value. The next fire time is
+/// computed again from now.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulePatch {
+    pub name: Option<String>,
+    /// A task name or uuid.
+    pub task: Option<String>,
+    pub cron: Option<String>,
+    pub timezone: Option<String>,
+    pub input: Option<Value>,
+    pub catch_up: Option<CatchUp>,
+    #[schema(minimum = 0, maximum = 31_536_000)]
+    pub catch_up_window_secs: Option<f64>,
+    pub overlap: Option<Overlap>,
+    /// Pause (false) or resume (true).
+    pub enabled: Option<bool>,
+}
+
 fn utc() -> String {
     "UTC".into()
 }

@@ -23,7 +23,7 @@ use super::{operations, rest};
         rest::list_tasks, rest::get_task, rest::validate_task, rest::run_task,
         rest::enqueue_job, rest::list_jobs, rest::get_job, rest::cancel_job, rest::retry_job,
         rest::list_executions, rest::get_execution, rest::replay_execution,
-        rest::list_schedules, rest::add_schedule, rest::get_schedule, rest::remove_schedule,
+        rest::list_schedules, rest::add_schedule, rest::get_schedule, rest::update_schedule, rest::remove_schedule,
         rest::pause_schedule, rest::resume_schedule, rest::next_fire_times,
         rest::list_nodes, rest::list_workers, rest::list_plugins,
     ),
@@ -90,7 +90,9 @@ mod tests {
         let document = document();
         let mut documented = Vec::new();
         for (path, item) in &document.paths.paths {
-            for (method, operation) in [("GET", &item.get), ("POST", &item.post), ("DELETE", &item.delete)] {
+            for (method, operation) in
+                [("GET", &item.get), ("POST", &item.post), ("PATCH", &item.patch), ("DELETE", &item.delete)]
+            {
                 if operation.is_some() {
                     documented.push((method, path.as_str()));
                 }

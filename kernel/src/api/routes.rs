@@ -33,6 +33,7 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/api/v1/schedules", Viewer),
     route("POST", "/api/v1/schedules", Admin),
     route("GET", "/api/v1/schedules/{id}", Viewer),
+    route("PATCH", "/api/v1/schedules/{id}", Admin),
     route("DELETE", "/api/v1/schedules/{id}", Admin),
     route("POST", "/api/v1/schedules/{id}/pause", Admin),
     route("POST", "/api/v1/schedules/{id}/resume", Admin),

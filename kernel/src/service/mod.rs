@@ -101,8 +101,10 @@ pub struct Service {
     queue: QueueConfig,
     /// Wakes idle consumers when this process enqueues.
     wake: Notify,
-    /// Jobs this node is running: id to attempt.
-    in_flight: Mutex<HashMap<String, u32>>,
+    /// Jobs this node is running: id to attempt and execution id.
+    in_flight: Mutex<HashMap<String, (u32, String)>>,
+    /// Synchronous runs this node is running: execution ids.
+    running_now: Mutex<std::collections::HashSet<String>>,
     /// Sinks (and, later, the other plugin kinds) this node feeds.
     plugins: Arc<Plugins>,
     pub metrics: Arc<Metrics>,
@@ -120,6 +122,7 @@ impl Service {
             queue,
             wake: Notify::new(),
             in_flight: Mutex::new(HashMap::new()),
+            running_now: Mutex::new(std::collections::HashSet::new()),
             plugins: Arc::new(Plugins::none()),
             metrics: Arc::new(Metrics::new()),
         }
@@ -314,7 +317,8 @@ impl Service {
             self.report_unknown_task(&job, message).await;
             return;
         };
-        self.track(&job, true);
+        let execution_id = uuid::Uuid::new_v4().to_string();
+        self.track(&job, Some(&execution_id));
         let heartbeat =
             tokio::spawn(heartbeat(self.store.clone(), job.clone(), self.node.clone(), self.lease()));
         let started = now_ms();
@@ -326,7 +330,8 @@ impl Service {
                 json!({"job": job.id, "attempt": job.attempt}),
             )
         });
-        let execution = self.kernel.run(&task, job.input.clone()).await;
+        let http = self.kernel.live_http(&task);
+        let execution = self.kernel.run_as(execution_id, &task, job.input.clone(), http).await;
         let classification = self.classify(&job.task, &execution).await;
         heartbeat.abort();
         self.metrics.run(&job.task, execution.outcome.is_ok(), execution.duration);
@@ -341,7 +346,7 @@ impl Service {
         };
         let reported = self.store.finish(&job.id, job.attempt, outcome, Some(&record), now_ms()).await;
         log_report(&job, reported);
-        self.track(&job, false);
+        self.track(&job, None);
     }
 
     /// Runs `task` now, outside the queue (the API's synchronous run), and records it. The
@@ -358,6 +363,9 @@ impl Service {
         let (done, receiver) = tokio::sync::oneshot::channel();
         let service = Arc::clone(self);
         let execution_id = id.clone();
+        if let Ok(mut running) = self.running_now.lock() {
+            running.insert(id.clone());
+        }
         tokio::spawn(async move {
             let started = now_ms();
             let name = task.name().to_owned();
@@ -371,6 +379,9 @@ impl Service {
             let record = record(run, &execution, &classification, started, &service.node);
             if let Err(error) = service.store.record_execution(&record).await {
                 tracing::error!(execution = %record.id, "cannot record the run: {error}");
+            }
+            if let Ok(mut running) = service.running_now.lock() {
+                running.remove(&record.id);
             }
             let _ = done.send(record);
             drop(guard);
@@ -431,20 +442,34 @@ impl Service {
         log_report(job, reported);
     }
 
-    fn track(&self, job: &Job, running: bool) {
+    /// Records (`Some(execution id)`) or forgets (`None`) a job this node runs.
+    fn track(&self, job: &Job, execution: Option<&str>) {
         if let Ok(mut in_flight) = self.in_flight.lock() {
-            if running {
-                in_flight.insert(job.id.clone(), job.attempt);
-            } else {
-                in_flight.remove(&job.id);
-            }
+            match execution {
+                Some(id) => in_flight.insert(job.id.clone(), (job.attempt, id.to_owned())),
+                None => in_flight.remove(&job.id),
+            };
         }
+    }
+
+    /// Whether this node is running the execution `id` now (a job's or a synchronous run).
+    pub fn is_running(&self, id: &str) -> bool {
+        let sync = self.running_now.lock().is_ok_and(|running| running.contains(id));
+        sync || self.in_flight.lock().is_ok_and(|jobs| jobs.values().any(|(_, execution)| execution == id))
+    }
+
+    /// The execution of job `job_id` this node is running now, if any.
+    pub fn running_execution(&self, job_id: &str) -> Option<String> {
+        self.in_flight.lock().ok()?.get(job_id).map(|(_, execution)| execution.clone())
     }
 
     /// Gives every job still running on this node back to the queue (end of a drain).
     pub async fn release_in_flight(&self) -> usize {
-        let jobs: Vec<(String, u32)> =
-            self.in_flight.lock().map(|j| j.clone().into_iter().collect()).unwrap_or_default();
+        let jobs: Vec<(String, u32)> = self
+            .in_flight
+            .lock()
+            .map(|j| j.iter().map(|(id, (attempt, _))| (id.clone(), *attempt)).collect())
+            .unwrap_or_default();
         let mut released = 0;
         for (id, attempt) in jobs {
             if self.store.release(&id, attempt, now_ms()).await.is_ok() {

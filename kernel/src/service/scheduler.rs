@@ -110,6 +110,33 @@ pub async fn add_schedule(
     Ok(store.add_schedule(new, first, now).await?)
 }
 
+/// Changes a schedule: `change` edits a copy of it, then the task, the input and the
+/// expression are checked as when adding, and the next fire time is the first after `now`.
+pub async fn update_schedule(
+    store: &Store,
+    registry: &TaskRegistry,
+    reference: &str,
+    change: impl FnOnce(&mut NewSchedule),
+    now: i64,
+) -> Result<Schedule, ServiceError> {
+    let current = store.schedule(reference).await?;
+    let mut new = NewSchedule {
+        name: current.name,
+        task: current.task,
+        cron: current.cron,
+        timezone: current.timezone,
+        input: current.input,
+        catch_up: current.catch_up,
+        catch_up_window: current.catch_up_window,
+        overlap: current.overlap,
+    };
+    change(&mut new);
+    let task = super::checked_task(registry, &new.task, &new.input)?;
+    new.task = task.name().to_owned();
+    let spec = CronSpec::parse(&new.cron, &new.timezone).map_err(ServiceError::Schedule)?;
+    Ok(store.update_schedule(&current.id, new, spec.next_after(now), now).await?)
+}
+
 /// Resumes (with the next fire time after `now`, so the pause is not caught up) or pauses.
 pub async fn set_enabled(
     store: &Store,

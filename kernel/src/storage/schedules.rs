@@ -129,6 +129,44 @@ impl Store {
         Ok(schedule)
     }
 
+    /// Replaces what a schedule runs and when (`changed`), with `next_fire_at` as its next fire
+    /// time. A name another schedule holds is a `Conflict`.
+    pub async fn update_schedule(
+        &self,
+        id: &str,
+        changed: NewSchedule,
+        next_fire_at: Option<i64>,
+        now: i64,
+    ) -> Result<Schedule, QueueError> {
+        if changed.name.trim().is_empty() {
+            return Err(QueueError::Invalid("a schedule name must not be empty".into()));
+        }
+        if let Some(other) = self.find_schedule(&changed.name).await?
+            && other.id != id
+        {
+            return Err(QueueError::Conflict(format!("a schedule named `{}` exists", changed.name)));
+        }
+        let sql = "UPDATE schedules SET name = ?, task = ?, cron = ?, timezone = ?, input = ?, catch_up = ?, \
+                   catch_up_window_ms = ?, overlap = ?, next_fire_at = ?, updated_at = ? WHERE id = ?";
+        let values: Vec<SqlValue> = vec![
+            changed.name.into(),
+            changed.task.into(),
+            changed.cron.into(),
+            changed.timezone.into(),
+            changed.input.to_string().into(),
+            changed.catch_up.as_str().into(),
+            millis(changed.catch_up_window).into(),
+            changed.overlap.as_str().into(),
+            next_fire_at.into(),
+            now.into(),
+            id.into(),
+        ];
+        if self.writer().execute_raw(self.statement(sql, values)).await?.rows_affected() != 1 {
+            return Err(QueueError::NotFound(format!("schedule `{id}`")));
+        }
+        self.schedule(id).await
+    }
+
     /// Pauses or resumes a schedule. Resuming sets the next fire time to `next_fire_at`, so
     /// the pause is not caught up.
     pub async fn set_schedule_enabled(

@@ -54,6 +54,21 @@ pub struct RunRequest {
     pub context: RunContext,
     /// Answers the run's `fetch` calls.
     pub http: Arc<HttpSession>,
+    /// Where each log line also goes as the task writes it, for live followers.
+    pub live: Option<LiveLogs>,
+}
+
+/// Log lines of runs in progress, as they are written: `Kernel::follow_logs` subscribes.
+pub type LiveLogs = tokio::sync::broadcast::Sender<LiveLine>;
+
+/// One log line of a run in progress.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveLine {
+    pub execution_id: Arc<str>,
+    /// The line's position in the run's log, from 0.
+    pub index: usize,
+    pub level: LogLevel,
+    pub message: String,
 }
 
 /// What came back from a worker.

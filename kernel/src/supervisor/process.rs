@@ -109,6 +109,8 @@ impl WorkerProcess {
         self.next_correlation += 1;
         let limits = request.limits;
         let http = Arc::clone(&request.http);
+        let live = request.live.clone();
+        let execution_id: Arc<str> = request.context.execution_id.as_str().into();
         let deadline = Instant::now() + limits.timeout;
         let mut reply = RunReply::new(self.id.clone());
         if let Err(error) = self.send_task(correlation_id, request).await {
@@ -126,6 +128,21 @@ impl WorkerProcess {
             };
             match frame {
                 Ok(Some(WorkerMessage::Log(record))) if record.correlation_id == correlation_id => {
+                    // A follower may join at any time; with none, nothing is copied.
+                    if let Some(live) = &live
+                        && live.receiver_count() > 0
+                        && reply.logs.len() < MAX_LOG_LINES
+                    {
+                        let index = reply.logs.len();
+                        let line = super::LiveLine {
+                            execution_id: Arc::clone(&execution_id),
+                            index,
+                            level: record.level,
+                            message: record.message.clone(),
+                        };
+                        // Nobody following is fine.
+                        let _ = live.send(line);
+                    }
                     push_log(&mut reply, record.level, record.message);
                 }
                 Ok(Some(WorkerMessage::FetchRequest(request)))

@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use tests::api::{ApiServer, answer};
 use tests::example_task;
 
-/// A task that sleeps `input.ms`, logs, then returns `input.n` (or throws when `input.fail`).
+/// A task that logs, sleeps `input.ms` (logging `input.ticks` times on the way), logs, then
+/// returns `input.n` (or throws when `input.fail`).
 fn sleepy(root: &Path) -> PathBuf {
     let dir = root.join("sleepy");
     std::fs::create_dir_all(&dir).unwrap();
@@ -24,7 +25,11 @@ fn sleepy(root: &Path) -> PathBuf {
     std::fs::write(
         dir.join("main.js"),
         "async function main(input) { console.log('sleeping', input.ms); \
-         await new Promise(r => setTimeout(r, input.ms)); \
+         const ticks = input.ticks || 0; \
+         for (let i = 0; i < ticks; i++) { \
+           await new Promise(r => setTimeout(r, input.ms / ticks)); console.log('tick', i); } \
+         if (!ticks) await new Promise(r => setTimeout(r, input.ms)); \
+         console.log('woke'); \
          if (input.fail) throw new Error('asked to fail'); return { n: input.n }; }",
     )
     .unwrap();
@@ -178,6 +183,20 @@ async fn schedules_nodes_workers_and_plugins() {
     assert_eq!(server.get("/api/v1/schedules?enabled=false").await.json["total"], 1);
     assert_eq!(server.post("/api/v1/schedules/hourly/resume", &json!({})).await.json["enabled"], true);
     assert_eq!(server.get("/api/v1/schedules").await.json["items"][0]["timezone"], "Europe/Paris");
+    let patch =
+        |body: Value| server.send(server.client.patch(server.url("/api/v1/schedules/hourly")).json(&body));
+    let changed = patch(json!({"cron": "30 15 * * *", "timezone": "UTC", "enabled": false})).await;
+    assert_eq!(changed.status, 200, "{changed:?}");
+    assert_eq!(
+        (changed.json["cron"].as_str(), changed.json["enabled"].as_bool()),
+        (Some("30 15 * * *"), Some(false))
+    );
+    assert!(changed.json["next_fire_at"].as_str().unwrap().ends_with("15:30:00.000Z"), "{changed:?}");
+    assert_eq!(changed.json["input"], json!({"num1": 1, "num2": 2}), "fields left out keep their values");
+    patch(json!({"input": {"num1": "x"}})).await.assert_error(422, "invalid_input");
+    patch(json!({"cron": "soon"})).await.assert_error(422, "invalid_input");
+    patch(json!({"colour": "red"})).await.assert_error(422, "invalid_input");
+    assert_eq!(patch(json!({"enabled": true})).await.json["enabled"], true);
     assert_eq!(server.delete("/api/v1/schedules/hourly").await.status, 200);
     server.get("/api/v1/schedules/hourly").await.assert_error(404, "not_found");
 
@@ -450,36 +469,52 @@ async fn graphql_queries_mutations_subscriptions_and_limits() {
 
     // Subscribe to a job's status over WebSocket (graphql-transport-ws), then enqueue it.
     let enqueued =
-        query(r#"mutation { enqueue(task: "sleepy", input: {n: 3, ms: 300}) { id status } }"#).await;
+        query(r#"mutation { enqueue(task: "sleepy", input: {n: 3, ms: 1000}) { id status } }"#).await;
     let id = enqueued.json["data"]["enqueue"]["id"].as_str().unwrap().to_owned();
-    let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-        format!("ws://127.0.0.1:{}/graphql", server.port),
-    )
-    .unwrap();
-    request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap());
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    use tokio_tungstenite::tungstenite::Message;
-    socket.send(Message::text(json!({"type": "connection_init"}).to_string())).await.unwrap();
-    let subscribe = json!({"id": "1", "type": "subscribe", "payload": {
-        "query": format!(r#"subscription {{ jobStatus(id: "{id}") {{ status attempt }} }}"#)}});
-    socket.send(Message::text(subscribe.to_string())).await.unwrap();
+    let mut socket =
+        subscribe(server.port, &format!(r#"subscription {{ jobStatus(id: "{id}") {{ status attempt }} }}"#))
+            .await;
     let mut statuses = Vec::new();
     let reading = async {
-        while let Some(Ok(message)) = socket.next().await {
-            let Message::Text(text) = message else { continue };
-            let frame: Value = serde_json::from_str(&text).unwrap();
-            match frame["type"].as_str() {
-                Some("next") => statuses
-                    .push(frame["payload"]["data"]["jobStatus"]["status"].as_str().unwrap().to_owned()),
-                Some("complete") => break,
-                Some("error") => panic!("{frame}"),
-                _ => {}
-            }
+        while let Some(payload) = next_payload(&mut socket).await {
+            statuses.push(payload["data"]["jobStatus"]["status"].as_str().unwrap().to_owned());
         }
     };
     tokio::time::timeout(Duration::from_secs(30), reading).await.expect("the subscription never completed");
     assert_eq!(statuses.last().map(String::as_str), Some("completed"), "{statuses:?}");
     assert!(statuses.contains(&"running".to_owned()) || statuses.len() >= 2, "{statuses:?}");
+
+    // Live logs: lines arrive while the run is still going, before it is recorded; those
+    // written before the subscription follow from the record; each exactly once.
+    let ticking = json!({"input": {"n": 1, "ms": 1500, "ticks": 5}, "wait_secs": 0});
+    let run = server.post("/api/v1/tasks/sleepy/run", &ticking).await;
+    assert_eq!(run.status, 202, "{run:?}");
+    let execution = run.json["execution_id"].as_str().unwrap().to_owned();
+    let logs = format!(r#"subscription {{ executionLogs(id: "{execution}") {{ index message }} }}"#);
+    let mut socket = subscribe(server.port, &logs).await;
+    let (mut lines, mut live) = (Vec::new(), 0);
+    while let Some(payload) =
+        tokio::time::timeout(Duration::from_secs(10), next_payload(&mut socket)).await.unwrap()
+    {
+        let line = &payload["data"]["executionLogs"];
+        lines.push((line["index"].as_u64().unwrap(), line["message"].as_str().unwrap().to_owned()));
+        if server.get(&format!("/api/v1/executions/{execution}")).await.status == 404 {
+            live += 1;
+        }
+    }
+    assert!(live >= 1, "no line arrived before the run was recorded: {lines:?}");
+    lines.sort();
+    let expected: Vec<(u64, String)> = std::iter::once("sleeping 1500".to_owned())
+        .chain((0..5).map(|i| format!("tick {i}")))
+        .chain(std::iter::once("woke".to_owned()))
+        .enumerate()
+        .map(|(i, m)| (i as u64, m))
+        .collect();
+    assert_eq!(lines, expected);
+    let mut unknown =
+        subscribe(server.port, r#"subscription { executionLogs(id: "nope") { message } }"#).await;
+    let refused = tokio::time::timeout(Duration::from_secs(10), next_error(&mut unknown)).await.unwrap();
+    assert!(refused.contains("neither recorded nor running"), "{refused}");
 
     // Limits: depth, complexity, batch.
     let deep = format!(
@@ -650,4 +685,51 @@ async fn a_wasm_api_surface_answers_under_plugins_behind_auth() {
         (hello["kind"].as_str(), hello["interface"].as_str()),
         (Some("api-surface"), Some("ratchet:plugin@0.1.0"))
     );
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A GraphQL subscription over WebSocket (graphql-transport-ws), subscribed to `query`.
+async fn subscribe(port: u16, query: &str) -> Socket {
+    use tokio_tungstenite::tungstenite::Message;
+    let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        format!("ws://127.0.0.1:{port}/graphql"),
+    )
+    .unwrap();
+    request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    socket.send(Message::text(json!({"type": "connection_init"}).to_string())).await.unwrap();
+    let subscribe = json!({"id": "1", "type": "subscribe", "payload": {"query": query}});
+    socket.send(Message::text(subscribe.to_string())).await.unwrap();
+    socket
+}
+
+/// The next frame of the subscription that is not an acknowledgement.
+async fn next_frame(socket: &mut Socket) -> Option<Value> {
+    use tokio_tungstenite::tungstenite::Message;
+    while let Some(Ok(message)) = socket.next().await {
+        let Message::Text(text) = message else { continue };
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        if frame["type"] != "connection_ack" {
+            return Some(frame);
+        }
+    }
+    None
+}
+
+/// The next `next` payload of the subscription; `None` once it completes.
+async fn next_payload(socket: &mut Socket) -> Option<Value> {
+    let frame = next_frame(socket).await?;
+    match frame["type"].as_str() {
+        Some("next") => Some(frame["payload"].clone()),
+        Some("complete") => None,
+        _ => panic!("{frame}"),
+    }
+}
+
+/// The error the subscription ends with.
+async fn next_error(socket: &mut Socket) -> String {
+    let frame = next_frame(socket).await.expect("an error frame");
+    assert!(frame["type"] == "error" || frame["payload"]["errors"].is_array(), "{frame}");
+    frame.to_string()
 }

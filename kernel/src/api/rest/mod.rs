@@ -36,7 +36,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/executions/{id}", get(get_execution))
         .route("/api/v1/executions/{id}/replay", post(replay_execution))
         .route("/api/v1/schedules", get(list_schedules).post(add_schedule))
-        .route("/api/v1/schedules/{id}", get(get_schedule).delete(remove_schedule))
+        .route("/api/v1/schedules/{id}", get(get_schedule).patch(update_schedule).delete(remove_schedule))
         .route("/api/v1/schedules/{id}/pause", post(pause_schedule))
         .route("/api/v1/schedules/{id}/resume", post(resume_schedule))
         .route("/api/v1/schedules/{id}/next", get(next_fire_times))

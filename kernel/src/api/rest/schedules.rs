@@ -12,7 +12,9 @@ use utoipa::IntoParams;
 use super::{page, slice};
 use crate::api::AppState;
 use crate::api::error::{ApiError, ErrorBody};
-use crate::api::model::{FireTimes, NewScheduleRequest, PageQuery, ScheduleList, ScheduleView, time};
+use crate::api::model::{
+    FireTimes, NewScheduleRequest, PageQuery, ScheduleList, SchedulePatch, ScheduleView, time,
+};
 use crate::schedule::CronSpec;
 use crate::service::scheduler;
 use crate::storage::{NewSchedule, now_ms};
@@ -119,6 +121,58 @@ pub async fn remove_schedule(
     Path(id): Path<String>,
 ) -> Result<Json<ScheduleView>, ApiError> {
     Ok(Json(ScheduleView::from(&state.service.store.remove_schedule(&id).await?)))
+}
+
+/// Change a schedule; fields left out keep their values.
+#[utoipa::path(patch, path = "/api/v1/schedules/{id}", tag = "schedules",
+    params(("id" = String, Path, description = "A schedule id or name")), request_body = SchedulePatch,
+    responses((status = 200, body = ScheduleView), (status = "4XX", body = ErrorBody)))]
+pub async fn update_schedule(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<SchedulePatch>, JsonRejection>,
+) -> Result<Json<ScheduleView>, ApiError> {
+    let Json(patch) = body?;
+    let window = match patch.catch_up_window_secs {
+        Some(window) if !(0.0..=MAX_WINDOW_SECS).contains(&window) => {
+            return Err(ApiError::invalid(format!(
+                "catch_up_window_secs must be between 0 and {MAX_WINDOW_SECS} (a year), not {window}"
+            )));
+        }
+        window => window.map(Duration::from_secs_f64),
+    };
+    let store = &state.service.store;
+    let mut schedule = scheduler::update_schedule(
+        store,
+        &state.service.registry,
+        &id,
+        |s| {
+            if let Some(name) = patch.name {
+                s.name = name;
+            }
+            if let Some(task) = patch.task {
+                s.task = task;
+            }
+            if let Some(cron) = patch.cron {
+                s.cron = cron;
+            }
+            if let Some(timezone) = patch.timezone {
+                s.timezone = timezone;
+            }
+            if let Some(input) = patch.input {
+                s.input = input;
+            }
+            s.catch_up = patch.catch_up.unwrap_or(s.catch_up);
+            s.catch_up_window = window.unwrap_or(s.catch_up_window);
+            s.overlap = patch.overlap.unwrap_or(s.overlap);
+        },
+        now_ms(),
+    )
+    .await?;
+    if let Some(enabled) = patch.enabled.filter(|&enabled| enabled != schedule.enabled) {
+        schedule = scheduler::set_enabled(store, &schedule.id, enabled, now_ms()).await?;
+    }
+    Ok(Json(ScheduleView::from(&schedule)))
 }
 
 /// Stop firing a schedule until it is resumed.
