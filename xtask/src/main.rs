@@ -27,7 +27,7 @@ commands:
   fuzz-api         schemathesis (pinned, from PyPI) against a real `ratchet serve`
   build-plugins    the WASM plugins (plugins/wasm) for wasm32-wasip2, into target/plugins
   freeze-wit       print the digest line of each WIT version folder, for wit/FROZEN
-  new-plugin NAME --kind sink|error-pattern|auth|api-surface [--path DIR]
+  new-plugin NAME --kind sink|error-pattern|auth|api-surface|loader [--path DIR]
                    scaffold a plugin that builds, loads and passes `ratchet plugins test`
 ";
 

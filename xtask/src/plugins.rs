@@ -108,7 +108,8 @@ pub fn folder_digest(folder: &std::path::Path) -> anyhow::Result<String> {
 /// `cargo xtask new-plugin NAME --kind KIND [--path DIR]`: a plugin crate that builds, loads
 /// and passes `ratchet plugins test` as generated. Without `--path` it joins `plugins/wasm`.
 pub fn scaffold(args: &[String]) -> anyhow::Result<()> {
-    let usage = "usage: cargo xtask new-plugin NAME --kind sink|error-pattern|auth|api-surface [--path DIR]";
+    let usage =
+        "usage: cargo xtask new-plugin NAME --kind sink|error-pattern|auth|api-surface|loader [--path DIR]";
     let name = args.first().filter(|n| !n.starts_with('-')).context(usage)?.clone();
     let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
     let kind = value("--kind").context(usage)?;
@@ -120,9 +121,9 @@ pub fn scaffold(args: &[String]) -> anyhow::Result<()> {
         "error-pattern" => ERROR_PATTERN_TEMPLATE,
         "auth" => AUTH_TEMPLATE,
         "api-surface" => API_SURFACE_TEMPLATE,
+        "loader" => LOADER_TEMPLATE,
         _ => bail!(
-            "`--kind {kind}`: the host runs sink, error-pattern, auth and api-surface plugins today; loader \
-             has its WIT world (wit/ratchet-plugin/0.1.0) and arrives with its host side"
+            "`--kind {kind}` is not a plugin kind; use sink, error-pattern, auth, api-surface or loader"
         ),
     };
     let standalone = value("--path").map(PathBuf::from);
@@ -268,4 +269,34 @@ impl ApiSurface for {Type} {
 }
 
 plugin_api::export_api_surface!({Type});
+"##;
+
+const LOADER_TEMPLATE: &str = r##"//! {name}: a Ratchet loader plugin: a source of tasks. The kernel loads each task folder it
+//! lists with the same checks as a folder on disk. Ask for `http` or `kv` in `manifest` to
+//! fetch tasks from elsewhere. See docs/plugins.md.
+
+use plugin_api::guest::{Loader, Manifest, PluginError, TaskFiles};
+
+struct {Type};
+
+impl Loader for {Type} {
+    fn manifest() -> Manifest {
+        Manifest::new("{name}", env!("CARGO_PKG_VERSION"), "describe where these tasks come from")
+    }
+
+    fn list_tasks() -> Result<Vec<TaskFiles>, PluginError> {
+        let file = |path: &str, text: &str| (path.to_owned(), text.as_bytes().to_vec());
+        Ok(vec![TaskFiles {
+            name: "hello".into(),
+            files: vec![
+                file("metadata.json", r#"{"version": "1.0.0", "description": "says hello"}"#),
+                file("input.schema.json", r#"{"type": "object"}"#),
+                file("output.schema.json", r#"{"type": "object"}"#),
+                file("main.js", "function main(input) { return { hello: input.name || 'world' }; }"),
+            ],
+        }])
+    }
+}
+
+plugin_api::export_loader!({Type});
 "##;

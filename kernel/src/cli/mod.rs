@@ -106,9 +106,23 @@ pub async fn open_store(config: &Config) -> anyhow::Result<kernel::storage::Stor
 }
 
 /// The tasks under the configured folders; tasks that fail to load are reported and skipped.
+/// The tasks under `server.tasks`, then those of every loader plugin the configuration
+/// enables. A broken task is a warning; a loader that cannot list its tasks is an error.
 pub fn load_registry(config: &Config) -> anyhow::Result<kernel::service::TaskRegistry> {
-    let (registry, rejected) = kernel::service::TaskRegistry::load(&config.server.tasks, &config.limits)
-        .map_err(anyhow::Error::msg)?;
+    let (mut registry, mut rejected) =
+        kernel::service::TaskRegistry::load(&config.server.tasks, &config.limits)
+            .map_err(anyhow::Error::msg)?;
+    let loaders: Vec<_> = config.plugins.iter().filter(|p| p.kind == "loader").cloned().collect();
+    if !loaders.is_empty() {
+        let cache = config.storage.data_dir.join("plugin-cache");
+        let plugins = kernel::plugins::Plugins::load(&loaders, &config.egress, &cache)
+            .context("loading the loader plugins")?;
+        for (loader, listed) in plugins.list_tasks() {
+            let sources = listed
+                .map_err(|e| anyhow::anyhow!("the loader plugin {loader} cannot list its tasks: {e}"))?;
+            rejected.extend(registry.add(sources, &config.limits));
+        }
+    }
     for task in rejected {
         eprintln!("warning: skipping the task at {}: {}", task.path.display(), task.error);
     }

@@ -49,9 +49,10 @@ pub fn run(host: &WasmHost, file: &Path) -> Vec<Check> {
         "error-pattern" => error_pattern(host, &config),
         "auth" => auth(host, &config),
         "api-surface" => api_surface(host, &config),
+        "loader" => loader(host, &config),
         other => vec![Check::new(
             &format!("loads as a {other} plugin"),
-            Err(format!("{other} plugins are not hosted yet")),
+            Err(format!("`{other}` is not a plugin kind")),
         )],
     }
 }
@@ -128,6 +129,51 @@ fn error_pattern(host: &WasmHost, config: &PluginConfig) -> Vec<Check> {
         Check::new(
             "still answers afterwards",
             answered(plugin.classify(&failure("timeout", None, "too slow".into()))),
+        ),
+    ]
+}
+
+fn loader(host: &WasmHost, config: &PluginConfig) -> Vec<Check> {
+    let mut plugin = match host.load_loader(config) {
+        Ok(plugin) => plugin,
+        Err(error) => return vec![loaded("a loader", Err(error))],
+    };
+    let info = plugin.info().clone();
+    let first = plugin.list_tasks();
+    let count = first.as_ref().map_or(0, Vec::len);
+    let limits = crate::config::LimitConfig::default();
+    let broken: Vec<String> = first
+        .as_ref()
+        .map(|tasks| {
+            tasks
+                .iter()
+                .filter_map(|(name, files)| {
+                    crate::task::load_files(&format!("plugin:under-test/{name}"), files.clone(), &limits)
+                        .err()
+                })
+                .map(|error| error.to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    // With no config, a loader lists nothing or says what it needs; it never traps.
+    let listed = match first {
+        Ok(_) => Ok(format!(" ({count} task(s))")),
+        Err(message) if message.starts_with("the loader refused") => Ok(format!(" ({message})")),
+        Err(message) => Err(message),
+    };
+    let again = match plugin.list_tasks() {
+        Ok(tasks) if tasks.len() == count => Ok(String::new()),
+        Ok(tasks) => Err(format!("listed {} task(s), then {}", count, tasks.len())),
+        Err(message) if message.starts_with("the loader refused") => Ok(String::new()),
+        Err(message) => Err(message),
+    };
+    vec![
+        loaded("a loader", Ok((info.plugin, info.version))),
+        Check::new("lists its tasks with plain names and relative paths, or refuses (no trap)", listed),
+        Check::new("lists the same again", again),
+        Check::new(
+            "every listed task loads (files, JSON, schemas, limits)",
+            if broken.is_empty() { Ok(String::new()) } else { Err(broken.join("; ")) },
         ),
     ]
 }

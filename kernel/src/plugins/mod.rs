@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod conformance;
 mod console;
+pub mod loaders;
 mod native;
 pub mod patterns;
 mod sinks;
@@ -123,6 +124,8 @@ pub struct Plugins {
     pub patterns: ErrorPatterns,
     /// The auth plugin, when one is enabled.
     pub auth: Option<auth::Authenticator>,
+    /// Loader plugins, by name; `list_tasks` asks them all.
+    loaders: std::sync::Mutex<Vec<(String, Box<dyn loaders::TaskLoader>)>>,
     /// API-surface plugins, mounted under `/plugins/{name}/`.
     pub surfaces: Vec<surfaces::Surface>,
     /// Calls and traps per WASM plugin.
@@ -137,6 +140,7 @@ impl Plugins {
             sinks: SinkSet::default(),
             patterns: ErrorPatterns::default(),
             auth: None,
+            loaders: std::sync::Mutex::new(Vec::new()),
             surfaces: Vec::new(),
             counters: Vec::new(),
             infos: Vec::new(),
@@ -175,6 +179,16 @@ impl Plugins {
                 Loaded::Auth(plugin) if plugins.auth.is_none() => {
                     plugins.auth = Some(auth::Authenticator::start(*plugin));
                 }
+                Loaded::Loader(loader) => {
+                    plugins
+                        .loaders
+                        .get_mut()
+                        .map_err(|_| LoadError::Start {
+                            name: info.name.clone(),
+                            message: "the loader list is poisoned".into(),
+                        })?
+                        .push((info.name.clone(), loader));
+                }
                 Loaded::ApiSurface(plugin) => {
                     plugins.surfaces.push(surfaces::Surface::start(info.name.clone(), *plugin));
                 }
@@ -195,6 +209,22 @@ impl Plugins {
     pub fn list(&self) -> &[PluginInfo] {
         &self.infos
     }
+
+    /// Asks every loader plugin for its tasks, in order; on a thread of its own (WASM calls
+    /// must not run on the async runtime's threads).
+    pub fn list_tasks(&self) -> Vec<(String, Result<Vec<loaders::TaskSource>, String>)> {
+        let Ok(mut guard) = self.loaders.lock() else { return Vec::new() };
+        if guard.is_empty() {
+            return Vec::new();
+        }
+        let loaders: &mut Vec<(String, Box<dyn loaders::TaskLoader>)> = &mut guard;
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| loaders.iter_mut().map(|(name, loader)| (name.clone(), loader.list())).collect())
+                .join()
+                .unwrap_or_default()
+        })
+    }
 }
 
 enum Loaded {
@@ -202,6 +232,7 @@ enum Loaded {
     ErrorPattern(Box<wasm::WasmErrorPattern>),
     Auth(Box<wasm::WasmAuth>),
     ApiSurface(Box<wasm::WasmApiSurface>),
+    Loader(Box<dyn loaders::TaskLoader>),
 }
 
 fn load_each(
@@ -212,6 +243,10 @@ fn load_each(
     for config in configs {
         let native = Path::new(&config.source).extension().is_some_and(|e| e == "so" || e == "dylib");
         let (info, plugin) = match config.source.strip_prefix("builtin:") {
+            Some("fs-loader") if config.kind == "loader" => {
+                let (info, loader) = loaders::FsLoader::from_config(config)?;
+                (info, Loaded::Loader(Box::new(loader)))
+            }
             Some(builtin) => {
                 let (info, sink) = console::load(builtin, config)?;
                 (info, Loaded::Sink(sink))
@@ -228,6 +263,14 @@ fn load_each(
                 let plugin = host.load_auth(config)?;
                 (plugin.info().clone(), Loaded::Auth(Box::new(plugin)))
             }
+            None if config.kind == "loader" => {
+                let plugin = host.load_loader(config)?;
+                let info = plugin.info().clone();
+                (
+                    info,
+                    Loaded::Loader(Box::new(loaders::WasmTaskLoader { name: config.name.clone(), plugin })),
+                )
+            }
             None if config.kind == "api-surface" => {
                 let plugin = host.load_api_surface(config)?;
                 (plugin.info().clone(), Loaded::ApiSurface(Box::new(plugin)))
@@ -240,8 +283,7 @@ fn load_each(
                 return Err(LoadError::Unsupported {
                     name: config.name.clone(),
                     message: format!(
-                        "`kind: {}` is not hosted yet; the kernel runs sink, error-pattern, auth and api-surface \
-                         plugins (loader has its WIT world and arrives with its host side)",
+                        "`kind: {}` is not a plugin kind; use sink, error-pattern, auth, api-surface or loader",
                         config.kind
                     ),
                 });

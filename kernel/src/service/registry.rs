@@ -1,10 +1,11 @@
 //! The tasks a node knows: every task folder found under the configured task folders.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config::LimitConfig;
+use crate::plugins::loaders::{FsLoader, TaskLoader, TaskSource};
 use crate::task::{Task, TaskError};
 
 #[derive(Debug, Default)]
@@ -21,20 +22,48 @@ pub struct Rejected {
 }
 
 impl TaskRegistry {
-    /// Loads every subfolder (or ZIP) holding a task under each of `roots`. Tasks that fail
-    /// to load are returned, not fatal: one broken task must not stop a server.
+    /// Loads every subfolder (or ZIP) holding a task under each of `roots`, through the
+    /// built-in fs loader. Tasks that fail to load are returned, not fatal: one broken task
+    /// must not stop a server.
     pub fn load(roots: &[PathBuf], limits: &LimitConfig) -> Result<(TaskRegistry, Vec<Rejected>), String> {
         let mut registry = TaskRegistry::default();
+        let sources = FsLoader::new(roots.to_vec()).list()?;
+        let rejected = registry.add(sources, limits);
+        Ok((registry, rejected))
+    }
+
+    /// Loads and adds the tasks a loader found; returns those that did not load, and those
+    /// whose name an earlier task already holds.
+    pub fn add(&mut self, sources: Vec<TaskSource>, limits: &LimitConfig) -> Vec<Rejected> {
         let mut rejected = Vec::new();
-        for root in roots {
-            for candidate in candidates(root)? {
-                match crate::task::load(&candidate, limits) {
-                    Ok(task) => registry.insert(task),
-                    Err(error) => rejected.push(Rejected { path: candidate, error }),
+        for source in sources {
+            let (path, loaded) = match source {
+                TaskSource::Path(path) => {
+                    let loaded = crate::task::load(&path, limits);
+                    (path, loaded)
                 }
+                TaskSource::Files { origin, files } => {
+                    let loaded = crate::task::load_files(&origin, files, limits);
+                    (PathBuf::from(origin), loaded)
+                }
+            };
+            match loaded {
+                Ok(task) if self.by_name.contains_key(task.name()) => {
+                    let first = self.by_name[task.name()].origin.display().to_string();
+                    let error = TaskError::BadMetadata {
+                        file: path.join("metadata.json").display().to_string(),
+                        message: format!(
+                            "a task named `{}` is already loaded from {first}; rename one",
+                            task.name()
+                        ),
+                    };
+                    rejected.push(Rejected { path, error });
+                }
+                Ok(task) => self.insert(task),
+                Err(error) => rejected.push(Rejected { path, error }),
             }
         }
-        Ok((registry, rejected))
+        rejected
     }
 
     pub fn insert(&mut self, task: Task) {
@@ -66,16 +95,4 @@ impl TaskRegistry {
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }
-}
-
-fn candidates(root: &Path) -> Result<Vec<PathBuf>, String> {
-    let entries = std::fs::read_dir(root)
-        .map_err(|e| format!("cannot read the task folder {}: {e}", root.display()))?;
-    let mut found: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.join("metadata.json").is_file() || p.extension().is_some_and(|x| x == "zip"))
-        .collect();
-    found.sort();
-    Ok(found)
 }

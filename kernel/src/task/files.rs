@@ -30,6 +30,22 @@ impl TaskFiles {
         Err(TaskError::NotFound { path: path.to_owned() })
     }
 
+    /// Files held in memory, checked against the same size limits as an archive.
+    pub(super) fn memory(origin: &Path, entries: BTreeMap<String, Vec<u8>>) -> Result<TaskFiles, TaskError> {
+        let too_big = |message: String| TaskError::Io { file: origin.display().to_string(), message };
+        if let Some((name, bytes)) = entries.iter().find(|(_, bytes)| bytes.len() as u64 > MAX_FILE_BYTES) {
+            return Err(too_big(format!(
+                "{name} is {} bytes; a task file may hold {MAX_FILE_BYTES}",
+                bytes.len()
+            )));
+        }
+        let total: u64 = entries.values().map(|bytes| bytes.len() as u64).sum();
+        if total > MAX_ARCHIVE_BYTES {
+            return Err(too_big(format!("the task holds {total} bytes; at most {MAX_ARCHIVE_BYTES}")));
+        }
+        Ok(TaskFiles::Zip { archive: origin.to_owned(), entries })
+    }
+
     /// How a file of the task is named in messages.
     pub(super) fn display(&self, name: &str) -> String {
         match self {

@@ -36,7 +36,23 @@ pub enum TaskError {
 
 /// Loads the task at `path` (a folder or a ZIP archive) and checks everything but its script.
 pub fn load(path: &Path, limits: &LimitConfig) -> Result<Task, TaskError> {
-    let files = TaskFiles::open(path)?;
+    load_from(TaskFiles::open(path)?, path, limits)
+}
+
+/// Loads a task from files held in memory (a loader plugin's), keyed by their `/`-separated
+/// path inside the task folder; `origin` (such as `plugin:NAME/TASK`) names it in messages.
+/// The same checks apply as to a folder on disk.
+pub fn load_files(
+    origin: &str,
+    entries: std::collections::BTreeMap<String, Vec<u8>>,
+    limits: &LimitConfig,
+) -> Result<Task, TaskError> {
+    let path = Path::new(origin);
+    let files = TaskFiles::memory(path, entries)?;
+    load_from(files, path, limits)
+}
+
+fn load_from(files: TaskFiles, path: &Path, limits: &LimitConfig) -> Result<Task, TaskError> {
     let (_, metadata_value) =
         required_json(&files, &["metadata.json"], "every task needs one, with at least a version")?;
     let metadata = parse_metadata(&files, metadata_value.clone())?;

@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-pub use load::{TaskError, load};
+pub use load::{TaskError, load, load_files};
 pub use schema::{Schema, SchemaViolation};
 
 use crate::config::{ByteSize, LimitConfig};

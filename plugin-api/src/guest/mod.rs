@@ -61,6 +61,20 @@ pub mod auth_world {
     });
 }
 
+pub mod loader_world {
+    wit_bindgen::generate!({
+        world: "loader-plugin",
+        path: "../wit/ratchet-plugin/0.1.0",
+        pub_export_macro: true,
+        export_macro_name: "export_loader_world",
+        default_bindings_module: "plugin_api::guest::loader_world",
+        with: {
+            "ratchet:plugin/types@0.1.0": crate::guest::sink_world::ratchet::plugin::types,
+            "ratchet:plugin/host@0.1.0": crate::guest::sink_world::ratchet::plugin::host,
+        },
+    });
+}
+
 pub mod api_surface_world {
     wit_bindgen::generate!({
         world: "api-surface-plugin",
@@ -130,6 +144,21 @@ pub struct Principal {
 pub trait Auth {
     fn manifest() -> Manifest;
     fn authenticate(headers: Vec<(String, String)>) -> Result<Principal, PluginError>;
+}
+
+/// One task folder a loader lists: its name and its files (`metadata.json`,
+/// `input.schema.json`, `output.schema.json`, `main.js`, optionally `tests/*.json`), by path
+/// relative to the folder, `/`-separated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskFiles {
+    pub name: String,
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+/// A source of tasks. The kernel loads what it lists with the same checks as a folder on disk.
+pub trait Loader {
+    fn manifest() -> Manifest;
+    fn list_tasks() -> Result<Vec<TaskFiles>, PluginError>;
 }
 
 /// A request to an API surface, below its mount point `/plugins/{name}`.
@@ -379,6 +408,44 @@ macro_rules! export_api_surface {
                 }
             }
             $crate::guest::api_surface_world::export_api_surface_world!(__RatchetApiSurface);
+        };
+    };
+}
+
+/// Exports a [`Loader`] implementation as this component's loader interface.
+#[macro_export]
+macro_rules! export_loader {
+    ($ty:ty) => {
+        const _: () = {
+            use $crate::guest::loader_world::exports::ratchet::plugin::loader as wit;
+            struct __RatchetLoader;
+            impl wit::Guest for __RatchetLoader {
+                fn describe() -> $crate::guest::sink_world::ratchet::plugin::types::Manifest {
+                    $crate::guest::manifest_to_wit(<$ty as $crate::guest::Loader>::manifest())
+                }
+
+                fn list_tasks() -> ::core::result::Result<
+                    ::std::vec::Vec<wit::TaskFiles>,
+                    $crate::guest::sink_world::ratchet::plugin::types::PluginError,
+                > {
+                    <$ty as $crate::guest::Loader>::list_tasks()
+                        .map(|tasks| {
+                            tasks
+                                .into_iter()
+                                .map(|task| wit::TaskFiles {
+                                    name: task.name,
+                                    files: task
+                                        .files
+                                        .into_iter()
+                                        .map(|(path, contents)| wit::File { path, contents })
+                                        .collect(),
+                                })
+                                .collect()
+                        })
+                        .map_err($crate::guest::to_wit)
+                }
+            }
+            $crate::guest::loader_world::export_loader_world!(__RatchetLoader);
         };
     };
 }

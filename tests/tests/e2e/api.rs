@@ -733,3 +733,62 @@ async fn next_error(socket: &mut Socket) -> String {
     assert!(frame["type"] == "error" || frame["payload"]["errors"].is_array(), "{frame}");
     frame.to_string()
 }
+
+/// Loader plugins: the built-in fs loader and a WASM loader add tasks that run like any other;
+/// a broken task from a loader is skipped with a warning; a loader listing a path outside its
+/// task folder stops start-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loader_plugins_add_tasks_that_run_like_folders() {
+    let extra = tempfile::tempdir().unwrap();
+    let copied = extra.path().join("copied");
+    std::fs::create_dir_all(&copied).unwrap();
+    for file in ["metadata.json", "input.schema.json", "output.schema.json", "main.js"] {
+        let text = std::fs::read_to_string(example_task("addition").join(file)).unwrap();
+        let text = if file == "metadata.json" { text.replace("\"addition\"", "\"copied\"") } else { text };
+        std::fs::write(copied.join(file), text).unwrap();
+    }
+    let inline = |name: &str, input_schema: &str, main: &str| {
+        format!(
+            "          - name: {name}\n            files:\n              metadata.json: '{{\"version\": \"2.0.0\"}}'\n\
+             \x20             input.schema.json: '{input_schema}'\n\
+             \x20             output.schema.json: '{{\"type\": \"object\"}}'\n              main.js: \"{main}\"\n"
+        )
+    };
+    let config = format!(
+        "server:\n  rate_limit_per_second: 0\nplugins:\n  - name: more\n    kind: loader\n    source: builtin:fs-loader\n\
+         \x20   config: {{paths: [{}]}}\n  - name: inline\n    kind: loader\n    source: {}\n    config:\n      tasks:\n{}{}",
+        extra.path().display(),
+        component("inline-loader").display(),
+        inline("greet", r#"{"type": "object"}"#, "function main(input) { return {hello: input.name}; }"),
+        inline("broken", "{not json", "function main(input) { return input; }"),
+    );
+    let (server, _scratch) = server(&config);
+    let names: Vec<String> = server.get("/api/v1/tasks").await.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(names.contains(&"copied".to_owned()) && names.contains(&"greet".to_owned()), "{names:?}");
+    let greeted = server.post("/api/v1/tasks/greet/run", &json!({"input": {"name": "loader"}})).await;
+    assert_eq!(greeted.json["output"], json!({"hello": "loader"}), "{greeted:?}");
+    let copied = server.post("/api/v1/tasks/copied/run", &json!({"input": {"num1": 2, "num2": 2}})).await;
+    assert_eq!(copied.json["output"], json!({"sum": 4}), "{copied:?}");
+    // A task a loader lists is checked like a folder: the broken one is not served, and says why.
+    server.post("/api/v1/tasks/broken/run", &json!({"input": {}})).await.assert_error(404, "not_found");
+    let log = std::fs::read_to_string(server.root.path().join("serve.log")).unwrap();
+    assert!(log.contains("plugin:inline/broken"), "{log}");
+
+    let escaping = format!(
+        "plugins:\n  - name: inline\n    kind: loader\n    source: {}\n    config:\n      tasks:\n\
+         \x20       - name: sneaky\n          files:\n            ../../etc/passwd: x\n",
+        component("inline-loader").display()
+    );
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("tasks")).unwrap();
+    let (mut child, _) =
+        tests::api::spawn(root.path(), &escaping, &format!("127.0.0.1:{}", tests::api::free_port()));
+    assert!(!child.wait().unwrap().success());
+    let log = std::fs::read_to_string(root.path().join("serve.log")).unwrap();
+    assert!(log.contains("must be relative") && log.contains("inline"), "{log}");
+}

@@ -282,8 +282,12 @@ fn a_scaffolded_plugin_builds_loads_and_passes_the_conformance_suite() {
     assert!(tested.stdout.contains("my-sink 0.1.0"), "{tested:?}");
 
     // The other hosted kinds scaffold too, and pass their checks as generated.
-    for (name, kind) in [("my-patterns", "error-pattern"), ("my-gate", "auth"), ("my-routes", "api-surface")]
-    {
+    for (name, kind) in [
+        ("my-patterns", "error-pattern"),
+        ("my-gate", "auth"),
+        ("my-routes", "api-surface"),
+        ("my-source", "loader"),
+    ] {
         let made = std::process::Command::new(&xtask)
             .args(["new-plugin", name, "--kind", kind, "--path"])
             .arg(dir.path().join(name))
@@ -303,12 +307,12 @@ fn a_scaffolded_plugin_builds_loads_and_passes_the_conformance_suite() {
         assert!(tested.success() && tested.stdout.contains("conformance: passed"), "{kind}: {tested:?}");
     }
     let other = std::process::Command::new(&xtask)
-        .args(["new-plugin", "feed", "--kind", "loader", "--path"])
+        .args(["new-plugin", "feed", "--kind", "teapot", "--path"])
         .arg(dir.path().join("feed"))
         .output()
         .unwrap();
     assert!(!other.status.success());
-    assert!(String::from_utf8_lossy(&other.stderr).contains("--kind loader"), "{other:?}");
+    assert!(String::from_utf8_lossy(&other.stderr).contains("--kind teapot"), "{other:?}");
 }
 
 fn native_library(name: &str) -> PathBuf {
@@ -460,7 +464,8 @@ async fn the_api_key_auth_plugin_checks_hashed_keys_and_fails_closed() {
 fn every_first_party_plugin_passes_the_conformance_checks() {
     let dir = tempfile::tempdir().unwrap();
     let host = host(&dir.path().join("cache"));
-    for name in ["jsonl-sink", "webhook-sink", "error-patterns", "api-key-auth", "hello-api"] {
+    for name in ["jsonl-sink", "webhook-sink", "error-patterns", "api-key-auth", "hello-api", "inline-loader"]
+    {
         let checks = kernel::plugins::conformance::run(&host, &component(name));
         assert!(checks.len() >= 4, "{name}: {checks:?}");
         let failed: Vec<_> = checks.iter().filter(|c| c.outcome.is_err()).collect();

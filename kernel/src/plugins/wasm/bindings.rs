@@ -23,6 +23,17 @@ pub mod v0_1_0 {
         });
     }
 
+    pub mod loader {
+        wasmtime::component::bindgen!({
+            world: "loader-plugin",
+            path: "../wit/ratchet-plugin/0.1.0",
+            with: {
+                "ratchet:plugin/types": super::sink::ratchet::plugin::types,
+                "ratchet:plugin/host": super::sink::ratchet::plugin::host,
+            },
+        });
+    }
+
     pub mod api_surface {
         wasmtime::component::bindgen!({
             world: "api-surface-plugin",
@@ -54,6 +65,7 @@ pub use v0_1_0::auth::exports::ratchet::plugin::auth::Principal;
 pub use v0_1_0::auth::{AuthPlugin, AuthPluginPre};
 pub use v0_1_0::error_pattern::exports::ratchet::plugin::error_pattern::{Classification, Failure};
 pub use v0_1_0::error_pattern::{ErrorPatternPlugin, ErrorPatternPluginPre};
+pub use v0_1_0::loader::{LoaderPlugin, LoaderPluginPre};
 
 /// The current version's types, for the host.
 pub use v0_1_0::sink::ratchet::plugin::{host, types};

@@ -27,7 +27,7 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use self::bindings::{
     ApiSurfacePlugin, ApiSurfacePluginPre, AuthPlugin, AuthPluginPre, EXPORTS_V0_1_0, ErrorPatternPlugin,
-    ErrorPatternPluginPre, INTERFACE_V0_1_0, SinkPlugin, SinkPluginPre, types,
+    ErrorPatternPluginPre, INTERFACE_V0_1_0, LoaderPlugin, LoaderPluginPre, SinkPlugin, SinkPluginPre, types,
 };
 pub use self::bindings::{Classification, Failure, Principal, SurfaceRequest, SurfaceResponse};
 use self::host::{HostState, KvStore, MAX_MESSAGE, PluginHttp, truncate};
@@ -83,6 +83,7 @@ world!(SinkPlugin, SinkPluginPre, "sink", ratchet_plugin_sink);
 world!(ErrorPatternPlugin, ErrorPatternPluginPre, "error-pattern", ratchet_plugin_error_pattern);
 world!(AuthPlugin, AuthPluginPre, "auth", ratchet_plugin_auth);
 world!(ApiSurfacePlugin, ApiSurfacePluginPre, "api-surface", ratchet_plugin_api_surface);
+world!(LoaderPlugin, LoaderPluginPre, "loader", ratchet_plugin_loader);
 
 pub struct WasmHost {
     engine: Engine,
@@ -206,6 +207,11 @@ impl WasmHost {
     /// Loads an error-pattern plugin.
     pub fn load_error_pattern(&self, config: &PluginConfig) -> Result<WasmErrorPattern, LoadError> {
         self.load::<ErrorPatternPlugin>(config)
+    }
+
+    /// Loads a loader plugin.
+    pub fn load_loader(&self, config: &PluginConfig) -> Result<WasmLoader, LoadError> {
+        self.load::<LoaderPlugin>(config)
     }
 
     /// Loads an API-surface plugin.
@@ -339,6 +345,66 @@ pub type WasmErrorPattern = WasmPlugin<ErrorPatternPlugin>;
 pub type WasmAuth = WasmPlugin<AuthPlugin>;
 /// A loaded WASM API-surface plugin.
 pub type WasmApiSurface = WasmPlugin<ApiSurfacePlugin>;
+
+/// A loaded WASM loader plugin.
+pub type WasmLoader = WasmPlugin<LoaderPlugin>;
+
+/// Most tasks one loader may list.
+pub const MAX_LISTED_TASKS: usize = 10_000;
+
+impl WasmPlugin<LoaderPlugin> {
+    /// The task folders the plugin lists, each as its name and its files by relative path.
+    /// A trap, a refusal, too many tasks, or a file path that is absolute or climbs out of its
+    /// folder is an error.
+    pub fn list_tasks(
+        &mut self,
+    ) -> Result<Vec<(String, std::collections::BTreeMap<String, Vec<u8>>)>, String> {
+        let listed = match self
+            .call(|store, instance| instance.ratchet_plugin_loader().call_list_tasks(store))
+        {
+            Ok(Ok(listed)) => listed,
+            Ok(Err(error)) => return Err(format!("the loader refused: {}", describe_plugin_error(error))),
+            Err(error) => return Err(error.to_string()),
+        };
+        if listed.len() > MAX_LISTED_TASKS {
+            return Err(format!("the loader listed {} tasks; at most {MAX_LISTED_TASKS}", listed.len()));
+        }
+        let mut tasks = Vec::with_capacity(listed.len());
+        for task in listed {
+            let name_ok = !task.name.is_empty()
+                && !task.name.contains(['/', '\\'])
+                && task.name != ".."
+                && task.name.len() <= 128;
+            if !name_ok {
+                return Err(format!(
+                    "the loader listed a task named {:?}; use a plain folder name",
+                    truncate(task.name, 64)
+                ));
+            }
+            let mut files = std::collections::BTreeMap::new();
+            for file in task.files {
+                let climbs = file.path.split('/').any(|part| part == ".." || part.is_empty());
+                if climbs || file.path.starts_with('/') || file.path.contains('\\') {
+                    return Err(format!(
+                        "task {}: the file path {:?} must be relative, `/`-separated, without `..`",
+                        task.name,
+                        truncate(file.path, 256)
+                    ));
+                }
+                files.insert(file.path, file.contents);
+            }
+            tasks.push((task.name, files));
+        }
+        Ok(tasks)
+    }
+}
+
+fn describe_plugin_error(error: types::PluginError) -> String {
+    match error {
+        types::PluginError::Denied(m) => format!("denied: {}", truncate(m, MAX_MESSAGE)),
+        types::PluginError::InvalidInput(m) | types::PluginError::Failed(m) => truncate(m, MAX_MESSAGE),
+    }
+}
 
 /// The largest response body an API surface may return.
 pub const MAX_SURFACE_BODY: usize = 16 * 1024 * 1024;
