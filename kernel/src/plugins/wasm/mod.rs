@@ -349,6 +349,9 @@ pub type WasmApiSurface = WasmPlugin<ApiSurfacePlugin>;
 /// A loaded WASM loader plugin.
 pub type WasmLoader = WasmPlugin<LoaderPlugin>;
 
+/// A task folder a loader listed: its name and its files by relative path.
+pub type ListedTask = (String, std::collections::BTreeMap<String, Vec<u8>>);
+
 /// Most tasks one loader may list.
 pub const MAX_LISTED_TASKS: usize = 10_000;
 
