@@ -359,9 +359,7 @@ impl WasmPlugin<LoaderPlugin> {
     /// The task folders the plugin lists, each as its name and its files by relative path.
     /// A trap, a refusal, too many tasks, or a file path that is absolute or climbs out of its
     /// folder is an error.
-    pub fn list_tasks(
-        &mut self,
-    ) -> Result<Vec<(String, std::collections::BTreeMap<String, Vec<u8>>)>, String> {
+    pub fn list_tasks(&mut self) -> Result<Vec<ListedTask>, String> {
         let listed = match self
             .call(|store, instance| instance.ratchet_plugin_loader().call_list_tasks(store))
         {
