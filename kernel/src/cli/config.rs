@@ -78,13 +78,22 @@ async fn check(config: Config) -> anyhow::Result<ExitCode> {
         Ok(path) => Err(format!("workers.binary {} does not exist", path.display())),
         Err(error) => Err(error.to_string()),
     });
+    let auth = config.plugins.iter().any(|p| p.kind == "auth");
     report(match config.server.bind.parse::<std::net::SocketAddr>() {
         Ok(address) if address.ip().is_loopback() => Ok(format!("server.bind {address} (loopback only)")),
-        Ok(address) => Ok(format!(
-            "server.bind {address}: reachable from other machines; no auth plugin guards the API yet"
-        )),
+        Ok(address) => kernel::api::check_exposure(&config.server, address, auth).map(|()| {
+            let guard = if auth {
+                "the auth plugin guards the API"
+            } else {
+                "NO auth: anyone who reaches it may run tasks"
+            };
+            format!("server.bind {address}: reachable from other machines; {guard}")
+        }),
         Err(error) => Err(format!("server.bind `{}` is not an address: {error}", config.server.bind)),
     });
+    report(kernel::api::builtin_surfaces(&config.server.surfaces).map(|surfaces| {
+        format!("API surfaces: {}", surfaces.iter().map(|s| s.info().name).collect::<Vec<_>>().join(", "))
+    }));
     Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
