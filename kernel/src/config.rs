@@ -64,6 +64,9 @@ pub struct PluginGrants {
     pub http_hosts: Vec<String>,
     /// A key-value store private to the plugin.
     pub kv: bool,
+    /// Environment variables of the kernel the plugin may read (capability `env`), by name;
+    /// each must be set when the plugin loads. Nothing else of the environment is visible.
+    pub env: Vec<String>,
 }
 
 /// Per-plugin limits.

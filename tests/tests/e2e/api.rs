@@ -642,7 +642,8 @@ fn recording_proxy() -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<V
 async fn a_wasm_api_surface_answers_under_plugins_behind_auth() {
     let config = format!(
         "server:\n  rate_limit_per_second: 0\nplugins:\n  - name: keys\n    kind: auth\n    source: {}\n    config:\n      keys:\n{}\
-         \x20 - name: hello\n    kind: api-surface\n    source: {}\n    config: {{greeting: hi}}\n",
+         \x20 - name: hello\n    kind: api-surface\n    source: {}\n    config: {{greeting: hi}}\n\
+         \x20   grants: {{env: [CARGO_PKG_NAME]}}\n",
         component("api-key-auth").display(),
         ["viewer", "runner"]
             .iter()
@@ -679,6 +680,12 @@ async fn a_wasm_api_surface_answers_under_plugins_behind_auth() {
         .send(call("GET", "/plugins/nobody/hello", Some("viewer-key")))
         .await
         .assert_error(404, "not_found");
+    // It sees the one variable granted to it (set by cargo for the test, inherited by the
+    // server), and nothing else of the environment.
+    let granted = server.send(call("GET", "/plugins/hello/env/CARGO_PKG_NAME", Some("viewer-key"))).await;
+    assert_eq!(granted.json["value"], "tests", "{granted:?}");
+    let other = server.send(call("GET", "/plugins/hello/env/PATH", Some("viewer-key"))).await;
+    assert_eq!(other.json["value"], Value::Null, "{other:?}");
     let plugins = server.send(call("GET", "/api/v1/plugins", Some("viewer-key"))).await;
     let hello = plugins.json.as_array().unwrap().iter().find(|p| p["name"] == "hello").unwrap().clone();
     assert_eq!(

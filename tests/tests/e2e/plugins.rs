@@ -214,6 +214,11 @@ fn bad_plugins_are_refused_at_load_with_the_fix() {
     builtin.source = "builtin:teletype".into();
     let error = Plugins::load(&[builtin], &EgressConfig::default(), dir.path()).err().unwrap().to_string();
     assert!(error.contains("no built-in plugin `teletype`") && error.contains("console-sink"), "{error}");
+
+    let mut unset = plugin("env", "jsonl-sink");
+    unset.grants.env = vec!["RATCHET_TEST_SURELY_UNSET".into()];
+    let error = host.load_sink(&unset).err().unwrap().to_string();
+    assert!(error.contains("grants.env: RATCHET_TEST_SURELY_UNSET is not set"), "{error}");
 }
 
 #[test]

@@ -43,7 +43,7 @@ pub const QUARANTINE_AFTER: u32 = 3;
 const MAX_QUARANTINE: Duration = Duration::from_secs(60);
 
 /// Capabilities a plugin may ask for in its manifest.
-pub const CAPABILITIES: [&str; 3] = ["fs", "http", "kv"];
+pub const CAPABILITIES: [&str; 4] = ["fs", "http", "kv", "env"];
 
 /// What the host needs from one WIT world's generated bindings.
 pub trait World: Sized + Send + 'static {
@@ -302,6 +302,8 @@ struct Grants {
     dir: Option<PathBuf>,
     http: Option<Arc<PluginHttp>>,
     kv: bool,
+    /// Variables (name, value) the plugin sees.
+    env: Vec<(String, String)>,
 }
 
 impl Grants {
@@ -333,7 +335,18 @@ impl Grants {
             let policy = client.policy_for(rules);
             Some(Arc::new(PluginHttp { egress: Arc::new(client), policy, runtime }))
         };
-        Ok(Grants { dir: config.grants.dir.clone(), http, kv: config.grants.kv })
+        let env = config
+            .grants
+            .env
+            .iter()
+            .map(|name| match std::env::var(name) {
+                Ok(value) => Ok((name.clone(), value)),
+                Err(_) => Err(grant_error(format!(
+                    "grants.env: {name} is not set (or not UTF-8) in the kernel's environment; set it or remove it"
+                ))),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Grants { dir: config.grants.dir.clone(), http, kv: config.grants.kv, env })
     }
 }
 
@@ -463,6 +476,9 @@ impl<W: World> WasmPlugin<W> {
 
     fn store(&self) -> Store<HostState> {
         let mut wasi = WasiCtxBuilder::new();
+        for (name, value) in &self.grants.env {
+            wasi.env(name, value);
+        }
         if let Some(dir) = &self.grants.dir {
             // Checked to exist at load; a failure here leaves the plugin without the folder.
             if let Err(error) = wasi.preopened_dir(dir, "/", FsPerms::ReadWrite) {
@@ -573,6 +589,7 @@ impl<W: World> WasmPlugin<W> {
             "fs" => self.grants.dir.is_some(),
             "http" => self.grants.http.is_some(),
             "kv" => self.grants.kv,
+            "env" => !self.grants.env.is_empty(),
             _ => false,
         };
         self.info.granted = manifest.capabilities.iter().filter(|c| granted(c)).cloned().collect();
@@ -586,6 +603,12 @@ impl<W: World> WasmPlugin<W> {
         }
         if !manifest.capabilities.iter().any(|c| c == "kv") {
             self.grants.kv = false;
+        }
+        if !manifest.capabilities.iter().any(|c| c == "env") {
+            self.grants.env.clear();
+        }
+        if !manifest.capabilities.iter().any(|c| c == "fs") {
+            self.grants.dir = None;
         }
         Ok(())
     }

@@ -3,6 +3,8 @@
 //! - `GET /hello?name=NAME` with `{"greeting": "hello, NAME"}` (the greeting word comes from
 //!   the plugin's config, `{"greeting": "hi"}`);
 //! - `POST /echo` with the request body and its size;
+//! - `GET /env/NAME` with the value of the environment variable NAME, when the operator
+//!   granted it (`grants: {env: [NAME]}`), else null: the plugin sees nothing else;
 //! - anything else with 404 in Ratchet's error shape.
 //!
 //! The kernel checks the caller's credentials and role before a request reaches it.
@@ -14,12 +16,21 @@ struct HelloApi;
 
 impl ApiSurface for HelloApi {
     fn manifest() -> Manifest {
-        Manifest::new("hello-api", env!("CARGO_PKG_VERSION"), "Example API surface: GET /hello, POST /echo")
+        Manifest::new(
+            "hello-api",
+            env!("CARGO_PKG_VERSION"),
+            "Example API surface: GET /hello, POST /echo, GET /env/NAME",
+        )
+        .capability("env")
     }
 
     fn handle(request: Request) -> Response {
         match (request.method.as_str(), request.path.as_str()) {
             ("GET", "/hello") => hello(&request),
+            ("GET", path) if path.starts_with("/env/") => {
+                let name = &path["/env/".len()..];
+                Response::json(200, &json!({"name": name, "value": std::env::var(name).ok()}).to_string())
+            }
             ("POST", "/echo") => {
                 let body = String::from_utf8_lossy(&request.body);
                 Response::json(200, &json!({"bytes": request.body.len(), "body": body}).to_string())

@@ -70,6 +70,7 @@ impl Sink for JsonlSink {
             env!("CARGO_PKG_VERSION"),
             "appends events as JSON lines to a file, rotating by size",
         )
+        .capability("fs")
     }
 
     fn write(events: Vec<Event>) -> Result<(), PluginError> {
