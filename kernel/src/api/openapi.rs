@@ -69,7 +69,56 @@ pub fn document() -> Document {
             }
         }
     }
+    add_links(&mut document);
     document
+}
+
+/// Where an operation's answer leads: (path, method, status, JSON pointer into the body,
+/// parameter it fills, the operations it feeds). Clients and schemathesis follow these links.
+const LINKS: &[(&str, &str, &str, &str, &str, &[&str])] = &[
+    ("/api/v1/jobs", "post", "201", "/id", "id", &["get_job", "cancel_job", "retry_job"]),
+    ("/api/v1/jobs", "get", "200", "/items/0/id", "id", &["get_job", "cancel_job", "retry_job"]),
+    ("/api/v1/tasks", "get", "200", "/items/0/name", "name", &["get_task", "validate_task", "run_task"]),
+    ("/api/v1/tasks/{name}/run", "post", "200", "/id", "id", &["get_execution", "replay_execution"]),
+    ("/api/v1/executions", "get", "200", "/items/0/id", "id", &["get_execution", "replay_execution"]),
+    (
+        "/api/v1/schedules",
+        "post",
+        "201",
+        "/id",
+        "id",
+        &[
+            "get_schedule",
+            "update_schedule",
+            "pause_schedule",
+            "resume_schedule",
+            "next_fire_times",
+            "remove_schedule",
+        ],
+    ),
+    ("/api/v1/schedules", "get", "200", "/items/0/id", "id", &["get_schedule", "next_fire_times"]),
+];
+
+fn add_links(document: &mut Document) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::link::LinkBuilder;
+    for (path, method, status, pointer, parameter, targets) in LINKS {
+        let Some(item) = document.paths.paths.get_mut(*path) else { continue };
+        let operation = match *method {
+            "get" => item.get.as_mut(),
+            "post" => item.post.as_mut(),
+            _ => None,
+        };
+        let Some(operation) = operation else { continue };
+        let Some(RefOr::T(response)) = operation.responses.responses.get_mut(*status) else { continue };
+        for target in *targets {
+            let link = LinkBuilder::new()
+                .operation_id(*target)
+                .parameter(*parameter, format!("$response.body#{pointer}"))
+                .build();
+            response.links.insert((*target).to_owned(), RefOr::T(link));
+        }
+    }
 }
 
 /// The document as checked in: pretty JSON with a final newline.
@@ -114,6 +163,34 @@ mod tests {
                 route.path
             );
         }
+    }
+
+    /// Every link leads to an operation that exists.
+    #[test]
+    fn links_name_real_operations() {
+        let document = document();
+        let ids: Vec<String> = document
+            .paths
+            .paths
+            .values()
+            .flat_map(|item| [&item.get, &item.post, &item.patch, &item.delete])
+            .flatten()
+            .filter_map(|operation| operation.operation_id.clone())
+            .collect();
+        let mut linked = 0;
+        for (_, _, _, _, _, targets) in LINKS {
+            for target in *targets {
+                assert!(ids.iter().any(|id| id == target), "the link target {target} is no operation");
+                linked += 1;
+            }
+        }
+        let text = document_json();
+        assert_eq!(
+            text.matches("\"operationId\": \"get_job\"").count(),
+            1 + 2,
+            "the links are in the document"
+        );
+        assert!(linked > 10);
     }
 
     #[test]
