@@ -73,15 +73,35 @@ pub fn document() -> Document {
     document
 }
 
-/// Where an operation's answer leads: (path, method, status, JSON pointer into the body,
-/// parameter it fills, the operations it feeds). Clients and schemathesis follow these links.
-const LINKS: &[(&str, &str, &str, &str, &str, &[&str])] = &[
-    ("/api/v1/jobs", "post", "201", "/id", "id", &["get_job", "cancel_job", "retry_job"]),
-    ("/api/v1/jobs", "get", "200", "/items/0/id", "id", &["get_job", "cancel_job", "retry_job"]),
-    ("/api/v1/tasks", "get", "200", "/items/0/name", "name", &["get_task", "validate_task", "run_task"]),
-    ("/api/v1/tasks/{name}/run", "post", "200", "/id", "id", &["get_execution", "replay_execution"]),
-    ("/api/v1/executions", "get", "200", "/items/0/id", "id", &["get_execution", "replay_execution"]),
-    (
+/// Where an operation's answer leads: the value at `pointer` in its body fills `parameter`
+/// of each operation in `targets`. Clients and schemathesis follow these links.
+struct ResponseLink {
+    path: &'static str,
+    method: &'static str,
+    status: &'static str,
+    pointer: &'static str,
+    parameter: &'static str,
+    targets: &'static [&'static str],
+}
+
+const fn link(
+    path: &'static str,
+    method: &'static str,
+    status: &'static str,
+    pointer: &'static str,
+    parameter: &'static str,
+    targets: &'static [&'static str],
+) -> ResponseLink {
+    ResponseLink { path, method, status, pointer, parameter, targets }
+}
+
+const LINKS: &[ResponseLink] = &[
+    link("/api/v1/jobs", "post", "201", "/id", "id", &["get_job", "cancel_job", "retry_job"]),
+    link("/api/v1/jobs", "get", "200", "/items/0/id", "id", &["get_job", "cancel_job", "retry_job"]),
+    link("/api/v1/tasks", "get", "200", "/items/0/name", "name", &["get_task", "validate_task", "run_task"]),
+    link("/api/v1/tasks/{name}/run", "post", "200", "/id", "id", &["get_execution", "replay_execution"]),
+    link("/api/v1/executions", "get", "200", "/items/0/id", "id", &["get_execution", "replay_execution"]),
+    link(
         "/api/v1/schedules",
         "post",
         "201",
@@ -96,13 +116,13 @@ const LINKS: &[(&str, &str, &str, &str, &str, &[&str])] = &[
             "remove_schedule",
         ],
     ),
-    ("/api/v1/schedules", "get", "200", "/items/0/id", "id", &["get_schedule", "next_fire_times"]),
+    link("/api/v1/schedules", "get", "200", "/items/0/id", "id", &["get_schedule", "next_fire_times"]),
 ];
 
 fn add_links(document: &mut Document) {
     use utoipa::openapi::RefOr;
     use utoipa::openapi::link::LinkBuilder;
-    for (path, method, status, pointer, parameter, targets) in LINKS {
+    for ResponseLink { path, method, status, pointer, parameter, targets } in LINKS {
         let Some(item) = document.paths.paths.get_mut(*path) else { continue };
         let operation = match *method {
             "get" => item.get.as_mut(),
@@ -178,8 +198,8 @@ mod tests {
             .filter_map(|operation| operation.operation_id.clone())
             .collect();
         let mut linked = 0;
-        for (_, _, _, _, _, targets) in LINKS {
-            for target in *targets {
+        for link in LINKS {
+            for target in link.targets {
                 assert!(ids.iter().any(|id| id == target), "the link target {target} is no operation");
                 linked += 1;
             }
