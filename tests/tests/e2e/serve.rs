@@ -1,5 +1,5 @@
 //! `ratchet serve` as an operator runs it: jobs from the CLI, kill -9 and restart, SIGTERM
-//! (RELIABILITY.md J1, J2, J8 on SQLite, J9 on PostgreSQL; the queue semantics run on both backends
+//! (RELIABILITY.md J1 on SQLite, J2 and J8 on both backends, J9 on PostgreSQL; the queue semantics run on both backends
 //! in `queue` and `schedules`).
 
 use std::io::{Read, Write};
@@ -106,9 +106,15 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
 
 fn cli(root: &Path, args: &[&str]) -> Value {
     let data = root.join("data");
+    cli_on(root, &["--data-dir", data.to_str().unwrap()], args)
+}
+
+/// A CLI command in JSON against the database `storage` names.
+fn cli_on(root: &Path, storage: &[&str], args: &[&str]) -> Value {
     let tasks = root.join("tasks");
     let mut all = args.to_vec();
-    all.extend(["--data-dir", data.to_str().unwrap(), "--format", "json"]);
+    all.extend(storage);
+    all.extend(["--format", "json"]);
     if matches!((args[0], args.get(1).copied()), ("jobs", Some("enqueue")) | ("schedules", Some("add"))) {
         all.extend(["--tasks", tasks.to_str().unwrap()]);
     }
@@ -171,34 +177,53 @@ fn a_job_enqueued_from_the_cli_runs_and_is_recorded() {
 
 #[test]
 fn kill_9_mid_way_loses_no_job_and_completes_none_twice() {
-    const JOBS: usize = 500;
     let root = tempfile::tempdir().unwrap();
-    tasks_dir(root.path());
+    let data = root.path().join("data");
+    kill_9_case(root.path(), &["--data-dir", data.to_str().unwrap()]);
+}
+
+/// The same on PostgreSQL (over its Unix socket when there is one: see the README on sqlx and
+/// TCP_NODELAY).
+#[test]
+fn kill_9_mid_way_on_postgres_loses_no_job_and_completes_none_twice() {
+    on_postgres(|root, storage| kill_9_case(root, storage));
+}
+
+/// RELIABILITY.md J2: 500 jobs, `kill -9` of the node mid-way, a restart: every job reaches a
+/// final state, none is completed twice. `storage` selects the database.
+fn kill_9_case(root: &Path, storage: &[&str]) {
+    const JOBS: usize = 500;
+    tasks_dir(root);
     let env = [("RATCHET_QUEUE__LEASE_SECS", "2"), ("RATCHET_WORKERS__COUNT", "2")];
     // Enqueue through the library (500 CLI processes would only test process start-up).
-    enqueue_many(&root.path().join("data"), &root.path().join("tasks"), JOBS);
+    enqueue_many(storage, &root.join("tasks"), JOBS);
+    let completed = || {
+        cli_on(root, storage, &["jobs", "list", "--status", "completed", "--limit", "1000"])
+            .as_array()
+            .map_or(0, Vec::len)
+    };
 
-    let node = Node::start(root.path(), &env);
-    wait_until("some jobs to complete", Duration::from_secs(60), || completed(root.path()) >= 50);
+    let node = Node::start_with(root, storage, &env);
+    wait_until("some jobs to complete", Duration::from_secs(60), || completed() >= 50);
     node.signal(nix::sys::signal::Signal::SIGKILL);
     let _ = node.wait(Duration::from_secs(10));
-    let at_kill = completed(root.path());
+    let at_kill = completed();
     assert!(at_kill < JOBS, "the node finished everything before the kill; make the jobs slower");
 
-    let node = Node::start(root.path(), &env);
-    wait_until("every job to finish", Duration::from_secs(120), || completed(root.path()) == JOBS);
+    let node = Node::start_with(root, storage, &env);
+    wait_until("every job to finish", Duration::from_secs(120), || completed() == JOBS);
     node.signal(nix::sys::signal::Signal::SIGTERM);
     let (code, stderr) = node.wait(Duration::from_secs(30));
     assert_eq!(code, Some(0), "{stderr}");
 
-    let jobs = cli(root.path(), &["jobs", "list", "--limit", "1000"]);
+    let jobs = cli_on(root, storage, &["jobs", "list", "--limit", "1000"]);
     let jobs = jobs.as_array().unwrap();
     assert_eq!(jobs.len(), JOBS);
     assert!(jobs.iter().all(|j| j["status"] == "completed"), "every job reaches a final state");
     let rescued: Vec<&Value> = jobs.iter().filter(|j| j["attempt"].as_u64() > Some(1)).collect();
     assert!(!rescued.is_empty(), "jobs running at the kill were rescued and retried");
     for job in rescued {
-        let shown = cli(root.path(), &["jobs", "show", job["id"].as_str().unwrap()]);
+        let shown = cli_on(root, storage, &["jobs", "show", job["id"].as_str().unwrap()]);
         let outcomes: Vec<&str> =
             shown["attempts"].as_array().unwrap().iter().map(|a| a["outcome"].as_str().unwrap()).collect();
         assert_eq!(outcomes.iter().filter(|o| **o == "completed").count(), 1, "{outcomes:?}");
@@ -209,21 +234,51 @@ fn kill_9_mid_way_loses_no_job_and_completes_none_twice() {
 #[test]
 fn sigterm_lets_running_jobs_finish_or_releases_them_after_the_grace_period() {
     let root = tempfile::tempdir().unwrap();
-    tasks_dir(root.path());
+    let data = root.path().join("data");
+    sigterm_case(root.path(), &["--data-dir", data.to_str().unwrap()]);
+}
+
+#[test]
+fn sigterm_on_postgres_lets_running_jobs_finish_or_releases_them() {
+    on_postgres(|root, storage| sigterm_case(root, storage));
+}
+
+/// Runs `case` against a fresh PostgreSQL database (its Unix socket when there is one), then
+/// drops the database, also when the case fails.
+fn on_postgres(case: impl FnOnce(&Path, &[&str]) + std::panic::UnwindSafe) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let database = runtime.block_on(tests::databases::PostgresDatabase::create());
+    let mut url = url::Url::parse(&database.url).unwrap();
+    if std::path::Path::new("/var/run/postgresql").is_dir() {
+        url.set_host(Some("localhost")).unwrap();
+        url.query_pairs_mut().append_pair("host", "/var/run/postgresql");
+    }
+    let root = tempfile::tempdir().unwrap();
+    let outcome = std::panic::catch_unwind(|| case(root.path(), &["--database-url", url.as_str()]));
+    runtime.block_on(database.drop());
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// RELIABILITY.md J8: SIGTERM lets a running job finish within the grace period, or releases
+/// it to the queue without using up an attempt.
+fn sigterm_case(root: &Path, storage: &[&str]) {
+    tasks_dir(root);
     for (grace, ms, expected) in [("10", 800, "completed"), ("0.2", 5000, "retrying")] {
-        let node = Node::start(root.path(), &[("RATCHET_SERVER__SHUTDOWN_GRACE_SECS", grace)]);
+        let node = Node::start_with(root, storage, &[("RATCHET_SERVER__SHUTDOWN_GRACE_SECS", grace)]);
         let input = json!({"n": 1, "ms": ms}).to_string();
-        let id = cli(root.path(), &["jobs", "enqueue", "sleepy", "--input-json", &input])["id"]
+        let id = cli_on(root, storage, &["jobs", "enqueue", "sleepy", "--input-json", &input])["id"]
             .as_str()
             .unwrap()
             .to_owned();
         wait_until("the job to start", Duration::from_secs(20), || {
-            cli(root.path(), &["jobs", "show", &id])["status"] == "running"
+            cli_on(root, storage, &["jobs", "show", &id])["status"] == "running"
         });
         node.signal(nix::sys::signal::Signal::SIGTERM);
         let (code, stderr) = node.wait(Duration::from_secs(20));
         assert_eq!(code, Some(0), "{stderr}");
-        let job = cli(root.path(), &["jobs", "show", &id]);
+        let job = cli_on(root, storage, &["jobs", "show", &id]);
         assert_eq!(job["status"], expected, "grace {grace}s: {job:#}");
         if expected == "retrying" {
             assert_eq!(job["attempts"][0]["outcome"], "released", "{job:#}");
@@ -351,16 +406,16 @@ fn the_server_survives_an_unreachable_database_and_loses_no_queued_work() {
     proxy.block_on(database.drop());
 }
 
-fn completed(root: &Path) -> usize {
-    let jobs = cli(root, &["jobs", "list", "--status", "completed", "--limit", "1000"]);
-    jobs.as_array().map_or(0, Vec::len)
-}
-
-fn enqueue_many(data: &Path, tasks: &Path, count: usize) {
+/// Enqueues `count` short jobs through the library into the database `storage` names.
+fn enqueue_many(storage: &[&str], tasks: &Path, count: usize) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let config = kernel::Config::default();
-        let store = kernel::storage::Store::open_data_dir(data).await.unwrap();
+        let store = match storage {
+            ["--data-dir", dir] => kernel::storage::Store::open_data_dir(Path::new(dir)).await.unwrap(),
+            ["--database-url", url] => kernel::storage::Store::connect(url).await.unwrap(),
+            other => panic!("not a storage choice: {other:?}"),
+        };
         let (registry, _) = kernel::service::TaskRegistry::load(&[tasks.to_owned()], &config.limits).unwrap();
         for n in 0..count {
             let input = json!({"n": n, "ms": 20});
