@@ -186,7 +186,7 @@ fn kill_9_mid_way_loses_no_job_and_completes_none_twice() {
 /// TCP_NODELAY).
 #[test]
 fn kill_9_mid_way_on_postgres_loses_no_job_and_completes_none_twice() {
-    on_postgres(|root, storage| kill_9_case(root, storage));
+    on_postgres(kill_9_case);
 }
 
 /// RELIABILITY.md J2: 500 jobs, `kill -9` of the node mid-way, a restart: every job reaches a
@@ -240,7 +240,7 @@ fn sigterm_lets_running_jobs_finish_or_releases_them_after_the_grace_period() {
 
 #[test]
 fn sigterm_on_postgres_lets_running_jobs_finish_or_releases_them() {
-    on_postgres(|root, storage| sigterm_case(root, storage));
+    on_postgres(sigterm_case);
 }
 
 /// Runs `case` against a fresh PostgreSQL database (its Unix socket when there is one), then
