@@ -799,3 +799,30 @@ async fn loader_plugins_add_tasks_that_run_like_folders() {
     let log = std::fs::read_to_string(root.path().join("serve.log")).unwrap();
     assert!(log.contains("must be relative") && log.contains("inline"), "{log}");
 }
+
+/// CORS: browsers may call the API from the configured origins only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_answers_the_configured_origins_only() {
+    let (server, _scratch) = server("server:\n  cors_origins: [\"https://ops.example.com\"]\n");
+    let preflight = |origin: &'static str| {
+        server
+            .client
+            .request(reqwest::Method::OPTIONS, server.url("/api/v1/jobs"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type,x-api-key")
+    };
+    let allowed = server.send(preflight("https://ops.example.com")).await;
+    assert_eq!(allowed.header("access-control-allow-origin"), Some("https://ops.example.com"), "{allowed:?}");
+    assert!(
+        allowed.header("access-control-allow-methods").is_some_and(|m| m.contains("POST")),
+        "{allowed:?}"
+    );
+    let refused = server.send(preflight("https://evil.example.net")).await;
+    assert_eq!(refused.header("access-control-allow-origin"), None, "{refused:?}");
+    let simple = server
+        .send(server.client.get(server.url("/api/v1/tasks")).header("origin", "https://ops.example.com"))
+        .await;
+    assert_eq!(simple.header("access-control-allow-origin"), Some("https://ops.example.com"));
+    assert!(simple.header("access-control-expose-headers").is_some_and(|h| h.contains("x-request-id")));
+}
