@@ -67,6 +67,80 @@ pub struct Event {
     pub data: String,
 }
 
+/// A failed run, as an error-pattern plugin sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// The error kind: `task_error`, `timeout`, `memory_limit`, `invalid_input`, ...
+    pub kind: String,
+    /// The JavaScript error name, when there is one (`NetworkError`, `TypeError`, ...).
+    pub name: Option<String>,
+    pub message: String,
+    pub task: String,
+    /// The run's log lines.
+    pub logs: Vec<String>,
+}
+
+/// What a pattern says about a failure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classification {
+    /// The pattern's id, e.g. `network-error`.
+    pub pattern: String,
+    /// `network`, `database`, `javascript`, `validation`, `resources`, `authentication`.
+    pub category: String,
+    /// 0.0 to 1.0.
+    pub confidence: f32,
+    /// What the user could do.
+    pub suggestions: Vec<String>,
+}
+
+/// Who a request is, once authenticated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    pub id: String,
+    /// `viewer`, `runner`, `admin`.
+    pub roles: Vec<String>,
+}
+
+/// One task folder a loader lists: its name and its files (`metadata.json`,
+/// `input.schema.json`, `output.schema.json`, `main.js`, optionally `tests/*.json`), by path
+/// relative to the folder, `/`-separated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskFiles {
+    pub name: String,
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+/// A request to an API surface, below its mount point `/plugins/{name}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub method: String,
+    /// The path below the mount point, starting with `/`.
+    pub path: String,
+    pub query: Option<String>,
+    /// Lower-case names.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// What an API surface answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A JSON response with `status`.
+    pub fn json(status: u16, body: &str) -> Response {
+        Response {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.as_bytes().to_vec(),
+        }
+    }
+}
+
 /// Version of the native plugin ABI. A native plugin reporting another value is refused.
 pub const NATIVE_ABI_VERSION: u32 = 1;
 

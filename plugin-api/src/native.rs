@@ -24,7 +24,7 @@
 //! plugin_api::export_native_sink!(|_config: &str| Ok(Counter(0)));
 //! ```
 
-use crate::{Event, Manifest, PluginError};
+use crate::{Classification, Event, Failure, Manifest, PluginError, Principal, Request, Response, TaskFiles};
 
 /// `plugin-api`'s version and the compiler's: what a native plugin and the kernel must share.
 pub const API_FINGERPRINT: &str =
@@ -41,8 +41,40 @@ pub trait NativeSink: Send {
     fn write(&mut self, events: &[Event]) -> Result<(), PluginError>;
 }
 
+/// An error-pattern plugin implemented natively.
+pub trait NativeErrorPattern: Send {
+    fn manifest(&self) -> Manifest;
+    fn classify(&mut self, failure: &Failure) -> Vec<Classification>;
+}
+
+/// An auth plugin implemented natively. Refusing is `Err(PluginError::Denied(why))`.
+pub trait NativeAuth: Send {
+    fn manifest(&self) -> Manifest;
+    fn authenticate(&mut self, headers: &[(String, String)]) -> Result<Principal, PluginError>;
+}
+
+/// A task loader implemented natively.
+pub trait NativeLoader: Send {
+    fn manifest(&self) -> Manifest;
+    fn list_tasks(&mut self) -> Result<Vec<TaskFiles>, PluginError>;
+}
+
+/// An API surface implemented natively.
+pub trait NativeApiSurface: Send {
+    fn manifest(&self) -> Manifest;
+    fn handle(&mut self, request: Request) -> Response;
+}
+
 /// The result of `ratchet_plugin_create_sink`: the sink, or why it could not be made.
 pub type Created = Result<Box<dyn NativeSink>, PluginError>;
+/// The result of `ratchet_plugin_create_error_pattern`.
+pub type CreatedErrorPattern = Result<Box<dyn NativeErrorPattern>, PluginError>;
+/// The result of `ratchet_plugin_create_auth`.
+pub type CreatedAuth = Result<Box<dyn NativeAuth>, PluginError>;
+/// The result of `ratchet_plugin_create_loader`.
+pub type CreatedLoader = Result<Box<dyn NativeLoader>, PluginError>;
+/// The result of `ratchet_plugin_create_api_surface`.
+pub type CreatedApiSurface = Result<Box<dyn NativeApiSurface>, PluginError>;
 
 /// Wraps a sink so a panic in it becomes an error instead of unwinding into the kernel.
 #[doc(hidden)]
@@ -58,6 +90,66 @@ impl<S: NativeSink> NativeSink for PanicGuard<S> {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.0.write(events))).unwrap_or_else(
             |panic| Err(PluginError::Failed(format!("the plugin panicked: {}", panic_message(&panic)))),
         )
+    }
+}
+
+/// Runs `call`, turning a panic into `Err(PluginError::Failed)`.
+fn guarded<T>(call: impl FnOnce() -> Result<T, PluginError>) -> Result<T, PluginError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_or_else(|panic| {
+        Err(PluginError::Failed(format!("the plugin panicked: {}", panic_message(&panic))))
+    })
+}
+
+fn guarded_manifest(call: impl FnOnce() -> Manifest) -> Manifest {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call))
+        .unwrap_or_else(|_| Manifest::new("unknown", "0.0.0", "its manifest panicked"))
+}
+
+impl<P: NativeErrorPattern> NativeErrorPattern for PanicGuard<P> {
+    fn manifest(&self) -> Manifest {
+        guarded_manifest(|| self.0.manifest())
+    }
+
+    /// A panic classifies nothing.
+    fn classify(&mut self, failure: &Failure) -> Vec<Classification> {
+        guarded(|| Ok(self.0.classify(failure))).unwrap_or_default()
+    }
+}
+
+impl<P: NativeAuth> NativeAuth for PanicGuard<P> {
+    fn manifest(&self) -> Manifest {
+        guarded_manifest(|| self.0.manifest())
+    }
+
+    fn authenticate(&mut self, headers: &[(String, String)]) -> Result<Principal, PluginError> {
+        guarded(|| self.0.authenticate(headers))
+    }
+}
+
+impl<P: NativeLoader> NativeLoader for PanicGuard<P> {
+    fn manifest(&self) -> Manifest {
+        guarded_manifest(|| self.0.manifest())
+    }
+
+    fn list_tasks(&mut self) -> Result<Vec<TaskFiles>, PluginError> {
+        guarded(|| self.0.list_tasks())
+    }
+}
+
+impl<P: NativeApiSurface> NativeApiSurface for PanicGuard<P> {
+    fn manifest(&self) -> Manifest {
+        guarded_manifest(|| self.0.manifest())
+    }
+
+    /// A panic answers 500.
+    fn handle(&mut self, request: Request) -> Response {
+        guarded(|| Ok(self.0.handle(request))).unwrap_or_else(|error| {
+            let body = format!(
+                r#"{{"error": {{"code": "internal", "message": {:?}, "details": null}}}}"#,
+                error.to_string()
+            );
+            Response::json(500, &body)
+        })
     }
 }
 
@@ -99,6 +191,75 @@ macro_rules! export_native_sink {
                     .map_err(|e| $crate::PluginError::InvalidInput(format!("config is not UTF-8: {e}")))?;
                 let sink = ($constructor)(config)?;
                 Ok(Box::new($crate::native::PanicGuard(sink)) as Box<dyn $crate::native::NativeSink>)
+            })
+            .unwrap_or_else(|panic| {
+                Err($crate::PluginError::Failed(format!(
+                    "the plugin panicked while starting: {}",
+                    $crate::native::panic_message(&panic)
+                )))
+            });
+            Box::into_raw(Box::new(created))
+        }
+    };
+}
+
+/// Exports the two functions every native plugin answers first: its ABI version and its
+/// `plugin-api` fingerprint. `export_native_sink!` includes them; a library exporting the other
+/// kinds (`export_native!`) calls this once.
+#[macro_export]
+macro_rules! export_native_abi {
+    () => {
+        #[unsafe(no_mangle)]
+        pub extern "C" fn ratchet_plugin_abi_version() -> u32 {
+            $crate::NATIVE_ABI_VERSION
+        }
+
+        #[unsafe(no_mangle)]
+        pub extern "C" fn ratchet_plugin_api_fingerprint() -> *const ::std::ffi::c_char {
+            $crate::native::API_FINGERPRINT_C.as_ptr().cast()
+        }
+    };
+}
+
+/// Exports a native plugin of one kind: `export_native!(KIND, CONSTRUCTOR)` where KIND is
+/// `error_pattern`, `auth`, `loader` or `api_surface` and the constructor is
+/// `|config: &str| -> Result<T, PluginError>` for a `T` implementing that kind's trait
+/// (`NativeErrorPattern`, `NativeAuth`, `NativeLoader`, `NativeApiSurface`). One library may
+/// export several kinds; call `export_native_abi!()` once beside them. Panics never cross.
+#[macro_export]
+macro_rules! export_native {
+    (error_pattern, $constructor:expr) => {
+        $crate::__native_create!(ratchet_plugin_create_error_pattern, NativeErrorPattern, $constructor);
+    };
+    (auth, $constructor:expr) => {
+        $crate::__native_create!(ratchet_plugin_create_auth, NativeAuth, $constructor);
+    };
+    (loader, $constructor:expr) => {
+        $crate::__native_create!(ratchet_plugin_create_loader, NativeLoader, $constructor);
+    };
+    (api_surface, $constructor:expr) => {
+        $crate::__native_create!(ratchet_plugin_create_api_surface, NativeApiSurface, $constructor);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __native_create {
+    ($symbol:ident, $trait:ident, $constructor:expr) => {
+        /// # Safety
+        /// `config` must point to `config_len` bytes of UTF-8, valid for the call.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $symbol(
+            config: *const u8,
+            config_len: usize,
+        ) -> *mut Result<Box<dyn $crate::native::$trait>, $crate::PluginError> {
+            let created = ::std::panic::catch_unwind(|| {
+                // SAFETY: the kernel passes a live UTF-8 buffer of this length.
+                let bytes = unsafe { ::std::slice::from_raw_parts(config, config_len) };
+                let config = ::std::str::from_utf8(bytes)
+                    .map_err(|e| $crate::PluginError::InvalidInput(format!("config is not UTF-8: {e}")))?;
+                let plugin = ($constructor)(config)?;
+                Ok(Box::new($crate::native::PanicGuard(plugin)) as Box<dyn $crate::native::$trait>)
             })
             .unwrap_or_else(|panic| {
                 Err($crate::PluginError::Failed(format!(

@@ -47,6 +47,8 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/graphql", Viewer),
     // WASM API surfaces: reading needs a viewer, anything else a runner.
     route("GET", "/plugins/{plugin}", Viewer),
+    route("GET", "/plugins/{plugin}/", Viewer),
+    route("POST", "/plugins/{plugin}/", Runner),
     route("GET", "/plugins/{plugin}/{*path}", Viewer),
     route("POST", "/plugins/{plugin}", Runner),
     route("POST", "/plugins/{plugin}/{*path}", Runner),

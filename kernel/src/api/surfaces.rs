@@ -20,6 +20,7 @@ pub struct FromPlugin;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/plugins/{plugin}", get(root).post(root))
+        .route("/plugins/{plugin}/", get(root).post(root))
         .route("/plugins/{plugin}/{*path}", any(nested))
 }
 

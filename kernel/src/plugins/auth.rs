@@ -7,6 +7,17 @@ use std::time::Duration;
 use super::thread::{PluginThread, Unanswered};
 use super::wasm::{Principal, WasmAuth};
 
+/// An auth plugin, WASM or native: the principal the headers authenticate as, or why not.
+pub trait AuthPlugin: Send {
+    fn authenticate(&mut self, headers: &[(String, String)]) -> Result<Principal, String>;
+}
+
+impl AuthPlugin for WasmAuth {
+    fn authenticate(&mut self, headers: &[(String, String)]) -> Result<Principal, String> {
+        WasmAuth::authenticate(self, headers)
+    }
+}
+
 /// The longest a request waits for the auth plugin.
 pub const WAIT: Duration = Duration::from_secs(2);
 
@@ -15,7 +26,7 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn start(plugin: WasmAuth) -> Authenticator {
+    pub fn start(plugin: Box<dyn AuthPlugin>) -> Authenticator {
         let thread = PluginThread::start("auth", plugin, |plugin, headers: Vec<(String, String)>| {
             plugin.authenticate(&headers)
         });

@@ -175,9 +175,9 @@ impl Plugins {
             tracing::info!("loaded plugin {info}");
             match plugin {
                 Loaded::Sink(sink) => plugins.sinks.add(sink),
-                Loaded::ErrorPattern(pattern) => patterns.push(*pattern),
+                Loaded::ErrorPattern(pattern) => patterns.push(pattern),
                 Loaded::Auth(plugin) if plugins.auth.is_none() => {
-                    plugins.auth = Some(auth::Authenticator::start(*plugin));
+                    plugins.auth = Some(auth::Authenticator::start(plugin));
                 }
                 Loaded::Loader(loader) => {
                     plugins
@@ -190,7 +190,7 @@ impl Plugins {
                         .push((info.name.clone(), loader));
                 }
                 Loaded::ApiSurface(plugin) => {
-                    plugins.surfaces.push(surfaces::Surface::start(info.name.clone(), *plugin));
+                    plugins.surfaces.push(surfaces::Surface::start(info.name.clone(), plugin));
                 }
                 Loaded::Auth(_) => {
                     return Err(LoadError::Unsupported {
@@ -227,11 +227,12 @@ impl Plugins {
     }
 }
 
-enum Loaded {
+/// A loaded plugin, by kind, behind the kernel's trait for that kind (WASM and native alike).
+pub(crate) enum Loaded {
     Sink(Box<dyn sinks::Sink>),
-    ErrorPattern(Box<wasm::WasmErrorPattern>),
-    Auth(Box<wasm::WasmAuth>),
-    ApiSurface(Box<wasm::WasmApiSurface>),
+    ErrorPattern(Box<dyn patterns::PatternPlugin>),
+    Auth(Box<dyn auth::AuthPlugin>),
+    ApiSurface(Box<dyn surfaces::SurfacePlugin>),
     Loader(Box<dyn loaders::TaskLoader>),
 }
 
@@ -251,10 +252,7 @@ fn load_each(
                 let (info, sink) = console::load(builtin, config)?;
                 (info, Loaded::Sink(sink))
             }
-            None if native => {
-                let (info, sink) = native::load(config)?;
-                (info, Loaded::Sink(sink))
-            }
+            None if native => native::load(config)?,
             None if config.kind == "error-pattern" => {
                 let pattern = host.load_error_pattern(config)?;
                 (pattern.info().clone(), Loaded::ErrorPattern(Box::new(pattern)))

@@ -1,36 +1,45 @@
 //! Native plugins: shared libraries (`.so`) loaded with `libloading`. Before anything else
 //! the library must report the native ABI version and the `plugin-api` fingerprint (crate
-//! version and compiler) this kernel was built with; a mismatch is refused with the fix.
-//! Panics are caught inside the plugin by `plugin_api::export_native_sink!`.
+//! version and compiler) this kernel was built with; a mismatch is refused with the fix. Then
+//! the configured kind's constructor (`ratchet_plugin_create_<kind>`) makes the plugin, which
+//! the kernel drives through the same trait as a WASM plugin of that kind. Panics are caught
+//! inside the plugin by `plugin-api`'s export macros.
 
 use std::ffi::{CStr, c_char};
 use std::mem::ManuallyDrop;
 
 use libloading::{Library, Symbol};
-use plugin_api::native::{API_FINGERPRINT, Created, NativeSink};
+use plugin_api::native::{
+    API_FINGERPRINT, NativeApiSurface, NativeAuth, NativeErrorPattern, NativeLoader, NativeSink,
+};
 
+use super::auth::AuthPlugin;
+use super::loaders::{TaskLoader, TaskSource};
+use super::patterns::PatternPlugin;
 use super::sinks::Sink;
-use super::{Event, LoadError, PluginError, PluginInfo};
+use super::surfaces::SurfacePlugin;
+use super::wasm::{Classification, Failure, Principal, SurfaceRequest, SurfaceResponse};
+use super::{Event, LoadError, Loaded, PluginError, PluginInfo};
 use crate::config::PluginConfig;
 
-/// A native sink and the library its code lives in (dropped after the sink).
-struct LoadedSink {
+/// A native plugin and the library its code lives in (dropped after the plugin).
+struct Native<T: ?Sized> {
     name: String,
-    sink: ManuallyDrop<Box<dyn NativeSink>>,
+    plugin: ManuallyDrop<Box<T>>,
     _library: Library,
 }
 
-impl Drop for LoadedSink {
+impl<T: ?Sized> Drop for Native<T> {
     fn drop(&mut self) {
-        // SAFETY: the sink is dropped exactly once, here, while its library is still loaded.
+        // SAFETY: the plugin is dropped exactly once, here, while its library is still loaded.
         #[allow(unsafe_code)]
         unsafe {
-            ManuallyDrop::drop(&mut self.sink);
+            ManuallyDrop::drop(&mut self.plugin);
         }
     }
 }
 
-impl Sink for LoadedSink {
+impl Sink for Native<dyn NativeSink> {
     fn name(&self) -> &str {
         &self.name
     }
@@ -46,32 +55,155 @@ impl Sink for LoadedSink {
                 data: e.data.to_string(),
             })
             .collect();
-        self.sink
+        self.plugin
             .write(&events)
             .map_err(|error| PluginError::Returned { plugin: self.name.clone(), message: error.to_string() })
     }
 }
 
-pub fn load(config: &PluginConfig) -> Result<(PluginInfo, Box<dyn Sink>), LoadError> {
-    let name = config.name.clone();
-    let path = config.source.clone();
-    let refuse = |message: String| LoadError::Start { name: name.clone(), message };
-    if config.kind != "sink" {
-        return Err(LoadError::Unsupported {
-            name,
-            message: format!("native {} plugins are not hosted yet; only sinks are", config.kind),
-        });
+impl PatternPlugin for Native<dyn NativeErrorPattern> {
+    fn name(&self) -> &str {
+        &self.name
     }
+
+    fn classify(&mut self, failure: &Failure) -> Result<Vec<Classification>, String> {
+        let failure = plugin_api::Failure {
+            kind: failure.kind.clone(),
+            name: failure.name.clone(),
+            message: failure.message.clone(),
+            task: failure.task.clone(),
+            logs: failure.logs.clone(),
+        };
+        Ok(self
+            .plugin
+            .classify(&failure)
+            .into_iter()
+            .take(16)
+            .map(|c| Classification {
+                pattern: c.pattern,
+                category: c.category,
+                confidence: if c.confidence.is_finite() { c.confidence.clamp(0.0, 1.0) } else { 0.0 },
+                suggestions: c.suggestions.into_iter().take(16).collect(),
+            })
+            .collect())
+    }
+}
+
+impl AuthPlugin for Native<dyn NativeAuth> {
+    fn authenticate(&mut self, headers: &[(String, String)]) -> Result<Principal, String> {
+        match self.plugin.authenticate(headers) {
+            Ok(principal) => {
+                Ok(Principal { id: principal.id, roles: principal.roles.into_iter().take(16).collect() })
+            }
+            Err(plugin_api::PluginError::Denied(reason)) => Err(reason),
+            Err(error) => Err(format!("the auth plugin failed: {error}")),
+        }
+    }
+}
+
+impl SurfacePlugin for Native<dyn NativeApiSurface> {
+    fn handle(&mut self, request: SurfaceRequest) -> Result<SurfaceResponse, String> {
+        let request = plugin_api::Request {
+            method: request.method,
+            path: request.path,
+            query: request.query,
+            headers: request.headers,
+            body: request.body,
+        };
+        let answer = self.plugin.handle(request);
+        let response = SurfaceResponse { status: answer.status, headers: answer.headers, body: answer.body };
+        super::wasm::check_response(&response)?;
+        Ok(response)
+    }
+}
+
+impl TaskLoader for Native<dyn NativeLoader> {
+    fn list(&mut self) -> Result<Vec<TaskSource>, String> {
+        let tasks = self.plugin.list_tasks().map_err(|error| format!("the loader refused: {error}"))?;
+        let listed = super::wasm::check_listing(tasks)?;
+        Ok(listed
+            .into_iter()
+            .map(|(task, files)| TaskSource::Files { origin: format!("plugin:{}/{task}", self.name), files })
+            .collect())
+    }
+}
+
+/// Loads the library `config.source` and makes the plugin of `config.kind` it exports.
+pub(crate) fn load(config: &PluginConfig) -> Result<(PluginInfo, Loaded), LoadError> {
+    let library = open(config)?;
+    let (manifest, loaded) = match config.kind.as_str() {
+        "sink" => {
+            let (manifest, plugin) =
+                create::<dyn NativeSink>(library, config, b"ratchet_plugin_create_sink\0", |p| p.manifest())?;
+            (manifest, Loaded::Sink(Box::new(plugin)))
+        }
+        "error-pattern" => {
+            let (manifest, plugin) = create::<dyn NativeErrorPattern>(
+                library,
+                config,
+                b"ratchet_plugin_create_error_pattern\0",
+                |p| p.manifest(),
+            )?;
+            (manifest, Loaded::ErrorPattern(Box::new(plugin)))
+        }
+        "auth" => {
+            let (manifest, plugin) =
+                create::<dyn NativeAuth>(library, config, b"ratchet_plugin_create_auth\0", |p| p.manifest())?;
+            (manifest, Loaded::Auth(Box::new(plugin)))
+        }
+        "loader" => {
+            let (manifest, plugin) =
+                create::<dyn NativeLoader>(library, config, b"ratchet_plugin_create_loader\0", |p| {
+                    p.manifest()
+                })?;
+            (manifest, Loaded::Loader(Box::new(plugin)))
+        }
+        "api-surface" => {
+            let (manifest, plugin) = create::<dyn NativeApiSurface>(
+                library,
+                config,
+                b"ratchet_plugin_create_api_surface\0",
+                |p| p.manifest(),
+            )?;
+            (manifest, Loaded::ApiSurface(Box::new(plugin)))
+        }
+        other => {
+            return Err(LoadError::Unsupported {
+                name: config.name.clone(),
+                message: format!(
+                    "`kind: {other}` is not a plugin kind; use sink, error-pattern, auth, api-surface or loader"
+                ),
+            });
+        }
+    };
+    let info = PluginInfo {
+        name: config.name.clone(),
+        plugin: manifest.name,
+        kind: config.kind.clone(),
+        source: config.source.clone(),
+        interface: format!("native ABI {}", plugin_api::NATIVE_ABI_VERSION),
+        version: manifest.version,
+        description: manifest.description,
+        requested: manifest.capabilities,
+        granted: Vec::new(),
+    };
+    Ok((info, loaded))
+}
+
+/// Opens the library and checks its ABI version and `plugin-api` fingerprint.
+fn open(config: &PluginConfig) -> Result<Library, LoadError> {
+    let (name, path) = (&config.name, &config.source);
+    let refuse = |message: String| LoadError::Start { name: name.clone(), message };
     // SAFETY: loading a library runs its initialisers. Native plugins are trusted code, like
     // the kernel itself: the operator names each one in the configuration.
     #[allow(unsafe_code)]
-    let library = unsafe { Library::new(&path) }.map_err(|e| LoadError::Read {
+    let library = unsafe { Library::new(path) }.map_err(|e| LoadError::Read {
         name: name.clone(),
         path: path.clone(),
         message: e.to_string(),
     })?;
-    // SAFETY (for each symbol): the signatures are those `export_native_sink!` writes; the ABI
-    // version is checked first, so later symbols are only read from libraries that agree.
+    // SAFETY (for each symbol): the signatures are those plugin-api's export macros write; the
+    // ABI version is checked first, so later symbols are only read from libraries that agree.
     #[allow(unsafe_code)]
     let abi: Symbol<'_, extern "C" fn() -> u32> = unsafe { library.get(b"ratchet_plugin_abi_version\0") }
         .map_err(|_| {
@@ -98,27 +230,31 @@ pub fn load(config: &PluginConfig) -> Result<(PluginInfo, Box<dyn Sink>), LoadEr
              same compiler and plugin-api"
         )));
     }
+    Ok(library)
+}
+
+/// Calls the constructor `symbol` with the plugin's config; the plugin and its manifest.
+fn create<T: ?Sized>(
+    library: Library,
+    config: &PluginConfig,
+    symbol: &[u8],
+    manifest: impl FnOnce(&T) -> plugin_api::Manifest,
+) -> Result<(plugin_api::Manifest, Native<T>), LoadError> {
+    let (name, path) = (&config.name, &config.source);
+    let refuse = |message: String| LoadError::Start { name: name.clone(), message };
+    let shown = String::from_utf8_lossy(symbol.strip_suffix(b"\0").unwrap_or(symbol)).into_owned();
     #[allow(unsafe_code)]
-    let create: Symbol<'_, unsafe extern "C" fn(*const u8, usize) -> *mut Created> =
-        unsafe { library.get(b"ratchet_plugin_create_sink\0") }
-            .map_err(|_| refuse(format!("{path} exports no sink (ratchet_plugin_create_sink)")))?;
+    let create: Symbol<
+        '_,
+        unsafe extern "C" fn(*const u8, usize) -> *mut Result<Box<T>, plugin_api::PluginError>,
+    > = unsafe { library.get(symbol) }
+        .map_err(|_| refuse(format!("{path} exports no {} plugin ({shown})", config.kind)))?;
     let settings = config.config.to_string();
-    // SAFETY: the buffer outlives the call; the returned pointer is a `Box<Created>` the
-    // plugin made with `Box::into_raw`, owned by us from here.
+    // SAFETY: the buffer outlives the call; the returned pointer is a boxed result the plugin
+    // made with `Box::into_raw`, owned by us from here.
     #[allow(unsafe_code)]
     let created = unsafe { Box::from_raw(create(settings.as_ptr(), settings.len())) };
-    let sink = (*created).map_err(|error| refuse(format!("did not start: {error}")))?;
-    let manifest = sink.manifest();
-    let info = PluginInfo {
-        name: name.clone(),
-        plugin: manifest.name,
-        kind: "sink".into(),
-        source: path,
-        interface: format!("native ABI {}", plugin_api::NATIVE_ABI_VERSION),
-        version: manifest.version,
-        description: manifest.description,
-        requested: manifest.capabilities,
-        granted: Vec::new(),
-    };
-    Ok((info, Box::new(LoadedSink { name, sink: ManuallyDrop::new(sink), _library: library })))
+    let plugin = (*created).map_err(|error| refuse(format!("did not start: {error}")))?;
+    let manifest = manifest(&plugin);
+    Ok((manifest, Native { name: name.clone(), plugin: ManuallyDrop::new(plugin), _library: library }))
 }

@@ -7,7 +7,23 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::thread::PluginThread;
-use super::wasm::{Failure, WasmErrorPattern};
+use super::wasm::{Classification, Failure, WasmErrorPattern};
+
+/// An error-pattern plugin, WASM or native.
+pub trait PatternPlugin: Send {
+    fn name(&self) -> &str;
+    fn classify(&mut self, failure: &Failure) -> Result<Vec<Classification>, String>;
+}
+
+impl PatternPlugin for WasmErrorPattern {
+    fn name(&self) -> &str {
+        &self.info().name
+    }
+
+    fn classify(&mut self, failure: &Failure) -> Result<Vec<Classification>, String> {
+        WasmErrorPattern::classify(self, failure).map_err(|e| e.to_string())
+    }
+}
 
 /// The longest the kernel waits for classifications of one failure.
 pub const WAIT: Duration = Duration::from_secs(2);
@@ -39,7 +55,7 @@ pub struct ErrorPatterns {
 }
 
 impl ErrorPatterns {
-    pub fn start(plugins: Vec<WasmErrorPattern>) -> ErrorPatterns {
+    pub fn start(plugins: Vec<Box<dyn PatternPlugin>>) -> ErrorPatterns {
         if plugins.is_empty() {
             return ErrorPatterns::default();
         }
@@ -63,7 +79,7 @@ impl ErrorPatterns {
     }
 }
 
-fn classify_all(plugins: &mut [WasmErrorPattern], failure: &FailedRun) -> Vec<Suggestion> {
+fn classify_all(plugins: &mut [Box<dyn PatternPlugin>], failure: &FailedRun) -> Vec<Suggestion> {
     let input = Failure {
         kind: failure.kind.clone(),
         name: failure.name.clone(),
@@ -75,7 +91,7 @@ fn classify_all(plugins: &mut [WasmErrorPattern], failure: &FailedRun) -> Vec<Su
     for plugin in plugins.iter_mut() {
         match plugin.classify(&input) {
             Ok(classifications) => found.extend(classifications.into_iter().map(|c| Suggestion {
-                plugin: plugin.info().name.clone(),
+                plugin: plugin.name().to_owned(),
                 pattern: c.pattern,
                 category: c.category,
                 confidence: c.confidence,

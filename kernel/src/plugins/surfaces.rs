@@ -7,6 +7,17 @@ use std::time::Duration;
 use super::thread::{PluginThread, Unanswered};
 use super::wasm::{SurfaceRequest, SurfaceResponse, WasmApiSurface};
 
+/// An API-surface plugin, WASM or native: its checked answer to a request.
+pub trait SurfacePlugin: Send {
+    fn handle(&mut self, request: SurfaceRequest) -> Result<SurfaceResponse, String>;
+}
+
+impl SurfacePlugin for WasmApiSurface {
+    fn handle(&mut self, request: SurfaceRequest) -> Result<SurfaceResponse, String> {
+        WasmApiSurface::handle(self, request)
+    }
+}
+
 /// The longest a request waits for a surface (its own deadline is usually shorter).
 pub const WAIT: Duration = Duration::from_secs(30);
 
@@ -16,7 +27,7 @@ pub struct Surface {
 }
 
 impl Surface {
-    pub fn start(name: String, plugin: WasmApiSurface) -> Surface {
+    pub fn start(name: String, plugin: Box<dyn SurfacePlugin>) -> Surface {
         let thread = PluginThread::start("api-surface", plugin, |plugin, request: SurfaceRequest| {
             plugin.handle(request)
         });

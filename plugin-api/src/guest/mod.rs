@@ -91,7 +91,9 @@ pub mod api_surface_world {
 
 use sink_world::ratchet::plugin::{host, types};
 
-pub use crate::{Event, Manifest, PluginError};
+pub use crate::{
+    Classification, Event, Failure, Manifest, PluginError, Principal, Request, Response, TaskFiles,
+};
 
 /// A sink receives the kernel's events in batches, in order.
 pub trait Sink {
@@ -99,44 +101,10 @@ pub trait Sink {
     fn write(events: Vec<Event>) -> Result<(), PluginError>;
 }
 
-/// A failed run, as an error-pattern plugin sees it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Failure {
-    /// The error kind: `task_error`, `timeout`, `memory_limit`, `invalid_input`, ...
-    pub kind: String,
-    /// The JavaScript error name, when there is one (`NetworkError`, `TypeError`, ...).
-    pub name: Option<String>,
-    pub message: String,
-    pub task: String,
-    /// The run's log lines.
-    pub logs: Vec<String>,
-}
-
-/// What a pattern says about a failure.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Classification {
-    /// The pattern's id, e.g. `network-error`.
-    pub pattern: String,
-    /// `network`, `database`, `javascript`, `validation`, `resources`, `authentication`.
-    pub category: String,
-    /// 0.0 to 1.0.
-    pub confidence: f32,
-    /// What the user could do.
-    pub suggestions: Vec<String>,
-}
-
 /// Classifies failed runs and suggests fixes.
 pub trait ErrorPattern {
     fn manifest() -> Manifest;
     fn classify(failure: Failure) -> Vec<Classification>;
-}
-
-/// Who a request is, once authenticated.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Principal {
-    pub id: String,
-    /// `viewer`, `runner`, `admin`.
-    pub roles: Vec<String>,
 }
 
 /// Turns a request's headers into a principal, or refuses (`PluginError::Denied`). The kernel
@@ -146,50 +114,10 @@ pub trait Auth {
     fn authenticate(headers: Vec<(String, String)>) -> Result<Principal, PluginError>;
 }
 
-/// One task folder a loader lists: its name and its files (`metadata.json`,
-/// `input.schema.json`, `output.schema.json`, `main.js`, optionally `tests/*.json`), by path
-/// relative to the folder, `/`-separated.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TaskFiles {
-    pub name: String,
-    pub files: Vec<(String, Vec<u8>)>,
-}
-
 /// A source of tasks. The kernel loads what it lists with the same checks as a folder on disk.
 pub trait Loader {
     fn manifest() -> Manifest;
     fn list_tasks() -> Result<Vec<TaskFiles>, PluginError>;
-}
-
-/// A request to an API surface, below its mount point `/plugins/{name}`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Request {
-    pub method: String,
-    /// The path below the mount point, starting with `/`.
-    pub path: String,
-    pub query: Option<String>,
-    /// Lower-case names.
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-/// What an API surface answers.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    /// A JSON response with `status`.
-    pub fn json(status: u16, body: &str) -> Response {
-        Response {
-            status,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: body.as_bytes().to_vec(),
-        }
-    }
 }
 
 /// Serves HTTP routes mounted under `/plugins/{name}/`. The kernel has already checked the

@@ -826,3 +826,48 @@ async fn cors_answers_the_configured_origins_only() {
     assert_eq!(simple.header("access-control-allow-origin"), Some("https://ops.example.com"));
     assert!(simple.header("access-control-expose-headers").is_some_and(|h| h.contains("x-request-id")));
 }
+
+/// Native plugins of every kind but sink (one library, `plugins/native/example-kinds`): an
+/// auth plugin guarding the API, an error pattern classifying a failed run, a loader adding a
+/// task, an API surface answering (its panic answered 500 and contained).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_plugins_of_every_kind_serve_like_wasm_ones() {
+    let library = tests::bin_dir().join("libexample_kinds.so");
+    assert!(library.is_file(), "{} is missing: cargo build --workspace", library.display());
+    let library = library.display();
+    let config = format!(
+        "server:\n  rate_limit_per_second: 0\nplugins:\n\
+         \x20 - {{name: keys, kind: auth, source: {library}, config: {{keys: {{admin-key: admin, viewer-key: viewer}}}}}}\n\
+         \x20 - {{name: needle, kind: error-pattern, source: {library}, config: {{needle: asked to fail}}}}\n\
+         \x20 - {{name: native-tasks, kind: loader, source: {library}}}\n\
+         \x20 - {{name: routes, kind: api-surface, source: {library}}}\n"
+    );
+    let (server, _scratch) = server(&config);
+    let as_key = |method: &str, path: &str, key: &str| {
+        server.client.request(method.parse().unwrap(), server.url(path)).header("x-api-key", key.to_owned())
+    };
+    server.get("/api/v1/tasks").await.assert_error(401, "unauthenticated");
+    let tasks = server.send(as_key("GET", "/api/v1/tasks", "viewer-key")).await;
+    assert!(tasks.text.contains("native-hello"), "{tasks:?}");
+    let body = json!({"input": {}});
+    server
+        .send(as_key("POST", "/api/v1/tasks/native-hello/run", "viewer-key").json(&body))
+        .await
+        .assert_error(403, "forbidden");
+    let run = server.send(as_key("POST", "/api/v1/tasks/native-hello/run", "admin-key").json(&body)).await;
+    assert_eq!(run.json["output"], json!({"hello": "from a native loader"}), "{run:?}");
+
+    let failing = json!({"input": {"n": 1, "ms": 1, "fail": true}});
+    let failed = server.send(as_key("POST", "/api/v1/tasks/sleepy/run", "admin-key").json(&failing)).await;
+    assert_eq!(failed.json["error"]["classification"][0]["pattern"], "native-needle", "{failed:?}");
+    assert_eq!(failed.json["error"]["classification"][0]["plugin"], "needle", "{failed:?}");
+
+    let routed = server.send(as_key("GET", "/plugins/routes/", "viewer-key")).await;
+    assert_eq!(routed.json, json!({"native": true}), "{routed:?}");
+    let panicked = server.send(as_key("GET", "/plugins/routes/panic", "viewer-key")).await;
+    assert_eq!(panicked.status, 500, "{panicked:?}");
+    assert!(panicked.text.contains("panicked"), "{panicked:?}");
+    let plugins = server.send(as_key("GET", "/api/v1/plugins", "viewer-key")).await;
+    let native = plugins.json.as_array().unwrap().iter().filter(|p| p["interface"] == "native ABI 1").count();
+    assert_eq!(native, 4, "{plugins:?}");
+}

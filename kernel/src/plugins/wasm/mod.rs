@@ -380,37 +380,46 @@ impl WasmPlugin<LoaderPlugin> {
             Ok(Err(error)) => return Err(format!("the loader refused: {}", describe_plugin_error(error))),
             Err(error) => return Err(error.to_string()),
         };
-        if listed.len() > MAX_LISTED_TASKS {
-            return Err(format!("the loader listed {} tasks; at most {MAX_LISTED_TASKS}", listed.len()));
+        let listed = listed
+            .into_iter()
+            .map(|task| plugin_api::TaskFiles {
+                name: task.name,
+                files: task.files.into_iter().map(|f| (f.path, f.contents)).collect(),
+            })
+            .collect();
+        check_listing(listed)
+    }
+}
+
+/// A loader's listing, checked: at most [`MAX_LISTED_TASKS`] tasks, plain folder names, file
+/// paths relative, `/`-separated and never climbing out of their folder.
+pub fn check_listing(listed: Vec<plugin_api::TaskFiles>) -> Result<Vec<ListedTask>, String> {
+    if listed.len() > MAX_LISTED_TASKS {
+        return Err(format!("the loader listed {} tasks; at most {MAX_LISTED_TASKS}", listed.len()));
+    }
+    let mut tasks = Vec::with_capacity(listed.len());
+    for plugin_api::TaskFiles { name, files } in listed {
+        let name_ok = !name.is_empty() && !name.contains(['/', '\\']) && name != ".." && name.len() <= 128;
+        if !name_ok {
+            return Err(format!(
+                "the loader listed a task named {:?}; use a plain folder name",
+                truncate(name, 64)
+            ));
         }
-        let mut tasks = Vec::with_capacity(listed.len());
-        for task in listed {
-            let name_ok = !task.name.is_empty()
-                && !task.name.contains(['/', '\\'])
-                && task.name != ".."
-                && task.name.len() <= 128;
-            if !name_ok {
+        let mut checked = std::collections::BTreeMap::new();
+        for (path, contents) in files {
+            let climbs = path.split('/').any(|part| part == ".." || part.is_empty());
+            if climbs || path.starts_with('/') || path.contains('\\') {
                 return Err(format!(
-                    "the loader listed a task named {:?}; use a plain folder name",
-                    truncate(task.name, 64)
+                    "task {name}: the file path {:?} must be relative, `/`-separated, without `..`",
+                    truncate(path, 256)
                 ));
             }
-            let mut files = std::collections::BTreeMap::new();
-            for file in task.files {
-                let climbs = file.path.split('/').any(|part| part == ".." || part.is_empty());
-                if climbs || file.path.starts_with('/') || file.path.contains('\\') {
-                    return Err(format!(
-                        "task {}: the file path {:?} must be relative, `/`-separated, without `..`",
-                        task.name,
-                        truncate(file.path, 256)
-                    ));
-                }
-                files.insert(file.path, file.contents);
-            }
-            tasks.push((task.name, files));
+            checked.insert(path, contents);
         }
-        Ok(tasks)
+        tasks.push((name, checked));
     }
+    Ok(tasks)
 }
 
 fn describe_plugin_error(error: types::PluginError) -> String {
@@ -418,6 +427,27 @@ fn describe_plugin_error(error: types::PluginError) -> String {
         types::PluginError::Denied(m) => format!("denied: {}", truncate(m, MAX_MESSAGE)),
         types::PluginError::InvalidInput(m) | types::PluginError::Failed(m) => truncate(m, MAX_MESSAGE),
     }
+}
+
+/// An API surface's answer, checked: a status from 100 to 599, at most 64 headers, a body of
+/// at most [`MAX_SURFACE_BODY`].
+pub fn check_response(response: &SurfaceResponse) -> Result<(), String> {
+    if !(100..=599).contains(&response.status) {
+        return Err(format!("the plugin answered status {}, which is not an HTTP status", response.status));
+    }
+    if response.headers.len() > 64 {
+        return Err(format!(
+            "the plugin answered {} headers; at most 64 are accepted",
+            response.headers.len()
+        ));
+    }
+    if response.body.len() > MAX_SURFACE_BODY {
+        return Err(format!(
+            "the plugin answered a body of {} bytes; at most {MAX_SURFACE_BODY}",
+            response.body.len()
+        ));
+    }
+    Ok(())
 }
 
 /// The largest response body an API surface may return.
@@ -431,24 +461,7 @@ impl WasmPlugin<ApiSurfacePlugin> {
         let response = self
             .call(|store, instance| instance.ratchet_plugin_api_surface().call_handle(store, &request))
             .map_err(|e| e.to_string())?;
-        if !(100..=599).contains(&response.status) {
-            return Err(format!(
-                "the plugin answered status {}, which is not an HTTP status",
-                response.status
-            ));
-        }
-        if response.headers.len() > 64 {
-            return Err(format!(
-                "the plugin answered {} headers; at most 64 are accepted",
-                response.headers.len()
-            ));
-        }
-        if response.body.len() > MAX_SURFACE_BODY {
-            return Err(format!(
-                "the plugin answered a body of {} bytes; at most {MAX_SURFACE_BODY}",
-                response.body.len()
-            ));
-        }
+        check_response(&response)?;
         Ok(response)
     }
 }
