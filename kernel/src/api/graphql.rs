@@ -11,10 +11,10 @@ use async_graphql::{Context, Json, Object, Schema, SimpleObject, Subscription};
 use async_graphql_axum::{GraphQLBatchRequest, GraphQLProtocol, GraphQLResponse, GraphQLWebSocket};
 use axum::Extension;
 use axum::Router;
-use axum::extract::WebSocketUpgrade;
-use axum::http::header;
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::{HeaderMap, header};
 use axum::response::{Html, IntoResponse};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::Value;
 
 use super::auth::{Caller, Role};
@@ -57,35 +57,72 @@ impl super::ApiSurface for GraphQlSurface {
 
     fn protected(&self, state: &AppState) -> Router<AppState> {
         let schema = schema(std::sync::Arc::clone(state));
-        let for_ws = schema.clone();
         Router::new().route(
             "/graphql",
-            get(
-                move |Extension(caller): Extension<Caller>,
-                      protocol: GraphQLProtocol,
-                      upgrade: WebSocketUpgrade| {
-                    let schema = for_ws.clone();
-                    async move {
-                        upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| {
-                            let mut data = async_graphql::Data::default();
-                            data.insert(caller);
-                            GraphQLWebSocket::new(socket, schema, protocol).with_data(data).serve()
-                        })
-                    }
-                },
-            )
-            .post(move |Extension(caller): Extension<Caller>, request: GraphQLBatchRequest| {
+            post(move |Extension(caller): Extension<Caller>, request: GraphQLBatchRequest| {
                 let schema = schema.clone();
                 async move { execute(&schema, caller, request).await }
             }),
         )
     }
 
-    fn public(&self, _state: &AppState) -> Router<AppState> {
+    /// Subscriptions: browsers cannot put a key in a WebSocket's headers, so a socket whose
+    /// headers do not authenticate is upgraded and must authenticate in its `connection_init`
+    /// payload (`{"x-api-key": KEY}` or `{"authorization": "Bearer KEY"}`) as a viewer, or it is
+    /// closed before any operation runs.
+    fn public(&self, state: &AppState) -> Router<AppState> {
+        let schema = schema(std::sync::Arc::clone(state));
+        let subscribe = move |State(state): State<AppState>,
+                              headers: HeaderMap,
+                              protocol: GraphQLProtocol,
+                              upgrade: WebSocketUpgrade| {
+            let schema = schema.clone();
+            async move {
+                let by_headers = super::auth::identify(&state, &headers).await.ok();
+                upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| {
+                    GraphQLWebSocket::new(socket, schema, protocol)
+                        .on_connection_init(move |payload| connection_init(state, by_headers, payload))
+                        .serve()
+                })
+            }
+        };
         Router::new()
+            .route("/graphql", get(subscribe))
             .route("/graphql/playground", get(|| async { Html(PLAYGROUND) }))
             .route("/graphql/playground/{file}", get(asset))
     }
+}
+
+/// The caller of a subscription socket: from its headers, else from its `connection_init`
+/// payload; a viewer at least.
+async fn connection_init(
+    state: AppState,
+    by_headers: Option<Caller>,
+    payload: Value,
+) -> async_graphql::Result<async_graphql::Data> {
+    let caller = match by_headers {
+        Some(caller) => caller,
+        None => {
+            let mut headers = HeaderMap::new();
+            for name in ["x-api-key", "authorization"] {
+                let value = payload.as_object().and_then(|p| {
+                    p.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.as_str())
+                });
+                if let Some(value) = value.and_then(|v| axum::http::HeaderValue::from_str(v).ok()) {
+                    headers.insert(name, value);
+                }
+            }
+            super::auth::identify(&state, &headers)
+                .await
+                .map_err(|error| async_graphql::Error::new(error.message))?
+        }
+    };
+    if !caller.may(Role::Viewer) {
+        return Err(async_graphql::Error::new(format!("{} holds no role that may subscribe", caller.id)));
+    }
+    let mut data = async_graphql::Data::default();
+    data.insert(caller);
+    Ok(data)
 }
 
 async fn execute(
@@ -119,7 +156,12 @@ const PLAYGROUND: &str = r#"<!doctype html>
 <script src="/graphql/playground/react-dom.production.min.js"></script>
 <script src="/graphql/playground/graphiql.min.js"></script>
 <script>
-  const fetcher = GraphiQL.createFetcher({ url: '/graphql' });
+  // Subscriptions authenticate with the headers set in GraphiQL's header editor.
+  const fetcher = GraphiQL.createFetcher({
+    url: '/graphql',
+    subscriptionUrl: (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/graphql',
+    wsConnectionParams: () => { try { return JSON.parse(localStorage.getItem('graphiql:headers') || '{}'); } catch (e) { return {}; } },
+  });
   ReactDOM.createRoot(document.getElementById('graphiql')).render(
     React.createElement(GraphiQL, { fetcher, defaultQuery: '{\n  tasks { name version description }\n}\n' })
   );

@@ -338,10 +338,7 @@ async fn every_route_checks_credentials_and_roles() {
     let (server, _scratch) = server(&config);
     let document = server.get("/api/v1/openapi.json").await;
     assert_eq!(document.status, 200, "the document is public");
-    let mut routes: Vec<(String, String, String)> = vec![
-        ("GET".into(), "/graphql".into(), "viewer".into()),
-        ("POST".into(), "/graphql".into(), "viewer".into()),
-    ];
+    let mut routes: Vec<(String, String, String)> = vec![("POST".into(), "/graphql".into(), "viewer".into())];
     for (path, item) in document.json["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
             let Some(role) = operation["security"][0]["api_key"][0].as_str() else {
@@ -374,6 +371,16 @@ async fn every_route_checks_credentials_and_roles() {
         }
         let allowed = server.send(call(Some(format!("{role}-key")))).await;
         assert!(![401, 403].contains(&allowed.status), "{method} {path} as {role}: {allowed:?}");
+    }
+    // Subscriptions: the key in the `connection_init` payload, as browsers send it.
+    let query = r#"subscription { jobStatus(id: "nothing-here") { status } }"#;
+    let mut keyed = subscribe_with(server.port, query, json!({"x-api-key": "viewer-key"})).await;
+    let answered = tokio::time::timeout(Duration::from_secs(10), next_frame(&mut keyed)).await.unwrap();
+    assert!(answered.as_ref().is_some_and(|f| f.to_string().contains("no job nothing-here")), "{answered:?}");
+    for init in [json!({}), json!({"x-api-key": "wrong-key"})] {
+        let mut refused = subscribe_with(server.port, query, init.clone()).await;
+        let closed = tokio::time::timeout(Duration::from_secs(10), next_frame(&mut refused)).await.unwrap();
+        assert!(closed.is_none(), "{init}: {closed:?}");
     }
     // The documentation and health stay open.
     for open in ["/health", "/docs/", "/graphql/playground", "/api/v1/openapi.json"] {
@@ -698,6 +705,11 @@ type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStre
 
 /// A GraphQL subscription over WebSocket (graphql-transport-ws), subscribed to `query`.
 async fn subscribe(port: u16, query: &str) -> Socket {
+    subscribe_with(port, query, json!({})).await
+}
+
+/// The same, with `init` as the `connection_init` payload (where a browser puts its key).
+async fn subscribe_with(port: u16, query: &str, init: Value) -> Socket {
     use tokio_tungstenite::tungstenite::Message;
     let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
         format!("ws://127.0.0.1:{port}/graphql"),
@@ -705,7 +717,10 @@ async fn subscribe(port: u16, query: &str) -> Socket {
     .unwrap();
     request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap());
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    socket.send(Message::text(json!({"type": "connection_init"}).to_string())).await.unwrap();
+    socket
+        .send(Message::text(json!({"type": "connection_init", "payload": init}).to_string()))
+        .await
+        .unwrap();
     let subscribe = json!({"id": "1", "type": "subscribe", "payload": {"query": query}});
     socket.send(Message::text(subscribe.to_string())).await.unwrap();
     socket
