@@ -230,3 +230,20 @@ pub fn run_once_with(task: &Path, input: &Value, args: &[&str], env: &[(&str, &s
     let envelope = run.json();
     (run, envelope)
 }
+
+/// A WASM plugin built by `cargo xtask build-plugins`, by name.
+pub fn component(name: &str) -> PathBuf {
+    let path = workspace_root().join("target/plugins").join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo xtask build-plugins` (cargo xtask ci does)",
+        path.display()
+    );
+    path
+}
+
+/// The SHA-256 of `text` in lower-case hex, as API keys are configured.
+pub fn sha256(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tests::api::{ApiServer, answer};
-use tests::example_task;
+use tests::{component, example_task, sha256};
 
 /// A task that logs, sleeps `input.ms` (logging `input.ticks` times on the way), logs, then
 /// returns `input.n` (or throws when `input.fail`).
@@ -536,21 +536,6 @@ async fn graphql_queries_mutations_subscriptions_and_limits() {
     server.post("/graphql", &Value::Array(batch)).await.assert_error(400, "bad_request");
     let small: Vec<Value> = (0..2).map(|_| json!({"query": "{ tasks { name } }"})).collect();
     assert_eq!(server.post("/graphql", &Value::Array(small)).await.json.as_array().map(Vec::len), Some(2));
-}
-
-fn component(name: &str) -> PathBuf {
-    let path = tests::workspace_root().join("target/plugins").join(format!("{name}.wasm"));
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo xtask build-plugins` (cargo xtask ci does)",
-        path.display()
-    );
-    path
-}
-
-fn sha256(text: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Hosts Chromium itself calls (component updates, sign-in, network time, autofill), not the

@@ -7,16 +7,7 @@ use kernel::config::{ByteSize, EgressConfig, PluginConfig, PluginGrants, PluginL
 use kernel::plugins::wasm::{SinkCalls, WasmHost};
 use kernel::plugins::{Event, LoadError, PluginError, Plugins};
 use serde_json::{Value, json};
-
-fn component(name: &str) -> PathBuf {
-    let path = tests::workspace_root().join("target/plugins").join(format!("{name}.wasm"));
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo xtask build-plugins` (cargo xtask ci does)",
-        path.display()
-    );
-    path
-}
+use tests::{component, sha256};
 
 fn plugin(name: &str, file: &str) -> PluginConfig {
     PluginConfig {
@@ -424,11 +415,6 @@ fn the_error_pattern_plugin_classifies_failures_with_built_in_and_configured_pat
     wrong.kind = "error-pattern".into();
     let error = host.load_error_pattern(&wrong).err().unwrap().to_string();
     assert!(error.contains("configured as `error-pattern`") && error.contains("sink interface"), "{error}");
-}
-
-fn sha256(text: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
