@@ -192,7 +192,8 @@ async fn envelope(request: Request, next: Next) -> Response {
         .await
 }
 
-/// Per-client rate limit (not on the health routes) and the request timeout.
+/// Per-client rate limit (not on the health routes), the declared body size, and the request
+/// timeout.
 async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
     let exempt = path == "/health" || path == "/ready";
@@ -214,6 +215,23 @@ async fn limit(State(state): State<AppState>, request: Request, next: Next) -> R
             .retry_after(seconds.max(1))
             .into_response();
         }
+    }
+    // A body declared too large is refused before any of it is read.
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > state.config.max_body_bytes as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the request body is larger than server.max_body_bytes ({} bytes)",
+                state.config.max_body_bytes
+            ),
+        )
+        .into_response();
     }
     let timeout = seconds(state.config.request_timeout_secs.max(0.001));
     match tokio::time::timeout(timeout, next.run(request)).await {
