@@ -291,9 +291,15 @@ impl Service {
 
     async fn consume(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let poll = Duration::from_millis(self.queue.poll_interval_ms.max(1));
+        // The job claimed together with the end of the previous one.
+        let mut next: Option<Job> = None;
         while !*stop.borrow() {
-            match self.store.claim(&self.node, self.lease(), now_ms()).await {
-                Ok(Some(job)) => self.process(job).await,
+            let claimed = match next.take() {
+                Some(job) => Ok(Some(job)),
+                None => self.store.claim(&self.node, self.lease(), now_ms()).await,
+            };
+            match claimed {
+                Ok(Some(job)) => next = self.process_then_claim(job, true).await,
                 Ok(None) => {
                     tokio::select! {
                         () = self.wake.notified() => {}
@@ -308,14 +314,26 @@ impl Service {
                 }
             }
         }
+        // Claimed as the stop came: back to the queue, its attempt not used up.
+        if let Some(job) = next
+            && let Err(error) = self.store.release(&job.id, job.attempt, now_ms()).await
+        {
+            tracing::warn!(job = %job.id, "cannot release a job claimed while stopping: {error}");
+        }
     }
 
     /// Runs one claimed job to its end, under its fencing token.
     pub async fn process(&self, job: Job) {
+        self.process_then_claim(job, false).await;
+    }
+
+    /// `process`, then (when `claim_next`) the next job, claimed in the transaction that
+    /// records this one's end.
+    async fn process_then_claim(&self, job: Job, claim_next: bool) -> Option<Job> {
         let Some(task) = self.registry.get(&job.task) else {
             let message = format!("this node has no task named `{}`", job.task);
             self.report_unknown_task(&job, message).await;
-            return;
+            return None;
         };
         let execution_id = uuid::Uuid::new_v4().to_string();
         self.track(&job, Some(&execution_id));
@@ -344,9 +362,20 @@ impl Service {
             (Err(_), Some(error)) => Outcome::Failed(error),
             (Err(_), None) => Outcome::Failed("the run failed"),
         };
-        let reported = self.store.finish(&job.id, job.attempt, outcome, Some(&record), now_ms()).await;
-        log_report(&job, reported);
+        let claim = claim_next.then(|| (self.node.as_str(), self.lease()));
+        let reported =
+            self.store.finish_then_claim(&job.id, job.attempt, outcome, Some(&record), claim, now_ms()).await;
         self.track(&job, None);
+        match reported {
+            Ok((status, next)) => {
+                log_report(&job, Ok(status));
+                next
+            }
+            Err(error) => {
+                log_report(&job, Err(error));
+                None
+            }
+        }
     }
 
     /// Runs `task` now, outside the queue (the API's synchronous run), and records it. The

@@ -251,6 +251,16 @@ impl Store {
     /// Atomically takes the most urgent runnable job for `owner`, leasing it until
     /// `now + lease`. The returned job's `attempt` is this attempt's fencing token.
     pub async fn claim(&self, owner: &str, lease: Duration, now: i64) -> Result<Option<Job>, QueueError> {
+        self.claim_on(self.writer(), owner, lease, now).await
+    }
+
+    async fn claim_on(
+        &self,
+        connection: &impl ConnectionTrait,
+        owner: &str,
+        lease: Duration,
+        now: i64,
+    ) -> Result<Option<Job>, QueueError> {
         let lock = match self.backend() {
             sea_orm::DbBackend::Postgres => " FOR UPDATE SKIP LOCKED",
             _ => "",
@@ -261,7 +271,7 @@ impl Store {
              ORDER BY priority DESC, run_at, created_at, id LIMIT 1{lock}) RETURNING {COLUMNS}"
         );
         let values: Vec<SqlValue> = vec![owner.into(), (now + millis(lease)).into(), now.into(), now.into()];
-        let row = self.writer().query_one_raw(self.statement(&sql, values)).await?;
+        let row = connection.query_one_raw(self.statement(&sql, values)).await?;
         row.map(|row| job_from_row(&row)).transpose()
     }
 
@@ -304,6 +314,22 @@ impl Store {
         execution: Option<&ExecutionRecord>,
         now: i64,
     ) -> Result<JobStatus, QueueError> {
+        let (status, _) = self.finish_then_claim(id, attempt, outcome, execution, None, now).await?;
+        Ok(status)
+    }
+
+    /// [`Store::finish`], and in the same transaction the claim of the next job for `claim`
+    /// (owner and lease), as [`Store::claim`] would: a consumer that goes on working commits
+    /// once per job instead of twice. A fenced attempt claims nothing.
+    pub async fn finish_then_claim(
+        &self,
+        id: &str,
+        attempt: u32,
+        outcome: Outcome<'_>,
+        execution: Option<&ExecutionRecord>,
+        claim: Option<(&str, Duration)>,
+        now: i64,
+    ) -> Result<(JobStatus, Option<Job>), QueueError> {
         let (status, sql, values, error): (JobStatus, &str, Vec<SqlValue>, Option<&str>) = match outcome {
             Outcome::Completed(output) => (
                 JobStatus::Completed,
@@ -346,8 +372,12 @@ impl Store {
         if let Some(execution) = execution {
             self.insert_execution(&transaction, execution).await?;
         }
+        let next = match claim {
+            Some((owner, lease)) => self.claim_on(&transaction, owner, lease, now).await?,
+            None => None,
+        };
         transaction.commit().await?;
-        Ok(status)
+        Ok((status, next))
     }
 
     /// Releases every running job whose lease expired before `now` (its worker or node died):

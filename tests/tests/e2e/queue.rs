@@ -265,3 +265,57 @@ async fn finish_stores_the_execution_with_the_result_and_keeps_a_fenced_one() {
     })
     .await;
 }
+
+/// A consumer ends one job and claims the next in one transaction; a fenced end claims nothing
+/// and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finishing_a_job_can_claim_the_next_in_the_same_commit() {
+    on_each_backend(|store, backend| async move {
+        let a = store.enqueue(NewJob { priority: 5, ..job("a") }, T0).await.unwrap().job;
+        let b = store.enqueue(job("b"), T0).await.unwrap().job;
+        let first = store.claim("node-a", LEASE, T0 + 1).await.unwrap().unwrap();
+        assert_eq!(first.id, a.id, "{backend}");
+        let output = json!({"ok": true});
+        let (status, next) = store
+            .finish_then_claim(
+                &first.id,
+                1,
+                kernel::storage::Outcome::Completed(&output),
+                None,
+                Some(("node-a", LEASE)),
+                T0 + 2,
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, JobStatus::Completed, "{backend}");
+        let next = next.expect("the next job is claimed with the end of the first");
+        assert_eq!(
+            (next.id.as_str(), next.attempt, next.status),
+            (b.id.as_str(), 1, JobStatus::Running),
+            "{backend}"
+        );
+        assert_eq!(next.lease_expires_at, Some(T0 + 2 + 30_000), "{backend}");
+        assert_eq!(store.job(&a.id).await.unwrap().status, JobStatus::Completed, "{backend}");
+
+        // Cancelled under its runner: the late end is fenced and claims nothing.
+        let c = store.enqueue(job("c"), T0).await.unwrap().job;
+        store.cancel(&next.id, T0 + 3).await.unwrap();
+        let fenced = store
+            .finish_then_claim(
+                &next.id,
+                1,
+                kernel::storage::Outcome::Completed(&output),
+                None,
+                Some(("node-a", LEASE)),
+                T0 + 4,
+            )
+            .await;
+        assert!(matches!(fenced, Err(QueueError::Fenced { .. })), "{backend}: {fenced:?}");
+        assert_eq!(
+            store.job(&c.id).await.unwrap().status,
+            JobStatus::Queued,
+            "{backend}: nothing was claimed"
+        );
+    })
+    .await;
+}
