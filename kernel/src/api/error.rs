@@ -86,6 +86,15 @@ impl ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 
+    /// The body is larger than `server.max_body_bytes`.
+    pub fn payload_too_large() -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is larger than server.max_body_bytes",
+        )
+    }
+
     pub fn unavailable(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
@@ -95,7 +104,7 @@ impl ApiError {
         let (code, message) = match status {
             StatusCode::NOT_FOUND => ("not_found", "no such route; the API is under /api/v1 (see /docs)"),
             StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this route does not take that method"),
-            StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
+            StatusCode::PAYLOAD_TOO_LARGE => return ApiError::payload_too_large(),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => {
                 ("unsupported_media_type", "send the body as JSON with `content-type: application/json`")
             }
@@ -167,16 +176,10 @@ impl From<JsonRejection> for ApiError {
         match rejection {
             JsonRejection::JsonDataError(_) => ApiError::invalid(text),
             JsonRejection::JsonSyntaxError(_) => ApiError::bad_request(text),
-            JsonRejection::MissingJsonContentType(_) => ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send the body as JSON with `content-type: application/json`",
-            ),
-            _ if status == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-                status,
-                "payload_too_large",
-                "the request body is larger than server.max_body_bytes",
-            ),
+            JsonRejection::MissingJsonContentType(_) => {
+                ApiError::from_status(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+            }
+            _ if status == StatusCode::PAYLOAD_TOO_LARGE => ApiError::payload_too_large(),
             _ => ApiError::new(status, "bad_request", text),
         }
     }

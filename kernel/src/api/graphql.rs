@@ -456,8 +456,7 @@ impl Query {
     }
 
     async fn nodes(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<GqlNode>> {
-        let stale = 3 * crate::service::NODE_HEARTBEAT.as_millis() as i64;
-        let nodes = state(ctx)?.service.store.nodes(now_ms(), stale).await?;
+        let nodes = state(ctx)?.service.store.nodes(now_ms(), crate::service::NODE_STALE_AFTER_MS).await?;
         Ok(nodes
             .into_iter()
             .map(|n| GqlNode {
@@ -514,20 +513,7 @@ impl Mutation {
     /// (runner).
     async fn retry_job(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<GqlJob> {
         need(ctx, Role::Runner)?;
-        let state = state(ctx)?;
-        let job = state.service.store.job(&id).await?;
-        if !matches!(job.status, JobStatus::Failed | JobStatus::Cancelled) {
-            return Err(async_graphql::Error::new(format!(
-                "job {id} is {}; only failed or cancelled jobs are retried",
-                job.status
-            )));
-        }
-        let options = EnqueueOptions {
-            priority: job.priority,
-            max_attempts: Some(job.max_attempts),
-            ..Default::default()
-        };
-        Ok(GqlJob::from(&state.service.enqueue(&job.task, job.input, options).await?.job))
+        Ok(GqlJob::from(&state(ctx)?.service.retry(&id).await?.job))
     }
 
     /// Run a task now and wait for its recorded execution (runner), at most

@@ -223,15 +223,7 @@ async fn limit(State(state): State<AppState>, request: Request, next: Next) -> R
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > state.config.max_body_bytes as u64) {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!(
-                "the request body is larger than server.max_body_bytes ({} bytes)",
-                state.config.max_body_bytes
-            ),
-        )
-        .into_response();
+        return ApiError::payload_too_large().into_response();
     }
     let timeout = seconds(state.config.request_timeout_secs.max(0.001));
     match tokio::time::timeout(timeout, next.run(request)).await {

@@ -62,12 +62,7 @@ async fn forward(
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return ApiError::new(
-                rejection.status(),
-                "payload_too_large",
-                "the request body is larger than server.max_body_bytes",
-            )
-            .into_response();
+            return ApiError::payload_too_large().into_response();
         }
         Err(rejection) => return ApiError::bad_request(rejection.body_text()).into_response(),
     };

@@ -105,23 +105,33 @@ pub async fn open_store(config: &Config) -> anyhow::Result<kernel::storage::Stor
     })
 }
 
-/// The tasks under the configured folders; tasks that fail to load are reported and skipped.
 /// The tasks under `server.tasks`, then those of every loader plugin the configuration
-/// enables. A broken task is a warning; a loader that cannot list its tasks is an error.
+/// enables (loaded for this alone).
 pub fn load_registry(config: &Config) -> anyhow::Result<kernel::service::TaskRegistry> {
+    let loaders: Vec<_> = config.plugins.iter().filter(|p| p.kind == "loader").cloned().collect();
+    let plugins = if loaders.is_empty() {
+        kernel::plugins::Plugins::none()
+    } else {
+        let cache = config.storage.data_dir.join("plugin-cache");
+        kernel::plugins::Plugins::load(&loaders, &config.egress, &cache)
+            .context("loading the loader plugins")?
+    };
+    registry_with(config, &plugins)
+}
+
+/// The tasks under `server.tasks`, then those the loaders among `plugins` list. A broken task
+/// is a warning; a loader that cannot list its tasks is an error.
+pub fn registry_with(
+    config: &Config,
+    plugins: &kernel::plugins::Plugins,
+) -> anyhow::Result<kernel::service::TaskRegistry> {
     let (mut registry, mut rejected) =
         kernel::service::TaskRegistry::load(&config.server.tasks, &config.limits)
             .map_err(anyhow::Error::msg)?;
-    let loaders: Vec<_> = config.plugins.iter().filter(|p| p.kind == "loader").cloned().collect();
-    if !loaders.is_empty() {
-        let cache = config.storage.data_dir.join("plugin-cache");
-        let plugins = kernel::plugins::Plugins::load(&loaders, &config.egress, &cache)
-            .context("loading the loader plugins")?;
-        for (loader, listed) in plugins.list_tasks() {
-            let sources = listed
-                .map_err(|e| anyhow::anyhow!("the loader plugin {loader} cannot list its tasks: {e}"))?;
-            rejected.extend(registry.add(sources, &config.limits));
-        }
+    for (loader, listed) in plugins.list_tasks() {
+        let sources =
+            listed.map_err(|e| anyhow::anyhow!("the loader plugin {loader} cannot list its tasks: {e}"))?;
+        rejected.extend(registry.add(sources, &config.limits));
     }
     for task in rejected {
         eprintln!("warning: skipping the task at {}: {}", task.path.display(), task.error);

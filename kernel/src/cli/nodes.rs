@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use kernel::Config;
-use kernel::service::NODE_HEARTBEAT;
+use kernel::service::NODE_STALE_AFTER_MS;
 use kernel::storage::now_ms;
 use serde_json::{Value, json};
 
@@ -13,8 +13,7 @@ use super::jobs::{Common, open, time};
 /// Nodes with their workers.
 pub async fn nodes(mut config: Config, common: Common) -> anyhow::Result<ExitCode> {
     let store = open(&mut config, &common).await?;
-    let stale = 3 * NODE_HEARTBEAT.as_millis() as i64;
-    let nodes = store.nodes(now_ms(), stale).await?;
+    let nodes = store.nodes(now_ms(), NODE_STALE_AFTER_MS).await?;
     let workers = store.workers().await?;
     match common.format {
         Format::Json => {

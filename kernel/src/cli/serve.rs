@@ -35,7 +35,6 @@ pub async fn serve(mut config: Config, args: ServeArgs) -> anyhow::Result<ExitCo
         .await
         .with_context(|| format!("cannot listen on {} (server.bind / --bind)", config.server.bind))?;
     let store = super::open_store(&config).await?;
-    let registry = super::load_registry(&config)?;
     let grace = Duration::from_secs_f64(config.server.shutdown_grace_secs);
     let workers = config.workers.count;
     let plugins = kernel::plugins::Plugins::load(
@@ -46,6 +45,8 @@ pub async fn serve(mut config: Config, args: ServeArgs) -> anyhow::Result<ExitCo
     for plugin in plugins.list() {
         eprintln!("plugin {plugin}");
     }
+    // The loaders just loaded list the tasks: each plugin is loaded once.
+    let registry = super::registry_with(&config, &plugins)?;
     let surfaces = kernel::api::builtin_surfaces(&config.server.surfaces).map_err(anyhow::Error::msg)?;
     kernel::api::check_exposure(&config.server, listener.local_addr()?, plugins.auth.is_some())
         .map_err(anyhow::Error::msg)?;

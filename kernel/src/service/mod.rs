@@ -157,6 +157,25 @@ impl Service {
         Ok(enqueued)
     }
 
+    /// Enqueues a failed or cancelled job again, as a new job with its task, input, priority
+    /// and attempt budget; any other status is a `Conflict`.
+    pub async fn retry(&self, id: &str) -> Result<Enqueued, ServiceError> {
+        let job = self.store.job(id).await?;
+        if !matches!(job.status, JobStatus::Failed | JobStatus::Cancelled) {
+            return Err(QueueError::Conflict(format!(
+                "job {id} is {}; only failed or cancelled jobs are retried",
+                job.status
+            ))
+            .into());
+        }
+        let options = EnqueueOptions {
+            priority: job.priority,
+            max_attempts: Some(job.max_attempts),
+            ..Default::default()
+        };
+        self.enqueue(&job.task, job.input, options).await
+    }
+
     /// How many jobs this node holds at once: by default two per worker, so that recording one
     /// job and claiming the next overlap with runs (measured: +30% throughput on SQLite).
     pub fn concurrency(&self) -> usize {
@@ -599,6 +618,9 @@ fn record(
 
 /// How often a node reports it is alive (and its workers' states).
 pub const NODE_HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// A node that missed heartbeats this long (milliseconds) is reported lost.
+pub const NODE_STALE_AFTER_MS: i64 = 3 * NODE_HEARTBEAT.as_millis() as i64;
 
 fn task_version(task: &crate::Task) -> TaskVersion {
     TaskVersion {

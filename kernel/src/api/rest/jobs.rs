@@ -98,19 +98,7 @@ pub async fn retry_job(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
-    let job = state.service.store.job(&id).await?;
-    if !matches!(job.status, JobStatus::Failed | JobStatus::Cancelled) {
-        return Err(ApiError::conflict(format!(
-            "job {id} is {}; only failed or cancelled jobs are retried",
-            job.status
-        )));
-    }
-    let options = EnqueueOptions {
-        priority: job.priority,
-        max_attempts: Some(job.max_attempts),
-        ..EnqueueOptions::default()
-    };
-    let enqueued = state.service.enqueue(&job.task, job.input, options).await?;
+    let enqueued = state.service.retry(&id).await?;
     Ok((StatusCode::CREATED, Json(JobView::from(&enqueued.job))))
 }
 

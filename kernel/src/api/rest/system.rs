@@ -8,14 +8,11 @@ use crate::api::error::{ApiError, ErrorBody};
 use crate::api::model::{NodeView, PluginView, WorkerView};
 use crate::storage::now_ms;
 
-/// A node that missed heartbeats this long is reported lost.
-const STALE_AFTER_MS: i64 = 3 * crate::service::NODE_HEARTBEAT.as_millis() as i64;
-
 /// The nodes sharing this database.
 #[utoipa::path(get, path = "/api/v1/nodes", tag = "system",
     responses((status = 200, body = Vec<NodeView>), (status = "4XX", body = ErrorBody)))]
 pub async fn list_nodes(State(state): State<AppState>) -> Result<Json<Vec<NodeView>>, ApiError> {
-    let nodes = state.service.store.nodes(now_ms(), STALE_AFTER_MS).await?;
+    let nodes = state.service.store.nodes(now_ms(), crate::service::NODE_STALE_AFTER_MS).await?;
     Ok(Json(nodes.into_iter().map(Into::into).collect()))
 }
 
