@@ -29,6 +29,9 @@ const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+/// Runs before its quota at which a worker's successor starts, so that recycling a worker
+/// leaves no gap in its slot (a worker takes a few milliseconds to start).
+const SUCCESSOR_LEAD_RUNS: u32 = 8;
 
 /// How to start and run workers.
 #[derive(Debug, Clone)]
@@ -218,22 +221,56 @@ impl RunReply {
     }
 }
 
+/// A worker started ahead of its predecessor's retirement.
+type Successor = JoinHandle<Result<WorkerProcess, String>>;
+
 async fn slot_main(index: usize, shared: Arc<Shared>) {
     let mut generation = 0u64;
+    let mut successor: Option<Successor> = None;
     loop {
         generation += 1;
-        let id = format!("w{index}.{generation}");
-        let Some(worker) = start_worker(index, &shared, id).await else {
-            return;
+        let id = worker_id(index, generation);
+        let spare = match successor.take() {
+            Some(spare) => spare.await.ok().and_then(Result::ok),
+            None => None,
         };
-        match serve(index, &shared, worker).await {
+        let worker = match spare {
+            Some(worker) => {
+                adopt(&shared, index, &worker);
+                worker
+            }
+            None => match start_worker(index, &shared, id).await {
+                Some(worker) => worker,
+                None => return,
+            },
+        };
+        match serve(index, &shared, worker, generation, &mut successor).await {
             Served::Replace => update(&shared, index, |s| s.restarts += 1),
             Served::Closed => {
+                if let Some(spare) = successor.take()
+                    && let Ok(Ok(spare)) = spare.await
+                {
+                    spare.shutdown().await;
+                }
                 update(&shared, index, |s| s.state = SlotState::Stopped);
                 return;
             }
         }
     }
+}
+
+fn worker_id(index: usize, generation: u64) -> String {
+    format!("w{index}.{generation}")
+}
+
+/// Marks the slot as holding `worker`, started and handshaken.
+fn adopt(shared: &Shared, index: usize, worker: &WorkerProcess) {
+    let pid = worker.pid();
+    update(shared, index, |s| {
+        s.state = SlotState::Idle;
+        s.pid = pid;
+        s.consecutive_start_failures = 0;
+    });
 }
 
 /// Spawns a worker, backing off while spawning fails. `None` when the pool closed meanwhile.
@@ -243,12 +280,7 @@ async fn start_worker(index: usize, shared: &Shared, id: String) -> Option<Worke
         update(shared, index, |s| s.state = SlotState::Starting);
         match WorkerProcess::spawn(&shared.spec, id.clone()).await {
             Ok(worker) => {
-                let pid = worker.pid();
-                update(shared, index, |s| {
-                    s.state = SlotState::Idle;
-                    s.pid = pid;
-                    s.consecutive_start_failures = 0;
-                });
+                adopt(shared, index, &worker);
                 return Some(worker);
             }
             Err(error) => {
@@ -293,8 +325,20 @@ enum Served {
     Closed,
 }
 
-async fn serve(index: usize, shared: &Shared, mut worker: WorkerProcess) -> Served {
+/// Hands runs to `worker` until it dies, is used up or the pool closes. Near its quota, its
+/// successor (generation + 1) starts in `successor`.
+async fn serve(
+    index: usize,
+    shared: &Shared,
+    mut worker: WorkerProcess,
+    generation: u64,
+    successor: &mut Option<Successor>,
+) -> Served {
     loop {
+        if successor.is_none() && worker.runs.saturating_add(SUCCESSOR_LEAD_RUNS) >= shared.spec.max_runs {
+            let (spec, id) = (shared.spec.clone(), worker_id(index, generation + 1));
+            *successor = Some(tokio::spawn(async move { WorkerProcess::spawn(&spec, id).await }));
+        }
         let job = tokio::select! {
             job = next_job(shared) => job,
             () = tokio::time::sleep(shared.spec.ping_interval) => {

@@ -193,6 +193,41 @@ async fn workers_are_recycled_after_their_run_quota() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recycled_workers_successor_is_started_before_the_quota_ends() {
+    // The successor starts 8 runs before the quota of 20: it is already running when run 20
+    // ends, and serves run 21 without a start in between.
+    let kernel = kernel(1, |c| c.workers.max_runs = 20);
+    let code = "(function () { return 1; })";
+    for _ in 0..12 {
+        run(&kernel, code, json!({}), json!(null)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A process started now marks the time, in the same clock as the worker's start.
+    let mut marker = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    let before_last_runs = process_start_ticks(marker.id());
+    for _ in 12..20 {
+        run(&kernel, code, json!({}), json!(null)).await;
+    }
+    let execution = run(&kernel, code, json!({}), json!(null)).await;
+    marker.kill().unwrap();
+    marker.wait().unwrap();
+    assert_eq!(execution.worker.unwrap().worker_id, "w0.2");
+    let successor = process_start_ticks(kernel.pool().status()[0].pid.unwrap());
+    assert!(
+        successor < before_last_runs,
+        "w0.2 started at tick {successor}, not before runs 13 to 20 (tick {before_last_runs})"
+    );
+    kernel.shutdown().await;
+}
+
+/// When process `pid` started, in clock ticks after boot (proc(5): `stat` field 22).
+fn process_start_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_comm = stat.rsplit_once(") ").unwrap().1;
+    after_comm.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_get_no_environment_and_a_memory_cap() {
     // SAFETY of the test: setting a variable the kernel must not pass on.
     let kernel = kernel(1, |c| c.limits.max_memory_limit = "512MB".parse().unwrap());

@@ -60,6 +60,8 @@ fn main() -> ExitCode {
         }
     };
     host::install(args.max_frame_bytes);
+    // The first run's realm is ready before the kernel hears from us.
+    let realm = runtime::FreshRealm::build();
     let ready = WorkerReady {
         worker_id: args.worker_id,
         protocol_version: PROTOCOL_VERSION,
@@ -69,16 +71,23 @@ fn main() -> ExitCode {
         eprintln!("ratchet-worker: cannot write the handshake: {error}");
         return ExitCode::from(EXIT_PROTOCOL_ERROR as u8);
     }
-    serve()
+    serve(realm)
 }
 
-fn serve() -> ExitCode {
+/// Answers the kernel until it says stop. `realm` is the next run's: after each run is
+/// answered, the used realm is dropped and the next one built, off the run's critical path.
+fn serve(mut realm: Result<runtime::FreshRealm, JsError>) -> ExitCode {
     let mut cache = CodeCache::default();
     loop {
+        let mut used = None;
         let reply = match host::with_pipe(|pipe| pipe.receive()) {
             Ok(None | Some(KernelMessage::Shutdown)) => return ExitCode::SUCCESS,
             Ok(Some(KernelMessage::Ping { nonce })) => WorkerMessage::Pong { nonce },
-            Ok(Some(KernelMessage::ExecuteTask(task))) => WorkerMessage::TaskResult(run(task, &mut cache)),
+            Ok(Some(KernelMessage::ExecuteTask(task))) => {
+                let result = run(task, &mut cache, &mut realm);
+                used = Some(std::mem::replace(&mut realm, Err(realm_pending())));
+                WorkerMessage::TaskResult(result)
+            }
             Ok(Some(other)) => {
                 return refuse(&format!("unexpected message outside a fetch: {other:?}"));
             }
@@ -87,7 +96,18 @@ fn serve() -> ExitCode {
         if let Err(error) = host::with_pipe(|pipe| pipe.send(reply)) {
             return refuse(&error.to_string());
         }
+        if let Some(used) = used {
+            if let Ok(used) = used {
+                runtime::retire(used);
+            }
+            realm = runtime::FreshRealm::build();
+        }
     }
+}
+
+/// Never seen by a task: replaced by a fresh realm before the next frame is read.
+fn realm_pending() -> JsError {
+    JsError { name: "EngineError".into(), message: "the worker has no realm ready".into(), stack: None }
 }
 
 fn refuse(reason: &str) -> ExitCode {
@@ -113,21 +133,26 @@ impl CodeCache {
     }
 }
 
-fn run(task: ExecuteTask, cache: &mut CodeCache) -> TaskResult {
+fn run(
+    task: ExecuteTask,
+    cache: &mut CodeCache,
+    realm: &mut Result<runtime::FreshRealm, JsError>,
+) -> TaskResult {
     let started = Instant::now();
     let correlation_id = task.correlation_id;
-    let outcome = match cache.resolve(task.task.key.clone(), task.task.code) {
-        Some(code) => {
+    let outcome = match (cache.resolve(task.task.key.clone(), task.task.code), realm) {
+        (_, Err(error)) => RunOutcome::Error { error: error.clone() },
+        (Some(code), Ok(realm)) => {
             host::with_pipe(|pipe| pipe.correlation_id = correlation_id);
             let budget = usize::try_from(task.limits.memory_bytes).unwrap_or(usize::MAX);
             ALLOCATOR.set_budget(ALLOCATOR.live_bytes().saturating_add(budget));
             let run =
                 runtime::Run { mode: task.mode, code: &code, input: &task.input, context: &task.context };
-            let outcome = runtime::execute(&run);
+            let outcome = runtime::execute(&run, realm);
             ALLOCATOR.set_budget(usize::MAX);
             outcome
         }
-        None => RunOutcome::Error {
+        (None, Ok(_)) => RunOutcome::Error {
             error: JsError {
                 name: "ProtocolError".into(),
                 message: format!("the worker has no code for task reference `{}`", task.task.key),
