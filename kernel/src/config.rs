@@ -173,8 +173,34 @@ pub struct ServerConfig {
     /// Requests per second each client address may make (0: unlimited), and the burst.
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
+    /// Reverse proxies in front of the server (addresses or CIDR ranges): a request from one
+    /// of them comes from the client its `X-Forwarded-For` header names. Empty: every request
+    /// comes from its peer address, and the header is ignored.
+    pub trusted_proxies: Vec<String>,
     /// Origins browsers may call the API from (CORS); empty: same origin only.
     pub cors_origins: Vec<String>,
+}
+
+impl ServerConfig {
+    /// `trusted_proxies` parsed; an entry that is neither an address nor a CIDR range is an
+    /// error naming it.
+    pub fn trusted_proxy_ranges(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.trusted_proxies
+            .iter()
+            .map(|entry| {
+                let entry = entry.trim();
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<std::net::IpAddr>().map(Into::into))
+                    .map_err(|_| {
+                        ConfigError(format!(
+                            "server.trusted_proxies: `{entry}` is neither an IP address nor a CIDR range \
+                             (such as 10.0.0.5 or 10.0.0.0/8)"
+                        ))
+                    })
+            })
+            .collect()
+    }
 }
 
 impl Default for ServerConfig {
@@ -191,6 +217,7 @@ impl Default for ServerConfig {
             max_sync_runs: 256,
             rate_limit_per_second: 100,
             rate_limit_burst: 200,
+            trusted_proxies: Vec::new(),
             cors_origins: Vec::new(),
         }
     }
@@ -343,6 +370,7 @@ impl Config {
             )));
         }
         self.egress.allow_rules().map_err(ConfigError)?;
+        self.server.trusted_proxy_ranges()?;
         for (key, value) in [
             ("queue.lease_secs", self.queue.lease_secs),
             ("queue.backoff_base_secs", self.queue.backoff_base_secs),

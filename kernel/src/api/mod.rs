@@ -6,6 +6,7 @@
 //! route table's roles checked against the auth plugin.
 
 mod auth;
+mod client;
 pub mod error;
 mod graphql;
 mod model;
@@ -44,6 +45,8 @@ pub struct ApiState {
     /// Permits for synchronous runs in progress.
     pub sync_runs: Arc<Semaphore>,
     limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// `server.trusted_proxies`, parsed.
+    trusted_proxies: Vec<ipnet::IpNet>,
     surfaces: Vec<PluginInfo>,
 }
 
@@ -100,10 +103,16 @@ pub fn app(service: Arc<Service>, config: ServerConfig, surfaces: &[Box<dyn ApiS
             std::num::NonZeroU32::new(config.rate_limit_burst.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
         RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst))
     });
+    // Checked when the configuration loaded; should a bad entry get here, no proxy is trusted.
+    let trusted_proxies = config.trusted_proxy_ranges().unwrap_or_else(|error| {
+        tracing::error!("{error}; trusting no proxy");
+        Vec::new()
+    });
     let state = Arc::new(ApiState {
         service,
         sync_runs: Arc::new(Semaphore::new(config.max_sync_runs.max(1))),
         limiter,
+        trusted_proxies,
         surfaces: surfaces.iter().map(|s| s.info()).collect(),
         config,
     });
@@ -192,13 +201,16 @@ async fn envelope(request: Request, next: Next) -> Response {
         .await
 }
 
-/// Per-client rate limit (not on the health routes), the declared body size, and the request
-/// timeout.
+/// Per-client rate limit (not on the health routes; the client is found by [`client`]), the
+/// declared body size, and the request timeout.
 async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
     let exempt = path == "/health" || path == "/ready";
     if let (Some(limiter), false) = (&state.limiter, exempt) {
-        let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let client = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|peer| client::client_address(peer.0.ip(), request.headers(), &state.trusted_proxies));
         if let Some(client) = client
             && let Err(not_until) = limiter.check_key(&client)
         {

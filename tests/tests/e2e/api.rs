@@ -314,6 +314,46 @@ async fn a_flooding_client_gets_429_with_retry_after_and_others_are_unaffected()
     assert_eq!(answer.status, 200, "{answer:?}");
 }
 
+/// Behind a trusted reverse proxy each forwarded client has its own limit; a client that is not
+/// a trusted proxy cannot choose its bucket by sending `X-Forwarded-For` itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_limited_and_spoofing_is_not_believed() {
+    let (server, _scratch) = server(
+        "server:\n  rate_limit_per_second: 1\n  rate_limit_burst: 3\n  trusted_proxies: [127.0.0.1/32]\n",
+    );
+    let from = |client: &reqwest::Client, forwarded: &str| {
+        client.get(server.url("/api/v1/tasks")).header("x-forwarded-for", forwarded)
+    };
+    let proxy = server.client.clone();
+    let flood = |client: reqwest::Client, forwarded: &'static str| {
+        let request = from(&client, forwarded);
+        async move {
+            for _ in 0..20 {
+                let answer = answer(request.try_clone().unwrap().send().await.unwrap()).await;
+                if answer.status == 429 {
+                    return Some(answer);
+                }
+            }
+            None
+        }
+    };
+    let limited = flood(proxy.clone(), "198.51.100.1, 203.0.113.7")
+        .await
+        .expect("the forwarded client was never limited");
+    limited.assert_error(429, "rate_limited");
+    assert!(limited.text.contains("203.0.113.7"), "the message names the client: {limited:?}");
+    // Another client behind the same proxy has its own limit.
+    let other = answer(from(&proxy, "203.0.113.8").send().await.unwrap()).await;
+    assert_eq!(other.status, 200, "{other:?}");
+    // 127.0.0.2 is no trusted proxy: its header is ignored, so a new claim does not escape.
+    let direct =
+        reqwest::Client::builder().no_proxy().local_address("127.0.0.2".parse().ok()).build().unwrap();
+    flood(direct.clone(), "203.0.113.9").await.expect("the direct client was never limited");
+    let spoofed = answer(from(&direct, "203.0.113.10").send().await.unwrap()).await;
+    spoofed.assert_error(429, "rate_limited");
+    assert!(spoofed.text.contains("127.0.0.2"), "{spoofed:?}");
+}
+
 /// RELIABILITY.md H8: with every sync-run slot taken, more runs get 503 and health answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saturation_answers_503_with_retry_after_and_health_stays_up() {

@@ -179,4 +179,18 @@ fn config_show_masks_secrets_and_config_check_names_what_is_wrong() {
 
     let bad = ratchet_in(dir.path(), &["config", "check"], &[("RATCHET_QUEUE__MAX_ATTEMPTS", "0")]);
     assert!(!bad.success() && bad.stderr.contains("queue.max_attempts must be at least 1"), "{bad:?}");
+
+    std::fs::write(
+        dir.path().join("ratchet.yaml"),
+        "server:\n  trusted_proxies: [10.0.0.0/8, proxy.internal]\n",
+    )
+    .unwrap();
+    let proxy = ratchet_in(dir.path(), &["config", "check"], &[]);
+    assert!(
+        !proxy.success()
+            && proxy.stderr.contains(
+                "server.trusted_proxies: `proxy.internal` is neither an IP address nor a CIDR range"
+            ),
+        "{proxy:?}"
+    );
 }
