@@ -15,9 +15,10 @@ mod row;
 mod schedules;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, Statement};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
 use sea_orm_migration::MigratorTrait;
 
 pub use executions::ExecutionRecord;
@@ -36,10 +37,48 @@ pub const SQLITE_FILE: &str = "ratchet.db";
 /// writer at a time, and writers that contend on its lock wait in its busy handler, which
 /// sleeps in steps of milliseconds. Queueing them in the pool instead keeps each write at its
 /// own cost. Reads use the shared pool. On PostgreSQL both are the same pool.
+///
+/// On SQLite a background task also checkpoints the write-ahead log (see [`Checkpointer`]).
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
     writer: DatabaseConnection,
+    checkpointer: Option<Arc<Checkpointer>>,
+}
+
+/// How often the SQLite write-ahead log is checkpointed in the background.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// WAL pages at which a commit checkpoints inline, should the background task fall behind
+/// (SQLite's default is 1,000).
+const INLINE_CHECKPOINT_PAGES: &str = "10000";
+
+/// Copies committed pages from SQLite's write-ahead log into the database file, on a pooled
+/// read connection, every [`CHECKPOINT_EVERY`]. Left to SQLite, the commit that fills the log
+/// past 1,000 pages checkpoints inline: every few hundred runs one write took milliseconds
+/// while every write queued behind it waited (a fifth of the p99 of a synchronous run with 16
+/// clients). A passive checkpoint blocks no writer. Stops when the last `Store` is dropped.
+struct Checkpointer(tokio::task::JoinHandle<()>);
+
+impl Checkpointer {
+    fn start(db: DatabaseConnection) -> Checkpointer {
+        Checkpointer(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(error) = db.execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)").await {
+                    tracing::warn!("cannot checkpoint the SQLite write-ahead log: {error}");
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,13 +110,16 @@ impl Store {
         migrations::Migrator::up(&db, None)
             .await
             .map_err(|e| StoreError::Migrate { url: shown.clone(), message: e.to_string() })?;
-        let writer = match db.get_database_backend() {
-            DbBackend::Sqlite => Database::connect(options(url, 1))
-                .await
-                .map_err(|e| StoreError::Connect { url: shown, message: e.to_string() })?,
-            _ => db.clone(),
+        let (writer, checkpointer) = match db.get_database_backend() {
+            DbBackend::Sqlite => {
+                let writer = Database::connect(options(url, 1))
+                    .await
+                    .map_err(|e| StoreError::Connect { url: shown, message: e.to_string() })?;
+                (writer, Some(Arc::new(Checkpointer::start(db.clone()))))
+            }
+            _ => (db.clone(), None),
         };
-        Ok(Store { db, writer })
+        Ok(Store { db, writer, checkpointer })
     }
 
     pub fn backend(&self) -> DbBackend {
@@ -95,6 +137,9 @@ impl Store {
     }
 
     pub async fn close(self) {
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.0.abort();
+        }
         let _ = self.writer.close().await;
         let _ = self.db.close().await;
     }
@@ -117,6 +162,7 @@ fn options(url: &str, connections: u32) -> ConnectOptions {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
+            .pragma("wal_autocheckpoint", INLINE_CHECKPOINT_PAGES)
             // Takes effect on a new database; older ones convert at their first prune.
             .auto_vacuum(SqliteAutoVacuum::Incremental)
     });

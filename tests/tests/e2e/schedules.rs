@@ -195,6 +195,34 @@ async fn prune_deletes_old_history_keeps_live_work_and_gives_space_back() {
     .await;
 }
 
+/// SQLite's write-ahead log is checkpointed in the background, not by whichever write fills
+/// it: after a pause, the log is reused from its start instead of growing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite_write_ahead_log_is_checkpointed_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_data_dir(dir.path()).await.unwrap();
+    let wal = dir.path().join(format!("{}-wal", kernel::storage::SQLITE_FILE));
+    let wal_size = || std::fs::metadata(&wal).map_or(0, |m| m.len());
+    // 150 rows of 64 KiB: about 10 MB of log, well under the 40 MB at which a write would
+    // checkpoint inline, so only the background task can have checkpointed it.
+    let padding = "x".repeat(64 * 1024);
+    for n in 0..150 {
+        store.record_execution(&execution(n, T0, &padding)).await.unwrap();
+    }
+    let first = wal_size();
+    assert!(first > 8_000_000, "the log holds the first batch: {first} bytes");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for n in 150..300 {
+        store.record_execution(&execution(n, T0, &padding)).await.unwrap();
+    }
+    let second = wal_size();
+    assert!(
+        second < first + first / 2,
+        "the log grew from {first} to {second} bytes instead of being reused"
+    );
+    store.close().await;
+}
+
 fn execution(n: usize, finished_at: i64, padding: &str) -> ExecutionRecord {
     ExecutionRecord {
         id: format!("execution-{n}"),
