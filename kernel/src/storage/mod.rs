@@ -58,26 +58,35 @@ const INLINE_CHECKPOINT_PAGES: &str = "10000";
 /// past 1,000 pages checkpoints inline: every few hundred runs one write took milliseconds
 /// while every write queued behind it waited (a fifth of the p99 of a synchronous run with 16
 /// clients). A passive checkpoint blocks no writer. Stops when the last `Store` is dropped.
-struct Checkpointer(tokio::task::JoinHandle<()>);
+struct Checkpointer {
+    task: tokio::task::JoinHandle<()>,
+    /// Held by whoever checkpoints: SQLite runs one checkpoint at a time and answers a second
+    /// one "busy", which would leave `reclaim_space`'s truncation undone.
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
 
 impl Checkpointer {
     fn start(db: DatabaseConnection) -> Checkpointer {
-        Checkpointer(tokio::spawn(async move {
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        let held = Arc::clone(&lock);
+        let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
+                let _checkpointing = held.lock().await;
                 if let Err(error) = db.execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)").await {
                     tracing::warn!("cannot checkpoint the SQLite write-ahead log: {error}");
                 }
             }
-        }))
+        });
+        Checkpointer { task, lock }
     }
 }
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        self.0.abort();
+        self.task.abort();
     }
 }
 
@@ -131,6 +140,14 @@ impl Store {
         &self.db
     }
 
+    /// Waits until no background checkpoint runs, and keeps it so while the guard lives.
+    pub(crate) async fn hold_checkpoints(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.checkpointer {
+            Some(checkpointer) => Some(checkpointer.lock.lock().await),
+            None => None,
+        }
+    }
+
     /// The connection for writes (see [`Store`]).
     pub(crate) fn writer(&self) -> &DatabaseConnection {
         &self.writer
@@ -138,7 +155,7 @@ impl Store {
 
     pub async fn close(self) {
         if let Some(checkpointer) = &self.checkpointer {
-            checkpointer.0.abort();
+            checkpointer.task.abort();
         }
         let _ = self.writer.close().await;
         let _ = self.db.close().await;

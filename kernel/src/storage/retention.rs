@@ -10,6 +10,9 @@ use super::Store;
 use super::queue::QueueError;
 use super::row::int;
 
+/// Tries at truncating the write-ahead log, 50 ms apart.
+const TRUNCATE_ATTEMPTS: u32 = 20;
+
 /// What a prune removed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Pruned {
@@ -68,7 +71,23 @@ impl Store {
             db.execute_unprepared("PRAGMA auto_vacuum = INCREMENTAL").await?;
             db.execute_unprepared("VACUUM").await?;
         }
-        db.execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)").await?;
+        self.truncate_log().await
+    }
+
+    /// Checkpoints the whole write-ahead log and truncates it to nothing. A reader still on an
+    /// older snapshot makes SQLite answer "busy"; that is retried for a while, then left to the
+    /// next prune.
+    async fn truncate_log(&self) -> Result<(), QueueError> {
+        let _no_background_checkpoint = self.hold_checkpoints().await;
+        let truncate = self.statement("PRAGMA wal_checkpoint(TRUNCATE)", Vec::new());
+        for _ in 0..TRUNCATE_ATTEMPTS {
+            let row = self.writer().query_one_raw(truncate.clone()).await?;
+            if row.map(|row| int(&row, "busy")).transpose()?.unwrap_or(0) == 0 {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        tracing::warn!("the SQLite write-ahead log stayed busy; its space comes back at the next prune");
         Ok(())
     }
 }
