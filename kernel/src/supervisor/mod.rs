@@ -234,6 +234,11 @@ async fn slot_main(index: usize, shared: Arc<Shared>) {
             Some(spare) => spare.await.ok().and_then(Result::ok),
             None => None,
         };
+        // A successor may have waited a while unwatched: it must answer before it gets a run.
+        let spare = match spare {
+            Some(mut worker) => worker.ping(PING_TIMEOUT).await.then_some(worker),
+            None => None,
+        };
         let worker = match spare {
             Some(worker) => {
                 adopt(&shared, index, &worker);

@@ -220,6 +220,59 @@ async fn a_recycled_workers_successor_is_started_before_the_quota_ends() {
     kernel.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successor_that_died_while_waiting_is_replaced_before_it_gets_a_run() {
+    // The worker binary under a path of this test's own, to find this pool's processes.
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("ratchet-worker");
+    std::os::unix::fs::symlink(tests::worker_bin(), &binary).unwrap();
+    let kernel = kernel(1, |c| {
+        c.workers.max_runs = 20;
+        c.workers.binary = Some(binary.clone());
+    });
+    let code = "(function () { return 1; })";
+    for _ in 0..12 {
+        run(&kernel, code, json!({}), json!(null)).await;
+    }
+    let current = kernel.pool().status()[0].pid.unwrap();
+    let started = Instant::now();
+    let successor = loop {
+        if let Some(pid) = processes_of(&binary).into_iter().find(|pid| *pid != current) {
+            break pid;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no successor started after 12 of 20 runs");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Past its handshake (which takes milliseconds), it waits; then it dies.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(successor as i32), nix::sys::signal::Signal::SIGKILL)
+        .unwrap();
+    for _ in 12..20 {
+        run(&kernel, code, json!({}), json!(null)).await;
+    }
+    let execution = run(&kernel, code, json!({}), json!(null)).await;
+    assert_eq!(kind(&execution), "success", "{}", message(&execution));
+    let serving = kernel.pool().status()[0].pid.unwrap();
+    assert!(serving != current && serving != successor, "a new worker serves the slot");
+    kernel.shutdown().await;
+}
+
+/// Live processes started as `binary` (their first argument).
+fn processes_of(binary: &std::path::Path) -> Vec<u32> {
+    let wanted = binary.as_os_str().as_encoded_bytes();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        if cmdline.split(|b| *b == 0).next() == Some(wanted) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
 /// When process `pid` started, in clock ticks after boot (proc(5): `stat` field 22).
 fn process_start_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
