@@ -19,10 +19,10 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> I
     if !is_trusted(&peer) {
         return peer;
     }
-    // Several header lines are one list, in order.
-    let lines: Vec<&str> = headers.get_all(FORWARDED_FOR).iter().map(|v| v.to_str().unwrap_or("")).collect();
+    // Several header lines are one list, in order; a line that is not text is no address.
+    let lines = headers.get_all(FORWARDED_FOR).iter().rev().map(|v| v.to_str().unwrap_or(""));
     let mut client = peer;
-    for entry in lines.iter().rev().flat_map(|line| line.rsplit(',')) {
+    for entry in lines.flat_map(|line| line.rsplit(',')) {
         let Some(address) = parse(entry.trim()) else {
             return client;
         };

@@ -230,13 +230,12 @@ async fn slot_main(index: usize, shared: Arc<Shared>) {
     loop {
         generation += 1;
         let id = worker_id(index, generation);
-        let spare = match successor.take() {
-            Some(spare) => spare.await.ok().and_then(Result::ok),
-            None => None,
-        };
         // A successor may have waited a while unwatched: it must answer before it gets a run.
-        let spare = match spare {
-            Some(mut worker) => worker.ping(PING_TIMEOUT).await.then_some(worker),
+        let spare = match successor.take() {
+            Some(spare) => match spare.await {
+                Ok(Ok(mut worker)) => worker.ping(PING_TIMEOUT).await.then_some(worker),
+                _ => None,
+            },
             None => None,
         };
         let worker = match spare {

@@ -79,14 +79,13 @@ fn main() -> ExitCode {
 fn serve(mut realm: Result<runtime::FreshRealm, JsError>) -> ExitCode {
     let mut cache = CodeCache::default();
     loop {
-        let mut used = None;
+        let mut spent = false;
         let reply = match host::with_pipe(|pipe| pipe.receive()) {
             Ok(None | Some(KernelMessage::Shutdown)) => return ExitCode::SUCCESS,
             Ok(Some(KernelMessage::Ping { nonce })) => WorkerMessage::Pong { nonce },
             Ok(Some(KernelMessage::ExecuteTask(task))) => {
-                let result = run(task, &mut cache, &mut realm);
-                used = Some(std::mem::replace(&mut realm, Err(realm_pending())));
-                WorkerMessage::TaskResult(result)
+                spent = true;
+                WorkerMessage::TaskResult(run(task, &mut cache, &mut realm))
             }
             Ok(Some(other)) => {
                 return refuse(&format!("unexpected message outside a fetch: {other:?}"));
@@ -96,18 +95,13 @@ fn serve(mut realm: Result<runtime::FreshRealm, JsError>) -> ExitCode {
         if let Err(error) = host::with_pipe(|pipe| pipe.send(reply)) {
             return refuse(&error.to_string());
         }
-        if let Some(used) = used {
-            if let Ok(used) = used {
+        if spent {
+            if let Ok(used) = realm {
                 runtime::retire(used);
             }
             realm = runtime::FreshRealm::build();
         }
     }
-}
-
-/// Never seen by a task: replaced by a fresh realm before the next frame is read.
-fn realm_pending() -> JsError {
-    JsError { name: "EngineError".into(), message: "the worker has no realm ready".into(), stack: None }
 }
 
 fn refuse(reason: &str) -> ExitCode {
