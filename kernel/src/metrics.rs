@@ -93,10 +93,10 @@ impl Metrics {
         registry.register("run_duration_seconds", "Task run durations", metrics.run_seconds.clone());
         registry.register("queue_jobs", "Jobs in the queue by status", metrics.queue_depth.clone());
         registry.register("workers", "Worker processes by state", metrics.workers.clone());
-        registry.register("plugin_calls", "Calls into each WASM plugin", metrics.plugin_calls.clone());
+        registry.register("plugin_calls", "Calls into each plugin", metrics.plugin_calls.clone());
         registry.register(
             "plugin_traps",
-            "Calls into each WASM plugin that trapped",
+            "Calls into each plugin that trapped (WASM) or panicked (native)",
             metrics.plugin_traps.clone(),
         );
         registry.register("http_requests", "API requests by route and status", metrics.http_requests.clone());

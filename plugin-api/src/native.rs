@@ -39,30 +39,55 @@ pub const API_FINGERPRINT_C: &str =
 pub trait NativeSink: Send {
     fn manifest(&self) -> Manifest;
     fn write(&mut self, events: &[Event]) -> Result<(), PluginError>;
+    /// How many calls panicked (counted by the export macros' guard; leave the default).
+    #[doc(hidden)]
+    fn panics(&self) -> u64 {
+        0
+    }
 }
 
 /// An error-pattern plugin implemented natively.
 pub trait NativeErrorPattern: Send {
     fn manifest(&self) -> Manifest;
     fn classify(&mut self, failure: &Failure) -> Vec<Classification>;
+    /// How many calls panicked (counted by the export macros' guard; leave the default).
+    #[doc(hidden)]
+    fn panics(&self) -> u64 {
+        0
+    }
 }
 
 /// An auth plugin implemented natively. Refusing is `Err(PluginError::Denied(why))`.
 pub trait NativeAuth: Send {
     fn manifest(&self) -> Manifest;
     fn authenticate(&mut self, headers: &[(String, String)]) -> Result<Principal, PluginError>;
+    /// How many calls panicked (counted by the export macros' guard; leave the default).
+    #[doc(hidden)]
+    fn panics(&self) -> u64 {
+        0
+    }
 }
 
 /// A task loader implemented natively.
 pub trait NativeLoader: Send {
     fn manifest(&self) -> Manifest;
     fn list_tasks(&mut self) -> Result<Vec<TaskFiles>, PluginError>;
+    /// How many calls panicked (counted by the export macros' guard; leave the default).
+    #[doc(hidden)]
+    fn panics(&self) -> u64 {
+        0
+    }
 }
 
 /// An API surface implemented natively.
 pub trait NativeApiSurface: Send {
     fn manifest(&self) -> Manifest;
     fn handle(&mut self, request: Request) -> Response;
+    /// How many calls panicked (counted by the export macros' guard; leave the default).
+    #[doc(hidden)]
+    fn panics(&self) -> u64 {
+        0
+    }
 }
 
 /// The result of `ratchet_plugin_create_sink`: the sink, or why it could not be made.
@@ -76,80 +101,109 @@ pub type CreatedLoader = Result<Box<dyn NativeLoader>, PluginError>;
 /// The result of `ratchet_plugin_create_api_surface`.
 pub type CreatedApiSurface = Result<Box<dyn NativeApiSurface>, PluginError>;
 
-/// Wraps a sink so a panic in it becomes an error instead of unwinding into the kernel.
+/// Wraps a plugin so a panic in it becomes an error instead of unwinding into the kernel,
+/// and counts those panics (the kernel reads the count through `panics`, for `/metrics`).
 #[doc(hidden)]
-pub struct PanicGuard<S>(pub S);
+pub struct PanicGuard<P> {
+    plugin: P,
+    panics: u64,
+}
+
+impl<P> PanicGuard<P> {
+    pub fn new(plugin: P) -> PanicGuard<P> {
+        PanicGuard { plugin, panics: 0 }
+    }
+
+    /// Runs `call` on the plugin, turning a panic into `Err(PluginError::Failed)`.
+    fn guarded<T>(&mut self, call: impl FnOnce(&mut P) -> Result<T, PluginError>) -> Result<T, PluginError> {
+        let plugin = &mut self.plugin;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(plugin))).unwrap_or_else(|panic| {
+            self.panics += 1;
+            Err(PluginError::Failed(format!("the plugin panicked: {}", panic_message(&panic))))
+        })
+    }
+
+    fn manifest_of(&self, manifest: impl FnOnce(&P) -> Manifest) -> Manifest {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| manifest(&self.plugin)))
+            .unwrap_or_else(|_| Manifest::new("unknown", "0.0.0", "its manifest panicked"))
+    }
+}
 
 impl<S: NativeSink> NativeSink for PanicGuard<S> {
     fn manifest(&self) -> Manifest {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.0.manifest()))
-            .unwrap_or_else(|_| Manifest::new("unknown", "0.0.0", "its manifest panicked"))
+        self.manifest_of(S::manifest)
     }
 
     fn write(&mut self, events: &[Event]) -> Result<(), PluginError> {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.0.write(events))).unwrap_or_else(
-            |panic| Err(PluginError::Failed(format!("the plugin panicked: {}", panic_message(&panic)))),
-        )
+        self.guarded(|sink| sink.write(events))
     }
-}
 
-/// Runs `call`, turning a panic into `Err(PluginError::Failed)`.
-fn guarded<T>(call: impl FnOnce() -> Result<T, PluginError>) -> Result<T, PluginError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_or_else(|panic| {
-        Err(PluginError::Failed(format!("the plugin panicked: {}", panic_message(&panic))))
-    })
-}
-
-fn guarded_manifest(call: impl FnOnce() -> Manifest) -> Manifest {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call))
-        .unwrap_or_else(|_| Manifest::new("unknown", "0.0.0", "its manifest panicked"))
+    fn panics(&self) -> u64 {
+        self.panics
+    }
 }
 
 impl<P: NativeErrorPattern> NativeErrorPattern for PanicGuard<P> {
     fn manifest(&self) -> Manifest {
-        guarded_manifest(|| self.0.manifest())
+        self.manifest_of(P::manifest)
     }
 
     /// A panic classifies nothing.
     fn classify(&mut self, failure: &Failure) -> Vec<Classification> {
-        guarded(|| Ok(self.0.classify(failure))).unwrap_or_default()
+        self.guarded(|pattern| Ok(pattern.classify(failure))).unwrap_or_default()
+    }
+
+    fn panics(&self) -> u64 {
+        self.panics
     }
 }
 
 impl<P: NativeAuth> NativeAuth for PanicGuard<P> {
     fn manifest(&self) -> Manifest {
-        guarded_manifest(|| self.0.manifest())
+        self.manifest_of(P::manifest)
     }
 
     fn authenticate(&mut self, headers: &[(String, String)]) -> Result<Principal, PluginError> {
-        guarded(|| self.0.authenticate(headers))
+        self.guarded(|auth| auth.authenticate(headers))
+    }
+
+    fn panics(&self) -> u64 {
+        self.panics
     }
 }
 
 impl<P: NativeLoader> NativeLoader for PanicGuard<P> {
     fn manifest(&self) -> Manifest {
-        guarded_manifest(|| self.0.manifest())
+        self.manifest_of(P::manifest)
     }
 
     fn list_tasks(&mut self) -> Result<Vec<TaskFiles>, PluginError> {
-        guarded(|| self.0.list_tasks())
+        self.guarded(P::list_tasks)
+    }
+
+    fn panics(&self) -> u64 {
+        self.panics
     }
 }
 
 impl<P: NativeApiSurface> NativeApiSurface for PanicGuard<P> {
     fn manifest(&self) -> Manifest {
-        guarded_manifest(|| self.0.manifest())
+        self.manifest_of(P::manifest)
     }
 
     /// A panic answers 500.
     fn handle(&mut self, request: Request) -> Response {
-        guarded(|| Ok(self.0.handle(request))).unwrap_or_else(|error| {
+        self.guarded(|surface| Ok(surface.handle(request))).unwrap_or_else(|error| {
             let body = format!(
                 r#"{{"error": {{"code": "internal", "message": {:?}, "details": null}}}}"#,
                 error.to_string()
             );
             Response::json(500, &body)
         })
+    }
+
+    fn panics(&self) -> u64 {
+        self.panics
     }
 }
 
@@ -190,7 +244,7 @@ macro_rules! export_native_sink {
                 let config = ::std::str::from_utf8(bytes)
                     .map_err(|e| $crate::PluginError::InvalidInput(format!("config is not UTF-8: {e}")))?;
                 let sink = ($constructor)(config)?;
-                Ok(Box::new($crate::native::PanicGuard(sink)) as Box<dyn $crate::native::NativeSink>)
+                Ok(Box::new($crate::native::PanicGuard::new(sink)) as Box<dyn $crate::native::NativeSink>)
             })
             .unwrap_or_else(|panic| {
                 Err($crate::PluginError::Failed(format!(
@@ -259,7 +313,7 @@ macro_rules! __native_create {
                 let config = ::std::str::from_utf8(bytes)
                     .map_err(|e| $crate::PluginError::InvalidInput(format!("config is not UTF-8: {e}")))?;
                 let plugin = ($constructor)(config)?;
-                Ok(Box::new($crate::native::PanicGuard(plugin)) as Box<dyn $crate::native::$trait>)
+                Ok(Box::new($crate::native::PanicGuard::new(plugin)) as Box<dyn $crate::native::$trait>)
             })
             .unwrap_or_else(|panic| {
                 Err($crate::PluginError::Failed(format!(

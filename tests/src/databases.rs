@@ -50,6 +50,19 @@ where
     resume(outcome);
 }
 
+/// Runs `case` against a fresh PostgreSQL database, handed over as its URL; the database is
+/// dropped even when the case fails.
+pub async fn on_postgres<F, Fut>(case: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let postgres = PostgresDatabase::create().await;
+    let outcome = tokio::spawn(case(postgres.url.clone())).await;
+    postgres.drop().await;
+    resume(outcome);
+}
+
 fn resume(outcome: Result<(), tokio::task::JoinError>) {
     if let Err(error) = outcome {
         match error.try_into_panic() {

@@ -2,6 +2,7 @@
 //! WebSocket on GET) with GraphiQL at `/graphql/playground`, served from the binary. Limits:
 //! depth, complexity and batch size. Reading needs a viewer; each mutation checks its role.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_graphql::futures_util::Stream;
@@ -20,6 +21,7 @@ use serde_json::Value;
 use super::auth::{Caller, Role};
 use super::model::time;
 use super::{AppState, builtin_info};
+use crate::service::log_relay::RemoteLine;
 use crate::service::{EnqueueOptions, scheduler};
 use crate::storage::{ExecutionFilter, Job, JobFilter, JobStatus, NewSchedule, Page, now_ms};
 
@@ -644,8 +646,9 @@ impl Subscription {
         }))
     }
 
-    /// The log lines of every attempt of a job: live for an attempt this node runs, from the
-    /// record for the others; ends when the job reaches a final state.
+    /// The log lines of every attempt of a job: live for an attempt this node runs and, on
+    /// PostgreSQL, for one another node runs; from the record for the others (and for any line
+    /// the relay between nodes missed); ends when the job reaches a final state.
     async fn job_logs(
         &self,
         ctx: &Context<'_>,
@@ -653,13 +656,17 @@ impl Subscription {
     ) -> async_graphql::Result<impl Stream<Item = GqlLogLine>> {
         let state = std::sync::Arc::clone(state(ctx)?);
         state.service.store.job(&id).await?;
+        let mut remote = state.service.follow_remote_logs();
         Ok(spawn_stream(move |lines| async move {
-            let mut followed: std::collections::HashSet<String> = std::collections::HashSet::new();
+            // Executions whose lines were all sent (followed live here, or from the record).
+            let mut done: HashSet<String> = HashSet::new();
+            // Lines other nodes relayed and that were sent, by execution.
+            let mut relayed: HashMap<String, HashSet<usize>> = HashMap::new();
             loop {
                 let live = state.service.kernel.follow_logs();
                 let Ok(job) = state.service.store.job(&id).await else { return };
                 if let Some(execution) = state.service.running_execution(&id)
-                    && followed.insert(execution.clone())
+                    && done.insert(execution.clone())
                 {
                     if !follow_execution(&state, &execution, &lines, live).await {
                         return;
@@ -670,10 +677,11 @@ impl Subscription {
                 let page = Page { limit: 100, offset: 0, sort: "started_at", descending: false };
                 let Ok(executions) = state.service.store.list_executions(&filter, page).await else { return };
                 for execution in &executions.items {
-                    if !followed.insert(execution.id.clone()) {
+                    if !done.insert(execution.id.clone()) {
                         continue;
                     }
-                    for line in log_lines(execution) {
+                    let sent = relayed.remove(&execution.id).unwrap_or_default();
+                    for line in log_lines(execution).into_iter().filter(|l| !sent.contains(&l.index)) {
                         if lines.send(line).await.is_err() {
                             return;
                         }
@@ -682,9 +690,62 @@ impl Subscription {
                 if job.status.is_final() {
                     return;
                 }
-                tokio::time::sleep(POLL).await;
+                let relaying = Relaying { job: &id, done: &done, relayed: &mut relayed, lines: &lines };
+                if !relaying.forward(&mut remote, POLL).await {
+                    return;
+                }
             }
         }))
+    }
+}
+
+/// Forwards the lines other nodes relay for one job's attempts.
+struct Relaying<'a> {
+    job: &'a str,
+    /// Executions whose lines were all sent: their relayed lines are late.
+    done: &'a HashSet<String>,
+    relayed: &'a mut HashMap<String, HashSet<usize>>,
+    lines: &'a tokio::sync::mpsc::Sender<GqlLogLine>,
+}
+
+impl Relaying<'_> {
+    /// Sends the job's relayed lines heard during `wait`, each once. False when the subscriber
+    /// went away.
+    async fn forward(
+        self,
+        remote: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<RemoteLine>>,
+        wait: Duration,
+    ) -> bool {
+        use tokio::sync::broadcast::error::RecvError;
+        let waited = tokio::time::sleep(wait);
+        tokio::pin!(waited);
+        loop {
+            tokio::select! {
+                line = remote.recv() => match line {
+                    Ok(line) if line.job == self.job && !self.done.contains(&line.execution) => {
+                        if !self.relayed.entry(line.execution.clone()).or_default().insert(line.index) {
+                            continue;
+                        }
+                        let line = GqlLogLine {
+                            execution_id: line.execution.clone(),
+                            index: line.index,
+                            attempt: None,
+                            level: line.level.as_str().to_owned(),
+                            message: line.message.clone(),
+                        };
+                        if self.lines.send(line).await.is_err() {
+                            return false;
+                        }
+                    }
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => {
+                        waited.as_mut().await;
+                        return true;
+                    }
+                },
+                () = &mut waited => return true,
+            }
+        }
     }
 }
 
@@ -710,7 +771,7 @@ async fn follow_execution(
     mut live: tokio::sync::broadcast::Receiver<crate::supervisor::LiveLine>,
 ) -> bool {
     use tokio::sync::broadcast::error::RecvError;
-    let mut sent = std::collections::HashSet::new();
+    let mut sent = HashSet::new();
     let mut ticker = tokio::time::interval(POLL);
     let mut closed = false;
     loop {

@@ -128,7 +128,7 @@ pub struct Plugins {
     loaders: std::sync::Mutex<Vec<(String, Box<dyn loaders::TaskLoader>)>>,
     /// API-surface plugins, mounted under `/plugins/{name}/`.
     pub surfaces: Vec<surfaces::Surface>,
-    /// Calls and traps per WASM plugin.
+    /// Calls, and traps (WASM) or panics (native), per plugin.
     pub counters: Vec<(String, Arc<wasm::PluginCounters>)>,
     infos: Vec<PluginInfo>,
 }
@@ -252,7 +252,7 @@ fn load_each(
                 let (info, sink) = console::load(builtin, config)?;
                 (info, Loaded::Sink(sink))
             }
-            None if native => native::load(config)?,
+            None if native => native::load(config, host.new_counters(&config.name))?,
             None if config.kind == "error-pattern" => {
                 let pattern = host.load_error_pattern(config)?;
                 (pattern.info().clone(), Loaded::ErrorPattern(Box::new(pattern)))

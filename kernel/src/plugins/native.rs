@@ -7,6 +7,8 @@
 
 use std::ffi::{CStr, c_char};
 use std::mem::ManuallyDrop;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use libloading::{Library, Symbol};
 use plugin_api::native::{
@@ -18,7 +20,7 @@ use super::loaders::{TaskLoader, TaskSource};
 use super::patterns::PatternPlugin;
 use super::sinks::Sink;
 use super::surfaces::SurfacePlugin;
-use super::wasm::{Classification, Failure, Principal, SurfaceRequest, SurfaceResponse};
+use super::wasm::{Classification, Failure, PluginCounters, Principal, SurfaceRequest, SurfaceResponse};
 use super::{Event, LoadError, Loaded, PluginError, PluginInfo};
 use crate::config::PluginConfig;
 
@@ -26,7 +28,17 @@ use crate::config::PluginConfig;
 struct Native<T: ?Sized> {
     name: String,
     plugin: ManuallyDrop<Box<T>>,
+    counters: Arc<PluginCounters>,
     _library: Library,
+}
+
+impl<T: ?Sized> Native<T> {
+    /// Counts one call, and sets the panics to `panics`, the guard's count (`plugin-api`'s
+    /// export macros catch every panic and count it).
+    fn counted(&self, panics: u64) {
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        self.counters.traps.store(panics, Ordering::Relaxed);
+    }
 }
 
 impl<T: ?Sized> Drop for Native<T> {
@@ -55,8 +67,9 @@ impl Sink for Native<dyn NativeSink> {
                 data: e.data.to_string(),
             })
             .collect();
-        self.plugin
-            .write(&events)
+        let written = self.plugin.write(&events);
+        self.counted(self.plugin.panics());
+        written
             .map_err(|error| PluginError::Returned { plugin: self.name.clone(), message: error.to_string() })
     }
 }
@@ -74,9 +87,9 @@ impl PatternPlugin for Native<dyn NativeErrorPattern> {
             task: failure.task.clone(),
             logs: failure.logs.clone(),
         };
-        Ok(self
-            .plugin
-            .classify(&failure)
+        let classified = self.plugin.classify(&failure);
+        self.counted(self.plugin.panics());
+        Ok(classified
             .into_iter()
             .take(16)
             .map(|c| Classification {
@@ -91,7 +104,9 @@ impl PatternPlugin for Native<dyn NativeErrorPattern> {
 
 impl AuthPlugin for Native<dyn NativeAuth> {
     fn authenticate(&mut self, headers: &[(String, String)]) -> Result<Principal, String> {
-        match self.plugin.authenticate(headers) {
+        let authenticated = self.plugin.authenticate(headers);
+        self.counted(self.plugin.panics());
+        match authenticated {
             Ok(principal) => {
                 Ok(Principal { id: principal.id, roles: principal.roles.into_iter().take(16).collect() })
             }
@@ -111,6 +126,7 @@ impl SurfacePlugin for Native<dyn NativeApiSurface> {
             body: request.body,
         };
         let answer = self.plugin.handle(request);
+        self.counted(self.plugin.panics());
         let response = SurfaceResponse { status: answer.status, headers: answer.headers, body: answer.body };
         super::wasm::check_response(&response)?;
         Ok(response)
@@ -119,7 +135,9 @@ impl SurfacePlugin for Native<dyn NativeApiSurface> {
 
 impl TaskLoader for Native<dyn NativeLoader> {
     fn list(&mut self) -> Result<Vec<TaskSource>, String> {
-        let tasks = self.plugin.list_tasks().map_err(|error| format!("the loader refused: {error}"))?;
+        let tasks = self.plugin.list_tasks();
+        self.counted(self.plugin.panics());
+        let tasks = tasks.map_err(|error| format!("the loader refused: {error}"))?;
         let listed = super::wasm::check_listing(tasks)?;
         Ok(listed
             .into_iter()
@@ -129,18 +147,25 @@ impl TaskLoader for Native<dyn NativeLoader> {
 }
 
 /// Loads the library `config.source` and makes the plugin of `config.kind` it exports.
-pub(crate) fn load(config: &PluginConfig) -> Result<(PluginInfo, Loaded), LoadError> {
+/// Its calls and panics are counted in `counters`.
+pub(crate) fn load(
+    config: &PluginConfig,
+    counters: Arc<PluginCounters>,
+) -> Result<(PluginInfo, Loaded), LoadError> {
     let library = open(config)?;
     let (manifest, loaded) = match config.kind.as_str() {
         "sink" => {
             let (manifest, plugin) =
-                create::<dyn NativeSink>(library, config, b"ratchet_plugin_create_sink\0", |p| p.manifest())?;
+                create::<dyn NativeSink>(library, config, &counters, b"ratchet_plugin_create_sink\0", |p| {
+                    p.manifest()
+                })?;
             (manifest, Loaded::Sink(Box::new(plugin)))
         }
         "error-pattern" => {
             let (manifest, plugin) = create::<dyn NativeErrorPattern>(
                 library,
                 config,
+                &counters,
                 b"ratchet_plugin_create_error_pattern\0",
                 |p| p.manifest(),
             )?;
@@ -148,20 +173,26 @@ pub(crate) fn load(config: &PluginConfig) -> Result<(PluginInfo, Loaded), LoadEr
         }
         "auth" => {
             let (manifest, plugin) =
-                create::<dyn NativeAuth>(library, config, b"ratchet_plugin_create_auth\0", |p| p.manifest())?;
+                create::<dyn NativeAuth>(library, config, &counters, b"ratchet_plugin_create_auth\0", |p| {
+                    p.manifest()
+                })?;
             (manifest, Loaded::Auth(Box::new(plugin)))
         }
         "loader" => {
-            let (manifest, plugin) =
-                create::<dyn NativeLoader>(library, config, b"ratchet_plugin_create_loader\0", |p| {
-                    p.manifest()
-                })?;
+            let (manifest, plugin) = create::<dyn NativeLoader>(
+                library,
+                config,
+                &counters,
+                b"ratchet_plugin_create_loader\0",
+                |p| p.manifest(),
+            )?;
             (manifest, Loaded::Loader(Box::new(plugin)))
         }
         "api-surface" => {
             let (manifest, plugin) = create::<dyn NativeApiSurface>(
                 library,
                 config,
+                &counters,
                 b"ratchet_plugin_create_api_surface\0",
                 |p| p.manifest(),
             )?;
@@ -237,6 +268,7 @@ fn open(config: &PluginConfig) -> Result<Library, LoadError> {
 fn create<T: ?Sized>(
     library: Library,
     config: &PluginConfig,
+    counters: &Arc<PluginCounters>,
     symbol: &[u8],
     manifest: impl FnOnce(&T) -> plugin_api::Manifest,
 ) -> Result<(plugin_api::Manifest, Native<T>), LoadError> {
@@ -256,5 +288,9 @@ fn create<T: ?Sized>(
     let created = unsafe { Box::from_raw(create(settings.as_ptr(), settings.len())) };
     let plugin = (*created).map_err(|error| refuse(format!("did not start: {error}")))?;
     let manifest = manifest(&plugin);
-    Ok((manifest, Native { name: name.clone(), plugin: ManuallyDrop::new(plugin), _library: library }))
+    let counters = Arc::clone(counters);
+    Ok((
+        manifest,
+        Native { name: name.clone(), plugin: ManuallyDrop::new(plugin), counters, _library: library },
+    ))
 }

@@ -3,6 +3,7 @@
 //! on the worker pool with their lease renewed, record every execution, and report the
 //! result under the attempt's fencing token.
 
+pub mod log_relay;
 mod registry;
 pub mod scheduler;
 
@@ -108,6 +109,8 @@ pub struct Service {
     /// Sinks (and, later, the other plugin kinds) this node feeds.
     plugins: Arc<Plugins>,
     pub metrics: Arc<Metrics>,
+    /// Live log lines of job attempts other nodes run (PostgreSQL; see [`log_relay`]).
+    remote_logs: tokio::sync::broadcast::Sender<Arc<log_relay::RemoteLine>>,
 }
 
 impl Service {
@@ -123,6 +126,7 @@ impl Service {
             wake: Notify::new(),
             in_flight: Mutex::new(HashMap::new()),
             running_now: Mutex::new(std::collections::HashSet::new()),
+            remote_logs: tokio::sync::broadcast::channel(log_relay::REMOTE_BUFFER).0,
             plugins: Arc::new(Plugins::none()),
             metrics: Arc::new(Metrics::new()),
         }
@@ -223,6 +227,7 @@ impl Service {
         tasks.push(tokio::spawn(Arc::clone(self).rescue(stop.clone())));
         tasks.push(tokio::spawn(Arc::clone(self).schedule(stop.clone())));
         tasks.push(tokio::spawn(Arc::clone(self).heartbeat_node(stop.clone())));
+        tasks.extend(log_relay::start(self, stop.clone()));
         tasks.push(tokio::spawn(Arc::clone(self).retain(stop)));
         tasks
     }
@@ -504,6 +509,18 @@ impl Service {
     pub fn is_running(&self, id: &str) -> bool {
         let sync = self.running_now.lock().is_ok_and(|running| running.contains(id));
         sync || self.in_flight.lock().is_ok_and(|jobs| jobs.values().any(|(_, execution)| execution == id))
+    }
+
+    /// The job whose attempt this node runs as execution `id`, if any.
+    fn job_of(&self, id: &str) -> Option<String> {
+        let in_flight = self.in_flight.lock().ok()?;
+        in_flight.iter().find(|(_, (_, execution))| execution == id).map(|(job, _)| job.clone())
+    }
+
+    /// The live log lines of the job attempts other nodes run, from now on (PostgreSQL; none on
+    /// SQLite). A follower that falls [`log_relay::REMOTE_BUFFER`] lines behind misses some.
+    pub fn follow_remote_logs(&self) -> tokio::sync::broadcast::Receiver<Arc<log_relay::RemoteLine>> {
+        self.remote_logs.subscribe()
     }
 
     /// The execution of job `job_id` this node is running now, if any.

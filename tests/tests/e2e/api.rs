@@ -2,7 +2,7 @@
 //! H6, schemathesis, runs in `cargo xtask ci`).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -482,26 +482,7 @@ async fn metrics_are_prometheus_text() {
     let metrics = server.get("/metrics").await;
     assert_eq!(metrics.status, 200);
     assert!(metrics.header("content-type").unwrap().starts_with("text/plain"));
-    // (prometheus-parse misreads label values holding braces, such as route patterns; the
-    // text is valid Prometheus, and the samples checked below hold none.)
-    let lines = metrics
-        .text
-        .lines()
-        .filter(|l| !l.contains("{name}") && !l.contains("{id}"))
-        .map(|l| Ok(l.to_owned()));
-    let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
-    let value = |name: &str, labels: &[(&str, &str)]| {
-        scrape
-            .samples
-            .iter()
-            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
-            .map(|s| match s.value {
-                prometheus_parse::Value::Counter(v)
-                | prometheus_parse::Value::Gauge(v)
-                | prometheus_parse::Value::Untyped(v) => v,
-                _ => -1.0,
-            })
-    };
+    let value = |name: &str, labels: &[(&str, &str)]| sample(&metrics.text, name, labels);
     assert_eq!(value("ratchet_runs_total", &[("task", "addition"), ("outcome", "success")]), Some(1.0));
     assert_eq!(value("ratchet_runs_total", &[("task", "sleepy"), ("outcome", "failure")]), Some(1.0));
     assert_eq!(value("ratchet_queue_jobs", &[("status", "queued")]), Some(0.0));
@@ -511,7 +492,31 @@ async fn metrics_are_prometheus_text() {
         "{}",
         metrics.text
     );
-    assert!(scrape.samples.iter().any(|s| s.metric.starts_with("ratchet_run_duration_seconds")));
+    assert!(
+        metrics.text.contains("ratchet_run_duration_seconds_count{task=\"addition\"} 1"),
+        "{}",
+        metrics.text
+    );
+}
+
+/// The value of sample `name` with `labels` in Prometheus text `text`, parsed by a Prometheus
+/// text parser.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    // (prometheus-parse misreads label values holding braces, such as route patterns; the
+    // text is valid Prometheus, and the samples checked hold none.)
+    let lines =
+        text.lines().filter(|l| !l.contains("{name}") && !l.contains("{id}")).map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Histogram(_) | prometheus_parse::Value::Summary(_) => f64::NAN,
+        })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -740,6 +745,61 @@ async fn a_wasm_api_surface_answers_under_plugins_behind_auth() {
     );
 }
 
+/// `jobLogs` across nodes (PostgreSQL): node B runs a job that logs a line every 150 ms; a
+/// subscriber on node A, which does not run it, gets lines while the job still runs, every line
+/// exactly once, and the stream ends with the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_logs_follow_an_attempt_another_node_runs() {
+    tests::databases::on_postgres(|url| async move {
+        const LINES: usize = 20;
+        let task = tests::task(&format!(
+            "async function main() {{ for (let i = 0; i < {LINES}; i++) {{ console.log(`line ${{i}}`); \
+             await new Promise(r => setTimeout(r, 150)); }} return {{}}; }}"
+        ));
+        task.write("metadata.json", r#"{"name": "chatty", "version": "1.0.0", "timeout": 30}"#);
+        let config = format!("storage:\n  url: {url}\nserver:\n  rate_limit_per_second: 0\n");
+        let runner = ApiServer::start(&[&task.path()], &config);
+        let job = runner.post("/api/v1/jobs", &json!({"task": "chatty", "input": {}})).await;
+        let id = job.json["id"].as_str().unwrap_or_else(|| panic!("{job:?}")).to_owned();
+        let started = Instant::now();
+        while runner.get(&format!("/api/v1/jobs/{id}")).await.json["status"] != "running" {
+            assert!(started.elapsed() < Duration::from_secs(20), "the job never started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Started after the job was claimed: this node cannot run it.
+        let follower = ApiServer::start(&[&task.path()], &config);
+        let query =
+            format!(r#"subscription {{ jobLogs(id: "{id}") {{ executionId index attempt message }} }}"#);
+        let mut socket = subscribe(follower.port, &query).await;
+        let mut received = Vec::new();
+        let mut live_while_running = 0;
+        let reading = async {
+            while let Some(payload) = next_payload(&mut socket).await {
+                let line = payload["data"]["jobLogs"].clone();
+                if line["attempt"].is_null()
+                    && follower.get(&format!("/api/v1/jobs/{id}")).await.json["status"] == "running"
+                {
+                    live_while_running += 1;
+                }
+                received.push(line);
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), reading)
+            .await
+            .expect("the subscription never completed");
+        assert!(live_while_running >= 3, "{live_while_running} line(s) arrived live: {received:#?}");
+        let mut indices: Vec<u64> = received.iter().map(|l| l["index"].as_u64().unwrap()).collect();
+        indices.sort_unstable();
+        assert_eq!(indices, (0..LINES as u64).collect::<Vec<_>>(), "{received:#?}");
+        for line in &received {
+            assert_eq!(line["message"], format!("line {}", line["index"]), "{line}");
+        }
+        let job = follower.get(&format!("/api/v1/jobs/{id}")).await;
+        assert_eq!(job.json["status"], "completed", "{job:?}");
+    })
+    .await;
+}
+
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A GraphQL subscription over WebSocket (graphql-transport-ws), subscribed to `query`.
@@ -883,7 +943,8 @@ async fn cors_answers_the_configured_origins_only() {
 
 /// Native plugins of every kind but sink (one library, `plugins/native/example-kinds`): an
 /// auth plugin guarding the API, an error pattern classifying a failed run, a loader adding a
-/// task, an API surface answering (its panic answered 500 and contained).
+/// task, an API surface answering (its panic answered 500, contained and counted in
+/// `/metrics`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_plugins_of_every_kind_serve_like_wasm_ones() {
     let library = tests::bin_dir().join("libexample_kinds.so");
@@ -921,6 +982,13 @@ async fn native_plugins_of_every_kind_serve_like_wasm_ones() {
     let panicked = server.send(as_key("GET", "/plugins/routes/panic", "viewer-key")).await;
     assert_eq!(panicked.status, 500, "{panicked:?}");
     assert!(panicked.text.contains("panicked"), "{panicked:?}");
+    let metrics = server.send(as_key("GET", "/metrics", "viewer-key")).await;
+    let counted = |name: &str, plugin: &str| sample(&metrics.text, name, &[("plugin", plugin)]);
+    assert_eq!(counted("ratchet_plugin_calls_total", "routes"), Some(2.0), "{}", metrics.text);
+    assert_eq!(counted("ratchet_plugin_traps_total", "routes"), Some(1.0), "{}", metrics.text);
+    assert!(counted("ratchet_plugin_calls_total", "keys").is_some_and(|n| n >= 5.0), "{}", metrics.text);
+    assert_eq!(counted("ratchet_plugin_calls_total", "needle"), Some(1.0), "{}", metrics.text);
+    assert_eq!(counted("ratchet_plugin_traps_total", "needle"), Some(0.0), "{}", metrics.text);
     let plugins = server.send(as_key("GET", "/api/v1/plugins", "viewer-key")).await;
     let native = plugins.json.as_array().unwrap().iter().filter(|p| p["interface"] == "native ABI 1").count();
     assert_eq!(native, 4, "{plugins:?}");

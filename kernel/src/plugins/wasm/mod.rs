@@ -92,11 +92,11 @@ pub struct WasmHost {
     /// The async runtime HTTP grants run their requests on, when there is one.
     runtime: Option<tokio::runtime::Handle>,
     ticking: Arc<AtomicBool>,
-    /// Calls and traps of every plugin loaded, for `/metrics`.
+    /// Calls and traps of every plugin loaded, WASM or native, for `/metrics`.
     counters: Mutex<Vec<(String, Arc<PluginCounters>)>>,
 }
 
-/// How often a plugin was called and how often a call trapped.
+/// How often a plugin was called and how often a call trapped (WASM) or panicked (native).
 #[derive(Debug, Default)]
 pub struct PluginCounters {
     pub calls: std::sync::atomic::AtomicU64,
@@ -104,9 +104,18 @@ pub struct PluginCounters {
 }
 
 impl WasmHost {
-    /// The call and trap counters of every plugin this host loaded.
+    /// The call and trap counters of every plugin loaded through this host.
     pub fn counters(&self) -> Vec<(String, Arc<PluginCounters>)> {
         self.counters.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// New counters for plugin `name` (WASM or native), listed by `counters`.
+    pub(crate) fn new_counters(&self, name: &str) -> Arc<PluginCounters> {
+        let counters = Arc::new(PluginCounters::default());
+        if let Ok(mut all) = self.counters.lock() {
+            all.push((name.to_owned(), Arc::clone(&counters)));
+        }
+        counters
     }
 
     pub fn new(cache_dir: &Path, egress: &EgressConfig) -> Result<WasmHost, String> {
@@ -254,10 +263,7 @@ impl WasmHost {
             message: format!("{e:#}"),
         })?;
         let grants = Grants::from_config(config, &self.egress, self.runtime.as_ref())?;
-        let counters = Arc::new(PluginCounters::default());
-        if let Ok(mut all) = self.counters.lock() {
-            all.push((name.clone(), Arc::clone(&counters)));
-        }
+        let counters = self.new_counters(&name);
         let mut plugin = WasmPlugin::<W> {
             counters,
             name: name.clone(),

@@ -1,0 +1,64 @@
+//! PostgreSQL's `NOTIFY` and `LISTEN`: messages between the nodes sharing one database. SQLite
+//! serves one node, which has no one to tell.
+
+use sea_orm::sqlx::postgres::{PgListener, PgNotification};
+use sea_orm::{ConnectionTrait, DbBackend};
+
+use super::{QueueError, Store};
+
+/// The largest payload [`Store::notify`] sends: PostgreSQL refuses 8,000 bytes or more.
+pub const MAX_NOTIFY_PAYLOAD: usize = 7_900;
+
+/// A subscription to one channel, on a connection of its own that reconnects when it is lost.
+pub struct Listener(PgListener);
+
+impl Listener {
+    /// The next message's payload. An error means the connection is gone and could not be made
+    /// again; the next call tries again.
+    pub async fn next(&mut self) -> Result<String, QueueError> {
+        self.0
+            .recv()
+            .await
+            .map(|notification: PgNotification| notification.payload().to_owned())
+            .map_err(connection_error)
+    }
+}
+
+impl Store {
+    /// Whether other nodes can share this database (and hear [`Store::notify`]).
+    pub fn is_shared(&self) -> bool {
+        self.backend() == DbBackend::Postgres
+    }
+
+    /// Sends `payload` (at most [`MAX_NOTIFY_PAYLOAD`] bytes) to every listener of `channel`, on
+    /// every node. Nothing on SQLite.
+    pub async fn notify(&self, channel: &str, payload: &str) -> Result<(), QueueError> {
+        if !self.is_shared() {
+            return Ok(());
+        }
+        if payload.len() > MAX_NOTIFY_PAYLOAD {
+            return Err(QueueError::Invalid(format!(
+                "a notification of {} bytes is over PostgreSQL's limit ({MAX_NOTIFY_PAYLOAD})",
+                payload.len()
+            )));
+        }
+        let sql = "SELECT pg_notify(?, ?)";
+        self.writer().execute_raw(self.statement(sql, vec![channel.into(), payload.into()])).await?;
+        Ok(())
+    }
+
+    /// Listens on `channel`; `None` on SQLite.
+    pub async fn listen(&self, channel: &str) -> Result<Option<Listener>, QueueError> {
+        if !self.is_shared() {
+            return Ok(None);
+        }
+        let pool = self.connection().get_postgres_connection_pool();
+        let mut listener = PgListener::connect_with(pool).await.map_err(connection_error)?;
+        listener.listen(channel).await.map_err(connection_error)?;
+        Ok(Some(Listener(listener)))
+    }
+}
+
+fn connection_error(error: sea_orm::sqlx::Error) -> QueueError {
+    QueueError::Db(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(error.into())))
+}
