@@ -8,7 +8,9 @@
 //! 3. Queue: the `queue` bench target drains 2,000 trivial jobs on SQLite and on PostgreSQL
 //!    and measures enqueue-to-start latency on an idle node.
 //! 4. REST: the `rest` bench target drives a release `ratchet serve` with synchronous runs of
-//!    `addition` from 16 concurrent keep-alive clients: p50, p99 and runs per second.
+//!    `addition`: from one client, from 16 concurrent keep-alive clients in a closed loop
+//!    (throughput at saturation), and over 16 connections at a fixed 1,500 runs/s (latency
+//!    at that load); p50, p99 and runs per second.
 //! 5. Plugins: the `plugins` bench target: compile vs cached load of a component, instantiation
 //!    from the template, and the cost of one sink call.
 
