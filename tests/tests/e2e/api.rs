@@ -442,6 +442,35 @@ async fn every_route_checks_credentials_and_roles() {
     }
 }
 
+/// RELIABILITY.md H1, expired credentials: an `api-key-auth` key past its `expires` is refused
+/// with a 401 naming the key and the instant; a key not yet expired works; a malformed
+/// `expires` fails closed, naming the key and the format.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_api_key_is_refused_saying_so() {
+    let keys = |expires_old: &str| {
+        format!(
+            "server:\n  rate_limit_per_second: 0\nplugins:\n  - name: keys\n    kind: auth\n    source: {}\n    config:\n      keys:\n\
+             \x20       - {{id: old, sha256: {}, role: admin, expires: \"{expires_old}\"}}\n\
+             \x20       - {{id: current, sha256: {}, role: viewer, expires: \"2999-01-01T00:00:00Z\"}}\n",
+            component("api-key-auth").display(),
+            sha256("old-key"),
+            sha256("current-key"),
+        )
+    };
+    let (dated, _scratch) = server(&keys("2020-01-01T00:00:00Z"));
+    let as_key = |key: &str| dated.client.get(dated.url("/api/v1/tasks")).header("x-api-key", key.to_owned());
+    let expired = dated.send(as_key("old-key")).await;
+    expired.assert_error(401, "unauthenticated");
+    assert!(expired.text.contains("API key `old` expired at 2020-01-01T00:00:00Z"), "{expired:?}");
+    assert_eq!(dated.send(as_key("current-key")).await.status, 200);
+
+    let (malformed, _scratch) = server(&keys("next tuesday"));
+    let asked = malformed.client.get(malformed.url("/api/v1/tasks")).header("x-api-key", "current-key");
+    let refused = malformed.send(asked).await;
+    refused.assert_error(401, "unauthenticated");
+    assert!(refused.text.contains("key `old`: `expires` must be an RFC 3339 UTC time"), "{refused:?}");
+}
+
 /// RELIABILITY.md H2.
 #[test]
 fn a_public_bind_without_auth_is_refused_unless_acknowledged() {

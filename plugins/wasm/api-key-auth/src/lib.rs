@@ -3,8 +3,9 @@
 //! the hashes in its config. Roles nest: `admin` can do what `runner` can, `runner` what
 //! `viewer` can; the principal lists every role it holds.
 //!
-//! Config: `{"keys": [{"id": "ci", "sha256": "<64 hex digits>", "role": "runner"}]}`.
-//! `printf %s "$KEY" | sha256sum` gives the hash.
+//! Config: `{"keys": [{"id": "ci", "sha256": "<64 hex digits>", "role": "runner"}]}`, and
+//! optionally `"expires": "2026-12-31T00:00:00Z"` (RFC 3339, UTC) on a key: from that instant
+//! the key is refused, saying so. `printf %s "$KEY" | sha256sum` gives the hash.
 
 use plugin_api::guest::{Auth, Manifest, PluginError, Principal};
 use serde_json::Value;
@@ -60,6 +61,14 @@ impl Auth for ApiKeyAuth {
             }
         }
         let key = found.ok_or_else(|| PluginError::Denied("unknown API key".into()))?;
+        if let Some((expires, shown)) = &key.expires
+            && std::time::SystemTime::now() >= *expires
+        {
+            return Err(PluginError::Denied(format!(
+                "API key `{}` expired at {shown}; ask an admin for a new key",
+                key.id
+            )));
+        }
         let level = ROLES.iter().position(|r| *r == key.role).ok_or_else(|| {
             PluginError::InvalidInput(format!("key role `{}` is not one of viewer, runner, admin", key.role))
         })?;
@@ -73,6 +82,8 @@ struct Key {
     /// Lowercase hex.
     sha256: String,
     role: String,
+    /// When the key stops working, and that instant as configured.
+    expires: Option<(std::time::SystemTime, String)>,
 }
 
 /// The configured keys, parsed once per instance (every request would otherwise parse them).
@@ -88,14 +99,31 @@ fn parse_keys() -> Result<Vec<Key>, PluginError> {
         entry.get(field).and_then(Value::as_str).unwrap_or(default).to_owned()
     };
     let entries = config.get("keys").and_then(Value::as_array).cloned().unwrap_or_default();
-    Ok(entries
+    entries
         .iter()
-        .map(|entry| Key {
-            id: text(entry, "id", "api-key"),
-            sha256: text(entry, "sha256", "").to_ascii_lowercase(),
-            role: text(entry, "role", "viewer"),
+        .map(|entry| {
+            let id = text(entry, "id", "api-key");
+            let expires = entry.get("expires").map(|value| expiry(&id, value)).transpose()?;
+            Ok(Key {
+                sha256: text(entry, "sha256", "").to_ascii_lowercase(),
+                role: text(entry, "role", "viewer"),
+                id,
+                expires,
+            })
         })
-        .collect())
+        .collect()
+}
+
+/// A key's `expires`: an RFC 3339 UTC time.
+fn expiry(id: &str, value: &Value) -> Result<(std::time::SystemTime, String), PluginError> {
+    let refused = || {
+        PluginError::InvalidInput(format!(
+            "key `{id}`: `expires` must be an RFC 3339 UTC time such as 2026-12-31T00:00:00Z, not {value}"
+        ))
+    };
+    let text = value.as_str().ok_or_else(refused)?;
+    let at = humantime::parse_rfc3339(text).map_err(|_| refused())?;
+    Ok((at, text.to_owned()))
 }
 
 plugin_api::export_auth!(ApiKeyAuth);
