@@ -139,46 +139,45 @@ fn payloads(node: &str, lines: Vec<RemoteLine>) -> Vec<String> {
 }
 
 async fn listen(service: Arc<Service>, mut stop: watch::Receiver<bool>) {
-    let mut listener = None;
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        let Some(heard) = listener.as_mut() else {
-            match service.store.listen(CHANNEL).await {
-                Ok(Some(opened)) => listener = Some(opened),
-                Ok(None) => return,
-                Err(error) => {
-                    tracing::warn!(
-                        "cannot listen for other nodes' live log lines (retrying in 1 s): {error}"
-                    );
-                    tokio::select! {
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = stop.changed() => return,
-                    }
-                }
-            }
-            continue;
-        };
-        let payload = tokio::select! {
-            payload = heard.next() => payload,
-            _ = stop.changed() => return,
-        };
-        match payload {
-            Ok(payload) => match serde_json::from_str::<Batch>(&payload) {
-                Ok(batch) if batch.node != service.node => {
-                    for line in batch.lines {
-                        let _ = service.remote_logs.send(Arc::new(line));
-                    }
-                }
-                Ok(_) => {}
-                Err(error) => tracing::debug!("ignored a malformed {CHANNEL} notification: {error}"),
-            },
+    while !*stop.borrow() {
+        let mut listener = match service.store.listen(CHANNEL).await {
+            Ok(Some(listener)) => listener,
+            Ok(None) => return,
             Err(error) => {
-                tracing::warn!("lost the connection for other nodes' live log lines: {error}");
-                listener = None;
+                tracing::warn!("cannot listen for other nodes' live log lines (retrying in 1 s): {error}");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => return,
+                }
+                continue;
+            }
+        };
+        loop {
+            let payload = tokio::select! {
+                payload = listener.next() => payload,
+                _ = stop.changed() => return,
+            };
+            match payload {
+                Ok(payload) => hear(&service, &payload),
+                Err(error) => {
+                    tracing::warn!("lost the connection for other nodes' live log lines: {error}");
+                    break;
+                }
             }
         }
+    }
+}
+
+/// Hands the lines of another node's batch to this node's subscribers.
+fn hear(service: &Service, payload: &str) {
+    match serde_json::from_str::<Batch>(payload) {
+        Ok(batch) if batch.node != service.node => {
+            for line in batch.lines {
+                let _ = service.remote_logs.send(Arc::new(line));
+            }
+        }
+        Ok(_) => {}
+        Err(error) => tracing::debug!("ignored a malformed {CHANNEL} notification: {error}"),
     }
 }
 

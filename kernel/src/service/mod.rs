@@ -508,7 +508,7 @@ impl Service {
     /// Whether this node is running the execution `id` now (a job's or a synchronous run).
     pub fn is_running(&self, id: &str) -> bool {
         let sync = self.running_now.lock().is_ok_and(|running| running.contains(id));
-        sync || self.in_flight.lock().is_ok_and(|jobs| jobs.values().any(|(_, execution)| execution == id))
+        sync || self.job_of(id).is_some()
     }
 
     /// The job whose attempt this node runs as execution `id`, if any.
