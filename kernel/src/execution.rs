@@ -157,7 +157,7 @@ impl Kernel {
 
     /// Runs `task` with `input`, its requests answered by `http`.
     pub async fn run_with(&self, task: &Task, input: Value, http: HttpMode) -> Execution {
-        self.run_as(uuid::Uuid::new_v4().to_string(), task, input, http).await
+        self.run_as(crate::storage::new_id(), task, input, http).await
     }
 
     /// `run_with` under an execution id the caller chose (to hand it out before the run ends).

@@ -359,7 +359,7 @@ impl Service {
             self.report_unknown_task(&job, message).await;
             return None;
         };
-        let execution_id = uuid::Uuid::new_v4().to_string();
+        let execution_id = crate::storage::new_id();
         self.track(&job, Some(&execution_id));
         let heartbeat =
             tokio::spawn(heartbeat(self.store.clone(), job.clone(), self.node.clone(), self.lease()));
@@ -412,7 +412,7 @@ impl Service {
         input: Value,
         guard: impl Send + 'static,
     ) -> (String, tokio::sync::oneshot::Receiver<ExecutionRecord>) {
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = crate::storage::new_id();
         let (done, receiver) = tokio::sync::oneshot::channel();
         let service = Arc::clone(self);
         let execution_id = id.clone();

@@ -1,5 +1,7 @@
 //! The record of every run.
 
+use std::sync::LazyLock;
+
 use sea_orm::{ConnectionTrait, QueryResult, Value as SqlValue};
 use serde_json::Value;
 
@@ -32,9 +34,16 @@ pub struct ExecutionRecord {
 pub(super) const COLUMNS: &str = "id, job_id, attempt, task, status, input, output, error, logs, http, started_at, \
      finished_at, duration_us, worker, node";
 
+/// The insert of one record, its values in [`values`]' order.
+static INSERT: LazyLock<String> = LazyLock::new(|| {
+    format!("INSERT INTO executions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+});
+
 impl Store {
+    /// Stores the record of a run outside the queue. Records that arrive together are
+    /// committed together (see [`super::group_commit`]); this returns once `record` is.
     pub async fn record_execution(&self, record: &ExecutionRecord) -> Result<(), QueueError> {
-        self.insert_execution(self.writer(), record).await
+        self.group_commit.execute(INSERT.as_str(), values(record)).await
     }
 
     pub(crate) async fn insert_execution(
@@ -42,27 +51,7 @@ impl Store {
         connection: &impl ConnectionTrait,
         record: &ExecutionRecord,
     ) -> Result<(), QueueError> {
-        let sql = format!(
-            "INSERT INTO executions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        );
-        let values: Vec<SqlValue> = vec![
-            record.id.clone().into(),
-            record.job_id.clone().into(),
-            i64::from(record.attempt).into(),
-            record.task.clone().into(),
-            record.status.clone().into(),
-            record.input.to_string().into(),
-            record.output.as_ref().map(Value::to_string).into(),
-            record.error.as_ref().map(Value::to_string).into(),
-            record.logs.to_string().into(),
-            record.http.to_string().into(),
-            record.started_at.into(),
-            record.finished_at.into(),
-            record.duration_us.into(),
-            record.worker.clone().into(),
-            record.node.clone().into(),
-        ];
-        connection.execute_raw(self.statement(&sql, values)).await?;
+        connection.execute_raw(self.statement(&INSERT, values(record))).await?;
         Ok(())
     }
 
@@ -89,6 +78,26 @@ impl Store {
         let rows = self.connection().query_all_raw(self.statement(&sql, values)).await?;
         rows.iter().map(from_row).collect()
     }
+}
+
+fn values(record: &ExecutionRecord) -> Vec<SqlValue> {
+    vec![
+        record.id.clone().into(),
+        record.job_id.clone().into(),
+        i64::from(record.attempt).into(),
+        record.task.clone().into(),
+        record.status.clone().into(),
+        record.input.to_string().into(),
+        record.output.as_ref().map(Value::to_string).into(),
+        record.error.as_ref().map(Value::to_string).into(),
+        record.logs.to_string().into(),
+        record.http.to_string().into(),
+        record.started_at.into(),
+        record.finished_at.into(),
+        record.duration_us.into(),
+        record.worker.clone().into(),
+        record.node.clone().into(),
+    ]
 }
 
 pub(super) fn from_row(row: &QueryResult) -> Result<ExecutionRecord, QueueError> {

@@ -6,6 +6,7 @@
 //! PostgreSQL's `FOR UPDATE SKIP LOCKED` when claiming (SQLite serialises writers anyway).
 
 mod executions;
+mod group_commit;
 mod listing;
 mod migrations;
 mod nodes;
@@ -41,11 +42,13 @@ pub const SQLITE_FILE: &str = "ratchet.db";
 /// own cost. Reads use the shared pool. On PostgreSQL both are the same pool.
 ///
 /// On SQLite a background task also checkpoints the write-ahead log (see [`Checkpointer`]).
+/// The records of runs outside the queue are committed in groups (see [`group_commit`]).
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
     writer: DatabaseConnection,
     checkpointer: Option<Arc<Checkpointer>>,
+    group_commit: group_commit::GroupCommit,
 }
 
 /// How often the SQLite write-ahead log is checkpointed in the background.
@@ -130,7 +133,8 @@ impl Store {
             }
             _ => (db.clone(), None),
         };
-        Ok(Store { db, writer, checkpointer })
+        let group_commit = group_commit::GroupCommit::start(writer.clone());
+        Ok(Store { db, writer, checkpointer, group_commit })
     }
 
     pub fn backend(&self) -> DbBackend {
@@ -220,6 +224,14 @@ pub fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// A new id for a job, an execution or a schedule: a UUID v7, whose leading bits are the time.
+/// Rows made one after another get ids in order, so each insert appends to the end of the
+/// primary-key index (one page, likely the one the last insert wrote) instead of a random
+/// page of it, and ids sort by creation.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
 }
 
 /// Milliseconds since the Unix epoch: the clock the queue runs on, unless a test injects one.

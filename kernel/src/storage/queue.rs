@@ -209,7 +209,7 @@ impl Store {
         if new.idempotency_key.as_deref().is_some_and(str::is_empty) {
             return Err(QueueError::Invalid("an idempotency key must not be empty".into()));
         }
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = crate::storage::new_id();
         let inserted = self.insert_job(self.writer(), &id, &new, now).await?;
         let job = match (inserted, &new.idempotency_key) {
             (true, _) => self.job(&id).await?,

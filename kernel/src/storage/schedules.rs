@@ -70,7 +70,7 @@ impl Store {
         if new.name.trim().is_empty() {
             return Err(QueueError::Invalid("a schedule name must not be empty".into()));
         }
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = crate::storage::new_id();
         let sql = format!(
             "INSERT INTO schedules ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, NULL, NULL, ?, ?) \
              ON CONFLICT (name) DO NOTHING"
@@ -219,7 +219,7 @@ impl Store {
         let transaction = self.writer().begin().await?;
         let mut created = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let id = uuid::Uuid::new_v4().to_string();
+            let id = crate::storage::new_id();
             let inserted = self.insert_job(&transaction, &id, job, now).await?;
             created.push(inserted.then_some(id));
         }

@@ -266,6 +266,60 @@ async fn finish_stores_the_execution_with_the_result_and_keeps_a_fenced_one() {
     .await;
 }
 
+/// Records of runs outside the queue that arrive together are committed together; each
+/// caller still gets its own verdict, and a record that cannot be stored (here a duplicate
+/// id) fails alone without taking its batch with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_arriving_together_are_all_stored_and_a_bad_one_fails_alone() {
+    use kernel::storage::ExecutionRecord;
+    let record = |id: String| ExecutionRecord {
+        id,
+        job_id: None,
+        attempt: 1,
+        task: "t".into(),
+        status: "success".into(),
+        input: json!({"n": 1}),
+        output: Some(json!(2)),
+        error: None,
+        logs: json!([{"level": "info", "message": "hello"}]),
+        http: json!({}),
+        started_at: T0,
+        finished_at: T0 + 1,
+        duration_us: 1000,
+        worker: Some("w0.1".into()),
+        node: Some("node".into()),
+    };
+    on_each_backend(move |store, backend| async move {
+        for n in 0..5 {
+            store.record_execution(&record(format!("early-{n}"))).await.unwrap();
+        }
+        let ids = (0..300).map(|n| format!("run-{n}")).chain((0..5).map(|n| format!("early-{n}")));
+        let writes: Vec<_> = ids
+            .map(|id| {
+                let store = store.clone();
+                let record = record(id.clone());
+                tokio::spawn(async move { (id, store.record_execution(&record).await) })
+            })
+            .collect();
+        let mut refused = Vec::new();
+        for write in writes {
+            let (id, result) = write.await.unwrap();
+            match result {
+                Ok(()) => assert!(id.starts_with("run-"), "{backend}: {id} was stored twice"),
+                Err(error) => refused.push((id, error.to_string())),
+            }
+        }
+        let refused_ids: HashSet<_> = refused.iter().map(|(id, _)| id.as_str()).collect();
+        let expected: HashSet<_> = (0..5).map(|n| format!("early-{n}")).collect();
+        assert_eq!(refused_ids, expected.iter().map(String::as_str).collect(), "{backend}: {refused:?}");
+        let stored = store.executions(None, 10_000).await.unwrap();
+        assert_eq!(stored.len(), 305, "{backend}: every good record is stored, once");
+        let run_7 = stored.iter().find(|e| e.id == "run-7").expect("run-7 is stored");
+        assert_eq!(run_7, &record("run-7".into()), "{backend}: stored as sent");
+    })
+    .await;
+}
+
 /// A consumer ends one job and claims the next in one transaction; a fenced end claims nothing
 /// and changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
