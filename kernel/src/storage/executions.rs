@@ -40,10 +40,14 @@ static INSERT: LazyLock<String> = LazyLock::new(|| {
 });
 
 impl Store {
-    /// Stores the record of a run outside the queue. Records that arrive together are
-    /// committed together (see [`super::group_commit`]); this returns once `record` is.
+    /// Stores the record of a run outside the queue, and returns once it is committed. On
+    /// SQLite, records that arrive together are committed together (see
+    /// [`super::group_commit`]).
     pub async fn record_execution(&self, record: &ExecutionRecord) -> Result<(), QueueError> {
-        self.group_commit.execute(INSERT.as_str(), values(record)).await
+        match &self.group_commit {
+            Some(group_commit) => group_commit.execute(INSERT.as_str(), values(record)).await,
+            None => self.insert_execution(self.writer(), record).await,
+        }
     }
 
     pub(crate) async fn insert_execution(

@@ -1,4 +1,4 @@
-//! Group commit of run records.
+//! Group commit of run records, on SQLite (PostgreSQL takes them concurrently: see `Store`).
 //!
 //! Every synchronous run ends with one `INSERT` into `executions`. Committed one by one,
 //! each insert rewrites the same few pages (the table's last leaf and one leaf per index)

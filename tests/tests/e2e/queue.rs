@@ -266,9 +266,9 @@ async fn finish_stores_the_execution_with_the_result_and_keeps_a_fenced_one() {
     .await;
 }
 
-/// Records of runs outside the queue that arrive together are committed together; each
-/// caller still gets its own verdict, and a record that cannot be stored (here a duplicate
-/// id) fails alone without taking its batch with it.
+/// Records of runs outside the queue that arrive together (committed together on SQLite) are
+/// all stored; each caller gets its own verdict, and a record that cannot be stored (here a
+/// duplicate id) fails alone without taking its batch with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_arriving_together_are_all_stored_and_a_bad_one_fails_alone() {
     use kernel::storage::ExecutionRecord;
