@@ -35,7 +35,7 @@ pub(super) const COLUMNS: &str = "id, job_id, attempt, task, status, input, outp
      finished_at, duration_us, worker, node";
 
 /// The insert of one record, its values in [`values`]' order.
-static INSERT: LazyLock<String> = LazyLock::new(|| {
+pub(super) static INSERT: LazyLock<String> = LazyLock::new(|| {
     format!("INSERT INTO executions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 });
 
@@ -45,7 +45,7 @@ impl Store {
     /// [`super::group_commit`]).
     pub async fn record_execution(&self, record: &ExecutionRecord) -> Result<(), QueueError> {
         match &self.group_commit {
-            Some(group_commit) => group_commit.execute(INSERT.as_str(), values(record)).await,
+            Some(group_commit) => group_commit.execute(values(record)).await,
             None => self.insert_execution(self.writer(), record).await,
         }
     }

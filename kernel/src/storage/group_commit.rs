@@ -11,7 +11,7 @@
 //! Each caller still learns whether its own record was stored. When a batch fails, its
 //! records are written again one by one, so one bad record cannot take the others with it.
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, TransactionTrait, Value as SqlValue};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait, Value as SqlValue};
 use tokio::sync::{mpsc, oneshot};
 
 use super::queue::QueueError;
@@ -28,24 +28,23 @@ pub(super) struct GroupCommit {
 }
 
 struct Pending {
-    sql: &'static str,
     values: Vec<SqlValue>,
     done: oneshot::Sender<Result<(), DbErr>>,
 }
 
 impl GroupCommit {
-    /// Starts the writing task on the current Tokio runtime.
-    pub(super) fn start(writer: DatabaseConnection) -> GroupCommit {
+    /// Starts the task that executes `sql` (`?` placeholders) for each record, on the current
+    /// Tokio runtime.
+    pub(super) fn start(writer: DatabaseConnection, sql: &'static str) -> GroupCommit {
         let (queue, pending) = mpsc::unbounded_channel();
-        tokio::spawn(write_batches(writer, pending));
+        tokio::spawn(write_batches(writer, sql, pending));
         GroupCommit { queue }
     }
 
-    /// Executes `sql` (`?` placeholders) with `values` in the next batch, and returns when
-    /// that batch is committed.
-    pub(super) async fn execute(&self, sql: &'static str, values: Vec<SqlValue>) -> Result<(), QueueError> {
+    /// Writes the record `values` in the next batch, and returns when that batch is committed.
+    pub(super) async fn execute(&self, values: Vec<SqlValue>) -> Result<(), QueueError> {
         let (done, result) = oneshot::channel();
-        self.queue.send(Pending { sql, values, done }).map_err(|_| stopped())?;
+        self.queue.send(Pending { values, done }).map_err(|_| stopped())?;
         Ok(result.await.map_err(|_| stopped())??)
     }
 }
@@ -54,11 +53,15 @@ fn stopped() -> QueueError {
     QueueError::Db(DbErr::Custom("the run-record writer has stopped; the process is shutting down".into()))
 }
 
-async fn write_batches(writer: DatabaseConnection, mut queue: mpsc::UnboundedReceiver<Pending>) {
+async fn write_batches(
+    writer: DatabaseConnection,
+    sql: &'static str,
+    mut queue: mpsc::UnboundedReceiver<Pending>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        if batch.len() == 1 || write_together(&writer, &batch).await.is_err() {
-            write_one_by_one(&writer, &mut batch).await;
+        if batch.len() == 1 || write_together(&writer, sql, &batch).await.is_err() {
+            write_one_by_one(&writer, sql, &mut batch).await;
         } else {
             for pending in batch.drain(..) {
                 let _ = pending.done.send(Ok(()));
@@ -67,19 +70,20 @@ async fn write_batches(writer: DatabaseConnection, mut queue: mpsc::UnboundedRec
     }
 }
 
-async fn write_together(writer: &DatabaseConnection, batch: &[Pending]) -> Result<(), DbErr> {
+async fn write_together(writer: &DatabaseConnection, sql: &str, batch: &[Pending]) -> Result<(), DbErr> {
     let backend = writer.get_database_backend();
     let transaction = writer.begin().await?;
     for pending in batch {
-        transaction.execute_raw(statement(backend, pending.sql, pending.values.clone())).await?;
+        // A copy: should the batch fail, each record is written again on its own.
+        transaction.execute_raw(statement(backend, sql, pending.values.clone())).await?;
     }
     transaction.commit().await
 }
 
-async fn write_one_by_one(writer: &DatabaseConnection, batch: &mut Vec<Pending>) {
-    let backend: DbBackend = writer.get_database_backend();
+async fn write_one_by_one(writer: &DatabaseConnection, sql: &str, batch: &mut Vec<Pending>) {
+    let backend = writer.get_database_backend();
     for pending in batch.drain(..) {
-        let result = writer.execute_raw(statement(backend, pending.sql, pending.values)).await.map(drop);
+        let result = writer.execute_raw(statement(backend, sql, pending.values)).await.map(drop);
         let _ = pending.done.send(result);
     }
 }

@@ -133,7 +133,8 @@ impl Store {
                     .await
                     .map_err(|e| StoreError::Connect { url: shown, message: e.to_string() })?;
                 let checkpointer = Arc::new(Checkpointer::start(db.clone()));
-                let group_commit = group_commit::GroupCommit::start(writer.clone());
+                let group_commit =
+                    group_commit::GroupCommit::start(writer.clone(), executions::INSERT.as_str());
                 (writer, Some(checkpointer), Some(group_commit))
             }
             _ => (db.clone(), None, None),

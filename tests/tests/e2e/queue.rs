@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kernel::storage::{Backoff, JobStatus, NewJob, QueueError};
+use kernel::storage::{Backoff, ExecutionRecord, JobStatus, NewJob, QueueError};
 use serde_json::json;
 use tests::databases::on_each_backend;
 
@@ -14,6 +14,27 @@ const LEASE: Duration = Duration::from_secs(30);
 
 fn job(task: &str) -> NewJob {
     NewJob::new(task, json!({"n": 1}))
+}
+
+/// The record of a successful run of task `t`, of `job_id` when given.
+fn execution(id: &str, job_id: Option<&str>) -> ExecutionRecord {
+    ExecutionRecord {
+        id: id.into(),
+        job_id: job_id.map(Into::into),
+        attempt: 1,
+        task: "t".into(),
+        status: "success".into(),
+        input: json!({"n": 1}),
+        output: Some(json!(2)),
+        error: None,
+        logs: json!([{"level": "info", "message": "hello"}]),
+        http: json!({}),
+        started_at: T0,
+        finished_at: T0 + 1,
+        duration_us: 1000,
+        worker: Some("w0.1".into()),
+        node: Some("node".into()),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,33 +248,17 @@ async fn cancel_stops_queued_and_running_jobs_and_refuses_finished_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finish_stores_the_execution_with_the_result_and_keeps_a_fenced_one() {
-    use kernel::storage::{ExecutionRecord, Outcome};
-    let record = |id: &str, job: &str, attempt: u32| ExecutionRecord {
-        id: id.into(),
-        job_id: Some(job.into()),
-        attempt,
-        task: "t".into(),
-        status: "success".into(),
-        input: json!({}),
-        output: Some(json!(1)),
-        error: None,
-        logs: json!([]),
-        http: json!({}),
-        started_at: T0,
-        finished_at: T0 + 1,
-        duration_us: 1000,
-        worker: Some("w0.1".into()),
-        node: Some("node".into()),
-    };
-    on_each_backend(move |store, backend| async move {
+    use kernel::storage::Outcome;
+    on_each_backend(|store, backend| async move {
         let id = store.enqueue(job("t"), T0).await.unwrap().job.id;
         store.claim("node", LEASE, T0).await.unwrap().unwrap();
         let status = store
-            .finish(&id, 1, Outcome::Completed(&json!(1)), Some(&record("e1", &id, 1)), T0 + 1)
+            .finish(&id, 1, Outcome::Completed(&json!(1)), Some(&execution("e1", Some(&id))), T0 + 1)
             .await
             .unwrap();
         assert_eq!(status, JobStatus::Completed, "{backend}");
-        let late = store.finish(&id, 1, Outcome::Failed("late"), Some(&record("e2", &id, 1)), T0 + 2).await;
+        let late =
+            store.finish(&id, 1, Outcome::Failed("late"), Some(&execution("e2", Some(&id))), T0 + 2).await;
         assert!(matches!(late, Err(QueueError::Fenced { .. })), "{backend}: {late:?}");
         let ids: Vec<_> = store.executions(Some(&id), 10).await.unwrap().into_iter().map(|e| e.id).collect();
         assert_eq!(ids.len(), 2, "{backend}: both runs are in the history");
@@ -271,33 +276,15 @@ async fn finish_stores_the_execution_with_the_result_and_keeps_a_fenced_one() {
 /// duplicate id) fails alone without taking its batch with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_arriving_together_are_all_stored_and_a_bad_one_fails_alone() {
-    use kernel::storage::ExecutionRecord;
-    let record = |id: String| ExecutionRecord {
-        id,
-        job_id: None,
-        attempt: 1,
-        task: "t".into(),
-        status: "success".into(),
-        input: json!({"n": 1}),
-        output: Some(json!(2)),
-        error: None,
-        logs: json!([{"level": "info", "message": "hello"}]),
-        http: json!({}),
-        started_at: T0,
-        finished_at: T0 + 1,
-        duration_us: 1000,
-        worker: Some("w0.1".into()),
-        node: Some("node".into()),
-    };
-    on_each_backend(move |store, backend| async move {
+    on_each_backend(|store, backend| async move {
         for n in 0..5 {
-            store.record_execution(&record(format!("early-{n}"))).await.unwrap();
+            store.record_execution(&execution(&format!("early-{n}"), None)).await.unwrap();
         }
         let ids = (0..300).map(|n| format!("run-{n}")).chain((0..5).map(|n| format!("early-{n}")));
         let writes: Vec<_> = ids
             .map(|id| {
                 let store = store.clone();
-                let record = record(id.clone());
+                let record = execution(&id, None);
                 tokio::spawn(async move { (id, store.record_execution(&record).await) })
             })
             .collect();
@@ -315,7 +302,7 @@ async fn records_arriving_together_are_all_stored_and_a_bad_one_fails_alone() {
         let stored = store.executions(None, 10_000).await.unwrap();
         assert_eq!(stored.len(), 305, "{backend}: every good record is stored, once");
         let run_7 = stored.iter().find(|e| e.id == "run-7").expect("run-7 is stored");
-        assert_eq!(run_7, &record("run-7".into()), "{backend}: stored as sent");
+        assert_eq!(run_7, &execution("run-7", None), "{backend}: stored as sent");
     })
     .await;
 }
