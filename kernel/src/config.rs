@@ -179,6 +179,12 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<String>,
     /// Origins browsers may call the API from (CORS); empty: same origin only.
     pub cors_origins: Vec<String>,
+    /// Seconds a connection has to send a complete request head, counted from when it opened
+    /// or answered its previous request; an idle keep-alive connection is closed after it.
+    pub header_read_timeout_secs: f64,
+    /// Connections open at once; past it new ones are closed at once (with a warning) until
+    /// some end. Capped below the process's open-file limit.
+    pub max_connections: usize,
 }
 
 impl ServerConfig {
@@ -219,6 +225,8 @@ impl Default for ServerConfig {
             rate_limit_burst: 200,
             trusted_proxies: Vec::new(),
             cors_origins: Vec::new(),
+            header_read_timeout_secs: 10.0,
+            max_connections: 1024,
         }
     }
 }

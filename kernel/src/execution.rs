@@ -163,9 +163,9 @@ impl Kernel {
     /// `run_with` under an execution id the caller chose (to hand it out before the run ends).
     pub async fn run_as(&self, id: String, task: &Task, input: Value, http: HttpMode) -> Execution {
         let started = Instant::now();
-        let violations = match input_too_deep(&input) {
-            Some(violation) => vec![violation],
-            None => task.input_schema.violations(&input),
+        let (input, violations) = match input_too_deep(&input) {
+            Some(violation) => (input, vec![violation]),
+            None => task.input_schema.check(input).await,
         };
         if !violations.is_empty() {
             return Execution::failed(id, ExecutionError::InvalidInput(violations), started);
@@ -174,7 +174,7 @@ impl Kernel {
         let request = self.request(task, RunMode::Run, input, &id, Arc::clone(&session));
         let reply = self.pool.execute(request).await;
         let outcome = match reply.result {
-            Ok(RunOutcome::Success { output }) => check_output(task, output),
+            Ok(RunOutcome::Success { output }) => check_output(task, output).await,
             Ok(RunOutcome::Error { error }) => Err(ExecutionError::Task(error)),
             Err(failure) => Err(ExecutionError::Worker(failure)),
         };
@@ -281,8 +281,8 @@ fn input_too_deep(input: &Value) -> Option<SchemaViolation> {
     })
 }
 
-fn check_output(task: &Task, output: Value) -> Result<Value, ExecutionError> {
-    let violations = task.output_schema.violations(&output);
+async fn check_output(task: &Task, output: Value) -> Result<Value, ExecutionError> {
+    let (output, violations) = task.output_schema.check(output).await;
     if violations.is_empty() { Ok(output) } else { Err(ExecutionError::InvalidOutput(violations)) }
 }
 

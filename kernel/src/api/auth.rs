@@ -2,8 +2,8 @@
 //! ([`super::routes::ROUTES`]); the auth plugin says who the caller is. With no auth plugin
 //! every caller is an anonymous admin, and `serve` keeps the server on loopback.
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::StatusCode;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::ApiError;
-use super::routes::required_role;
+use super::routes::Verdict;
 
 /// Roles, each allowed what the one before it is: viewers read, runners also run and
 /// enqueue, admins also manage schedules and plugins.
@@ -57,24 +57,31 @@ impl Caller {
     }
 }
 
-/// Checks the caller against the route's role; refuses routes missing from the table.
+/// Checks every request before routing: the route table says what the path and method need
+/// (`HEAD` its `GET`'s role); a known path with another method is answered 405, and an unknown
+/// path 404, only to callers the auth plugin knows, so neither reveals anything to strangers
+/// nor reaches a handler (or an API-surface plugin) unchecked.
 pub async fn authorize(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let path = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| request.uri().path().to_owned(), |m| m.as_str().to_owned());
-    let Some(needed) = required_role(request.method().as_str(), &path) else {
-        if super::routes::ROUTES.iter().any(|r| r.path == path) {
-            // Another method of a known route: the router answers 405 without running anything.
-            return next.run(request).await;
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    let needed = match state.routes.lookup(method.as_str(), &path) {
+        Verdict::Route(route) => route.role(),
+        Verdict::OtherMethod { public: true, allow } => return method_not_allowed(&method, &path, &allow),
+        Verdict::OtherMethod { public: false, allow } => {
+            return match identify(&state, request.headers()).await {
+                Ok(_) => method_not_allowed(&method, &path, &allow),
+                Err(error) => error.into_response(),
+            };
         }
-        // Fail closed: a route nobody gave a role to is nobody's.
-        return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("{path} has no role in the route table"),
-        )
-        .into_response();
+        Verdict::UnknownPath => {
+            return match identify(&state, request.headers()).await {
+                Ok(_) => next.run(request).await,
+                Err(error) => error.into_response(),
+            };
+        }
+    };
+    let Some(needed) = needed else {
+        return next.run(request).await;
     };
     let caller = match identify(&state, request.headers()).await {
         Ok(caller) => caller,
@@ -85,17 +92,27 @@ pub async fn authorize(State(state): State<AppState>, mut request: Request, next
         return ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            format!(
-                "{} {path} needs the {} role; {} has {held}",
-                request.method(),
-                needed.as_str(),
-                caller.id
-            ),
+            format!("{method} {path} needs the {} role; {} has {held}", needed.as_str(), caller.id),
         )
         .into_response();
     }
     request.extensions_mut().insert(caller);
     next.run(request).await
+}
+
+/// 405 naming the methods the path takes, in the `Allow` header too.
+fn method_not_allowed(method: &Method, path: &str, allow: &[&str]) -> Response {
+    let allow = allow.join(", ");
+    let mut response = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{path} does not take {method}; it takes {allow}"),
+    )
+    .into_response();
+    if let Ok(value) = HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
 }
 
 /// Asks the auth plugin who sent a request with `headers`; 401 when it says no one it knows.

@@ -528,13 +528,13 @@ impl Mutation {
     ) -> async_graphql::Result<GqlExecution> {
         need(ctx, Role::Runner)?;
         let state = state(ctx)?;
-        let task = crate::service::checked_task(&state.service.registry, &name, &input.0)?;
+        let (task, input) = crate::service::checked_task(&state.service.registry, &name, input.0).await?;
         let permit = state.sync_runs.clone().try_acquire_owned().map_err(|_| {
             async_graphql::Error::new(
                 "too many synchronous runs in progress (server.max_sync_runs); retry shortly",
             )
         })?;
-        let (id, done) = state.service.run_now(task, input.0, permit);
+        let (id, done) = state.service.run_now(task, input, permit);
         match tokio::time::timeout(super::seconds(state.config.run_wait_secs), done).await {
             Ok(Ok(record)) => Ok(record.into()),
             Ok(Err(_)) => Err(async_graphql::Error::new(format!("run {id} ended without a result"))),

@@ -6,9 +6,11 @@
 //! route table's roles checked against the auth plugin.
 
 mod auth;
+mod body_limit;
 mod client;
 pub mod error;
 mod graphql;
+pub mod listener;
 mod model;
 pub mod openapi;
 mod operations;
@@ -22,12 +24,13 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::sync::Semaphore;
+use tower::ServiceExt as _;
 
 pub use auth::{Caller, Role};
 pub use error::{ApiError, request_id};
@@ -48,6 +51,7 @@ pub struct ApiState {
     /// `server.trusted_proxies`, parsed.
     trusted_proxies: Vec<ipnet::IpNet>,
     surfaces: Vec<PluginInfo>,
+    routes: routes::RouteTable,
 }
 
 pub type AppState = Arc<ApiState>;
@@ -114,6 +118,7 @@ pub fn app(service: Arc<Service>, config: ServerConfig, surfaces: &[Box<dyn ApiS
         limiter,
         trusted_proxies,
         surfaces: surfaces.iter().map(|s| s.info()).collect(),
+        routes: routes::RouteTable::new(),
         config,
     });
     forget_idle_clients(&state);
@@ -126,23 +131,45 @@ pub fn app(service: Arc<Service>, config: ServerConfig, surfaces: &[Box<dyn ApiS
         protected = protected.merge(surface.protected(&state));
         public = public.merge(surface.public(&state));
     }
-    let protected = protected
-        .route_layer(from_fn_with_state(Arc::clone(&state), auth::authorize))
-        .route_layer(from_fn_with_state(Arc::clone(&state), record_metrics));
-    let cors = cors(&state.config);
-    public
+    let protected = protected.route_layer(from_fn_with_state(Arc::clone(&state), record_metrics));
+    let served: Router = public
         .merge(protected)
         .fallback(|| async { ApiError::from_status(StatusCode::NOT_FOUND) })
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(from_fn_with_state(Arc::clone(&state), body_limit::limit_body))
+        // Before routing: every method of every path, known or not, is checked here.
+        .layer(from_fn_with_state(Arc::clone(&state), auth::authorize))
         .layer(from_fn_with_state(Arc::clone(&state), limit))
         // A bug in a handler answers 500 in the one shape; the connection and the node live on.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
             ApiError::internal("the server failed answering this request; the log holds the details")
                 .into_response()
         }))
-        .layer(cors)
-        .layer(from_fn(envelope))
-        .with_state(state)
+        .with_state(Arc::clone(&state));
+    let with_cors = served.clone().layer(cors(&state.config));
+    let origins = state.config.cors_origins.clone();
+    // The CORS layer answers every OPTIONS itself; only a real preflight from an allowed origin
+    // may skip authentication, so any other OPTIONS goes the way of every request.
+    let front = tower::service_fn(move |request: Request| {
+        let service = if is_honoured_preflight(&request, &origins) || request.method() != Method::OPTIONS {
+            with_cors.clone()
+        } else {
+            served.clone()
+        };
+        service.oneshot(request)
+    });
+    Router::new().fallback_service(front).layer(from_fn(envelope))
+}
+
+/// A CORS preflight (OPTIONS naming the method it asks for) from an origin the operator allows.
+fn is_honoured_preflight(request: &Request, origins: &[String]) -> bool {
+    let headers = request.headers();
+    request.method() == Method::OPTIONS
+        && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+        && headers
+            .get(header::ORIGIN)
+            .and_then(|origin| origin.to_str().ok())
+            .is_some_and(|origin| origins.iter().any(|allowed| allowed == origin))
 }
 
 fn cors(config: &ServerConfig) -> tower_http::cors::CorsLayer {
@@ -201,8 +228,8 @@ async fn envelope(request: Request, next: Next) -> Response {
         .await
 }
 
-/// Per-client rate limit (not on the health routes; the client is found by [`client`]), the
-/// declared body size, and the request timeout.
+/// Per-client rate limit (not on the health routes; the client is found by [`client`]) and the
+/// request timeout.
 async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
     let exempt = path == "/health" || path == "/ready";
@@ -227,15 +254,6 @@ async fn limit(State(state): State<AppState>, request: Request, next: Next) -> R
             .retry_after(seconds.max(1))
             .into_response();
         }
-    }
-    // A body declared too large is refused before any of it is read.
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > state.config.max_body_bytes as u64) {
-        return ApiError::payload_too_large().into_response();
     }
     let timeout = seconds(state.config.request_timeout_secs.max(0.001));
     match tokio::time::timeout(timeout, next.run(request)).await {

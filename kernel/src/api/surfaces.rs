@@ -2,15 +2,14 @@
 //! caller (the route table's roles), then hands the request to the plugin and its answer back.
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 
 use super::AppState;
 use super::error::ApiError;
+use super::{Caller, Role};
 use crate::plugins::wasm::SurfaceRequest;
 
 /// Marks a response as the plugin's own: the server passes it on unchanged.
@@ -24,59 +23,59 @@ pub fn router() -> Router<AppState> {
         .route("/plugins/{plugin}/{*path}", any(nested))
 }
 
-async fn root(
-    state: State<AppState>,
-    Path(plugin): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    forward(state, plugin, "/".into(), method, uri, headers, body).await
+async fn root(state: State<AppState>, Path(plugin): Path<String>, request: Request) -> Response {
+    forward(state, plugin, "/".into(), request).await
 }
 
 async fn nested(
     state: State<AppState>,
     Path((plugin, path)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Response {
-    forward(state, plugin, format!("/{path}"), method, uri, headers, body).await
+    forward(state, plugin, format!("/{path}"), request).await
 }
 
-async fn forward(
-    State(state): State<AppState>,
-    plugin: String,
-    path: String,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+/// Headers a caller sends that a plugin never sees: credentials, and the names the server sets.
+const WITHHELD: [&str; 4] = ["authorization", "proxy-authorization", "x-api-key", "cookie"];
+
+/// The header carrying the authenticated caller's id to the plugin.
+pub const PRINCIPAL_HEADER: &str = "x-ratchet-principal";
+/// The header carrying the caller's role (`viewer`, `runner`, `admin`; empty for none).
+pub const ROLE_HEADER: &str = "x-ratchet-role";
+
+/// The request's headers as the plugin gets them: credentials removed, and the principal the
+/// auth plugin identified in [`PRINCIPAL_HEADER`] and [`ROLE_HEADER`] (set only by the server:
+/// a caller's own `x-ratchet-*` headers are dropped).
+fn plugin_headers(headers: &HeaderMap, caller: Option<&Caller>) -> Vec<(String, String)> {
+    let mut forwarded: Vec<(String, String)> = headers
+        .iter()
+        .filter(|(name, _)| !WITHHELD.contains(&name.as_str()) && !name.as_str().starts_with("x-ratchet-"))
+        .map(|(name, value)| {
+            (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned())
+        })
+        .collect();
+    if let Some(caller) = caller {
+        forwarded.push((PRINCIPAL_HEADER.to_owned(), caller.id.clone()));
+        forwarded.push((ROLE_HEADER.to_owned(), caller.role.map_or("", Role::as_str).to_owned()));
+    }
+    forwarded
+}
+
+async fn forward(State(state): State<AppState>, plugin: String, path: String, request: Request) -> Response {
     let Some(surface) = state.service.plugins().surfaces.iter().find(|s| s.name == plugin) else {
         return ApiError::not_found(format!("no api-surface plugin named `{plugin}` is loaded"))
             .into_response();
     };
-    let body = match body {
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, state.config.max_body_bytes).await {
         Ok(body) => body,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return ApiError::payload_too_large().into_response();
-        }
-        Err(rejection) => return ApiError::bad_request(rejection.body_text()).into_response(),
+        Err(_) => return ApiError::payload_too_large().into_response(),
     };
     let request = SurfaceRequest {
-        method: method.to_string(),
+        method: parts.method.to_string(),
         path,
-        query: uri.query().map(str::to_owned),
-        headers: headers
-            .iter()
-            .filter(|(name, _)| *name != axum::http::header::COOKIE)
-            .map(|(name, value)| {
-                (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned())
-            })
-            .collect(),
+        query: parts.uri.query().map(str::to_owned),
+        headers: plugin_headers(&parts.headers, parts.extensions.get::<Caller>()),
         body: body.to_vec(),
     };
     match surface.handle(request).await {

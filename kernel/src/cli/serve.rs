@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
+use kernel::api::listener::{ConnectionLimits, raise_open_file_limit};
 use kernel::service::Service;
 use kernel::{Config, Kernel};
 use tokio::sync::watch;
@@ -31,6 +32,13 @@ pub async fn serve(mut config: Config, args: ServeArgs) -> anyhow::Result<ExitCo
         config.server.bind = bind;
     }
     args.storage.apply(&mut config);
+    let open_files = raise_open_file_limit().unwrap_or(usize::MAX);
+    if open_files < config.server.max_connections {
+        eprintln!(
+            "warning: the open-file limit allows {open_files} connections; server.max_connections ({}) is lowered to it",
+            config.server.max_connections
+        );
+    }
     let listener = tokio::net::TcpListener::bind(&config.server.bind)
         .await
         .with_context(|| format!("cannot listen on {} (server.bind / --bind)", config.server.bind))?;
@@ -68,15 +76,13 @@ pub async fn serve(mut config: Config, args: ServeArgs) -> anyhow::Result<ExitCo
         service.concurrency(),
         service.node
     );
-    let app = kernel::api::app(Arc::clone(&service), service.kernel.config().server.clone(), &surfaces)
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let mut http_stop = stopped.clone();
-    let server = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = http_stop.changed().await;
-        };
-        axum::serve(listener, app).with_graceful_shutdown(shutdown).await
-    });
+    let server_config = &service.kernel.config().server;
+    let app = kernel::api::app(Arc::clone(&service), server_config.clone(), &surfaces);
+    let limits = ConnectionLimits {
+        header_read_timeout: kernel::api::seconds(server_config.header_read_timeout_secs),
+        max_connections: server_config.max_connections.min(open_files),
+    };
+    let server = tokio::spawn(kernel::api::listener::serve(listener, app, limits, stopped.clone()));
     wait_for_signal().await;
     eprintln!(
         "stopping: no new jobs are claimed; {} running job(s) get {grace:?} to finish",

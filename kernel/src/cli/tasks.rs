@@ -11,6 +11,19 @@ pub async fn validate(config: Config, path: &Path) -> anyhow::Result<ExitCode> {
     let result = check(&kernel, path).await;
     kernel.shutdown().await;
     let task = result?;
+    for (file, schema) in
+        [("input.schema.json", &task.input_schema), ("output.schema.json", &task.output_schema)]
+    {
+        for pattern in schema.backtracking_patterns() {
+            eprintln!(
+                "warning: {file}: the pattern `{pattern}` needs backtracking (lookaround or backreferences); \
+                 values are matched against it with limits (at most {} bytes, {} ms per check) and \
+                 fail beyond them: prefer a pattern without lookaround",
+                kernel::task::MAX_BACKTRACKING_SUBJECT,
+                kernel::task::VALIDATION_BUDGET.as_millis()
+            );
+        }
+    }
     println!(
         "ok: {} {} ({} test case{})",
         task.name(),

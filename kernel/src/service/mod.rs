@@ -51,20 +51,20 @@ pub enum ServiceError {
 }
 
 /// The task `reference` names, once `input` matches its input schema.
-pub fn checked_task(
+pub async fn checked_task(
     registry: &TaskRegistry,
     reference: &str,
-    input: &Value,
-) -> Result<Arc<crate::Task>, ServiceError> {
+    input: Value,
+) -> Result<(Arc<crate::Task>, Value), ServiceError> {
     let found = registry.get(reference).ok_or_else(|| ServiceError::UnknownTask {
         name: reference.to_owned(),
         known: registry.names().join(", "),
     })?;
-    let violations = found.input_schema.violations(input);
+    let (input, violations) = found.input_schema.check(input).await;
     if !violations.is_empty() {
         return Err(ServiceError::InvalidInput { task: found.name().to_owned(), violations });
     }
-    Ok(found)
+    Ok((found, input))
 }
 
 /// Checks the task and the input against `registry`, then enqueues into `store`.
@@ -76,7 +76,7 @@ pub async fn enqueue(
     input: Value,
     options: EnqueueOptions,
 ) -> Result<Enqueued, ServiceError> {
-    let found = checked_task(registry, task, &input)?;
+    let (found, input) = checked_task(registry, task, input).await?;
     let new = NewJob {
         task: found.name().to_owned(),
         input,

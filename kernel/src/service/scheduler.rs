@@ -103,8 +103,9 @@ pub async fn add_schedule(
     mut new: NewSchedule,
     now: i64,
 ) -> Result<Schedule, ServiceError> {
-    let task = super::checked_task(registry, &new.task, &new.input)?;
+    let (task, input) = super::checked_task(registry, &new.task, std::mem::take(&mut new.input)).await?;
     new.task = task.name().to_owned();
+    new.input = input;
     let spec = CronSpec::parse(&new.cron, &new.timezone).map_err(ServiceError::Schedule)?;
     let first = spec.next_after(now);
     Ok(store.add_schedule(new, first, now).await?)
@@ -131,8 +132,9 @@ pub async fn update_schedule(
         overlap: current.overlap,
     };
     change(&mut new);
-    let task = super::checked_task(registry, &new.task, &new.input)?;
+    let (task, input) = super::checked_task(registry, &new.task, std::mem::take(&mut new.input)).await?;
     new.task = task.name().to_owned();
+    new.input = input;
     let spec = CronSpec::parse(&new.cron, &new.timezone).map_err(ServiceError::Schedule)?;
     Ok(store.update_schedule(&current.id, new, spec.next_after(now), now).await?)
 }

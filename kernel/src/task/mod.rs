@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 pub use load::{TaskError, load, load_files};
-pub use schema::{Schema, SchemaViolation};
+pub use schema::{MAX_BACKTRACKING_SUBJECT, Schema, SchemaViolation, VALIDATION_BUDGET};
 
 use crate::config::{ByteSize, LimitConfig};
 use crate::http::{HostRule, Mocks};

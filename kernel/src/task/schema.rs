@@ -1,16 +1,45 @@
-//! JSON Schema checks of a task's input and output.
+//! JSON Schema checks of a task's input and output, bounded in time.
+//!
+//! A schema's `pattern` runs on a linear-time engine (the `regex` crate) whenever it can;
+//! only a pattern that needs backtracking (lookaround, backreferences) runs on `fancy-regex`,
+//! and then with three bounds: a backtracking limit per match, a longest string it is matched
+//! against, and a wall-clock budget for the whole check, looked at before every match. A check
+//! that runs out of budget fails with a violation of the `pattern` rule saying so. Checks run
+//! on blocking threads ([`Schema::check`]), never on the async executor's.
 
+use std::cell::Cell;
 use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use jsonschema::{Keyword, PatternOptions, ValidationError};
+use serde_json::{Map, Value};
 
 /// How many violations one check reports at most.
 const MAX_VIOLATIONS: usize = 20;
 
+/// Wall-clock time one check of one instance may take, for schemas whose patterns need
+/// backtracking (checks on the linear engine are bounded by the input size).
+pub const VALIDATION_BUDGET: Duration = Duration::from_secs(1);
+
+/// Backtracking steps one match of a backtracking pattern may take.
+const BACKTRACK_LIMIT: usize = 10_000;
+
+/// Longest string (in bytes) a backtracking pattern is matched against: each backtracking step
+/// may scan the string once, so this and [`BACKTRACK_LIMIT`] bound one match.
+pub const MAX_BACKTRACKING_SUBJECT: usize = 16 * 1024;
+
+thread_local! {
+    /// When the check running on this thread must stop matching backtracking patterns.
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
 /// A compiled schema and the document it came from.
 pub struct Schema {
-    validator: jsonschema::Validator,
+    validator: Arc<jsonschema::Validator>,
     pub document: Value,
+    /// Patterns of this schema that need a backtracking engine.
+    backtracking: Vec<String>,
 }
 
 impl fmt::Debug for Schema {
@@ -35,22 +64,171 @@ impl Schema {
         if !(document.is_object() || document.is_boolean()) {
             return Err("a JSON Schema must be an object or a boolean".into());
         }
-        let validator = jsonschema::validator_for(&document).map_err(|e| e.to_string())?;
-        Ok(Schema { validator, document })
+        let backtracking = Arc::new(Mutex::new(Vec::new()));
+        let found = Arc::clone(&backtracking);
+        let options = move || {
+            let found = Arc::clone(&found);
+            jsonschema::options().with_keyword("pattern", move |_: &Map<String, Value>, value: &Value, _| {
+                let pattern = BoundedPattern::compile(value)?;
+                if let Engine::Backtracking(regex) = &pattern.engine
+                    && let Ok(mut found) = found.lock()
+                {
+                    found.push(regex.as_str().to_owned());
+                }
+                Ok(Box::new(pattern) as Box<dyn for<'i> Keyword<'i>>)
+            })
+        };
+        // `patternProperties` and the like use the linear engine too when every such pattern
+        // allows it; otherwise a backtracking engine with a step limit per match.
+        let validator = options()
+            .with_pattern_options(PatternOptions::regex())
+            .build(&document)
+            .or_else(|_| {
+                options()
+                    .with_pattern_options(PatternOptions::fancy_regex().backtrack_limit(BACKTRACK_LIMIT))
+                    .build(&document)
+            })
+            .map_err(|e| e.to_string())?;
+        let mut backtracking = backtracking.lock().map(|found| found.clone()).unwrap_or_default();
+        backtracking.sort();
+        backtracking.dedup();
+        Ok(Schema { validator: Arc::new(validator), document, backtracking })
     }
 
-    /// Every violation (up to a cap), in the validator's order. Empty when the instance is valid.
+    /// The schema's `pattern`s that need a backtracking engine (lookaround, backreferences):
+    /// `ratchet validate` warns about them.
+    pub fn backtracking_patterns(&self) -> &[String] {
+        &self.backtracking
+    }
+
+    /// Every violation (up to a cap), in the validator's order. Empty when the instance is
+    /// valid. Blocks for up to [`VALIDATION_BUDGET`]: async code calls [`Schema::check`].
     pub fn violations(&self, instance: &Value) -> Vec<SchemaViolation> {
-        self.validator
-            .iter_errors(instance)
-            .take(MAX_VIOLATIONS)
-            .map(|error| SchemaViolation {
-                pointer: error.instance_path().to_string(),
-                rule: error.kind().keyword().to_owned(),
-                value: error.instance().clone().into_owned(),
-                message: error.to_string(),
-            })
-            .collect()
+        violations_of(&self.validator, instance)
+    }
+
+    /// [`Schema::violations`] on a blocking thread; hands the instance back.
+    pub async fn check(&self, instance: Value) -> (Value, Vec<SchemaViolation>) {
+        let validator = Arc::clone(&self.validator);
+        let checked = tokio::task::spawn_blocking(move || {
+            let violations = violations_of(&validator, &instance);
+            (instance, violations)
+        });
+        match checked.await {
+            Ok(checked) => checked,
+            Err(error) => (
+                Value::Null,
+                vec![SchemaViolation {
+                    pointer: String::new(),
+                    rule: "schema".into(),
+                    value: Value::Null,
+                    message: format!("the schema check failed: {error}"),
+                }],
+            ),
+        }
+    }
+}
+
+fn violations_of(validator: &jsonschema::Validator, instance: &Value) -> Vec<SchemaViolation> {
+    DEADLINE.with(|deadline| deadline.set(Some(Instant::now() + VALIDATION_BUDGET)));
+    let violations = validator
+        .iter_errors(instance)
+        .take(MAX_VIOLATIONS)
+        .map(|error| SchemaViolation {
+            pointer: error.instance_path().to_string(),
+            rule: error.kind().keyword().to_owned(),
+            value: error.instance().clone().into_owned(),
+            message: error.to_string(),
+        })
+        .collect();
+    DEADLINE.with(|deadline| deadline.set(None));
+    violations
+}
+
+/// `pattern`, on the linear engine when the pattern allows it.
+struct BoundedPattern {
+    source: String,
+    engine: Engine,
+}
+
+enum Engine {
+    Linear(regex::Regex),
+    Backtracking(fancy_regex::Regex),
+}
+
+/// Why a string was not found to match.
+enum Mismatch {
+    NoMatch,
+    OverBudget(String),
+}
+
+impl BoundedPattern {
+    fn compile(value: &Value) -> Result<BoundedPattern, ValidationError<'static>> {
+        let Some(source) = value.as_str() else {
+            return Err(ValidationError::schema(format!("`pattern` must be a string, not {value}")));
+        };
+        let translated = jsonschema_regex::to_rust_regex(source)
+            .map_err(|()| ValidationError::schema(format!("`{source}` is not a valid regular expression")))?;
+        let engine = match regex::Regex::new(&translated) {
+            Ok(regex) => Engine::Linear(regex),
+            Err(_) => Engine::Backtracking(
+                fancy_regex::RegexBuilder::new(&translated)
+                    .backtrack_limit(BACKTRACK_LIMIT)
+                    .build()
+                    .map_err(|e| {
+                        ValidationError::schema(format!("`{source}` is not a valid regular expression: {e}"))
+                    })?,
+            ),
+        };
+        Ok(BoundedPattern { source: source.to_owned(), engine })
+    }
+
+    fn test(&self, text: &str) -> Result<(), Mismatch> {
+        let matched = match &self.engine {
+            Engine::Linear(regex) => regex.is_match(text),
+            Engine::Backtracking(regex) => {
+                if text.len() > MAX_BACKTRACKING_SUBJECT {
+                    return Err(Mismatch::OverBudget(format!(
+                        "the string is {} bytes long; the pattern `{}` needs backtracking (lookaround or \
+                         backreferences), which Ratchet matches against at most {MAX_BACKTRACKING_SUBJECT} \
+                         bytes: shorten the value or use a pattern without lookaround",
+                        text.len(),
+                        self.source
+                    )));
+                }
+                let late = DEADLINE.with(Cell::get).is_some_and(|deadline| Instant::now() > deadline);
+                match (late, regex.is_match(text)) {
+                    (false, Ok(matched)) => matched,
+                    _ => {
+                        return Err(Mismatch::OverBudget(format!(
+                            "matching the pattern `{}` ran out of the validation budget ({} ms per check, \
+                             {BACKTRACK_LIMIT} backtracking steps per match): the pattern needs \
+                             backtracking (lookaround or backreferences); use a pattern without it",
+                            self.source,
+                            VALIDATION_BUDGET.as_millis()
+                        )));
+                    }
+                }
+            }
+        };
+        if matched { Ok(()) } else { Err(Mismatch::NoMatch) }
+    }
+}
+
+impl<'i> Keyword<'i> for BoundedPattern {
+    fn validate(&self, instance: &'i Value) -> Result<(), ValidationError<'i>> {
+        let Some(text) = instance.as_str() else { return Ok(()) };
+        match self.test(text) {
+            Ok(()) => Ok(()),
+            Err(Mismatch::NoMatch) => {
+                Err(ValidationError::custom(format!("does not match the pattern `{}`", self.source)))
+            }
+            Err(Mismatch::OverBudget(message)) => Err(ValidationError::custom(message)),
+        }
+    }
+
+    fn is_valid(&self, instance: &'i Value) -> bool {
+        instance.as_str().is_none_or(|text| self.test(text).is_ok())
     }
 }
 
@@ -92,6 +270,23 @@ mod tests {
         assert!(violations[0].to_string().starts_with("at `/items/1`:"), "{}", violations[0]);
         let missing = schema.violations(&json!({}));
         assert_eq!((missing[0].pointer.as_str(), missing[0].rule.as_str()), ("", "required"));
+    }
+
+    #[test]
+    fn patterns_run_on_the_linear_engine_unless_they_need_backtracking() {
+        let linear = Schema::compile(json!({"type": "string", "pattern": "^(a+)+$"})).unwrap();
+        assert!(linear.backtracking_patterns().is_empty());
+        let long = format!("{}b", "a".repeat(200_000));
+        let violations = linear.violations(&json!(long));
+        assert_eq!(violations[0].rule, "pattern");
+        assert!(violations[0].message.contains("does not match the pattern"), "{:?}", violations[0]);
+
+        let lookahead = Schema::compile(json!({"type": "string", "pattern": "^(?=a)(a|aa)+$"})).unwrap();
+        assert_eq!(lookahead.backtracking_patterns(), ["^(?=a)(a|aa)+$"]);
+        assert!(lookahead.violations(&json!("aaaa")).is_empty());
+        let too_long = lookahead.violations(&json!(long));
+        assert_eq!(too_long[0].rule, "pattern");
+        assert!(too_long[0].message.contains("at most 16384 bytes"), "{:?}", too_long[0]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod api;
 mod cli;
+mod hardening;
 mod http;
 mod javascript;
 mod plugins;

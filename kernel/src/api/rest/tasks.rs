@@ -103,10 +103,11 @@ pub async fn validate_task(
         Err(ValidateError::Task(error)) => Some(error.to_string()),
         Err(error) => return Err(ApiError::unavailable(format!("no worker could check the task: {error}"))),
     };
-    let violations: Vec<Violation> = request
-        .input
-        .map(|input| task.input_schema.violations(&input))
-        .unwrap_or_default()
+    let violations = match request.input {
+        Some(input) => task.input_schema.check(input).await.1,
+        None => Vec::new(),
+    };
+    let violations: Vec<Violation> = violations
         .into_iter()
         .map(|v| Violation { pointer: v.pointer, rule: v.rule, message: v.message })
         .collect();
@@ -132,7 +133,7 @@ pub async fn run_task(
     body: Result<Json<RunRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(request) = body?;
-    let task = checked_task(&state.service.registry, &name, &request.input)?;
+    let (task, input) = checked_task(&state.service.registry, &name, request.input).await?;
     let cap = state.config.run_wait_secs;
     let wait = request.wait_secs.unwrap_or(cap);
     if !wait.is_finite() || wait < 0.0 {
@@ -145,7 +146,7 @@ pub async fn run_task(
         ))
         .retry_after(1)
     })?;
-    let (id, done) = state.service.run_now(task, request.input, permit);
+    let (id, done) = state.service.run_now(task, input, permit);
     match tokio::time::timeout(crate::api::seconds(wait.min(cap)), done).await {
         Ok(Ok(record)) => Ok(Json(ExecutionDetail::from(record)).into_response()),
         Ok(Err(_)) => Err(ApiError::internal(format!("run {id} ended without a result; see the server log"))),

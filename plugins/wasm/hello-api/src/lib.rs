@@ -3,6 +3,8 @@
 //! - `GET /hello?name=NAME` with `{"greeting": "hello, NAME"}` (the greeting word comes from
 //!   the plugin's config, `{"greeting": "hi"}`);
 //! - `POST /echo` with the request body and its size;
+//! - `GET /headers` with the request headers it was given (the kernel removes credentials and
+//!   adds the caller it authenticated as `x-ratchet-principal` and `x-ratchet-role`);
 //! - `GET /env/NAME` with the value of the environment variable NAME, when the operator
 //!   granted it (`grants: {env: [NAME]}`), else null: the plugin sees nothing else;
 //! - anything else with 404 in Ratchet's error shape.
@@ -19,7 +21,7 @@ impl ApiSurface for HelloApi {
         Manifest::new(
             "hello-api",
             env!("CARGO_PKG_VERSION"),
-            "Example API surface: GET /hello, POST /echo, GET /env/NAME",
+            "Example API surface: GET /hello, POST /echo, GET /headers, GET /env/NAME",
         )
         .capability("env")
     }
@@ -30,6 +32,11 @@ impl ApiSurface for HelloApi {
             ("GET", path) if path.starts_with("/env/") => {
                 let name = &path["/env/".len()..];
                 Response::json(200, &json!({"name": name, "value": std::env::var(name).ok()}).to_string())
+            }
+            ("GET", "/headers") => {
+                let headers: serde_json::Map<String, serde_json::Value> =
+                    request.headers.iter().map(|(name, value)| (name.clone(), json!(value))).collect();
+                Response::json(200, &serde_json::Value::Object(headers).to_string())
             }
             ("POST", "/echo") => {
                 let body = String::from_utf8_lossy(&request.body);
