@@ -26,8 +26,9 @@ pub const VALIDATION_BUDGET: Duration = Duration::from_secs(1);
 const BACKTRACK_LIMIT: usize = 10_000;
 
 /// Longest string (in bytes) a backtracking pattern is matched against: each backtracking step
-/// may scan the string once, so this and [`BACKTRACK_LIMIT`] bound one match.
-pub const MAX_BACKTRACKING_SUBJECT: usize = 16 * 1024;
+/// may scan the string once, so this and [`BACKTRACK_LIMIT`] bound one match (a lookahead
+/// inside a repetition makes a match quadratic in the length of the string).
+pub const MAX_BACKTRACKING_SUBJECT: usize = 4 * 1024;
 
 thread_local! {
     /// When the check running on this thread must stop matching backtracking patterns.
@@ -286,7 +287,7 @@ mod tests {
         assert!(lookahead.violations(&json!("aaaa")).is_empty());
         let too_long = lookahead.violations(&json!(long));
         assert_eq!(too_long[0].rule, "pattern");
-        assert!(too_long[0].message.contains("at most 16384 bytes"), "{:?}", too_long[0]);
+        assert!(too_long[0].message.contains("at most 4096 bytes"), "{:?}", too_long[0]);
     }
 
     #[test]

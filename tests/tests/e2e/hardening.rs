@@ -260,3 +260,66 @@ fn idle_connections_are_closed_and_capped() {
     let log = std::fs::read_to_string(root.path().join("serve.log")).unwrap();
     assert!(log.contains("server.max_connections"), "no warning about the cap: {log}");
 }
+
+/// A task whose input `text` must match `pattern`.
+fn pattern_task(pattern: &str) -> tests::TaskDir {
+    let schema = json!({"type": "object", "properties": {"text": {"type": "string", "pattern": pattern}}});
+    let task = tests::task_with("function main(input) { return {}; }", schema, json!({}));
+    task.write("metadata.json", r#"{"name": "patterned", "version": "1.0.0", "timeout": 5}"#);
+    task
+}
+
+/// Item 2: schema patterns cannot freeze the server. A pattern with nested quantifiers runs on
+/// the linear engine; one with lookaround is bounded. Several 200 KB inputs at once are
+/// refused `invalid_input` naming the `pattern` rule while `/health` keeps answering;
+/// `run-once` refuses a 1 MB input the same way; `ratchet validate` warns about the pattern.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_patterns_cannot_freeze_validation() {
+    let nested = pattern_task("^(a+)+$");
+    // Each repetition scans the rest of the string: quadratic, minutes on 200 KB before.
+    let lookaround = pattern_task("^(?:(?=.*a)a)*$");
+    let long = format!("{}!", "a".repeat(200 * 1024));
+    for task in [&nested, &lookaround] {
+        let server = ApiServer::start(&[&task.path()], "server:\n  rate_limit_per_second: 0\n");
+        let runs: Vec<_> = (0..4)
+            .map(|_| {
+                let request = server
+                    .client
+                    .post(server.url("/api/v1/tasks/patterned/run"))
+                    .json(&json!({"input": {"text": long}}));
+                tokio::spawn(async move { tests::api::answer(request.send().await.unwrap()).await })
+            })
+            .collect();
+        assert_eq!(server.get("/health").await.status, 200);
+        for run in runs {
+            let answer = run.await.unwrap();
+            answer.assert_error(422, "invalid_input");
+            let violation = &answer.json["error"]["details"]["violations"][0];
+            assert_eq!((violation["pointer"].as_str(), violation["rule"].as_str()), (Some("/text"), Some("pattern")));
+        }
+        let enqueued = server.post("/api/v1/jobs", &json!({"task": "patterned", "input": {"text": long}})).await;
+        enqueued.assert_error(422, "invalid_input");
+        let fine = server.post("/api/v1/tasks/patterned/run", &json!({"input": {"text": "aaaa"}})).await;
+        assert_eq!(fine.status, 200, "{fine:?}");
+    }
+    // run-once with 1 MB of input.
+    let input = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(input.path(), json!({"text": format!("{}!", "a".repeat(1 << 20))}).to_string()).unwrap();
+    let run = tests::ratchet(&[
+        "run-once",
+        "--from-fs",
+        lookaround.path().to_str().unwrap(),
+        "--input-file",
+        input.path().to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let envelope = run.json();
+    assert_eq!(envelope["error"]["kind"], "invalid_input", "{envelope}");
+    assert!(envelope["error"]["message"].as_str().unwrap().contains("needs backtracking"), "{envelope}");
+    let validated = tests::ratchet(&["validate", "--from-fs", lookaround.path().to_str().unwrap()]);
+    assert!(validated.success(), "{validated:?}");
+    assert!(validated.stderr.contains("needs backtracking (lookaround or backreferences)"), "{validated:?}");
+    let plain = tests::ratchet(&["validate", "--from-fs", nested.path().to_str().unwrap()]);
+    assert!(plain.success() && !plain.stderr.contains("warning"), "{plain:?}");
+}
