@@ -24,8 +24,36 @@ pub struct Config {
     pub queue: QueueConfig,
     pub server: ServerConfig,
     pub retention: RetentionConfig,
+    pub recording: RecordingConfig,
     /// Plugins to load, in order.
     pub plugins: Vec<PluginConfig>,
+}
+
+/// What the record of a run keeps: per-run budgets for its logs and HTTP exchanges (so one run
+/// cannot grow the kernel's memory or the database without bound), and the names whose values
+/// are masked wherever a run's data leaves the process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingConfig {
+    /// Log bytes kept per run; past it lines are dropped and counted, and a last line says so.
+    pub max_log_bytes: ByteSize,
+    /// Bytes of HTTP exchanges (URLs, headers, bodies) recorded per run; past it bodies are
+    /// recorded as truncated, with their size and SHA-256.
+    pub max_http_bytes: ByteSize,
+    /// Header and query-parameter names masked besides the built-in ones (case-insensitive;
+    /// names containing secret, token, key, password, signature, credential or session are
+    /// always masked).
+    pub mask_names: Vec<String>,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        RecordingConfig {
+            max_log_bytes: ByteSize(2 * MIB),
+            max_http_bytes: ByteSize(8 * MIB),
+            mask_names: Vec::new(),
+        }
+    }
 }
 
 /// One plugin the operator enabled.

@@ -8,7 +8,7 @@ use serde_json::Value;
 use worker_protocol::{JsError, RunContext, RunMode, RunOutcome};
 
 use crate::config::Config;
-use crate::http::{Egress, Exchange, HttpMode, HttpSession};
+use crate::http::{Egress, Exchange, HttpMode, HttpSession, Masker, RecordingBudget};
 use crate::supervisor::{LogLine, PoolSpec, RunRequest, WorkerFailure, WorkerPool};
 use crate::task::{SchemaViolation, Task, TaskError};
 
@@ -24,6 +24,8 @@ pub struct Kernel {
     pool: WorkerPool,
     egress: Arc<Egress>,
     live: crate::supervisor::LiveLogs,
+    /// `recording.mask_names` on the built-in rules.
+    masker: Masker,
 }
 
 /// The result of one run.
@@ -31,12 +33,16 @@ pub struct Kernel {
 pub struct Execution {
     pub id: String,
     pub outcome: Result<Value, ExecutionError>,
+    /// The run's log, within `recording.max_log_bytes`; when lines were dropped, the last
+    /// line says how many.
     pub logs: Vec<LogLine>,
     pub dropped_logs: u64,
     pub duration: Duration,
     pub worker: Option<WorkerUsage>,
-    /// The task's `fetch` calls, in order.
+    /// The task's `fetch` calls, in order, secrets masked, within `recording.max_http_bytes`.
     pub http: Vec<Exchange>,
+    /// Requests made after the HTTP recording budget was spent: counted, not recorded.
+    pub http_unrecorded: u64,
 }
 
 /// Figures the worker reported for the run.
@@ -127,7 +133,8 @@ impl Kernel {
         };
         let egress = Arc::new(Egress::new(&config.egress).map_err(KernelError::Egress)?);
         let (live, _) = tokio::sync::broadcast::channel(LIVE_LOG_BUFFER);
-        Ok(Kernel { pool: WorkerPool::start(spec), config, egress, live })
+        let masker = Masker::new(&config.recording.mask_names);
+        Ok(Kernel { pool: WorkerPool::start(spec), config, egress, live, masker })
     }
 
     /// The log lines of every run from now on, as the tasks write them. A follower that falls
@@ -170,14 +177,25 @@ impl Kernel {
         if !violations.is_empty() {
             return Execution::failed(id, ExecutionError::InvalidInput(violations), started);
         }
-        let session = Arc::new(HttpSession::new(http));
+        let session = Arc::new(HttpSession::new(http, self.recording_budget()));
         let request = self.request(task, RunMode::Run, input, &id, Arc::clone(&session));
-        let reply = self.pool.execute(request).await;
+        let mut reply = self.pool.execute(request).await;
         let outcome = match reply.result {
             Ok(RunOutcome::Success { output }) => check_output(task, output).await,
-            Ok(RunOutcome::Error { error }) => Err(ExecutionError::Task(error)),
+            Ok(RunOutcome::Error { error }) => Err(ExecutionError::Task(masked(error, session.masker()))),
             Err(failure) => Err(ExecutionError::Worker(failure)),
         };
+        if reply.dropped_logs > 0 {
+            reply.logs.push(LogLine {
+                level: worker_protocol::LogLevel::Warn,
+                message: format!(
+                    "[ratchet] {} further log line(s), {} bytes, were dropped: the run reached \
+                     recording.max_log_bytes ({})",
+                    reply.dropped_logs, reply.dropped_log_bytes, self.config.recording.max_log_bytes
+                ),
+            });
+        }
+        let (http, http_unrecorded) = session.exchanges();
         let worker = reply.stats.map(|stats| WorkerUsage {
             worker_id: reply.worker_id,
             duration_us: stats.duration_us,
@@ -190,13 +208,14 @@ impl Kernel {
             dropped_logs: reply.dropped_logs,
             duration: started.elapsed(),
             worker,
-            http: session.exchanges(),
+            http,
+            http_unrecorded,
         }
     }
 
     /// Checks the task's script in a worker: it compiles and yields a callable entry point.
     pub async fn check(&self, task: &Task) -> Result<(), ExecutionError> {
-        let session = Arc::new(HttpSession::new(HttpMode::Disabled));
+        let session = Arc::new(HttpSession::new(HttpMode::Disabled, self.recording_budget()));
         let request = self.request(task, RunMode::Check, Value::Null, "check", session);
         match self.pool.execute(request).await.result {
             Ok(RunOutcome::Success { .. }) => Ok(()),
@@ -242,9 +261,22 @@ impl Kernel {
                 task_version: task.metadata.version.clone(),
             },
             http,
+            max_log_bytes: self.config.recording.max_log_bytes.0,
             live: Some(self.live.clone()),
         }
     }
+
+    /// `recording.*` for one run's HTTP session.
+    fn recording_budget(&self) -> RecordingBudget {
+        RecordingBudget { max_bytes: self.config.recording.max_http_bytes.0, masker: self.masker.clone() }
+    }
+}
+
+/// A task's error with secrets in URLs it quotes masked.
+fn masked(mut error: JsError, masker: &Masker) -> JsError {
+    error.message = masker.text(&error.message).into_owned();
+    error.stack = error.stack.map(|stack| masker.text(&stack).into_owned());
+    error
 }
 
 /// Live log lines held for slow followers.
@@ -296,6 +328,7 @@ impl Execution {
             duration: started.elapsed(),
             worker: None,
             http: Vec::new(),
+            http_unrecorded: 0,
         }
     }
 }

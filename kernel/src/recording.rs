@@ -74,7 +74,7 @@ pub fn write(dir: &Path, task: &Task, input: &Value, execution: &Execution) -> R
     write_json(&dir.join("input.json"), input)?;
     write_json(&dir.join("result.json"), &result_json(&execution.outcome))?;
     write_json(&dir.join("logs.json"), &logs_json(&execution.logs))?;
-    write_json(&dir.join("requests.har"), &Har::from_exchanges(&execution.http))?;
+    write_json(&dir.join("requests.har"), &Har::from_exchanges(&execution.http, execution.http_unrecorded))?;
     write_json(&dir.join("manifest.json"), &manifest)
 }
 

@@ -98,6 +98,11 @@ impl ApiServer {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// The server's process id, to read its memory from /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub async fn get(&self, path: &str) -> Answer {
         self.send(self.client.get(self.url(path))).await
     }

@@ -6,6 +6,8 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use worker_protocol::JsError;
 
+use super::mask::Masker;
+
 /// One `fetch` call of a task: the request as the task made it and what came back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Exchange {
@@ -16,6 +18,31 @@ pub struct Exchange {
     pub request_headers: Vec<(String, String)>,
     pub request_body: Option<String>,
     pub outcome: ExchangeOutcome,
+    /// Bodies kept only in part: the run's recording budget was spent.
+    pub truncated: Truncation,
+}
+
+/// Which bodies of an exchange were recorded only in part, with what the whole was.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Truncation {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_body: Option<BodyDigest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_body: Option<BodyDigest>,
+}
+
+impl Truncation {
+    pub fn is_empty(&self) -> bool {
+        self.request_body.is_none() && self.response_body.is_none()
+    }
+}
+
+/// A body recorded only in part: its whole size and SHA-256, and how many bytes were kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BodyDigest {
+    pub size: u64,
+    pub sha256: String,
+    pub kept: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -39,67 +66,14 @@ pub struct HttpResponse {
     pub redirects: Vec<String>,
 }
 
-/// Header names whose values never leave the process.
-const SECRET_HEADERS: [&str; 9] = [
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-    "x-api-key",
-    "api-key",
-    "apikey",
-    "x-auth-token",
-    "x-access-token",
-];
-
-/// Query parameters whose values never leave the process.
-const SECRET_PARAMS: [&str; 9] =
-    ["api_key", "apikey", "key", "token", "access_token", "secret", "password", "signature", "sig"];
-
-pub const MASK: &str = "***";
-
-fn is_secret_header(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    SECRET_HEADERS.contains(&name.as_str()) || name.contains("secret") || name.contains("token")
-}
-
-/// Masks secret header values; an `Authorization` scheme word (`Bearer`) is kept.
+/// Secret headers masked with the built-in rules ([`Masker`]).
 pub fn mask_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .map(|(name, value)| {
-            if !is_secret_header(name) {
-                return (name.clone(), value.clone());
-            }
-            let masked = match value.split_once(' ') {
-                Some((scheme, _)) if name.eq_ignore_ascii_case("authorization") => {
-                    format!("{scheme} {MASK}")
-                }
-                _ => MASK.to_owned(),
-            };
-            (name.clone(), masked)
-        })
-        .collect()
+    Masker::default().headers(headers)
 }
 
-/// Masks secret query parameter values. Applied the same way when recording and when
-/// matching during replay, so masked recordings still replay.
+/// A URL masked with the built-in rules ([`Masker`]).
 pub fn mask_url(url: &str) -> String {
-    let Ok(mut parsed) = url::Url::parse(url) else {
-        return url.to_owned();
-    };
-    if parsed.query().is_none() {
-        return url.to_owned();
-    }
-    let pairs: Vec<(String, String)> = parsed
-        .query_pairs()
-        .map(|(k, v)| {
-            let secret = SECRET_PARAMS.contains(&k.to_ascii_lowercase().as_str());
-            (k.into_owned(), if secret { MASK.to_owned() } else { v.into_owned() })
-        })
-        .collect();
-    parsed.query_pairs_mut().clear().extend_pairs(pairs);
-    parsed.to_string()
+    Masker::default().url(url)
 }
 
 // HAR 1.2 (http://www.softwareishard.com/blog/har-12-spec/), the subset Ratchet writes and
@@ -115,6 +89,9 @@ pub struct HarLog {
     pub version: String,
     pub creator: HarCreator,
     pub entries: Vec<HarEntry>,
+    /// Why the log is incomplete, when it is (requests past the run's recording budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -208,16 +185,26 @@ pub struct HarExtension {
     pub denied: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redirects: Vec<String>,
+    /// Bodies recorded only in part: such an entry cannot be replayed.
+    #[serde(default, skip_serializing_if = "Truncation::is_empty")]
+    pub truncated: Truncation,
 }
 
 impl Har {
-    /// The HAR of `exchanges`, secrets masked.
-    pub fn from_exchanges(exchanges: &[Exchange]) -> Har {
+    /// The HAR of `exchanges`, secrets masked; `unrecorded` requests came after the run's
+    /// recording budget was spent and left no entry.
+    pub fn from_exchanges(exchanges: &[Exchange], unrecorded: u64) -> Har {
+        let comment = (unrecorded > 0).then(|| {
+            format!(
+                "{unrecorded} further request(s) were not recorded: the run spent recording.max_http_bytes"
+            )
+        });
         Har {
             log: HarLog {
                 version: "1.2".into(),
                 creator: HarCreator { name: "ratchet".into(), version: env!("CARGO_PKG_VERSION").into() },
                 entries: exchanges.iter().map(HarEntry::from_exchange).collect(),
+                comment,
             },
         }
     }
@@ -253,22 +240,31 @@ impl HarEntry {
             cookies: Vec::new(),
             headers: har_headers(&exchange.request_headers),
             query_string,
-            body_size: exchange.request_body.as_ref().map_or(0, |b| b.len() as i64),
+            body_size: match &exchange.truncated.request_body {
+                Some(whole) => whole.size as i64,
+                None => exchange.request_body.as_ref().map_or(0, |b| b.len() as i64),
+            },
             post_data,
             headers_size: -1,
         };
-        let (response, ratchet) = match &exchange.outcome {
-            ExchangeOutcome::Response(response) => {
-                let extension = (!response.redirects.is_empty())
-                    .then(|| HarExtension { redirects: response.redirects.clone(), ..Default::default() });
-                (har_response(response), extension)
-            }
-            ExchangeOutcome::Failed { error, denied } => {
-                let extension =
-                    HarExtension { error: Some(error.clone()), denied: *denied, redirects: Vec::new() };
-                (failed_response(), Some(extension))
-            }
+        let (mut response, extension) = match &exchange.outcome {
+            ExchangeOutcome::Response(response) => (
+                har_response(response),
+                HarExtension { redirects: response.redirects.clone(), ..Default::default() },
+            ),
+            ExchangeOutcome::Failed { error, denied } => (
+                failed_response(),
+                HarExtension { error: Some(error.clone()), denied: *denied, ..Default::default() },
+            ),
         };
+        if let Some(whole) = &exchange.truncated.response_body {
+            response.content.size = whole.size as i64;
+            response.body_size = whole.size as i64;
+        }
+        let extension = HarExtension { truncated: exchange.truncated.clone(), ..extension };
+        let empty =
+            extension.error.is_none() && extension.redirects.is_empty() && extension.truncated.is_empty();
+        let ratchet = (!empty).then_some(extension);
         HarEntry {
             started_date_time: humantime::format_rfc3339_millis(exchange.started).to_string(),
             time,
@@ -280,10 +276,25 @@ impl HarEntry {
         }
     }
 
-    /// What the task saw: the response, or the error it got.
+    /// What the task saw: the response, or the error it got. A response recorded only in
+    /// part cannot be given again: the task gets a `NetworkError` saying so.
     pub fn outcome(&self) -> ExchangeOutcome {
         if let Some(HarExtension { error: Some(error), denied, .. }) = &self.ratchet {
             return ExchangeOutcome::Failed { error: error.clone(), denied: *denied };
+        }
+        if let Some(whole) = self.ratchet.as_ref().and_then(|r| r.truncated.response_body.as_ref()) {
+            return ExchangeOutcome::Failed {
+                error: JsError {
+                    name: "NetworkError".into(),
+                    message: format!(
+                        "replay: the recording kept only {} of this response's {} bytes (recording.max_http_bytes); \
+                         it cannot be replayed",
+                        whole.kept, whole.size
+                    ),
+                    stack: None,
+                },
+                denied: false,
+            };
         }
         ExchangeOutcome::Response(HttpResponse {
             status: self.response.status,
@@ -325,30 +336,5 @@ fn failed_response() -> HarResponse {
         redirect_url: String::new(),
         headers_size: -1,
         body_size: -1,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_are_masked() {
-        let headers = vec![
-            ("Authorization".to_owned(), "Bearer abc.def".to_owned()),
-            ("X-Api-Key".to_owned(), "k-123".to_owned()),
-            ("X-Session-Token".to_owned(), "t".to_owned()),
-            ("Accept".to_owned(), "application/json".to_owned()),
-        ];
-        let masked = mask_headers(&headers);
-        assert_eq!(masked[0].1, "Bearer ***");
-        assert_eq!(masked[1].1, "***");
-        assert_eq!(masked[2].1, "***");
-        assert_eq!(masked[3].1, "application/json");
-        assert_eq!(
-            mask_url("https://api.example.com/v1?q=rust&api_key=s3cret&Token=x"),
-            "https://api.example.com/v1?q=rust&api_key=***&Token=***"
-        );
-        assert_eq!(mask_url("https://example.com/plain"), "https://example.com/plain");
     }
 }

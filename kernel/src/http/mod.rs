@@ -5,17 +5,21 @@
 
 mod exchange;
 mod live;
+pub mod mask;
 mod mock;
 pub mod policy;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use worker_protocol::{FetchOutcome, FetchRequest, JsError};
 
-pub use exchange::{Exchange, ExchangeOutcome, Har, HarEntry, HttpResponse, mask_headers, mask_url};
+pub use exchange::{
+    BodyDigest, Exchange, ExchangeOutcome, Har, HarEntry, HttpResponse, Truncation, mask_headers, mask_url,
+};
 pub use live::{Egress, FetchFailure};
+pub use mask::Masker;
 pub use mock::Mocks;
 pub use policy::{EgressPolicy, HostRule};
 
@@ -32,65 +36,166 @@ pub enum HttpMode {
     Disabled,
 }
 
+/// What a run's recording of its HTTP may hold, and how secrets in it are masked.
+#[derive(Debug, Clone)]
+pub struct RecordingBudget {
+    /// Bytes of URLs, headers and bodies kept for the run.
+    pub max_bytes: u64,
+    pub masker: Masker,
+}
+
+impl Default for RecordingBudget {
+    fn default() -> Self {
+        RecordingBudget { max_bytes: 8 * 1024 * 1024, masker: Masker::default() }
+    }
+}
+
+/// Exchanges recorded per run at most: past it further requests are counted, not recorded.
+const MAX_EXCHANGES: usize = 10_000;
+
 /// The HTTP side of one run.
 pub struct HttpSession {
     mode: HttpMode,
-    exchanges: Mutex<Vec<Exchange>>,
+    budget: RecordingBudget,
+    recorded: Mutex<Recorded>,
+}
+
+#[derive(Default)]
+struct Recorded {
+    exchanges: Vec<Exchange>,
+    bytes: u64,
+    /// Requests that left no exchange: past [`MAX_EXCHANGES`].
+    unrecorded: u64,
 }
 
 impl HttpSession {
-    pub fn new(mode: HttpMode) -> HttpSession {
-        HttpSession { mode, exchanges: Mutex::new(Vec::new()) }
+    pub fn new(mode: HttpMode, budget: RecordingBudget) -> HttpSession {
+        HttpSession { mode, budget, recorded: Mutex::new(Recorded::default()) }
     }
 
-    /// Answers one `fetch` of the task and records the exchange.
+    /// Answers one `fetch` of the task and records the exchange, masked and within the budget.
     pub async fn fetch(&self, request: &FetchRequest) -> FetchOutcome {
         let started = SystemTime::now();
         let clock = Instant::now();
         let outcome = self.answer(request).await;
-        let exchange = Exchange {
-            started,
-            duration: clock.elapsed(),
-            method: request.method.clone(),
-            url: request.url.clone(),
-            request_headers: request.headers.clone(),
-            request_body: request.body.clone(),
-            outcome: outcome.clone(),
-        };
-        if let Ok(mut exchanges) = self.exchanges.lock() {
-            exchanges.push(exchange);
-        }
+        self.record(request, &outcome, started, clock.elapsed());
         to_wire(outcome)
     }
 
-    /// The exchanges so far, in order.
-    pub fn exchanges(&self) -> Vec<Exchange> {
-        self.exchanges.lock().map(|e| e.clone()).unwrap_or_default()
+    /// Keeps the exchange while the budget allows: whole, or with its bodies cut (their size
+    /// and digest kept), or, once even its URL and headers do not fit, only counted.
+    fn record(
+        &self,
+        request: &FetchRequest,
+        outcome: &ExchangeOutcome,
+        started: SystemTime,
+        duration: Duration,
+    ) {
+        let Ok(mut recorded) = self.recorded.lock() else { return };
+        let masker = &self.budget.masker;
+        let mut exchange = Exchange {
+            started,
+            duration,
+            method: request.method.clone(),
+            url: masker.url(&request.url),
+            request_headers: masker.headers(&request.headers),
+            request_body: None,
+            outcome: match outcome {
+                ExchangeOutcome::Response(response) => ExchangeOutcome::Response(HttpResponse {
+                    status: response.status,
+                    status_text: response.status_text.clone(),
+                    headers: masker.headers(&response.headers),
+                    body: String::new(),
+                    redirects: response.redirects.iter().map(|url| masker.url(url)).collect(),
+                }),
+                failed => failed.clone(),
+            },
+            truncated: Truncation::default(),
+        };
+        let fixed = fixed_size(&exchange);
+        if recorded.exchanges.len() >= MAX_EXCHANGES || recorded.bytes + fixed > self.budget.max_bytes {
+            recorded.unrecorded += 1;
+            return;
+        }
+        let mut room = self.budget.max_bytes - recorded.bytes - fixed;
+        exchange.request_body =
+            request.body.as_deref().map(|body| kept(body, &mut room, &mut exchange.truncated.request_body));
+        if let (ExchangeOutcome::Response(whole), ExchangeOutcome::Response(kept_response)) =
+            (outcome, &mut exchange.outcome)
+        {
+            kept_response.body = kept(&whole.body, &mut room, &mut exchange.truncated.response_body);
+        }
+        recorded.bytes = self.budget.max_bytes - room;
+        recorded.exchanges.push(exchange);
+    }
+
+    /// The exchanges so far, in order, and how many requests were not recorded.
+    pub fn exchanges(&self) -> (Vec<Exchange>, u64) {
+        self.recorded.lock().map(|r| (r.exchanges.clone(), r.unrecorded)).unwrap_or_default()
+    }
+
+    pub fn masker(&self) -> &Masker {
+        &self.budget.masker
     }
 
     async fn answer(&self, request: &FetchRequest) -> ExchangeOutcome {
         match &self.mode {
             HttpMode::Live(egress, policy) => match egress.fetch(request, policy).await {
                 Ok(response) => ExchangeOutcome::Response(response),
-                Err(failure) => failed(failure, &request.method, &request.url),
+                Err(failure) => failed(failure, &request.method, &request.url, &self.budget.masker),
             },
             HttpMode::Mocked(mocks) => match mocks.answer(&request.method, &request.url) {
                 Some(response) => ExchangeOutcome::Response(response),
                 None => network_error(format!(
                     "no mock matches {} {}; this test case's requests never reach the network",
-                    request.method, request.url
+                    request.method,
+                    self.budget.masker.url(&request.url)
                 )),
             },
-            HttpMode::Replay(entries) => replay(entries, request),
-            HttpMode::Disabled => {
-                network_error(format!("fetch is not available here ({} {})", request.method, request.url))
-            }
+            HttpMode::Replay(entries) => replay(entries, request, &self.budget.masker),
+            HttpMode::Disabled => network_error(format!(
+                "fetch is not available here ({} {})",
+                request.method,
+                self.budget.masker.url(&request.url)
+            )),
         }
     }
 }
 
-fn replay(entries: &Mutex<VecDeque<HarEntry>>, request: &FetchRequest) -> ExchangeOutcome {
-    let url = mask_url(&request.url);
+/// Bytes an exchange costs besides its bodies: its URL, headers and error message.
+fn fixed_size(exchange: &Exchange) -> u64 {
+    let headers =
+        |headers: &[(String, String)]| headers.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>();
+    let outcome = match &exchange.outcome {
+        ExchangeOutcome::Response(response) => {
+            headers(&response.headers) + response.redirects.iter().map(String::len).sum::<usize>()
+        }
+        ExchangeOutcome::Failed { error, .. } => error.message.len(),
+    };
+    (exchange.url.len() + headers(&exchange.request_headers) + outcome) as u64
+}
+
+/// As much of `body` as `room` allows (cut at a character boundary); when it is cut, its whole
+/// size and digest go to `digest`.
+fn kept(body: &str, room: &mut u64, digest: &mut Option<BodyDigest>) -> String {
+    let size = body.len() as u64;
+    if size <= *room {
+        *room -= size;
+        return body.to_owned();
+    }
+    let mut cut = *room as usize;
+    while !body.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    use sha2::Digest as _;
+    let sha256 = sha2::Sha256::digest(body.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    *digest = Some(BodyDigest { size, sha256, kept: cut as u64 });
+    *room -= cut as u64;
+    body[..cut].to_owned()
+}
+
+fn replay(entries: &Mutex<VecDeque<HarEntry>>, request: &FetchRequest, masker: &Masker) -> ExchangeOutcome {
+    let url = masker.url(&request.url);
     let Ok(mut entries) = entries.lock() else {
         return network_error("the recording is unavailable".into());
     };
@@ -106,13 +211,16 @@ fn replay(entries: &Mutex<VecDeque<HarEntry>>, request: &FetchRequest) -> Exchan
     }
 }
 
-fn failed(failure: FetchFailure, method: &str, url: &str) -> ExchangeOutcome {
+/// The error the task sees for a request without a response; secrets in the URL (and in any
+/// URL the underlying error quotes) masked.
+fn failed(failure: FetchFailure, method: &str, url: &str, masker: &Masker) -> ExchangeOutcome {
+    let url = masker.url(url);
     let (name, message, denied) = match failure {
         FetchFailure::Denied(denied) => {
             ("NetworkError", format!("{method} {url} denied by the egress policy: {denied}"), true)
         }
         FetchFailure::Network(message) => {
-            ("NetworkError", format!("{method} {url} failed: {message}"), false)
+            ("NetworkError", format!("{method} {url} failed: {}", masker.text(&message)), false)
         }
         FetchFailure::Timeout(limit) => (
             "TimeoutError",

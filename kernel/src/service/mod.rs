@@ -609,7 +609,8 @@ fn record(
     started: i64,
     node: &str,
 ) -> ExecutionRecord {
-    let har = serde_json::to_value(Har::from_exchanges(&execution.http)).unwrap_or(Value::Null);
+    let har = serde_json::to_value(Har::from_exchanges(&execution.http, execution.http_unrecorded))
+        .unwrap_or(Value::Null);
     let mut error = execution.outcome.as_ref().err().map(crate::recording::error_json);
     if let (Some(error), false) = (error.as_mut(), classification.is_empty()) {
         error["classification"] = json!(classification);

@@ -55,8 +55,10 @@ pub struct RunRequest {
     pub input: Value,
     pub limits: TaskLimits,
     pub context: RunContext,
-    /// Answers the run's `fetch` calls.
+    /// Answers the run's `fetch` calls; its masker masks the run's log lines too.
     pub http: Arc<HttpSession>,
+    /// Log bytes kept for the run (`recording.max_log_bytes`).
+    pub max_log_bytes: u64,
     /// Where each log line also goes as the task writes it, for live followers.
     pub live: Option<LiveLogs>,
 }
@@ -80,8 +82,11 @@ pub struct RunReply {
     /// The task's own outcome, or why the worker could not deliver one.
     pub result: Result<RunOutcome, WorkerFailure>,
     pub logs: Vec<LogLine>,
-    /// Log lines past the per-run cap, counted but not kept.
+    /// Bytes of the messages in `logs`.
+    pub log_bytes: u64,
+    /// Log lines past the per-run caps (lines, bytes), counted but not kept, and their bytes.
     pub dropped_logs: u64,
+    pub dropped_log_bytes: u64,
     pub stats: Option<RunStats>,
     pub worker_id: String,
 }
@@ -214,7 +219,9 @@ impl RunReply {
         RunReply {
             result: Err(failure),
             logs: Vec::new(),
+            log_bytes: 0,
             dropped_logs: 0,
+            dropped_log_bytes: 0,
             stats: None,
             worker_id: String::new(),
         }

@@ -110,6 +110,7 @@ impl WorkerProcess {
         let limits = request.limits;
         let http = Arc::clone(&request.http);
         let live = request.live.clone();
+        let max_log_bytes = request.max_log_bytes;
         let execution_id: Arc<str> = request.context.execution_id.as_str().into();
         let deadline = Instant::now() + limits.timeout;
         let mut reply = RunReply::new(self.id.clone());
@@ -128,22 +129,23 @@ impl WorkerProcess {
             };
             match frame {
                 Ok(Some(WorkerMessage::Log(record))) if record.correlation_id == correlation_id => {
+                    let message = http.masker().text(&record.message).into_owned();
+                    let Some(index) = push_log(&mut reply, record.level, message, max_log_bytes) else {
+                        continue;
+                    };
                     // A follower may join at any time; with none, nothing is copied.
                     if let Some(live) = &live
                         && live.receiver_count() > 0
-                        && reply.logs.len() < MAX_LOG_LINES
                     {
-                        let index = reply.logs.len();
                         let line = super::LiveLine {
                             execution_id: Arc::clone(&execution_id),
                             index,
                             level: record.level,
-                            message: record.message.clone(),
+                            message: reply.logs[index].message.clone(),
                         };
                         // Nobody following is fine.
                         let _ = live.send(line);
                     }
-                    push_log(&mut reply, record.level, record.message);
                 }
                 Ok(Some(WorkerMessage::FetchRequest(request)))
                     if request.correlation_id == correlation_id =>
@@ -359,20 +361,42 @@ fn describe_exit(status: ExitStatus, stderr_note: &str) -> WorkerFailure {
     }
 }
 
-fn push_log(reply: &mut RunReply, level: LogLevel, message: String) {
-    if reply.logs.len() < MAX_LOG_LINES {
-        reply.logs.push(LogLine { level, message });
-    } else {
+/// Keeps a log line while the run's budgets allow (the line that crosses the byte budget is
+/// kept cut, marked so), else counts it; the index of the kept line.
+fn push_log(reply: &mut RunReply, level: LogLevel, mut message: String, max_bytes: u64) -> Option<usize> {
+    let length = message.len() as u64;
+    let room = max_bytes.saturating_sub(reply.log_bytes);
+    if reply.logs.len() >= MAX_LOG_LINES || reply.dropped_logs > 0 || room == 0 {
         reply.dropped_logs += 1;
+        reply.dropped_log_bytes += length;
+        return None;
     }
+    if length > room {
+        let mut cut = room as usize;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reply.dropped_log_bytes += length - cut as u64;
+        message.truncate(cut);
+        message.push_str(TRUNCATED_LINE);
+        message.shrink_to_fit();
+    }
+    reply.log_bytes += message.len() as u64;
+    reply.logs.push(LogLine { level, message });
+    Some(reply.logs.len() - 1)
 }
+
+/// The end of a log line cut at the run's log budget.
+const TRUNCATED_LINE: &str = " [... cut: recording.max_log_bytes]";
 
 impl RunReply {
     fn new(worker_id: String) -> RunReply {
         RunReply {
             result: Ok(RunOutcome::Success { output: serde_json::Value::Null }),
             logs: Vec::new(),
+            log_bytes: 0,
             dropped_logs: 0,
+            dropped_log_bytes: 0,
             stats: None,
             worker_id,
         }

@@ -295,9 +295,13 @@ async fn schema_patterns_cannot_freeze_validation() {
             let answer = run.await.unwrap();
             answer.assert_error(422, "invalid_input");
             let violation = &answer.json["error"]["details"]["violations"][0];
-            assert_eq!((violation["pointer"].as_str(), violation["rule"].as_str()), (Some("/text"), Some("pattern")));
+            assert_eq!(
+                (violation["pointer"].as_str(), violation["rule"].as_str()),
+                (Some("/text"), Some("pattern"))
+            );
         }
-        let enqueued = server.post("/api/v1/jobs", &json!({"task": "patterned", "input": {"text": long}})).await;
+        let enqueued =
+            server.post("/api/v1/jobs", &json!({"task": "patterned", "input": {"text": long}})).await;
         enqueued.assert_error(422, "invalid_input");
         let fine = server.post("/api/v1/tasks/patterned/run", &json!({"input": {"text": "aaaa"}})).await;
         assert_eq!(fine.status, 200, "{fine:?}");
@@ -322,4 +326,153 @@ async fn schema_patterns_cannot_freeze_validation() {
     assert!(validated.stderr.contains("needs backtracking (lookaround or backreferences)"), "{validated:?}");
     let plain = tests::ratchet(&["validate", "--from-fs", nested.path().to_str().unwrap()]);
     assert!(plain.success() && !plain.stderr.contains("warning"), "{plain:?}");
+}
+
+/// `VmRSS` and `VmHWM` (peak) of process `pid`, in KiB.
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Item 3: one hostile run cannot grow the kernel. It logs 64 MiB (1,000 lines of 64 KiB),
+/// fetches 12 responses of 7 MB, and sends 60 denied requests with 1 MiB bodies: the kernel's
+/// peak RSS stays under 100 MB above idle; the record keeps `recording.max_log_bytes` of log
+/// and ends with a line counting what was dropped; bodies past `recording.max_http_bytes` are
+/// recorded as truncated, with their size and SHA-256.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_run_cannot_grow_the_kernel() {
+    let upstream = tests::server::TestServer::start();
+    let task = tests::task(
+        "async function main(input) { \
+           const line = 'x'.repeat(65536); \
+           for (let i = 0; i < input.lines; i++) console.log(line); \
+           for (let i = 0; i < input.big; i++) { await fetch(input.url); } \
+           const body = 'y'.repeat(1 << 20); \
+           for (let i = 0; i < input.denied; i++) { \
+             try { fetch('http://10.1.2.3/upload', {method: 'POST'}, body); } catch (e) {} } \
+           return {done: true}; }",
+    );
+    task.write(
+        "metadata.json",
+        r#"{"name": "hostile", "version": "1.0.0", "timeout": 300, "memory_limit": "900MB"}"#,
+    );
+    let config = format!(
+        "server:\n  rate_limit_per_second: 0\n  run_wait_secs: 300\n  request_timeout_secs: 300\n\
+         egress:\n  allow_hosts: [\"{}\"]\n",
+        upstream.host()
+    );
+    let server = ApiServer::start(&[&task.path()], &config);
+    let pid = server.pid();
+    let small = json!({"input": {"lines": 1, "big": 1, "denied": 1, "url": upstream.url("/huge/1000")}});
+    assert_eq!(server.post("/api/v1/tasks/hostile/run", &small).await.json["status"], "success");
+    let (idle, _) = memory_kib(pid);
+    let hostile =
+        json!({"input": {"lines": 1000, "big": 12, "denied": 60, "url": upstream.url("/huge/7000000")}});
+    // Moving 200 MB through the worker's pipe takes a while on a busy machine.
+    let request = server.client.post(server.url("/api/v1/tasks/hostile/run")).json(&hostile);
+    let run = server.send(request.timeout(std::time::Duration::from_secs(300))).await;
+    let (_, peak) = memory_kib(pid);
+    assert_eq!(run.json["status"], "success", "{}", run.text.chars().take(2000).collect::<String>());
+    eprintln!("kernel RSS: {idle} KiB idle, {peak} KiB at its peak");
+    assert!(peak < idle + 100 * 1024, "the kernel grew from {idle} KiB to a peak of {peak} KiB");
+
+    let logs = run.json["logs"].as_array().unwrap();
+    let kept: usize = logs.iter().map(|l| l["message"].as_str().unwrap().len()).sum();
+    assert!(kept <= 2 * 1024 * 1024 + 1024, "{kept} bytes of log kept");
+    let last = logs.last().unwrap()["message"].as_str().unwrap();
+    assert!(last.contains("log line(s)") && last.contains("recording.max_log_bytes"), "{last}");
+    let entries = run.json["http"]["log"]["entries"].as_array().unwrap();
+    let truncated: Vec<&Value> = entries
+        .iter()
+        .filter_map(|e| e["_ratchet"]["truncated"]["response_body"].as_object().map(|_| e))
+        .collect();
+    assert!(!truncated.is_empty(), "no truncated body among {} entries", entries.len());
+    let whole = &truncated[0]["_ratchet"]["truncated"]["response_body"];
+    assert_eq!(whole["size"], 7_000_000);
+    assert_eq!(whole["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(truncated[0]["response"]["content"]["size"], 7_000_000);
+    assert!(run.text.len() < 12 * 1024 * 1024, "the record is {} bytes", run.text.len());
+    assert_eq!(server.get("/health").await.status, 200);
+}
+
+/// Item 6: secrets in URLs (user-part passwords, signed-URL and OAuth parameters), in headers
+/// (by name, and names the operator adds), in the kernel's own error messages and in what the
+/// task logs or throws never reach the result envelope, the recording or the stored execution.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_masked_everywhere_a_run_is_written() {
+    let upstream = tests::server::TestServer::start();
+    let secrets = [
+        "PW-1", "KEY-2", "CS-3", "RT-4", "SIG-5", "AUTH-6", "GOOG-7", "APIM-8", "TENANT-9", "LOG-10",
+        "THROW-11", "CRED-12",
+    ];
+    let base = format!("http://127.0.0.1:{}", upstream.port());
+    let code = format!(
+        "async function main() {{ \
+           await fetch('http://user:PW-1@127.0.0.1:{port}/json'); \
+           try {{ await fetch('http://10.1.2.3/x?api_key=KEY-2&client_secret=CS-3'); }} catch (e) {{ console.log(e.message); }} \
+           await fetch('{base}/json?refresh_token=RT-4&X-Amz-Signature=SIG-5&auth=AUTH-6&X-Amz-Credential=CRED-12&page=2', \
+             {{headers: {{'X-Goog-Api-Key': 'GOOG-7', 'Ocp-Apim-Subscription-Key': 'APIM-8', 'X-Tenant': 'TENANT-9'}}}}); \
+           console.log('calling https://api.example.com/v1?token=LOG-10 next'); \
+           throw new Error('gave up on https://api.example.com/v1?session_id=THROW-11'); }}",
+        port = upstream.port()
+    );
+    let task = tests::task(&code);
+    task.write("metadata.json", r#"{"name": "leaky", "version": "1.0.0", "timeout": 20}"#);
+    let scratch = tempfile::tempdir().unwrap();
+    let config = scratch.path().join("ratchet.yaml");
+    std::fs::write(&config, "recording:\n  mask_names: [X-Tenant]\n").unwrap();
+    let record = scratch.path().join("recording");
+    let run = tests::ratchet(&[
+        "--config",
+        config.to_str().unwrap(),
+        "run-once",
+        "--from-fs",
+        task.path().to_str().unwrap(),
+        "--allow-host",
+        &upstream.host(),
+        "--format",
+        "json",
+        "--record",
+        record.to_str().unwrap(),
+    ]);
+    let envelope = run.json();
+    assert_eq!(envelope["error"]["name"], "Error", "{envelope:#}");
+    let mut written = format!("{}{}", run.stdout, run.stderr);
+    // The recording's files but the copy of the task (whose code holds the secrets as written).
+    for entry in std::fs::read_dir(&record).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            written.push_str(&std::fs::read_to_string(&path).unwrap());
+        }
+    }
+    for secret in secrets {
+        assert!(!written.contains(secret), "{secret} leaked:\n{written}");
+    }
+    assert!(written.contains("user:***@127.0.0.1"), "{written}");
+    assert!(written.contains("page=2"), "a plain parameter was masked too: {written}");
+
+    // The same run through a server: the stored execution holds no secret either.
+    let server_config = format!(
+        "server:\n  rate_limit_per_second: 0\negress:\n  allow_hosts: [\"{}\"]\nrecording:\n  mask_names: [X-Tenant]\n",
+        upstream.host()
+    );
+    let server = ApiServer::start(&[&task.path()], &server_config);
+    let answer = server.post("/api/v1/tasks/leaky/run", &json!({"input": {}})).await;
+    assert_eq!(answer.json["status"], "failure", "{answer:?}");
+    let stored = server.get(&format!("/api/v1/executions/{}", answer.json["id"].as_str().unwrap())).await;
+    for secret in secrets {
+        assert!(
+            !answer.text.contains(secret) && !stored.text.contains(secret),
+            "{secret} leaked: {}",
+            stored.text
+        );
+    }
+    let _ = base;
 }
