@@ -63,6 +63,12 @@ impl ApiServer {
         for task in tasks {
             copy_dir(task, &task_root.join(task.file_name().unwrap()));
         }
+        ApiServer::start_in(root, config)
+    }
+
+    /// Starts a server over the task folders already in `ROOT/tasks`, as they are (symlinks
+    /// included).
+    pub fn start_in(root: tempfile::TempDir, config: &str) -> ApiServer {
         let port = free_port();
         let (child, _) = spawn(root.path(), config, &format!("127.0.0.1:{port}"));
         let mut server = ApiServer { child, port, root, client: client() };

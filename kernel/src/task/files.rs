@@ -56,7 +56,7 @@ impl TaskFiles {
 
     pub(super) fn read(&self, name: &str) -> Result<Option<Vec<u8>>, TaskError> {
         match self {
-            TaskFiles::Dir(dir) => read_file(&dir.join(name), &self.display(name)),
+            TaskFiles::Dir(dir) => read_file(dir, name, &self.display(name)),
             TaskFiles::Zip { entries, .. } => Ok(entries.get(name).cloned()),
         }
     }
@@ -84,19 +84,58 @@ impl TaskFiles {
     }
 }
 
-fn read_file(path: &Path, shown: &str) -> Result<Option<Vec<u8>>, TaskError> {
+/// Reads `name` of the task folder `dir`: a regular file inside the folder (a symlink may
+/// point elsewhere in it, not out of it). Opened without blocking and checked once open, so a
+/// FIFO cannot hang the load and nothing swapped in between check and read is read.
+fn read_file(dir: &Path, name: &str, shown: &str) -> Result<Option<Vec<u8>>, TaskError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
     let io = |e: std::io::Error| TaskError::Io { file: shown.to_owned(), message: e.to_string() };
-    let file = match std::fs::File::open(path) {
-        Ok(file) => file,
+    let refuse = |reason: String| TaskError::NotAPlainFile { file: shown.to_owned(), reason };
+    let target = match dir.join(name).canonicalize() {
+        Ok(target) => target,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(e)),
     };
+    let root = dir.canonicalize().map_err(io)?;
+    if !target.starts_with(&root) {
+        return Err(refuse(format!(
+            "is a symlink to {}, outside the task folder; copy the file into the folder instead",
+            target.display()
+        )));
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(&target)
+        .map_err(io)?;
+    let kind = file.metadata().map_err(io)?.file_type();
+    if !kind.is_file() {
+        return Err(refuse(format!(
+            "is {}, not a regular file; a task holds plain files only",
+            describe(kind)
+        )));
+    }
     let mut bytes = Vec::new();
     file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(TaskError::TooLarge { file: shown.to_owned(), limit: MAX_FILE_BYTES });
     }
     Ok(Some(bytes))
+}
+
+fn describe(kind: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    if kind.is_dir() {
+        "a folder"
+    } else if kind.is_fifo() {
+        "a named pipe (FIFO)"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
 }
 
 fn list_json(dir: &Path) -> Result<Vec<String>, TaskError> {
@@ -109,7 +148,7 @@ fn list_json(dir: &Path) -> Result<Vec<String>, TaskError> {
     };
     Ok(entries
         .filter_map(Result::ok)
-        .filter(|e| e.path().is_file())
+        .filter(|e| !e.path().is_dir())
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|name| name.ends_with(".json"))
         .collect())

@@ -32,6 +32,9 @@ pub enum TaskError {
     Archive { archive: PathBuf, message: String },
     #[error("{file}: {message}")]
     Io { file: String, message: String },
+    /// A symlink leading out of the task folder, or something that is not a regular file.
+    #[error("{file}: {reason}")]
+    NotAPlainFile { file: String, reason: String },
 }
 
 /// Loads the task at `path` (a folder or a ZIP archive) and checks everything but its script.

@@ -476,3 +476,72 @@ async fn secrets_are_masked_everywhere_a_run_is_written() {
     }
     let _ = base;
 }
+
+/// Item 10: `setTimeout` takes any delay, as browsers do: not a number, negative, infinite or
+/// past 2^31-1 ms fires at once (1e300 used to panic the worker).
+#[test]
+fn timer_delays_of_any_size_fire_like_in_browsers() {
+    tests::check_task(
+        "async function main() { let fired = 0; \
+           await Promise.all([1e300, -5, NaN, Infinity, 2 ** 31, -Infinity, '7', 10].map(d => \
+             new Promise(r => setTimeout(() => { fired++; r(); }, d)))); \
+           return {fired}; }",
+        json!({}),
+        Ok(json!({"fired": 8})),
+    );
+}
+
+/// Item 12: a task file that is a symlink leading out of the task folder, or that is not a
+/// regular file (a FIFO used to hang `validate`), is refused naming the file; a symlink within
+/// the folder still works; the server does not serve such a task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_files_outside_the_folder_or_not_plain_are_refused() {
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret.js");
+    std::fs::write(&secret, "function main() { return {stolen: true}; }").unwrap();
+
+    let escaping = tests::task("unused");
+    escaping.remove("main.js");
+    escaping.write("metadata.json", r#"{"name": "escaping", "version": "1.0.0"}"#);
+    std::os::unix::fs::symlink(&secret, escaping.path().join("main.js")).unwrap();
+    let refused = tests::ratchet(&["validate", "--from-fs", escaping.path().to_str().unwrap()]);
+    assert!(!refused.success(), "{refused:?}");
+    assert!(
+        refused.stderr.contains("main.js") && refused.stderr.contains("outside the task folder"),
+        "{refused:?}"
+    );
+
+    let fifo = tests::task("unused");
+    fifo.remove("main.js");
+    let made = std::process::Command::new("mkfifo").arg(fifo.path().join("main.js")).status().unwrap();
+    assert!(made.success());
+    let started = std::time::Instant::now();
+    let refused = tests::ratchet(&["validate", "--from-fs", fifo.path().to_str().unwrap()]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "validate hung on a FIFO");
+    assert!(!refused.success() && refused.stderr.contains("named pipe (FIFO)"), "{refused:?}");
+
+    let escaping_case = tests::task("function main() { return {}; }");
+    std::fs::create_dir_all(escaping_case.path().join("tests")).unwrap();
+    std::os::unix::fs::symlink(&secret, escaping_case.path().join("tests/leak.json")).unwrap();
+    let refused = tests::ratchet(&["validate", "--from-fs", escaping_case.path().to_str().unwrap()]);
+    assert!(!refused.success() && refused.stderr.contains("tests/leak.json"), "{refused:?}");
+
+    let inside = tests::task("function main() { return {ok: true}; }");
+    std::fs::create_dir_all(inside.path().join("schemas")).unwrap();
+    std::fs::rename(inside.path().join("input.schema.json"), inside.path().join("schemas/in.json")).unwrap();
+    std::os::unix::fs::symlink("schemas/in.json", inside.path().join("input.schema.json")).unwrap();
+    let (run, envelope) = tests::run_once(&inside.path(), &json!({}));
+    assert!(run.success(), "{envelope}");
+
+    let root = tempfile::tempdir().unwrap();
+    let served = root.path().join("tasks/escaping");
+    std::fs::create_dir_all(&served).unwrap();
+    for file in ["metadata.json", "input.schema.json", "output.schema.json"] {
+        std::fs::copy(escaping.path().join(file), served.join(file)).unwrap();
+    }
+    std::os::unix::fs::symlink(&secret, served.join("main.js")).unwrap();
+    let server = ApiServer::start_in(root, "server:\n  rate_limit_per_second: 0\n");
+    server.get("/api/v1/tasks/escaping").await.assert_error(404, "not_found");
+    let tasks = server.get("/api/v1/tasks").await;
+    assert!(!tasks.text.contains("stolen"), "{tasks:?}");
+}

@@ -241,20 +241,32 @@ fn set_timeout(_this: &JsValue, args: &[JsValue], context: &mut Context) -> JsRe
         Some(delay) => delay.to_number(context)?,
         None => 0.0,
     };
-    let delay = if delay.is_finite() && delay > 0.0 {
-        Duration::from_secs_f64(delay / 1000.0)
-    } else {
-        Duration::ZERO
-    };
+    let delay = timer_delay(delay);
     let rest = args.get(2..).unwrap_or_default().to_vec();
+    let now = Instant::now();
+    let due = now.checked_add(delay).unwrap_or(now);
     let id = STATE.with(|state| {
         let mut state = state.borrow_mut();
         state.next_timer_id += 1;
         let id = state.next_timer_id;
-        state.timers.insert(id, Timer { due: Instant::now() + delay, callback, args: rest });
+        state.timers.insert(id, Timer { due, callback, args: rest });
         id
     });
     Ok(JsValue::from(id))
+}
+
+/// The longest delay a timer takes, in milliseconds: the largest 32-bit signed integer, as in
+/// browsers and Node.
+const MAX_TIMER_DELAY_MS: f64 = i32::MAX as f64;
+
+/// A `setTimeout` delay as browsers read it: negative, not a number, or too large for a 32-bit
+/// signed integer of milliseconds fires at once.
+fn timer_delay(delay_ms: f64) -> Duration {
+    if delay_ms.is_finite() && delay_ms > 0.0 && delay_ms <= MAX_TIMER_DELAY_MS {
+        Duration::from_millis(delay_ms as u64)
+    } else {
+        Duration::ZERO
+    }
 }
 
 fn clear_timeout(_this: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue> {
