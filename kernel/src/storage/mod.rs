@@ -71,24 +71,47 @@ struct Checkpointer {
     /// Held by whoever checkpoints: SQLite runs one checkpoint at a time and answers a second
     /// one "busy", which would leave `reclaim_space`'s truncation undone.
     lock: Arc<tokio::sync::Mutex<()>>,
+    /// Wakes the task before its interval is up ([`Store::checkpoint_in_background`]).
+    wake: Arc<tokio::sync::Notify>,
+    /// Checkpoints done so far.
+    done: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Checkpointer {
-    fn start(db: DatabaseConnection) -> Checkpointer {
+    fn start(db: DatabaseConnection, every: Duration) -> Checkpointer {
         let lock = Arc::new(tokio::sync::Mutex::new(()));
-        let held = Arc::clone(&lock);
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let (count, done) = tokio::sync::watch::channel(0u64);
+        let (held, woken) = (Arc::clone(&lock), Arc::clone(&wake));
         let task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = woken.notified() => {}
+                }
                 let _checkpointing = held.lock().await;
                 if let Err(error) = db.execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)").await {
                     tracing::warn!("cannot checkpoint the SQLite write-ahead log: {error}");
                 }
+                count.send_modify(|done| *done += 1);
             }
         });
-        Checkpointer { task, lock }
+        Checkpointer { task, lock, wake, done }
+    }
+}
+
+/// How a [`Store`] runs its background work.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// How often the SQLite write-ahead log is checkpointed in the background.
+    pub checkpoint_every: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { checkpoint_every: CHECKPOINT_EVERY }
     }
 }
 
@@ -112,14 +135,22 @@ pub enum StoreError {
 impl Store {
     /// Opens the embedded SQLite database in `dir` (created if missing).
     pub async fn open_data_dir(dir: &Path) -> Result<Store, StoreError> {
+        Store::open_data_dir_with(dir, StoreOptions::default()).await
+    }
+
+    pub async fn open_data_dir_with(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::DataDir { path: dir.display().to_string(), message: e.to_string() })?;
         let url = format!("sqlite://{}?mode=rwc", dir.join(SQLITE_FILE).display());
-        Store::connect(&url).await
+        Store::connect_with(&url, options).await
     }
 
     /// Connects to `url` (`sqlite://...` or `postgres://...`) and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Store::connect_with(url, StoreOptions::default()).await
+    }
+
+    pub async fn connect_with(url: &str, store_options: StoreOptions) -> Result<Store, StoreError> {
         let shown = redact(url);
         let db = Database::connect(options(url, 16))
             .await
@@ -132,7 +163,7 @@ impl Store {
                 let writer = Database::connect(options(url, 1))
                     .await
                     .map_err(|e| StoreError::Connect { url: shown, message: e.to_string() })?;
-                let checkpointer = Arc::new(Checkpointer::start(db.clone()));
+                let checkpointer = Arc::new(Checkpointer::start(db.clone(), store_options.checkpoint_every));
                 let group_commit =
                     group_commit::GroupCommit::start(writer.clone(), executions::INSERT.as_str());
                 (writer, Some(checkpointer), Some(group_commit))
@@ -157,6 +188,16 @@ impl Store {
             Some(checkpointer) => Some(checkpointer.lock.lock().await),
             None => None,
         }
+    }
+
+    /// Wakes the background checkpointer now and waits until it has checkpointed once; at
+    /// once on PostgreSQL, which has none.
+    pub async fn checkpoint_in_background(&self) {
+        let Some(checkpointer) = &self.checkpointer else { return };
+        let mut done = checkpointer.done.clone();
+        let before = *done.borrow_and_update();
+        checkpointer.wake.notify_one();
+        let _ = done.wait_for(|count| *count > before).await;
     }
 
     /// The connection for writes (see [`Store`]).

@@ -196,11 +196,15 @@ async fn prune_deletes_old_history_keeps_live_work_and_gives_space_back() {
 }
 
 /// SQLite's write-ahead log is checkpointed in the background, not by whichever write fills
-/// it: after a pause, the log is reused from its start instead of growing.
+/// it: once the background task has run (woken by the test rather than by its interval, so a
+/// busy machine cannot change when), the log is reused from its start instead of growing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sqlite_write_ahead_log_is_checkpointed_in_the_background() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_data_dir(dir.path()).await.unwrap();
+    // The checkpointer runs when the test wakes it: an interval could fire mid-batch on a busy
+    // machine and reuse the log before the first size is read.
+    let options = kernel::storage::StoreOptions { checkpoint_every: Duration::from_secs(3600) };
+    let store = Store::open_data_dir_with(dir.path(), options).await.unwrap();
     let wal = dir.path().join(format!("{}-wal", kernel::storage::SQLITE_FILE));
     let wal_size = || std::fs::metadata(&wal).map_or(0, |m| m.len());
     // 150 rows of 64 KiB: about 10 MB of log, well under the 40 MB at which a write would
@@ -211,7 +215,7 @@ async fn the_sqlite_write_ahead_log_is_checkpointed_in_the_background() {
     }
     let first = wal_size();
     assert!(first > 8_000_000, "the log holds the first batch: {first} bytes");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    store.checkpoint_in_background().await;
     for n in 150..300 {
         store.record_execution(&execution(n, T0, &padding)).await.unwrap();
     }
