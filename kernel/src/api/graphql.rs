@@ -19,6 +19,7 @@ use axum::routing::{get, post};
 use serde_json::Value;
 
 use super::auth::{Caller, Role};
+use super::introspection::{self, Asks};
 use super::model::time;
 use super::{AppState, builtin_info};
 use crate::service::log_relay::RemoteLine;
@@ -35,11 +36,22 @@ pub const MAX_COMPLEXITY: usize = 1000;
 pub const MAX_BATCH: usize = 10;
 
 pub fn schema(state: AppState) -> RatchetSchema {
+    schema_with_depth(state, MAX_DEPTH)
+}
+
+fn schema_with_depth(state: AppState, depth: usize) -> RatchetSchema {
     Schema::build(Query, Mutation, Subscription)
         .data(state)
-        .limit_depth(MAX_DEPTH)
+        .limit_depth(depth)
         .limit_complexity(MAX_COMPLEXITY)
         .finish()
+}
+
+/// The schema for data, and the one for questions about the schema (see [`introspection`]).
+#[derive(Clone)]
+struct Schemas {
+    data: RatchetSchema,
+    introspection: RatchetSchema,
 }
 
 /// The schema in SDL, as checked in at `docs/schema.graphql`.
@@ -58,7 +70,10 @@ impl super::ApiSurface for GraphQlSurface {
     }
 
     fn protected(&self, state: &AppState) -> Router<AppState> {
-        let schema = schema(std::sync::Arc::clone(state));
+        let schema = Schemas {
+            data: schema(std::sync::Arc::clone(state)),
+            introspection: schema_with_depth(std::sync::Arc::clone(state), introspection::MAX_DEPTH),
+        };
         Router::new().route(
             "/graphql",
             post(move |Extension(caller): Extension<Caller>, request: GraphQLBatchRequest| {
@@ -128,7 +143,7 @@ async fn connection_init(
 }
 
 async fn execute(
-    schema: &RatchetSchema,
+    schemas: &Schemas,
     caller: Caller,
     request: GraphQLBatchRequest,
 ) -> axum::response::Response {
@@ -141,6 +156,23 @@ async fn execute(
             requests.len()
         ))
         .into_response();
+    }
+    let queries: Vec<&str> = match &batch {
+        async_graphql::BatchRequest::Single(request) => vec![request.query.as_str()],
+        async_graphql::BatchRequest::Batch(requests) => requests.iter().map(|r| r.query.as_str()).collect(),
+    };
+    let mut schema = &schemas.introspection;
+    for query in queries {
+        match introspection::classify(query) {
+            Asks::Schema => {}
+            Asks::Data => schema = &schemas.data,
+            Asks::TooMuchSchema(message) => {
+                let refused = async_graphql::Response::from_errors(vec![async_graphql::ServerError::new(
+                    message, None,
+                )]);
+                return GraphQLResponse::from(refused).into_response();
+            }
+        }
     }
     GraphQLResponse::from(schema.execute_batch(batch.data(caller)).await).into_response()
 }
@@ -164,6 +196,11 @@ const PLAYGROUND: &str = r#"<!doctype html>
     subscriptionUrl: (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/graphql',
     wsConnectionParams: () => { try { return JSON.parse(localStorage.getItem('graphiql:headers') || '{}'); } catch (e) { return {}; } },
   });
+  // /graphql/playground?docs opens with the documentation explorer showing.
+  // (GraphiQL keeps the open pane in its storage, which it reads before its props.)
+  if (new URLSearchParams(location.search).has('docs')) {
+    try { localStorage.setItem('graphiql:visiblePlugin', 'Documentation Explorer'); } catch (e) {}
+  }
   ReactDOM.createRoot(document.getElementById('graphiql')).render(
     React.createElement(GraphiQL, { fetcher, defaultQuery: '{\n  tasks { name version description }\n}\n' })
   );

@@ -10,6 +10,7 @@ mod body_limit;
 mod client;
 pub mod error;
 mod graphql;
+mod introspection;
 pub mod listener;
 mod model;
 pub mod openapi;

@@ -545,3 +545,49 @@ async fn task_files_outside_the_folder_or_not_plain_are_refused() {
     let tasks = server.get("/api/v1/tasks").await;
     assert!(!tasks.text.contains("stolen"), "{tasks:?}");
 }
+
+/// The introspection query GraphiQL 3 sends (graphql-js 16's `getIntrospectionQuery`: nine
+/// `ofType` levels, about 15 fields deep), as Apollo, Postman and graphql-codegen send it too.
+const INTROSPECTION_QUERY: &str = "query IntrospectionQuery {
+  __schema {
+    queryType { name } mutationType { name } subscriptionType { name }
+    types { ...FullType }
+    directives { name description locations args { ...InputValue } }
+  }
+}
+fragment FullType on __Type {
+  kind name description
+  fields(includeDeprecated: true) {
+    name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason
+  }
+  inputFields { ...InputValue }
+  interfaces { ...TypeRef }
+  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
+  possibleTypes { ...TypeRef }
+}
+fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+fragment TypeRef on __Type {
+  kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType {
+  kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } } }
+}";
+
+/// Item 15: the standard introspection query is answered (it was refused "nested too deep"),
+/// while data queries keep the depth limit and an introspection query that multiplies the
+/// schema by itself is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_answers_the_standard_introspection_query() {
+    let server = ApiServer::start(&[&example_task("addition")], "server:\n  rate_limit_per_second: 0\n");
+    let answer = server.post("/graphql", &json!({"query": INTROSPECTION_QUERY})).await;
+    assert_eq!(answer.json["errors"], Value::Null, "{}", answer.text.chars().take(500).collect::<String>());
+    let types = answer.json["data"]["__schema"]["types"].as_array().unwrap();
+    assert!(types.iter().any(|t| t["name"] == "Query") && types.len() > 20, "{} types", types.len());
+    let deep_data = "{ jobs { items { id } } }".replace("id", &"attempts { job { ".repeat(12));
+    let refused = server.post("/graphql", &json!({"query": deep_data})).await;
+    assert!(refused.text.contains("error"), "{refused:?}");
+    let nested = "{ __schema { types { fields { type { fields { type { fields { name } } } } } } } }";
+    let multiplied = server.post("/graphql", &json!({"query": nested})).await;
+    assert!(
+        multiplied.json["errors"][0]["message"].as_str().unwrap_or_default().contains("nest"),
+        "{multiplied:?}"
+    );
+}
