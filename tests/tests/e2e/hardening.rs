@@ -591,3 +591,43 @@ async fn graphql_answers_the_standard_introspection_query() {
         "{multiplied:?}"
     );
 }
+
+/// Item 9: the output's depth is checked while it is serialised, so `toJSON` and getters that
+/// return a 100,000-deep value fail the run with a typed error naming the limit (they used to
+/// overflow the worker's stack: `worker_crashed`); logging or sending such a value is bounded
+/// the same way.
+#[test]
+fn deep_values_from_to_json_and_getters_are_refused_while_serialising() {
+    let deep = "function deep() { let v = {}; for (let i = 0; i < 100000; i++) v = {v}; return v; }";
+    for output in [
+        "({ toJSON() { return deep(); } })",
+        "({ get x() { return deep(); } })",
+        "[1, { toJSON: () => [deep()] }]",
+    ] {
+        let envelope = tests::check_task(
+            &format!("{deep} function main() {{ return {output}; }}"),
+            json!({}),
+            Err(("task_error", "DataError")),
+        );
+        let message = envelope["error"]["message"].as_str().unwrap();
+        assert!(message.contains("deeper than 100 levels"), "{output}: {envelope}");
+    }
+    let logged = tests::check_task(
+        &format!("{deep} function main() {{ console.log({{ toJSON: deep }}); return {{ok: true}}; }}"),
+        json!({}),
+        Ok(json!({"ok": true})),
+    );
+    assert!(logged["logs"][0]["message"].as_str().unwrap().contains("nested deeper than 100"), "{logged}");
+    // A value 100 levels deep is still fine.
+    tests::check_task(
+        "function main() { let v = 1; for (let i = 0; i < 99; i++) v = {v}; return { toJSON: () => ({ d: v }) }; }",
+        json!({}),
+        Ok({
+            let mut v = json!(1);
+            for _ in 0..99 {
+                v = json!({"v": v});
+            }
+            json!({"d": v})
+        }),
+    );
+}

@@ -4,11 +4,11 @@
 //! building the globals from Rust costs a few microseconds.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use boa_engine::object::{ConstructorBuilder, JsObject, ObjectInitializer};
-use boa_engine::property::{Attribute, PropertyKey};
+use boa_engine::property::Attribute;
 use boa_engine::{Context, JsNativeError, JsResult, JsString, JsValue, NativeFunction, js_string};
 use worker_protocol::{LogLevel, MAX_VALUE_DEPTH, TYPED_ERROR_CLASSES};
 
@@ -20,6 +20,16 @@ struct RunState {
     next_timer_id: u32,
     /// The realm's own error classes, by name, whatever the task does to the globals.
     error_classes: Vec<(&'static str, JsObject)>,
+    /// The replacer that bounds [`serialize`]'s depth ([`depth_guard`]).
+    depth_guard: Option<JsObject>,
+}
+
+/// What [`depth_guard`] knows of the serialisation in progress: the depth of each object seen
+/// (holders and values), and whether it stopped one for nesting too deep.
+#[derive(Default)]
+struct Nesting {
+    depths: HashMap<JsObject, usize>,
+    too_deep: bool,
 }
 
 struct Timer {
@@ -30,6 +40,7 @@ struct Timer {
 
 thread_local! {
     static STATE: RefCell<RunState> = RefCell::new(RunState::default());
+    static NESTING: RefCell<Nesting> = RefCell::new(Nesting::default());
 }
 
 /// What the worker keeps of the fresh realm's own built-ins, before task code can touch them.
@@ -45,6 +56,14 @@ pub fn install(context: &mut Context) -> JsResult<Installed> {
         define_error_class(name, context)?;
     }
     install_console(context, &stringify)?;
+    let guard = boa_engine::object::FunctionObjectBuilder::new(
+        context.realm(),
+        NativeFunction::from_fn_ptr(depth_guard),
+    )
+    .name(js_string!("depthGuard"))
+    .length(2)
+    .build();
+    STATE.with(|state| state.borrow_mut().depth_guard = Some(guard.into()));
     let hidden = Attribute::WRITABLE | Attribute::CONFIGURABLE;
     let fetch = NativeFunction::from_copy_closure_with_captures(
         |_this, args, stringify: &JsObject, context| crate::fetch::fetch(args, stringify, context),
@@ -183,18 +202,24 @@ pub enum Serialize {
 }
 
 /// `JSON.stringify(value)` with the realm's original function, refusing values nested deeper
-/// than the protocol carries (Boa's stringify recurses natively and would overflow the stack).
+/// than the protocol carries. The depth is checked during serialisation, on the values
+/// `toJSON` and getters give (Boa's stringify recurses natively: a deep enough value overflows
+/// the worker's stack), by a replacer that stops the walk at [`MAX_VALUE_DEPTH`].
 pub fn serialize(
     value: &JsValue,
     stringify: &JsObject,
     context: &mut Context,
 ) -> Result<Option<String>, Serialize> {
-    if !depth_within(value, MAX_VALUE_DEPTH, context).map_err(Serialize::Thrown)? {
+    let guard = STATE.with(|state| state.borrow().depth_guard.clone());
+    let guard = guard.map_or(JsValue::undefined(), JsValue::from);
+    // A `toJSON` may log, and so serialise, while a serialisation is in progress.
+    let outer = NESTING.with(|nesting| nesting.replace(Nesting::default()));
+    let json = stringify.call(&JsValue::undefined(), &[value.clone(), guard], context);
+    let inner = NESTING.with(|nesting| nesting.replace(outer));
+    if inner.too_deep {
         return Err(Serialize::TooDeep);
     }
-    let json = stringify
-        .call(&JsValue::undefined(), std::slice::from_ref(value), context)
-        .map_err(Serialize::Thrown)?;
+    let json = json.map_err(Serialize::Thrown)?;
     Ok(json.as_string().map(|s| s.to_std_string_escaped()))
 }
 
@@ -204,31 +229,30 @@ impl Installed {
     }
 }
 
-/// Whether `root` nests at most `limit` levels of objects. Iterative; cycles are skipped.
-fn depth_within(root: &JsValue, limit: usize, context: &mut Context) -> JsResult<bool> {
-    let mut seen = HashSet::new();
-    let mut stack = vec![(root.clone(), 0usize)];
-    while let Some((value, depth)) = stack.pop() {
-        let Some(object) = value.as_object() else {
-            continue;
-        };
-        if !seen.insert(object.clone()) {
-            continue;
+/// `JSON.stringify`'s replacer in [`serialize`]: called with the holder as `this` for every
+/// value after `toJSON`; an object one level below its holder past [`MAX_VALUE_DEPTH`] stops the
+/// serialisation.
+fn depth_guard(this: &JsValue, args: &[JsValue], _context: &mut Context) -> JsResult<JsValue> {
+    let value = args.get(1).cloned().unwrap_or_default();
+    let Some(object) = value.as_object() else {
+        return Ok(value);
+    };
+    let too_deep = NESTING.with(|nesting| {
+        let mut nesting = nesting.borrow_mut();
+        let holder = this.as_object().and_then(|holder| nesting.depths.get(&holder).copied()).unwrap_or(0);
+        let depth = holder + 1;
+        nesting.too_deep |= depth > MAX_VALUE_DEPTH;
+        if !nesting.too_deep {
+            nesting.depths.insert(object.clone(), depth);
         }
-        if depth >= limit {
-            return Ok(false);
-        }
-        for key in object.own_property_keys(context)? {
-            if matches!(key, PropertyKey::Symbol(_)) {
-                continue;
-            }
-            let child = object.get(key, context)?;
-            if child.is_object() {
-                stack.push((child, depth + 1));
-            }
-        }
+        nesting.too_deep
+    });
+    if too_deep {
+        return Err(JsNativeError::range()
+            .with_message(format!("the value nests deeper than {MAX_VALUE_DEPTH} levels"))
+            .into());
     }
-    Ok(true)
+    Ok(value)
 }
 
 fn set_timeout(_this: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue> {
