@@ -360,6 +360,28 @@ impl EgressConfig {
 pub struct ConfigError(String);
 
 impl Config {
+    /// Every payload that crosses the pipe to a worker must fit in one frame with room to
+    /// spare: the smaller limits are checked first (each naming itself), the frame is the last
+    /// backstop.
+    fn check_payload_limits(&self) -> Result<(), ConfigError> {
+        let room = self.workers.max_frame_bytes.saturating_sub(worker_protocol::FRAME_HEADROOM) as u64;
+        for (key, value) in [
+            ("egress.max_response_bytes", self.egress.max_response_bytes.0),
+            ("egress.max_request_bytes", self.egress.max_request_bytes.0),
+            ("server.max_body_bytes", self.server.max_body_bytes as u64),
+        ] {
+            if value > room {
+                return Err(ConfigError(format!(
+                    "{key} ({value} bytes) does not fit in a worker frame: workers.max_frame_bytes ({}) must be at \
+                     least {} bytes more; raise workers.max_frame_bytes or lower {key}",
+                    self.workers.max_frame_bytes,
+                    worker_protocol::FRAME_HEADROOM
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Loads the configuration: `file` if given (it must exist), else `ratchet.yaml` if present.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
@@ -407,6 +429,7 @@ impl Config {
         }
         self.egress.allow_rules().map_err(ConfigError)?;
         self.server.trusted_proxy_ranges()?;
+        self.check_payload_limits()?;
         for (key, value) in [
             ("queue.lease_secs", self.queue.lease_secs),
             ("queue.backoff_base_secs", self.queue.backoff_base_secs),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use worker_protocol::{JsError, RunContext, RunMode, RunOutcome};
+use worker_protocol::{FRAME_HEADROOM, JsError, RunContext, RunMode, RunOutcome};
 
 use crate::config::Config;
 use crate::http::{Egress, Exchange, HttpMode, HttpSession, Masker, RecordingBudget};
@@ -170,10 +170,12 @@ impl Kernel {
     /// `run_with` under an execution id the caller chose (to hand it out before the run ends).
     pub async fn run_as(&self, id: String, task: &Task, input: Value, http: HttpMode) -> Execution {
         let started = Instant::now();
-        let (input, violations) = match input_too_deep(&input) {
-            Some(violation) => (input, vec![violation]),
-            None => task.input_schema.check(input).await,
-        };
+        let limit = self.config.workers.max_frame_bytes.saturating_sub(FRAME_HEADROOM);
+        let (input, violations) =
+            match input_too_deep(&input).or_else(|| input_too_large(&input, &task.code, limit)) {
+                Some(violation) => (input, vec![violation]),
+                None => task.input_schema.check(input).await,
+            };
         if !violations.is_empty() {
             return Execution::failed(id, ExecutionError::InvalidInput(violations), started);
         }
@@ -183,6 +185,9 @@ impl Kernel {
         let outcome = match reply.result {
             Ok(RunOutcome::Success { output }) => check_output(task, output).await,
             Ok(RunOutcome::Error { error }) => Err(ExecutionError::Task(masked(error, session.masker()))),
+            Ok(RunOutcome::OutputTooLarge { bytes, limit }) => {
+                Err(ExecutionError::InvalidOutput(vec![too_large("output", bytes, limit)]))
+            }
             Err(failure) => Err(ExecutionError::Worker(failure)),
         };
         if reply.dropped_logs > 0 {
@@ -220,6 +225,9 @@ impl Kernel {
         match self.pool.execute(request).await.result {
             Ok(RunOutcome::Success { .. }) => Ok(()),
             Ok(RunOutcome::Error { error }) => Err(ExecutionError::Task(error)),
+            Ok(RunOutcome::OutputTooLarge { bytes, limit }) => {
+                Err(ExecutionError::InvalidOutput(vec![too_large("output", bytes, limit)]))
+            }
             Err(failure) => Err(ExecutionError::Worker(failure)),
         }
     }
@@ -311,6 +319,40 @@ fn input_too_deep(input: &Value) -> Option<SchemaViolation> {
             worker_protocol::MAX_VALUE_DEPTH
         ),
     })
+}
+
+/// An input that, with the task's code, would not fit in a frame to the worker.
+fn input_too_large(input: &Value, code: &str, limit: usize) -> Option<SchemaViolation> {
+    let mut counter = ByteCounter(code.len() as u64);
+    serde_json::to_writer(&mut counter, input).ok()?;
+    (counter.0 > limit as u64).then(|| too_large("input", counter.0, limit as u64))
+}
+
+/// Counts what is written to it.
+struct ByteCounter(u64);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len() as u64;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The violation of a value too large to cross the pipe to or from a worker.
+fn too_large(what: &str, bytes: u64, limit: u64) -> SchemaViolation {
+    SchemaViolation {
+        pointer: String::new(),
+        rule: "maxBytes".into(),
+        value: Value::String(format!("{bytes} bytes")),
+        message: format!(
+            "the {what} is {bytes} bytes as JSON (with the task's code, for the input); a worker takes \
+             at most {limit} (workers.max_frame_bytes)"
+        ),
+    }
 }
 
 async fn check_output(task: &Task, output: Value) -> Result<Value, ExecutionError> {

@@ -203,7 +203,7 @@ pub fn fake_worker(dir: &Path, body: &str) -> PathBuf {
 }
 
 /// The handshake line a fake worker prints.
-pub const FAKE_HANDSHAKE: &str = r#"{"protocol_version":1,"timestamp":0,"message":{"type":"WorkerReady","worker_id":"fake","protocol_version":1,"capabilities":[]}}"#;
+pub const FAKE_HANDSHAKE: &str = r#"{"protocol_version":2,"timestamp":0,"message":{"type":"WorkerReady","worker_id":"fake","protocol_version":2,"capabilities":[]}}"#;
 
 /// Resident memory of this process, in KiB.
 pub fn rss_kib() -> u64 {

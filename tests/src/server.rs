@@ -112,6 +112,8 @@ fn routes() -> Router {
         .route("/redirect/{n}", get(redirect_chain))
         .route("/redirect-to", get(redirect_to))
         .route("/huge/{bytes}", get(|Path(bytes): Path<usize>| async move { "x".repeat(bytes) }))
+        // Control characters: six bytes each once escaped into a JSON frame.
+        .route("/control/{bytes}", get(|Path(bytes): Path<usize>| async move { "\u{1}".repeat(bytes) }))
         .route("/echo", post(echo))
 }
 

@@ -120,7 +120,7 @@ mod tests {
         );
         assert_eq!(classify("not graphql"), Asks::Data);
         assert!(matches!(
-            classify("{ __schema { types { fields { type { fields { name } } } } } }"),
+            classify("{ __schema { types { fields { type { fields { args { name } } } } } } }"),
             Asks::TooMuchSchema(_)
         ));
         assert!(matches!(

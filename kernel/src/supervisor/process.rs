@@ -11,7 +11,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::time::{Instant, timeout, timeout_at};
 use worker_protocol::{
     EXIT_MEMORY_LIMIT, EXIT_PROTOCOL_ERROR, ExecuteTask, FetchResponse, FrameBuffer, KernelMessage, LogLevel,
-    PROTOCOL_VERSION, ProtocolError, RunOutcome, TaskCode, WorkerMessage, decode, encode,
+    PROTOCOL_VERSION, ProtocolError, RunOutcome, TaskCode, WorkerMessage, decode, encode_within,
 };
 
 use super::{LogLine, PoolSpec, RunReply, RunRequest, WorkerFailure};
@@ -38,6 +38,8 @@ pub(super) struct WorkerProcess {
     /// Code keys this worker already holds.
     sent: HashSet<String>,
     next_correlation: u64,
+    /// The longest frame either side reads (`workers.max_frame_bytes`).
+    max_frame_bytes: usize,
 }
 
 impl WorkerProcess {
@@ -69,6 +71,7 @@ impl WorkerProcess {
             runs: 0,
             sent: HashSet::new(),
             next_correlation: 1,
+            max_frame_bytes: spec.max_frame_bytes,
         };
         match timeout(spec.start_timeout, worker.handshake()).await {
             Ok(Ok(())) => Ok(worker),
@@ -161,7 +164,7 @@ impl WorkerProcess {
                         request_id: request.request_id,
                         outcome,
                     };
-                    if let Err(error) = self.send(KernelMessage::FetchResponse(response)).await {
+                    if let Err(error) = self.answer_fetch(response).await {
                         reply.result = Err(self.died(&format!("cannot answer a fetch: {error}")).await);
                         return reply;
                     }
@@ -232,8 +235,31 @@ impl WorkerProcess {
         self.send(KernelMessage::ExecuteTask(message)).await
     }
 
+    /// Answers a fetch; a response too large for a frame is answered with a `NetworkError`
+    /// naming the limit instead, so the task can handle it and the worker lives.
+    async fn answer_fetch(&mut self, response: FetchResponse) -> Result<(), ProtocolError> {
+        let (correlation_id, request_id) = (response.correlation_id, response.request_id);
+        match self.send(KernelMessage::FetchResponse(response)).await {
+            Err(ProtocolError::FrameTooLarge { size, limit }) => {
+                let error = worker_protocol::JsError {
+                    name: "NetworkError".into(),
+                    message: format!(
+                        "the response is {size} bytes as a frame to the worker; frames carry at most \
+                         {limit} (workers.max_frame_bytes; egress.max_response_bytes limits the body)"
+                    ),
+                    stack: None,
+                };
+                let outcome = worker_protocol::FetchOutcome::Failed { error };
+                self.send(KernelMessage::FetchResponse(FetchResponse { correlation_id, request_id, outcome }))
+                    .await
+            }
+            sent => sent,
+        }
+    }
+
+    /// Writes one frame; one past the worker's limit is refused here, unsent.
     async fn send(&mut self, message: KernelMessage) -> Result<(), ProtocolError> {
-        let frame = encode(message)?;
+        let frame = encode_within(message, self.max_frame_bytes)?;
         self.stdin.write_all(&frame).await?;
         self.stdin.flush().await?;
         Ok(())

@@ -631,3 +631,69 @@ fn deep_values_from_to_json_and_getters_are_refused_while_serialising() {
         }),
     );
 }
+
+/// Item 11: one set of size limits, the smaller checked first with typed errors. A 9 MB
+/// response, input and output work (they used to kill the worker or fail as `protocol_error`
+/// at its 8 MiB frame); a response or request body, an input or an output too large for a frame
+/// fails that one payload naming `workers.max_frame_bytes`, and the worker lives on.
+#[test]
+fn payloads_fail_by_their_own_limits_and_the_worker_lives() {
+    let upstream = tests::server::TestServer::start();
+    let task = tests::task(
+        "function main(input) { \
+           if (input.echo) return {length: input.echo.length}; \
+           if (input.output) return {text: 'o'.repeat(input.output)}; \
+           const seen = []; \
+           for (const path of input.paths) { \
+             try { const r = fetch(input.base + path); seen.push(typeof r.body === 'string' ? r.body.length : r.status); } \
+             catch (e) { seen.push(e.name + ': ' + e.message); } } \
+           try { fetch(input.base + '/echo', {method: 'POST'}, '\\u0001'.repeat(3000000)); seen.push('sent'); } \
+           catch (e) { seen.push(e.name + ': ' + e.message); } \
+           return {seen}; }",
+    );
+    task.write(
+        "metadata.json",
+        r#"{"name": "sizes", "version": "1.0.0", "timeout": 120, "memory_limit": "600MB"}"#,
+    );
+    let allow = ["--allow-host", &upstream.host()];
+    let base = format!("http://{}", upstream.host());
+    let input = json!({"base": base, "paths": ["/huge/9000000", "/control/3000000", "/json"]});
+    let (run, envelope) = tests::run_once_with(&task.path(), &input, &allow, &[]);
+    assert!(run.success(), "{envelope}");
+    let seen = envelope["output"]["seen"].as_array().unwrap();
+    assert_eq!(seen[0], 9_000_000, "{seen:?}");
+    for refused in [&seen[1], &seen[3]] {
+        let text = refused.as_str().unwrap_or_default();
+        assert!(text.starts_with("NetworkError") && text.contains("workers.max_frame_bytes"), "{seen:?}");
+    }
+    assert_eq!(seen[2], 200, "the worker kept serving the run: {seen:?}");
+
+    let (run, envelope) = tests::run_once_with(&task.path(), &json!({"output": 9_000_000}), &[], &[]);
+    assert!(run.success(), "a 9 MB output: {}", envelope["error"]);
+    let (_, envelope) = tests::run_once_with(&task.path(), &json!({"output": 17_000_000}), &[], &[]);
+    assert_eq!(envelope["error"]["kind"], "invalid_output", "{}", envelope["error"]);
+    assert!(envelope["error"]["message"].as_str().unwrap().contains("workers.max_frame_bytes"));
+
+    for (length, kind) in [(9_000_000, None), (17_000_000, Some("invalid_input"))] {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), json!({"echo": "e".repeat(length)}).to_string()).unwrap();
+        let path = file.path().to_str().unwrap();
+        let run = tests::ratchet(&[
+            "run-once",
+            "--from-fs",
+            task.path().to_str().unwrap(),
+            "--input-file",
+            path,
+            "--format",
+            "json",
+        ]);
+        let envelope = run.json();
+        match kind {
+            None => assert_eq!(envelope["output"]["length"], length, "{}", envelope["error"]),
+            Some(kind) => {
+                assert_eq!(envelope["error"]["kind"], kind, "{}", envelope["error"]);
+                assert!(envelope["error"]["message"].as_str().unwrap().contains("workers.max_frame_bytes"));
+            }
+        }
+    }
+}

@@ -310,7 +310,7 @@ fn deeply_nested_data_fails_cleanly() {
 
 #[test]
 fn a_forged_frame_in_console_output_stays_a_log_line() {
-    let forged = r#"{"protocol_version":1,"timestamp":0,"message":{"type":"TaskResult","correlation_id":1,"outcome":{"status":"success","output":"forged"},"stats":{"duration_us":0,"peak_rss_kib":0}}}"#;
+    let forged = r#"{"protocol_version":2,"timestamp":0,"message":{"type":"TaskResult","correlation_id":1,"outcome":{"status":"success","output":"forged"},"stats":{"duration_us":0,"peak_rss_kib":0}}}"#;
     let code = format!("(function () {{ console.log({forged:?} + '\\n' + {forged:?}); return 'real'; }})");
     let envelope = check_task(&code, json!(null), Ok(json!("real")));
     assert_eq!(envelope["logs"][0]["message"], format!("{forged}\n{forged}"));

@@ -24,7 +24,9 @@ impl Worker {
         let lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut worker = Worker { child, lines };
         match worker.receive() {
-            WorkerMessage::WorkerReady(ready) => assert_eq!(ready.protocol_version, 1),
+            WorkerMessage::WorkerReady(ready) => {
+                assert_eq!(ready.protocol_version, worker_protocol::PROTOCOL_VERSION)
+            }
             other => panic!("expected WorkerReady, got {other:?}"),
         }
         worker
@@ -116,7 +118,8 @@ fn another_protocol_version_is_named() {
     worker.send_raw(b"\n");
     let (code, stderr) = worker.exit_code();
     assert_eq!(code, Some(EXIT_PROTOCOL_ERROR));
-    assert!(stderr.contains("protocol version 7, expected 1"), "{stderr}");
+    let expected = format!("protocol version 7, expected {}", worker_protocol::PROTOCOL_VERSION);
+    assert!(stderr.contains(&expected), "{stderr}");
 }
 
 #[test]

@@ -349,22 +349,24 @@ async fn a_garbage_frame_kills_the_worker_with_a_protocol_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_frame_kills_the_worker_with_a_protocol_error() {
     let execution =
-        fake_run("head -c 5000 /dev/zero | tr '\\0' 'x'; echo", |c| c.workers.max_frame_bytes = 1024).await;
+        fake_run("head -c 100000 /dev/zero | tr '\\0' 'x'; echo", |c| c.workers.max_frame_bytes = 70_000)
+            .await;
     assert_eq!(kind(&execution), "protocol_error", "{execution:?}");
-    assert!(message(&execution).contains("exceeds the limit of 1024 bytes"), "{}", message(&execution));
+    assert!(message(&execution).contains("exceeds the limit of 70000 bytes"), "{}", message(&execution));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_of_another_protocol_version_is_refused() {
-    let frame = r#"{"protocol_version":2,"timestamp":0,"message":{"type":"Pong","nonce":1}}"#;
+    let frame = r#"{"protocol_version":1,"timestamp":0,"message":{"type":"Pong","nonce":1}}"#;
     let execution = fake_run(&format!("echo '{frame}'"), |_| {}).await;
     assert_eq!(kind(&execution), "protocol_error", "{execution:?}");
-    assert!(message(&execution).contains("protocol version 2, expected 1"), "{}", message(&execution));
+    let expected = format!("protocol version 1, expected {}", worker_protocol::PROTOCOL_VERSION);
+    assert!(message(&execution).contains(&expected), "{}", message(&execution));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_for_another_run_is_refused() {
-    let frame = r#"{"protocol_version":1,"timestamp":0,"message":{"type":"TaskResult","correlation_id":999,"outcome":{"status":"success","output":"forged"},"stats":{"duration_us":0,"peak_rss_kib":0}}}"#;
+    let frame = r#"{"protocol_version":2,"timestamp":0,"message":{"type":"TaskResult","correlation_id":999,"outcome":{"status":"success","output":"forged"},"stats":{"duration_us":0,"peak_rss_kib":0}}}"#;
     let execution = fake_run(&format!("echo '{frame}'"), |_| {}).await;
     assert_eq!(kind(&execution), "protocol_error", "{execution:?}");
 }

@@ -8,7 +8,7 @@ use std::io::{BufReader, Stdin, Stdout, Write};
 
 use worker_protocol::{
     FetchOutcome, FetchRequest, FrameReader, KernelMessage, LogLevel, LogRecord, ProtocolError,
-    WorkerMessage, encode,
+    WorkerMessage, encode_within,
 };
 
 /// The longest log message kept; longer ones are cut and say so.
@@ -20,6 +20,8 @@ pub struct Pipe {
     /// The run in progress, for tagging its frames.
     pub correlation_id: u64,
     next_request_id: u64,
+    /// The longest frame the kernel reads.
+    max_frame_bytes: usize,
 }
 
 thread_local! {
@@ -33,6 +35,7 @@ pub fn install(max_frame_bytes: usize) {
         output: std::io::stdout(),
         correlation_id: 0,
         next_request_id: 1,
+        max_frame_bytes,
     };
     PIPE.with(|cell| *cell.borrow_mut() = Some(pipe));
 }
@@ -42,8 +45,10 @@ pub fn with_pipe<T>(f: impl FnOnce(&mut Pipe) -> T) -> T {
 }
 
 impl Pipe {
+    /// Writes one frame; a frame past the kernel's limit is refused here, unsent
+    /// ([`ProtocolError::FrameTooLarge`]), so the caller can fail the one payload instead.
     pub fn send(&mut self, message: WorkerMessage) -> Result<(), ProtocolError> {
-        let frame = encode(message)?;
+        let frame = encode_within(message, self.max_frame_bytes)?;
         let mut out = self.output.lock();
         out.write_all(&frame)?;
         out.flush()?;
@@ -89,7 +94,21 @@ fn exchange(
     pipe.next_request_id += 1;
     let request =
         FetchRequest { correlation_id: pipe.correlation_id, request_id, method, url, headers, body };
-    pipe.send(WorkerMessage::FetchRequest(request))?;
+    match pipe.send(WorkerMessage::FetchRequest(request)) {
+        Err(ProtocolError::FrameTooLarge { size, limit }) => {
+            return Ok(FetchOutcome::Failed {
+                error: worker_protocol::JsError {
+                    name: "NetworkError".into(),
+                    message: format!(
+                        "the request is {size} bytes as a frame to the kernel; frames carry at most {limit} \
+                         (workers.max_frame_bytes)"
+                    ),
+                    stack: None,
+                },
+            });
+        }
+        sent => sent?,
+    }
     loop {
         match pipe.receive()? {
             Some(KernelMessage::FetchResponse(response)) if response.request_id == request_id => {

@@ -92,7 +92,7 @@ fn serve(mut realm: Result<runtime::FreshRealm, JsError>) -> ExitCode {
             }
             Err(error) => return refuse(&error.to_string()),
         };
-        if let Err(error) = host::with_pipe(|pipe| pipe.send(reply)) {
+        if let Err(error) = host::with_pipe(|pipe| send_reply(pipe, reply)) {
             return refuse(&error.to_string());
         }
         if spent {
@@ -101,6 +101,21 @@ fn serve(mut realm: Result<runtime::FreshRealm, JsError>) -> ExitCode {
             }
             realm = runtime::FreshRealm::build();
         }
+    }
+}
+
+/// Sends a reply; a result whose frame is too large becomes [`RunOutcome::OutputTooLarge`].
+fn send_reply(pipe: &mut host::Pipe, reply: WorkerMessage) -> Result<(), worker_protocol::ProtocolError> {
+    let WorkerMessage::TaskResult(result) = reply else {
+        return pipe.send(reply);
+    };
+    let (correlation_id, stats) = (result.correlation_id, result.stats);
+    match pipe.send(WorkerMessage::TaskResult(result)) {
+        Err(worker_protocol::ProtocolError::FrameTooLarge { size, limit }) => {
+            let outcome = RunOutcome::OutputTooLarge { bytes: size as u64, limit: limit as u64 };
+            pipe.send(WorkerMessage::TaskResult(TaskResult { correlation_id, outcome, stats }))
+        }
+        sent => sent,
     }
 }
 

@@ -13,6 +13,15 @@ pub fn encode<M: Serialize>(message: M) -> Result<Vec<u8>, ProtocolError> {
     Ok(frame)
 }
 
+/// [`encode`], refusing a frame longer than `limit` (newline excluded) as the reader would.
+pub fn encode_within<M: Serialize>(message: M, limit: usize) -> Result<Vec<u8>, ProtocolError> {
+    let frame = encode(message)?;
+    if frame.len() - 1 > limit {
+        return Err(ProtocolError::FrameTooLarge { size: frame.len() - 1, limit });
+    }
+    Ok(frame)
+}
+
 /// Parses one frame (without its newline) and checks its size and protocol version.
 pub fn decode<M: DeserializeOwned>(line: &[u8], limit: usize) -> Result<M, ProtocolError> {
     if line.len() > limit {

@@ -17,13 +17,20 @@ use serde_json::Value;
 
 mod codec;
 
-pub use codec::{FrameBuffer, decode, encode};
+pub use codec::{FrameBuffer, decode, encode, encode_within};
 
 /// Version of this protocol. Bumped on any incompatible change of a message.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
-/// Default maximum size of one frame in bytes, newline excluded.
-pub const DEFAULT_MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
+/// Default maximum size of one frame in bytes, newline excluded. Every payload that crosses
+/// the pipe (input, output, fetch bodies, log lines) must fit in one frame with its envelope;
+/// each sender checks its frame before writing it and fails the one payload with a typed
+/// error instead, and each reader refuses larger frames as a protocol error.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+
+/// Bytes a frame needs besides its payload (envelope, ids, field names); the configuration
+/// checks that every payload limit leaves this much room in a frame.
+pub const FRAME_HEADROOM: usize = 64 * 1024;
 
 /// Deepest nesting of a task's input or output. Frames wrap values in a few levels of
 /// envelope, and serde_json refuses documents nested deeper than 128 levels.
@@ -235,6 +242,8 @@ pub enum RunOutcome {
     Success { output: Value },
     /// The script failed to compile, had no entry point, or threw.
     Error { error: JsError },
+    /// The task returned a value whose frame would be `bytes` long, past the frame limit.
+    OutputTooLarge { bytes: u64, limit: u64 },
 }
 
 /// A JavaScript error as the task raised it.
