@@ -17,6 +17,7 @@ pub mod storage;
 pub mod supervisor;
 pub mod task;
 pub mod testing;
+pub mod time;
 
 pub use config::Config;
 pub use execution::{Execution, ExecutionError, Kernel};

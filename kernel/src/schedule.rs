@@ -55,7 +55,8 @@ impl CronSpec {
     /// The first fire time strictly after `after`.
     pub fn next_after(&self, after: i64) -> Option<i64> {
         let start = self.at(after)?;
-        self.cron.find_next_occurrence(&start, false).ok().map(|t| t.timestamp_millis())
+        let next = self.cron.find_next_occurrence(&start, false).ok()?.timestamp_millis();
+        crate::time::check(next).ok()
     }
 
     /// The last fire time at or before `at`.

@@ -161,7 +161,7 @@ impl From<ServiceError> for ApiError {
                 })).collect::<Vec<_>>()});
                 ApiError::invalid(error.to_string()).with_details(details)
             }
-            ServiceError::Schedule(error) => ApiError::invalid(error.to_string()),
+            ServiceError::Schedule(_) | ServiceError::Time(_) => ApiError::invalid(error.to_string()),
             ServiceError::Queue(error) => error.into(),
         }
     }

@@ -10,8 +10,7 @@ use crate::schedule::{CatchUp, Overlap};
 use crate::storage::{Attempt, ExecutionRecord, Job, KnownVersion, Node, Schedule, WorkerRow};
 
 pub fn time(ms: i64) -> String {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_millis(at).to_string()
+    crate::time::format(ms)
 }
 
 /// Paging of a list: `limit` items (1 to 500, default 50) from `offset`. Each list has its own

@@ -298,19 +298,21 @@ fn execution_json(e: &ExecutionRecord) -> Value {
 }
 
 pub fn time(ms: i64) -> String {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_millis(at).to_string()
+    kernel::time::format(ms)
 }
 
-/// An RFC 3339 time, or a delay from now such as `30s` or `5m`.
+/// An RFC 3339 time, or a delay from now such as `30s` or `5m`; within Ratchet's time range.
 fn parse_time(text: &str) -> anyhow::Result<i64> {
-    if let Ok(delay) = humantime::parse_duration(text) {
-        return Ok(now_ms() + delay.as_millis() as i64);
-    }
-    match humantime::parse_rfc3339_weak(text) {
-        Ok(at) => Ok(at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)),
-        Err(_) => bail!(
+    use kernel::time::TimeError;
+    let parsed = match humantime::parse_duration(text) {
+        Ok(delay) => kernel::time::after(now_ms(), delay),
+        Err(_) => kernel::time::parse_rfc3339(text),
+    };
+    match parsed {
+        Ok(ms) => Ok(ms),
+        Err(TimeError::NotRfc3339(_)) => bail!(
             "--run-at `{text}` is neither an RFC 3339 time (2026-11-26T09:00:00Z) nor a delay (30s, 5m)"
         ),
+        Err(error) => bail!("--run-at: {error}"),
     }
 }

@@ -34,9 +34,9 @@ pub enum SchedulesCommand {
         cron: Option<String>,
         #[arg(long, default_value = "UTC", requires = "cron")]
         tz: String,
-        /// How many fire times.
-        #[arg(long, short = 'n', default_value_t = 5)]
-        count: usize,
+        /// How many fire times (1 to 100).
+        #[arg(long, short = 'n', default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=100))]
+        count: u64,
         #[command(flatten)]
         common: Common,
     },
@@ -113,7 +113,7 @@ pub async fn schedules(mut config: Config, command: SchedulesCommand) -> anyhow:
                 }
                 (None, None) => anyhow::bail!("name a schedule, or preview an expression with --cron"),
             };
-            let times = spec.upcoming(now_ms(), count);
+            let times = spec.upcoming(now_ms(), count as usize);
             match common.format {
                 Format::Json => println!("{}", json!(times.iter().map(|&t| time(t)).collect::<Vec<_>>())),
                 Format::Text => {

@@ -46,6 +46,8 @@ pub enum ServiceError {
     InvalidInput { task: String, violations: Vec<SchemaViolation> },
     #[error(transparent)]
     Schedule(crate::schedule::CronSpecError),
+    #[error("run_at: {0}")]
+    Time(#[from] crate::time::TimeError),
     #[error(transparent)]
     Queue(#[from] QueueError),
 }
@@ -76,6 +78,9 @@ pub async fn enqueue(
     input: Value,
     options: EnqueueOptions,
 ) -> Result<Enqueued, ServiceError> {
+    if let Some(run_at) = options.run_at {
+        crate::time::check(run_at)?;
+    }
     let (found, input) = checked_task(registry, task, input).await?;
     let new = NewJob {
         task: found.name().to_owned(),

@@ -282,7 +282,7 @@ pub fn new_id() -> String {
 
 /// Milliseconds since the Unix epoch: the clock the queue runs on, unless a test injects one.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    crate::time::now_ms()
 }
 
 #[cfg(test)]

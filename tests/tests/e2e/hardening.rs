@@ -697,3 +697,65 @@ fn payloads_fail_by_their_own_limits_and_the_worker_lives() {
         }
     }
 }
+
+/// Item 8: times are bounded at every entry point to one range (1970 to 9999), and readers
+/// show any stored value: a job stored far past it (as an older version could) is listed by
+/// REST (which answered 500) and by `jobs list --format json` (which panicked), its time
+/// clamped; `schedules next -n` is capped like REST.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn times_are_bounded_on_the_way_in_and_any_stored_time_can_be_read() {
+    use kernel::storage::{Backoff, NewJob, Store};
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let data_arg = data.to_str().unwrap().to_owned();
+    let tasks = example_task("addition").parent().unwrap().to_str().unwrap().to_owned();
+    let input = r#"{"num1": 1, "num2": 2}"#;
+    for run_at in ["500000y", "18446744073709551615s", "1969-12-31T23:59:59Z"] {
+        let refused = tests::ratchet(&[
+            "jobs",
+            "enqueue",
+            "addition",
+            "--tasks",
+            &tasks,
+            "--data-dir",
+            &data_arg,
+            "--input-json",
+            input,
+            "--run-at",
+            run_at,
+        ]);
+        assert!(!refused.success(), "{run_at}: {refused:?}");
+        assert!(refused.stderr.contains("1970-01-01T00:00:00Z to 9999-12-31"), "{run_at}: {refused:?}");
+    }
+    let store = Store::open_data_dir(&data).await.unwrap();
+    let far = NewJob {
+        task: "addition".into(),
+        input: json!({"num1": 1, "num2": 2}),
+        priority: 0,
+        run_at: Some(i64::MAX),
+        max_attempts: 1,
+        backoff: Backoff { base: std::time::Duration::from_secs(1), max: std::time::Duration::from_secs(1) },
+        timeout: None,
+        idempotency_key: None,
+    };
+    store.enqueue(far, kernel::storage::now_ms()).await.unwrap();
+    store.close().await;
+    let listed = tests::ratchet(&["jobs", "list", "--data-dir", &data_arg, "--format", "json"]);
+    assert!(listed.success(), "{listed:?}");
+    assert!(listed.stdout.contains("9999-12-31T23:59:59.999Z"), "{listed:?}");
+
+    std::fs::create_dir_all(root.path().join("tasks")).unwrap();
+    let server = ApiServer::start_in(root, "server:\n  rate_limit_per_second: 0\n");
+    let jobs = server.get("/api/v1/jobs").await;
+    assert_eq!(jobs.status, 200, "{jobs:?}");
+    assert_eq!(jobs.json["items"][0]["run_at"], "9999-12-31T23:59:59.999Z");
+    let refused = server
+        .post("/api/v1/jobs", &json!({"task": "addition", "input": {}, "run_at": "1969-01-01T00:00:00Z"}))
+        .await;
+    refused.assert_error(422, "invalid_input");
+
+    let capped = tests::ratchet(&["schedules", "next", "--cron", "* * * * *", "-n", "18446744073709551615"]);
+    assert!(!capped.success() && capped.stderr.contains("1..=100"), "{capped:?}");
+    let fine = tests::ratchet(&["schedules", "next", "--cron", "* * * * *", "-n", "100"]);
+    assert!(fine.success() && fine.stdout.lines().count() >= 100, "{fine:?}");
+}

@@ -104,9 +104,5 @@ pub async fn retry_job(
 
 /// An RFC 3339 time as milliseconds.
 fn parse_time(text: &str) -> Result<i64, ApiError> {
-    humantime::parse_rfc3339_weak(text)
-        .map(|at| at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64))
-        .map_err(|_| {
-            ApiError::invalid(format!("run_at `{text}` is not an RFC 3339 time such as 2026-11-26T09:00:00Z"))
-        })
+    crate::time::parse_rfc3339(text).map_err(|error| ApiError::invalid(format!("run_at: {error}")))
 }
