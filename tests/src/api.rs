@@ -104,6 +104,16 @@ impl ApiServer {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// Kills the server (SIGKILL) and starts it again on the same port, data and tasks.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let config = std::fs::read_to_string(self.root.path().join("ratchet.yaml")).unwrap();
+        let (child, _) = spawn(self.root.path(), &config, &format!("127.0.0.1:{}", self.port));
+        self.child = child;
+        self.wait_until_up();
+    }
+
     /// The server's process id, to read its memory from /proc.
     pub fn pid(&self) -> u32 {
         self.child.id()

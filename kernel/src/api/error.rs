@@ -56,6 +56,11 @@ impl ApiError {
         ApiError { status, code, message: message.into(), details: Value::Null, retry_after: None }
     }
 
+    pub fn with_code(mut self, code: &'static str) -> ApiError {
+        self.code = code;
+        self
+    }
+
     pub fn with_details(mut self, details: Value) -> ApiError {
         self.details = details;
         self

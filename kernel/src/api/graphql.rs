@@ -573,7 +573,11 @@ impl Mutation {
         })?;
         let (id, done) = state.service.run_now(task, input, permit);
         match tokio::time::timeout(super::seconds(state.config.run_wait_secs), done).await {
-            Ok(Ok(record)) => Ok(record.into()),
+            Ok(Ok(Ok(record))) => Ok(record.into()),
+            Ok(Ok(Err(unrecorded))) => Err(async_graphql::Error::new(format!(
+                "run {id} ended ({}) but the database refused its record ({}); it is not in the history",
+                unrecorded.record.status, unrecorded.error
+            ))),
             Ok(Err(_)) => Err(async_graphql::Error::new(format!("run {id} ended without a result"))),
             Err(_) => Err(async_graphql::Error::new(format!(
                 "run {id} is still going after server.run_wait_secs; query execution(id: \"{id}\") later"

@@ -62,6 +62,21 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness
         Ok(counts) => counts.map_err(|e| e.to_string()),
         Err(_) => Err("no answer within 2 s".to_owned()),
     };
+    // Reads may work while writes fail (a full disk): see whether they work again.
+    let database = match (database, service.store.write_failure()) {
+        (Ok(counts), Some(_)) => {
+            let _ = tokio::time::timeout(Duration::from_secs(2), service.beat()).await;
+            match service.store.write_failure() {
+                Some(failure) => Err(format!(
+                    "cannot write since {}: {}",
+                    crate::time::format(failure.since_ms),
+                    failure.message
+                )),
+                None => Ok(counts),
+            }
+        }
+        (database, _) => database,
+    };
     let workers = service.kernel.pool().unavailable();
     let ok = database.is_ok() && workers.is_none();
     let jobs: serde_json::Map<String, Value> = match &database {

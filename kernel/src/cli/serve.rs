@@ -65,7 +65,11 @@ pub async fn serve(mut config: Config, args: ServeArgs) -> anyhow::Result<ExitCo
     let service = Arc::new(
         Service::new(store, Arc::clone(&kernel), Arc::new(registry)).with_plugins(Arc::new(plugins)),
     );
-    service.register().await.context("cannot record this node in the database")?;
+    // A database that refuses writes (a full disk) does not stop the node: it serves reads,
+    // answers /ready 503 naming the failure, and records itself once writes work again.
+    if let Err(error) = service.register().await {
+        eprintln!("warning: cannot record this node in the database ({error}); serving, not ready, retrying");
+    }
     let (stop, stopped) = watch::channel(false);
     let consumers = service.start(stopped.clone());
     eprintln!(

@@ -98,6 +98,14 @@ pub async fn enqueue(
     Ok(store.enqueue(new, now_ms()).await?)
 }
 
+/// A synchronous run that ended but whose record the database refused (a full disk): it is
+/// not in the history, and must not be answered as if it were.
+#[derive(Debug)]
+pub struct Unrecorded {
+    pub record: ExecutionRecord,
+    pub error: String,
+}
+
 pub struct Service {
     pub store: Store,
     pub kernel: Arc<Kernel>,
@@ -111,6 +119,9 @@ pub struct Service {
     in_flight: Mutex<HashMap<String, (u32, String)>>,
     /// Synchronous runs this node is running: execution ids.
     running_now: Mutex<std::collections::HashSet<String>>,
+    /// Whether this node is recorded in the database: a node that starts while the database
+    /// refuses writes serves (not ready) and records itself once it can.
+    registered: std::sync::atomic::AtomicBool,
     /// Sinks (and, later, the other plugin kinds) this node feeds.
     plugins: Arc<Plugins>,
     pub metrics: Arc<Metrics>,
@@ -131,6 +142,7 @@ impl Service {
             wake: Notify::new(),
             in_flight: Mutex::new(HashMap::new()),
             running_now: Mutex::new(std::collections::HashSet::new()),
+            registered: std::sync::atomic::AtomicBool::new(false),
             remote_logs: tokio::sync::broadcast::channel(log_relay::REMOTE_BUFFER).0,
             plugins: Arc::new(Plugins::none()),
             metrics: Arc::new(Metrics::new()),
@@ -200,6 +212,15 @@ impl Service {
 
     /// Records this node and the versions of the tasks it loaded.
     pub async fn register(&self) -> Result<(), QueueError> {
+        let registered = self.write_registration().await;
+        self.store.note_write(&registered);
+        if registered.is_ok() {
+            self.registered.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        registered
+    }
+
+    async fn write_registration(&self) -> Result<(), QueueError> {
         let now = now_ms();
         self.store.register_node(&self.node, &hostname(), std::process::id(), now).await?;
         for task in self.registry.tasks() {
@@ -214,6 +235,15 @@ impl Service {
             });
         }
         self.store.node_heartbeat(&self.node, &self.worker_rows(), now).await
+    }
+
+    /// Writes this node's heartbeat now (or its registration, until that succeeded): the
+    /// heartbeat loop, and readiness to see whether writes work again.
+    pub async fn beat(&self) -> Result<(), QueueError> {
+        if !self.registered.load(std::sync::atomic::Ordering::Relaxed) {
+            return self.register().await;
+        }
+        self.store.node_heartbeat(&self.node, &self.worker_rows(), now_ms()).await
     }
 
     /// Marks this node stopped (end of a drain).
@@ -269,7 +299,7 @@ impl Service {
                 () = tokio::time::sleep(NODE_HEARTBEAT) => {}
                 _ = stop.changed() => return,
             }
-            if let Err(error) = self.store.node_heartbeat(&self.node, &self.worker_rows(), now_ms()).await {
+            if let Err(error) = self.beat().await {
                 tracing::warn!("node heartbeat failed: {error}");
             }
         }
@@ -416,7 +446,7 @@ impl Service {
         task: Arc<crate::Task>,
         input: Value,
         guard: impl Send + 'static,
-    ) -> (String, tokio::sync::oneshot::Receiver<ExecutionRecord>) {
+    ) -> (String, tokio::sync::oneshot::Receiver<Result<ExecutionRecord, Unrecorded>>) {
         let id = crate::storage::new_id();
         let (done, receiver) = tokio::sync::oneshot::channel();
         let service = Arc::clone(self);
@@ -435,13 +465,17 @@ impl Service {
             service.emit_outcome(&name, None, &execution, &classification);
             let run = Run { job_id: None, attempt: 1, task: &name, input: &input };
             let record = record(run, &execution, &classification, started, &service.node);
-            if let Err(error) = service.store.record_execution(&record).await {
-                tracing::error!(execution = %record.id, "cannot record the run: {error}");
-            }
+            let recorded = match service.store.record_execution(&record).await {
+                Ok(()) => Ok(record),
+                Err(error) => {
+                    tracing::error!(execution = %record.id, "cannot record the run: {error}");
+                    Err(Unrecorded { record, error: error.to_string() })
+                }
+            };
             if let Ok(mut running) = service.running_now.lock() {
-                running.remove(&record.id);
+                running.remove(&execution.id);
             }
-            let _ = done.send(record);
+            let _ = done.send(recorded);
             drop(guard);
         });
         (id, receiver)

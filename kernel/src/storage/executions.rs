@@ -44,10 +44,12 @@ impl Store {
     /// SQLite, records that arrive together are committed together (see
     /// [`super::group_commit`]).
     pub async fn record_execution(&self, record: &ExecutionRecord) -> Result<(), QueueError> {
-        match &self.group_commit {
+        let recorded = match &self.group_commit {
             Some(group_commit) => group_commit.execute(values(record)).await,
             None => self.insert_execution(self.writer(), record).await,
-        }
+        };
+        self.note_write(&recorded);
+        recorded
     }
 
     pub(crate) async fn insert_execution(

@@ -52,6 +52,41 @@ pub struct Store {
     writer: DatabaseConnection,
     checkpointer: Option<Arc<Checkpointer>>,
     group_commit: Option<group_commit::GroupCommit>,
+    /// The last write that failed, until one succeeds again (a full disk, a read-only file
+    /// system): readiness reports it, since reads still work.
+    write_failure: Arc<std::sync::Mutex<Option<WriteFailure>>>,
+}
+
+/// A write the database refused, and since when writes fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteFailure {
+    pub message: String,
+    pub since_ms: i64,
+}
+
+/// The file in the data folder that keeps room to open the database on a full disk.
+pub const RESERVE_FILE: &str = "ratchet.reserve";
+/// Its size.
+pub const RESERVE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Writes the reserve file when it is missing (real blocks, not a sparse file); a disk too
+/// full for it goes without.
+fn keep_reserve(path: &Path) {
+    use std::io::Write as _;
+    if path.is_file() {
+        return;
+    }
+    let written = std::fs::File::create(path).and_then(|mut file| {
+        let chunk = vec![0u8; 64 * 1024];
+        for _ in 0..RESERVE_BYTES / chunk.len() {
+            file.write_all(&chunk)?;
+        }
+        file.sync_all()
+    });
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(path);
+        tracing::warn!("cannot keep a reserve of {} MiB in {}: {error}", RESERVE_BYTES >> 20, path.display());
+    }
 }
 
 /// How often the SQLite write-ahead log is checkpointed in the background.
@@ -138,11 +173,33 @@ impl Store {
         Store::open_data_dir_with(dir, StoreOptions::default()).await
     }
 
+    /// With a full file system SQLite cannot even open the database (it must write its
+    /// shared-memory index), so the data folder keeps a reserve file of [`RESERVE_BYTES`]: an
+    /// open that fails for want of space releases it and tries again, and the node starts
+    /// (not ready until writes work). The reserve is made again at the next start with room.
     pub async fn open_data_dir_with(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::DataDir { path: dir.display().to_string(), message: e.to_string() })?;
         let url = format!("sqlite://{}?mode=rwc", dir.join(SQLITE_FILE).display());
-        Store::connect_with(&url, options).await
+        let reserve = dir.join(RESERVE_FILE);
+        match Store::connect_with(&url, options).await {
+            Err(StoreError::Connect { message, .. })
+                if message.contains("disk is full") && reserve.is_file() =>
+            {
+                tracing::warn!(
+                    "the file system of {} is full: released the {} MiB reserve to open the database; free some space",
+                    dir.display(),
+                    RESERVE_BYTES >> 20
+                );
+                let _ = std::fs::remove_file(&reserve);
+                Store::connect_with(&url, options).await
+            }
+            Ok(store) => {
+                keep_reserve(&reserve);
+                Ok(store)
+            }
+            failed => failed,
+        }
     }
 
     /// Connects to `url` (`sqlite://...` or `postgres://...`) and applies pending migrations.
@@ -170,7 +227,7 @@ impl Store {
             }
             _ => (db.clone(), None, None),
         };
-        Ok(Store { db, writer, checkpointer, group_commit })
+        Ok(Store { db, writer, checkpointer, group_commit, write_failure: Arc::default() })
     }
 
     pub fn backend(&self) -> DbBackend {
@@ -188,6 +245,23 @@ impl Store {
             Some(checkpointer) => Some(checkpointer.lock.lock().await),
             None => None,
         }
+    }
+
+    /// Notes how a write that matters for health (a run's record, the node heartbeat) went.
+    pub(crate) fn note_write<T, E: std::fmt::Display>(&self, result: &Result<T, E>) {
+        let Ok(mut failure) = self.write_failure.lock() else { return };
+        match result {
+            Ok(_) => *failure = None,
+            Err(error) => {
+                let since_ms = failure.as_ref().map_or_else(now_ms, |f| f.since_ms);
+                *failure = Some(WriteFailure { message: error.to_string(), since_ms });
+            }
+        }
+    }
+
+    /// Why writes fail, while they do.
+    pub fn write_failure(&self) -> Option<WriteFailure> {
+        self.write_failure.lock().ok().and_then(|failure| failure.clone())
     }
 
     /// Wakes the background checkpointer now and waits until it has checkpointed once; at

@@ -91,6 +91,12 @@ impl Store {
 
     /// Renews node `id`'s heartbeat and replaces its workers' rows with `workers`.
     pub async fn node_heartbeat(&self, id: &str, workers: &[WorkerRow], now: i64) -> Result<(), QueueError> {
+        let beat = self.write_heartbeat(id, workers, now).await;
+        self.note_write(&beat);
+        beat
+    }
+
+    async fn write_heartbeat(&self, id: &str, workers: &[WorkerRow], now: i64) -> Result<(), QueueError> {
         let transaction = self.writer().begin().await?;
         let sql = "UPDATE nodes SET heartbeat_at = ?, status = 'running' WHERE id = ?";
         transaction.execute_raw(self.statement(sql, vec![now.into(), id.into()])).await?;

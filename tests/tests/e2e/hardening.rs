@@ -759,3 +759,109 @@ async fn times_are_bounded_on_the_way_in_and_any_stored_time_can_be_read() {
     let fine = tests::ratchet(&["schedules", "next", "--cron", "* * * * *", "-n", "100"]);
     assert!(fine.success() && fine.stdout.lines().count() >= 100, "{fine:?}");
 }
+
+/// A tmpfs of `size` mounted on `dir` for as long as it lives (the test runs as root, as CI
+/// does here).
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(
+            mounted.status.success(),
+            "this test mounts a small tmpfs to fill it, which needs root: {}",
+            String::from_utf8_lossy(&mounted.stderr)
+        );
+        SmallDisk(dir.to_owned())
+    }
+
+    /// Writes a file until the file system is full.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut filler = std::fs::File::create(self.0.join("filler")).unwrap();
+        let chunk = vec![0u8; 16 * 1024];
+        while filler.write_all(&chunk).is_ok() {}
+        let _ = filler.sync_all();
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.0.join("filler")).unwrap();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Item 7: with the data folder on a full file system, a synchronous run is never answered as
+/// recorded when its record was refused (503 `not_recorded`, the result in the details), and
+/// `/ready` names the write failure; once space is freed the node takes writes again without
+/// a restart, and a restart works, on a full disk too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_never_acknowledges_an_unrecorded_run() {
+    let root = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(&root.path().join("data"), "6m");
+    let task = root.path().join("tasks/padded");
+    std::fs::create_dir_all(&task).unwrap();
+    std::fs::write(task.join("metadata.json"), r#"{"name": "padded", "version": "1.0.0"}"#).unwrap();
+    std::fs::write(task.join("input.schema.json"), "{}").unwrap();
+    std::fs::write(task.join("output.schema.json"), "{}").unwrap();
+    std::fs::write(task.join("main.js"), "function main(input) { return {echo: input.pad.length}; }")
+        .unwrap();
+    let mut server = ApiServer::start_in(root, "server:\n  rate_limit_per_second: 0\n");
+    let padded = json!({"input": {"pad": "p".repeat(100_000)}});
+    let run = |server: &ApiServer| {
+        let request = server.client.post(server.url("/api/v1/tasks/padded/run")).json(&padded);
+        async move { tests::api::answer(request.send().await.unwrap()).await }
+    };
+    assert_eq!(run(&server).await.status, 200);
+
+    disk.fill();
+    let mut refused = 0;
+    for _ in 0..20 {
+        let answer = run(&server).await;
+        match answer.status {
+            200 => {
+                let id = answer.json["id"].as_str().unwrap();
+                let stored = server.get(&format!("/api/v1/executions/{id}")).await;
+                assert_eq!(stored.status, 200, "run {id} was answered 200 but not stored");
+            }
+            503 => {
+                answer.assert_error(503, "not_recorded");
+                assert_eq!(answer.json["error"]["details"]["execution"]["output"]["echo"], 100_000);
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {answer:?}"),
+        }
+    }
+    assert!(refused > 0, "the disk never filled up");
+    let ready = server.get("/ready").await;
+    assert_eq!(ready.status, 503, "{ready:?}");
+    assert!(ready.json["database"].as_str().unwrap().contains("cannot write"), "{ready:?}");
+
+    // Restarting on the full disk works: the node serves, not ready.
+    server.restart();
+    assert_eq!(server.get("/health").await.status, 200);
+
+    disk.free();
+    let started = std::time::Instant::now();
+    while server.get("/ready").await.status != 200 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "never ready again");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let answer = run(&server).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let stored = server.get(&format!("/api/v1/executions/{}", answer.json["id"].as_str().unwrap())).await;
+    assert_eq!(stored.status, 200);
+    server.restart();
+    assert_eq!(run(&server).await.status, 200);
+    drop(server);
+    drop(disk);
+}

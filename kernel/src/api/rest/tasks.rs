@@ -148,7 +148,8 @@ pub async fn run_task(
     })?;
     let (id, done) = state.service.run_now(task, input, permit);
     match tokio::time::timeout(crate::api::seconds(wait.min(cap)), done).await {
-        Ok(Ok(record)) => Ok(Json(ExecutionDetail::from(record)).into_response()),
+        Ok(Ok(Ok(record))) => Ok(Json(ExecutionDetail::from(record)).into_response()),
+        Ok(Ok(Err(unrecorded))) => Err(not_recorded(unrecorded)),
         Ok(Err(_)) => Err(ApiError::internal(format!("run {id} ended without a result; see the server log"))),
         Err(_) => {
             let location = format!("/api/v1/executions/{id}");
@@ -158,6 +159,22 @@ pub async fn run_task(
                 .into_response())
         }
     }
+}
+
+/// 503 for a run that ended but could not be recorded; its result is in the details, since
+/// the run did happen (its effects, if any, too).
+fn not_recorded(unrecorded: crate::service::Unrecorded) -> ApiError {
+    let status = unrecorded.record.status.clone();
+    let id = unrecorded.record.id.clone();
+    let execution = serde_json::to_value(ExecutionDetail::from(unrecorded.record)).unwrap_or_default();
+    ApiError::unavailable(format!(
+        "run {id} ended ({status}) but the database refused its record ({}); it is not in the history. \
+         /ready says when the database takes writes again",
+        unrecorded.error
+    ))
+    .with_code("not_recorded")
+    .with_details(serde_json::json!({"execution": execution}))
+    .retry_after(5)
 }
 
 fn find(state: &AppState, name: &str) -> Result<std::sync::Arc<crate::Task>, ApiError> {
