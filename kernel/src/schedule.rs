@@ -105,7 +105,7 @@ pub enum CatchUp {
     #[default]
     Skip,
     /// The most recent due fire time is enqueued however old it is; older ones are dropped.
-    /// (DESIGN.md calls this policy "one".)
+    /// (the original design called this policy "one".)
     #[serde(alias = "one")]
     Latest,
     /// Every due fire time within the window is enqueued, oldest first, at most
@@ -152,7 +152,7 @@ keyword_enum!(CatchUp, "a catch-up policy", Skip => "skip", Latest => "latest", 
 keyword_enum!(Overlap, "an overlap policy", Skip => "skip", Allow => "allow");
 
 impl CatchUp {
-    /// Accepts DESIGN.md's name `one` for `latest` too.
+    /// Accepts `one`, the name the original design gave it, for `latest` too.
     pub fn parse(text: &str) -> Result<CatchUp, String> {
         if text == "one" { Ok(CatchUp::Latest) } else { text.parse() }
     }

@@ -1,6 +1,6 @@
 //! The public Rust API for Ratchet plugin authors.
 //!
-//! This crate is the one versioned boundary between the kernel and its plugins (DESIGN.md §7).
+//! This crate is the one versioned boundary between the kernel and its plugins (docs/plugins.md).
 //! It depends on nothing in the kernel. With the `guest` feature it is the SDK for WASM plugins
 //! ([`guest`]); [`native`] is the contract of native plugins (shared libraries).
 

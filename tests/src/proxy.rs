@@ -1,5 +1,5 @@
 //! A TCP proxy that a test can cut and restore, to make a database unreachable for a while
-//! without stopping the shared server (RELIABILITY.md J9).
+//! without stopping the shared server (docs/reliability.md J9).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,5 +1,5 @@
 //! schemathesis (from PyPI, in a virtualenv under `target/tools`) against a real
-//! `ratchet serve` (RELIABILITY.md H6): every check, with auth on, must pass: no server error,
+//! `ratchet serve` (docs/reliability.md H6): every check, with auth on, must pass: no server error,
 //! every response in the documented status codes, content types and schemas.
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,5 @@
 //! `fetch` through the kernel against a real server on 127.0.0.1: both JS styles, limits,
-//! the egress policy (RELIABILITY.md S8), recording, replay and mocks.
+//! the egress policy (docs/reliability.md S8), recording, replay and mocks.
 
 use serde_json::{Value, json};
 use tests::server::TestServer;

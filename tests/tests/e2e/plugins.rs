@@ -1,5 +1,5 @@
 //! The WASM plugin host with real components built by `cargo xtask build-plugins`:
-//! the JSON-lines sink, and a hostile sink for the fault rows (RELIABILITY.md P1-P5).
+//! the JSON-lines sink, and a hostile sink for the fault rows (docs/reliability.md P1-P5).
 
 use std::path::{Path, PathBuf};
 

@@ -1,4 +1,4 @@
-//! Storage conformance: the same queue cases on SQLite and on PostgreSQL (RELIABILITY.md J3,
+//! Storage conformance: the same queue cases on SQLite and on PostgreSQL (docs/reliability.md J3,
 //! J4, J5, J7 and the rescue half of J1/J2), with an injected clock.
 
 use std::collections::HashSet;

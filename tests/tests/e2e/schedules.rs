@@ -1,4 +1,4 @@
-//! Schedules on SQLite and on PostgreSQL with an injected clock (RELIABILITY.md J6): two
+//! Schedules on SQLite and on PostgreSQL with an injected clock (docs/reliability.md J6): two
 //! schedulers on one database enqueue each fire time once; catch-up after downtime follows
 //! each policy; the overlap policy waits for the previous run; retention gives space back.
 
@@ -171,7 +171,7 @@ async fn prune_deletes_old_history_keeps_live_work_and_gives_space_back() {
         store.complete(&claimed.id, claimed.attempt, &json!({}), T0 + 1).await.unwrap();
         let waiting = store.enqueue(old, T0).await.unwrap().job;
         // Big rows on SQLite, to see the file shrink. Small ones on PostgreSQL: over TCP, sqlx 0.9.0
-        // stalls ~40 ms on each large statement (it no longer sets TCP_NODELAY; docs/ARCHITECTURE.md).
+        // stalls ~40 ms on each large statement (it no longer sets TCP_NODELAY; docs/architecture.md).
         let padding = "x".repeat(if backend == "sqlite" { 64 * 1024 } else { 100 });
         for n in 0..300 {
             let at = if n < 280 { T0 } else { T0 + 10 * 86_400_000 };

@@ -1,5 +1,5 @@
 //! `ratchet serve` as an operator runs it: jobs from the CLI, kill -9 and restart, SIGTERM
-//! (RELIABILITY.md J1 on SQLite, J2 and J8 on both backends, J9 on PostgreSQL; the queue semantics run on both backends
+//! (docs/reliability.md J1 on SQLite, J2 and J8 on both backends, J9 on PostgreSQL; the queue semantics run on both backends
 //! in `queue` and `schedules`).
 
 use std::io::{Read, Write};
@@ -189,7 +189,7 @@ fn kill_9_mid_way_on_postgres_loses_no_job_and_completes_none_twice() {
     on_postgres(kill_9_case);
 }
 
-/// RELIABILITY.md J2: 500 jobs, `kill -9` of the node mid-way, a restart: every job reaches a
+/// docs/reliability.md J2: 500 jobs, `kill -9` of the node mid-way, a restart: every job reaches a
 /// final state, none is completed twice. `storage` selects the database.
 fn kill_9_case(root: &Path, storage: &[&str]) {
     const JOBS: usize = 500;
@@ -261,7 +261,7 @@ fn on_postgres(case: impl FnOnce(&Path, &[&str]) + std::panic::UnwindSafe) {
     }
 }
 
-/// RELIABILITY.md J8: SIGTERM lets a running job finish within the grace period, or releases
+/// docs/reliability.md J8: SIGTERM lets a running job finish within the grace period, or releases
 /// it to the queue without using up an attempt.
 fn sigterm_case(root: &Path, storage: &[&str]) {
     tasks_dir(root);

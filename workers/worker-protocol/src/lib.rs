@@ -51,7 +51,7 @@ pub fn value_depth(value: &Value) -> usize {
     deepest
 }
 
-/// The error classes every task can throw to classify its failure (DESIGN.md §4). Their
+/// The error classes every task can throw to classify its failure (README.md, "Tasks"). Their
 /// names reach the kernel unchanged as [`JsError::name`].
 pub const TYPED_ERROR_CLASSES: [&str; 11] = [
     "NetworkError",

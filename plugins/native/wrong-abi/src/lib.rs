@@ -1,5 +1,5 @@
 //! Reports native plugin ABI 999 and nothing else: the kernel must refuse it before looking
-//! for any other symbol (RELIABILITY.md P6).
+//! for any other symbol (docs/reliability.md P6).
 
 #[allow(unsafe_code, reason = "the exported C entry point")]
 #[unsafe(no_mangle)]
