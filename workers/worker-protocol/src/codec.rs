@@ -138,7 +138,7 @@ mod tests {
         let line = br#"{"protocol_version":9,"timestamp":0,"message":{"type":"Shutdown"}}"#;
         assert!(matches!(
             decode::<KernelMessage>(line, 1024),
-            Err(ProtocolError::VersionMismatch { expected: 1, found: 9 })
+            Err(ProtocolError::VersionMismatch { expected: crate::PROTOCOL_VERSION, found: 9 })
         ));
         let line = br#"{"protocol_version":9,"message":{"type":"Other"}}"#;
         assert!(matches!(
@@ -149,7 +149,7 @@ mod tests {
 
     #[test]
     fn garbage_is_malformed() {
-        for line in [&b"not json"[..], b"{}", b"[1,2]", br#"{"protocol_version":1}"#] {
+        for line in [&b"not json"[..], b"{}", b"[1,2]", br#"{"protocol_version":2}"#] {
             assert!(matches!(decode::<KernelMessage>(line, 1024), Err(ProtocolError::Malformed(_))));
         }
     }
