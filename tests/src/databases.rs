@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use kernel::storage::Store;
+use ratchet_storage::Store;
 use sea_orm::{ConnectionTrait, Database};
 
 pub const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";

@@ -182,15 +182,15 @@ pub fn check_task(code: &str, input: Value, expect: Result<Value, (&str, &str)>)
 }
 
 /// Configuration for an in-process kernel that uses the built worker binary.
-pub fn kernel_config() -> kernel::Config {
-    let mut config = kernel::Config::default();
+pub fn kernel_config() -> ratchet_core::Config {
+    let mut config = ratchet_core::Config::default();
     config.workers.binary = Some(worker_bin());
     config
 }
 
 /// Loads a task for an in-process kernel.
-pub fn load(task: &TaskDir, config: &kernel::Config) -> kernel::Task {
-    kernel::task::load(&task.path(), &config.limits).expect("the test task loads")
+pub fn load(task: &TaskDir, config: &ratchet_core::Config) -> ratchet_core::Task {
+    ratchet_core::task::load(&task.path(), &config.limits).expect("the test task loads")
 }
 
 /// Writes an executable shell script posing as a worker, for protocol fault tests.

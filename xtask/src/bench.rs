@@ -25,13 +25,13 @@ use crate::{cargo, root};
 const COLD_RUNS: usize = 20;
 
 pub fn run(quick: bool) -> anyhow::Result<()> {
-    cargo(&["build", "--release", "-p", "kernel", "-p", "boa-worker"])?;
+    cargo(&["build", "--release", "-p", "ratchet-cli", "-p", "boa-worker"])?;
     cold_run_once(if quick { 5 } else { COLD_RUNS })?;
     let worker = root().join("target/release/ratchet-worker");
     let runs = if quick { "200" } else { "1000" };
-    println!("$ cargo bench -p kernel --bench warm_pool -- {runs}");
+    println!("$ cargo bench -p ratchet-core --bench warm_pool -- {runs}");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["bench", "-p", "kernel", "--bench", "warm_pool", "--", runs])
+        .args(["bench", "-p", "ratchet-core", "--bench", "warm_pool", "--", runs])
         .env("RATCHET_WORKER_BIN", worker)
         .current_dir(root())
         .status()?;
@@ -39,9 +39,9 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         bail!("the warm pool bench failed ({status})");
     }
     let jobs = if quick { "500" } else { "2000" };
-    println!("$ cargo bench -p kernel --bench queue -- {jobs}");
+    println!("$ cargo bench -p ratchet-service --bench queue -- {jobs}");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["bench", "-p", "kernel", "--bench", "queue", "--", jobs])
+        .args(["bench", "-p", "ratchet-service", "--bench", "queue", "--", jobs])
         .env("RATCHET_WORKER_BIN", root().join("target/release/ratchet-worker"))
         .current_dir(root())
         .status()?;
@@ -49,9 +49,9 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         bail!("the queue bench failed ({status})");
     }
     let requests = if quick { "2000" } else { "10000" };
-    println!("$ cargo bench -p kernel --bench rest -- {requests}");
+    println!("$ cargo bench -p ratchet-cli --bench rest -- {requests}");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["bench", "-p", "kernel", "--bench", "rest", "--", requests])
+        .args(["bench", "-p", "ratchet-cli", "--bench", "rest", "--", requests])
         .env("RATCHET_BIN", root().join("target/release/ratchet"))
         .current_dir(root())
         .status()?;
@@ -59,9 +59,9 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         bail!("the REST bench failed ({status})");
     }
     crate::plugins::build()?;
-    println!("$ cargo bench -p kernel --bench plugins");
+    println!("$ cargo bench -p ratchet-plugin-host --bench plugins");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["bench", "-p", "kernel", "--bench", "plugins"])
+        .args(["bench", "-p", "ratchet-plugin-host", "--bench", "plugins"])
         .current_dir(root())
         .status()?;
     if !status.success() {

@@ -41,14 +41,16 @@ fn concrete(pattern: &str) -> String {
 /// exception; from another origin it is just an unauthenticated OPTIONS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_method_reaches_a_route_or_plugin_without_credentials() {
-    use kernel::api::routes::{Access, ROUTES};
+    use ratchet_server::routes::{Access, OPERATIONS, PLUGIN_SURFACES};
     let server = ApiServer::start(&[&example_task("addition")], &guarded_config(""));
-    let mut paths: Vec<&str> = ROUTES.iter().map(|r| r.path).collect();
+    let routes: Vec<_> =
+        [OPERATIONS, PLUGIN_SURFACES, ratchet_rest::ROUTES, ratchet_graphql::ROUTES].concat();
+    let mut paths: Vec<&str> = routes.iter().map(|r| r.path).collect();
     paths.dedup();
     for pattern in paths {
         let path = concrete(pattern);
-        let public = ROUTES.iter().filter(|r| r.path == pattern).all(|r| r.access == Access::Public);
-        let get = ROUTES.iter().find(|r| r.path == pattern && r.method == "GET");
+        let public = routes.iter().filter(|r| r.path == pattern).all(|r| r.access == Access::Public);
+        let get = routes.iter().find(|r| r.path == pattern && r.method == "GET");
         for method in ["HEAD", "OPTIONS", "TRACE", "PROPFIND", "FROBNICATE"] {
             let call = |key: Option<&str>| {
                 let mut request = server.client.request(method.parse().unwrap(), server.url(&path));
@@ -704,7 +706,7 @@ fn payloads_fail_by_their_own_limits_and_the_worker_lives() {
 /// clamped; `schedules next -n` is capped like REST.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn times_are_bounded_on_the_way_in_and_any_stored_time_can_be_read() {
-    use kernel::storage::{Backoff, NewJob, Store};
+    use ratchet_storage::{Backoff, NewJob, Store};
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     let data_arg = data.to_str().unwrap().to_owned();
@@ -738,7 +740,7 @@ async fn times_are_bounded_on_the_way_in_and_any_stored_time_can_be_read() {
         timeout: None,
         idempotency_key: None,
     };
-    store.enqueue(far, kernel::storage::now_ms()).await.unwrap();
+    store.enqueue(far, ratchet_storage::now_ms()).await.unwrap();
     store.close().await;
     let listed = tests::ratchet(&["jobs", "list", "--data-dir", &data_arg, "--format", "json"]);
     assert!(listed.success(), "{listed:?}");

@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use kernel::config::{ByteSize, EgressConfig, PluginConfig, PluginGrants, PluginLimits};
-use kernel::plugins::wasm::{SinkCalls, WasmHost};
-use kernel::plugins::{Event, LoadError, PluginError, Plugins};
+use ratchet_core::config::{ByteSize, EgressConfig, PluginConfig, PluginGrants, PluginLimits};
+use ratchet_plugin_host::wasm::{SinkCalls, WasmHost};
+use ratchet_plugin_host::{Event, LoadError, PluginError, Plugins};
 use serde_json::{Value, json};
 use tests::{component, sha256};
 
@@ -363,8 +363,8 @@ fn native_plugins_are_checked_for_abi_first_and_their_panics_stay_inside() {
     assert!(error.contains("config.file is required"), "{error}");
 }
 
-fn failure(kind: &str, name: Option<&str>, message: &str) -> kernel::plugins::wasm::Failure {
-    kernel::plugins::wasm::Failure {
+fn failure(kind: &str, name: Option<&str>, message: &str) -> ratchet_plugin_host::wasm::Failure {
+    ratchet_plugin_host::wasm::Failure {
         kind: kind.into(),
         name: name.map(str::to_owned),
         message: message.into(),
@@ -384,7 +384,7 @@ fn the_error_pattern_plugin_classifies_failures_with_built_in_and_configured_pat
     ]});
     let mut patterns = host.load_error_pattern(&config).unwrap();
     assert_eq!(patterns.info().kind, "error-pattern");
-    let first = |found: Vec<kernel::plugins::wasm::Classification>| {
+    let first = |found: Vec<ratchet_plugin_host::wasm::Classification>| {
         found.first().map(|c| (c.pattern.clone(), c.category.clone(), c.suggestions.len()))
     };
     let timeout =
@@ -457,16 +457,16 @@ fn every_first_party_plugin_passes_the_conformance_checks() {
     let host = host(&dir.path().join("cache"));
     for name in ["jsonl-sink", "webhook-sink", "error-patterns", "api-key-auth", "hello-api", "inline-loader"]
     {
-        let checks = kernel::plugins::conformance::run(&host, &component(name));
+        let checks = ratchet_plugin_host::conformance::run(&host, &component(name));
         assert!(checks.len() >= 4, "{name}: {checks:?}");
         let failed: Vec<_> = checks.iter().filter(|c| c.outcome.is_err()).collect();
         assert!(failed.is_empty(), "{name}: {failed:#?}");
     }
     // The hostile plugin misbehaves only on its trigger kinds, so the plain checks pass.
-    let checks = kernel::plugins::conformance::run(&host, &component("test-programs"));
+    let checks = ratchet_plugin_host::conformance::run(&host, &component("test-programs"));
     assert!(checks.iter().all(|c| c.outcome.is_ok()), "plain events do not trigger it: {checks:?}");
     let not_wasm = dir.path().join("x.wasm");
     std::fs::write(&not_wasm, "nope").unwrap();
-    let checks = kernel::plugins::conformance::run(&host, &not_wasm);
+    let checks = ratchet_plugin_host::conformance::run(&host, &not_wasm);
     assert!(checks[0].outcome.is_err(), "{checks:?}");
 }

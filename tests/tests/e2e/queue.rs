@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kernel::storage::{Backoff, ExecutionRecord, JobStatus, NewJob, QueueError};
+use ratchet_storage::{Backoff, ExecutionRecord, JobStatus, NewJob, QueueError};
 use serde_json::json;
 use tests::databases::on_each_backend;
 
@@ -248,7 +248,7 @@ async fn cancel_stops_queued_and_running_jobs_and_refuses_finished_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finish_stores_the_execution_with_the_result_and_keeps_a_fenced_one() {
-    use kernel::storage::Outcome;
+    use ratchet_storage::Outcome;
     on_each_backend(|store, backend| async move {
         let id = store.enqueue(job("t"), T0).await.unwrap().job.id;
         store.claim("node", LEASE, T0).await.unwrap().unwrap();
@@ -321,7 +321,7 @@ async fn finishing_a_job_can_claim_the_next_in_the_same_commit() {
             .finish_then_claim(
                 &first.id,
                 1,
-                kernel::storage::Outcome::Completed(&output),
+                ratchet_storage::Outcome::Completed(&output),
                 None,
                 Some(("node-a", LEASE)),
                 T0 + 2,
@@ -345,7 +345,7 @@ async fn finishing_a_job_can_claim_the_next_in_the_same_commit() {
             .finish_then_claim(
                 &next.id,
                 1,
-                kernel::storage::Outcome::Completed(&output),
+                ratchet_storage::Outcome::Completed(&output),
                 None,
                 Some(("node-a", LEASE)),
                 T0 + 4,

@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use kernel::config::QueueConfig;
-use kernel::schedule::{CatchUp, CronSpec, Overlap};
-use kernel::service::scheduler::tick;
-use kernel::storage::{ExecutionRecord, JobStatus, NewSchedule, Store, fire_key};
+use ratchet_core::config::QueueConfig;
+use ratchet_core::schedule::{CatchUp, CronSpec, Overlap};
+use ratchet_service::scheduler::tick;
+use ratchet_storage::{ExecutionRecord, JobStatus, NewSchedule, Store, fire_key};
 use serde_json::json;
 use tests::databases::{on_each_backend, on_each_database};
 
@@ -29,7 +29,7 @@ fn schedule(name: &str, cron: &str, catch_up: CatchUp, window: Duration, overlap
     }
 }
 
-async fn add(store: &Store, new: NewSchedule, now: i64) -> kernel::storage::Schedule {
+async fn add(store: &Store, new: NewSchedule, now: i64) -> ratchet_storage::Schedule {
     let first = CronSpec::parse(&new.cron, &new.timezone).unwrap().next_after(now);
     store.add_schedule(new, first, now).await.unwrap()
 }
@@ -136,11 +136,11 @@ async fn overlap_skip_waits_for_the_previous_run_and_pause_is_not_caught_up() {
 
         // Paused for a minute, resumed: the paused fire times are not caught up.
         let paused =
-            kernel::service::scheduler::set_enabled(&store, "slow", false, T0 + 31_000).await.unwrap();
+            ratchet_service::scheduler::set_enabled(&store, "slow", false, T0 + 31_000).await.unwrap();
         assert!(!paused.enabled);
         assert!(tick(&store, &queue, T0 + 60_000).await.unwrap().enqueued.is_empty(), "{backend}");
         let resumed =
-            kernel::service::scheduler::set_enabled(&store, "slow", true, T0 + 95_000).await.unwrap();
+            ratchet_service::scheduler::set_enabled(&store, "slow", true, T0 + 95_000).await.unwrap();
         assert_eq!(resumed.next_fire_at, Some(T0 + 100_000), "{backend}");
         let removed = store.remove_schedule(&resumed.id).await.unwrap();
         assert_eq!(removed.name, "slow");
@@ -165,7 +165,7 @@ async fn overlap_skip_waits_for_the_previous_run_and_pause_is_not_caught_up() {
 async fn prune_deletes_old_history_keeps_live_work_and_gives_space_back() {
     on_each_database(|url, backend| async move {
         let store = Store::connect(&url).await.unwrap();
-        let old = kernel::storage::NewJob::new("tick", json!({}));
+        let old = ratchet_storage::NewJob::new("tick", json!({}));
         let finished = store.enqueue(old.clone(), T0).await.unwrap().job;
         let claimed = store.claim("node", LEASE, T0).await.unwrap().unwrap();
         store.complete(&claimed.id, claimed.attempt, &json!({}), T0 + 1).await.unwrap();
@@ -181,7 +181,7 @@ async fn prune_deletes_old_history_keeps_live_work_and_gives_space_back() {
         let pruned = store.prune(T0 + 86_400_000).await.unwrap();
         assert_eq!((pruned.executions, pruned.jobs), (280, 1), "{backend}");
         assert_eq!(store.executions(None, 10_000).await.unwrap().len(), 20, "{backend}");
-        assert!(matches!(store.job(&finished.id).await, Err(kernel::storage::QueueError::NotFound(_))));
+        assert!(matches!(store.job(&finished.id).await, Err(ratchet_storage::QueueError::NotFound(_))));
         assert_eq!(
             store.job(&waiting.id).await.unwrap().status,
             JobStatus::Queued,
@@ -203,9 +203,9 @@ async fn the_sqlite_write_ahead_log_is_checkpointed_in_the_background() {
     let dir = tempfile::tempdir().unwrap();
     // The checkpointer runs when the test wakes it: an interval could fire mid-batch on a busy
     // machine and reuse the log before the first size is read.
-    let options = kernel::storage::StoreOptions { checkpoint_every: Duration::from_secs(3600) };
+    let options = ratchet_storage::StoreOptions { checkpoint_every: Duration::from_secs(3600) };
     let store = Store::open_data_dir_with(dir.path(), options).await.unwrap();
-    let wal = dir.path().join(format!("{}-wal", kernel::storage::SQLITE_FILE));
+    let wal = dir.path().join(format!("{}-wal", ratchet_storage::SQLITE_FILE));
     let wal_size = || std::fs::metadata(&wal).map_or(0, |m| m.len());
     // 150 rows of 64 KiB: about 10 MB of log, well under the 40 MB at which a write would
     // checkpoint inline, so only the background task can have checkpointed it.

@@ -410,16 +410,16 @@ fn the_server_survives_an_unreachable_database_and_loses_no_queued_work() {
 fn enqueue_many(storage: &[&str], tasks: &Path, count: usize) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let config = kernel::Config::default();
+        let config = ratchet_core::Config::default();
         let store = match storage {
-            ["--data-dir", dir] => kernel::storage::Store::open_data_dir(Path::new(dir)).await.unwrap(),
-            ["--database-url", url] => kernel::storage::Store::connect(url).await.unwrap(),
+            ["--data-dir", dir] => ratchet_storage::Store::open_data_dir(Path::new(dir)).await.unwrap(),
+            ["--database-url", url] => ratchet_storage::Store::connect(url).await.unwrap(),
             other => panic!("not a storage choice: {other:?}"),
         };
-        let (registry, _) = kernel::service::TaskRegistry::load(&[tasks.to_owned()], &config.limits).unwrap();
+        let (registry, _) = ratchet_service::TaskRegistry::load(&[tasks.to_owned()], &config.limits).unwrap();
         for n in 0..count {
             let input = json!({"n": n, "ms": 20});
-            kernel::service::enqueue(&store, &registry, &config.queue, "sleepy", input, Default::default())
+            ratchet_service::enqueue(&store, &registry, &config.queue, "sleepy", input, Default::default())
                 .await
                 .unwrap();
         }

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kernel::supervisor::SlotState;
-use kernel::{Config, Execution, Kernel};
+use ratchet_core::supervisor::SlotState;
+use ratchet_core::{Config, Execution, Kernel};
 use serde_json::{Value, json};
 use tests::{FAKE_HANDSHAKE, fake_worker, kernel_config, load, task};
 
@@ -32,7 +32,7 @@ fn message(execution: &Execution) -> String {
 async fn wait_for(
     kernel: &Kernel,
     what: &str,
-    condition: impl Fn(&[kernel::supervisor::SlotStatus]) -> bool,
+    condition: impl Fn(&[ratchet_core::supervisor::SlotStatus]) -> bool,
 ) {
     let started = Instant::now();
     while !condition(&kernel.pool().status()) {

@@ -1,0 +1,102 @@
+//! `ratchet config check|show`: what the configuration resolves to, and whether it works.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use ratchet_core::Config;
+
+use super::Format;
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check the configuration and what it points at: database, task folders, worker binary,
+    /// listen address. Exits 1 when anything is wrong.
+    Check,
+    /// Print the effective configuration (defaults, file, environment merged), secrets masked.
+    Show {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+}
+
+pub async fn config(config: Config, command: ConfigCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ConfigCommand::Show { format } => {
+            let shown = masked(config);
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&shown)?),
+                Format::Text => print!("{}", serde_yaml::to_string(&shown)?),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ConfigCommand::Check => check(config).await,
+    }
+}
+
+fn masked(mut config: Config) -> Config {
+    config.storage.url = config.storage.url.as_deref().map(ratchet_storage::redact);
+    config
+}
+
+async fn check(config: Config) -> anyhow::Result<ExitCode> {
+    println!("ok    configuration parsed (defaults, file, RATCHET_* environment)");
+    let mut failures = 0;
+    let mut report = |result: Result<String, String>| match result {
+        Ok(line) => println!("ok    {line}"),
+        Err(line) => {
+            failures += 1;
+            println!("error {line}");
+        }
+    };
+    report(match super::open_store(&config).await {
+        Ok(store) => {
+            let backend = format!("{:?}", store.backend()).to_lowercase();
+            store.close().await;
+            Ok(format!("database ({backend}) reachable and migrated"))
+        }
+        Err(error) => Err(format!("database: {error:#}")),
+    });
+    report(match ratchet_service::TaskRegistry::load(&config.server.tasks, &config.limits) {
+        Ok((registry, rejected)) if rejected.is_empty() => {
+            Ok(format!("{} task(s) load from {}", registry.len(), folders(&config)))
+        }
+        Ok((registry, rejected)) => Err(format!(
+            "{} task(s) load from {}, {} do not: {}",
+            registry.len(),
+            folders(&config),
+            rejected.len(),
+            rejected
+                .iter()
+                .map(|r| format!("{}: {}", r.path.display(), r.error))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
+        Err(error) => Err(format!("server.tasks: {error}")),
+    });
+    report(match ratchet_core::execution::find_worker_binary(config.workers.binary.as_deref()) {
+        Ok(path) if path.is_file() => Ok(format!("worker binary {}", path.display())),
+        Ok(path) => Err(format!("workers.binary {} does not exist", path.display())),
+        Err(error) => Err(error.to_string()),
+    });
+    let auth = config.plugins.iter().any(|p| p.kind == "auth");
+    report(match config.server.bind.parse::<std::net::SocketAddr>() {
+        Ok(address) if address.ip().is_loopback() => Ok(format!("server.bind {address} (loopback only)")),
+        Ok(address) => ratchet_server::check_exposure(&config.server, address, auth).map(|()| {
+            let guard = if auth {
+                "the auth plugin guards the API"
+            } else {
+                "NO auth: anyone who reaches it may run tasks"
+            };
+            format!("server.bind {address}: reachable from other machines; {guard}")
+        }),
+        Err(error) => Err(format!("server.bind `{}` is not an address: {error}", config.server.bind)),
+    });
+    report(crate::builtin_surfaces(&config.server.surfaces).map(|surfaces| {
+        format!("API surfaces: {}", surfaces.iter().map(|s| s.info().name).collect::<Vec<_>>().join(", "))
+    }));
+    Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn folders(config: &Config) -> String {
+    config.server.tasks.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}

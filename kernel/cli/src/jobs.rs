@@ -1,0 +1,318 @@
+//! `ratchet jobs ...` and `ratchet executions ...`: the queue and the run history, through the
+//! service layer, against the configured database whether or not a server runs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use ratchet_core::Config;
+use ratchet_service::EnqueueOptions;
+use ratchet_storage::{ExecutionRecord, Job, JobStatus, Store, now_ms};
+use serde_json::{Value, json};
+
+use super::Format;
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Queue a run of TASK (a task name or uuid).
+    Enqueue(EnqueueArgs),
+    /// List jobs, newest first.
+    List {
+        /// Only jobs in this state: queued, running, retrying, completed, failed, cancelled.
+        #[arg(long)]
+        status: Option<JobStatus>,
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Show a job and how each of its attempts ended.
+    Show {
+        id: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Cancel a job that has not finished.
+    Cancel {
+        id: String,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExecutionsCommand {
+    /// List executions, newest first.
+    List {
+        /// Only the executions of this job.
+        #[arg(long)]
+        job: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Show one execution: input, output or error, logs, HTTP.
+    Show {
+        id: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Delete finished executions and jobs older than a cutoff, and give the space back.
+    Prune {
+        /// Age of the oldest history kept, e.g. 7d or 12h (default: retention.max_age_days).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        older_than: Option<std::time::Duration>,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct Common {
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    #[command(flatten)]
+    pub storage: super::StorageArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EnqueueArgs {
+    task: String,
+    /// The input, as JSON text.
+    #[arg(long, value_name = "JSON", default_value = "{}")]
+    input_json: String,
+    /// Higher runs first.
+    #[arg(long, default_value_t = 0)]
+    priority: i32,
+    /// Enqueueing the same key again returns the existing job.
+    #[arg(long, value_name = "KEY")]
+    idempotency_key: Option<String>,
+    /// When to run: an RFC 3339 time (2026-11-26T09:00:00Z) or a delay (30s, 5m).
+    #[arg(long, value_name = "TIME")]
+    run_at: Option<String>,
+    /// Attempts before the job fails for good (default: queue.max_attempts).
+    #[arg(long)]
+    max_attempts: Option<u32>,
+    /// Folder whose subfolders are tasks (repeatable; default: server.tasks).
+    #[arg(long = "tasks", value_name = "DIR")]
+    tasks: Vec<PathBuf>,
+    #[command(flatten)]
+    common: Common,
+}
+
+pub async fn jobs(mut config: Config, command: JobsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        JobsCommand::Enqueue(args) => enqueue(config, args).await,
+        JobsCommand::List { status, limit, common } => {
+            let store = open(&mut config, &common).await?;
+            let jobs = store.jobs(status, limit).await?;
+            match common.format {
+                Format::Json => println!("{}", Value::Array(jobs.iter().map(job_json).collect())),
+                Format::Text => print_jobs(&jobs),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobsCommand::Show { id, common } => {
+            let store = open(&mut config, &common).await?;
+            let job = store.job(&id).await?;
+            let attempts = store.attempts(&id).await?;
+            let mut document = job_json(&job);
+            document["attempts"] = attempts
+                .iter()
+                .map(|a| json!({"attempt": a.attempt, "outcome": a.outcome, "error": a.error, "finished_at": time(a.finished_at)}))
+                .collect();
+            match common.format {
+                Format::Json => println!("{document}"),
+                Format::Text => println!("{}", serde_json::to_string_pretty(&document)?),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobsCommand::Cancel { id, common } => {
+            let store = open(&mut config, &common).await?;
+            let job = store.cancel(&id, now_ms()).await?;
+            match common.format {
+                Format::Json => println!("{}", job_json(&job)),
+                Format::Text => println!("cancelled job {}", job.id),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn enqueue(mut config: Config, args: EnqueueArgs) -> anyhow::Result<ExitCode> {
+    let input: Value = serde_json::from_str(&args.input_json).context("--input-json is not valid JSON")?;
+    let run_at = args.run_at.as_deref().map(parse_time).transpose()?;
+    if !args.tasks.is_empty() {
+        config.server.tasks = args.tasks.clone();
+    }
+    let store = open(&mut config, &args.common).await?;
+    let registry = super::load_registry(&config)?;
+    let options = EnqueueOptions {
+        priority: args.priority,
+        run_at,
+        max_attempts: args.max_attempts,
+        idempotency_key: args.idempotency_key,
+    };
+    // A running server polls the database and picks the job up.
+    let enqueued =
+        ratchet_service::enqueue(&store, &registry, &config.queue, &args.task, input, options).await?;
+    match args.common.format {
+        Format::Json => {
+            let mut document = job_json(&enqueued.job);
+            document["created"] = json!(enqueued.created);
+            println!("{document}");
+        }
+        Format::Text if enqueued.created => println!("{}", enqueued.job.id),
+        Format::Text => {
+            println!("{}", enqueued.job.id);
+            eprintln!("(the idempotency key matched this existing job; nothing new was queued)");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn executions(mut config: Config, command: ExecutionsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ExecutionsCommand::List { job, limit, common } => {
+            let store = open(&mut config, &common).await?;
+            let executions = store.executions(job.as_deref(), limit).await?;
+            match common.format {
+                Format::Json => println!("{}", Value::Array(executions.iter().map(execution_json).collect())),
+                Format::Text => {
+                    println!(
+                        "{:<36}  {:<20}  {:<8}  {:>3}  {:>9}  STARTED",
+                        "ID", "TASK", "STATUS", "TRY", "MS"
+                    );
+                    for e in &executions {
+                        let ms = e.duration_us as f64 / 1000.0;
+                        println!(
+                            "{:<36}  {:<20}  {:<8}  {:>3}  {ms:>9.1}  {}",
+                            e.id,
+                            e.task,
+                            e.status,
+                            e.attempt,
+                            time(e.started_at)
+                        );
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ExecutionsCommand::Prune { older_than, common } => {
+            let age = match older_than {
+                Some(age) => age,
+                None if config.retention.max_age_days > 0.0 => {
+                    std::time::Duration::from_secs_f64(config.retention.max_age_days * 86_400.0)
+                }
+                None => {
+                    bail!("retention.max_age_days is 0 (keep forever); pass --older-than to prune anyway")
+                }
+            };
+            let store = open(&mut config, &common).await?;
+            let pruned = store.prune(now_ms() - age.as_millis() as i64).await?;
+            match common.format {
+                Format::Json => println!(
+                    "{}",
+                    json!({"executions": pruned.executions, "jobs": pruned.jobs, "nodes": pruned.nodes})
+                ),
+                Format::Text => println!(
+                    "pruned {} execution(s), {} job(s) and {} stopped node(s) older than {}",
+                    pruned.executions,
+                    pruned.jobs,
+                    pruned.nodes,
+                    humantime::format_duration(age)
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ExecutionsCommand::Show { id, common } => {
+            let store = open(&mut config, &common).await?;
+            let execution = execution_json(&store.execution(&id).await?);
+            match common.format {
+                Format::Json => println!("{execution}"),
+                Format::Text => println!("{}", serde_json::to_string_pretty(&execution)?),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub async fn open(config: &mut Config, common: &Common) -> anyhow::Result<Store> {
+    common.storage.apply(config);
+    super::open_store(config).await
+}
+
+fn print_jobs(jobs: &[Job]) {
+    println!("{:<36}  {:<20}  {:<9}  {:>7}  UPDATED", "ID", "TASK", "STATUS", "ATTEMPT");
+    for job in jobs {
+        let attempts = format!("{}/{}", job.attempt, job.max_attempts);
+        println!(
+            "{:<36}  {:<20}  {:<9}  {attempts:>7}  {}",
+            job.id,
+            job.task,
+            job.status.as_str(),
+            time(job.updated_at)
+        );
+    }
+}
+
+fn job_json(job: &Job) -> Value {
+    json!({
+        "id": job.id,
+        "task": job.task,
+        "status": job.status.as_str(),
+        "input": job.input,
+        "output": job.output,
+        "priority": job.priority,
+        "attempt": job.attempt,
+        "max_attempts": job.max_attempts,
+        "run_at": time(job.run_at),
+        "idempotency_key": job.idempotency_key,
+        "lease_owner": job.lease_owner,
+        "last_error": job.last_error,
+        "created_at": time(job.created_at),
+        "updated_at": time(job.updated_at),
+    })
+}
+
+fn execution_json(e: &ExecutionRecord) -> Value {
+    json!({
+        "id": e.id,
+        "job_id": e.job_id,
+        "attempt": e.attempt,
+        "task": e.task,
+        "status": e.status,
+        "input": e.input,
+        "output": e.output,
+        "error": e.error,
+        "logs": e.logs,
+        "http": e.http,
+        "started_at": time(e.started_at),
+        "finished_at": time(e.finished_at),
+        "duration_ms": e.duration_us as f64 / 1000.0,
+        "worker": e.worker,
+        "node": e.node,
+    })
+}
+
+pub fn time(ms: i64) -> String {
+    ratchet_core::time::format(ms)
+}
+
+/// An RFC 3339 time, or a delay from now such as `30s` or `5m`; within Ratchet's time range.
+fn parse_time(text: &str) -> anyhow::Result<i64> {
+    use ratchet_core::time::TimeError;
+    let parsed = match humantime::parse_duration(text) {
+        Ok(delay) => ratchet_core::time::after(now_ms(), delay),
+        Err(_) => ratchet_core::time::parse_rfc3339(text),
+    };
+    match parsed {
+        Ok(ms) => Ok(ms),
+        Err(TimeError::NotRfc3339(_)) => bail!(
+            "--run-at `{text}` is neither an RFC 3339 time (2026-11-26T09:00:00Z) nor a delay (30s, 5m)"
+        ),
+        Err(error) => bail!("--run-at: {error}"),
+    }
+}

@@ -1,0 +1,71 @@
+//! `ratchet nodes` and `ratchet tasks`: what runs against this database and what it loaded.
+
+use std::process::ExitCode;
+
+use ratchet_core::Config;
+use ratchet_service::NODE_STALE_AFTER_MS;
+use ratchet_storage::now_ms;
+use serde_json::{Value, json};
+
+use super::Format;
+use super::jobs::{Common, open, time};
+
+/// Nodes with their workers.
+pub async fn nodes(mut config: Config, common: Common) -> anyhow::Result<ExitCode> {
+    let store = open(&mut config, &common).await?;
+    let nodes = store.nodes(now_ms(), NODE_STALE_AFTER_MS).await?;
+    let workers = store.workers().await?;
+    match common.format {
+        Format::Json => {
+            let list: Vec<Value> = nodes
+                .iter()
+                .map(|n| {
+                    json!({
+                        "id": n.id, "hostname": n.hostname, "pid": n.pid, "version": n.version,
+                        "status": n.status, "started_at": time(n.started_at),
+                        "heartbeat_at": time(n.heartbeat_at), "stopped_at": n.stopped_at.map(time),
+                        "workers": workers.iter().filter(|w| w.node == n.id).map(|w| json!({
+                            "id": w.id, "pid": w.pid, "state": w.state, "runs": w.runs,
+                            "last_error": w.last_error, "updated_at": time(w.updated_at),
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            println!("{}", Value::Array(list));
+        }
+        Format::Text => {
+            println!("{:<32}  {:<8}  {:<7}  LAST SEEN", "NODE", "STATUS", "WORKERS");
+            for n in &nodes {
+                let count = workers.iter().filter(|w| w.node == n.id).count();
+                println!("{:<32}  {:<8}  {count:<7}  {}", n.id, n.status, time(n.heartbeat_at));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Tasks recorded by nodes, with how many versions were seen.
+pub async fn tasks(mut config: Config, common: Common) -> anyhow::Result<ExitCode> {
+    let store = open(&mut config, &common).await?;
+    let tasks = store.tasks().await?;
+    match common.format {
+        Format::Json => {
+            let list: Vec<Value> = tasks
+                .iter()
+                .map(|t| {
+                    json!({"name": t.name, "uuid": t.uuid, "version": t.version, "digest": t.digest,
+                           "origin": t.origin, "versions": t.versions, "updated_at": time(t.updated_at)})
+                })
+                .collect();
+            println!("{}", Value::Array(list));
+        }
+        Format::Text => {
+            println!("{:<24}  {:<10}  {:<12}  {:>8}  ORIGIN", "TASK", "VERSION", "DIGEST", "VERSIONS");
+            for t in &tasks {
+                let digest = &t.digest[..t.digest.len().min(12)];
+                println!("{:<24}  {:<10}  {digest:<12}  {:>8}  {}", t.name, t.version, t.versions, t.origin);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

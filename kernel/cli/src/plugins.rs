@@ -1,0 +1,124 @@
+//! `ratchet plugins list|inspect|test`: what the configuration loads, and the conformance
+//! check a plugin author runs on a component.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use ratchet_core::Config;
+use ratchet_plugin_host::{PluginInfo, Plugins};
+use serde_json::{Value, json};
+
+use super::Format;
+
+#[derive(Debug, Subcommand)]
+pub enum PluginsCommand {
+    /// Load the configured plugins and list them: kind, source, interface version, grants.
+    List {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Show one configured plugin in full.
+    Inspect {
+        name: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Run the conformance checks of its kind against a plugin component.
+    Test {
+        /// The `.wasm` component.
+        file: PathBuf,
+    },
+}
+
+pub async fn plugins(config: Config, command: PluginsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PluginsCommand::List { format } => {
+            let loaded = load(&config)?;
+            // The configured plugins, then the built-in API surfaces `serve` mounts.
+            let mut all: Vec<PluginInfo> = loaded.list().to_vec();
+            let surfaces = crate::builtin_surfaces(&config.server.surfaces).map_err(anyhow::Error::msg)?;
+            all.extend(surfaces.iter().map(|s| s.info()));
+            match format {
+                Format::Json => println!("{}", Value::Array(all.iter().map(info_json).collect())),
+                Format::Text => {
+                    println!(
+                        "{:<16}  {:<13}  {:<22}  {:<10}  SOURCE",
+                        "NAME", "KIND", "INTERFACE", "GRANTED"
+                    );
+                    for p in &all {
+                        let granted = if p.granted.is_empty() { "-".into() } else { p.granted.join(",") };
+                        println!(
+                            "{:<16}  {:<13}  {:<22}  {granted:<10}  {}",
+                            p.name, p.kind, p.interface, p.source
+                        );
+                    }
+                    if loaded.list().is_empty() {
+                        eprintln!(
+                            "no plugins configured beyond the built-in API surfaces (see `plugins:` in config/ratchet.example.yaml)"
+                        );
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginsCommand::Inspect { name, format } => {
+            let loaded = load(&config)?;
+            let Some(info) = loaded.list().iter().find(|p| p.name == name) else {
+                let names: Vec<&str> = loaded.list().iter().map(|p| p.name.as_str()).collect();
+                anyhow::bail!("no plugin named `{name}` is configured; configured: {}", names.join(", "));
+            };
+            let configured = config.plugins.iter().find(|p| p.name == name);
+            let mut document = info_json(info);
+            document["config"] = configured.map(|c| c.config.clone()).unwrap_or(Value::Null);
+            document["limits"] = configured.map_or(Value::Null, |c| {
+                json!({"memory": c.limits.memory.to_string(), "call_timeout_ms": c.limits.call_timeout_ms})
+            });
+            match format {
+                Format::Json => println!("{document}"),
+                Format::Text => println!("{}", serde_json::to_string_pretty(&document)?),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        // WASI's synchronous bindings must not run on the async runtime's threads.
+        PluginsCommand::Test { file } => {
+            std::thread::scope(|scope| scope.spawn(|| conformance(&config, file)).join())
+                .map_err(|_| anyhow::anyhow!("the conformance check panicked"))?
+        }
+    }
+}
+
+fn load(config: &Config) -> anyhow::Result<Plugins> {
+    let cache = config.storage.data_dir.join("plugin-cache");
+    Plugins::load(&config.plugins, &config.egress, &cache).context("loading the configured plugins")
+}
+
+fn info_json(p: &PluginInfo) -> Value {
+    json!({
+        "name": p.name, "plugin": p.plugin, "kind": p.kind, "source": p.source, "interface": p.interface,
+        "version": p.version, "description": p.description,
+        "requested": p.requested, "granted": p.granted,
+    })
+}
+
+/// Runs the conformance checks of the plugin's kind against `file`.
+fn conformance(config: &Config, file: PathBuf) -> anyhow::Result<ExitCode> {
+    let cache = std::env::temp_dir().join(format!("ratchet-plugin-test-{}", std::process::id()));
+    let host =
+        ratchet_plugin_host::wasm::WasmHost::new(&cache, &config.egress).map_err(anyhow::Error::msg)?;
+    let checks = ratchet_plugin_host::conformance::run(&host, &file);
+    let _ = std::fs::remove_dir_all(&cache);
+    let mut failures = 0;
+    for check in &checks {
+        match &check.outcome {
+            Ok(detail) => println!("ok    {}{detail}", check.what),
+            Err(why) => {
+                failures += 1;
+                println!("FAIL  {}: {why}", check.what);
+            }
+        }
+    }
+    println!("{}", if failures == 0 { "conformance: passed" } else { "conformance: FAILED" });
+    Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

@@ -1,0 +1,130 @@
+//! `ratchet serve`: the long-running node.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use ratchet_core::{Config, Kernel};
+use ratchet_server::listener::{ConnectionLimits, raise_open_file_limit};
+use ratchet_service::Service;
+use tokio::sync::watch;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Folder whose subfolders are tasks (repeatable; default: server.tasks, `examples/tasks`).
+    #[arg(long = "tasks", value_name = "DIR")]
+    tasks: Vec<PathBuf>,
+    /// Address to listen on (default: server.bind, 127.0.0.1:8000).
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<String>,
+    #[command(flatten)]
+    storage: super::StorageArgs,
+}
+
+pub async fn serve(mut config: Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    if !args.tasks.is_empty() {
+        config.server.tasks = args.tasks;
+    }
+    if let Some(bind) = args.bind {
+        config.server.bind = bind;
+    }
+    args.storage.apply(&mut config);
+    let open_files = raise_open_file_limit().unwrap_or(usize::MAX);
+    if open_files < config.server.max_connections {
+        eprintln!(
+            "warning: the open-file limit allows {open_files} connections; server.max_connections ({}) is lowered to it",
+            config.server.max_connections
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(&config.server.bind)
+        .await
+        .with_context(|| format!("cannot listen on {} (server.bind / --bind)", config.server.bind))?;
+    let store = super::open_store(&config).await?;
+    let grace = Duration::from_secs_f64(config.server.shutdown_grace_secs);
+    let workers = config.workers.count;
+    let plugins = ratchet_plugin_host::Plugins::load(
+        &config.plugins,
+        &config.egress,
+        &config.storage.data_dir.join("plugin-cache"),
+    )?;
+    for plugin in plugins.list() {
+        eprintln!("plugin {plugin}");
+    }
+    // The loaders just loaded list the tasks: each plugin is loaded once.
+    let registry = super::registry_with(&config, &plugins)?;
+    let surfaces = crate::builtin_surfaces(&config.server.surfaces).map_err(anyhow::Error::msg)?;
+    ratchet_server::check_exposure(&config.server, listener.local_addr()?, plugins.auth.is_some())
+        .map_err(anyhow::Error::msg)?;
+    for surface in &surfaces {
+        eprintln!("plugin {}", surface.info());
+    }
+    let kernel = Arc::new(Kernel::start(config, workers)?);
+    let service = Arc::new(
+        Service::new(store, Arc::clone(&kernel), Arc::new(registry)).with_plugins(Arc::new(plugins)),
+    );
+    // A database that refuses writes (a full disk) does not stop the node: it serves reads,
+    // answers /ready 503 naming the failure, and records itself once writes work again.
+    if let Err(error) = service.register().await {
+        eprintln!("warning: cannot record this node in the database ({error}); serving, not ready, retrying");
+    }
+    let (stop, stopped) = watch::channel(false);
+    let consumers = service.start(stopped.clone());
+    eprintln!(
+        "ratchet serving on http://{} with {} task(s), {} worker(s), {} job slot(s); node {}",
+        listener.local_addr()?,
+        service.registry.len(),
+        workers,
+        service.concurrency(),
+        service.node
+    );
+    let server_config = &service.kernel.config().server;
+    let app = ratchet_server::app(Arc::clone(&service), server_config.clone(), &surfaces);
+    let limits = ConnectionLimits {
+        header_read_timeout: ratchet_server::seconds(server_config.header_read_timeout_secs),
+        max_connections: server_config.max_connections.min(open_files),
+    };
+    let server = tokio::spawn(ratchet_server::listener::serve(listener, app, limits, stopped.clone()));
+    wait_for_signal().await;
+    eprintln!(
+        "stopping: no new jobs are claimed; {} running job(s) get {grace:?} to finish",
+        service.in_flight()
+    );
+    let _ = stop.send(true);
+    drain(&service, consumers, grace).await;
+    service.deregister().await;
+    kernel.shutdown().await;
+    let _ = server.await;
+    eprintln!("stopped cleanly");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Waits for the consumers to finish their jobs, up to `grace`; then releases what is left.
+async fn drain(service: &Service, consumers: Vec<tokio::task::JoinHandle<()>>, grace: Duration) {
+    let all = async {
+        for consumer in consumers {
+            let _ = consumer.await;
+        }
+    };
+    if tokio::time::timeout(grace, all).await.is_err() {
+        let released = service.release_in_flight().await;
+        eprintln!("grace period over: released {released} running job(s) back to the queue");
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,594 @@
+//! Configuration: built-in defaults, then a YAML file, then `RATCHET_*` environment variables.
+//!
+//! Nested keys in the environment are joined with `__` (`RATCHET_WORKERS__COUNT=4`). Unknown
+//! keys and malformed values are errors that name the key.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Yaml};
+use serde::{Deserialize, Serialize};
+
+/// The file read from the working directory when no `--config` is given.
+pub const DEFAULT_CONFIG_FILE: &str = "ratchet.yaml";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub workers: WorkerConfig,
+    pub limits: LimitConfig,
+    pub egress: EgressConfig,
+    pub storage: StorageConfig,
+    pub queue: QueueConfig,
+    pub server: ServerConfig,
+    pub retention: RetentionConfig,
+    pub recording: RecordingConfig,
+    /// Plugins to load, in order.
+    pub plugins: Vec<PluginConfig>,
+}
+
+/// What the record of a run keeps: per-run budgets for its logs and HTTP exchanges (so one run
+/// cannot grow the kernel's memory or the database without bound), and the names whose values
+/// are masked wherever a run's data leaves the process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingConfig {
+    /// Log bytes kept per run; past it lines are dropped and counted, and a last line says so.
+    pub max_log_bytes: ByteSize,
+    /// Bytes of HTTP exchanges (URLs, headers, bodies) recorded per run; past it bodies are
+    /// recorded as truncated, with their size and SHA-256.
+    pub max_http_bytes: ByteSize,
+    /// Header and query-parameter names masked besides the built-in ones (case-insensitive;
+    /// names containing secret, token, key, password, signature, credential or session are
+    /// always masked).
+    pub mask_names: Vec<String>,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        RecordingConfig {
+            max_log_bytes: ByteSize(2 * MIB),
+            max_http_bytes: ByteSize(8 * MIB),
+            mask_names: Vec::new(),
+        }
+    }
+}
+
+/// One plugin the operator enabled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Unique name: how logs and `ratchet plugins` refer to it.
+    pub name: String,
+    /// What it must be: `sink`, `loader`, `error-pattern`, `auth` or `api-surface`. Checked
+    /// against what the plugin exports.
+    pub kind: String,
+    /// A WebAssembly component (`.wasm`), or `builtin:NAME` for a first-party native plugin.
+    pub source: String,
+    /// The plugin's own settings, handed to it as JSON.
+    #[serde(default = "empty_object")]
+    pub config: serde_json::Value,
+    /// Capabilities the operator grants; the plugin gets what it asks for and is granted.
+    #[serde(default)]
+    pub grants: PluginGrants,
+    #[serde(default)]
+    pub limits: PluginLimits,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+/// What a plugin may reach. Nothing by default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginGrants {
+    /// A folder the plugin sees as `/` (read and write).
+    pub dir: Option<PathBuf>,
+    /// Hosts (`host` or `host:port`) the plugin may call through the host's HTTP import;
+    /// like `egress.allow_hosts`, they may be loopback or private.
+    pub http_hosts: Vec<String>,
+    /// A key-value store private to the plugin.
+    pub kv: bool,
+    /// Environment variables of the kernel the plugin may read (capability `env`), by name;
+    /// each must be set when the plugin loads. Nothing else of the environment is visible.
+    pub env: Vec<String>,
+}
+
+/// Per-plugin limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginLimits {
+    /// Linear memory the plugin may grow to.
+    pub memory: ByteSize,
+    /// Milliseconds one call may run before it is interrupted.
+    pub call_timeout_ms: u64,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        PluginLimits { memory: ByteSize(64 * MIB), call_timeout_ms: 1000 }
+    }
+}
+
+/// How long the history is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Days finished executions and jobs are kept; 0 keeps them forever.
+    pub max_age_days: f64,
+    /// Seconds between prunes by `ratchet serve`.
+    pub interval_secs: f64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig { max_age_days: 30.0, interval_secs: 3600.0 }
+    }
+}
+
+/// Where Ratchet keeps its data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Folder of the embedded SQLite database (`ratchet.db`).
+    pub data_dir: PathBuf,
+    /// A `postgres://` URL to use PostgreSQL instead (several nodes may share it).
+    pub url: Option<String>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { data_dir: PathBuf::from("ratchet-data"), url: None }
+    }
+}
+
+/// How a node consumes jobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Jobs this node holds at once; 0 means two per worker (`2 * workers.count`), so a worker
+    /// never waits while the node records one job and claims the next.
+    pub concurrency: usize,
+    /// Seconds a claimed job is leased for; renewed by heartbeat every third of it.
+    pub lease_secs: f64,
+    /// Milliseconds between polls for jobs other processes enqueued.
+    pub poll_interval_ms: u64,
+    /// Defaults of `ratchet jobs enqueue`.
+    pub max_attempts: u32,
+    pub backoff_base_secs: f64,
+    pub backoff_max_secs: f64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            concurrency: 0,
+            lease_secs: 30.0,
+            poll_interval_ms: 200,
+            max_attempts: 3,
+            backoff_base_secs: 1.0,
+            backoff_max_secs: 600.0,
+        }
+    }
+}
+
+/// `ratchet serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub bind: String,
+    /// Folders whose subfolders are tasks.
+    pub tasks: Vec<PathBuf>,
+    /// Seconds running jobs get to finish after SIGTERM before they are released.
+    pub shutdown_grace_secs: f64,
+    /// The built-in API surfaces to mount: `rest` (with its docs) and `graphql`.
+    pub surfaces: Vec<String>,
+    /// With no auth plugin the server refuses a non-loopback `bind` unless this is true.
+    pub allow_unauthenticated_remote: bool,
+    /// Largest request body accepted, in bytes (413 above).
+    pub max_body_bytes: usize,
+    /// Seconds a request may take before it is answered 503.
+    pub request_timeout_secs: f64,
+    /// Longest a synchronous run is awaited, in seconds; a run still going then is answered
+    /// 202 with its execution id.
+    pub run_wait_secs: f64,
+    /// Synchronous runs in progress at once; more are answered 503 with Retry-After.
+    pub max_sync_runs: usize,
+    /// Requests per second each client address may make (0: unlimited), and the burst.
+    pub rate_limit_per_second: u32,
+    pub rate_limit_burst: u32,
+    /// Reverse proxies in front of the server (addresses or CIDR ranges): a request from one
+    /// of them comes from the client its `X-Forwarded-For` header names. Empty: every request
+    /// comes from its peer address, and the header is ignored.
+    pub trusted_proxies: Vec<String>,
+    /// Origins browsers may call the API from (CORS); empty: same origin only.
+    pub cors_origins: Vec<String>,
+    /// Seconds a connection has to send a complete request head, counted from when it opened
+    /// or answered its previous request; an idle keep-alive connection is closed after it.
+    pub header_read_timeout_secs: f64,
+    /// Connections open at once; past it new ones are closed at once (with a warning) until
+    /// some end. Capped below the process's open-file limit.
+    pub max_connections: usize,
+}
+
+impl ServerConfig {
+    /// `trusted_proxies` parsed; an entry that is neither an address nor a CIDR range is an
+    /// error naming it.
+    pub fn trusted_proxy_ranges(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.trusted_proxies
+            .iter()
+            .map(|entry| {
+                let entry = entry.trim();
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<std::net::IpAddr>().map(Into::into))
+                    .map_err(|_| {
+                        ConfigError(format!(
+                            "server.trusted_proxies: `{entry}` is neither an IP address nor a CIDR range \
+                             (such as 10.0.0.5 or 10.0.0.0/8)"
+                        ))
+                    })
+            })
+            .collect()
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: "127.0.0.1:8000".into(),
+            tasks: vec![PathBuf::from("examples/tasks")],
+            shutdown_grace_secs: 30.0,
+            surfaces: vec!["rest".into(), "graphql".into()],
+            allow_unauthenticated_remote: false,
+            max_body_bytes: 1024 * 1024,
+            request_timeout_secs: 60.0,
+            run_wait_secs: 30.0,
+            max_sync_runs: 256,
+            rate_limit_per_second: 100,
+            rate_limit_burst: 200,
+            trusted_proxies: Vec::new(),
+            cors_origins: Vec::new(),
+            header_read_timeout_secs: 10.0,
+            max_connections: 1024,
+        }
+    }
+}
+
+/// The JavaScript worker pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Worker processes kept by a long-running kernel (`serve`, `test`).
+    pub count: usize,
+    /// Runs after which a worker is replaced by a fresh process.
+    pub max_runs: u32,
+    /// Path of the `ratchet-worker` binary; by default found next to `ratchet`.
+    pub binary: Option<PathBuf>,
+    /// Largest protocol frame accepted from a worker, in bytes.
+    pub max_frame_bytes: usize,
+    /// Seconds between health pings of an idle worker.
+    pub ping_interval_secs: u64,
+    /// Seconds a new worker has to complete its handshake.
+    pub start_timeout_secs: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            count: 2,
+            max_runs: 1000,
+            binary: None,
+            max_frame_bytes: worker_protocol::DEFAULT_MAX_FRAME_BYTES,
+            ping_interval_secs: 30,
+            start_timeout_secs: 10,
+        }
+    }
+}
+
+/// Defaults for tasks whose metadata sets no limits, and the ceilings metadata may not pass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitConfig {
+    /// Wall-clock seconds a run may take.
+    pub timeout_secs: f64,
+    /// Heap a run may use, e.g. `"128MB"`.
+    pub memory_limit: ByteSize,
+    /// The most a task's own `timeout` may ask for.
+    pub max_timeout_secs: f64,
+    /// The most a task's own `memory_limit` may ask for; also caps each worker's address space.
+    pub max_memory_limit: ByteSize,
+}
+
+impl Default for LimitConfig {
+    fn default() -> Self {
+        LimitConfig {
+            timeout_secs: 30.0,
+            memory_limit: ByteSize(128 * MIB),
+            max_timeout_secs: 3600.0,
+            max_memory_limit: ByteSize(1024 * MIB),
+        }
+    }
+}
+
+/// HTTP for tasks: what `fetch` may reach, and its limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EgressConfig {
+    /// Hosts (`host` or `host:port`) tasks may reach even at loopback, private or link-local
+    /// addresses. Everything else must resolve to public addresses.
+    pub allow_hosts: Vec<String>,
+    /// Redirects followed per request; each hop is checked like the first.
+    pub max_redirects: u32,
+    /// Seconds one request (all its redirects included) may take.
+    pub request_timeout_secs: f64,
+    pub max_request_bytes: ByteSize,
+    pub max_response_bytes: ByteSize,
+}
+
+impl Default for EgressConfig {
+    fn default() -> Self {
+        EgressConfig {
+            allow_hosts: Vec::new(),
+            max_redirects: 5,
+            request_timeout_secs: 30.0,
+            max_request_bytes: ByteSize(MIB),
+            max_response_bytes: ByteSize(10 * MIB),
+        }
+    }
+}
+
+impl EgressConfig {
+    /// `allow_hosts`, parsed. Errors name the entry.
+    pub fn allow_rules(&self) -> Result<Vec<crate::http::HostRule>, String> {
+        self.allow_hosts
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| {
+                crate::http::HostRule::parse(rule).map_err(|e| format!("egress.allow_hosts[{i}]: {e}"))
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Every payload that crosses the pipe to a worker must fit in one frame with room to
+    /// spare: the smaller limits are checked first (each naming itself), the frame is the last
+    /// backstop.
+    fn check_payload_limits(&self) -> Result<(), ConfigError> {
+        let room = self.workers.max_frame_bytes.saturating_sub(worker_protocol::FRAME_HEADROOM) as u64;
+        for (key, value) in [
+            ("egress.max_response_bytes", self.egress.max_response_bytes.0),
+            ("egress.max_request_bytes", self.egress.max_request_bytes.0),
+            ("server.max_body_bytes", self.server.max_body_bytes as u64),
+        ] {
+            if value > room {
+                return Err(ConfigError(format!(
+                    "{key} ({value} bytes) does not fit in a worker frame: workers.max_frame_bytes ({}) must be at \
+                     least {} bytes more; raise workers.max_frame_bytes or lower {key}",
+                    self.workers.max_frame_bytes,
+                    worker_protocol::FRAME_HEADROOM
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads the configuration: `file` if given (it must exist), else `ratchet.yaml` if present.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) if !path.is_file() => {
+                return Err(ConfigError(format!("config file {} does not exist", path.display())));
+            }
+            Some(path) => figment = figment.merge(Yaml::file_exact(path)),
+            // Optional: a missing `ratchet.yaml` leaves the defaults in place.
+            None if Path::new(DEFAULT_CONFIG_FILE).is_file() => {
+                figment = figment.merge(Yaml::file_exact(DEFAULT_CONFIG_FILE));
+            }
+            None => {}
+        }
+        let env = Env::prefixed("RATCHET_").split("__").filter(|key| key.as_str().contains('.'));
+        let config: Config = figment.merge(env).extract().map_err(|e| ConfigError(e.to_string()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.workers.count == 0 {
+            return Err(ConfigError("workers.count must be at least 1".into()));
+        }
+        if self.workers.max_runs == 0 {
+            return Err(ConfigError("workers.max_runs must be at least 1".into()));
+        }
+        let limits = &self.limits;
+        if limits.max_timeout_secs.is_nan() || limits.max_timeout_secs > MAX_SECONDS {
+            return Err(ConfigError(format!(
+                "limits.max_timeout_secs must be at most {MAX_SECONDS} (a week)"
+            )));
+        }
+        if !(limits.timeout_secs > 0.0 && limits.timeout_secs <= limits.max_timeout_secs) {
+            return Err(ConfigError(format!(
+                "limits.timeout_secs must be above 0 and at most limits.max_timeout_secs ({})",
+                limits.max_timeout_secs
+            )));
+        }
+        if limits.memory_limit > limits.max_memory_limit {
+            return Err(ConfigError(format!(
+                "limits.memory_limit ({}) exceeds limits.max_memory_limit ({})",
+                limits.memory_limit, limits.max_memory_limit
+            )));
+        }
+        self.egress.allow_rules().map_err(ConfigError)?;
+        self.server.trusted_proxy_ranges()?;
+        self.check_payload_limits()?;
+        for (key, value) in [
+            ("queue.lease_secs", self.queue.lease_secs),
+            ("queue.backoff_base_secs", self.queue.backoff_base_secs),
+            ("queue.backoff_max_secs", self.queue.backoff_max_secs),
+            ("server.shutdown_grace_secs", self.server.shutdown_grace_secs),
+            ("retention.interval_secs", self.retention.interval_secs),
+        ] {
+            if value.is_nan() || value <= 0.0 || value > MAX_SECONDS {
+                return Err(ConfigError(format!("{key} must be above 0 and at most {MAX_SECONDS}")));
+            }
+        }
+        if !(self.retention.max_age_days >= 0.0 && self.retention.max_age_days <= 36_500.0) {
+            return Err(ConfigError(
+                "retention.max_age_days must be between 0 (keep forever) and 36500".into(),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, plugin) in self.plugins.iter().enumerate() {
+            if plugin.name.is_empty() || !names.insert(plugin.name.as_str()) {
+                return Err(ConfigError(format!(
+                    "plugins[{i}].name `{}` must be non-empty and unique",
+                    plugin.name
+                )));
+            }
+            if plugin.limits.call_timeout_ms == 0 || plugin.limits.memory.0 < MIB {
+                return Err(ConfigError(format!(
+                    "plugins[{i}] ({}): limits.call_timeout_ms must be above 0 and limits.memory at least 1MB",
+                    plugin.name
+                )));
+            }
+            for (j, host) in plugin.grants.http_hosts.iter().enumerate() {
+                crate::http::HostRule::parse(host)
+                    .map_err(|e| ConfigError(format!("plugins[{i}].grants.http_hosts[{j}]: {e}")))?;
+            }
+        }
+        if self.queue.max_attempts == 0 {
+            return Err(ConfigError("queue.max_attempts must be at least 1".into()));
+        }
+        let request_timeout = self.egress.request_timeout_secs;
+        if request_timeout.is_nan() || request_timeout <= 0.0 || request_timeout > MAX_SECONDS {
+            return Err(ConfigError(format!(
+                "egress.request_timeout_secs must be above 0 and at most {MAX_SECONDS}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The longest any configured duration may be: a week.
+const MAX_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+const GIB: u64 = 1024 * MIB;
+
+/// A size in bytes, written as in the original Ratchet's metadata: `"128MB"`, `"1GB"`, `"512KB"`
+/// or a plain number of bytes. Units are binary (1 MB = 1024 KB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "ByteSizeRepr", into = "String")]
+pub struct ByteSize(pub u64);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ByteSizeRepr {
+    Number(u64),
+    Text(String),
+}
+
+impl TryFrom<ByteSizeRepr> for ByteSize {
+    type Error = String;
+    fn try_from(repr: ByteSizeRepr) -> Result<Self, String> {
+        match repr {
+            ByteSizeRepr::Number(bytes) => Ok(ByteSize(bytes)),
+            ByteSizeRepr::Text(text) => text.parse(),
+        }
+    }
+}
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let (digits, unit) = text.split_at(split);
+        let number: u64 = digits.parse().map_err(|_| size_error(text))?;
+        let unit = match unit.trim().to_ascii_uppercase().as_str() {
+            "" | "B" => 1,
+            "K" | "KB" | "KIB" => KIB,
+            "M" | "MB" | "MIB" => MIB,
+            "G" | "GB" | "GIB" => GIB,
+            _ => return Err(size_error(text)),
+        };
+        number.checked_mul(unit).map(ByteSize).ok_or_else(|| size_error(text))
+    }
+}
+
+fn size_error(text: &str) -> String {
+    format!("`{text}` is not a size; write it as a number with KB, MB or GB, e.g. \"128MB\"")
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = self.0;
+        match bytes {
+            b if b >= GIB && b % GIB == 0 => write!(f, "{}GB", b / GIB),
+            b if b >= MIB && b % MIB == 0 => write!(f, "{}MB", b / MIB),
+            b if b >= KIB && b % KIB == 0 => write!(f, "{}KB", b / KIB),
+            b => write!(f, "{b}B"),
+        }
+    }
+}
+
+impl From<ByteSize> for String {
+    fn from(size: ByteSize) -> String {
+        size.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_like_the_original_metadata() {
+        let check =
+            |text: &str, bytes: u64| assert_eq!(text.parse::<ByteSize>(), Ok(ByteSize(bytes)), "{text}");
+        check("128MB", 128 * MIB);
+        check("1GB", GIB);
+        check("512kb", 512 * KIB);
+        check("64 MiB", 64 * MIB);
+        check("1000", 1000);
+        for bad in ["", "MB", "12XB", "-1MB", "99999999999999999999GB"] {
+            assert!(bad.parse::<ByteSize>().is_err(), "{bad}");
+        }
+        assert_eq!(ByteSize(128 * MIB).to_string(), "128MB");
+    }
+
+    #[test]
+    fn the_example_file_documents_the_defaults() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/ratchet.example.yaml");
+        assert_eq!(Config::load(Some(&example)).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn durations_out_of_range_are_refused() {
+        let mut config = Config::default();
+        config.egress.request_timeout_secs = f64::NAN;
+        assert!(config.check().unwrap_err().to_string().contains("egress.request_timeout_secs"));
+        let mut config = Config::default();
+        config.limits.max_timeout_secs = 1e300;
+        assert!(config.check().unwrap_err().to_string().contains("limits.max_timeout_secs"));
+        let mut config = Config::default();
+        config.egress.allow_hosts = vec!["http://nope/".into()];
+        assert!(config.check().unwrap_err().to_string().contains("egress.allow_hosts[0]"));
+    }
+
+    #[test]
+    fn a_missing_named_file_is_an_error() {
+        let error = Config::load(Some(Path::new("/nonexistent/ratchet.yaml"))).unwrap_err();
+        assert!(error.to_string().contains("/nonexistent/ratchet.yaml does not exist"), "{error}");
+    }
+}

@@ -1,0 +1,104 @@
+//! Task loaders: where tasks come from. The built-in `builtin:fs-loader` lists task folders
+//! (and ZIPs) under configured paths; it is also how the kernel reads `server.tasks`, so the
+//! built-in has no private path. WASM loaders list task folders as files, which the kernel
+//! loads with exactly the checks a folder gets.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::wasm::WasmLoader;
+use super::{LoadError, PluginInfo};
+use ratchet_core::config::PluginConfig;
+
+/// One task a loader found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskSource {
+    /// A task folder or ZIP on disk.
+    Path(PathBuf),
+    /// A task's files in memory, keyed by relative path; `origin` names it in messages.
+    Files { origin: String, files: BTreeMap<String, Vec<u8>> },
+}
+
+/// A source of tasks.
+pub trait TaskLoader: Send {
+    /// Every task the source holds now.
+    fn list(&mut self) -> Result<Vec<TaskSource>, String>;
+}
+
+/// Task folders (with a `metadata.json`) and ZIPs directly under each of `paths`.
+pub struct FsLoader {
+    paths: Vec<PathBuf>,
+}
+
+impl FsLoader {
+    pub fn new(paths: Vec<PathBuf>) -> FsLoader {
+        FsLoader { paths }
+    }
+
+    /// `builtin:fs-loader` with its config `{"paths": ["DIR", ...]}`.
+    pub fn from_config(config: &PluginConfig) -> Result<(PluginInfo, FsLoader), LoadError> {
+        let bad = |message: String| LoadError::Start { name: config.name.clone(), message };
+        let paths = config.config.get("paths").and_then(|p| p.as_array()).ok_or_else(|| {
+            bad("the fs-loader needs `config: {paths: [DIR, ...]}`: the folders whose subfolders are tasks".into())
+        })?;
+        let paths = paths
+            .iter()
+            .map(|p| {
+                p.as_str().map(PathBuf::from).ok_or_else(|| bad(format!("config.paths: {p} is not a path")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(missing) = paths.iter().find(|p| !p.is_dir()) {
+            return Err(bad(format!("config.paths: {} is not a folder", missing.display())));
+        }
+        let info = PluginInfo {
+            name: config.name.clone(),
+            plugin: "fs-loader".into(),
+            kind: "loader".into(),
+            source: config.source.clone(),
+            interface: "native".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "task folders and ZIPs under configured paths".into(),
+            requested: Vec::new(),
+            granted: Vec::new(),
+        };
+        Ok((info, FsLoader::new(paths)))
+    }
+}
+
+impl TaskLoader for FsLoader {
+    fn list(&mut self) -> Result<Vec<TaskSource>, String> {
+        let mut found = Vec::new();
+        for path in &self.paths {
+            found.extend(candidates(path)?.into_iter().map(TaskSource::Path));
+        }
+        Ok(found)
+    }
+}
+
+fn candidates(root: &Path) -> Result<Vec<PathBuf>, String> {
+    let entries = std::fs::read_dir(root)
+        .map_err(|e| format!("cannot read the task folder {}: {e}", root.display()))?;
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.join("metadata.json").is_file() || p.extension().is_some_and(|x| x == "zip"))
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+/// A WASM loader plugin.
+pub struct WasmTaskLoader {
+    pub name: String,
+    pub plugin: WasmLoader,
+}
+
+impl TaskLoader for WasmTaskLoader {
+    fn list(&mut self) -> Result<Vec<TaskSource>, String> {
+        let tasks = self.plugin.list_tasks()?;
+        Ok(tasks
+            .into_iter()
+            .map(|(task, files)| TaskSource::Files { origin: format!("plugin:{}/{task}", self.name), files })
+            .collect())
+    }
+}

@@ -1,0 +1,105 @@
+//! `/health` (liveness: touches nothing slow), `/ready` (database and workers) and
+//! `/metrics` (Prometheus text).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+
+/// Routes open to everyone.
+pub fn public() -> Router<AppState> {
+    Router::new().route("/health", get(health)).route("/ready", get(ready))
+}
+
+/// Operations routes behind the auth check.
+pub fn protected() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+}
+
+/// Liveness: answers as long as the process serves requests.
+#[utoipa::path(get, path = "/health", tag = "operations", security(()), responses((status = 200, body = Health)))]
+pub async fn health() -> Json<Health> {
+    Json(Health { status: "ok".into() })
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not ready`.
+    pub status: String,
+    /// `ok`, or why the database cannot be used.
+    pub database: String,
+    /// `ok`, or why no worker can run.
+    pub workers: String,
+    /// Jobs per status.
+    #[schema(value_type = Object)]
+    pub jobs: Value,
+}
+
+/// Readiness: the database answers within 2 s and a worker can run.
+#[utoipa::path(get, path = "/ready", tag = "operations", security(()),
+    responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let service = &state.service;
+    // The pool waits up to 30 s for a connection; readiness must answer fast.
+    let database = match tokio::time::timeout(Duration::from_secs(2), service.store.job_counts()).await {
+        Ok(counts) => counts.map_err(|e| e.to_string()),
+        Err(_) => Err("no answer within 2 s".to_owned()),
+    };
+    // Reads may work while writes fail (a full disk): see whether they work again.
+    let database = match (database, service.store.write_failure()) {
+        (Ok(counts), Some(_)) => {
+            let _ = tokio::time::timeout(Duration::from_secs(2), service.beat()).await;
+            match service.store.write_failure() {
+                Some(failure) => Err(format!(
+                    "cannot write since {}: {}",
+                    ratchet_core::time::format(failure.since_ms),
+                    failure.message
+                )),
+                None => Ok(counts),
+            }
+        }
+        (database, _) => database,
+    };
+    let workers = service.kernel.pool().unavailable();
+    let ok = database.is_ok() && workers.is_none();
+    let jobs: serde_json::Map<String, Value> = match &database {
+        Ok(counts) => counts.iter().map(|(s, n)| (s.to_string(), json!(n))).collect(),
+        Err(_) => serde_json::Map::new(),
+    };
+    let body = Readiness {
+        status: if ok { "ready" } else { "not ready" }.into(),
+        database: database.as_ref().map_or_else(Clone::clone, |_| "ok".into()),
+        workers: workers.unwrap_or_else(|| "ok".into()),
+        jobs: Value::Object(jobs),
+    };
+    (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, content_type = "text/plain", body = String), (status = "4XX", body = ErrorBody)))]
+pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let service = Arc::clone(&state.service);
+    let jobs = tokio::time::timeout(Duration::from_secs(2), service.store.job_counts())
+        .await
+        .map_err(|_| ApiError::unavailable("the database did not answer within 2 s").retry_after(1))??;
+    let text = service.metrics.render(&jobs, &service.kernel.pool().status(), service.plugins());
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text))
+}

@@ -1,0 +1,576 @@
+//! The job queue, with the semantics of River and Oban: at-least-once delivery, atomic
+//! claiming, leases renewed by heartbeat, rescue of expired leases, and the attempt number as
+//! a fencing token so that a rescued attempt's late result can never overwrite a newer one.
+//!
+//! States: `queued` -> `running` -> `completed` | `retrying` -> `running` ... -> `failed`;
+//! `cancelled` from any non-final state. Every attempt's end is kept in `job_attempts`.
+//!
+//! Every function takes `now` (milliseconds since the epoch) so tests can inject a clock.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DbErr, QueryResult, TransactionTrait, Value as SqlValue};
+use serde_json::Value;
+
+use super::row::{int, json, opt_int, opt_json};
+use super::{ExecutionRecord, Store};
+
+/// A job to enqueue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    /// Task name or id.
+    pub task: String,
+    pub input: Value,
+    /// Higher runs first.
+    pub priority: i32,
+    /// Not before this time; now when `None`.
+    pub run_at: Option<i64>,
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    pub timeout: Option<Duration>,
+    /// A second enqueue with the same key returns the first job.
+    pub idempotency_key: Option<String>,
+}
+
+impl NewJob {
+    pub fn new(task: impl Into<String>, input: Value) -> NewJob {
+        NewJob {
+            task: task.into(),
+            input,
+            priority: 0,
+            run_at: None,
+            max_attempts: 3,
+            backoff: Backoff::default(),
+            timeout: None,
+            idempotency_key: None,
+        }
+    }
+}
+
+/// Exponential backoff between attempts: `base * 2^(attempt-1)`, capped at `max`, with equal
+/// jitter (half fixed, half random) so retries of many jobs spread out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { base: Duration::from_secs(1), max: Duration::from_secs(600) }
+    }
+}
+
+impl Backoff {
+    /// The delay before the attempt after `attempt` (1-based), with jitter.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(30);
+        let full = self.base.saturating_mul(1u32 << exponent).min(self.max);
+        let half = full / 2;
+        half + half.mul_f64(fastrand::f64())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Retrying,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 6] = [
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Retrying,
+        JobStatus::Completed,
+        JobStatus::Failed,
+        JobStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Retrying => "retrying",
+            JobStatus::Completed => "completed",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled)
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobStatus {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        JobStatus::ALL.into_iter().find(|s| s.as_str() == text).ok_or_else(|| {
+            let names: Vec<_> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
+            format!("`{text}` is not a job status; use one of {}", names.join(", "))
+        })
+    }
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: String,
+    pub task: String,
+    pub input: Value,
+    pub priority: i32,
+    pub run_at: i64,
+    pub status: JobStatus,
+    /// The current (or last) attempt; the fencing token of the running attempt.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    pub timeout: Option<Duration>,
+    pub idempotency_key: Option<String>,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<i64>,
+    pub output: Option<Value>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// The end of one attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub attempt: u32,
+    /// `completed`, `failed`, `expired` or `released`.
+    pub outcome: String,
+    pub error: Option<String>,
+    pub finished_at: i64,
+}
+
+/// How an attempt ended, for [`Store::finish`].
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome<'a> {
+    Completed(&'a Value),
+    Failed(&'a str),
+}
+
+/// What `enqueue` did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Enqueued {
+    pub job: Job,
+    /// False when the idempotency key matched an existing job, which is returned instead.
+    pub created: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// What was not found: `job ID`, `execution ID`, `schedule NAME`.
+    #[error("no {0}")]
+    NotFound(String),
+    /// A result from an attempt that no longer owns the job (rescued, cancelled, superseded).
+    #[error(
+        "attempt {attempt} of job {job} no longer owns it (the job is {status} at attempt {current}); its result was discarded"
+    )]
+    Fenced { job: String, attempt: u32, status: JobStatus, current: u32 },
+    #[error("job {job} is already {status}")]
+    Final { job: String, status: JobStatus },
+    #[error("invalid job: {0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    #[error("corrupt job row: {0}")]
+    Corrupt(String),
+}
+
+pub(super) const COLUMNS: &str = "id, task, input, priority, run_at, status, attempt, max_attempts, backoff_base_ms, \
+     backoff_max_ms, timeout_ms, idempotency_key, lease_owner, lease_expires_at, output, last_error, \
+     created_at, updated_at";
+
+impl Store {
+    /// Adds a job. With an idempotency key already used, returns the existing job instead.
+    pub async fn enqueue(&self, new: NewJob, now: i64) -> Result<Enqueued, QueueError> {
+        if new.max_attempts == 0 {
+            return Err(QueueError::Invalid("max_attempts must be at least 1".into()));
+        }
+        if new.idempotency_key.as_deref().is_some_and(str::is_empty) {
+            return Err(QueueError::Invalid("an idempotency key must not be empty".into()));
+        }
+        let id = crate::new_id();
+        let inserted = self.insert_job(self.writer(), &id, &new, now).await?;
+        let job = match (inserted, &new.idempotency_key) {
+            (true, _) => self.job(&id).await?,
+            (false, Some(key)) => self.job_by_key(key).await?,
+            (false, None) => return Err(QueueError::Corrupt("insert affected no row".into())),
+        };
+        Ok(Enqueued { job, created: inserted })
+    }
+
+    /// Inserts a job unless its idempotency key is taken; true when inserted.
+    pub(crate) async fn insert_job(
+        &self,
+        connection: &impl ConnectionTrait,
+        id: &str,
+        new: &NewJob,
+        now: i64,
+    ) -> Result<bool, QueueError> {
+        let sql = format!(
+            "INSERT INTO jobs ({COLUMNS}) VALUES (?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, ?, ?) \
+             ON CONFLICT (idempotency_key) DO NOTHING"
+        );
+        let values: Vec<SqlValue> = vec![
+            id.into(),
+            new.task.clone().into(),
+            new.input.to_string().into(),
+            new.priority.into(),
+            new.run_at.unwrap_or(now).into(),
+            i64::from(new.max_attempts).into(),
+            millis(new.backoff.base).into(),
+            millis(new.backoff.max).into(),
+            new.timeout.map(millis).into(),
+            new.idempotency_key.clone().into(),
+            now.into(),
+            now.into(),
+        ];
+        Ok(connection.execute_raw(self.statement(&sql, values)).await?.rows_affected() == 1)
+    }
+
+    /// Atomically takes the most urgent runnable job for `owner`, leasing it until
+    /// `now + lease`. The returned job's `attempt` is this attempt's fencing token.
+    pub async fn claim(&self, owner: &str, lease: Duration, now: i64) -> Result<Option<Job>, QueueError> {
+        self.claim_on(self.writer(), owner, lease, now).await
+    }
+
+    async fn claim_on(
+        &self,
+        connection: &impl ConnectionTrait,
+        owner: &str,
+        lease: Duration,
+        now: i64,
+    ) -> Result<Option<Job>, QueueError> {
+        let lock = match self.backend() {
+            sea_orm::DbBackend::Postgres => " FOR UPDATE SKIP LOCKED",
+            _ => "",
+        };
+        let sql = format!(
+            "UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = ?, lease_expires_at = ?, \
+             updated_at = ? WHERE id = (SELECT id FROM jobs WHERE status IN ('queued', 'retrying') AND run_at <= ? \
+             ORDER BY priority DESC, run_at, created_at, id LIMIT 1{lock}) RETURNING {COLUMNS}"
+        );
+        let values: Vec<SqlValue> = vec![owner.into(), (now + millis(lease)).into(), now.into(), now.into()];
+        let row = connection.query_one_raw(self.statement(&sql, values)).await?;
+        row.map(|row| job_from_row(&row)).transpose()
+    }
+
+    /// Extends the lease of the running attempt. False when the attempt no longer owns the job
+    /// (rescued or cancelled): its runner should stop.
+    pub async fn heartbeat(
+        &self,
+        id: &str,
+        attempt: u32,
+        owner: &str,
+        until: i64,
+        now: i64,
+    ) -> Result<bool, QueueError> {
+        let sql = "UPDATE jobs SET lease_expires_at = ?, updated_at = ? \
+                   WHERE id = ? AND attempt = ? AND lease_owner = ? AND status = 'running'";
+        let values: Vec<SqlValue> =
+            vec![until.into(), now.into(), id.into(), i64::from(attempt).into(), owner.into()];
+        Ok(self.writer().execute_raw(self.statement(sql, values)).await?.rows_affected() == 1)
+    }
+
+    /// Records the success of `attempt`. Fenced: refused unless that attempt still owns the job.
+    pub async fn complete(&self, id: &str, attempt: u32, output: &Value, now: i64) -> Result<(), QueueError> {
+        self.finish(id, attempt, Outcome::Completed(output), None, now).await.map(|_| ())
+    }
+
+    /// Records the failure of `attempt`: the job retries after its backoff, or fails for good
+    /// when it has used its attempts. Fenced like [`Store::complete`]. Returns the new status.
+    pub async fn fail(&self, id: &str, attempt: u32, error: &str, now: i64) -> Result<JobStatus, QueueError> {
+        self.finish(id, attempt, Outcome::Failed(error), None, now).await
+    }
+
+    /// Ends `attempt` with `outcome` and, in the same transaction, stores the run's
+    /// `execution` record: one commit per job. Fenced: when the attempt no longer owns the job
+    /// nothing about the job changes (the execution is still recorded) and `Fenced` is returned.
+    pub async fn finish(
+        &self,
+        id: &str,
+        attempt: u32,
+        outcome: Outcome<'_>,
+        execution: Option<&ExecutionRecord>,
+        now: i64,
+    ) -> Result<JobStatus, QueueError> {
+        let (status, _) = self.finish_then_claim(id, attempt, outcome, execution, None, now).await?;
+        Ok(status)
+    }
+
+    /// [`Store::finish`], and in the same transaction the claim of the next job for `claim`
+    /// (owner and lease), as [`Store::claim`] would: a consumer that goes on working commits
+    /// once per job instead of twice. A fenced attempt claims nothing.
+    pub async fn finish_then_claim(
+        &self,
+        id: &str,
+        attempt: u32,
+        outcome: Outcome<'_>,
+        execution: Option<&ExecutionRecord>,
+        claim: Option<(&str, Duration)>,
+        now: i64,
+    ) -> Result<(JobStatus, Option<Job>), QueueError> {
+        let (status, sql, values, error): (JobStatus, &str, Vec<SqlValue>, Option<&str>) = match outcome {
+            Outcome::Completed(output) => (
+                JobStatus::Completed,
+                "UPDATE jobs SET status = 'completed', output = ?, lease_owner = NULL, lease_expires_at = NULL, \
+                 updated_at = ? WHERE id = ? AND attempt = ? AND status = 'running'",
+                vec![output.to_string().into(), now.into(), id.into(), i64::from(attempt).into()],
+                None,
+            ),
+            Outcome::Failed(error) => {
+                let job = self.job(id).await?;
+                let status =
+                    if attempt >= job.max_attempts { JobStatus::Failed } else { JobStatus::Retrying };
+                let run_at = now + millis(job.backoff.delay(attempt));
+                (
+                    status,
+                    "UPDATE jobs SET status = ?, run_at = ?, last_error = ?, lease_owner = NULL, lease_expires_at = NULL, \
+                     updated_at = ? WHERE id = ? AND attempt = ? AND status = 'running'",
+                    vec![
+                        status.as_str().into(),
+                        run_at.into(),
+                        error.into(),
+                        now.into(),
+                        id.into(),
+                        i64::from(attempt).into(),
+                    ],
+                    Some(error),
+                )
+            }
+        };
+        let transaction = self.writer().begin().await?;
+        if transaction.execute_raw(self.statement(sql, values)).await?.rows_affected() != 1 {
+            transaction.rollback().await?;
+            if let Some(execution) = execution {
+                self.insert_execution(self.writer(), execution).await?;
+            }
+            return Err(self.fenced(id, attempt).await);
+        }
+        let ended = if status == JobStatus::Completed { "completed" } else { "failed" };
+        self.record_attempt(&transaction, id, attempt, ended, error, now).await?;
+        if let Some(execution) = execution {
+            self.insert_execution(&transaction, execution).await?;
+        }
+        let next = match claim {
+            Some((owner, lease)) => self.claim_on(&transaction, owner, lease, now).await?,
+            None => None,
+        };
+        transaction.commit().await?;
+        Ok((status, next))
+    }
+
+    /// Releases every running job whose lease expired before `now` (its worker or node died):
+    /// it retries at once, or fails when it has used its attempts. Returns how many.
+    pub async fn rescue_expired(&self, now: i64) -> Result<u64, QueueError> {
+        const ERROR: &str = "the lease expired: the worker or node running this attempt stopped heartbeating";
+        let transaction = self.writer().begin().await?;
+        let sql = "UPDATE jobs SET status = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'retrying' END, \
+                   run_at = ?, last_error = ?, lease_owner = NULL, lease_expires_at = NULL, updated_at = ? \
+                   WHERE status = 'running' AND lease_expires_at < ? RETURNING id, attempt";
+        let values: Vec<SqlValue> = vec![now.into(), ERROR.into(), now.into(), now.into()];
+        let rescued = transaction.query_all_raw(self.statement(sql, values)).await?;
+        for row in &rescued {
+            let id: String = row.try_get("", "id")?;
+            let attempt: i32 = row.try_get("", "attempt")?;
+            self.record_attempt(&transaction, &id, attempt as u32, "expired", Some(ERROR), now).await?;
+        }
+        transaction.commit().await?;
+        Ok(rescued.len() as u64)
+    }
+
+    /// Gives a running attempt back to the queue unfinished (a draining node). It does not use
+    /// up an attempt: `max_attempts` grows by one, while `attempt` stays monotonic as the
+    /// fencing token. Fenced like [`Store::complete`].
+    pub async fn release(&self, id: &str, attempt: u32, now: i64) -> Result<(), QueueError> {
+        let transaction = self.writer().begin().await?;
+        let sql = "UPDATE jobs SET status = 'retrying', run_at = ?, max_attempts = max_attempts + 1, lease_owner = NULL, \
+                   lease_expires_at = NULL, updated_at = ? WHERE id = ? AND attempt = ? AND status = 'running'";
+        let values: Vec<SqlValue> = vec![now.into(), now.into(), id.into(), i64::from(attempt).into()];
+        if transaction.execute_raw(self.statement(sql, values)).await?.rows_affected() != 1 {
+            transaction.rollback().await?;
+            return Err(self.fenced(id, attempt).await);
+        }
+        self.record_attempt(&transaction, id, attempt, "released", Some("released by a draining node"), now)
+            .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Cancels a job that has not finished. A running attempt learns it at its next heartbeat
+    /// and its result is then fenced out.
+    pub async fn cancel(&self, id: &str, now: i64) -> Result<Job, QueueError> {
+        let sql = "UPDATE jobs SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, updated_at = ? \
+                   WHERE id = ? AND status IN ('queued', 'retrying', 'running')";
+        let values: Vec<SqlValue> = vec![now.into(), id.into()];
+        let cancelled = self.writer().execute_raw(self.statement(sql, values)).await?.rows_affected() == 1;
+        let job = self.job(id).await?;
+        if cancelled { Ok(job) } else { Err(QueueError::Final { job: job.id, status: job.status }) }
+    }
+
+    pub async fn job(&self, id: &str) -> Result<Job, QueueError> {
+        let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = ?");
+        let row = self.connection().query_one_raw(self.statement(&sql, vec![id.into()])).await?;
+        row.map(|row| job_from_row(&row))
+            .transpose()?
+            .ok_or_else(|| QueueError::NotFound(format!("job {id}")))
+    }
+
+    async fn job_by_key(&self, key: &str) -> Result<Job, QueueError> {
+        let sql = format!("SELECT {COLUMNS} FROM jobs WHERE idempotency_key = ?");
+        let row = self.connection().query_one_raw(self.statement(&sql, vec![key.into()])).await?;
+        row.map(|row| job_from_row(&row))
+            .transpose()?
+            .ok_or_else(|| QueueError::NotFound(format!("job with key {key}")))
+    }
+
+    /// Jobs, newest first, optionally of one status.
+    pub async fn jobs(&self, status: Option<JobStatus>, limit: u64) -> Result<Vec<Job>, QueueError> {
+        let (filter, mut values): (&str, Vec<SqlValue>) = match status {
+            Some(status) => ("WHERE status = ?", vec![status.as_str().into()]),
+            None => ("", Vec::new()),
+        };
+        values.push((limit.min(i64::MAX as u64) as i64).into());
+        let sql = format!("SELECT {COLUMNS} FROM jobs {filter} ORDER BY created_at DESC, id LIMIT ?");
+        let rows = self.connection().query_all_raw(self.statement(&sql, values)).await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    /// Jobs per status.
+    pub async fn job_counts(&self) -> Result<Vec<(JobStatus, u64)>, QueueError> {
+        let rows = self
+            .connection()
+            .query_all_raw(
+                self.statement("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status", Vec::new()),
+            )
+            .await?;
+        let mut counts = Vec::new();
+        for row in rows {
+            let status: String = row.try_get("", "status")?;
+            let n: i64 = row.try_get("", "n")?;
+            counts.push((status.parse().map_err(QueueError::Corrupt)?, n as u64));
+        }
+        Ok(counts)
+    }
+
+    /// How each attempt of the job ended, in order.
+    pub async fn attempts(&self, id: &str) -> Result<Vec<Attempt>, QueueError> {
+        let sql =
+            "SELECT attempt, outcome, error, finished_at FROM job_attempts WHERE job_id = ? ORDER BY attempt";
+        let rows = self.connection().query_all_raw(self.statement(sql, vec![id.into()])).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Attempt {
+                    attempt: row.try_get::<i32>("", "attempt")? as u32,
+                    outcome: row.try_get("", "outcome")?,
+                    error: row.try_get("", "error")?,
+                    finished_at: row.try_get("", "finished_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn record_attempt(
+        &self,
+        connection: &impl ConnectionTrait,
+        id: &str,
+        attempt: u32,
+        outcome: &str,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<(), QueueError> {
+        let sql =
+            "INSERT INTO job_attempts (job_id, attempt, outcome, error, finished_at) VALUES (?, ?, ?, ?, ?)";
+        let values: Vec<SqlValue> = vec![
+            id.into(),
+            i64::from(attempt).into(),
+            outcome.into(),
+            error.map(str::to_owned).into(),
+            now.into(),
+        ];
+        connection.execute_raw(self.statement(sql, values)).await?;
+        Ok(())
+    }
+
+    /// Why a result of `attempt` was refused.
+    async fn fenced(&self, id: &str, attempt: u32) -> QueueError {
+        match self.job(id).await {
+            Ok(job) => QueueError::Fenced { job: job.id, attempt, status: job.status, current: job.attempt },
+            Err(error) => error,
+        }
+    }
+}
+
+pub(super) fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+pub(super) fn job_from_row(row: &QueryResult) -> Result<Job, QueueError> {
+    let text = |column: &str| -> Result<String, QueueError> { Ok(row.try_get("", column)?) };
+    Ok(Job {
+        id: text("id")?,
+        task: text("task")?,
+        input: json(row, "input")?,
+        priority: int(row, "priority")? as i32,
+        run_at: int(row, "run_at")?,
+        status: text("status")?.parse().map_err(QueueError::Corrupt)?,
+        attempt: int(row, "attempt")? as u32,
+        max_attempts: int(row, "max_attempts")? as u32,
+        backoff: Backoff {
+            base: Duration::from_millis(int(row, "backoff_base_ms")?.max(0) as u64),
+            max: Duration::from_millis(int(row, "backoff_max_ms")?.max(0) as u64),
+        },
+        timeout: opt_int(row, "timeout_ms")?.map(|ms| Duration::from_millis(ms.max(0) as u64)),
+        idempotency_key: row.try_get("", "idempotency_key")?,
+        lease_owner: row.try_get("", "lease_owner")?,
+        lease_expires_at: opt_int(row, "lease_expires_at")?,
+        output: opt_json(row, "output")?,
+        last_error: row.try_get("", "last_error")?,
+        created_at: int(row, "created_at")?,
+        updated_at: int(row, "updated_at")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_equal_jitter_and_is_capped() {
+        let backoff = Backoff { base: Duration::from_secs(2), max: Duration::from_secs(20) };
+        for _ in 0..100 {
+            let first = backoff.delay(1);
+            assert!(first >= Duration::from_secs(1) && first <= Duration::from_secs(2), "{first:?}");
+            let third = backoff.delay(3);
+            assert!(third >= Duration::from_secs(4) && third <= Duration::from_secs(8), "{third:?}");
+            let late = backoff.delay(40);
+            assert!(late >= Duration::from_secs(10) && late <= Duration::from_secs(20), "{late:?}");
+        }
+    }
+
+    #[test]
+    fn statuses_parse_or_list_the_choices() {
+        assert_eq!("retrying".parse::<JobStatus>(), Ok(JobStatus::Retrying));
+        assert!("done".parse::<JobStatus>().unwrap_err().contains("queued, running, retrying"));
+    }
+}
