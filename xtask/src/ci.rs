@@ -11,6 +11,7 @@ pub fn run() -> anyhow::Result<()> {
     ensure_postgres()?;
     ensure_chromium()?;
     cargo(&["fmt", "--all", "--", "--check"])?;
+    crate::deps::check()?;
     crate::plugins::check_frozen()?;
     // The plugin host's tests load the real WASM plugins; they are linted like the rest.
     crate::plugins::build()?;

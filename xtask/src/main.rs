@@ -7,6 +7,7 @@
 mod bench;
 mod ci;
 mod codegen;
+mod deps;
 mod fuzz;
 mod plugins;
 
@@ -21,6 +22,7 @@ usage: cargo xtask <command>
 commands:
   ci               fmt check, clippy (-D warnings), build, every test
   bench [--quick]  cold run-once (median of 20) and warm pool (1,000 runs) in release mode
+  deps             check the architecture's dependency rules (docs/architecture.md)
   codegen [--check]
                    write docs/openapi.json and docs/schema.graphql from the code; --check
                    fails when the checked-in files drifted instead
@@ -36,6 +38,7 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci::run(),
         Some("bench") => bench::run(args.iter().any(|a| a == "--quick")),
+        Some("deps") => deps::check(),
         Some("codegen") => codegen::run(args.iter().any(|a| a == "--check")),
         Some("fuzz-api") => fuzz::run(),
         Some("build-plugins") => plugins::build().map(|_| ()),
