@@ -95,6 +95,10 @@ pub struct EnqueueArgs {
     /// Attempts before the job fails for good (default: queue.max_attempts).
     #[arg(long)]
     max_attempts: Option<u32>,
+    /// How long each attempt may run (30s, 5m), replacing the task's timeout; at most
+    /// limits.max_timeout_secs.
+    #[arg(long, value_name = "DURATION")]
+    timeout: Option<humantime::Duration>,
     /// Folder whose subfolders are tasks (repeatable; default: server.tasks).
     #[arg(long = "tasks", value_name = "DIR")]
     tasks: Vec<PathBuf>,
@@ -149,11 +153,17 @@ async fn enqueue(mut config: Config, args: EnqueueArgs) -> anyhow::Result<ExitCo
     }
     let store = open(&mut config, &args.common).await?;
     let registry = super::load_registry(&config)?;
+    let timeout = args
+        .timeout
+        .map(|t| ratchet_service::job_timeout(t.as_secs_f64(), config.limits.max_timeout_secs))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
     let options = EnqueueOptions {
         priority: args.priority,
         run_at,
         max_attempts: args.max_attempts,
         idempotency_key: args.idempotency_key,
+        timeout,
     };
     // A running server polls the database and picks the job up.
     let enqueued =

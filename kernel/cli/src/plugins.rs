@@ -36,8 +36,10 @@ pub async fn plugins(config: Config, command: PluginsCommand) -> anyhow::Result<
     match command {
         PluginsCommand::List { format } => {
             let loaded = load(&config)?;
-            // The configured plugins, then the built-in API surfaces `serve` mounts.
+            // The configured plugins, then the built-in ones `serve` runs: the loader of
+            // server.tasks and the API surfaces.
             let mut all: Vec<PluginInfo> = loaded.list().to_vec();
+            all.push(ratchet_plugin_host::loaders::server_tasks_info(&config.server.tasks));
             let surfaces = crate::builtin_surfaces(&config.server.surfaces).map_err(anyhow::Error::msg)?;
             all.extend(surfaces.iter().map(|s| s.info()));
             match format {
@@ -55,8 +57,9 @@ pub async fn plugins(config: Config, command: PluginsCommand) -> anyhow::Result<
                         );
                     }
                     if loaded.list().is_empty() {
-                        eprintln!(
-                            "no plugins configured beyond the built-in API surfaces (see `plugins:` in config/ratchet.example.yaml)"
+                        println!(
+                            "\n{} built-in plugins; none configured (see `plugins:` in config/ratchet.example.yaml)",
+                            all.len()
                         );
                     }
                 }

@@ -164,11 +164,19 @@ impl Kernel {
 
     /// Runs `task` with `input`, its requests answered by `http`.
     pub async fn run_with(&self, task: &Task, input: Value, http: HttpMode) -> Execution {
-        self.run_as(crate::time::new_id(), task, input, http).await
+        self.run_as(RunIdentity::new(crate::time::new_id()), task, input, http).await
     }
 
-    /// `run_with` under an execution id the caller chose (to hand it out before the run ends).
-    pub async fn run_as(&self, id: String, task: &Task, input: Value, http: HttpMode) -> Execution {
+    /// `run_with` as `identity` says: under an execution id the caller chose (to hand it out
+    /// before the run ends), as an attempt of a job, with a job's own timeout.
+    pub async fn run_as(
+        &self,
+        identity: RunIdentity,
+        task: &Task,
+        input: Value,
+        http: HttpMode,
+    ) -> Execution {
+        let RunIdentity { execution_id: id, attempt, timeout } = identity;
         let started = Instant::now();
         let limit = self.config.workers.max_frame_bytes.saturating_sub(FRAME_HEADROOM);
         let (input, violations) =
@@ -180,7 +188,13 @@ impl Kernel {
             return Execution::failed(id, ExecutionError::InvalidInput(violations), started);
         }
         let session = Arc::new(HttpSession::new(http, self.recording_budget()));
-        let request = self.request(task, RunMode::Run, input, &id, Arc::clone(&session));
+        let mut request = self.request(task, RunMode::Run, input, &id, Arc::clone(&session));
+        request.context.attempt = attempt;
+        if let Some(timeout) = timeout {
+            let ceiling =
+                Duration::try_from_secs_f64(self.config.limits.max_timeout_secs).unwrap_or(Duration::MAX);
+            request.limits.timeout = timeout.min(ceiling);
+        }
         let mut reply = self.pool.execute(request).await;
         let outcome = match reply.result {
             Ok(RunOutcome::Success { output }) => check_output(task, output).await,
@@ -285,6 +299,22 @@ fn masked(mut error: JsError, masker: &Masker) -> JsError {
     error.message = masker.text(&error.message).into_owned();
     error.stack = error.stack.map(|stack| masker.text(&stack).into_owned());
     error
+}
+
+/// Which run this is: its execution id, the attempt of its job (1 outside a job, and for a
+/// job's first), and a timeout that replaces the task's (a job's own, bounded by
+/// `limits.max_timeout_secs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunIdentity {
+    pub execution_id: String,
+    pub attempt: u32,
+    pub timeout: Option<Duration>,
+}
+
+impl RunIdentity {
+    pub fn new(execution_id: String) -> RunIdentity {
+        RunIdentity { execution_id, attempt: 1, timeout: None }
+    }
 }
 
 /// Live log lines held for slow followers.

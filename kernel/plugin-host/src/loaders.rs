@@ -65,6 +65,23 @@ impl FsLoader {
     }
 }
 
+/// How the built-in loader shows when it reads `server.tasks` (`paths`): the tasks every node
+/// serves without any plugin configured.
+pub fn server_tasks_info(paths: &[PathBuf]) -> PluginInfo {
+    let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    PluginInfo {
+        name: "server-tasks".into(),
+        plugin: "fs-loader".into(),
+        kind: "loader".into(),
+        source: "builtin:fs-loader".into(),
+        interface: "native".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        description: format!("task folders and ZIPs under server.tasks: {}", paths.join(", ")),
+        requested: Vec::new(),
+        granted: Vec::new(),
+    }
+}
+
 impl TaskLoader for FsLoader {
     fn list(&mut self) -> Result<Vec<TaskSource>, String> {
         let mut found = Vec::new();

@@ -47,6 +47,7 @@ pub struct ApiState {
     limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
     /// `server.trusted_proxies`, parsed.
     trusted_proxies: Vec<ipnet::IpNet>,
+    /// The built-in plugins: the loader of `server.tasks` and the mounted surfaces.
     surfaces: Vec<PluginInfo>,
     routes: routes::RouteTable,
 }
@@ -106,7 +107,9 @@ pub fn app(service: Arc<Service>, config: ServerConfig, surfaces: &[Box<dyn ApiS
         sync_runs: Arc::new(Semaphore::new(config.max_sync_runs.max(1))),
         limiter,
         trusted_proxies,
-        surfaces: surfaces.iter().map(|s| s.info()).collect(),
+        surfaces: std::iter::once(ratchet_plugin_host::loaders::server_tasks_info(&config.tasks))
+            .chain(surfaces.iter().map(|s| s.info()))
+            .collect(),
         routes: routes::RouteTable::new(route_table(surfaces)),
         config,
     });

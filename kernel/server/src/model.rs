@@ -163,6 +163,10 @@ pub struct EnqueueRequest {
     pub max_attempts: Option<u32>,
     /// A second enqueue with the same key returns the first job (200 instead of 201).
     pub idempotency_key: Option<String>,
+    /// Seconds each attempt may run, replacing the task's timeout; at most
+    /// `limits.max_timeout_secs`.
+    #[schema(minimum = 0.001)]
+    pub timeout_secs: Option<f64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -175,6 +179,8 @@ pub struct JobView {
     pub status: String,
     pub attempt: u32,
     pub max_attempts: u32,
+    /// The job's own timeout per attempt, in seconds, when it has one.
+    pub timeout_secs: Option<f64>,
     pub run_at: String,
     pub idempotency_key: Option<String>,
     pub lease_owner: Option<String>,
@@ -194,6 +200,7 @@ impl From<&Job> for JobView {
             status: job.status.as_str().to_owned(),
             attempt: job.attempt,
             max_attempts: job.max_attempts,
+            timeout_secs: job.timeout.map(|t| t.as_secs_f64()),
             run_at: time(job.run_at),
             idempotency_key: job.idempotency_key.clone(),
             lease_owner: job.lease_owner.clone(),

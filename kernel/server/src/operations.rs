@@ -31,12 +31,14 @@ pub fn protected() -> Router<AppState> {
 pub struct Health {
     /// `ok`.
     pub status: String,
+    /// Ratchet's version.
+    pub version: String,
 }
 
 /// Liveness: answers as long as the process serves requests.
 #[utoipa::path(get, path = "/health", tag = "operations", security(()), responses((status = 200, body = Health)))]
 pub async fn health() -> Json<Health> {
-    Json(Health { status: "ok".into() })
+    Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
 }
 
 #[derive(Debug, Serialize, ToSchema)]

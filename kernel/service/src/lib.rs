@@ -20,7 +20,7 @@ pub use registry::{Rejected, TaskRegistry};
 
 use crate::metrics::Metrics;
 use ratchet_core::config::QueueConfig;
-use ratchet_core::execution::{Execution, Kernel};
+use ratchet_core::execution::{Execution, Kernel, RunIdentity};
 use ratchet_core::http::Har;
 use ratchet_core::task::SchemaViolation;
 use ratchet_plugin_host::{Event, FailedRun, Plugins, Suggestion};
@@ -36,6 +36,18 @@ pub struct EnqueueOptions {
     pub run_at: Option<i64>,
     pub max_attempts: Option<u32>,
     pub idempotency_key: Option<String>,
+    /// The job's own timeout, replacing the task's (bounded by `limits.max_timeout_secs`).
+    pub timeout: Option<Duration>,
+}
+
+/// A job's own timeout of `secs` seconds, checked against `limits.max_timeout_secs` (`max_secs`).
+pub fn job_timeout(secs: f64, max_secs: f64) -> Result<Duration, String> {
+    if !(secs > 0.0 && secs <= max_secs) {
+        return Err(format!(
+            "the job timeout must be above 0 and at most {max_secs} s (limits.max_timeout_secs), not {secs}"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +105,7 @@ pub async fn enqueue(
             base: Duration::from_secs_f64(queue.backoff_base_secs),
             max: Duration::from_secs_f64(queue.backoff_max_secs),
         },
-        timeout: None,
+        timeout: options.timeout,
         idempotency_key: options.idempotency_key,
     };
     Ok(store.enqueue(new, now_ms()).await?)
@@ -193,6 +205,7 @@ impl Service {
         let options = EnqueueOptions {
             priority: job.priority,
             max_attempts: Some(job.max_attempts),
+            timeout: job.timeout,
             ..Default::default()
         };
         self.enqueue(&job.task, job.input, options).await
@@ -409,7 +422,8 @@ impl Service {
             )
         });
         let http = self.kernel.live_http(&task);
-        let execution = self.kernel.run_as(execution_id, &task, job.input.clone(), http).await;
+        let identity = RunIdentity { execution_id, attempt: job.attempt, timeout: job.timeout };
+        let execution = self.kernel.run_as(identity, &task, job.input.clone(), http).await;
         let classification = self.classify(&job.task, &execution).await;
         heartbeat.abort();
         self.metrics.run(&job.task, execution.outcome.is_ok(), execution.duration);
@@ -460,7 +474,8 @@ impl Service {
             let name = task.name().to_owned();
             service.emit(|| Event::new("execution.started", Some(&name), Some(&execution_id), json!({})));
             let http = service.kernel.live_http(&task);
-            let execution = service.kernel.run_as(execution_id, &task, input.clone(), http).await;
+            let execution =
+                service.kernel.run_as(RunIdentity::new(execution_id), &task, input.clone(), http).await;
             let classification = service.classify(&name, &execution).await;
             service.metrics.run(&name, execution.outcome.is_ok(), execution.duration);
             service.emit_outcome(&name, None, &execution, &classification);

@@ -9,6 +9,7 @@ mod javascript;
 mod plugins;
 mod protocol;
 mod queue;
+mod regressions;
 mod schedules;
 mod serve;
 mod supervisor;

@@ -554,11 +554,22 @@ impl Mutation {
         input: Json<Value>,
         priority: Option<i32>,
         idempotency_key: Option<String>,
+        #[graphql(
+            desc = "Seconds each attempt may run, replacing the task's timeout (at most limits.max_timeout_secs)."
+        )]
+        timeout_secs: Option<f64>,
     ) -> async_graphql::Result<GqlJob> {
         need(ctx, Role::Runner)?;
-        let options =
-            EnqueueOptions { priority: priority.unwrap_or(0), idempotency_key, ..Default::default() };
-        let enqueued = state(ctx)?.service.enqueue(&task, input.0, options).await?;
+        let state = state(ctx)?;
+        let max = state.service.kernel.config().limits.max_timeout_secs;
+        let timeout = timeout_secs.map(|secs| ratchet_service::job_timeout(secs, max)).transpose()?;
+        let options = EnqueueOptions {
+            priority: priority.unwrap_or(0),
+            idempotency_key,
+            timeout,
+            ..Default::default()
+        };
+        let enqueued = state.service.enqueue(&task, input.0, options).await?;
         Ok(GqlJob::from(&enqueued.job))
     }
 

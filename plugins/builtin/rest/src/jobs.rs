@@ -11,7 +11,7 @@ use super::page;
 use ratchet_server::AppState;
 use ratchet_server::error::{ApiError, ErrorBody};
 use ratchet_server::model::{EnqueueRequest, JobDetail, JobList, JobView, PageQuery};
-use ratchet_service::EnqueueOptions;
+use ratchet_service::{EnqueueOptions, job_timeout};
 use ratchet_storage::{JobFilter, JobStatus};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -40,11 +40,15 @@ pub async fn enqueue_job(
     if request.max_attempts == Some(0) {
         return Err(ApiError::invalid("max_attempts must be at least 1"));
     }
+    let max = state.service.kernel.config().limits.max_timeout_secs;
+    let timeout =
+        request.timeout_secs.map(|secs| job_timeout(secs, max)).transpose().map_err(ApiError::invalid)?;
     let options = EnqueueOptions {
         priority: request.priority,
         run_at,
         max_attempts: request.max_attempts,
         idempotency_key: request.idempotency_key,
+        timeout,
     };
     let enqueued = state.service.enqueue(&request.task, request.input, options).await?;
     let status = if enqueued.created { StatusCode::CREATED } else { StatusCode::OK };

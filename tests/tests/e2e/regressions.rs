@@ -1,0 +1,79 @@
+//! Regressions found while reshaping the kernel: each test is named after what was wrong.
+
+use serde_json::{Value, json};
+use tests::api::ApiServer;
+
+async fn wait_for_job(server: &ApiServer, id: &str, status: &str) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let job = server.get(&format!("/api/v1/jobs/{id}")).await;
+        if job.json["status"] == status {
+            return job.json;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "job {id} never became {status}: {job:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// `context.attempt` was always 1, even on a job's third attempt; and a job's own timeout was
+/// stored but never enforced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_sees_its_attempt_and_a_job_timeout_is_enforced() {
+    let task = tests::task(
+        "async function main(input, context) { \
+           if (input.sleep) { await new Promise(r => setTimeout(r, input.sleep)); return {}; } \
+           if (context.attempt < 3) throw new Error('attempt ' + context.attempt); \
+           return {attempt: context.attempt}; }",
+    );
+    task.write("metadata.json", r#"{"name": "third-time", "version": "1.0.0", "timeout": 60}"#);
+    let config = "server:\n  rate_limit_per_second: 0\nqueue:\n  backoff_base_secs: 0.01\n  backoff_max_secs: 0.05\n  poll_interval_ms: 20\n";
+    let server = ApiServer::start(&[&task.path()], config);
+    let enqueued =
+        server.post("/api/v1/jobs", &json!({"task": "third-time", "input": {}, "max_attempts": 3})).await;
+    assert_eq!(enqueued.status, 201, "{enqueued:?}");
+    let job = wait_for_job(&server, enqueued.json["id"].as_str().unwrap(), "completed").await;
+    assert_eq!(job["output"], json!({"attempt": 3}), "{job}");
+
+    let slow = json!({"task": "third-time", "input": {"sleep": 30000}, "max_attempts": 1, "timeout_secs": 1});
+    let enqueued = server.post("/api/v1/jobs", &slow).await;
+    assert_eq!(enqueued.json["timeout_secs"], 1.0, "{enqueued:?}");
+    let job = wait_for_job(&server, enqueued.json["id"].as_str().unwrap(), "failed").await;
+    assert!(job.to_string().contains("timeout of 1s"), "{job}");
+    let too_long = json!({"task": "third-time", "input": {}, "timeout_secs": 1e9});
+    server.post("/api/v1/jobs", &too_long).await.assert_error(422, "invalid_input");
+}
+
+/// Every package was version 0.0.0 (in `--version`, recordings, `/api/v1/plugins`);
+/// `ratchet plugins list` omitted the built-in loader of `server.tasks`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_project_has_a_version_and_plugins_list_shows_the_built_in_loader() {
+    let version = tests::ratchet(&["--version"]);
+    let printed = version.stdout.trim().strip_prefix("ratchet ").unwrap_or_default().to_owned();
+    assert!(!printed.is_empty() && printed != "0.0.0", "{version:?}");
+    let listed = tests::ratchet(&["plugins", "list", "--format", "json"]);
+    let plugins: Value = serde_json::from_str(&listed.stdout).unwrap();
+    let loader = plugins.as_array().unwrap().iter().find(|p| p["name"] == "server-tasks").cloned();
+    assert_eq!(loader.as_ref().map(|l| l["kind"].clone()), Some(json!("loader")), "{plugins}");
+    let text = tests::ratchet(&["plugins", "list"]);
+    assert!(
+        text.stdout.lines().any(|l| l.starts_with("server-tasks") && l.contains("builtin:fs-loader")),
+        "{text:?}"
+    );
+    assert!(
+        text.stdout
+            .lines()
+            .all(|l| !l.contains("builtin:graphql") || l.trim_end().ends_with("builtin:graphql")),
+        "{text:?}"
+    );
+
+    let server =
+        ApiServer::start(&[&tests::example_task("addition")], "server:\n  rate_limit_per_second: 0\n");
+    assert_eq!(server.get("/health").await.json["version"], json!(printed));
+    let run = server.post("/api/v1/tasks/addition/run", &json!({"input": {"num1": 1, "num2": 2}})).await;
+    assert_eq!(run.json["http"]["log"]["creator"]["version"], json!(printed), "{run:?}");
+    let plugins = server.get("/api/v1/plugins").await;
+    assert!(plugins.json.as_array().unwrap().iter().all(|p| p["version"] != "0.0.0"), "{plugins:?}");
+}
