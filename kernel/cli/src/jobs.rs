@@ -125,7 +125,7 @@ pub async fn jobs(mut config: Config, command: JobsCommand) -> anyhow::Result<Ex
             let mut document = job_json(&job);
             document["attempts"] = attempts
                 .iter()
-                .map(|a| json!({"attempt": a.attempt, "outcome": a.outcome, "error": a.error, "finished_at": time(a.finished_at)}))
+                .map(|a| ratchet_views::json(&ratchet_views::AttemptView::from(a.clone())))
                 .collect();
             match common.format {
                 Format::Json => println!("{document}"),
@@ -269,42 +269,11 @@ fn print_jobs(jobs: &[Job]) {
 }
 
 fn job_json(job: &Job) -> Value {
-    json!({
-        "id": job.id,
-        "task": job.task,
-        "status": job.status.as_str(),
-        "input": job.input,
-        "output": job.output,
-        "priority": job.priority,
-        "attempt": job.attempt,
-        "max_attempts": job.max_attempts,
-        "run_at": time(job.run_at),
-        "idempotency_key": job.idempotency_key,
-        "lease_owner": job.lease_owner,
-        "last_error": job.last_error,
-        "created_at": time(job.created_at),
-        "updated_at": time(job.updated_at),
-    })
+    ratchet_views::json(&ratchet_views::JobView::from(job))
 }
 
 fn execution_json(e: &ExecutionRecord) -> Value {
-    json!({
-        "id": e.id,
-        "job_id": e.job_id,
-        "attempt": e.attempt,
-        "task": e.task,
-        "status": e.status,
-        "input": e.input,
-        "output": e.output,
-        "error": e.error,
-        "logs": e.logs,
-        "http": e.http,
-        "started_at": time(e.started_at),
-        "finished_at": time(e.finished_at),
-        "duration_ms": e.duration_us as f64 / 1000.0,
-        "worker": e.worker,
-        "node": e.node,
-    })
+    ratchet_views::json(&ratchet_views::ExecutionDetail::from(e.clone()))
 }
 
 pub fn time(ms: i64) -> String {

@@ -20,15 +20,13 @@ pub async fn nodes(mut config: Config, common: Common) -> anyhow::Result<ExitCod
             let list: Vec<Value> = nodes
                 .iter()
                 .map(|n| {
-                    json!({
-                        "id": n.id, "hostname": n.hostname, "pid": n.pid, "version": n.version,
-                        "status": n.status, "started_at": time(n.started_at),
-                        "heartbeat_at": time(n.heartbeat_at), "stopped_at": n.stopped_at.map(time),
-                        "workers": workers.iter().filter(|w| w.node == n.id).map(|w| json!({
-                            "id": w.id, "pid": w.pid, "state": w.state, "runs": w.runs,
-                            "last_error": w.last_error, "updated_at": time(w.updated_at),
-                        })).collect::<Vec<_>>(),
-                    })
+                    let mut node = ratchet_views::json(&ratchet_views::NodeView::from(n.clone()));
+                    node["workers"] = workers
+                        .iter()
+                        .filter(|w| w.node == n.id)
+                        .map(|w| ratchet_views::json(&ratchet_views::WorkerView::from(w.clone())))
+                        .collect();
+                    node
                 })
                 .collect();
             println!("{}", Value::Array(list));

@@ -98,11 +98,7 @@ fn load(config: &Config) -> anyhow::Result<Plugins> {
 }
 
 fn info_json(p: &PluginInfo) -> Value {
-    json!({
-        "name": p.name, "plugin": p.plugin, "kind": p.kind, "source": p.source, "interface": p.interface,
-        "version": p.version, "description": p.description,
-        "requested": p.requested, "granted": p.granted,
-    })
+    ratchet_views::json(&ratchet_views::PluginView::from(p))
 }
 
 /// Runs the conformance checks of the plugin's kind against `file`.

@@ -25,6 +25,12 @@ pub enum SchedulesCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// Show one schedule (by id or name).
+    Show {
+        schedule: String,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Show the next fire times of a schedule (by id or name), or of an expression.
     Next {
         /// A schedule's id or name; or use --cron.
@@ -100,6 +106,15 @@ pub async fn schedules(mut config: Config, command: SchedulesCommand) -> anyhow:
             match common.format {
                 Format::Json => println!("{}", Value::Array(schedules.iter().map(schedule_json).collect())),
                 Format::Text => print_schedules(&schedules),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SchedulesCommand::Show { schedule, common } => {
+            let store = super::jobs::open(&mut config, &common).await?;
+            let schedule = store.schedule(&schedule).await?;
+            match common.format {
+                Format::Json => println!("{}", schedule_json(&schedule)),
+                Format::Text => println!("{}", serde_json::to_string_pretty(&schedule_json(&schedule))?),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -198,21 +213,5 @@ fn print_schedules(schedules: &[Schedule]) {
 }
 
 fn schedule_json(s: &Schedule) -> Value {
-    json!({
-        "id": s.id,
-        "name": s.name,
-        "task": s.task,
-        "cron": s.cron,
-        "timezone": s.timezone,
-        "input": s.input,
-        "catch_up": s.catch_up.as_str(),
-        "catch_up_window_secs": s.catch_up_window.as_secs_f64(),
-        "overlap": s.overlap.as_str(),
-        "enabled": s.enabled,
-        "next_fire_at": s.next_fire_at.map(time),
-        "last_fire_at": s.last_fire_at.map(time),
-        "last_job_id": s.last_job_id,
-        "created_at": time(s.created_at),
-        "updated_at": time(s.updated_at),
-    })
+    ratchet_views::json(&ratchet_views::ScheduleView::from(s))
 }

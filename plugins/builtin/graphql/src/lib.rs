@@ -20,14 +20,14 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::{get, post};
 use serde_json::Value;
 
-use ratchet_server::model::time;
 use ratchet_server::routes::{Route, public, route};
 use ratchet_server::{AppState, Caller, Role, builtin_info};
+use ratchet_views::{ExecutionDetail, JobView, NodeView, PluginView, ScheduleView, TaskView};
 
 use crate::introspection::Asks;
 use ratchet_service::log_relay::RemoteLine;
 use ratchet_service::{EnqueueOptions, scheduler};
-use ratchet_storage::{ExecutionFilter, Job, JobFilter, JobStatus, NewSchedule, Page, now_ms};
+use ratchet_storage::{ExecutionFilter, JobFilter, JobStatus, NewSchedule, Page, now_ms};
 
 pub type RatchetSchema = Schema<Query, Mutation, Subscription>;
 
@@ -270,163 +270,17 @@ fn page(limit: Option<u64>, offset: Option<u64>, sort: &'static str) -> async_gr
     Ok(Page { limit, offset: offset.unwrap_or(0), sort, descending: true })
 }
 
+/// A page of jobs.
 #[derive(SimpleObject)]
-pub struct GqlTask {
-    name: String,
-    uuid: Option<String>,
-    version: String,
-    label: Option<String>,
-    description: Option<String>,
-    tags: Vec<String>,
-    digest: String,
-    input_schema: Json<Value>,
-    output_schema: Json<Value>,
-}
-
-impl From<&ratchet_core::Task> for GqlTask {
-    fn from(task: &ratchet_core::Task) -> GqlTask {
-        GqlTask {
-            name: task.name().to_owned(),
-            uuid: task.metadata.uuid.clone(),
-            version: task.metadata.version.clone(),
-            label: task.metadata.label.clone(),
-            description: task.metadata.description.clone(),
-            tags: task.metadata.tags.clone(),
-            digest: task.digest.clone(),
-            input_schema: Json(task.input_schema.document.clone()),
-            output_schema: Json(task.output_schema.document.clone()),
-        }
-    }
-}
-
-#[derive(SimpleObject, Clone)]
-pub struct GqlJob {
-    id: String,
-    task: String,
-    input: Json<Value>,
-    priority: i32,
-    status: String,
-    attempt: u32,
-    max_attempts: u32,
-    run_at: String,
-    output: Option<Json<Value>>,
-    last_error: Option<String>,
-    created_at: String,
-    updated_at: String,
-}
-
-impl From<&Job> for GqlJob {
-    fn from(job: &Job) -> GqlJob {
-        GqlJob {
-            id: job.id.clone(),
-            task: job.task.clone(),
-            input: Json(job.input.clone()),
-            priority: job.priority,
-            status: job.status.as_str().to_owned(),
-            attempt: job.attempt,
-            max_attempts: job.max_attempts,
-            run_at: time(job.run_at),
-            output: job.output.clone().map(Json),
-            last_error: job.last_error.clone(),
-            created_at: time(job.created_at),
-            updated_at: time(job.updated_at),
-        }
-    }
-}
-
-#[derive(SimpleObject)]
-pub struct GqlJobPage {
-    items: Vec<GqlJob>,
+pub struct JobPage {
+    items: Vec<JobView>,
     total: u64,
 }
 
 #[derive(SimpleObject)]
-pub struct GqlExecution {
-    id: String,
-    job_id: Option<String>,
-    attempt: u32,
-    task: String,
-    status: String,
-    started_at: String,
-    finished_at: String,
-    duration_ms: f64,
-    input: Json<Value>,
-    output: Option<Json<Value>>,
-    error: Option<Json<Value>>,
-    logs: Json<Value>,
-    http: Json<Value>,
-}
-
-impl From<ratchet_storage::ExecutionRecord> for GqlExecution {
-    fn from(e: ratchet_storage::ExecutionRecord) -> GqlExecution {
-        GqlExecution {
-            id: e.id,
-            job_id: e.job_id,
-            attempt: e.attempt,
-            task: e.task,
-            status: e.status,
-            started_at: time(e.started_at),
-            finished_at: time(e.finished_at),
-            duration_ms: e.duration_us as f64 / 1000.0,
-            input: Json(e.input),
-            output: e.output.map(Json),
-            error: e.error.map(Json),
-            logs: Json(e.logs),
-            http: Json(e.http),
-        }
-    }
-}
-
-#[derive(SimpleObject)]
-pub struct GqlExecutionPage {
-    items: Vec<GqlExecution>,
+pub struct ExecutionPage {
+    items: Vec<ExecutionDetail>,
     total: u64,
-}
-
-#[derive(SimpleObject)]
-pub struct GqlSchedule {
-    id: String,
-    name: String,
-    task: String,
-    cron: String,
-    timezone: String,
-    input: Json<Value>,
-    enabled: bool,
-    next_fire_at: Option<String>,
-    last_fire_at: Option<String>,
-}
-
-impl From<&ratchet_storage::Schedule> for GqlSchedule {
-    fn from(s: &ratchet_storage::Schedule) -> GqlSchedule {
-        GqlSchedule {
-            id: s.id.clone(),
-            name: s.name.clone(),
-            task: s.task.clone(),
-            cron: s.cron.clone(),
-            timezone: s.timezone.clone(),
-            input: Json(s.input.clone()),
-            enabled: s.enabled,
-            next_fire_at: s.next_fire_at.map(time),
-            last_fire_at: s.last_fire_at.map(time),
-        }
-    }
-}
-
-#[derive(SimpleObject)]
-pub struct GqlNode {
-    id: String,
-    hostname: String,
-    status: String,
-    heartbeat_at: String,
-}
-
-#[derive(SimpleObject)]
-pub struct GqlPlugin {
-    name: String,
-    kind: String,
-    source: String,
-    interface: String,
-    version: String,
 }
 
 /// One log line of a run.
@@ -446,21 +300,21 @@ pub struct Query;
 #[Object]
 impl Query {
     /// The loaded tasks, by name.
-    async fn tasks(&self, ctx: &Context<'_>, tag: Option<String>) -> async_graphql::Result<Vec<GqlTask>> {
-        let mut tasks: Vec<GqlTask> = state(ctx)?
+    async fn tasks(&self, ctx: &Context<'_>, tag: Option<String>) -> async_graphql::Result<Vec<TaskView>> {
+        let mut tasks: Vec<TaskView> = state(ctx)?
             .service
             .registry
             .tasks()
             .filter(|t| tag.as_ref().is_none_or(|tag| t.metadata.tags.contains(tag)))
-            .map(|t| GqlTask::from(&*t))
+            .map(|t| TaskView::from(&*t))
             .collect();
         tasks.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(tasks)
     }
 
     /// A task by name or uuid.
-    async fn task(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<Option<GqlTask>> {
-        Ok(state(ctx)?.service.registry.get(&name).map(|t| GqlTask::from(&*t)))
+    async fn task(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<Option<TaskView>> {
+        Ok(state(ctx)?.service.registry.get(&name).map(|t| TaskView::from(&*t)))
     }
 
     /// Jobs, newest first.
@@ -472,18 +326,18 @@ impl Query {
         task: Option<String>,
         limit: Option<u64>,
         offset: Option<u64>,
-    ) -> async_graphql::Result<GqlJobPage> {
+    ) -> async_graphql::Result<JobPage> {
         let status = status.as_deref().map(str::parse::<JobStatus>).transpose()?;
         let listed = state(ctx)?
             .service
             .store
             .list_jobs(&JobFilter { status, task }, page(limit, offset, "created_at")?)
             .await?;
-        Ok(GqlJobPage { items: listed.items.iter().map(GqlJob::from).collect(), total: listed.total })
+        Ok(JobPage { items: listed.items.iter().map(JobView::from).collect(), total: listed.total })
     }
 
-    async fn job(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<GqlJob> {
-        Ok(GqlJob::from(&state(ctx)?.service.store.job(&id).await?))
+    async fn job(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<JobView> {
+        Ok(JobView::from(&state(ctx)?.service.store.job(&id).await?))
     }
 
     /// Executions, newest first.
@@ -496,49 +350,33 @@ impl Query {
         job_id: Option<String>,
         limit: Option<u64>,
         offset: Option<u64>,
-    ) -> async_graphql::Result<GqlExecutionPage> {
+    ) -> async_graphql::Result<ExecutionPage> {
         let filter = ExecutionFilter { task, status, job_id };
         let listed =
             state(ctx)?.service.store.list_executions(&filter, page(limit, offset, "started_at")?).await?;
-        Ok(GqlExecutionPage {
-            items: listed.items.into_iter().map(Into::into).collect(),
-            total: listed.total,
-        })
+        Ok(ExecutionPage { items: listed.items.into_iter().map(Into::into).collect(), total: listed.total })
     }
 
-    async fn execution(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<GqlExecution> {
+    async fn execution(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<ExecutionDetail> {
         Ok(state(ctx)?.service.store.execution(&id).await?.into())
     }
 
-    async fn schedules(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<GqlSchedule>> {
-        Ok(state(ctx)?.service.store.schedules().await?.iter().map(GqlSchedule::from).collect())
+    /// A schedule by id or name.
+    async fn schedule(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<ScheduleView> {
+        Ok(ScheduleView::from(&state(ctx)?.service.store.schedule(&id).await?))
     }
 
-    async fn nodes(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<GqlNode>> {
+    async fn schedules(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ScheduleView>> {
+        Ok(state(ctx)?.service.store.schedules().await?.iter().map(ScheduleView::from).collect())
+    }
+
+    async fn nodes(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<NodeView>> {
         let nodes = state(ctx)?.service.store.nodes(now_ms(), ratchet_service::NODE_STALE_AFTER_MS).await?;
-        Ok(nodes
-            .into_iter()
-            .map(|n| GqlNode {
-                id: n.id,
-                hostname: n.hostname,
-                status: n.status,
-                heartbeat_at: time(n.heartbeat_at),
-            })
-            .collect())
+        Ok(nodes.into_iter().map(NodeView::from).collect())
     }
 
-    async fn plugins(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<GqlPlugin>> {
-        Ok(state(ctx)?
-            .plugin_views()
-            .into_iter()
-            .map(|p| GqlPlugin {
-                name: p.name,
-                kind: p.kind,
-                source: p.source,
-                interface: p.interface,
-                version: p.version,
-            })
-            .collect())
+    async fn plugins(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<PluginView>> {
+        Ok(state(ctx)?.plugin_views())
     }
 }
 
@@ -558,7 +396,7 @@ impl Mutation {
             desc = "Seconds each attempt may run, replacing the task's timeout (at most limits.max_timeout_secs)."
         )]
         timeout_secs: Option<f64>,
-    ) -> async_graphql::Result<GqlJob> {
+    ) -> async_graphql::Result<JobView> {
         need(ctx, Role::Runner)?;
         let state = state(ctx)?;
         let max = state.service.kernel.config().limits.max_timeout_secs;
@@ -570,20 +408,20 @@ impl Mutation {
             ..Default::default()
         };
         let enqueued = state.service.enqueue(&task, input.0, options).await?;
-        Ok(GqlJob::from(&enqueued.job))
+        Ok(JobView::from(&enqueued.job))
     }
 
     /// Cancel a job that has not ended (runner).
-    async fn cancel_job(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<GqlJob> {
+    async fn cancel_job(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<JobView> {
         need(ctx, Role::Runner)?;
-        Ok(GqlJob::from(&state(ctx)?.service.store.cancel(&id, now_ms()).await?))
+        Ok(JobView::from(&state(ctx)?.service.store.cancel(&id, now_ms()).await?))
     }
 
     /// Enqueue a failed or cancelled job again as a new job with the same task and input
     /// (runner).
-    async fn retry_job(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<GqlJob> {
+    async fn retry_job(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<JobView> {
         need(ctx, Role::Runner)?;
-        Ok(GqlJob::from(&state(ctx)?.service.retry(&id).await?.job))
+        Ok(JobView::from(&state(ctx)?.service.retry(&id).await?.job))
     }
 
     /// Run a task now and wait for its recorded execution (runner), at most
@@ -593,7 +431,7 @@ impl Mutation {
         ctx: &Context<'_>,
         name: String,
         input: Json<Value>,
-    ) -> async_graphql::Result<GqlExecution> {
+    ) -> async_graphql::Result<ExecutionDetail> {
         need(ctx, Role::Runner)?;
         let state = state(ctx)?;
         let (task, input) = ratchet_service::checked_task(&state.service.registry, &name, input.0).await?;
@@ -625,7 +463,7 @@ impl Mutation {
         timezone: Option<String>,
         input: Option<Json<Value>>,
         name: Option<String>,
-    ) -> async_graphql::Result<GqlSchedule> {
+    ) -> async_graphql::Result<ScheduleView> {
         need(ctx, Role::Admin)?;
         let state = state(ctx)?;
         let new = NewSchedule {
@@ -640,13 +478,13 @@ impl Mutation {
         };
         let schedule =
             scheduler::add_schedule(&state.service.store, &state.service.registry, new, now_ms()).await?;
-        Ok(GqlSchedule::from(&schedule))
+        Ok(ScheduleView::from(&schedule))
     }
 
     /// Remove a schedule by id or name (admin).
-    async fn remove_schedule(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<GqlSchedule> {
+    async fn remove_schedule(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<ScheduleView> {
         need(ctx, Role::Admin)?;
-        Ok(GqlSchedule::from(&state(ctx)?.service.store.remove_schedule(&id).await?))
+        Ok(ScheduleView::from(&state(ctx)?.service.store.remove_schedule(&id).await?))
     }
 
     /// Pause or resume a schedule (admin).
@@ -655,10 +493,10 @@ impl Mutation {
         ctx: &Context<'_>,
         id: String,
         enabled: bool,
-    ) -> async_graphql::Result<GqlSchedule> {
+    ) -> async_graphql::Result<ScheduleView> {
         need(ctx, Role::Admin)?;
         let schedule = scheduler::set_enabled(&state(ctx)?.service.store, &id, enabled, now_ms()).await?;
-        Ok(GqlSchedule::from(&schedule))
+        Ok(ScheduleView::from(&schedule))
     }
 }
 
@@ -675,7 +513,7 @@ impl Subscription {
         &self,
         ctx: &Context<'_>,
         id: String,
-    ) -> async_graphql::Result<impl Stream<Item = GqlJob>> {
+    ) -> async_graphql::Result<impl Stream<Item = JobView>> {
         let state = std::sync::Arc::clone(state(ctx)?);
         state.service.store.job(&id).await?;
         Ok(stream::unfold(
@@ -689,7 +527,7 @@ impl Subscription {
                     let seen = (job.status, job.attempt);
                     if last != Some(seen) {
                         let ended = job.status.is_final();
-                        return Some((GqlJob::from(&job), (state, id, Some(seen), ended)));
+                        return Some((JobView::from(&job), (state, id, Some(seen), ended)));
                     }
                     tokio::time::sleep(POLL).await;
                 }

@@ -13,7 +13,7 @@ use ratchet_core::execution::ValidateError;
 use ratchet_server::AppState;
 use ratchet_server::error::{ApiError, ErrorBody};
 use ratchet_server::model::{
-    ExecutionDetail, PageQuery, RunAccepted, RunRequest, TaskDetail, TaskList, TaskSummary, ValidateRequest,
+    ExecutionDetail, PageQuery, RunAccepted, RunRequest, TaskDetail, TaskList, TaskView, ValidateRequest,
     ValidateResponse, Violation,
 };
 use ratchet_service::checked_task;
@@ -41,11 +41,11 @@ pub async fn list_tasks(
     let (Query(paging), Query(filter)) = (paging?, filter?);
     let page = page(&paging, filter.sort.as_deref(), &["name", "version"])?;
     let needle = filter.q.as_deref().map(str::to_lowercase);
-    let mut tasks: Vec<TaskSummary> = state
+    let mut tasks: Vec<TaskView> = state
         .service
         .registry
         .tasks()
-        .map(|task| TaskSummary::from(&*task))
+        .map(|task| TaskView::from(&*task))
         .filter(|task| filter.tag.as_ref().is_none_or(|tag| task.tags.contains(tag)))
         .filter(|task| {
             needle.as_ref().is_none_or(|needle| {
@@ -80,9 +80,7 @@ pub async fn get_task(
     let task = find(&state, &name)?;
     let versions = state.service.store.task_versions(task.name()).await?;
     Ok(Json(TaskDetail {
-        summary: TaskSummary::from(&*task),
-        input_schema: task.input_schema.document.clone(),
-        output_schema: task.output_schema.document.clone(),
+        task: TaskView::from(&*task),
         versions: versions.into_iter().map(Into::into).collect(),
     }))
 }
