@@ -182,3 +182,19 @@ async fn an_entity_reads_the_same_through_rest_graphql_and_the_cli() {
     }
     assert_eq!(done["output"], json!({"sum": 3}));
 }
+
+/// GraphQL errors said only a message; they carry the REST error's `code` (and `details`)
+/// in their extensions now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_errors_carry_the_rest_error_code() {
+    let server =
+        ApiServer::start(&[&tests::example_task("addition")], "server:\n  rate_limit_per_second: 0\n");
+    let missing = server.post("/graphql", &json!({"query": "{ job(id: \"nope\") { id } }"})).await;
+    let rest = server.get("/api/v1/jobs/nope").await;
+    assert_eq!(missing.json["errors"][0]["extensions"]["code"], rest.json["error"]["code"], "{missing:?}");
+    let bad = "mutation { enqueue(task: \"addition\", input: {num1: \"x\", num2: 1}) { id } }";
+    let refused = server.post("/graphql", &json!({"query": bad})).await;
+    let extensions = &refused.json["errors"][0]["extensions"];
+    assert_eq!(extensions["code"], "invalid_input", "{refused:?}");
+    assert_eq!(extensions["details"]["violations"][0]["pointer"], "/num1", "{refused:?}");
+}

@@ -254,12 +254,24 @@ fn need(ctx: &Context<'_>, role: Role) -> async_graphql::Result<()> {
     if caller.may(role) {
         Ok(())
     } else {
-        Err(async_graphql::Error::new(format!(
-            "this operation needs the {} role; {} lacks it",
-            role.as_str(),
-            caller.id
-        )))
+        let message = format!("this operation needs the {} role; {} lacks it", role.as_str(), caller.id);
+        Err(gql(ratchet_server::ApiError::new(axum::http::StatusCode::FORBIDDEN, "forbidden", message)))
     }
+}
+
+/// A failure as GraphQL reports it: the message, and in `extensions` the same `code` (and
+/// `details`, such as schema violations) a REST client gets for it.
+fn gql(error: impl Into<ratchet_server::ApiError>) -> async_graphql::Error {
+    use async_graphql::ErrorExtensions as _;
+    let error = error.into();
+    async_graphql::Error::new(error.message).extend_with(|_, extensions| {
+        extensions.set("code", error.code);
+        if !error.details.is_null()
+            && let Ok(details) = async_graphql::Value::from_json(error.details.clone())
+        {
+            extensions.set("details", details);
+        }
+    })
 }
 
 fn page(limit: Option<u64>, offset: Option<u64>, sort: &'static str) -> async_graphql::Result<Page> {
@@ -332,12 +344,13 @@ impl Query {
             .service
             .store
             .list_jobs(&JobFilter { status, task }, page(limit, offset, "created_at")?)
-            .await?;
+            .await
+            .map_err(gql)?;
         Ok(JobPage { items: listed.items.iter().map(JobView::from).collect(), total: listed.total })
     }
 
     async fn job(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<JobView> {
-        Ok(JobView::from(&state(ctx)?.service.store.job(&id).await?))
+        Ok(JobView::from(&state(ctx)?.service.store.job(&id).await.map_err(gql)?))
     }
 
     /// Executions, newest first.
@@ -352,26 +365,35 @@ impl Query {
         offset: Option<u64>,
     ) -> async_graphql::Result<ExecutionPage> {
         let filter = ExecutionFilter { task, status, job_id };
-        let listed =
-            state(ctx)?.service.store.list_executions(&filter, page(limit, offset, "started_at")?).await?;
+        let listed = state(ctx)?
+            .service
+            .store
+            .list_executions(&filter, page(limit, offset, "started_at")?)
+            .await
+            .map_err(gql)?;
         Ok(ExecutionPage { items: listed.items.into_iter().map(Into::into).collect(), total: listed.total })
     }
 
     async fn execution(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<ExecutionDetail> {
-        Ok(state(ctx)?.service.store.execution(&id).await?.into())
+        Ok(state(ctx)?.service.store.execution(&id).await.map_err(gql)?.into())
     }
 
     /// A schedule by id or name.
     async fn schedule(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<ScheduleView> {
-        Ok(ScheduleView::from(&state(ctx)?.service.store.schedule(&id).await?))
+        Ok(ScheduleView::from(&state(ctx)?.service.store.schedule(&id).await.map_err(gql)?))
     }
 
     async fn schedules(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ScheduleView>> {
-        Ok(state(ctx)?.service.store.schedules().await?.iter().map(ScheduleView::from).collect())
+        Ok(state(ctx)?.service.store.schedules().await.map_err(gql)?.iter().map(ScheduleView::from).collect())
     }
 
     async fn nodes(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<NodeView>> {
-        let nodes = state(ctx)?.service.store.nodes(now_ms(), ratchet_service::NODE_STALE_AFTER_MS).await?;
+        let nodes = state(ctx)?
+            .service
+            .store
+            .nodes(now_ms(), ratchet_service::NODE_STALE_AFTER_MS)
+            .await
+            .map_err(gql)?;
         Ok(nodes.into_iter().map(NodeView::from).collect())
     }
 
@@ -407,21 +429,21 @@ impl Mutation {
             timeout,
             ..Default::default()
         };
-        let enqueued = state.service.enqueue(&task, input.0, options).await?;
+        let enqueued = state.service.enqueue(&task, input.0, options).await.map_err(gql)?;
         Ok(JobView::from(&enqueued.job))
     }
 
     /// Cancel a job that has not ended (runner).
     async fn cancel_job(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<JobView> {
         need(ctx, Role::Runner)?;
-        Ok(JobView::from(&state(ctx)?.service.store.cancel(&id, now_ms()).await?))
+        Ok(JobView::from(&state(ctx)?.service.store.cancel(&id, now_ms()).await.map_err(gql)?))
     }
 
     /// Enqueue a failed or cancelled job again as a new job with the same task and input
     /// (runner).
     async fn retry_job(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<JobView> {
         need(ctx, Role::Runner)?;
-        Ok(JobView::from(&state(ctx)?.service.retry(&id).await?.job))
+        Ok(JobView::from(&state(ctx)?.service.retry(&id).await.map_err(gql)?.job))
     }
 
     /// Run a task now and wait for its recorded execution (runner), at most
@@ -434,7 +456,8 @@ impl Mutation {
     ) -> async_graphql::Result<ExecutionDetail> {
         need(ctx, Role::Runner)?;
         let state = state(ctx)?;
-        let (task, input) = ratchet_service::checked_task(&state.service.registry, &name, input.0).await?;
+        let (task, input) =
+            ratchet_service::checked_task(&state.service.registry, &name, input.0).await.map_err(gql)?;
         let permit = state.sync_runs.clone().try_acquire_owned().map_err(|_| {
             async_graphql::Error::new(
                 "too many synchronous runs in progress (server.max_sync_runs); retry shortly",
@@ -476,15 +499,16 @@ impl Mutation {
             catch_up_window: Duration::from_secs(60),
             overlap: Default::default(),
         };
-        let schedule =
-            scheduler::add_schedule(&state.service.store, &state.service.registry, new, now_ms()).await?;
+        let schedule = scheduler::add_schedule(&state.service.store, &state.service.registry, new, now_ms())
+            .await
+            .map_err(gql)?;
         Ok(ScheduleView::from(&schedule))
     }
 
     /// Remove a schedule by id or name (admin).
     async fn remove_schedule(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<ScheduleView> {
         need(ctx, Role::Admin)?;
-        Ok(ScheduleView::from(&state(ctx)?.service.store.remove_schedule(&id).await?))
+        Ok(ScheduleView::from(&state(ctx)?.service.store.remove_schedule(&id).await.map_err(gql)?))
     }
 
     /// Pause or resume a schedule (admin).
@@ -495,7 +519,8 @@ impl Mutation {
         enabled: bool,
     ) -> async_graphql::Result<ScheduleView> {
         need(ctx, Role::Admin)?;
-        let schedule = scheduler::set_enabled(&state(ctx)?.service.store, &id, enabled, now_ms()).await?;
+        let schedule =
+            scheduler::set_enabled(&state(ctx)?.service.store, &id, enabled, now_ms()).await.map_err(gql)?;
         Ok(ScheduleView::from(&schedule))
     }
 }
@@ -515,7 +540,7 @@ impl Subscription {
         id: String,
     ) -> async_graphql::Result<impl Stream<Item = JobView>> {
         let state = std::sync::Arc::clone(state(ctx)?);
-        state.service.store.job(&id).await?;
+        state.service.store.job(&id).await.map_err(gql)?;
         Ok(stream::unfold(
             (state, id, None::<(JobStatus, u32)>, false),
             |(state, id, last, ended)| async move {
@@ -565,7 +590,7 @@ impl Subscription {
         id: String,
     ) -> async_graphql::Result<impl Stream<Item = GqlLogLine>> {
         let state = std::sync::Arc::clone(state(ctx)?);
-        state.service.store.job(&id).await?;
+        state.service.store.job(&id).await.map_err(gql)?;
         let mut remote = state.service.follow_remote_logs();
         Ok(spawn_stream(move |lines| async move {
             // Executions whose lines were all sent (followed live here, or from the record).
