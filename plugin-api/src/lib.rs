@@ -164,6 +164,20 @@ pub enum PluginKind {
 }
 
 impl PluginKind {
+    /// Every kind, in the order the documentation lists them.
+    pub const ALL: [PluginKind; 5] = [
+        PluginKind::Loader,
+        PluginKind::Sink,
+        PluginKind::ErrorPattern,
+        PluginKind::Auth,
+        PluginKind::ApiSurface,
+    ];
+
+    /// The kind named `name` (as in configuration files and WIT world names).
+    pub fn from_name(name: &str) -> Option<PluginKind> {
+        PluginKind::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+
     /// The name used in configuration files and WIT world names.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -173,6 +187,12 @@ impl PluginKind {
             PluginKind::Auth => "auth",
             PluginKind::ApiSurface => "api-surface",
         }
+    }
+}
+
+impl std::fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -193,5 +213,7 @@ mod tests {
         .map(|k| k.as_str())
         .collect();
         assert_eq!(names, ["loader", "sink", "error-pattern", "auth", "api-surface"]);
+        assert!(PluginKind::ALL.iter().all(|k| PluginKind::from_name(k.as_str()) == Some(*k)));
+        assert_eq!(PluginKind::from_name("sinks"), None);
     }
 }

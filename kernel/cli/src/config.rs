@@ -78,7 +78,7 @@ async fn check(config: Config) -> anyhow::Result<ExitCode> {
         Ok(path) => Err(format!("workers.binary {} does not exist", path.display())),
         Err(error) => Err(error.to_string()),
     });
-    let auth = config.plugins.iter().any(|p| p.kind == "auth");
+    let auth = config.plugins.iter().any(|p| p.kind == ratchet_plugin_host::PluginKind::Auth);
     report(match config.server.bind.parse::<std::net::SocketAddr>() {
         Ok(address) if address.ip().is_loopback() => Ok(format!("server.bind {address} (loopback only)")),
         Ok(address) => ratchet_server::check_exposure(&config.server, address, auth).map(|()| {

@@ -125,7 +125,12 @@ pub async fn open_store(config: &Config) -> anyhow::Result<ratchet_storage::Stor
 /// The tasks under `server.tasks`, then those of every loader plugin the configuration
 /// enables (loaded for this alone).
 pub fn load_registry(config: &Config) -> anyhow::Result<ratchet_service::TaskRegistry> {
-    let loaders: Vec<_> = config.plugins.iter().filter(|p| p.kind == "loader").cloned().collect();
+    let loaders: Vec<_> = config
+        .plugins
+        .iter()
+        .filter(|p| p.kind == ratchet_plugin_host::PluginKind::Loader)
+        .cloned()
+        .collect();
     let plugins = if loaders.is_empty() {
         ratchet_plugin_host::Plugins::none()
     } else {

@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Yaml};
+use plugin_api::PluginKind;
 use serde::{Deserialize, Serialize};
 
 /// The file read from the working directory when no `--config` is given.
@@ -64,7 +65,8 @@ pub struct PluginConfig {
     pub name: String,
     /// What it must be: `sink`, `loader`, `error-pattern`, `auth` or `api-surface`. Checked
     /// against what the plugin exports.
-    pub kind: String,
+    #[serde(with = "plugin_kind")]
+    pub kind: PluginKind,
     /// A WebAssembly component (`.wasm`), or `builtin:NAME` for a first-party native plugin.
     pub source: String,
     /// The plugin's own settings, handed to it as JSON.
@@ -75,6 +77,27 @@ pub struct PluginConfig {
     pub grants: PluginGrants,
     #[serde(default)]
     pub limits: PluginLimits,
+}
+
+/// A plugin kind in configuration files: its name (`sink`, `error-pattern`...).
+mod plugin_kind {
+    use plugin_api::PluginKind;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(kind: &PluginKind, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(kind.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<PluginKind, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        PluginKind::from_name(&name).ok_or_else(|| {
+            let known: Vec<&str> = PluginKind::ALL.iter().map(|k| k.as_str()).collect();
+            serde::de::Error::custom(format!(
+                "`{name}` is not a plugin kind; use one of {}",
+                known.join(", ")
+            ))
+        })
+    }
 }
 
 fn empty_object() -> serde_json::Value {

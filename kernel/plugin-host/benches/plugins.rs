@@ -38,7 +38,7 @@ fn main() {
 
     let config = PluginConfig {
         name: "bench".into(),
-        kind: "sink".into(),
+        kind: plugin_api::PluginKind::Sink,
         source: plugin.display().to_string(),
         config: json!({}),
         grants: Default::default(),
@@ -75,7 +75,7 @@ fn auth_and_surface(host: &WasmHost, root: &std::path::Path) {
     let key_hash = "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"; // sha256("secret")
     let config = PluginConfig {
         name: "keys".into(),
-        kind: "auth".into(),
+        kind: plugin_api::PluginKind::Auth,
         source: root.join("target/plugins/api-key-auth.wasm").display().to_string(),
         config: json!({"keys": [{"id": "bench", "sha256": key_hash, "role": "runner"}]}),
         grants: Default::default(),
@@ -95,7 +95,7 @@ fn auth_and_surface(host: &WasmHost, root: &std::path::Path) {
     );
     let config = PluginConfig {
         name: "hello".into(),
-        kind: "api-surface".into(),
+        kind: plugin_api::PluginKind::ApiSurface,
         source: root.join("target/plugins/hello-api.wasm").display().to_string(),
         config: json!({}),
         grants: Default::default(),

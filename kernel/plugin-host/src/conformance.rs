@@ -36,23 +36,29 @@ pub fn run(host: &WasmHost, file: &Path) -> Vec<Check> {
         }
         Err(error) => return vec![Check::new("is a WebAssembly component", Err(error.to_string()))],
     };
+    let Some(kind) = plugin_api::PluginKind::from_name(kind) else {
+        return vec![Check::new(
+            &format!("loads as a {kind} plugin"),
+            Err(format!("`{kind}` is not a plugin kind")),
+        )];
+    };
     let config = PluginConfig {
         name: "under-test".into(),
-        kind: kind.into(),
+        kind,
         source: file.display().to_string(),
         config: json!({}),
         grants: Default::default(),
         limits: Default::default(),
     };
     match kind {
-        "sink" => sink(host, &config),
-        "error-pattern" => error_pattern(host, &config),
-        "auth" => auth(host, &config),
-        "api-surface" => api_surface(host, &config),
-        "loader" => loader(host, &config),
+        plugin_api::PluginKind::Sink => sink(host, &config),
+        plugin_api::PluginKind::ErrorPattern => error_pattern(host, &config),
+        plugin_api::PluginKind::Auth => auth(host, &config),
+        plugin_api::PluginKind::ApiSurface => api_surface(host, &config),
+        plugin_api::PluginKind::Loader => loader(host, &config),
         other => vec![Check::new(
             &format!("loads as a {other} plugin"),
-            Err(format!("`{other}` is not a plugin kind")),
+            Err(format!("no conformance checks for {other} plugins")),
         )],
     }
 }

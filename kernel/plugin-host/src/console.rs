@@ -6,12 +6,12 @@ use super::{Event, LoadError, PluginError, PluginInfo};
 use ratchet_core::config::PluginConfig;
 
 pub fn load(builtin: &str, config: &PluginConfig) -> Result<(PluginInfo, Box<dyn Sink>), LoadError> {
-    match (builtin, config.kind.as_str()) {
-        ("console-sink", "sink") => {
+    match (builtin, config.kind) {
+        ("console-sink", plugin_api::PluginKind::Sink) => {
             let info = PluginInfo {
                 name: config.name.clone(),
                 plugin: "console-sink".into(),
-                kind: "sink".into(),
+                kind: plugin_api::PluginKind::Sink,
                 source: config.source.clone(),
                 interface: "native".into(),
                 version: env!("CARGO_PKG_VERSION").into(),
@@ -23,7 +23,7 @@ pub fn load(builtin: &str, config: &PluginConfig) -> Result<(PluginInfo, Box<dyn
         }
         ("console-sink", other) => Err(LoadError::WrongKind {
             name: config.name.clone(),
-            configured: other.into(),
+            configured: other.to_string(),
             found: "a sink".into(),
             path: config.source.clone(),
         }),

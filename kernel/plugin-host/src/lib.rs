@@ -31,6 +31,7 @@ use serde_json::Value;
 pub use patterns::{ErrorPatterns, FailedRun, Suggestion};
 pub use sinks::SinkSet;
 
+pub use plugin_api::PluginKind;
 use ratchet_core::config::PluginConfig;
 
 /// Something that happened in the kernel, for sinks.
@@ -100,7 +101,8 @@ pub struct PluginInfo {
     pub name: String,
     /// The name the plugin gives itself (its manifest).
     pub plugin: String,
-    pub kind: String,
+    #[serde(serialize_with = "kind_name")]
+    pub kind: PluginKind,
     pub source: String,
     /// `ratchet:plugin@0.1.0` for WASM, `native` for built-ins.
     pub interface: String,
@@ -110,6 +112,10 @@ pub struct PluginInfo {
     pub requested: Vec<String>,
     /// What it got: asked for and granted.
     pub granted: Vec<String>,
+}
+
+fn kind_name<S: serde::Serializer>(kind: &PluginKind, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(kind.as_str())
 }
 
 impl fmt::Display for PluginInfo {
@@ -244,7 +250,7 @@ fn load_each(
     for config in configs {
         let native = Path::new(&config.source).extension().is_some_and(|e| e == "so" || e == "dylib");
         let (info, plugin) = match config.source.strip_prefix("builtin:") {
-            Some("fs-loader") if config.kind == "loader" => {
+            Some("fs-loader") if config.kind == PluginKind::Loader => {
                 let (info, loader) = loaders::FsLoader::from_config(config)?;
                 (info, Loaded::Loader(Box::new(loader)))
             }
@@ -253,15 +259,15 @@ fn load_each(
                 (info, Loaded::Sink(sink))
             }
             None if native => native::load(config, host.new_counters(&config.name))?,
-            None if config.kind == "error-pattern" => {
+            None if config.kind == PluginKind::ErrorPattern => {
                 let pattern = host.load_error_pattern(config)?;
                 (pattern.info().clone(), Loaded::ErrorPattern(Box::new(pattern)))
             }
-            None if config.kind == "auth" => {
+            None if config.kind == PluginKind::Auth => {
                 let plugin = host.load_auth(config)?;
                 (plugin.info().clone(), Loaded::Auth(Box::new(plugin)))
             }
-            None if config.kind == "loader" => {
+            None if config.kind == PluginKind::Loader => {
                 let plugin = host.load_loader(config)?;
                 let info = plugin.info().clone();
                 (
@@ -269,21 +275,18 @@ fn load_each(
                     Loaded::Loader(Box::new(loaders::WasmTaskLoader { name: config.name.clone(), plugin })),
                 )
             }
-            None if config.kind == "api-surface" => {
+            None if config.kind == PluginKind::ApiSurface => {
                 let plugin = host.load_api_surface(config)?;
                 (plugin.info().clone(), Loaded::ApiSurface(Box::new(plugin)))
             }
-            None if config.kind == "sink" => {
+            None if config.kind == PluginKind::Sink => {
                 let sink = host.load_sink(config)?;
                 (sink.info().clone(), Loaded::Sink(Box::new(sink)))
             }
             None => {
                 return Err(LoadError::Unsupported {
                     name: config.name.clone(),
-                    message: format!(
-                        "`kind: {}` is not a plugin kind; use sink, error-pattern, auth, api-surface or loader",
-                        config.kind
-                    ),
+                    message: format!("this version of Ratchet does not host {} plugins", config.kind),
                 });
             }
         };

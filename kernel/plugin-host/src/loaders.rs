@@ -53,7 +53,7 @@ impl FsLoader {
         let info = PluginInfo {
             name: config.name.clone(),
             plugin: "fs-loader".into(),
-            kind: "loader".into(),
+            kind: plugin_api::PluginKind::Loader,
             source: config.source.clone(),
             interface: "native".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -72,7 +72,7 @@ pub fn server_tasks_info(paths: &[PathBuf]) -> PluginInfo {
     PluginInfo {
         name: "server-tasks".into(),
         plugin: "fs-loader".into(),
-        kind: "loader".into(),
+        kind: plugin_api::PluginKind::Loader,
         source: "builtin:fs-loader".into(),
         interface: "native".into(),
         version: env!("CARGO_PKG_VERSION").into(),

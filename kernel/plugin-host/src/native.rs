@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use libloading::{Library, Symbol};
+use plugin_api::PluginKind;
 use plugin_api::native::{
     API_FINGERPRINT, NativeApiSurface, NativeAuth, NativeErrorPattern, NativeLoader, NativeSink,
 };
@@ -153,15 +154,15 @@ pub(crate) fn load(
     counters: Arc<PluginCounters>,
 ) -> Result<(PluginInfo, Loaded), LoadError> {
     let library = open(config)?;
-    let (manifest, loaded) = match config.kind.as_str() {
-        "sink" => {
+    let (manifest, loaded) = match config.kind {
+        PluginKind::Sink => {
             let (manifest, plugin) =
                 create::<dyn NativeSink>(library, config, &counters, b"ratchet_plugin_create_sink\0", |p| {
                     p.manifest()
                 })?;
             (manifest, Loaded::Sink(Box::new(plugin)))
         }
-        "error-pattern" => {
+        PluginKind::ErrorPattern => {
             let (manifest, plugin) = create::<dyn NativeErrorPattern>(
                 library,
                 config,
@@ -171,14 +172,14 @@ pub(crate) fn load(
             )?;
             (manifest, Loaded::ErrorPattern(Box::new(plugin)))
         }
-        "auth" => {
+        PluginKind::Auth => {
             let (manifest, plugin) =
                 create::<dyn NativeAuth>(library, config, &counters, b"ratchet_plugin_create_auth\0", |p| {
                     p.manifest()
                 })?;
             (manifest, Loaded::Auth(Box::new(plugin)))
         }
-        "loader" => {
+        PluginKind::Loader => {
             let (manifest, plugin) = create::<dyn NativeLoader>(
                 library,
                 config,
@@ -188,7 +189,7 @@ pub(crate) fn load(
             )?;
             (manifest, Loaded::Loader(Box::new(plugin)))
         }
-        "api-surface" => {
+        PluginKind::ApiSurface => {
             let (manifest, plugin) = create::<dyn NativeApiSurface>(
                 library,
                 config,
@@ -201,16 +202,14 @@ pub(crate) fn load(
         other => {
             return Err(LoadError::Unsupported {
                 name: config.name.clone(),
-                message: format!(
-                    "`kind: {other}` is not a plugin kind; use sink, error-pattern, auth, api-surface or loader"
-                ),
+                message: format!("this version of Ratchet does not host native {other} plugins"),
             });
         }
     };
     let info = PluginInfo {
         name: config.name.clone(),
         plugin: manifest.name,
-        kind: config.kind.clone(),
+        kind: config.kind,
         source: config.source.clone(),
         interface: format!("native ABI {}", plugin_api::NATIVE_ABI_VERSION),
         version: manifest.version,

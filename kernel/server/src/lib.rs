@@ -307,7 +307,7 @@ pub fn builtin_info(name: &str, description: &str) -> PluginInfo {
     PluginInfo {
         name: name.to_owned(),
         plugin: name.to_owned(),
-        kind: "api-surface".into(),
+        kind: ratchet_plugin_host::PluginKind::ApiSurface,
         source: format!("builtin:{name}"),
         interface: "native".into(),
         version: env!("CARGO_PKG_VERSION").into(),

@@ -332,7 +332,7 @@ impl From<&PluginInfo> for PluginView {
         PluginView {
             name: p.name.clone(),
             plugin: p.plugin.clone(),
-            kind: p.kind.clone(),
+            kind: p.kind.to_string(),
             source: p.source.clone(),
             interface: p.interface.clone(),
             version: p.version.clone(),

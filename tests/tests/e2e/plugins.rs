@@ -12,7 +12,7 @@ use tests::{component, sha256};
 fn plugin(name: &str, file: &str) -> PluginConfig {
     PluginConfig {
         name: name.into(),
-        kind: "sink".into(),
+        kind: ratchet_plugin_host::PluginKind::Sink,
         source: component(file).display().to_string(),
         config: json!({}),
         grants: PluginGrants::default(),
@@ -185,7 +185,7 @@ fn bad_plugins_are_refused_at_load_with_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let host = host(&dir.path().join("cache"));
     let mut wrong_kind = plugin("events", "jsonl-sink");
-    wrong_kind.kind = "auth".into();
+    wrong_kind.kind = ratchet_plugin_host::PluginKind::Auth;
     let error = host.load_sink(&wrong_kind).err().unwrap().to_string();
     assert!(error.contains("configured as `auth`") && error.contains("sink interface"), "{error}");
 
@@ -378,12 +378,12 @@ fn the_error_pattern_plugin_classifies_failures_with_built_in_and_configured_pat
     let dir = tempfile::tempdir().unwrap();
     let host = host(&dir.path().join("cache"));
     let mut config = plugin("patterns", "error-patterns");
-    config.kind = "error-pattern".into();
+    config.kind = ratchet_plugin_host::PluginKind::ErrorPattern;
     config.config = json!({"patterns": [
         {"id": "quota", "category": "billing", "any_text": ["quota exceeded"], "suggestions": ["Raise the quota"]}
     ]});
     let mut patterns = host.load_error_pattern(&config).unwrap();
-    assert_eq!(patterns.info().kind, "error-pattern");
+    assert_eq!(patterns.info().kind, ratchet_plugin_host::PluginKind::ErrorPattern);
     let first = |found: Vec<ratchet_plugin_host::wasm::Classification>| {
         found.first().map(|c| (c.pattern.clone(), c.category.clone(), c.suggestions.len()))
     };
@@ -412,7 +412,7 @@ fn the_error_pattern_plugin_classifies_failures_with_built_in_and_configured_pat
 
     // A sink is not an error-pattern plugin.
     let mut wrong = plugin("patterns", "jsonl-sink");
-    wrong.kind = "error-pattern".into();
+    wrong.kind = ratchet_plugin_host::PluginKind::ErrorPattern;
     let error = host.load_error_pattern(&wrong).err().unwrap().to_string();
     assert!(error.contains("configured as `error-pattern`") && error.contains("sink interface"), "{error}");
 }
@@ -421,14 +421,14 @@ fn the_error_pattern_plugin_classifies_failures_with_built_in_and_configured_pat
 async fn the_api_key_auth_plugin_checks_hashed_keys_and_fails_closed() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = plugin("keys", "api-key-auth");
-    config.kind = "auth".into();
+    config.kind = ratchet_plugin_host::PluginKind::Auth;
     config.config = json!({"keys": [
         {"id": "ci", "sha256": sha256("runner-key-1"), "role": "runner"},
         {"id": "ops", "sha256": sha256("admin-key-2").to_uppercase(), "role": "admin"},
         {"id": "odd", "sha256": sha256("odd-key-3"), "role": "superuser"},
     ]});
     let plugins = Plugins::load(&[config], &EgressConfig::default(), &dir.path().join("cache")).unwrap();
-    assert_eq!(plugins.list()[0].kind, "auth");
+    assert_eq!(plugins.list()[0].kind, ratchet_plugin_host::PluginKind::Auth);
     let auth = plugins.auth.as_ref().expect("the auth plugin is running");
     let headers = |name: &str, value: &str| vec![(name.to_owned(), value.to_owned())];
 

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use plugin_api::PluginKind;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
@@ -49,7 +50,7 @@ pub const CAPABILITIES: [&str; 4] = ["fs", "http", "kv", "env"];
 pub trait World: Sized + Send + 'static {
     type Pre: Send;
     /// The plugin kind this world serves.
-    const KIND: &'static str;
+    const KIND: PluginKind;
     fn prepare(linker: &mut Linker<HostState>, component: &Component) -> wasmtime::Result<Self::Pre>;
     fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self>;
     fn describe(&self, store: &mut Store<HostState>) -> wasmtime::Result<types::Manifest>;
@@ -58,10 +59,10 @@ pub trait World: Sized + Send + 'static {
 /// The `World` impl of one generated world: its template type, its kind, and the exported
 /// interface that holds `describe`.
 macro_rules! world {
-    ($world:ident, $pre:ident, $kind:literal, $interface:ident) => {
+    ($world:ident, $pre:ident, $kind:expr, $interface:ident) => {
         impl World for $world {
             type Pre = $pre<HostState>;
-            const KIND: &'static str = $kind;
+            const KIND: PluginKind = $kind;
 
             fn prepare(linker: &mut Linker<HostState>, component: &Component) -> wasmtime::Result<Self::Pre> {
                 $world::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |s| s)?;
@@ -79,11 +80,11 @@ macro_rules! world {
     };
 }
 
-world!(SinkPlugin, SinkPluginPre, "sink", ratchet_plugin_sink);
-world!(ErrorPatternPlugin, ErrorPatternPluginPre, "error-pattern", ratchet_plugin_error_pattern);
-world!(AuthPlugin, AuthPluginPre, "auth", ratchet_plugin_auth);
-world!(ApiSurfacePlugin, ApiSurfacePluginPre, "api-surface", ratchet_plugin_api_surface);
-world!(LoaderPlugin, LoaderPluginPre, "loader", ratchet_plugin_loader);
+world!(SinkPlugin, SinkPluginPre, PluginKind::Sink, ratchet_plugin_sink);
+world!(ErrorPatternPlugin, ErrorPatternPluginPre, PluginKind::ErrorPattern, ratchet_plugin_error_pattern);
+world!(AuthPlugin, AuthPluginPre, PluginKind::Auth, ratchet_plugin_auth);
+world!(ApiSurfacePlugin, ApiSurfacePluginPre, PluginKind::ApiSurface, ratchet_plugin_api_surface);
+world!(LoaderPlugin, LoaderPluginPre, PluginKind::Loader, ratchet_plugin_loader);
 
 pub struct WasmHost {
     engine: Engine,
@@ -238,17 +239,17 @@ impl WasmHost {
         let path = PathBuf::from(&config.source);
         let (component, _) = self.component(&name, &path)?;
         let found = self.exported_kind(&component);
-        if config.kind != W::KIND || found != Some(W::KIND) {
+        if config.kind != W::KIND || found != Some(W::KIND.as_str()) {
             return Err(match found {
                 Some(kind) => LoadError::WrongKind {
                     name,
-                    configured: config.kind.clone(),
+                    configured: config.kind.to_string(),
                     found: format!("the {kind} interface (ratchet:plugin/{kind}@0.1.0)"),
                     path: config.source.clone(),
                 },
                 None => LoadError::WrongKind {
                     name,
-                    configured: config.kind.clone(),
+                    configured: config.kind.to_string(),
                     found: "no ratchet:plugin@0.1.0 interface".into(),
                     path: config.source.clone(),
                 },
