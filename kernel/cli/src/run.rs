@@ -99,7 +99,7 @@ pub fn envelope(execution: &Execution) -> Value {
     let logs = ratchet_core::recording::logs_json(&execution.logs);
     let mut document = json!({
         "execution_id": execution.id,
-        "status": if execution.outcome.is_ok() { "success" } else { "failure" },
+        "status": execution.status().as_str(),
         "logs": logs,
         "dropped_logs": execution.dropped_logs,
         "duration_ms": execution.duration.as_secs_f64() * 1000.0,

@@ -53,6 +53,34 @@ pub struct WorkerUsage {
     pub peak_rss_kib: u64,
 }
 
+/// How a run ended, as the record keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunStatus {
+    Success,
+    Failure,
+}
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 2] = [RunStatus::Success, RunStatus::Failure];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Success => "success",
+            RunStatus::Failure => "failure",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<RunStatus> {
+        RunStatus::ALL.into_iter().find(|status| status.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why a run failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -391,6 +419,10 @@ async fn check_output(task: &Task, output: Value) -> Result<Value, ExecutionErro
 }
 
 impl Execution {
+    pub fn status(&self) -> RunStatus {
+        if self.outcome.is_ok() { RunStatus::Success } else { RunStatus::Failure }
+    }
+
     fn failed(id: String, error: ExecutionError, started: Instant) -> Execution {
         Execution {
             id,

@@ -18,5 +18,5 @@ pub mod testing;
 pub mod time;
 
 pub use config::Config;
-pub use execution::{Execution, ExecutionError, Kernel, RunIdentity};
+pub use execution::{Execution, ExecutionError, Kernel, RunIdentity, RunStatus};
 pub use task::Task;

@@ -68,7 +68,7 @@ pub fn write(dir: &Path, task: &Task, input: &Value, execution: &Execution) -> R
         task_path,
         recorded_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
         duration_ms: execution.duration.as_secs_f64() * 1000.0,
-        status: if execution.outcome.is_ok() { "success" } else { "failure" }.into(),
+        status: execution.status().as_str().into(),
         requests: execution.http.len(),
     };
     write_json(&dir.join("input.json"), input)?;

@@ -132,7 +132,7 @@ impl Metrics {
         }
         self.workers.clear();
         for slot in workers {
-            let state = format!("{:?}", slot.state).to_lowercase();
+            let state = slot.state.as_str().to_owned();
             self.workers.get_or_create(&StateLabels { state }).inc();
         }
         for (name, counters) in &plugins.counters {

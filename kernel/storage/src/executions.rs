@@ -2,6 +2,7 @@
 
 use std::sync::LazyLock;
 
+use ratchet_core::RunStatus;
 use sea_orm::{ConnectionTrait, QueryResult, Value as SqlValue};
 use serde_json::Value;
 
@@ -18,7 +19,7 @@ pub struct ExecutionRecord {
     pub attempt: u32,
     pub task: String,
     /// `success` or `failure`.
-    pub status: String,
+    pub status: RunStatus,
     pub input: Value,
     pub output: Option<Value>,
     pub error: Option<Value>,
@@ -92,7 +93,7 @@ fn values(record: &ExecutionRecord) -> Vec<SqlValue> {
         record.job_id.clone().into(),
         i64::from(record.attempt).into(),
         record.task.clone().into(),
-        record.status.clone().into(),
+        record.status.as_str().into(),
         record.input.to_string().into(),
         record.output.as_ref().map(Value::to_string).into(),
         record.error.as_ref().map(Value::to_string).into(),
@@ -112,7 +113,10 @@ pub(super) fn from_row(row: &QueryResult) -> Result<ExecutionRecord, QueueError>
         job_id: row.try_get("", "job_id")?,
         attempt: int(row, "attempt")? as u32,
         task: row.try_get("", "task")?,
-        status: row.try_get("", "status")?,
+        status: {
+            let status: String = row.try_get("", "status")?;
+            RunStatus::parse(&status).unwrap_or(RunStatus::Failure)
+        },
         input: json(row, "input")?,
         output: opt_json(row, "output")?,
         error: opt_json(row, "error")?,

@@ -35,7 +35,7 @@ pub struct JobFilter {
 pub struct ExecutionFilter {
     pub task: Option<String>,
     /// `success` or `failure`.
-    pub status: Option<String>,
+    pub status: Option<ratchet_core::RunStatus>,
     pub job_id: Option<String>,
 }
 
@@ -76,7 +76,7 @@ impl Store {
     ) -> Result<Listed<ExecutionRecord>, QueueError> {
         let mut conditions = Conditions::default();
         conditions.add("task = ?", filter.task.clone());
-        conditions.add("status = ?", filter.status.clone());
+        conditions.add("status = ?", filter.status.map(|s| s.as_str()));
         conditions.add("job_id = ?", filter.job_id.clone());
         let rows = self.page("executions", EXECUTION_COLUMNS, &conditions, page).await?;
         let items = rows.iter().map(execution_from_row).collect::<Result<_, _>>()?;

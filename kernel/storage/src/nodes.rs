@@ -1,6 +1,7 @@
 //! Nodes (running `ratchet serve` processes), their workers, and the tasks they loaded with
 //! every version seen. A node heartbeats; one whose heartbeat is stale is shown as `lost`.
 
+use ratchet_core::supervisor::SlotState;
 use sea_orm::{ConnectionTrait, QueryResult, TransactionTrait, Value as SqlValue};
 use serde_json::Value;
 
@@ -26,7 +27,7 @@ pub struct WorkerRow {
     pub id: String,
     pub node: String,
     pub pid: Option<u32>,
-    pub state: String,
+    pub state: SlotState,
     pub runs: u64,
     pub last_error: Option<String>,
     pub updated_at: i64,
@@ -110,7 +111,7 @@ impl Store {
                 worker.id.clone().into(),
                 id.into(),
                 worker.pid.map(i64::from).into(),
-                worker.state.clone().into(),
+                worker.state.as_str().into(),
                 (worker.runs.min(i64::MAX as u64) as i64).into(),
                 worker.last_error.clone().into(),
                 now.into(),
@@ -159,7 +160,10 @@ impl Store {
                     id: row.try_get("", "id")?,
                     node: row.try_get("", "node")?,
                     pid: opt_int(row, "pid")?.map(|p| p as u32),
-                    state: row.try_get("", "state")?,
+                    state: {
+                        let state: String = row.try_get("", "state")?;
+                        SlotState::parse(&state).unwrap_or(SlotState::Stopped)
+                    },
                     runs: int(row, "runs")?.max(0) as u64,
                     last_error: row.try_get("", "last_error")?,
                     updated_at: int(row, "updated_at")?,

@@ -23,7 +23,7 @@ fn execution(id: &str, job_id: Option<&str>) -> ExecutionRecord {
         job_id: job_id.map(Into::into),
         attempt: 1,
         task: "t".into(),
-        status: "success".into(),
+        status: ratchet_core::RunStatus::Success,
         input: json!({"n": 1}),
         output: Some(json!(2)),
         error: None,

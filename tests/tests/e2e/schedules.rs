@@ -233,7 +233,7 @@ fn execution(n: usize, finished_at: i64, padding: &str) -> ExecutionRecord {
         job_id: None,
         attempt: 1,
         task: "tick".into(),
-        status: "success".into(),
+        status: ratchet_core::RunStatus::Success,
         input: json!({"padding": padding}),
         output: Some(json!({})),
         error: None,

@@ -123,6 +123,26 @@ pub enum SlotState {
     Stopped,
 }
 
+impl SlotState {
+    pub const ALL: [SlotState; 5] =
+        [SlotState::Starting, SlotState::Idle, SlotState::Busy, SlotState::BackingOff, SlotState::Stopped];
+
+    /// The name health reports and the database use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlotState::Starting => "starting",
+            SlotState::Idle => "idle",
+            SlotState::Busy => "busy",
+            SlotState::BackingOff => "backingoff",
+            SlotState::Stopped => "stopped",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<SlotState> {
+        SlotState::ALL.into_iter().find(|state| state.as_str() == name)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlotStatus {
     pub state: SlotState,

@@ -364,6 +364,14 @@ impl Query {
         limit: Option<u64>,
         offset: Option<u64>,
     ) -> async_graphql::Result<ExecutionPage> {
+        let status = match status.as_deref() {
+            None => None,
+            Some(name) => Some(ratchet_core::RunStatus::parse(name).ok_or_else(|| {
+                gql(ratchet_server::ApiError::bad_request(format!(
+                    "`{name}` is not an execution status; use success or failure"
+                )))
+            })?),
+        };
         let filter = ExecutionFilter { task, status, job_id };
         let listed = state(ctx)?
             .service

@@ -39,12 +39,13 @@ pub async fn list_executions(
 ) -> Result<Json<ExecutionList>, ApiError> {
     let (Query(paging), Query(filter)) = (paging?, filter?);
     let page = page(&paging, filter.sort.as_deref(), &["started_at", "finished_at", "duration_us"])?;
-    if let Some(status) = filter.status.as_deref().filter(|s| !["success", "failure"].contains(s)) {
-        return Err(ApiError::bad_request(format!(
-            "`{status}` is not an execution status; use success or failure"
-        )));
-    }
-    let filter = ExecutionFilter { task: filter.task, status: filter.status, job_id: filter.job_id };
+    let status = match filter.status.as_deref() {
+        None => None,
+        Some(name) => Some(ratchet_core::RunStatus::parse(name).ok_or_else(|| {
+            ApiError::bad_request(format!("`{name}` is not an execution status; use success or failure"))
+        })?),
+    };
+    let filter = ExecutionFilter { task: filter.task, status, job_id: filter.job_id };
     let listed = state.service.store.list_executions(&filter, page).await?;
     let items = listed.items.iter().map(ExecutionSummary::from).collect();
     Ok(Json(ExecutionList::new(items, listed.total, page.limit, page.offset)))

@@ -162,7 +162,7 @@ pub async fn run_task(
 /// 503 for a run that ended but could not be recorded; its result is in the details, since
 /// the run did happen (its effects, if any, too).
 fn not_recorded(unrecorded: ratchet_service::Unrecorded) -> ApiError {
-    let status = unrecorded.record.status.clone();
+    let status = unrecorded.record.status;
     let id = unrecorded.record.id.clone();
     let execution = serde_json::to_value(ExecutionDetail::from(unrecorded.record)).unwrap_or_default();
     ApiError::unavailable(format!(
