@@ -75,12 +75,12 @@ pub async fn serve(mut config: Config, args: ServeArgs) -> anyhow::Result<ExitCo
     eprintln!(
         "ratchet serving on http://{} with {} task(s), {} worker(s), {} job slot(s); node {}",
         listener.local_addr()?,
-        service.registry.len(),
+        service.task_count(),
         workers,
         service.concurrency(),
         service.node
     );
-    let server_config = &service.kernel.config().server;
+    let server_config = &service.config().server;
     let app = ratchet_server::app(Arc::clone(&service), server_config.clone(), &surfaces);
     let limits = ConnectionLimits {
         header_read_timeout: ratchet_server::seconds(server_config.header_read_timeout_secs),

@@ -60,15 +60,15 @@ pub struct Readiness {
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let service = &state.service;
     // The pool waits up to 30 s for a connection; readiness must answer fast.
-    let database = match tokio::time::timeout(Duration::from_secs(2), service.store.job_counts()).await {
+    let database = match tokio::time::timeout(Duration::from_secs(2), service.job_counts()).await {
         Ok(counts) => counts.map_err(|e| e.to_string()),
         Err(_) => Err("no answer within 2 s".to_owned()),
     };
     // Reads may work while writes fail (a full disk): see whether they work again.
-    let database = match (database, service.store.write_failure()) {
+    let database = match (database, service.write_failure()) {
         (Ok(counts), Some(_)) => {
             let _ = tokio::time::timeout(Duration::from_secs(2), service.beat()).await;
-            match service.store.write_failure() {
+            match service.write_failure() {
                 Some(failure) => Err(format!(
                     "cannot write since {}: {}",
                     ratchet_core::time::format(failure.since_ms),
@@ -79,7 +79,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness
         }
         (database, _) => database,
     };
-    let workers = service.kernel.pool().unavailable();
+    let workers = service.workers_unavailable();
     let ok = database.is_ok() && workers.is_none();
     let jobs: serde_json::Map<String, Value> = match &database {
         Ok(counts) => counts.iter().map(|(s, n)| (s.to_string(), json!(n))).collect(),
@@ -99,9 +99,9 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness
     responses((status = 200, content_type = "text/plain", body = String), (status = "4XX", body = ErrorBody)))]
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let service = Arc::clone(&state.service);
-    let jobs = tokio::time::timeout(Duration::from_secs(2), service.store.job_counts())
+    let jobs = tokio::time::timeout(Duration::from_secs(2), service.job_counts())
         .await
         .map_err(|_| ApiError::unavailable("the database did not answer within 2 s").retry_after(1))??;
-    let text = service.metrics.render(&jobs, &service.kernel.pool().status(), service.plugins());
+    let text = service.metrics.render(&jobs, &service.worker_status(), service.plugins());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text))
 }

@@ -7,6 +7,7 @@ pub mod log_relay;
 pub mod metrics;
 mod registry;
 pub mod scheduler;
+mod surface;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -120,9 +121,9 @@ pub struct Unrecorded {
 }
 
 pub struct Service {
-    pub store: Store,
-    pub kernel: Arc<Kernel>,
-    pub registry: Arc<TaskRegistry>,
+    pub(crate) store: Store,
+    pub(crate) kernel: Arc<Kernel>,
+    pub(crate) registry: Arc<TaskRegistry>,
     /// This node's name, recorded as lease owner.
     pub node: String,
     queue: QueueConfig,
@@ -274,7 +275,7 @@ impl Service {
         let mut tasks: Vec<JoinHandle<()>> =
             (0..self.concurrency()).map(|_| tokio::spawn(Arc::clone(self).consume(stop.clone()))).collect();
         tasks.push(tokio::spawn(Arc::clone(self).rescue(stop.clone())));
-        tasks.push(tokio::spawn(Arc::clone(self).schedule(stop.clone())));
+        tasks.push(tokio::spawn(Arc::clone(self).fire_schedules(stop.clone())));
         tasks.push(tokio::spawn(Arc::clone(self).heartbeat_node(stop.clone())));
         tasks.extend(log_relay::start(self, stop.clone()));
         tasks.push(tokio::spawn(Arc::clone(self).retain(stop)));
@@ -283,7 +284,7 @@ impl Service {
 
     /// Fires due schedules, waking at the earliest next fire time (at least once a second,
     /// to see schedules other processes add).
-    async fn schedule(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    async fn fire_schedules(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         while !*stop.borrow() {
             match scheduler::tick(&self.store, &self.queue, now_ms()).await {
                 Ok(report) => {

@@ -25,9 +25,9 @@ use ratchet_server::{AppState, Caller, Role, builtin_info};
 use ratchet_views::{ExecutionDetail, JobView, NodeView, PluginView, ScheduleView, TaskView};
 
 use crate::introspection::Asks;
+use ratchet_service::EnqueueOptions;
 use ratchet_service::log_relay::RemoteLine;
-use ratchet_service::{EnqueueOptions, scheduler};
-use ratchet_storage::{ExecutionFilter, JobFilter, JobStatus, NewSchedule, Page, now_ms};
+use ratchet_storage::{ExecutionFilter, JobFilter, JobStatus, NewSchedule, Page};
 
 pub type RatchetSchema = Schema<Query, Mutation, Subscription>;
 
@@ -315,7 +315,6 @@ impl Query {
     async fn tasks(&self, ctx: &Context<'_>, tag: Option<String>) -> async_graphql::Result<Vec<TaskView>> {
         let mut tasks: Vec<TaskView> = state(ctx)?
             .service
-            .registry
             .tasks()
             .filter(|t| tag.as_ref().is_none_or(|tag| t.metadata.tags.contains(tag)))
             .map(|t| TaskView::from(&*t))
@@ -326,7 +325,7 @@ impl Query {
 
     /// A task by name or uuid.
     async fn task(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<Option<TaskView>> {
-        Ok(state(ctx)?.service.registry.get(&name).map(|t| TaskView::from(&*t)))
+        Ok(state(ctx)?.service.task(&name).map(|t| TaskView::from(&*t)))
     }
 
     /// Jobs, newest first.
@@ -342,15 +341,14 @@ impl Query {
         let status = status.as_deref().map(str::parse::<JobStatus>).transpose()?;
         let listed = state(ctx)?
             .service
-            .store
-            .list_jobs(&JobFilter { status, task }, page(limit, offset, "created_at")?)
+            .jobs(&JobFilter { status, task }, page(limit, offset, "created_at")?)
             .await
             .map_err(gql)?;
         Ok(JobPage { items: listed.items.iter().map(JobView::from).collect(), total: listed.total })
     }
 
     async fn job(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<JobView> {
-        Ok(JobView::from(&state(ctx)?.service.store.job(&id).await.map_err(gql)?))
+        Ok(JobView::from(&state(ctx)?.service.job(&id).await.map_err(gql)?))
     }
 
     /// Executions, newest first.
@@ -373,35 +371,26 @@ impl Query {
             })?),
         };
         let filter = ExecutionFilter { task, status, job_id };
-        let listed = state(ctx)?
-            .service
-            .store
-            .list_executions(&filter, page(limit, offset, "started_at")?)
-            .await
-            .map_err(gql)?;
+        let listed =
+            state(ctx)?.service.executions(&filter, page(limit, offset, "started_at")?).await.map_err(gql)?;
         Ok(ExecutionPage { items: listed.items.into_iter().map(Into::into).collect(), total: listed.total })
     }
 
     async fn execution(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<ExecutionDetail> {
-        Ok(state(ctx)?.service.store.execution(&id).await.map_err(gql)?.into())
+        Ok(state(ctx)?.service.execution(&id).await.map_err(gql)?.into())
     }
 
     /// A schedule by id or name.
     async fn schedule(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<ScheduleView> {
-        Ok(ScheduleView::from(&state(ctx)?.service.store.schedule(&id).await.map_err(gql)?))
+        Ok(ScheduleView::from(&state(ctx)?.service.schedule(&id).await.map_err(gql)?))
     }
 
     async fn schedules(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ScheduleView>> {
-        Ok(state(ctx)?.service.store.schedules().await.map_err(gql)?.iter().map(ScheduleView::from).collect())
+        Ok(state(ctx)?.service.schedules().await.map_err(gql)?.iter().map(ScheduleView::from).collect())
     }
 
     async fn nodes(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<NodeView>> {
-        let nodes = state(ctx)?
-            .service
-            .store
-            .nodes(now_ms(), ratchet_service::NODE_STALE_AFTER_MS)
-            .await
-            .map_err(gql)?;
+        let nodes = state(ctx)?.service.nodes().await.map_err(gql)?;
         Ok(nodes.into_iter().map(NodeView::from).collect())
     }
 
@@ -429,7 +418,7 @@ impl Mutation {
     ) -> async_graphql::Result<JobView> {
         need(ctx, Role::Runner)?;
         let state = state(ctx)?;
-        let max = state.service.kernel.config().limits.max_timeout_secs;
+        let max = state.service.config().limits.max_timeout_secs;
         let timeout = timeout_secs.map(|secs| ratchet_service::job_timeout(secs, max)).transpose()?;
         let options = EnqueueOptions {
             priority: priority.unwrap_or(0),
@@ -444,7 +433,7 @@ impl Mutation {
     /// Cancel a job that has not ended (runner).
     async fn cancel_job(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<JobView> {
         need(ctx, Role::Runner)?;
-        Ok(JobView::from(&state(ctx)?.service.store.cancel(&id, now_ms()).await.map_err(gql)?))
+        Ok(JobView::from(&state(ctx)?.service.cancel(&id).await.map_err(gql)?))
     }
 
     /// Enqueue a failed or cancelled job again as a new job with the same task and input
@@ -464,8 +453,7 @@ impl Mutation {
     ) -> async_graphql::Result<ExecutionDetail> {
         need(ctx, Role::Runner)?;
         let state = state(ctx)?;
-        let (task, input) =
-            ratchet_service::checked_task(&state.service.registry, &name, input.0).await.map_err(gql)?;
+        let (task, input) = state.service.check_input(&name, input.0).await.map_err(gql)?;
         let permit = state.sync_runs.clone().try_acquire_owned().map_err(|_| {
             async_graphql::Error::new(
                 "too many synchronous runs in progress (server.max_sync_runs); retry shortly",
@@ -507,16 +495,14 @@ impl Mutation {
             catch_up_window: Duration::from_secs(60),
             overlap: Default::default(),
         };
-        let schedule = scheduler::add_schedule(&state.service.store, &state.service.registry, new, now_ms())
-            .await
-            .map_err(gql)?;
+        let schedule = state.service.add_schedule(new).await.map_err(gql)?;
         Ok(ScheduleView::from(&schedule))
     }
 
     /// Remove a schedule by id or name (admin).
     async fn remove_schedule(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<ScheduleView> {
         need(ctx, Role::Admin)?;
-        Ok(ScheduleView::from(&state(ctx)?.service.store.remove_schedule(&id).await.map_err(gql)?))
+        Ok(ScheduleView::from(&state(ctx)?.service.remove_schedule(&id).await.map_err(gql)?))
     }
 
     /// Pause or resume a schedule (admin).
@@ -527,8 +513,7 @@ impl Mutation {
         enabled: bool,
     ) -> async_graphql::Result<ScheduleView> {
         need(ctx, Role::Admin)?;
-        let schedule =
-            scheduler::set_enabled(&state(ctx)?.service.store, &id, enabled, now_ms()).await.map_err(gql)?;
+        let schedule = state(ctx)?.service.set_schedule_enabled(&id, enabled).await.map_err(gql)?;
         Ok(ScheduleView::from(&schedule))
     }
 }
@@ -548,7 +533,7 @@ impl Subscription {
         id: String,
     ) -> async_graphql::Result<impl Stream<Item = JobView>> {
         let state = std::sync::Arc::clone(state(ctx)?);
-        state.service.store.job(&id).await.map_err(gql)?;
+        state.service.job(&id).await.map_err(gql)?;
         Ok(stream::unfold(
             (state, id, None::<(JobStatus, u32)>, false),
             |(state, id, last, ended)| async move {
@@ -556,7 +541,7 @@ impl Subscription {
                     return None;
                 }
                 loop {
-                    let job = state.service.store.job(&id).await.ok()?;
+                    let job = state.service.job(&id).await.ok()?;
                     let seen = (job.status, job.attempt);
                     if last != Some(seen) {
                         let ended = job.status.is_final();
@@ -577,8 +562,8 @@ impl Subscription {
         id: String,
     ) -> async_graphql::Result<impl Stream<Item = GqlLogLine>> {
         let state = std::sync::Arc::clone(state(ctx)?);
-        let live = state.service.kernel.follow_logs();
-        let recorded = state.service.store.execution(&id).await.is_ok();
+        let live = state.service.follow_logs();
+        let recorded = state.service.execution(&id).await.is_ok();
         if !recorded && !state.service.is_running(&id) {
             return Err(async_graphql::Error::new(format!(
                 "no execution {id}: it is neither recorded nor running on this node"
@@ -598,7 +583,7 @@ impl Subscription {
         id: String,
     ) -> async_graphql::Result<impl Stream<Item = GqlLogLine>> {
         let state = std::sync::Arc::clone(state(ctx)?);
-        state.service.store.job(&id).await.map_err(gql)?;
+        state.service.job(&id).await.map_err(gql)?;
         let mut remote = state.service.follow_remote_logs();
         Ok(spawn_stream(move |lines| async move {
             // Executions whose lines were all sent (followed live here, or from the record).
@@ -606,8 +591,8 @@ impl Subscription {
             // Lines other nodes relayed and that were sent, by execution.
             let mut relayed: HashMap<String, HashSet<usize>> = HashMap::new();
             loop {
-                let live = state.service.kernel.follow_logs();
-                let Ok(job) = state.service.store.job(&id).await else { return };
+                let live = state.service.follow_logs();
+                let Ok(job) = state.service.job(&id).await else { return };
                 if let Some(execution) = state.service.running_execution(&id)
                     && done.insert(execution.clone())
                 {
@@ -618,7 +603,7 @@ impl Subscription {
                 }
                 let filter = ExecutionFilter { job_id: Some(id.clone()), ..Default::default() };
                 let page = Page { limit: 100, offset: 0, sort: "started_at", descending: false };
-                let Ok(executions) = state.service.store.list_executions(&filter, page).await else { return };
+                let Ok(executions) = state.service.executions(&filter, page).await else { return };
                 for execution in &executions.items {
                     if !done.insert(execution.id.clone()) {
                         continue;
@@ -737,7 +722,7 @@ async fn follow_execution(
                 Err(RecvError::Closed) => closed = true,
             },
             _ = ticker.tick() => {
-                let Ok(record) = state.service.store.execution(id).await else { continue };
+                let Ok(record) = state.service.execution(id).await else { continue };
                 for line in log_lines(&record).into_iter().filter(|l| !sent.contains(&l.index)) {
                     if lines.send(line).await.is_err() {
                         return false;

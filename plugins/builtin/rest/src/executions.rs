@@ -46,7 +46,7 @@ pub async fn list_executions(
         })?),
     };
     let filter = ExecutionFilter { task: filter.task, status, job_id: filter.job_id };
-    let listed = state.service.store.list_executions(&filter, page).await?;
+    let listed = state.service.executions(&filter, page).await?;
     let items = listed.items.iter().map(ExecutionSummary::from).collect();
     Ok(Json(ExecutionList::new(items, listed.total, page.limit, page.offset)))
 }
@@ -58,7 +58,7 @@ pub async fn get_execution(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ExecutionDetail>, ApiError> {
-    Ok(Json(state.service.store.execution(&id).await?.into()))
+    Ok(Json(state.service.execution(&id).await?.into()))
 }
 
 /// Run the task again with the recorded input, its HTTP calls answered from the recording
@@ -69,8 +69,8 @@ pub async fn replay_execution(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ReplayResult>, ApiError> {
-    let record = state.service.store.execution(&id).await?;
-    let task = state.service.registry.get(&record.task).ok_or_else(|| {
+    let record = state.service.execution(&id).await?;
+    let task = state.service.task(&record.task).ok_or_else(|| {
         ApiError::conflict(format!(
             "task `{}` of execution {id} is no longer loaded; it cannot be replayed",
             record.task
@@ -80,7 +80,7 @@ pub async fn replay_execution(
         ApiError::conflict(format!("the HTTP recording of execution {id} is unreadable: {e}"))
     })?;
     let http = HttpMode::Replay(Arc::new(Mutex::new(VecDeque::from(har.log.entries))));
-    let execution = state.service.kernel.run_with(&task, record.input.clone(), http).await;
+    let execution = state.service.run_with(&task, record.input.clone(), http).await;
     let recorded = match (&record.output, &record.error) {
         (Some(output), _) => serde_json::json!({"output": output}),
         (None, Some(error)) => serde_json::json!({"error": error}),

@@ -40,7 +40,7 @@ pub async fn enqueue_job(
     if request.max_attempts == Some(0) {
         return Err(ApiError::invalid("max_attempts must be at least 1"));
     }
-    let max = state.service.kernel.config().limits.max_timeout_secs;
+    let max = state.service.config().limits.max_timeout_secs;
     let timeout =
         request.timeout_secs.map(|secs| job_timeout(secs, max)).transpose().map_err(ApiError::invalid)?;
     let options = EnqueueOptions {
@@ -67,7 +67,7 @@ pub async fn list_jobs(
     let page = page(&paging, filter.sort.as_deref(), &["created_at", "updated_at", "run_at", "priority"])?;
     let status =
         filter.status.as_deref().map(str::parse::<JobStatus>).transpose().map_err(ApiError::bad_request)?;
-    let listed = state.service.store.list_jobs(&JobFilter { status, task: filter.task }, page).await?;
+    let listed = state.service.jobs(&JobFilter { status, task: filter.task }, page).await?;
     let items = listed.items.iter().map(JobView::from).collect();
     Ok(Json(JobList::new(items, listed.total, page.limit, page.offset)))
 }
@@ -79,8 +79,8 @@ pub async fn get_job(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<JobDetail>, ApiError> {
-    let job = state.service.store.job(&id).await?;
-    let attempts = state.service.store.attempts(&id).await?;
+    let job = state.service.job(&id).await?;
+    let attempts = state.service.attempts(&id).await?;
     Ok(Json(JobDetail { job: JobView::from(&job), attempts: attempts.into_iter().map(Into::into).collect() }))
 }
 
@@ -91,7 +91,7 @@ pub async fn cancel_job(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
-    let job = state.service.store.cancel(&id, ratchet_storage::now_ms()).await?;
+    let job = state.service.cancel(&id).await?;
     Ok(Json(JobView::from(&job)))
 }
 

@@ -16,7 +16,6 @@ use ratchet_server::error::{ApiError, ErrorBody};
 use ratchet_server::model::{
     FireTimes, NewScheduleRequest, PageQuery, ScheduleList, SchedulePatch, ScheduleView, time,
 };
-use ratchet_service::scheduler;
 use ratchet_storage::{NewSchedule, now_ms};
 
 /// The longest catch-up window accepted: a year.
@@ -52,7 +51,6 @@ pub async fn list_schedules(
     let page = page(&paging, filter.sort.as_deref(), &["created_at", "name", "next_fire_at"])?;
     let mut schedules: Vec<_> = state
         .service
-        .store
         .schedules()
         .await?
         .into_iter()
@@ -96,8 +94,7 @@ pub async fn add_schedule(
         catch_up_window: Duration::from_secs_f64(window),
         overlap: request.overlap,
     };
-    let schedule =
-        scheduler::add_schedule(&state.service.store, &state.service.registry, new, now_ms()).await?;
+    let schedule = state.service.add_schedule(new).await?;
     Ok((StatusCode::CREATED, Json(ScheduleView::from(&schedule))))
 }
 
@@ -109,7 +106,7 @@ pub async fn get_schedule(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ScheduleView>, ApiError> {
-    Ok(Json(ScheduleView::from(&state.service.store.schedule(&id).await?)))
+    Ok(Json(ScheduleView::from(&state.service.schedule(&id).await?)))
 }
 
 /// Remove a schedule; jobs it already enqueued stay.
@@ -120,7 +117,7 @@ pub async fn remove_schedule(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ScheduleView>, ApiError> {
-    Ok(Json(ScheduleView::from(&state.service.store.remove_schedule(&id).await?)))
+    Ok(Json(ScheduleView::from(&state.service.remove_schedule(&id).await?)))
 }
 
 /// Change a schedule; fields left out keep their values.
@@ -141,12 +138,9 @@ pub async fn update_schedule(
         }
         window => window.map(Duration::from_secs_f64),
     };
-    let store = &state.service.store;
-    let mut schedule = scheduler::update_schedule(
-        store,
-        &state.service.registry,
-        &id,
-        |s| {
+    let mut schedule = state
+        .service
+        .update_schedule(&id, |s| {
             if let Some(name) = patch.name {
                 s.name = name;
             }
@@ -165,12 +159,10 @@ pub async fn update_schedule(
             s.catch_up = patch.catch_up.unwrap_or(s.catch_up);
             s.catch_up_window = window.unwrap_or(s.catch_up_window);
             s.overlap = patch.overlap.unwrap_or(s.overlap);
-        },
-        now_ms(),
-    )
-    .await?;
+        })
+        .await?;
     if let Some(enabled) = patch.enabled.filter(|&enabled| enabled != schedule.enabled) {
-        schedule = scheduler::set_enabled(store, &schedule.id, enabled, now_ms()).await?;
+        schedule = state.service.set_schedule_enabled(&schedule.id, enabled).await?;
     }
     Ok(Json(ScheduleView::from(&schedule)))
 }
@@ -183,7 +175,7 @@ pub async fn pause_schedule(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ScheduleView>, ApiError> {
-    let schedule = scheduler::set_enabled(&state.service.store, &id, false, now_ms()).await?;
+    let schedule = state.service.set_schedule_enabled(&id, false).await?;
     Ok(Json(ScheduleView::from(&schedule)))
 }
 
@@ -195,7 +187,7 @@ pub async fn resume_schedule(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ScheduleView>, ApiError> {
-    let schedule = scheduler::set_enabled(&state.service.store, &id, true, now_ms()).await?;
+    let schedule = state.service.set_schedule_enabled(&id, true).await?;
     Ok(Json(ScheduleView::from(&schedule)))
 }
 
@@ -213,7 +205,7 @@ pub async fn next_fire_times(
     if !(1..=100).contains(&count) {
         return Err(ApiError::bad_request(format!("count must be between 1 and 100, not {count}")));
     }
-    let schedule = state.service.store.schedule(&id).await?;
+    let schedule = state.service.schedule(&id).await?;
     let spec =
         CronSpec::parse(&schedule.cron, &schedule.timezone).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(Json(FireTimes { fire_times: spec.upcoming(now_ms(), count).into_iter().map(time).collect() }))

@@ -6,13 +6,12 @@ use axum::extract::State;
 use ratchet_server::AppState;
 use ratchet_server::error::{ApiError, ErrorBody};
 use ratchet_server::model::{NodeView, PluginView, WorkerView};
-use ratchet_storage::now_ms;
 
 /// The nodes sharing this database.
 #[utoipa::path(get, path = "/api/v1/nodes", tag = "system",
     responses((status = 200, body = Vec<NodeView>), (status = "4XX", body = ErrorBody)))]
 pub async fn list_nodes(State(state): State<AppState>) -> Result<Json<Vec<NodeView>>, ApiError> {
-    let nodes = state.service.store.nodes(now_ms(), ratchet_service::NODE_STALE_AFTER_MS).await?;
+    let nodes = state.service.nodes().await?;
     Ok(Json(nodes.into_iter().map(Into::into).collect()))
 }
 
@@ -20,7 +19,7 @@ pub async fn list_nodes(State(state): State<AppState>) -> Result<Json<Vec<NodeVi
 #[utoipa::path(get, path = "/api/v1/workers", tag = "system",
     responses((status = 200, body = Vec<WorkerView>), (status = "4XX", body = ErrorBody)))]
 pub async fn list_workers(State(state): State<AppState>) -> Result<Json<Vec<WorkerView>>, ApiError> {
-    let workers = state.service.store.workers().await?;
+    let workers = state.service.workers().await?;
     Ok(Json(workers.into_iter().map(Into::into).collect()))
 }
 

@@ -16,7 +16,6 @@ use ratchet_server::model::{
     ExecutionDetail, PageQuery, RunAccepted, RunRequest, TaskDetail, TaskList, TaskView, ValidateRequest,
     ValidateResponse, Violation,
 };
-use ratchet_service::checked_task;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -43,7 +42,6 @@ pub async fn list_tasks(
     let needle = filter.q.as_deref().map(str::to_lowercase);
     let mut tasks: Vec<TaskView> = state
         .service
-        .registry
         .tasks()
         .map(|task| TaskView::from(&*task))
         .filter(|task| filter.tag.as_ref().is_none_or(|tag| task.tags.contains(tag)))
@@ -78,7 +76,7 @@ pub async fn get_task(
     Path(name): Path<String>,
 ) -> Result<Json<TaskDetail>, ApiError> {
     let task = find(&state, &name)?;
-    let versions = state.service.store.task_versions(task.name()).await?;
+    let versions = state.service.task_versions(task.name()).await?;
     Ok(Json(TaskDetail {
         task: TaskView::from(&*task),
         versions: versions.into_iter().map(Into::into).collect(),
@@ -96,7 +94,7 @@ pub async fn validate_task(
 ) -> Result<Json<ValidateResponse>, ApiError> {
     let Json(request) = body?;
     let task = find(&state, &name)?;
-    let script_error = match state.service.kernel.validate(&task).await {
+    let script_error = match state.service.validate_task(&task).await {
         Ok(()) => None,
         Err(ValidateError::Task(error)) => Some(error.to_string()),
         Err(error) => return Err(ApiError::unavailable(format!("no worker could check the task: {error}"))),
@@ -131,7 +129,7 @@ pub async fn run_task(
     body: Result<Json<RunRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(request) = body?;
-    let (task, input) = checked_task(&state.service.registry, &name, request.input).await?;
+    let (task, input) = state.service.check_input(&name, request.input).await?;
     let cap = state.config.run_wait_secs;
     let wait = request.wait_secs.unwrap_or(cap);
     if !wait.is_finite() || wait < 0.0 {
@@ -176,7 +174,7 @@ fn not_recorded(unrecorded: ratchet_service::Unrecorded) -> ApiError {
 }
 
 fn find(state: &AppState, name: &str) -> Result<std::sync::Arc<ratchet_core::Task>, ApiError> {
-    state.service.registry.get(name).ok_or_else(|| {
+    state.service.task(name).ok_or_else(|| {
         ApiError::not_found(format!("no task named `{name}`; GET /api/v1/tasks lists the loaded tasks"))
     })
 }

@@ -1,0 +1,166 @@
+//! What the API surfaces ask of the node: reads of the queue, the history, the schedules and
+//! the nodes, and the changes they may make, each as one method. Surfaces go through these,
+//! never through the store, the kernel or the registry directly, so the node stays the one
+//! place that knows how they fit together (the clock, the fencing, the registry's checks).
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use ratchet_core::Task;
+use ratchet_core::config::Config;
+use ratchet_core::execution::{Execution, ValidateError};
+use ratchet_core::http::HttpMode;
+use ratchet_core::supervisor::{LiveLine, SlotStatus};
+use ratchet_storage::{
+    Attempt, ExecutionFilter, ExecutionRecord, Job, JobFilter, JobStatus, KnownVersion, Listed, NewSchedule,
+    Node, Page, QueueError, Schedule, WorkerRow, now_ms,
+};
+
+use crate::{NODE_STALE_AFTER_MS, Service, ServiceError, scheduler};
+
+impl Service {
+    /// The configuration the node runs with.
+    pub fn config(&self) -> &Config {
+        self.kernel.config()
+    }
+
+    /// The task a name or uuid refers to.
+    pub fn task(&self, reference: &str) -> Option<Arc<Task>> {
+        self.registry.get(reference)
+    }
+
+    /// Every task the node serves.
+    pub fn tasks(&self) -> impl Iterator<Item = Arc<Task>> + '_ {
+        self.registry.tasks()
+    }
+
+    /// The task `reference` names, once `input` matches its input schema.
+    pub async fn check_input(
+        &self,
+        reference: &str,
+        input: Value,
+    ) -> Result<(Arc<Task>, Value), ServiceError> {
+        crate::checked_task(&self.registry, reference, input).await
+    }
+
+    /// Checks the task's script in a worker.
+    pub async fn validate_task(&self, task: &Task) -> Result<(), ValidateError> {
+        self.kernel.validate(task).await
+    }
+
+    /// Runs `task` with its requests answered by `http` (a replay), unrecorded.
+    pub async fn run_with(&self, task: &Task, input: Value, http: HttpMode) -> Execution {
+        self.kernel.run_with(task, input, http).await
+    }
+
+    /// Every version of a task this database has seen.
+    pub async fn task_versions(&self, name: &str) -> Result<Vec<KnownVersion>, QueueError> {
+        self.store.task_versions(name).await
+    }
+
+    pub async fn job(&self, id: &str) -> Result<Job, QueueError> {
+        self.store.job(id).await
+    }
+
+    /// How each finished attempt of a job ended.
+    pub async fn attempts(&self, id: &str) -> Result<Vec<Attempt>, QueueError> {
+        self.store.attempts(id).await
+    }
+
+    pub async fn jobs(&self, filter: &JobFilter, page: Page) -> Result<Listed<Job>, QueueError> {
+        self.store.list_jobs(filter, page).await
+    }
+
+    /// Cancels a job that has not ended.
+    pub async fn cancel(&self, id: &str) -> Result<Job, QueueError> {
+        self.store.cancel(id, now_ms()).await
+    }
+
+    /// Jobs per status.
+    pub async fn job_counts(&self) -> Result<Vec<(JobStatus, u64)>, QueueError> {
+        self.store.job_counts().await
+    }
+
+    pub async fn execution(&self, id: &str) -> Result<ExecutionRecord, QueueError> {
+        self.store.execution(id).await
+    }
+
+    pub async fn executions(
+        &self,
+        filter: &ExecutionFilter,
+        page: Page,
+    ) -> Result<Listed<ExecutionRecord>, QueueError> {
+        self.store.list_executions(filter, page).await
+    }
+
+    pub async fn schedule(&self, reference: &str) -> Result<Schedule, QueueError> {
+        self.store.schedule(reference).await
+    }
+
+    pub async fn schedules(&self) -> Result<Vec<Schedule>, QueueError> {
+        self.store.schedules().await
+    }
+
+    /// Adds a schedule after checking its task, input and expression.
+    pub async fn add_schedule(&self, new: NewSchedule) -> Result<Schedule, ServiceError> {
+        scheduler::add_schedule(&self.store, &self.registry, new, now_ms()).await
+    }
+
+    /// Changes a schedule: `change` edits a copy, then it is checked as when adding.
+    pub async fn update_schedule(
+        &self,
+        reference: &str,
+        change: impl FnOnce(&mut NewSchedule),
+    ) -> Result<Schedule, ServiceError> {
+        scheduler::update_schedule(&self.store, &self.registry, reference, change, now_ms()).await
+    }
+
+    /// Pauses or resumes a schedule (resumed from its next fire time).
+    pub async fn set_schedule_enabled(
+        &self,
+        reference: &str,
+        enabled: bool,
+    ) -> Result<Schedule, ServiceError> {
+        scheduler::set_enabled(&self.store, reference, enabled, now_ms()).await
+    }
+
+    pub async fn remove_schedule(&self, reference: &str) -> Result<Schedule, QueueError> {
+        self.store.remove_schedule(reference).await
+    }
+
+    /// The nodes using this database; a silent one is `lost`.
+    pub async fn nodes(&self) -> Result<Vec<Node>, QueueError> {
+        self.store.nodes(now_ms(), NODE_STALE_AFTER_MS).await
+    }
+
+    /// The workers of running nodes, as last reported.
+    pub async fn workers(&self) -> Result<Vec<WorkerRow>, QueueError> {
+        self.store.workers().await
+    }
+
+    /// This node's worker slots.
+    pub fn worker_status(&self) -> Vec<SlotStatus> {
+        self.kernel.pool().status()
+    }
+
+    /// Why no worker can run, when none can.
+    pub fn workers_unavailable(&self) -> Option<String> {
+        self.kernel.pool().unavailable()
+    }
+
+    /// Why the database refuses writes, while it does.
+    pub fn write_failure(&self) -> Option<ratchet_storage::WriteFailure> {
+        self.store.write_failure()
+    }
+
+    /// The log lines of this node's runs from now on, as the tasks write them.
+    pub fn follow_logs(&self) -> tokio::sync::broadcast::Receiver<LiveLine> {
+        self.kernel.follow_logs()
+    }
+
+    /// How many tasks the node serves.
+    pub fn task_count(&self) -> usize {
+        self.registry.len()
+    }
+}
