@@ -1,0 +1,179 @@
+//! The node's own life: registering in the database, its background loops (scheduler,
+//! heartbeat, retention, the rescue of expired leases) and how it reports its workers.
+
+use super::*;
+
+impl Service {
+    /// Records this node and the versions of the tasks it loaded.
+    pub async fn register(&self) -> Result<(), QueueError> {
+        let registered = self.write_registration().await;
+        self.store.note_write(&registered);
+        if registered.is_ok() {
+            self.registered.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        registered
+    }
+
+    async fn write_registration(&self) -> Result<(), QueueError> {
+        let now = now_ms();
+        self.store.register_node(&self.node, &hostname(), std::process::id(), now).await?;
+        for task in self.registry.tasks() {
+            self.store.record_task_version(&task_version(&task), now).await?;
+            self.emit(|| {
+                Event::new(
+                    "task.loaded",
+                    Some(task.name()),
+                    None,
+                    json!({"version": task.metadata.version, "digest": task.digest}),
+                )
+            });
+        }
+        self.store.node_heartbeat(&self.node, &self.worker_rows(), now).await
+    }
+
+    /// Writes this node's heartbeat now (or its registration, until that succeeded): the
+    /// heartbeat loop, and readiness to see whether writes work again.
+    pub async fn beat(&self) -> Result<(), QueueError> {
+        if !self.registered.load(std::sync::atomic::Ordering::Relaxed) {
+            return self.register().await;
+        }
+        self.store.node_heartbeat(&self.node, &self.worker_rows(), now_ms()).await
+    }
+
+    /// Marks this node stopped (end of a drain).
+    pub async fn deregister(&self) {
+        if let Err(error) = self.store.stop_node(&self.node, now_ms()).await {
+            tracing::warn!("cannot mark node {} stopped: {error}", self.node);
+        }
+    }
+
+    /// Starts the consumers and the background loops (lease rescue, scheduler, node
+    /// heartbeat, retention); they stop when `stop` turns true, consumers after finishing the
+    /// job they hold.
+    pub fn start(self: &Arc<Self>, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+        let mut tasks: Vec<JoinHandle<()>> =
+            (0..self.concurrency()).map(|_| tokio::spawn(Arc::clone(self).consume(stop.clone()))).collect();
+        tasks.push(tokio::spawn(Arc::clone(self).rescue(stop.clone())));
+        tasks.push(tokio::spawn(Arc::clone(self).fire_schedules(stop.clone())));
+        tasks.push(tokio::spawn(Arc::clone(self).heartbeat_node(stop.clone())));
+        tasks.extend(log_relay::start(self, stop.clone()));
+        tasks.push(tokio::spawn(Arc::clone(self).retain(stop)));
+        tasks
+    }
+
+    /// Fires due schedules, waking at the earliest next fire time (at least once a second,
+    /// to see schedules other processes add).
+    async fn fire_schedules(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            match scheduler::tick(&self.store, &self.queue, now_ms()).await {
+                Ok(report) => {
+                    if !report.enqueued.is_empty() {
+                        self.wake.notify_waiters();
+                    }
+                    for (schedule, at, job) in &report.enqueued {
+                        tracing::info!(schedule, fire_time = at, job, "schedule fired");
+                    }
+                }
+                Err(error) => tracing::warn!("the scheduler cannot reach the database: {error}"),
+            }
+            let wait = match self.store.earliest_fire_time().await {
+                Ok(Some(next)) => (next - now_ms()).clamp(0, 1000),
+                _ => 1000,
+            };
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    async fn heartbeat_node(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            tokio::select! {
+                () = tokio::time::sleep(NODE_HEARTBEAT) => {}
+                _ = stop.changed() => return,
+            }
+            if let Err(error) = self.beat().await {
+                tracing::warn!("node heartbeat failed: {error}");
+            }
+        }
+    }
+
+    async fn retain(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let retention = self.kernel.config().retention.clone();
+        if retention.max_age_days <= 0.0 {
+            return;
+        }
+        let max_age = Duration::from_secs_f64(retention.max_age_days * 86_400.0);
+        while !*stop.borrow() {
+            match self.store.prune(now_ms() - max_age.as_millis() as i64).await {
+                Ok(pruned) if pruned.executions + pruned.jobs > 0 => tracing::info!(
+                    executions = pruned.executions,
+                    jobs = pruned.jobs,
+                    "pruned history older than {} day(s)",
+                    retention.max_age_days
+                ),
+                Ok(_) => {}
+                Err(error) => tracing::warn!("cannot prune old history: {error}"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs_f64(retention.interval_secs)) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    fn worker_rows(&self) -> Vec<WorkerRow> {
+        let now = now_ms();
+        self.kernel
+            .pool()
+            .status()
+            .into_iter()
+            .enumerate()
+            .map(|(slot, status)| WorkerRow {
+                id: format!("{}/{slot}", self.node),
+                node: self.node.clone(),
+                pid: status.pid,
+                state: status.state,
+                runs: status.runs,
+                last_error: status.last_error,
+                updated_at: now,
+            })
+            .collect()
+    }
+
+    async fn rescue(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let every = self.lease() / 2;
+        while !*stop.borrow() {
+            match self.store.rescue_expired(now_ms()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!("rescued {n} job(s) whose lease expired"),
+                Err(error) => tracing::warn!("cannot rescue expired leases: {error}"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+}
+
+pub(crate) fn task_version(task: &ratchet_core::Task) -> TaskVersion {
+    TaskVersion {
+        task: task.name().to_owned(),
+        uuid: task.metadata.uuid.clone(),
+        digest: task.digest.clone(),
+        version: task.metadata.version.clone(),
+        origin: task.origin.display().to_string(),
+        metadata: task.metadata_document.clone(),
+        input_schema: task.input_schema.document.clone(),
+        output_schema: task.output_schema.document.clone(),
+        code: task.code.to_string(),
+    }
+}
+
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "node".into())
+}
