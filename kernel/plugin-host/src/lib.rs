@@ -10,6 +10,7 @@
 //! api-surface) have their WIT worlds and are refused at load time with a clear error until
 //! their host side lands.
 
+pub mod answers;
 pub mod auth;
 pub mod conformance;
 mod console;

@@ -90,16 +90,12 @@ impl PatternPlugin for Native<dyn NativeErrorPattern> {
         };
         let classified = self.plugin.classify(&failure);
         self.counted(self.plugin.panics());
-        Ok(classified
-            .into_iter()
-            .take(16)
-            .map(|c| Classification {
-                pattern: c.pattern,
-                category: c.category,
-                confidence: if c.confidence.is_finite() { c.confidence.clamp(0.0, 1.0) } else { 0.0 },
-                suggestions: c.suggestions.into_iter().take(16).collect(),
-            })
-            .collect())
+        Ok(crate::answers::classifications(classified.into_iter().map(|c| Classification {
+            pattern: c.pattern,
+            category: c.category,
+            confidence: c.confidence,
+            suggestions: c.suggestions,
+        })))
     }
 }
 
@@ -108,10 +104,8 @@ impl AuthPlugin for Native<dyn NativeAuth> {
         let authenticated = self.plugin.authenticate(headers);
         self.counted(self.plugin.panics());
         match authenticated {
-            Ok(principal) => {
-                Ok(Principal { id: principal.id, roles: principal.roles.into_iter().take(16).collect() })
-            }
-            Err(plugin_api::PluginError::Denied(reason)) => Err(reason),
+            Ok(principal) => Ok(crate::answers::principal(principal.id, principal.roles)),
+            Err(plugin_api::PluginError::Denied(reason)) => Err(crate::answers::reason(reason)),
             Err(error) => Err(format!("the auth plugin failed: {error}")),
         }
     }

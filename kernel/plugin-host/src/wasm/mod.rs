@@ -12,7 +12,7 @@
 //!   compatibility hash, so a restart loads them in a fraction of a millisecond.
 
 mod bindings;
-mod host;
+pub(crate) mod host;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -436,15 +436,15 @@ fn describe_plugin_error(error: types::PluginError) -> String {
     }
 }
 
-/// An API surface's answer, checked: a status from 100 to 599, at most 64 headers, a body of
-/// at most [`MAX_SURFACE_BODY`].
+/// An API surface's answer, checked: a status from 100 to 599, at most
+/// [`MAX_RESPONSE_HEADERS`] headers, a body of at most [`MAX_SURFACE_BODY`].
 pub fn check_response(response: &SurfaceResponse) -> Result<(), String> {
     if !(100..=599).contains(&response.status) {
         return Err(format!("the plugin answered status {}, which is not an HTTP status", response.status));
     }
-    if response.headers.len() > 64 {
+    if response.headers.len() > MAX_RESPONSE_HEADERS {
         return Err(format!(
-            "the plugin answered {} headers; at most 64 are accepted",
+            "the plugin answered {} headers; at most {MAX_RESPONSE_HEADERS} are accepted",
             response.headers.len()
         ));
     }
@@ -457,11 +457,11 @@ pub fn check_response(response: &SurfaceResponse) -> Result<(), String> {
     Ok(())
 }
 
-/// The largest response body an API surface may return.
-pub const MAX_SURFACE_BODY: usize = 16 * 1024 * 1024;
+pub use crate::answers::{MAX_RESPONSE_HEADERS, MAX_SURFACE_BODY};
 
 impl WasmPlugin<ApiSurfacePlugin> {
-    /// The plugin's answer to `request`, checked: a status from 100 to 599, at most 64 headers
+    /// The plugin's answer to `request`, checked: a status from 100 to 599, at most
+    /// [`MAX_RESPONSE_HEADERS`] headers
     /// with valid names and values, a body of at most [`MAX_SURFACE_BODY`]. A trap, a
     /// deadline or an answer that fails the checks is an error.
     pub fn handle(&mut self, request: SurfaceRequest) -> Result<SurfaceResponse, String> {
@@ -507,9 +507,9 @@ impl<W: World> WasmPlugin<W> {
         }
         let limits = StoreLimitsBuilder::new()
             .memory_size(usize::try_from(self.config.limits.memory.0).unwrap_or(usize::MAX))
-            .instances(16)
-            .tables(64)
-            .memories(16)
+            .instances(crate::answers::MAX_INSTANCES)
+            .tables(crate::answers::MAX_TABLES)
+            .memories(crate::answers::MAX_MEMORIES)
             .build();
         let state = HostState {
             plugin: self.name.clone(),
@@ -690,16 +690,7 @@ impl WasmErrorPattern {
     pub fn classify(&mut self, failure: &Failure) -> Result<Vec<Classification>, PluginError> {
         let found = self
             .call(|store, instance| instance.ratchet_plugin_error_pattern().call_classify(store, failure))?;
-        Ok(found
-            .into_iter()
-            .take(16)
-            .map(|c| Classification {
-                pattern: truncate(c.pattern, 128),
-                category: truncate(c.category, 64),
-                confidence: if c.confidence.is_finite() { c.confidence.clamp(0.0, 1.0) } else { 0.0 },
-                suggestions: c.suggestions.into_iter().take(16).map(|s| truncate(s, 1024)).collect(),
-            })
-            .collect())
+        Ok(crate::answers::classifications(found))
     }
 }
 
@@ -709,13 +700,10 @@ impl WasmAuth {
     pub fn authenticate(&mut self, headers: &[(String, String)]) -> Result<Principal, String> {
         let headers: Vec<(String, String)> = headers.to_vec();
         match self.call(|store, instance| instance.ratchet_plugin_auth().call_authenticate(store, &headers)) {
-            Ok(Ok(principal)) => Ok(Principal {
-                id: truncate(principal.id, 256),
-                roles: principal.roles.into_iter().take(16).map(|r| truncate(r, 64)).collect(),
-            }),
-            Ok(Err(types::PluginError::Denied(reason))) => Err(truncate(reason, 1024)),
+            Ok(Ok(principal)) => Ok(crate::answers::principal(principal.id, principal.roles)),
+            Ok(Err(types::PluginError::Denied(reason))) => Err(crate::answers::reason(reason)),
             Ok(Err(types::PluginError::InvalidInput(reason) | types::PluginError::Failed(reason))) => {
-                Err(format!("the auth plugin failed: {}", truncate(reason, 1024)))
+                Err(format!("the auth plugin failed: {}", crate::answers::reason(reason)))
             }
             Err(error) => Err(format!("the auth plugin failed: {error}")),
         }

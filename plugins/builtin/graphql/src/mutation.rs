@@ -1,0 +1,122 @@
+//! The mutations, each checking its role: enqueue, cancel, retry, run, schedules.
+
+use super::*;
+
+pub struct Mutation;
+
+#[Object]
+impl Mutation {
+    /// Enqueue a job (runner). A repeated idempotency key returns the existing job.
+    async fn enqueue(
+        &self,
+        ctx: &Context<'_>,
+        task: String,
+        input: Json<Value>,
+        priority: Option<i32>,
+        idempotency_key: Option<String>,
+        #[graphql(
+            desc = "Seconds each attempt may run, replacing the task's timeout (at most limits.max_timeout_secs)."
+        )]
+        timeout_secs: Option<f64>,
+    ) -> async_graphql::Result<JobView> {
+        need(ctx, Role::Runner)?;
+        let state = state(ctx)?;
+        let max = state.service.config().limits.max_timeout_secs;
+        let timeout = timeout_secs.map(|secs| ratchet_service::job_timeout(secs, max)).transpose()?;
+        let options = EnqueueOptions {
+            priority: priority.unwrap_or(0),
+            idempotency_key,
+            timeout,
+            ..Default::default()
+        };
+        let enqueued = state.service.enqueue(&task, input.0, options).await.map_err(gql)?;
+        Ok(JobView::from(&enqueued.job))
+    }
+
+    /// Cancel a job that has not ended (runner).
+    async fn cancel_job(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<JobView> {
+        need(ctx, Role::Runner)?;
+        Ok(JobView::from(&state(ctx)?.service.cancel(&id).await.map_err(gql)?))
+    }
+
+    /// Enqueue a failed or cancelled job again as a new job with the same task and input
+    /// (runner).
+    async fn retry_job(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<JobView> {
+        need(ctx, Role::Runner)?;
+        Ok(JobView::from(&state(ctx)?.service.retry(&id).await.map_err(gql)?.job))
+    }
+
+    /// Run a task now and wait for its recorded execution (runner), at most
+    /// server.run_wait_secs.
+    async fn run_task(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        input: Json<Value>,
+    ) -> async_graphql::Result<ExecutionDetail> {
+        need(ctx, Role::Runner)?;
+        let state = state(ctx)?;
+        let (task, input) = state.service.check_input(&name, input.0).await.map_err(gql)?;
+        let permit = state.sync_runs.clone().try_acquire_owned().map_err(|_| {
+            async_graphql::Error::new(
+                "too many synchronous runs in progress (server.max_sync_runs); retry shortly",
+            )
+        })?;
+        let (id, done) = state.service.run_now(task, input, permit);
+        match tokio::time::timeout(ratchet_server::seconds(state.config.run_wait_secs), done).await {
+            Ok(Ok(Ok(record))) => Ok(record.into()),
+            Ok(Ok(Err(unrecorded))) => Err(async_graphql::Error::new(format!(
+                "run {id} ended ({}) but the database refused its record ({}); it is not in the history",
+                unrecorded.record.status, unrecorded.error
+            ))),
+            Ok(Err(_)) => Err(async_graphql::Error::new(format!("run {id} ended without a result"))),
+            Err(_) => Err(async_graphql::Error::new(format!(
+                "run {id} is still going after server.run_wait_secs; query execution(id: \"{id}\") later"
+            ))),
+        }
+    }
+
+    /// Add a cron schedule (admin).
+    async fn add_schedule(
+        &self,
+        ctx: &Context<'_>,
+        task: String,
+        cron: String,
+        timezone: Option<String>,
+        input: Option<Json<Value>>,
+        name: Option<String>,
+    ) -> async_graphql::Result<ScheduleView> {
+        need(ctx, Role::Admin)?;
+        let state = state(ctx)?;
+        let new = NewSchedule {
+            name: name.unwrap_or_else(|| task.clone()),
+            task,
+            cron,
+            timezone: timezone.unwrap_or_else(|| "UTC".into()),
+            input: input.map_or_else(|| serde_json::json!({}), |i| i.0),
+            catch_up: Default::default(),
+            catch_up_window: Duration::from_secs(60),
+            overlap: Default::default(),
+        };
+        let schedule = state.service.add_schedule(new).await.map_err(gql)?;
+        Ok(ScheduleView::from(&schedule))
+    }
+
+    /// Remove a schedule by id or name (admin).
+    async fn remove_schedule(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<ScheduleView> {
+        need(ctx, Role::Admin)?;
+        Ok(ScheduleView::from(&state(ctx)?.service.remove_schedule(&id).await.map_err(gql)?))
+    }
+
+    /// Pause or resume a schedule (admin).
+    async fn set_schedule_enabled(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        enabled: bool,
+    ) -> async_graphql::Result<ScheduleView> {
+        need(ctx, Role::Admin)?;
+        let schedule = state(ctx)?.service.set_schedule_enabled(&id, enabled).await.map_err(gql)?;
+        Ok(ScheduleView::from(&schedule))
+    }
+}

@@ -1,0 +1,95 @@
+//! The queries: tasks, jobs, executions, schedules, nodes and plugins, as their views.
+
+use super::*;
+
+pub struct Query;
+
+#[Object]
+impl Query {
+    /// The loaded tasks, by name.
+    async fn tasks(&self, ctx: &Context<'_>, tag: Option<String>) -> async_graphql::Result<Vec<TaskView>> {
+        let mut tasks: Vec<TaskView> = state(ctx)?
+            .service
+            .tasks()
+            .filter(|t| tag.as_ref().is_none_or(|tag| t.metadata.tags.contains(tag)))
+            .map(|t| TaskView::from(&*t))
+            .collect();
+        tasks.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(tasks)
+    }
+
+    /// A task by name or uuid.
+    async fn task(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<Option<TaskView>> {
+        Ok(state(ctx)?.service.task(&name).map(|t| TaskView::from(&*t)))
+    }
+
+    /// Jobs, newest first.
+    #[graphql(complexity = "limit.unwrap_or(50) as usize * child_complexity")]
+    async fn jobs(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<String>,
+        task: Option<String>,
+        limit: Option<u64>,
+        offset: Option<u64>,
+    ) -> async_graphql::Result<JobPage> {
+        let status = status.as_deref().map(str::parse::<JobStatus>).transpose()?;
+        let listed = state(ctx)?
+            .service
+            .jobs(&JobFilter { status, task }, page(limit, offset, "created_at")?)
+            .await
+            .map_err(gql)?;
+        Ok(JobPage { items: listed.items.iter().map(JobView::from).collect(), total: listed.total })
+    }
+
+    async fn job(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<JobView> {
+        Ok(JobView::from(&state(ctx)?.service.job(&id).await.map_err(gql)?))
+    }
+
+    /// Executions, newest first.
+    #[graphql(complexity = "limit.unwrap_or(50) as usize * child_complexity")]
+    async fn executions(
+        &self,
+        ctx: &Context<'_>,
+        task: Option<String>,
+        status: Option<String>,
+        job_id: Option<String>,
+        limit: Option<u64>,
+        offset: Option<u64>,
+    ) -> async_graphql::Result<ExecutionPage> {
+        let status = match status.as_deref() {
+            None => None,
+            Some(name) => Some(ratchet_core::RunStatus::parse(name).ok_or_else(|| {
+                gql(ratchet_server::ApiError::bad_request(format!(
+                    "`{name}` is not an execution status; use success or failure"
+                )))
+            })?),
+        };
+        let filter = ExecutionFilter { task, status, job_id };
+        let listed =
+            state(ctx)?.service.executions(&filter, page(limit, offset, "started_at")?).await.map_err(gql)?;
+        Ok(ExecutionPage { items: listed.items.into_iter().map(Into::into).collect(), total: listed.total })
+    }
+
+    async fn execution(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<ExecutionDetail> {
+        Ok(state(ctx)?.service.execution(&id).await.map_err(gql)?.into())
+    }
+
+    /// A schedule by id or name.
+    async fn schedule(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<ScheduleView> {
+        Ok(ScheduleView::from(&state(ctx)?.service.schedule(&id).await.map_err(gql)?))
+    }
+
+    async fn schedules(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ScheduleView>> {
+        Ok(state(ctx)?.service.schedules().await.map_err(gql)?.iter().map(ScheduleView::from).collect())
+    }
+
+    async fn nodes(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<NodeView>> {
+        let nodes = state(ctx)?.service.nodes().await.map_err(gql)?;
+        Ok(nodes.into_iter().map(NodeView::from).collect())
+    }
+
+    async fn plugins(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<PluginView>> {
+        Ok(state(ctx)?.plugin_views())
+    }
+}
