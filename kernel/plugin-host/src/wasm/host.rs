@@ -9,7 +9,7 @@ use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{host, types};
+use super::wit::latest::{host, types};
 use ratchet_core::http::{Egress, EgressPolicy, FetchFailure};
 
 /// Longest log line or error message kept from a plugin.

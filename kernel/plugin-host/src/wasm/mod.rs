@@ -11,8 +11,8 @@
 //! - Compiled components are cached on disk, keyed by the file's SHA-256 and the engine's
 //!   compatibility hash, so a restart loads them in a fraction of a millisecond.
 
-mod bindings;
 pub(crate) mod host;
+mod wit;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -26,12 +26,14 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-use self::bindings::{
-    ApiSurfacePlugin, ApiSurfacePluginPre, AuthPlugin, AuthPluginPre, EXPORTS_V0_1_0, ErrorPatternPlugin,
-    ErrorPatternPluginPre, INTERFACE_V0_1_0, LoaderPlugin, LoaderPluginPre, SinkPlugin, SinkPluginPre, types,
-};
-pub use self::bindings::{Classification, Failure, Principal, SurfaceRequest, SurfaceResponse};
 use self::host::{HostState, KvStore, MAX_MESSAGE, PluginHttp, truncate};
+use self::wit::latest::{
+    self, ApiSurfacePlugin, ApiSurfacePluginPre, AuthPlugin, AuthPluginPre, ErrorPatternPlugin,
+    ErrorPatternPluginPre, LoaderPlugin, LoaderPluginPre, SinkPlugin, SinkPluginPre, types,
+};
+pub use self::wit::latest::{
+    Classification, Failure, INTERFACE as WIT_INTERFACE, Principal, SurfaceRequest, SurfaceResponse,
+};
 use super::sinks::Sink;
 use super::{Event, LoadError, PluginError, PluginInfo};
 use ratchet_core::config::{EgressConfig, PluginConfig};
@@ -194,19 +196,16 @@ impl WasmHost {
     }
 
     /// The kind of plugin the component at `path` is, from its exports.
-    pub fn kind_of(&self, path: &Path) -> Result<Option<&'static str>, LoadError> {
+    pub fn kind_of(&self, path: &Path) -> Result<Option<PluginKind>, LoadError> {
         let (component, _) = self.component("(inspected)", path)?;
         Ok(self.exported_kind(&component))
     }
 
     /// The kind a component is, from the interfaces it exports.
-    fn exported_kind(&self, component: &Component) -> Option<&'static str> {
+    fn exported_kind(&self, component: &Component) -> Option<PluginKind> {
         let exports: Vec<String> =
             component.component_type().exports(&self.engine).map(|(name, _)| name.to_owned()).collect();
-        EXPORTS_V0_1_0
-            .iter()
-            .find(|(_, interface)| exports.iter().any(|e| e == interface))
-            .map(|(kind, _)| *kind)
+        PluginKind::ALL.into_iter().find(|kind| exports.contains(&latest::export(*kind)))
     }
 
     /// Loads a sink plugin: checks its kind, instantiates it once and asks for its manifest.
@@ -239,18 +238,18 @@ impl WasmHost {
         let path = PathBuf::from(&config.source);
         let (component, _) = self.component(&name, &path)?;
         let found = self.exported_kind(&component);
-        if config.kind != W::KIND || found != Some(W::KIND.as_str()) {
+        if config.kind != W::KIND || found != Some(W::KIND) {
             return Err(match found {
                 Some(kind) => LoadError::WrongKind {
                     name,
                     configured: config.kind.to_string(),
-                    found: format!("the {kind} interface (ratchet:plugin/{kind}@0.1.0)"),
+                    found: format!("the {kind} interface ({})", latest::export(kind)),
                     path: config.source.clone(),
                 },
                 None => LoadError::WrongKind {
                     name,
                     configured: config.kind.to_string(),
-                    found: "no ratchet:plugin@0.1.0 interface".into(),
+                    found: format!("no {} interface", latest::INTERFACE),
                     path: config.source.clone(),
                 },
             });
@@ -282,7 +281,7 @@ impl WasmHost {
                 plugin: String::new(),
                 kind: W::KIND.into(),
                 source: config.source.clone(),
-                interface: INTERFACE_V0_1_0.into(),
+                interface: latest::INTERFACE.into(),
                 version: String::new(),
                 description: String::new(),
                 requested: Vec::new(),

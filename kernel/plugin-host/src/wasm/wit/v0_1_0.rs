@@ -1,10 +1,21 @@
-//! The one place that runs `bindgen!` over the WIT package, so a wasmtime upgrade or a new
-//! WIT version touches this file. Each frozen version gets its own module.
+//! The bindings of `ratchet:plugin@0.1.0` (`wit/ratchet-plugin/0.1.0`, frozen): the one place
+//! that runs `bindgen!` over it.
 
 #![allow(missing_docs, clippy::all)]
 
-/// `ratchet:plugin@0.1.0`.
-pub mod v0_1_0 {
+use plugin_api::PluginKind;
+
+/// This version, as its WIT package names it.
+pub const VERSION: &str = "0.1.0";
+/// The package with its version, as components and messages name it.
+pub const INTERFACE: &str = "ratchet:plugin@0.1.0";
+
+/// The interface a component of `kind` exports in this version.
+pub fn export(kind: PluginKind) -> String {
+    format!("ratchet:plugin/{kind}@{VERSION}")
+}
+
+mod generated {
     pub mod sink {
         wasmtime::component::bindgen!({
             world: "sink-plugin",
@@ -57,27 +68,16 @@ pub mod v0_1_0 {
     }
 }
 
-pub use v0_1_0::api_surface::exports::ratchet::plugin::api_surface::{
+pub use generated::api_surface::exports::ratchet::plugin::api_surface::{
     Request as SurfaceRequest, Response as SurfaceResponse,
 };
-pub use v0_1_0::api_surface::{ApiSurfacePlugin, ApiSurfacePluginPre};
-pub use v0_1_0::auth::exports::ratchet::plugin::auth::Principal;
-pub use v0_1_0::auth::{AuthPlugin, AuthPluginPre};
-pub use v0_1_0::error_pattern::exports::ratchet::plugin::error_pattern::{Classification, Failure};
-pub use v0_1_0::error_pattern::{ErrorPatternPlugin, ErrorPatternPluginPre};
-pub use v0_1_0::loader::{LoaderPlugin, LoaderPluginPre};
+pub use generated::api_surface::{ApiSurfacePlugin, ApiSurfacePluginPre};
+pub use generated::auth::exports::ratchet::plugin::auth::Principal;
+pub use generated::auth::{AuthPlugin, AuthPluginPre};
+pub use generated::error_pattern::exports::ratchet::plugin::error_pattern::{Classification, Failure};
+pub use generated::error_pattern::{ErrorPatternPlugin, ErrorPatternPluginPre};
+pub use generated::loader::{LoaderPlugin, LoaderPluginPre};
 
 /// The current version's types, for the host.
-pub use v0_1_0::sink::ratchet::plugin::{host, types};
-pub use v0_1_0::sink::{SinkPlugin, SinkPluginPre};
-
-/// The interface names a 0.1.0 component exports, by plugin kind.
-pub const EXPORTS_V0_1_0: [(&str, &str); 5] = [
-    ("sink", "ratchet:plugin/sink@0.1.0"),
-    ("loader", "ratchet:plugin/loader@0.1.0"),
-    ("error-pattern", "ratchet:plugin/error-pattern@0.1.0"),
-    ("auth", "ratchet:plugin/auth@0.1.0"),
-    ("api-surface", "ratchet:plugin/api-surface@0.1.0"),
-];
-
-pub const INTERFACE_V0_1_0: &str = "ratchet:plugin@0.1.0";
+pub use generated::sink::ratchet::plugin::{host, types};
+pub use generated::sink::{SinkPlugin, SinkPluginPre};
