@@ -256,7 +256,7 @@ fn load_each(
                 (info, Loaded::Loader(Box::new(loader)))
             }
             Some(builtin) => {
-                let (info, sink) = console::load(builtin, config)?;
+                let (info, sink) = console::load(builtin, config, host.new_counters(&config.name))?;
                 (info, Loaded::Sink(sink))
             }
             None if native => native::load(config, host.new_counters(&config.name))?,

@@ -25,12 +25,20 @@ use super::wasm::{Classification, Failure, PluginCounters, Principal, SurfaceReq
 use super::{Event, LoadError, Loaded, PluginError, PluginInfo};
 use ratchet_core::config::PluginConfig;
 
-/// A native plugin and the library its code lives in (dropped after the plugin).
-struct Native<T: ?Sized> {
+/// A native plugin and the library its code lives in (dropped after the plugin); a built-in
+/// one, linked into the kernel, has none.
+pub(crate) struct Native<T: ?Sized> {
     name: String,
     plugin: ManuallyDrop<Box<T>>,
     counters: Arc<PluginCounters>,
-    _library: Library,
+    _library: Option<Library>,
+}
+
+impl<T: ?Sized> Native<T> {
+    /// A plugin linked into the kernel, run through the same adapter as a loaded library's.
+    pub(crate) fn builtin(name: String, plugin: Box<T>, counters: Arc<PluginCounters>) -> Native<T> {
+        Native { name, plugin: ManuallyDrop::new(plugin), counters, _library: None }
+    }
 }
 
 impl<T: ?Sized> Native<T> {
@@ -284,6 +292,6 @@ fn create<T: ?Sized>(
     let counters = Arc::clone(counters);
     Ok((
         manifest,
-        Native { name: name.clone(), plugin: ManuallyDrop::new(plugin), counters, _library: library },
+        Native { name: name.clone(), plugin: ManuallyDrop::new(plugin), counters, _library: Some(library) },
     ))
 }

@@ -198,3 +198,32 @@ async fn graphql_errors_carry_the_rest_error_code() {
     assert_eq!(extensions["code"], "invalid_input", "{refused:?}");
     assert_eq!(extensions["details"]["violations"][0]["pointer"], "/num1", "{refused:?}");
 }
+
+/// The built-in console sink implements plugin-api's `NativeSink` and runs through the same
+/// adapter as a shared-library sink: a real run's events reach the server's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_built_in_console_sink_writes_the_events_of_runs() {
+    let config = "server:\n  rate_limit_per_second: 0\nplugins:\n  - name: console\n    kind: sink\n    source: builtin:console-sink\n";
+    let server = ApiServer::start(&[&tests::example_task("addition")], config);
+    let run = server.post("/api/v1/tasks/addition/run", &json!({"input": {"num1": 1, "num2": 2}})).await;
+    let id = run.json["id"].as_str().unwrap().to_owned();
+    let log_path = server.root.path().join("serve.log");
+    let started = std::time::Instant::now();
+    loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let event = log
+            .lines()
+            .filter_map(|l| l.strip_prefix("[event] "))
+            .find(|l| l.contains(&id) && l.contains("execution.succeeded"));
+        if let Some(event) = event {
+            let event: Value = serde_json::from_str(event).unwrap();
+            assert_eq!(event["task"], "addition", "{event}");
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "no console event for {id}:\n{log}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let plugins = server.get("/api/v1/plugins").await;
+    let console = plugins.json.as_array().unwrap().iter().find(|p| p["name"] == "console").cloned().unwrap();
+    assert_eq!((console["plugin"].as_str(), console["kind"].as_str()), (Some("console-sink"), Some("sink")));
+}
