@@ -204,12 +204,13 @@ impl Kernel {
         input: Value,
         http: HttpMode,
     ) -> Execution {
-        let RunIdentity { execution_id: id, attempt, timeout } = identity;
+        let RunIdentity { execution_id: id, attempt, timeout, input_checked } = identity;
         let started = Instant::now();
         let limit = self.config.workers.max_frame_bytes.saturating_sub(FRAME_HEADROOM);
         let (input, violations) =
             match input_too_deep(&input).or_else(|| input_too_large(&input, &task.code, limit)) {
                 Some(violation) => (input, vec![violation]),
+                None if input_checked => (input, Vec::new()),
                 None => task.input_schema.check(input).await,
             };
         if !violations.is_empty() {
@@ -337,11 +338,14 @@ pub struct RunIdentity {
     pub execution_id: String,
     pub attempt: u32,
     pub timeout: Option<Duration>,
+    /// The caller already checked the input against this task's input schema (a synchronous
+    /// run over the API does, to answer 422 before anything runs): it is not checked twice.
+    pub input_checked: bool,
 }
 
 impl RunIdentity {
     pub fn new(execution_id: String) -> RunIdentity {
-        RunIdentity { execution_id, attempt: 1, timeout: None }
+        RunIdentity { execution_id, attempt: 1, timeout: None, input_checked: false }
     }
 }
 

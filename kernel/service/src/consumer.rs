@@ -66,7 +66,8 @@ impl Service {
             )
         });
         let http = self.kernel.live_http(&task);
-        let identity = RunIdentity { execution_id, attempt: job.attempt, timeout: job.timeout };
+        let identity =
+            RunIdentity { execution_id, attempt: job.attempt, timeout: job.timeout, input_checked: false };
         let execution = self.kernel.run_as(identity, &task, job.input.clone(), http).await;
         let classification = self.classify(&job.task, &execution).await;
         heartbeat.abort();

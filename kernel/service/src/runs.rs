@@ -7,7 +7,8 @@ impl Service {
     /// Runs `task` now, outside the queue (the API's synchronous run), and records it. The
     /// execution id is known at once; the record arrives on the receiver when the run ends,
     /// and the run finishes and is recorded even when nobody waits for it any more. `guard`
-    /// (a concurrency permit) is held until the run is recorded.
+    /// (a concurrency permit) is held until the run is recorded. `input` has passed
+    /// [`Service::check_input`] for this task: it is not checked again.
     pub fn run_now(
         self: &Arc<Self>,
         task: Arc<ratchet_core::Task>,
@@ -26,8 +27,15 @@ impl Service {
             let name = task.name().to_owned();
             service.emit(|| Event::new("execution.started", Some(&name), Some(&execution_id), json!({})));
             let http = service.kernel.live_http(&task);
-            let execution =
-                service.kernel.run_as(RunIdentity::new(execution_id), &task, input.clone(), http).await;
+            let execution = service
+                .kernel
+                .run_as(
+                    RunIdentity { input_checked: true, ..RunIdentity::new(execution_id) },
+                    &task,
+                    input.clone(),
+                    http,
+                )
+                .await;
             let classification = service.classify(&name, &execution).await;
             service.metrics.run(&name, execution.outcome.is_ok(), execution.duration);
             service.emit_outcome(&name, None, &execution, &classification);
