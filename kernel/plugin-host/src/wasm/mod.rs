@@ -279,7 +279,7 @@ impl WasmHost {
             info: PluginInfo {
                 name: name.clone(),
                 plugin: String::new(),
-                kind: W::KIND.into(),
+                kind: W::KIND,
                 source: config.source.clone(),
                 interface: latest::INTERFACE.into(),
                 version: String::new(),
