@@ -38,7 +38,12 @@ pub async fn run_once(mut config: Config, args: RunOnceArgs) -> anyhow::Result<E
     let kernel = Kernel::start(config, 1)?;
     let task = ratchet_core::task::load(&args.from_fs, &kernel.config().limits);
     let task = match task {
-        Ok(task) => task,
+        Ok(task) => {
+            for warning in &task.warnings {
+                eprintln!("warning: {warning}");
+            }
+            task
+        }
         Err(error) => {
             kernel.shutdown().await;
             bail!(error);

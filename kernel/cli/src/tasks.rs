@@ -36,6 +36,9 @@ pub async fn validate(config: Config, path: &Path) -> anyhow::Result<ExitCode> {
 
 async fn check(kernel: &Kernel, path: &Path) -> anyhow::Result<ratchet_core::Task> {
     let task = ratchet_core::task::load(path, &kernel.config().limits)?;
+    for warning in &task.warnings {
+        eprintln!("warning: {warning}");
+    }
     kernel.validate(&task).await?;
     Ok(task)
 }

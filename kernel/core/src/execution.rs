@@ -111,6 +111,14 @@ impl ExecutionError {
         }
     }
 
+    /// What went wrong, without the class: the JS error's message, or the kernel's account.
+    pub fn message(&self) -> String {
+        match self {
+            ExecutionError::Task(error) => error.message.clone(),
+            other => other.to_string(),
+        }
+    }
+
     /// The error class: the JS error's name, or the kernel's name for the failure.
     pub fn name(&self) -> &str {
         match self {

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::execution::{ExecutionError, Kernel};
 use crate::http::HttpMode;
+use crate::task::expect::{Comparison, compare};
 use crate::task::{Expectation, Task, TestCase};
 
 /// How one case went.
@@ -42,17 +43,29 @@ async fn run_case(kernel: &Kernel, task: &Task, case: &TestCase) -> CaseReport {
         None => kernel.live_http(task),
     };
     let execution = kernel.run_with(task, case.input.clone(), http).await;
-    let failure = judge(&case.expect, &execution.outcome);
+    let failure = judge(case, &execution.outcome);
     CaseReport { name: case.name.clone(), failure, duration: execution.duration }
 }
 
-/// `None` when the outcome meets the expectation.
-pub fn judge(expect: &Expectation, outcome: &Result<Value, ExecutionError>) -> Option<String> {
-    match (expect, outcome) {
-        (Expectation::Output(expected), Ok(actual)) if json_eq(expected, actual) => None,
-        (Expectation::Output(expected), Ok(actual)) => {
-            Some(format!("expected output {expected}, got {actual}"))
-        }
+/// `None` when the outcome meets the case: its expectation, then every assertion.
+pub fn judge(case: &TestCase, outcome: &Result<Value, ExecutionError>) -> Option<String> {
+    if let Some(failure) = expectation(case, outcome) {
+        return Some(failure);
+    }
+    let (output, error) = match outcome {
+        Ok(output) => (Some(output), None),
+        Err(error) => (None, Some(error.message())),
+    };
+    case.assertions.iter().find_map(|assertion| assertion.check(output, error.as_deref()).err())
+}
+
+fn expectation(case: &TestCase, outcome: &Result<Value, ExecutionError>) -> Option<String> {
+    let comparison = if case.assertions.is_empty() { Comparison::Exact } else { Comparison::Subset };
+    match (&case.expect, outcome) {
+        (Expectation::Assertions, _) => None,
+        (Expectation::Output(expected), Ok(actual)) => compare(expected, actual, comparison)
+            .err()
+            .map(|mismatch| format!("expected output {expected}, got {actual}: {mismatch}")),
         (Expectation::Output(_), Err(error)) => Some(format!("expected an output, the run failed: {error}")),
         (Expectation::Error { .. }, Ok(actual)) => {
             Some(format!("expected an error, the task returned {actual}"))
@@ -107,9 +120,13 @@ mod tests {
             message: "bad row 3".into(),
             stack: None,
         }));
-        let expect = |name: Option<&str>, message: Option<&str>| Expectation::Error {
-            name: name.map(Into::into),
-            message: message.map(Into::into),
+        let expect = |name: Option<&str>, message: Option<&str>| TestCase {
+            name: "case".into(),
+            description: None,
+            input: json!({}),
+            expect: Expectation::Error { name: name.map(Into::into), message: message.map(Into::into) },
+            assertions: Vec::new(),
+            mock: None,
         };
         assert_eq!(judge(&expect(Some("DataError"), Some("row 3")), &thrown), None);
         assert_eq!(judge(&expect(None, None), &thrown), None);

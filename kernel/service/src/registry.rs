@@ -59,7 +59,12 @@ impl TaskRegistry {
                     };
                     rejected.push(Rejected { path, error });
                 }
-                Ok(task) => self.insert(task),
+                Ok(task) => {
+                    for warning in &task.warnings {
+                        tracing::warn!("task {}: {warning}", task.name());
+                    }
+                    self.insert(task);
+                }
                 Err(error) => rejected.push(Rejected { path, error }),
             }
         }

@@ -149,3 +149,80 @@ fn a_zip_without_metadata_is_named() {
     let run = ratchet(&["validate", "--from-fs", archive.to_str().unwrap()]);
     assert!(run.stderr.contains("the archive has no metadata.json"), "{run:?}");
 }
+
+/// A task and test suite in the original Ratchet's style, unchanged: a timeout in milliseconds,
+/// mocks whose URL the request merely contains, named cases with descriptions, matcher strings
+/// in `expected_output` (compared as a subset beside assertions) and assertions of every
+/// operator, on the output and on the failure's message. A failing assertion names the path,
+/// the operator, the expected and the actual value.
+#[test]
+fn an_original_ratchet_suite_passes_unchanged() {
+    let task = tests::task(
+        "(function(input) {
+           const r = fetch('https://api.openweathermap.org/data/2.5/weather?q=' + input.city + '&units=metric');
+           if (!r.ok) throw new Error('Simulated error: the weather service answered ' + r.status);
+           return { city: input.city, temperatures: r.body.temps, summary: r.body.summary, fetched: true,
+                    source: 'owm', count: r.body.temps.length, tags: ['mild', 'dry'] };
+         })",
+    );
+    task.write("metadata.json", r#"{"name": "weather", "version": "1.0.0", "timeout": 30000}"#);
+    task.write("input.schema.json", r#"{"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}"#);
+    let mock = r#"{"http": {"url": "api.openweathermap.org/data/2.5/weather", "method": "GET",
+                 "response": {"status": 200, "body": {"temps": [11, 12.5, 14], "summary": "Mild and dry"}}}}"#;
+    task.write(
+        "tests/test_paris.json",
+        &format!(
+            r#"{{"name": "Current weather in Paris", "description": "three readings, summarised",
+                "input": {{"city": "Paris"}}, "mock": {mock},
+                "expected_output": {{"city": "Paris", "temperatures": "array_length:3", "summary": "regex:^Mild",
+                                     "fetched": "type:boolean", "source": "any", "count": "type:integer"}},
+                "assertions": [
+                  {{"path": "temperatures.length", "operator": "equals", "expected": 3}},
+                  {{"path": "temperatures[1]", "operator": "equals", "expected": 12.5}},
+                  {{"path": "city", "operator": "not_equals", "expected": "Oslo"}},
+                  {{"path": "summary", "operator": "contains", "expected": "dry"}},
+                  {{"path": "tags", "operator": "contains", "expected": "mild"}},
+                  {{"path": "count", "operator": "greater_than", "expected": 2}},
+                  {{"path": "temperatures.0", "operator": "less_than", "expected": 12}},
+                  {{"path": "source", "operator": "exists", "expected": true}},
+                  {{"path": "missing", "operator": "exists", "expected": false}},
+                  {{"path": "summary", "operator": "matches", "expected": "^[A-Z][a-z]+ and dry$"}}
+                ]}}"#
+        ),
+    );
+    task.write(
+        "tests/test_failure.json",
+        r#"{"name": "The service is down", "input": {"city": "Paris"},
+            "mock": {"http": {"url": "api.openweathermap.org", "response": {"status": 500, "body": {"message": "down"}}}},
+            "assertions": [{"path": "error", "operator": "contains", "expected": "Simulated error"}]}"#,
+    );
+    let path = task.path();
+    let validated = tests::ratchet(&["validate", "--from-fs", path.to_str().unwrap()]);
+    assert!(validated.success(), "{validated:?}");
+    assert!(validated.stderr.contains("read as milliseconds: 30 s"), "{validated:?}");
+    let run = tests::ratchet(&["test", "--from-fs", path.to_str().unwrap()]);
+    assert!(run.success(), "{run:?}");
+    assert!(run.stdout.contains("ok   Current weather in Paris") && run.stdout.contains("ok   The service is down"), "{run:?}");
+    assert!(run.stdout.contains("2 passed, 0 failed"), "{run:?}");
+
+    task.write(
+        "tests/test_wrong.json",
+        &format!(
+            r#"{{"name": "A wrong expectation", "input": {{"city": "Paris"}}, "mock": {mock},
+                "assertions": [{{"path": "temperatures.length", "operator": "greater_than", "expected": 5}}]}}"#
+        ),
+    );
+    task.write(
+        "tests/test_wrong_matcher.json",
+        &format!(
+            r#"{{"name": "A wrong matcher", "input": {{"city": "Paris"}}, "mock": {mock},
+                "expected_output": {{"temperatures": "array_length:4"}}, "assertions": []}}"#
+        ),
+    );
+    let run = tests::ratchet(&["test", "--from-fs", path.to_str().unwrap()]);
+    assert!(!run.success(), "{run:?}");
+    let failed = run.stdout.lines().find(|l| l.starts_with("FAIL A wrong expectation")).unwrap_or_default();
+    assert!(failed.contains("`temperatures.length` greater_than 5; actual: 3"), "{run:?}");
+    let matcher = run.stdout.lines().find(|l| l.starts_with("FAIL A wrong matcher")).unwrap_or_default();
+    assert!(matcher.contains("$.temperatures") && matcher.contains("array_length:4") && matcher.contains("3 items"), "{run:?}");
+}

@@ -5,8 +5,11 @@
 //!                   "response": {"status": 200, "headers": {...}, "body": {...}}}}
 //! ```
 //!
-//! `http` is one mock or a list. `url` matches exactly, or as a prefix when it ends in `*`;
-//! `method` is optional. A mocked case never touches the network.
+//! `http` is one mock or a list; `method` is optional. A mock's `url` matches a request's URL
+//! exactly, or as a prefix when it ends in `*`; failing both for every mock, as in the original
+//! Ratchet, a mock matches when one URL contains the other (`"api.example.com/v1/now"` matches
+//! `https://api.example.com/v1/now?tz=UTC`). The first mock that matches answers. A mocked case
+//! never touches the network.
 
 use std::collections::BTreeMap;
 
@@ -68,20 +71,29 @@ impl Mocks {
         Ok(Mocks(mocks))
     }
 
-    /// The response of the first mock matching `method` and `url`.
+    /// The response of the first mock matching `method` and `url`: exactly or by prefix,
+    /// else by containment.
     pub fn answer(&self, method: &str, url: &str) -> Option<HttpResponse> {
-        self.0.iter().find(|m| m.matches(method, url)).map(Mock::response)
+        let methods = || self.0.iter().filter(|m| m.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method)));
+        methods()
+            .find(|m| m.matches_exactly(url))
+            .or_else(|| methods().find(|m| m.contains(url)))
+            .map(Mock::response)
     }
 }
 
 impl Mock {
-    fn matches(&self, method: &str, url: &str) -> bool {
-        let method_ok = self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method));
-        let url_ok = match self.url.strip_suffix('*') {
+    fn matches_exactly(&self, url: &str) -> bool {
+        match self.url.strip_suffix('*') {
             Some(prefix) => url.starts_with(prefix),
             None => self.url == url,
-        };
-        method_ok && url_ok
+        }
+    }
+
+    /// The original Ratchet's rule: one URL contains the other.
+    fn contains(&self, url: &str) -> bool {
+        let own = self.url.trim_end_matches('*');
+        !own.is_empty() && (url.contains(own) || own.contains(url))
     }
 
     fn response(&self) -> HttpResponse {
@@ -129,6 +141,20 @@ mod tests {
         let single =
             Mocks::parse(&json!({"http": {"url": "https://x.test/", "response": {"ok": false}}})).unwrap();
         assert_eq!(single.answer("GET", "https://x.test/").unwrap().status, 500);
+    }
+
+    #[test]
+    fn original_style_urls_match_by_containment_after_exact_and_prefix() {
+        let mocks = Mocks::parse(&json!({"http": [
+            {"url": "api.openweathermap.org/data/2.5/weather", "response": {"body": {"temp": 1}}},
+            {"url": "https://api.openweathermap.org/data/2.5/weather?q=Paris", "response": {"body": {"temp": 2}}}
+        ]}))
+        .unwrap();
+        let exact = mocks.answer("GET", "https://api.openweathermap.org/data/2.5/weather?q=Paris").unwrap();
+        assert_eq!(exact.body, r#"{"temp":2}"#, "an exact match wins over an earlier containment");
+        let contained = mocks.answer("GET", "https://api.openweathermap.org/data/2.5/weather?q=Oslo").unwrap();
+        assert_eq!(contained.body, r#"{"temp":1}"#);
+        assert!(mocks.answer("GET", "https://api.example.com/").is_none());
     }
 
     #[test]

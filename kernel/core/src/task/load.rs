@@ -1,10 +1,11 @@
 //! Loading and checking a task from disk. The JavaScript itself is checked by a worker.
 
 use serde_json::Value;
+use std::time::Duration;
 use std::path::{Path, PathBuf};
 
 use super::files::TaskFiles;
-use super::{Expectation, Schema, Task, TaskMetadata, TestCase};
+use super::{Assertion, Expectation, MetadataDuration, Schema, Task, TaskMetadata, TestCase};
 use crate::config::LimitConfig;
 use crate::http::{HostRule, Mocks};
 
@@ -60,6 +61,8 @@ fn load_from(files: TaskFiles, path: &Path, limits: &LimitConfig) -> Result<Task
         required_json(&files, &["metadata.json"], "every task needs one, with at least a version")?;
     let metadata = parse_metadata(&files, metadata_value.clone())?;
     check_limits(&files, &metadata, limits)?;
+    let mut warnings = Vec::new();
+    let timeout = timeout(&files, &metadata, limits, &mut warnings)?;
     let input_schema = schema(&files, "input")?;
     let output_schema = schema(&files, "output")?;
     let code = required_text(&files, "main.js")?;
@@ -97,6 +100,8 @@ fn load_from(files: TaskFiles, path: &Path, limits: &LimitConfig) -> Result<Task
         tests,
         allowed_hosts,
         origin: path.to_owned(),
+        timeout,
+        warnings,
     })
 }
 
@@ -111,14 +116,6 @@ fn parse_metadata(files: &TaskFiles, value: Value) -> Result<TaskMetadata, TaskE
 
 fn check_limits(files: &TaskFiles, metadata: &TaskMetadata, limits: &LimitConfig) -> Result<(), TaskError> {
     let bad = |message: String| TaskError::BadMetadata { file: files.display("metadata.json"), message };
-    if let Some(timeout) = metadata.timeout
-        && !(timeout > 0.0 && timeout <= limits.max_timeout_secs)
-    {
-        return Err(bad(format!(
-            "timeout must be a number of seconds above 0 and at most {} (limits.max_timeout_secs)",
-            limits.max_timeout_secs
-        )));
-    }
     if let Some(memory) = metadata.memory_limit
         && memory > limits.max_memory_limit
     {
@@ -128,6 +125,44 @@ fn check_limits(files: &TaskFiles, metadata: &TaskMetadata, limits: &LimitConfig
         )));
     }
     Ok(())
+}
+
+/// The run timeout `metadata.json` asks for. A bare number above `limits.max_timeout_secs`
+/// is read as milliseconds (the original Ratchet's authoring guide writes `"timeout": 30000`),
+/// with a warning saying so.
+fn timeout(
+    files: &TaskFiles,
+    metadata: &TaskMetadata,
+    limits: &LimitConfig,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Duration>, TaskError> {
+    let file = files.display("metadata.json");
+    let seconds = match metadata.timeout {
+        None => return Ok(None),
+        Some(MetadataDuration::Text(duration)) => duration.as_secs_f64(),
+        Some(MetadataDuration::Number(n)) if n > limits.max_timeout_secs => {
+            warnings.push(format!(
+                "{file}: `timeout: {n}` is above limits.max_timeout_secs ({} s), so it was read as milliseconds: \
+                 {} s; write \"{}ms\" or \"{}s\" to say which you mean",
+                limits.max_timeout_secs,
+                n / 1000.0,
+                n,
+                n / 1000.0
+            ));
+            n / 1000.0
+        }
+        Some(MetadataDuration::Number(n)) => n,
+    };
+    if !(seconds > 0.0 && seconds <= limits.max_timeout_secs) {
+        return Err(TaskError::BadMetadata {
+            file,
+            message: format!(
+                "timeout must be above 0 and at most {} s (limits.max_timeout_secs), not {seconds} s",
+                limits.max_timeout_secs
+            ),
+        });
+    }
+    Ok(Some(Duration::from_secs_f64(seconds)))
 }
 
 fn schema(files: &TaskFiles, which: &str) -> Result<Schema, TaskError> {
@@ -195,20 +230,41 @@ fn test_cases(files: &TaskFiles) -> Result<Vec<TestCase>, TaskError> {
 
 fn test_case(path: &str, value: Value) -> Result<TestCase, String> {
     let Value::Object(mut case) = value else {
-        return Err("a test case is an object with `input` and `expected_output` or `expected_error`".into());
+        return Err(
+            "a test case is an object with `input` and `expected_output`, `expected_error` or `assertions`".into(),
+        );
     };
-    let name = path.trim_start_matches("tests/").trim_end_matches(".json").to_owned();
+    let text = |value: Option<Value>, field: &str| -> Result<Option<String>, String> {
+        match value {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text)),
+            Some(other) => Err(format!("`{field}` must be a string, not {other}")),
+        }
+    };
+    let file_name = path.trim_start_matches("tests/").trim_end_matches(".json").to_owned();
+    let name = text(case.remove("name"), "name")?.filter(|n| !n.trim().is_empty()).unwrap_or(file_name);
+    let description = text(case.remove("description"), "description")?;
     let input = case.remove("input").unwrap_or(Value::Null);
     let mock = case.remove("mock").map(|mock| Mocks::parse(&mock)).transpose()?;
+    let assertions = match case.remove("assertions") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(list)) => list
+            .iter()
+            .enumerate()
+            .map(|(i, a)| Assertion::parse(a).map_err(|e| format!("assertions[{i}]: {e}")))
+            .collect::<Result<_, _>>()?,
+        Some(other) => return Err(format!("`assertions` must be a list, not {other}")),
+    };
     let expect = match (case.remove("expected_output"), case.remove("expected_error")) {
         (Some(output), None) => Expectation::Output(output),
         (None, Some(error)) => expected_error(error)?,
         (Some(_), Some(_)) => {
             return Err("has both `expected_output` and `expected_error`; keep one".into());
         }
-        (None, None) => return Err("needs `expected_output` or `expected_error`".into()),
+        (None, None) if !assertions.is_empty() => Expectation::Assertions,
+        (None, None) => return Err("needs `expected_output`, `expected_error` or `assertions`".into()),
     };
-    Ok(TestCase { name, input, expect, mock })
+    Ok(TestCase { name, description, input, expect, assertions, mock })
 }
 
 /// `"DataError"`, `true`, or `{"name": "DataError", "message": "substring"}`.

@@ -6,8 +6,10 @@
 //! output.schema.json   JSON Schema of the output  (output.schema likewise)
 //! main.js              the code
 //! tests/*.json         {"input": ..., "expected_output": ...} or {"input": ..., "expected_error": ...}
+//!                      or assertions, in the original Ratchet's format too (see [`expect`])
 //! ```
 
+pub mod expect;
 mod files;
 mod load;
 mod schema;
@@ -19,6 +21,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 pub use load::{TaskError, load, load_files};
+pub use expect::Assertion;
 pub use schema::{MAX_BACKTRACKING_SUBJECT, Schema, SchemaViolation, VALIDATION_BUDGET};
 
 use crate::config::{ByteSize, LimitConfig};
@@ -42,6 +45,11 @@ pub struct Task {
     pub allowed_hosts: Vec<HostRule>,
     /// Where the task was loaded from.
     pub origin: PathBuf,
+    /// The run timeout `metadata.json` asked for, as understood.
+    pub timeout: Option<Duration>,
+    /// What loading noticed but accepted (a timeout read as milliseconds): `ratchet validate`
+    /// prints it, a node logs it at load.
+    pub warnings: Vec<String>,
 }
 
 /// `metadata.json`. Unknown fields are accepted: tasks written for the original Ratchet carry some.
@@ -57,8 +65,11 @@ pub struct TaskMetadata {
     pub description: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
-    /// Wall-clock seconds a run may take.
-    pub timeout: Option<f64>,
+    /// Wall-clock time a run may take: seconds, or text with units (`"30s"`, `"500ms"`,
+    /// `"2m"`); a bare number above `limits.max_timeout_secs` is read as milliseconds, as the
+    /// original Ratchet wrote it, with a warning ([`Task::timeout`] is what was understood).
+    #[serde(default, deserialize_with = "metadata_duration")]
+    pub timeout: Option<MetadataDuration>,
     /// Heap a run may use, e.g. `"128MB"`.
     pub memory_limit: Option<ByteSize>,
     /// Hosts the task's `fetch` may reach, narrowing the deployment's egress policy.
@@ -66,29 +77,66 @@ pub struct TaskMetadata {
     pub allowed_hosts: Vec<String>,
 }
 
+/// A duration as `metadata.json` writes it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MetadataDuration {
+    /// A bare number: seconds (or, past the ceiling, milliseconds: see [`TaskMetadata::timeout`]).
+    Number(f64),
+    /// Text with units.
+    Text(Duration),
+}
+
+fn metadata_duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<MetadataDuration>, D::Error> {
+    match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64().map(MetadataDuration::Number)),
+        Some(Value::String(text)) => {
+            let text = text.trim();
+            if let Ok(seconds) = text.parse::<f64>() {
+                return Ok(Some(MetadataDuration::Number(seconds)));
+            }
+            humantime::parse_duration(text).map(|d| Some(MetadataDuration::Text(d))).map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "`{text}` is neither a number of seconds nor a duration such as \"30s\", \"500ms\" or \"2m\""
+                ))
+            })
+        }
+        Some(other) => Err(serde::de::Error::custom(format!(
+            "a duration is a number of seconds or text such as \"30s\", not {other}"
+        ))),
+    }
+}
+
 fn default_version() -> String {
     "1.0.0".into()
 }
 
-/// One file of `tests/`.
+/// One file of `tests/` (the format, the original Ratchet's included, is in [`expect`]).
 #[derive(Debug, Clone)]
 pub struct TestCase {
-    /// The file name without `.json`.
+    /// The case's `name`, else the file name without `.json`.
     pub name: String,
+    pub description: Option<String>,
     pub input: Value,
     pub expect: Expectation,
+    /// Checks on the output or the failure; all must hold.
+    pub assertions: Vec<Assertion>,
     /// HTTP mocks: when present, the case's `fetch` calls are answered from them only.
     pub mock: Option<Mocks>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expectation {
+    /// The run succeeds with this output: compared exactly, or, when the case has assertions,
+    /// as a subset (matcher strings allowed either way).
     Output(Value),
     /// The run fails; `name` and `message` (a substring) are checked when given.
     Error {
         name: Option<String>,
         message: Option<String>,
     },
+    /// Only the case's assertions decide.
+    Assertions,
 }
 
 /// The limits a run of this task gets.
@@ -115,7 +163,7 @@ impl Task {
     /// the configured ceilings.
     pub fn limits(&self, defaults: &LimitConfig) -> TaskLimits {
         TaskLimits {
-            timeout: Duration::from_secs_f64(self.metadata.timeout.unwrap_or(defaults.timeout_secs)),
+            timeout: self.timeout.unwrap_or_else(|| Duration::from_secs_f64(defaults.timeout_secs)),
             memory: self.metadata.memory_limit.unwrap_or(defaults.memory_limit),
         }
     }
