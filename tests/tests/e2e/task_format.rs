@@ -166,7 +166,10 @@ fn an_original_ratchet_suite_passes_unchanged() {
          })",
     );
     task.write("metadata.json", r#"{"name": "weather", "version": "1.0.0", "timeout": 30000}"#);
-    task.write("input.schema.json", r#"{"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}"#);
+    task.write(
+        "input.schema.json",
+        r#"{"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}"#,
+    );
     let mock = r#"{"http": {"url": "api.openweathermap.org/data/2.5/weather", "method": "GET",
                  "response": {"status": 200, "body": {"temps": [11, 12.5, 14], "summary": "Mild and dry"}}}}"#;
     task.write(
@@ -202,7 +205,11 @@ fn an_original_ratchet_suite_passes_unchanged() {
     assert!(validated.stderr.contains("read as milliseconds: 30 s"), "{validated:?}");
     let run = tests::ratchet(&["test", "--from-fs", path.to_str().unwrap()]);
     assert!(run.success(), "{run:?}");
-    assert!(run.stdout.contains("ok   Current weather in Paris") && run.stdout.contains("ok   The service is down"), "{run:?}");
+    assert!(
+        run.stdout.contains("ok   Current weather in Paris")
+            && run.stdout.contains("ok   The service is down"),
+        "{run:?}"
+    );
     assert!(run.stdout.contains("2 passed, 0 failed"), "{run:?}");
 
     task.write(
@@ -224,5 +231,10 @@ fn an_original_ratchet_suite_passes_unchanged() {
     let failed = run.stdout.lines().find(|l| l.starts_with("FAIL A wrong expectation")).unwrap_or_default();
     assert!(failed.contains("`temperatures.length` greater_than 5; actual: 3"), "{run:?}");
     let matcher = run.stdout.lines().find(|l| l.starts_with("FAIL A wrong matcher")).unwrap_or_default();
-    assert!(matcher.contains("$.temperatures") && matcher.contains("array_length:4") && matcher.contains("3 items"), "{run:?}");
+    assert!(
+        matcher.contains("$.temperatures")
+            && matcher.contains("array_length:4")
+            && matcher.contains("3 items"),
+        "{run:?}"
+    );
 }

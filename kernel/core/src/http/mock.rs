@@ -74,7 +74,8 @@ impl Mocks {
     /// The response of the first mock matching `method` and `url`: exactly or by prefix,
     /// else by containment.
     pub fn answer(&self, method: &str, url: &str) -> Option<HttpResponse> {
-        let methods = || self.0.iter().filter(|m| m.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method)));
+        let methods =
+            || self.0.iter().filter(|m| m.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method)));
         methods()
             .find(|m| m.matches_exactly(url))
             .or_else(|| methods().find(|m| m.contains(url)))
@@ -152,7 +153,8 @@ mod tests {
         .unwrap();
         let exact = mocks.answer("GET", "https://api.openweathermap.org/data/2.5/weather?q=Paris").unwrap();
         assert_eq!(exact.body, r#"{"temp":2}"#, "an exact match wins over an earlier containment");
-        let contained = mocks.answer("GET", "https://api.openweathermap.org/data/2.5/weather?q=Oslo").unwrap();
+        let contained =
+            mocks.answer("GET", "https://api.openweathermap.org/data/2.5/weather?q=Oslo").unwrap();
         assert_eq!(contained.body, r#"{"temp":1}"#);
         assert!(mocks.answer("GET", "https://api.example.com/").is_none());
     }

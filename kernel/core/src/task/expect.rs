@@ -110,7 +110,9 @@ impl Matcher {
             Matcher::Any => Ok(()),
             Matcher::ArrayLength(n) => match actual.as_array() {
                 Some(items) if items.len() == *n => Ok(()),
-                Some(items) => Err(format!("matcher `array_length:{n}`: the array has {} items", items.len())),
+                Some(items) => {
+                    Err(format!("matcher `array_length:{n}`: the array has {} items", items.len()))
+                }
                 None => Err(format!("matcher `array_length:{n}`: {actual} is not an array")),
             },
             Matcher::Type(kind) => {
@@ -204,7 +206,8 @@ impl Assertion {
         })?;
         let expected = object.get("expected").cloned().unwrap_or(Value::Bool(true));
         if operator == Operator::Matches {
-            let pattern = expected.as_str().ok_or("`matches` needs a regular expression string as `expected`")?;
+            let pattern =
+                expected.as_str().ok_or("`matches` needs a regular expression string as `expected`")?;
             regex(pattern)?;
         }
         Ok(Assertion { path, operator, expected })
@@ -215,7 +218,9 @@ impl Assertion {
         let actual = resolve(&self.path, output, error);
         let holds = match self.operator {
             Operator::Exists => actual.is_some() == self.expected.as_bool().unwrap_or(true),
-            Operator::Equals => actual.as_ref().is_some_and(|a| compare(&self.expected, a, Comparison::Exact).is_ok()),
+            Operator::Equals => {
+                actual.as_ref().is_some_and(|a| compare(&self.expected, a, Comparison::Exact).is_ok())
+            }
             Operator::NotEquals => {
                 actual.as_ref().is_none_or(|a| compare(&self.expected, a, Comparison::Exact).is_err())
             }
@@ -224,7 +229,10 @@ impl Assertion {
             Operator::LessThan => numbers(actual.as_ref(), &self.expected).is_some_and(|(a, e)| a < e),
             Operator::Matches => {
                 let pattern = self.expected.as_str().unwrap_or_default();
-                actual.as_ref().and_then(Value::as_str).is_some_and(|text| regex(pattern).is_ok_and(|r| r.is_match(text)))
+                actual
+                    .as_ref()
+                    .and_then(Value::as_str)
+                    .is_some_and(|text| regex(pattern).is_ok_and(|r| r.is_match(text)))
             }
         };
         if holds {
@@ -243,7 +251,9 @@ impl Assertion {
 fn contains(actual: &Value, expected: &Value) -> bool {
     match (actual, expected) {
         (Value::String(text), Value::String(part)) => text.contains(part.as_str()),
-        (Value::Array(items), wanted) => items.iter().any(|item| compare(wanted, item, Comparison::Exact).is_ok()),
+        (Value::Array(items), wanted) => {
+            items.iter().any(|item| compare(wanted, item, Comparison::Exact).is_ok())
+        }
         (Value::Object(map), Value::String(key)) => map.contains_key(key),
         _ => false,
     }
@@ -325,11 +335,16 @@ mod tests {
         assert_eq!(check("title", "matches", json!("^Hello \\w+$")), Ok(()));
         let failed = check("count", "greater_than", json!(10)).unwrap_err();
         assert!(failed.contains("`count` greater_than 10; actual: 5"), "{failed}");
-        let error = Assertion::parse(&json!({"path": "error", "operator": "contains", "expected": "Simulated"}))
-            .unwrap()
-            .check(None, Some("Simulated error in the API"));
+        let error =
+            Assertion::parse(&json!({"path": "error", "operator": "contains", "expected": "Simulated"}))
+                .unwrap()
+                .check(None, Some("Simulated error in the API"));
         assert_eq!(error, Ok(()));
-        assert!(Assertion::parse(&json!({"path": "x", "operator": "resembles"})).unwrap_err().contains("not an assertion operator"));
+        assert!(
+            Assertion::parse(&json!({"path": "x", "operator": "resembles"}))
+                .unwrap_err()
+                .contains("not an assertion operator")
+        );
         assert!(Assertion::parse(&json!({"path": "x", "operator": "matches", "expected": "(?=x)"})).is_err());
     }
 }

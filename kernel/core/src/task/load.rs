@@ -1,8 +1,8 @@
 //! Loading and checking a task from disk. The JavaScript itself is checked by a worker.
 
 use serde_json::Value;
-use std::time::Duration;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::files::TaskFiles;
 use super::{Assertion, Expectation, MetadataDuration, Schema, Task, TaskMetadata, TestCase};
@@ -231,7 +231,8 @@ fn test_cases(files: &TaskFiles) -> Result<Vec<TestCase>, TaskError> {
 fn test_case(path: &str, value: Value) -> Result<TestCase, String> {
     let Value::Object(mut case) = value else {
         return Err(
-            "a test case is an object with `input` and `expected_output`, `expected_error` or `assertions`".into(),
+            "a test case is an object with `input` and `expected_output`, `expected_error` or `assertions`"
+                .into(),
         );
     };
     let text = |value: Option<Value>, field: &str| -> Result<Option<String>, String> {

@@ -20,8 +20,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-pub use load::{TaskError, load, load_files};
 pub use expect::Assertion;
+pub use load::{TaskError, load, load_files};
 pub use schema::{MAX_BACKTRACKING_SUBJECT, Schema, SchemaViolation, VALIDATION_BUDGET};
 
 use crate::config::{ByteSize, LimitConfig};
@@ -86,7 +86,9 @@ pub enum MetadataDuration {
     Text(Duration),
 }
 
-fn metadata_duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<MetadataDuration>, D::Error> {
+fn metadata_duration<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<MetadataDuration>, D::Error> {
     match Option::<Value>::deserialize(deserializer)? {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => Ok(n.as_f64().map(MetadataDuration::Number)),
@@ -131,10 +133,7 @@ pub enum Expectation {
     /// as a subset (matcher strings allowed either way).
     Output(Value),
     /// The run fails; `name` and `message` (a substring) are checked when given.
-    Error {
-        name: Option<String>,
-        message: Option<String>,
-    },
+    Error { name: Option<String>, message: Option<String> },
     /// Only the case's assertions decide.
     Assertions,
 }
