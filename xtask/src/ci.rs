@@ -34,6 +34,7 @@ pub fn run() -> anyhow::Result<()> {
     // the native plugin libraries.
     cargo(&["build", "--workspace"])?;
     crate::codegen::run(true)?;
+    crate::man(&[])?;
     cargo(&["test", "--workspace"])?;
     crate::fuzz::run()?;
     println!("xtask ci: all checks passed");

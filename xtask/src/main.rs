@@ -29,6 +29,8 @@ commands:
   fuzz-api         schemathesis (pinned, from PyPI) against a real `ratchet serve`
   build-plugins    the WASM plugins (plugins/wasm) for wasm32-wasip2, into target/plugins
   freeze-wit       print the digest line of each WIT version folder, for wit/FROZEN
+  man [--out DIR]  the manual pages of every `ratchet` command (default: target/man);
+                   read one with `man -l target/man/ratchet-jobs-list.1`
   new-plugin NAME --kind sink|error-pattern|auth|api-surface|loader [--path DIR]
                    scaffold a plugin that builds, loads and passes `ratchet plugins test`
 ";
@@ -42,6 +44,7 @@ fn main() -> anyhow::Result<()> {
         Some("codegen") => codegen::run(args.iter().any(|a| a == "--check")),
         Some("fuzz-api") => fuzz::run(),
         Some("build-plugins") => plugins::build().map(|_| ()),
+        Some("man") => man(&args[1..]),
         Some("new-plugin") => plugins::scaffold(&args[1..]),
         Some("freeze-wit") => {
             for entry in std::fs::read_dir(root().join("wit/ratchet-plugin"))? {
@@ -57,6 +60,18 @@ fn main() -> anyhow::Result<()> {
         }
         Some(other) => bail!("unknown command `{other}`\n\n{HELP}"),
     }
+}
+
+/// `cargo xtask man [--out DIR]`: the pages come from the CLI's own definition (`ratchet man`),
+/// so they cannot drift from `--help`.
+pub fn man(args: &[String]) -> anyhow::Result<()> {
+    let out = match args {
+        [] => root().join("target/man"),
+        [flag, dir] if flag == "--out" => std::env::current_dir()?.join(dir),
+        _ => bail!("usage: cargo xtask man [--out DIR]"),
+    };
+    let out = out.to_str().context("the output folder must be UTF-8")?.to_owned();
+    cargo(&["run", "--quiet", "-p", "ratchet-cli", "--bin", "ratchet", "--", "man", "--out", &out])
 }
 
 /// The workspace root: xtask lives one folder below it.

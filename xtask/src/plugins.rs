@@ -166,11 +166,20 @@ pub fn scaffold(args: &[String]) -> anyhow::Result<()> {
         std::fs::write(&manifest, updated)?;
     }
     println!("created the {kind} plugin {name} in {}", dir.display());
-    match standalone {
-        Some(_) => println!("build it:  (cd {} && cargo build --release --target {TARGET})", dir.display()),
-        None => println!("build it:  cargo xtask build-plugins   (then target/plugins/{name}.wasm)"),
-    }
-    println!("check it:  ratchet plugins test PATH/TO/{}.wasm", name.replace('-', "_"));
+    // Cargo names the component after the crate with `_`; build-plugins copies it as NAME.wasm.
+    let component = match standalone {
+        Some(_) => {
+            println!("build it:  (cd {} && cargo build --release --target {TARGET})", dir.display());
+            let target =
+                std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| dir.join("target"), |t| dir.join(t));
+            target.join(TARGET).join("release").join(format!("{}.wasm", name.replace('-', "_")))
+        }
+        None => {
+            println!("build it:  cargo xtask build-plugins");
+            root().join("target/plugins").join(format!("{name}.wasm"))
+        }
+    };
+    println!("check it:  ratchet plugins test {}", component.display());
     Ok(())
 }
 

@@ -48,8 +48,15 @@ async fn check(config: Config) -> anyhow::Result<ExitCode> {
             println!("error {line}");
         }
     };
-    report(match super::open_store(&config).await {
-        Ok(store) => {
+    let file = config.storage.data_dir.join(ratchet_storage::SQLITE_FILE);
+    let database = if config.storage.url.is_none() && !file.is_file() {
+        Ok(None)
+    } else {
+        super::open_store(&config).await.map(Some)
+    };
+    report(match database {
+        Ok(None) => Ok(format!("database: none yet at {}; `ratchet serve` creates it", file.display())),
+        Ok(Some(store)) => {
             let backend = format!("{:?}", store.backend()).to_lowercase();
             store.close().await;
             Ok(format!("database ({backend}) reachable and migrated"))
@@ -91,10 +98,23 @@ async fn check(config: Config) -> anyhow::Result<ExitCode> {
         }),
         Err(error) => Err(format!("server.bind `{}` is not an address: {error}", config.server.bind)),
     });
+    report(plugins(&config));
     report(crate::builtin_surfaces(&config.server.surfaces).map(|surfaces| {
         format!("API surfaces: {}", surfaces.iter().map(|s| s.info().name).collect::<Vec<_>>().join(", "))
     }));
     Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Loads every configured plugin as `serve` would: each checks its grants and configuration.
+fn plugins(config: &Config) -> Result<String, String> {
+    if config.plugins.is_empty() {
+        return Ok("plugins: none enabled".into());
+    }
+    let cache = config.storage.data_dir.join("plugin-cache");
+    let loaded = ratchet_plugin_host::Plugins::load(&config.plugins, &config.egress, &cache)
+        .map_err(|e| format!("plugins: {e}"))?;
+    let names: Vec<String> = loaded.list().iter().map(|p| format!("{} ({})", p.name, p.kind)).collect();
+    Ok(format!("{} plugin(s) load and accept their configuration: {}", names.len(), names.join(", ")))
 }
 
 fn folders(config: &Config) -> String {

@@ -8,7 +8,9 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use ratchet_core::Config;
 use ratchet_service::EnqueueOptions;
-use ratchet_storage::{ExecutionRecord, Job, JobStatus, Store, now_ms};
+use ratchet_storage::{
+    ExecutionFilter, ExecutionRecord, Job, JobFilter, JobStatus, Listed, Page, Store, now_ms,
+};
 use serde_json::{Value, json};
 
 use super::Format;
@@ -22,8 +24,8 @@ pub enum JobsCommand {
         /// Only jobs in this state: queued, running, retrying, completed, failed, cancelled.
         #[arg(long)]
         status: Option<JobStatus>,
-        #[arg(long, default_value_t = 50)]
-        limit: u64,
+        #[command(flatten)]
+        paging: Paging,
         #[command(flatten)]
         common: Common,
     },
@@ -48,8 +50,8 @@ pub enum ExecutionsCommand {
         /// Only the executions of this job.
         #[arg(long)]
         job: Option<String>,
-        #[arg(long, default_value_t = 50)]
-        limit: u64,
+        #[command(flatten)]
+        paging: Paging,
         #[command(flatten)]
         common: Common,
     },
@@ -67,6 +69,60 @@ pub enum ExecutionsCommand {
         #[command(flatten)]
         common: Common,
     },
+}
+
+/// Which part of a long list to show, newest first.
+#[derive(Debug, Args)]
+pub struct Paging {
+    /// How many items to show (1 to 500).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=500))]
+    limit: u64,
+    /// How many of the newest items to skip.
+    #[arg(long, default_value_t = 0)]
+    offset: u64,
+    /// Every item, however many.
+    #[arg(long, conflicts_with_all = ["limit", "offset"])]
+    all: bool,
+}
+
+/// The size of the pages `--all` reads.
+const ALL_PAGE: u64 = 500;
+
+impl Paging {
+    /// Every page `read` gives, from this paging's offset: one, or with `--all` until the end.
+    async fn read<T, F, Fut>(&self, sort: &'static str, mut read: F) -> anyhow::Result<Listed<T>>
+    where
+        F: FnMut(Page) -> Fut,
+        Fut: std::future::Future<Output = Result<Listed<T>, ratchet_storage::QueueError>>,
+    {
+        let limit = if self.all { ALL_PAGE } else { self.limit };
+        let mut page = Page { limit, offset: self.offset, sort, descending: true };
+        let mut listed = read(page).await?;
+        while self.all && (listed.items.len() as u64) < listed.total.saturating_sub(self.offset) {
+            page.offset += ALL_PAGE;
+            let next = read(page).await?;
+            if next.items.is_empty() {
+                break;
+            }
+            listed.items.extend(next.items);
+            listed.total = next.total;
+        }
+        Ok(listed)
+    }
+
+    /// `{items, total, limit, offset}`, as the REST API pages a list.
+    fn json<T>(&self, listed: &Listed<T>, item: impl Fn(&T) -> Value) -> Value {
+        let limit = if self.all { listed.items.len() as u64 } else { self.limit };
+        json!({"items": listed.items.iter().map(item).collect::<Vec<_>>(), "total": listed.total, "limit": limit, "offset": self.offset})
+    }
+
+    /// The last line of a text list when it does not show everything.
+    fn footer<T>(&self, listed: &Listed<T>) {
+        let shown = listed.items.len() as u64;
+        if shown < listed.total {
+            println!("{shown} of {} shown (--limit, --offset, or --all)", listed.total);
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -109,17 +165,21 @@ pub struct EnqueueArgs {
 pub async fn jobs(mut config: Config, command: JobsCommand) -> anyhow::Result<ExitCode> {
     match command {
         JobsCommand::Enqueue(args) => enqueue(config, args).await,
-        JobsCommand::List { status, limit, common } => {
-            let store = open(&mut config, &common).await?;
-            let jobs = store.jobs(status, limit).await?;
+        JobsCommand::List { status, paging, common } => {
+            let store = open_existing(&mut config, &common).await?;
+            let filter = JobFilter { status, task: None };
+            let listed = paging.read("created_at", |page| store.list_jobs(&filter, page)).await?;
             match common.format {
-                Format::Json => println!("{}", Value::Array(jobs.iter().map(job_json).collect())),
-                Format::Text => print_jobs(&jobs),
+                Format::Json => println!("{}", paging.json(&listed, job_json)),
+                Format::Text => {
+                    print_jobs(&listed.items);
+                    paging.footer(&listed);
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
         JobsCommand::Show { id, common } => {
-            let store = open(&mut config, &common).await?;
+            let store = open_existing(&mut config, &common).await?;
             let job = store.job(&id).await?;
             let attempts = store.attempts(&id).await?;
             let mut document = job_json(&job);
@@ -185,17 +245,19 @@ async fn enqueue(mut config: Config, args: EnqueueArgs) -> anyhow::Result<ExitCo
 
 pub async fn executions(mut config: Config, command: ExecutionsCommand) -> anyhow::Result<ExitCode> {
     match command {
-        ExecutionsCommand::List { job, limit, common } => {
-            let store = open(&mut config, &common).await?;
-            let executions = store.executions(job.as_deref(), limit).await?;
+        ExecutionsCommand::List { job, paging, common } => {
+            let store = open_existing(&mut config, &common).await?;
+            let filter = ExecutionFilter { job_id: job, ..Default::default() };
+            let listed = paging.read("started_at", |page| store.list_executions(&filter, page)).await?;
+            let executions = &listed.items;
             match common.format {
-                Format::Json => println!("{}", Value::Array(executions.iter().map(execution_json).collect())),
+                Format::Json => println!("{}", paging.json(&listed, execution_json)),
                 Format::Text => {
                     println!(
                         "{:<36}  {:<20}  {:<8}  {:>3}  {:>9}  STARTED",
                         "ID", "TASK", "STATUS", "TRY", "MS"
                     );
-                    for e in &executions {
+                    for e in executions {
                         let ms = e.duration_us as f64 / 1000.0;
                         println!(
                             "{:<36}  {:<20}  {:<8}  {:>3}  {ms:>9.1}  {}",
@@ -206,6 +268,7 @@ pub async fn executions(mut config: Config, command: ExecutionsCommand) -> anyho
                             time(e.started_at)
                         );
                     }
+                    paging.footer(&listed);
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -221,7 +284,12 @@ pub async fn executions(mut config: Config, command: ExecutionsCommand) -> anyho
                 }
             };
             let store = open(&mut config, &common).await?;
-            let pruned = store.prune(now_ms() - age.as_millis() as i64).await?;
+            let age_text = humantime::format_duration(age);
+            let progress =
+                crate::progress::spinner(common.format, format!("pruning what finished over {age_text} ago"));
+            let pruned = store.prune(now_ms() - age.as_millis() as i64).await;
+            progress.finish_and_clear();
+            let pruned = pruned?;
             match common.format {
                 Format::Json => println!(
                     "{}",
@@ -229,16 +297,13 @@ pub async fn executions(mut config: Config, command: ExecutionsCommand) -> anyho
                 ),
                 Format::Text => println!(
                     "pruned {} execution(s), {} job(s) and {} stopped node(s) older than {}",
-                    pruned.executions,
-                    pruned.jobs,
-                    pruned.nodes,
-                    humantime::format_duration(age)
+                    pruned.executions, pruned.jobs, pruned.nodes, age_text
                 ),
             }
             Ok(ExitCode::SUCCESS)
         }
         ExecutionsCommand::Show { id, common } => {
-            let store = open(&mut config, &common).await?;
+            let store = open_existing(&mut config, &common).await?;
             let execution = execution_json(&store.execution(&id).await?);
             match common.format {
                 Format::Json => println!("{execution}"),
@@ -249,9 +314,17 @@ pub async fn executions(mut config: Config, command: ExecutionsCommand) -> anyho
     }
 }
 
+/// The configured database, for a command that writes (created when missing, saying so).
 pub async fn open(config: &mut Config, common: &Common) -> anyhow::Result<Store> {
     common.storage.apply(config);
     super::open_store(config).await
+}
+
+/// The configured database, for a command that only reads: a database that does not exist
+/// is an error naming it, not a new empty one.
+pub async fn open_existing(config: &mut Config, common: &Common) -> anyhow::Result<Store> {
+    common.storage.apply(config);
+    super::open_existing_store(config).await
 }
 
 fn print_jobs(jobs: &[Job]) {

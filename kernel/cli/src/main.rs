@@ -6,17 +6,19 @@ mod generate;
 mod jobs;
 mod nodes;
 mod plugins;
+mod progress;
 mod replay;
 mod run;
 mod schedules;
 mod serve;
 mod tasks;
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
 use ratchet_core::Config;
 
 #[derive(Debug, Parser)]
@@ -25,6 +27,9 @@ pub struct Cli {
     /// Configuration file (default: ./ratchet.yaml if present).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Colour in logs: auto (when stderr is a terminal and NO_COLOR is unset), always, never.
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t)]
+    color: ColorChoice,
     #[command(subcommand)]
     command: Command,
 }
@@ -67,6 +72,43 @@ enum Command {
     /// Print the API contracts: the OpenAPI document or the GraphQL schema.
     #[command(subcommand)]
     Api(ApiCommand),
+    /// Print a shell completion script: `source <(ratchet completions bash)`, or save it where
+    /// your shell loads completions from.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (ratchet.1, ratchet-jobs-list.1, ...) to a folder; `cargo xtask
+    /// man` calls it.
+    #[command(hide = true)]
+    Man {
+        /// The folder to write the pages to (created when missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+/// When to colour what the CLI writes for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ColorChoice {
+    /// When the stream is a terminal and `NO_COLOR` is unset or empty.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to colour stderr.
+    fn stderr(self) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,12 +156,44 @@ impl StorageArgs {
     }
 }
 
-/// The configured database, migrated.
+/// The configured database, migrated; the embedded one is created when missing, and the
+/// first time says so.
 pub async fn open_store(config: &Config) -> anyhow::Result<ratchet_storage::Store> {
-    Ok(match &config.storage.url {
-        Some(url) => ratchet_storage::Store::connect(url).await?,
-        None => ratchet_storage::Store::open_data_dir(&config.storage.data_dir).await?,
-    })
+    open_store_with(config, ratchet_storage::StoreOptions::default()).await
+}
+
+/// [`open_store`] with `options` (`serve` keeps the reserve file of the data folder).
+pub async fn open_store_with(
+    config: &Config,
+    options: ratchet_storage::StoreOptions,
+) -> anyhow::Result<ratchet_storage::Store> {
+    if let Some(url) = &config.storage.url {
+        return Ok(ratchet_storage::Store::connect_with(url, options).await?);
+    }
+    let file = config.storage.data_dir.join(ratchet_storage::SQLITE_FILE);
+    let new = !file.exists();
+    let store = ratchet_storage::Store::open_data_dir_with(&config.storage.data_dir, options).await?;
+    if new {
+        eprintln!("created the database {}", file.display());
+    }
+    Ok(store)
+}
+
+/// The configured database for a command that only reads: an embedded database that does not
+/// exist is an error naming it (a mistyped `--data-dir` would otherwise show an empty queue).
+pub async fn open_existing_store(config: &Config) -> anyhow::Result<ratchet_storage::Store> {
+    if config.storage.url.is_none() {
+        let file = config.storage.data_dir.join(ratchet_storage::SQLITE_FILE);
+        if !file.is_file() {
+            anyhow::bail!(
+                "there is no database at {} (storage.data_dir / --data-dir {}); check the path, or start \
+                 `ratchet serve` or a command that writes (jobs enqueue, schedules add) there first",
+                file.display(),
+                config.storage.data_dir.display()
+            );
+        }
+    }
+    open_store(config).await
 }
 
 /// The tasks under `server.tasks`, then those of every loader plugin the configuration
@@ -216,10 +290,14 @@ pub enum Format {
     Json,
 }
 
-pub fn init_tracing() {
+pub fn init_tracing(color: ColorChoice) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RATCHET_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(color.stderr())
+        .init();
 }
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -249,6 +327,21 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", ratchet_graphql::sdl());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Completions { shell } => {
+            // Into a buffer first: clap_complete panics when a write fails (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "ratchet", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout().lock(), &script)
+                .context("writing the completion script")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { out } => {
+            std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+            clap_mangen::generate_to(Cli::command(), &out)
+                .with_context(|| format!("cannot write the manual pages to {}", out.display()))?;
+            println!("wrote the manual pages to {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Generate(Generate::Task { name, path }) => {
             let dir = crate::generate::task(&path, &name)?;
             println!("created task {name} in {}", dir.display());
@@ -264,9 +357,44 @@ fn kernel_peak_rss_kib() -> u64 {
     getrusage(UsageWho::RUSAGE_SELF).map_or(0, |u| u.max_rss().max(0) as u64)
 }
 
+/// A reader that goes away (`ratchet jobs list | head`) ends the command quietly with the
+/// status a shell gives a process killed by SIGPIPE (128 + 13), as `cat` or `ls` would, rather
+/// than with a panic from `println!`. Rust ignores SIGPIPE, and the kernel keeps it ignored: a
+/// worker that dies must not kill it through the pipe to its stdin.
+const BROKEN_PIPE_STATUS: u8 = 141;
+
+fn exit_quietly_on_broken_pipe() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        // `print!` and `eprint!` panic with "failed printing to stdout: Broken pipe (os error 32)".
+        if message.starts_with("failed printing to")
+            && message
+                .ends_with(&std::io::Error::from_raw_os_error(nix::errno::Errno::EPIPE as i32).to_string())
+        {
+            std::process::exit(i32::from(BROKEN_PIPE_STATUS));
+        }
+        report(info);
+    }));
+}
+
+/// Whether `error` is a write to a reader that went away.
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
 fn main() -> ExitCode {
+    exit_quietly_on_broken_pipe();
     let args = Cli::parse();
-    init_tracing();
+    init_tracing(args.color);
     // One tokio thread per core: under many concurrent API requests a single thread is the
     // bottleneck (about a fifth more synchronous runs per second with 16 clients on 2 cores).
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -278,6 +406,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(dispatch(args)) {
         Ok(code) => code,
+        Err(error) if is_broken_pipe(&error) => ExitCode::from(BROKEN_PIPE_STATUS),
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE

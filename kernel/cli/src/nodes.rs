@@ -8,11 +8,11 @@ use ratchet_storage::now_ms;
 use serde_json::{Value, json};
 
 use super::Format;
-use super::jobs::{Common, open, time};
+use super::jobs::{Common, open_existing, time};
 
 /// Nodes with their workers.
 pub async fn nodes(mut config: Config, common: Common) -> anyhow::Result<ExitCode> {
-    let store = open(&mut config, &common).await?;
+    let store = open_existing(&mut config, &common).await?;
     let nodes = store.nodes(now_ms(), NODE_STALE_AFTER_MS).await?;
     let workers = store.workers().await?;
     match common.format {
@@ -44,7 +44,7 @@ pub async fn nodes(mut config: Config, common: Common) -> anyhow::Result<ExitCod
 
 /// Tasks recorded by nodes, with how many versions were seen.
 pub async fn tasks(mut config: Config, common: Common) -> anyhow::Result<ExitCode> {
-    let store = open(&mut config, &common).await?;
+    let store = open_existing(&mut config, &common).await?;
     let tasks = store.tasks().await?;
     match common.format {
         Format::Json => {

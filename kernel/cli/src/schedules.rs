@@ -101,7 +101,7 @@ pub async fn schedules(mut config: Config, command: SchedulesCommand) -> anyhow:
     match command {
         SchedulesCommand::Add(args) => add(config, args).await,
         SchedulesCommand::List { common } => {
-            let store = super::jobs::open(&mut config, &common).await?;
+            let store = super::jobs::open_existing(&mut config, &common).await?;
             let schedules = store.schedules().await?;
             match common.format {
                 Format::Json => println!("{}", Value::Array(schedules.iter().map(schedule_json).collect())),
@@ -110,7 +110,7 @@ pub async fn schedules(mut config: Config, command: SchedulesCommand) -> anyhow:
             Ok(ExitCode::SUCCESS)
         }
         SchedulesCommand::Show { schedule, common } => {
-            let store = super::jobs::open(&mut config, &common).await?;
+            let store = super::jobs::open_existing(&mut config, &common).await?;
             let schedule = store.schedule(&schedule).await?;
             match common.format {
                 Format::Json => println!("{}", schedule_json(&schedule)),
@@ -122,7 +122,7 @@ pub async fn schedules(mut config: Config, command: SchedulesCommand) -> anyhow:
             let (spec, zone) = match (schedule, cron) {
                 (_, Some(cron)) => (CronSpec::parse(&cron, &tz)?, tz),
                 (Some(reference), None) => {
-                    let store = super::jobs::open(&mut config, &common).await?;
+                    let store = super::jobs::open_existing(&mut config, &common).await?;
                     let schedule = store.schedule(&reference).await?;
                     (CronSpec::parse(&schedule.cron, &schedule.timezone)?, schedule.timezone)
                 }

@@ -42,14 +42,17 @@ pub async fn serve(mut config: Config, args: ServeArgs) -> anyhow::Result<ExitCo
     let listener = tokio::net::TcpListener::bind(&config.server.bind)
         .await
         .with_context(|| format!("cannot listen on {} (server.bind / --bind)", config.server.bind))?;
-    let store = super::open_store(&config).await?;
-    let grace = Duration::from_secs_f64(config.server.shutdown_grace_secs);
-    let workers = config.workers.count;
+    // Plugins first: a plugin that refuses its configuration stops start-up before anything
+    // is created.
     let plugins = ratchet_plugin_host::Plugins::load(
         &config.plugins,
         &config.egress,
         &config.storage.data_dir.join("plugin-cache"),
     )?;
+    let options = ratchet_storage::StoreOptions { keep_reserve: true, ..Default::default() };
+    let store = super::open_store_with(&config, options).await?;
+    let grace = Duration::from_secs_f64(config.server.shutdown_grace_secs);
+    let workers = config.workers.count;
     for plugin in plugins.list() {
         eprintln!("plugin {plugin}");
     }

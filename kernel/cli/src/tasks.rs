@@ -53,7 +53,12 @@ pub async fn test(config: Config, path: &Path) -> anyhow::Result<ExitCode> {
             return Err(error);
         }
     };
-    let reports = ratchet_core::testing::run_cases(Arc::clone(&kernel), Arc::clone(&task)).await;
+    let progress = crate::progress::bar(crate::Format::Text, task.tests.len() as u64, "cases");
+    let counter = progress.clone();
+    let reports =
+        ratchet_core::testing::run_cases(Arc::clone(&kernel), Arc::clone(&task), move |_| counter.inc(1))
+            .await;
+    progress.finish_and_clear();
     kernel.shutdown().await;
     if reports.is_empty() {
         eprintln!("warning: {} has no test cases; add tests/*.json", task.name());

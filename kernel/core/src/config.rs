@@ -412,12 +412,16 @@ impl Config {
             Some(path) if !path.is_file() => {
                 return Err(ConfigError(format!("config file {} does not exist", path.display())));
             }
-            Some(path) => figment = figment.merge(Yaml::file_exact(path)),
+            Some(path) => {
+                tracing::debug!("configuration from {}", path.display());
+                figment = figment.merge(Yaml::file_exact(path));
+            }
             // Optional: a missing `ratchet.yaml` leaves the defaults in place.
             None if Path::new(DEFAULT_CONFIG_FILE).is_file() => {
+                tracing::debug!("configuration from ./{DEFAULT_CONFIG_FILE}");
                 figment = figment.merge(Yaml::file_exact(DEFAULT_CONFIG_FILE));
             }
-            None => {}
+            None => tracing::debug!("no configuration file: the defaults and RATCHET_* variables"),
         }
         let env = Env::prefixed("RATCHET_").split("__").filter(|key| key.as_str().contains('.'));
         let config: Config = figment.merge(env).extract().map_err(|e| ConfigError(e.to_string()))?;

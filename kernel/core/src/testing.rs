@@ -19,12 +19,22 @@ pub struct CaseReport {
     pub duration: Duration,
 }
 
-/// Runs every case concurrently (bounded by the pool) and reports them in file order.
-pub async fn run_cases(kernel: Arc<Kernel>, task: Arc<Task>) -> Vec<CaseReport> {
+/// Runs every case concurrently (bounded by the pool) and reports them in file order;
+/// `finished` is called as each case ends, in the order they end (for progress).
+pub async fn run_cases(
+    kernel: Arc<Kernel>,
+    task: Arc<Task>,
+    finished: impl Fn(&CaseReport) + Send + Sync + 'static,
+) -> Vec<CaseReport> {
+    let finished = Arc::new(finished);
     let mut handles = Vec::with_capacity(task.tests.len());
     for index in 0..task.tests.len() {
-        let (kernel, task) = (Arc::clone(&kernel), Arc::clone(&task));
-        handles.push(tokio::spawn(async move { run_case(&kernel, &task, &task.tests[index]).await }));
+        let (kernel, task, finished) = (Arc::clone(&kernel), Arc::clone(&task), Arc::clone(&finished));
+        handles.push(tokio::spawn(async move {
+            let report = run_case(&kernel, &task, &task.tests[index]).await;
+            finished(&report);
+            report
+        }));
     }
     let mut reports = Vec::with_capacity(handles.len());
     for (handle, case) in handles.into_iter().zip(&task.tests) {

@@ -6,9 +6,8 @@
 //! First-party native plugins (`builtin:NAME`) implement the same traits in Rust; other native
 //! plugins are shared libraries (`.so`) checked for ABI and `plugin-api` fingerprint first.
 //!
-//! Today the kernel hosts sinks, error patterns and auth; the other kinds (loader,
-//! api-surface) have their WIT worlds and are refused at load time with a clear error until
-//! their host side lands.
+//! Every kind is checked as it loads: its manifest, the grants it asks for, and for sinks the
+//! configuration (an empty batch), so a mistake stops start-up rather than a later call.
 
 pub mod answers;
 pub mod auth;
@@ -93,6 +92,10 @@ pub enum LoadError {
     Grant { name: String, message: String },
     #[error("plugin {name} failed to start: {message}")]
     Start { name: String, message: String },
+    #[error(
+        "plugin {name} rejects its configuration: {message}; fix `config` of the plugin in the configuration"
+    )]
+    Config { name: String, message: String },
 }
 
 /// What `ratchet plugins list` shows about a loaded plugin.
@@ -281,7 +284,8 @@ fn load_each(
                 (plugin.info().clone(), Loaded::ApiSurface(Box::new(plugin)))
             }
             None if config.kind == PluginKind::Sink => {
-                let sink = host.load_sink(config)?;
+                let mut sink = host.load_sink(config)?;
+                check_sink_config(&mut sink, config)?;
                 (sink.info().clone(), Loaded::Sink(Box::new(sink)))
             }
             None => {
@@ -294,4 +298,18 @@ fn load_each(
         loaded.push((info, plugin));
     }
     Ok(loaded)
+}
+
+/// A WASM sink reads its configuration when it first writes; an empty batch at load makes a
+/// bad one stop start-up instead of dropping every batch later (the contract is on
+/// plugin-api's `guest::Sink`). Native plugins check theirs in `start`.
+fn check_sink_config(sink: &mut wasm::WasmSink, config: &PluginConfig) -> Result<(), LoadError> {
+    use sinks::Sink as _;
+    sink.write(&[]).map_err(|error| LoadError::Config {
+        name: config.name.clone(),
+        message: match error {
+            PluginError::Returned { message, .. } => message,
+            other => other.to_string(),
+        },
+    })
 }

@@ -10,6 +10,7 @@ pub mod auth;
 mod body_limit;
 mod client;
 pub mod error;
+mod extract;
 pub mod listener;
 pub mod model;
 pub mod operations;
@@ -32,6 +33,7 @@ use tower::ServiceExt as _;
 
 pub use auth::{Caller, Role};
 pub use error::{ApiError, request_id};
+pub use extract::JsonObject;
 
 use model::PluginView;
 use ratchet_core::config::ServerConfig;

@@ -142,11 +142,14 @@ impl Checkpointer {
 pub struct StoreOptions {
     /// How often the SQLite write-ahead log is checkpointed in the background.
     pub checkpoint_every: Duration,
+    /// Keep the data folder's reserve file ([`RESERVE_FILE`]): a long-running node does, so
+    /// that it can start again on a full disk; a one-off command leaves the folder alone.
+    pub keep_reserve: bool,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { checkpoint_every: CHECKPOINT_EVERY }
+        StoreOptions { checkpoint_every: CHECKPOINT_EVERY, keep_reserve: false }
     }
 }
 
@@ -195,7 +198,9 @@ impl Store {
                 Store::connect_with(&url, options).await
             }
             Ok(store) => {
-                keep_reserve(&reserve);
+                if options.keep_reserve {
+                    keep_reserve(&reserve);
+                }
                 Ok(store)
             }
             failed => failed,

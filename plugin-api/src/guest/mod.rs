@@ -96,6 +96,11 @@ pub use crate::{
 };
 
 /// A sink receives the kernel's events in batches, in order.
+///
+/// The host calls `write` with an empty batch once when it loads the plugin: check the
+/// configuration ([`config`]) there and return [`PluginError::InvalidInput`] naming the
+/// setting, so the operator sees the mistake when `ratchet serve` or `ratchet config check`
+/// starts rather than as a warning on every batch.
 pub trait Sink {
     fn manifest() -> Manifest;
     fn write(events: Vec<Event>) -> Result<(), PluginError>;

@@ -222,6 +222,11 @@ async fn bad_requests_fail_in_the_one_error_shape() {
         .send(raw(r#"{"task": 5, "input": {}}"#, "application/json"))
         .await
         .assert_error(422, "invalid_input");
+    // Serde would read a struct from an array of its fields: a body is an object or refused.
+    let array = server.post("/api/v1/tasks/addition/validate", &json!([{}])).await;
+    array.assert_error(422, "invalid_input");
+    assert!(array.json["error"]["message"].as_str().unwrap().contains("must be a JSON object"), "{array:?}");
+    server.post("/api/v1/jobs", &json!(["addition", {}])).await.assert_error(422, "invalid_input");
     let wrong_input =
         server.post("/api/v1/jobs", &json!({"task": "addition", "input": {"num1": "one"}})).await;
     wrong_input.assert_error(422, "invalid_input");

@@ -159,22 +159,30 @@ fn config_show_masks_secrets_and_config_check_names_what_is_wrong() {
     let yaml = ratchet_in(dir.path(), &["config", "show"], &[]);
     assert!(yaml.stdout.contains("max_age_days: 30.0"), "{}", yaml.stdout);
 
-    // Defaults in an empty folder: the database works, the task folder does not exist.
+    // Defaults in an empty folder: no database yet (the check creates none), the task folder
+    // does not exist.
     let checked = ratchet_in(dir.path(), &["config", "check"], &[]);
     assert!(!checked.success(), "{checked:?}");
-    assert!(checked.stdout.contains("ok    database (sqlite) reachable and migrated"), "{}", checked.stdout);
+    assert!(
+        checked
+            .stdout
+            .contains("ok    database: none yet at ratchet-data/ratchet.db; `ratchet serve` creates it"),
+        "{}",
+        checked.stdout
+    );
+    assert!(!dir.path().join("ratchet-data").exists());
     assert!(
         checked.stdout.contains("error server.tasks: cannot read the task folder examples/tasks"),
         "{}",
         checked.stdout
     );
 
-    let good = ratchet_in(
-        &tests::workspace_root(),
-        &["config", "check"],
-        &[("RATCHET_STORAGE__DATA_DIR", dir.path().to_str().unwrap())],
-    );
+    let data = [("RATCHET_STORAGE__DATA_DIR", dir.path().to_str().unwrap())];
+    let pruned = ratchet_in(dir.path(), &["executions", "prune", "--older-than", "1d"], &data);
+    assert!(pruned.success() && pruned.stderr.contains("created the database"), "{pruned:?}");
+    let good = ratchet_in(&tests::workspace_root(), &["config", "check"], &data);
     assert!(good.success(), "{good:?}");
+    assert!(good.stdout.contains("ok    database (sqlite) reachable and migrated"), "{}", good.stdout);
     assert!(good.stdout.contains("ok    5 task(s) load from examples/tasks"), "{}", good.stdout);
 
     let bad = ratchet_in(dir.path(), &["config", "check"], &[("RATCHET_QUEUE__MAX_ATTEMPTS", "0")]);

@@ -3,6 +3,7 @@
 
 mod api;
 mod cli;
+mod command_line;
 mod hardening;
 mod http;
 mod javascript;

@@ -257,13 +257,18 @@ fn a_scaffolded_plugin_builds_loads_and_passes_the_conformance_suite() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("my-sink");
     let xtask = tests::bin_dir().join("xtask");
+    let target = tests::workspace_root().join("target/wasm-scaffold");
     let made = std::process::Command::new(&xtask)
         .args(["new-plugin", "my-sink", "--kind", "sink", "--path"])
         .arg(&path)
+        .env("CARGO_TARGET_DIR", &target)
         .output()
         .unwrap();
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    let target = tests::workspace_root().join("target/wasm-scaffold");
+    // The hint names the file the build writes.
+    let said = String::from_utf8_lossy(&made.stdout).into_owned();
+    let hint =
+        said.lines().find_map(|l| l.strip_prefix("check it:  ratchet plugins test ")).unwrap_or_default();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let built = std::process::Command::new(cargo)
         .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"])
@@ -273,6 +278,7 @@ fn a_scaffolded_plugin_builds_loads_and_passes_the_conformance_suite() {
         .unwrap();
     assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
     let wasm = target.join("wasm32-wasip2/release/my_sink.wasm");
+    assert_eq!(std::path::Path::new(hint), wasm, "{said}");
     let tested = tests::ratchet_in(dir.path(), &["plugins", "test", wasm.to_str().unwrap()], &[]);
     assert!(tested.success() && tested.stdout.contains("conformance: passed"), "{tested:?}");
     assert!(tested.stdout.contains("my-sink 0.1.0"), "{tested:?}");

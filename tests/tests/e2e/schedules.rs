@@ -203,7 +203,8 @@ async fn the_sqlite_write_ahead_log_is_checkpointed_in_the_background() {
     let dir = tempfile::tempdir().unwrap();
     // The checkpointer runs when the test wakes it: an interval could fire mid-batch on a busy
     // machine and reuse the log before the first size is read.
-    let options = ratchet_storage::StoreOptions { checkpoint_every: Duration::from_secs(3600) };
+    let options =
+        ratchet_storage::StoreOptions { checkpoint_every: Duration::from_secs(3600), ..Default::default() };
     let store = Store::open_data_dir_with(dir.path(), options).await.unwrap();
     let wal = dir.path().join(format!("{}-wal", ratchet_storage::SQLITE_FILE));
     let wal_size = || std::fs::metadata(&wal).map_or(0, |m| m.len());

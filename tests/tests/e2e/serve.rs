@@ -149,8 +149,8 @@ fn a_job_enqueued_from_the_cli_runs_and_is_recorded() {
     assert_eq!(shown["output"], json!({"n": 7}));
     assert_eq!(shown["attempts"][0]["outcome"], "completed");
     let executions = cli(root.path(), &["executions", "list", "--job", &id]);
-    assert_eq!(executions[0]["status"], "success");
-    let execution = cli(root.path(), &["executions", "show", executions[0]["id"].as_str().unwrap()]);
+    assert_eq!(executions["items"][0]["status"], "success");
+    let execution = cli(root.path(), &["executions", "show", executions["items"][0]["id"].as_str().unwrap()]);
     assert_eq!(execution["input"], json!({"n": 7, "ms": 10}));
 
     let again = cli(
@@ -198,9 +198,9 @@ fn kill_9_case(root: &Path, storage: &[&str]) {
     // Enqueue through the library (500 CLI processes would only test process start-up).
     enqueue_many(storage, &root.join("tasks"), JOBS);
     let completed = || {
-        cli_on(root, storage, &["jobs", "list", "--status", "completed", "--limit", "1000"])
-            .as_array()
-            .map_or(0, Vec::len)
+        cli_on(root, storage, &["jobs", "list", "--status", "completed", "--limit", "1"])["total"]
+            .as_u64()
+            .map_or(0, |n| n as usize)
     };
 
     let node = Node::start_with(root, storage, &env);
@@ -216,8 +216,8 @@ fn kill_9_case(root: &Path, storage: &[&str]) {
     let (code, stderr) = node.wait(Duration::from_secs(30));
     assert_eq!(code, Some(0), "{stderr}");
 
-    let jobs = cli_on(root, storage, &["jobs", "list", "--limit", "1000"]);
-    let jobs = jobs.as_array().unwrap();
+    let jobs = cli_on(root, storage, &["jobs", "list", "--all"]);
+    let jobs = jobs["items"].as_array().unwrap();
     assert_eq!(jobs.len(), JOBS);
     assert!(jobs.iter().all(|j| j["status"] == "completed"), "every job reaches a final state");
     let rescued: Vec<&Value> = jobs.iter().filter(|j| j["attempt"].as_u64() > Some(1)).collect();
@@ -310,8 +310,9 @@ fn a_schedule_added_from_the_cli_fires_on_the_server_and_the_node_reports_itself
     assert_eq!((added["name"].as_str(), added["enabled"].as_bool()), (Some("every-second"), Some(true)));
     let key_prefix = format!("schedule:{}:", added["id"].as_str().unwrap());
     let fired = |root: &Path| -> Vec<Value> {
-        let jobs = cli(root, &["jobs", "list", "--status", "completed"]);
-        jobs.as_array()
+        let jobs = cli(root, &["jobs", "list", "--status", "completed", "--all"]);
+        jobs["items"]
+            .as_array()
             .unwrap()
             .iter()
             .filter(|j| j["idempotency_key"].as_str().is_some_and(|k| k.starts_with(&key_prefix)))
@@ -334,10 +335,10 @@ fn a_schedule_added_from_the_cli_fires_on_the_server_and_the_node_reports_itself
 
     cli(root.path(), &["schedules", "remove", "every-second"]);
     std::thread::sleep(Duration::from_millis(1500));
-    let settled = cli(root.path(), &["jobs", "list"]).as_array().unwrap().len();
+    let settled = cli(root.path(), &["jobs", "list"])["total"].as_u64().unwrap();
     std::thread::sleep(Duration::from_millis(2000));
     assert_eq!(
-        cli(root.path(), &["jobs", "list"]).as_array().unwrap().len(),
+        cli(root.path(), &["jobs", "list"])["total"].as_u64().unwrap(),
         settled,
         "removed: no more fires"
     );
@@ -373,7 +374,7 @@ fn the_server_survives_an_unreachable_database_and_loses_no_queued_work() {
             &["jobs", "list", "--status", "completed", "--database-url", &direct, "--format", "json"],
             &[],
         );
-        run.json().as_array().map_or(0, Vec::len)
+        run.json()["total"].as_u64().map_or(0, |n| n as usize)
     };
 
     let mut node = Node::start_with(root.path(), &["--database-url", through_proxy.as_str()], &[]);
@@ -492,7 +493,7 @@ fn sinks_receive_the_events_of_real_runs() {
     // The failure was classified by the error-pattern plugin, in the history and the event.
     let failed_id = failing["id"].as_str().unwrap();
     let executions = cli(root.path(), &["executions", "list", "--job", failed_id]);
-    let shown = cli(root.path(), &["executions", "show", executions[0]["id"].as_str().unwrap()]);
+    let shown = cli(root.path(), &["executions", "show", executions["items"][0]["id"].as_str().unwrap()]);
     let classification = &shown["error"]["classification"][0];
     assert_eq!(classification["pattern"], "asked", "{shown:#}");
     assert_eq!(classification["plugin"], "patterns");

@@ -1,16 +1,16 @@
 //! `/api/v1/jobs`: enqueue, list, inspect, cancel and retry jobs.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::page;
-use ratchet_server::AppState;
 use ratchet_server::error::{ApiError, ErrorBody};
 use ratchet_server::model::{EnqueueRequest, JobDetail, JobList, JobView, PageQuery};
+use ratchet_server::{AppState, JsonObject};
 use ratchet_service::{EnqueueOptions, job_timeout};
 use ratchet_storage::{JobFilter, JobStatus};
 
@@ -33,9 +33,8 @@ pub struct JobQuery {
         (status = "4XX", body = ErrorBody)))]
 pub async fn enqueue_job(
     State(state): State<AppState>,
-    body: Result<Json<EnqueueRequest>, JsonRejection>,
+    JsonObject(request): JsonObject<EnqueueRequest>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
-    let Json(request) = body?;
     let run_at = request.run_at.as_deref().map(parse_time).transpose()?;
     if request.max_attempts == Some(0) {
         return Err(ApiError::invalid("max_attempts must be at least 1"));

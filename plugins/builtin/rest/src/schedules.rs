@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -11,11 +11,11 @@ use utoipa::IntoParams;
 
 use super::{page, slice};
 use ratchet_core::schedule::CronSpec;
-use ratchet_server::AppState;
 use ratchet_server::error::{ApiError, ErrorBody};
 use ratchet_server::model::{
     FireTimes, NewScheduleRequest, PageQuery, ScheduleList, SchedulePatch, ScheduleView, time,
 };
+use ratchet_server::{AppState, JsonObject};
 use ratchet_storage::{NewSchedule, now_ms};
 
 /// The longest catch-up window accepted: a year.
@@ -75,9 +75,8 @@ pub async fn list_schedules(
     responses((status = 201, body = ScheduleView), (status = "4XX", body = ErrorBody)))]
 pub async fn add_schedule(
     State(state): State<AppState>,
-    body: Result<Json<NewScheduleRequest>, JsonRejection>,
+    JsonObject(request): JsonObject<NewScheduleRequest>,
 ) -> Result<(StatusCode, Json<ScheduleView>), ApiError> {
-    let Json(request) = body?;
     let window = request.catch_up_window_secs.unwrap_or(60.0);
     if !(0.0..=MAX_WINDOW_SECS).contains(&window) {
         return Err(ApiError::invalid(format!(
@@ -127,9 +126,8 @@ pub async fn remove_schedule(
 pub async fn update_schedule(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: Result<Json<SchedulePatch>, JsonRejection>,
+    JsonObject(patch): JsonObject<SchedulePatch>,
 ) -> Result<Json<ScheduleView>, ApiError> {
-    let Json(patch) = body?;
     let window = match patch.catch_up_window_secs {
         Some(window) if !(0.0..=MAX_WINDOW_SECS).contains(&window) => {
             return Err(ApiError::invalid(format!(

@@ -1,7 +1,7 @@
 //! `/api/v1/tasks`: list, describe, validate and run tasks synchronously.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -10,12 +10,12 @@ use utoipa::IntoParams;
 
 use super::{page, slice};
 use ratchet_core::execution::ValidateError;
-use ratchet_server::AppState;
 use ratchet_server::error::{ApiError, ErrorBody};
 use ratchet_server::model::{
     ExecutionDetail, PageQuery, RunAccepted, RunRequest, TaskDetail, TaskList, TaskView, ValidateRequest,
     ValidateResponse, Violation,
 };
+use ratchet_server::{AppState, JsonObject};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -90,9 +90,8 @@ pub async fn get_task(
 pub async fn validate_task(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    body: Result<Json<ValidateRequest>, JsonRejection>,
+    JsonObject(request): JsonObject<ValidateRequest>,
 ) -> Result<Json<ValidateResponse>, ApiError> {
-    let Json(request) = body?;
     let task = find(&state, &name)?;
     let script_error = match state.service.validate_task(&task).await {
         Ok(()) => None,
@@ -126,9 +125,8 @@ pub async fn validate_task(
 pub async fn run_task(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    body: Result<Json<RunRequest>, JsonRejection>,
+    JsonObject(request): JsonObject<RunRequest>,
 ) -> Result<Response, ApiError> {
-    let Json(request) = body?;
     let (task, input) = state.service.check_input(&name, request.input).await?;
     let cap = state.config.run_wait_secs;
     let wait = request.wait_secs.unwrap_or(cap);

@@ -74,10 +74,11 @@ impl Sink for JsonlSink {
     }
 
     fn write(events: Vec<Event>) -> Result<(), PluginError> {
+        // Also the load-time check of the configuration: the host sends an empty batch.
+        let settings = settings()?;
         if events.is_empty() {
             return Ok(());
         }
-        let settings = settings()?;
         let io = |what: &str, e: std::io::Error| {
             let message = format!("{what} {}: {e}", settings.file);
             if e.kind() == std::io::ErrorKind::PermissionDenied || e.kind() == std::io::ErrorKind::NotFound {

@@ -43,10 +43,11 @@ impl Sink for WebhookSink {
     }
 
     fn write(events: Vec<Event>) -> Result<(), PluginError> {
+        // Also the load-time check of the configuration: the host sends an empty batch.
+        let target = target()?;
         if events.is_empty() {
             return Ok(());
         }
-        let target = target()?;
         let body: Vec<Value> = events
             .iter()
             .map(|e| {

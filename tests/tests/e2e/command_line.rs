@@ -1,0 +1,331 @@
+//! The CLI where a demanding user pushes it: readers that go away, long lists, mistyped data
+//! folders, colour and progress on a terminal and never elsewhere, completions, manual pages,
+//! and plugin configuration checked at start-up. Each through the real binary.
+
+use std::io::Read as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+use tests::{component, example_task, ratchet_bin, ratchet_in};
+
+/// `ratchet ARGS` with stdout a pipe whose reader has already gone away.
+fn into_a_closed_pipe(args: &[&str]) -> (Option<i32>, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = Command::new(ratchet_bin())
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("RATCHET_LOG")
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// `ratchet ARGS` with stderr on a pseudo-terminal and stdout a pipe: its status, its stdout,
+/// and everything the terminal received.
+fn on_a_terminal(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let size = nix::pty::Winsize { ws_row: 40, ws_col: 120, ws_xpixel: 0, ws_ypixel: 0 };
+    let pty = nix::pty::openpty(Some(&size), None).unwrap();
+    let child = Command::new(ratchet_bin())
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("RATCHET_LOG")
+        .env_remove("NO_COLOR")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(pty.slave))
+        .spawn()
+        .unwrap();
+    // The terminal is drained as the command writes, so it never blocks on a full buffer; the
+    // read ends (EIO) once the last holder of the other side exits.
+    let mut master = std::fs::File::from(pty.master);
+    let drain = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while let Ok(n @ 1..) = master.read(&mut chunk) {
+            seen.extend_from_slice(&chunk[..n]);
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    let output = child.wait_with_output().unwrap();
+    let terminal = drain.join().unwrap();
+    (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned(), terminal)
+}
+
+/// `count` jobs queued in a new embedded database under `data`.
+fn queue_jobs(data: &Path, count: usize) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let config = ratchet_core::Config::default();
+        let store = ratchet_storage::Store::open_data_dir(data).await.unwrap();
+        let tasks = example_task("addition").parent().unwrap().to_owned();
+        let (registry, _) = ratchet_service::TaskRegistry::load(&[tasks], &config.limits).unwrap();
+        for n in 0..count {
+            let input = json!({"num1": n, "num2": 1});
+            ratchet_service::enqueue(&store, &registry, &config.queue, "addition", input, Default::default())
+                .await
+                .unwrap();
+        }
+        store.close().await;
+    });
+}
+
+const ESCAPE: &str = "\u{1b}[";
+
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    queue_jobs(&data, 3);
+    let data = data.to_str().unwrap();
+    for args in [
+        vec!["api", "openapi"],
+        vec!["completions", "bash"],
+        vec!["jobs", "list", "--data-dir", data],
+        vec!["jobs", "list", "--data-dir", data, "--format", "json"],
+    ] {
+        let (code, stderr) = into_a_closed_pipe(&args);
+        assert_eq!(code, Some(141), "{args:?} exits as a shell's SIGPIPE status: {stderr}");
+        assert_eq!(stderr, "", "{args:?} says nothing, no panic, no backtrace");
+    }
+}
+
+#[test]
+fn lists_say_when_they_are_cut_and_page_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    queue_jobs(&data, 60);
+    let data = data.to_str().unwrap();
+    let list = |extra: &[&str]| {
+        let mut args = vec!["jobs", "list", "--data-dir", data];
+        args.extend(extra);
+        ratchet_in(dir.path(), &args, &[])
+    };
+    let first = list(&[]);
+    assert!(first.success(), "{first:?}");
+    let lines: Vec<&str> = first.stdout.lines().collect();
+    assert_eq!(lines.len(), 1 + 50 + 1, "header, 50 rows, footer: {}", first.stdout);
+    assert_eq!(*lines.last().unwrap(), "50 of 60 shown (--limit, --offset, or --all)");
+
+    let everything = list(&["--all"]);
+    assert_eq!(everything.stdout.lines().count(), 1 + 60, "{everything:?}");
+    assert!(!everything.stdout.contains("shown"), "nothing is hidden, so no footer");
+
+    let page = list(&["--format", "json", "--limit", "10", "--offset", "55"]).json();
+    assert_eq!(
+        (page["total"].as_u64(), page["limit"].as_u64(), page["offset"].as_u64()),
+        (Some(60), Some(10), Some(55))
+    );
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(5), "{page}");
+    let all = list(&["--format", "json", "--all"]).json();
+    assert_eq!(all["items"].as_array().map(Vec::len), Some(60));
+    assert_eq!(all["total"], 60);
+
+    for wrong in [&["--limit", "0"][..], &["--limit", "501"], &["--all", "--limit", "5"]] {
+        let refused = list(wrong);
+        assert_eq!(refused.code, Some(2), "{wrong:?}: {refused:?}");
+        assert!(refused.stderr.contains("--limit") || refused.stderr.contains("--all"), "{refused:?}");
+    }
+    let executions =
+        ratchet_in(dir.path(), &["executions", "list", "--data-dir", data, "--format", "json"], &[]);
+    assert_eq!(executions.json(), json!({"items": [], "total": 0, "limit": 50, "offset": 0}));
+}
+
+#[test]
+fn read_only_commands_refuse_a_data_folder_that_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("tyop/data");
+    let typo_arg = typo.to_str().unwrap();
+    for command in [
+        &["jobs", "list"][..],
+        &["jobs", "show", "some-id"],
+        &["executions", "list"],
+        &["executions", "show", "some-id"],
+        &["schedules", "list"],
+        &["schedules", "show", "nightly"],
+        &["schedules", "next", "nightly"],
+        &["nodes"],
+        &["tasks"],
+    ] {
+        let mut args = command.to_vec();
+        args.extend(["--data-dir", typo_arg]);
+        let refused = ratchet_in(dir.path(), &args, &[]);
+        assert_eq!(refused.code, Some(1), "{command:?}: {refused:?}");
+        assert!(
+            refused
+                .stderr
+                .contains(&format!("there is no database at {}", typo.join("ratchet.db").display())),
+            "{command:?} names the missing database: {}",
+            refused.stderr
+        );
+    }
+    assert!(!dir.path().join("tyop").exists(), "nothing was created");
+    let checked = ratchet_in(dir.path(), &["config", "check"], &[("RATCHET_STORAGE__DATA_DIR", typo_arg)]);
+    assert!(checked.stdout.contains("database: none yet"), "{checked:?}");
+    assert!(!dir.path().join("tyop").exists(), "config check creates nothing");
+
+    // A command that writes creates the database, and says so the first time only.
+    let tasks = example_task("addition").parent().unwrap().display().to_string();
+    let enqueue =
+        ["jobs", "enqueue", "addition", "--input-json", r#"{"num1": 1, "num2": 2}"#, "--tasks", &tasks];
+    let mut args = enqueue.to_vec();
+    args.extend(["--data-dir", typo_arg]);
+    let first = ratchet_in(dir.path(), &args, &[]);
+    assert!(first.success(), "{first:?}");
+    assert!(
+        first.stderr.contains(&format!("created the database {}", typo.join("ratchet.db").display())),
+        "{first:?}"
+    );
+    let second = ratchet_in(dir.path(), &args, &[]);
+    assert!(second.success() && !second.stderr.contains("created"), "{second:?}");
+    let listed = ratchet_in(dir.path(), &["jobs", "list", "--data-dir", typo_arg, "--format", "json"], &[]);
+    assert_eq!(listed.json()["total"], 2, "{listed:?}");
+}
+
+#[test]
+fn colour_only_on_a_terminal_or_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let debug = [("RATCHET_LOG", "debug")];
+    // Into a pipe or a file: plain text, whatever the log level.
+    let piped = ratchet_in(dir.path(), &["config", "show"], &debug);
+    assert!(piped.stderr.contains("no configuration file"), "the debug line is logged: {piped:?}");
+    assert!(!piped.stderr.contains(ESCAPE), "{piped:?}");
+    let forced = ratchet_in(dir.path(), &["config", "show", "--color", "always"], &debug);
+    assert!(forced.stderr.contains(ESCAPE), "{forced:?}");
+
+    // On a terminal: colour, unless NO_COLOR or --color never says otherwise.
+    let (code, _, terminal) = on_a_terminal(dir.path(), &["config", "show"], &debug);
+    assert_eq!(code, Some(0), "{terminal}");
+    assert!(terminal.contains("no configuration file") && terminal.contains(ESCAPE), "{terminal:?}");
+    let (_, _, no_color) = on_a_terminal(dir.path(), &["config", "show"], &[debug[0], ("NO_COLOR", "1")]);
+    assert!(no_color.contains("no configuration file") && !no_color.contains(ESCAPE), "{no_color:?}");
+    let (_, _, never) = on_a_terminal(dir.path(), &["--color", "never", "config", "show"], &debug);
+    assert!(never.contains("no configuration file") && !never.contains(ESCAPE), "{never:?}");
+    let wrong = ratchet_in(dir.path(), &["--color", "sometimes", "config", "show"], &[]);
+    assert_eq!(wrong.code, Some(2), "{wrong:?}");
+    assert!(wrong.stderr.contains("auto") && wrong.stderr.contains("never"), "{wrong:?}");
+}
+
+#[test]
+fn progress_is_drawn_on_a_terminal_and_nowhere_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let task = example_task("addition");
+    let task = task.to_str().unwrap();
+    let (code, stdout, terminal) = on_a_terminal(dir.path(), &["test", "--from-fs", task], &[]);
+    assert_eq!(code, Some(0), "{stdout}{terminal}");
+    assert!(terminal.contains("/3 cases"), "a bar over the three cases: {terminal:?}");
+    assert!(stdout.contains("3 passed, 0 failed") && !stdout.contains("cases"), "{stdout}");
+    let piped = ratchet_in(dir.path(), &["test", "--from-fs", task], &[]);
+    assert!(piped.success(), "{piped:?}");
+    assert!(!piped.stderr.contains("cases") && !piped.stderr.contains(ESCAPE), "no bar in a pipe: {piped:?}");
+
+    let data = dir.path().join("data");
+    queue_jobs(&data, 1);
+    let data = data.to_str().unwrap();
+    let prune = ["executions", "prune", "--older-than", "1d", "--data-dir", data];
+    let (code, stdout, terminal) = on_a_terminal(dir.path(), &prune, &[]);
+    assert_eq!(code, Some(0), "{stdout}{terminal}");
+    assert!(terminal.contains("pruning what finished over 1day ago"), "a spinner: {terminal:?}");
+    assert!(stdout.starts_with("pruned 0 execution(s)"), "{stdout}");
+    let mut json = prune.to_vec();
+    json.extend(["--format", "json"]);
+    let (_, stdout, terminal) = on_a_terminal(dir.path(), &json, &[]);
+    assert!(!terminal.contains("pruning"), "no spinner with --format json: {terminal:?}");
+    assert_eq!(serde_json::from_str::<Value>(&stdout).unwrap()["executions"], 0);
+}
+
+#[test]
+fn bash_completes_commands_and_flags_and_the_other_shells_get_scripts() {
+    let script = ratchet_in(Path::new("."), &["completions", "bash"], &[]);
+    assert!(script.success(), "{script:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ratchet.bash");
+    std::fs::write(&file, &script.stdout).unwrap();
+    // What bash offers after `ratchet jo<TAB>` and `ratchet jobs list --<TAB>`: it calls the
+    // function with the command, the word under the cursor and the one before.
+    let complete = |words: &[&str]| {
+        let (current, previous) = (words[words.len() - 1], words[words.len() - 2]);
+        let program = format!(
+            "source {}; COMP_WORDS=({}); COMP_CWORD={}; _ratchet ratchet '{current}' '{previous}'; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            file.display(),
+            words.join(" "),
+            words.len() - 1
+        );
+        let output = Command::new("bash").args(["--norc", "-c", &program]).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).split_whitespace().map(str::to_owned).collect::<Vec<_>>()
+    };
+    assert_eq!(complete(&["ratchet", "jo"]), ["jobs"]);
+    let flags = complete(&["ratchet", "jobs", "list", "--"]);
+    for flag in ["--limit", "--offset", "--all", "--status", "--format", "--color"] {
+        assert!(flags.iter().any(|f| f == flag), "{flag} in {flags:?}");
+    }
+    for (shell, marker) in [
+        ("zsh", "#compdef ratchet"),
+        ("fish", "complete -c ratchet"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let script = ratchet_in(Path::new("."), &["completions", shell], &[]);
+        assert!(script.success() && script.stdout.contains(marker), "{shell}: {script:?}");
+    }
+    let unknown = ratchet_in(Path::new("."), &["completions", "tcsh"], &[]);
+    assert_eq!(unknown.code, Some(2), "{unknown:?}");
+}
+
+#[test]
+fn the_manual_has_a_page_per_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("man/man1");
+    let made = ratchet_in(dir.path(), &["man", "--out", out.to_str().unwrap()], &[]);
+    assert!(made.success(), "{made:?}");
+    let page = |name: &str| std::fs::read_to_string(out.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let top = page("ratchet.1");
+    assert!(top.contains(".TH ratchet 1") && top.contains("completions"), "{top}");
+    let list = page("ratchet-jobs-list.1");
+    assert!(list.contains("\\-\\-limit") && list.contains("\\-\\-all"), "{list}");
+    assert!(out.join("ratchet-executions-prune.1").is_file());
+    assert!(!out.join("ratchet-man.1").exists(), "the hidden generator has no page of its own");
+}
+
+#[test]
+fn a_plugin_that_refuses_its_configuration_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tasks")).unwrap();
+    let config = format!(
+        "server:\n  tasks: [tasks]\nplugins:\n  - name: events\n    kind: sink\n    source: {}\n    config: {{file: ../escape.jsonl}}\n    grants: {{dir: {}}}\n",
+        component("jsonl-sink").display(),
+        dir.path().join("events").display()
+    );
+    std::fs::write(dir.path().join("ratchet.yaml"), config).unwrap();
+    let checked = ratchet_in(dir.path(), &["config", "check"], &[]);
+    assert_eq!(checked.code, Some(1), "{checked:?}");
+    let refusal = checked.stdout.lines().find(|l| l.starts_with("error ")).unwrap_or_default();
+    assert!(refusal.starts_with("error plugins: plugin events rejects its configuration"), "{checked:?}");
+    assert!(refusal.contains("config.file `../escape.jsonl` must be a plain file name"), "{checked:?}");
+    let data = dir.path().join("data");
+    let served = ratchet_in(
+        dir.path(),
+        &["serve", "--bind", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(served.code, Some(1), "{served:?}");
+    assert!(served.stderr.contains("plugin events rejects its configuration"), "{served:?}");
+    assert!(!data.join("ratchet.db").exists(), "start-up stopped before creating anything");
+
+    // Fixed, the same plugin loads and `config check` says so.
+    let fixed = std::fs::read_to_string(dir.path().join("ratchet.yaml"))
+        .unwrap()
+        .replace("../escape.jsonl", "events.jsonl");
+    std::fs::write(dir.path().join("ratchet.yaml"), fixed).unwrap();
+    let checked = ratchet_in(dir.path(), &["config", "check"], &[]);
+    assert!(checked.success(), "{checked:?}");
+    assert!(
+        checked.stdout.contains("1 plugin(s) load and accept their configuration: events (sink)"),
+        "{checked:?}"
+    );
+}
