@@ -14,8 +14,8 @@ pub struct Manifest {
     pub name: String,
     pub version: String,
     pub description: String,
-    /// Capabilities asked for: `fs`, `http`, `kv`.
-    pub capabilities: Vec<String>,
+    /// Capabilities asked for; the operator grants each or not.
+    pub capabilities: Vec<Capability>,
 }
 
 impl Manifest {
@@ -29,8 +29,8 @@ impl Manifest {
     }
 
     /// Asks for a capability; the operator decides whether to grant it.
-    pub fn capability(mut self, capability: &str) -> Manifest {
-        self.capabilities.push(capability.into());
+    pub fn capability(mut self, capability: Capability) -> Manifest {
+        self.capabilities.push(capability);
         self
     }
 }
@@ -147,6 +147,46 @@ pub const NATIVE_ABI_VERSION: u32 = 1;
 /// The WIT package this crate's guest SDK is written against.
 pub const WIT_PACKAGE: &str = "ratchet:plugin@0.1.0";
 
+/// What a plugin may ask the host for, beyond its own memory and the kernel's calls. The host
+/// gives a capability only when the plugin asks for it and the operator grants it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Capability {
+    /// Files under the folder the operator grants (`grants.dir`), seen as `/`.
+    Fs,
+    /// HTTP requests to the granted hosts, through the kernel's egress policy.
+    Http,
+    /// A key-value store of its own, kept for the life of the node.
+    Kv,
+    /// The environment variables the operator lists (`grants.env`).
+    Env,
+}
+
+impl Capability {
+    /// Every capability, in the order the documentation lists them.
+    pub const ALL: [Capability; 4] = [Capability::Fs, Capability::Http, Capability::Kv, Capability::Env];
+
+    /// The capability named `name` (as in manifests crossing WIT, and in `plugins list`).
+    pub fn from_name(name: &str) -> Option<Capability> {
+        Capability::ALL.into_iter().find(|capability| capability.as_str() == name)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capability::Fs => "fs",
+            Capability::Http => "http",
+            Capability::Kv => "kv",
+            Capability::Env => "env",
+        }
+    }
+}
+
+impl std::fmt::Display for Capability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The kinds of plugin the kernel hosts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -198,7 +238,15 @@ impl std::fmt::Display for PluginKind {
 
 #[cfg(test)]
 mod tests {
-    use super::PluginKind;
+    use super::{Capability, PluginKind};
+
+    #[test]
+    fn capability_names_round_trip() {
+        for capability in Capability::ALL {
+            assert_eq!(Capability::from_name(capability.as_str()), Some(capability));
+        }
+        assert_eq!(Capability::from_name("net"), None);
+    }
 
     #[test]
     fn kind_names_match_the_wit_worlds() {

@@ -184,8 +184,8 @@ pub fn scaffold(args: &[String]) -> anyhow::Result<()> {
 }
 
 const SINK_TEMPLATE: &str = r#"//! {name}: a Ratchet sink plugin. The kernel calls `write` with batches of events, in order.
-//! Ask for capabilities in `manifest` (`fs`, `http`, `kv`); the operator grants them in the
-//! plugin's `grants` in the configuration. See docs/plugins.md.
+//! Ask for capabilities in `manifest` (`.capability(Capability::Http)`; also Fs, Kv, Env); the
+//! operator grants them in the plugin's `grants` in the configuration. See docs/plugins.md.
 
 use plugin_api::guest::{Event, Manifest, PluginError, Sink};
 

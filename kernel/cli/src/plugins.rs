@@ -50,7 +50,11 @@ pub async fn plugins(config: Config, command: PluginsCommand) -> anyhow::Result<
                         "NAME", "KIND", "INTERFACE", "GRANTED"
                     );
                     for p in &all {
-                        let granted = if p.granted.is_empty() { "-".into() } else { p.granted.join(",") };
+                        let granted = if p.granted.is_empty() {
+                            "-".into()
+                        } else {
+                            p.granted.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",")
+                        };
                         println!(
                             "{:<16}  {:<13}  {:<22}  {granted:<10}  {}",
                             p.name, p.kind, p.interface, p.source

@@ -31,7 +31,7 @@ use serde_json::Value;
 pub use patterns::{ErrorPatterns, FailedRun, Suggestion};
 pub use sinks::SinkSet;
 
-pub use plugin_api::PluginKind;
+pub use plugin_api::{Capability, PluginKind};
 use ratchet_core::config::PluginConfig;
 
 /// Something that happened in the kernel, for sinks.
@@ -113,9 +113,18 @@ pub struct PluginInfo {
     pub version: String,
     pub description: String,
     /// Capabilities the plugin asked for.
-    pub requested: Vec<String>,
+    #[serde(serialize_with = "capability_names")]
+    pub requested: Vec<Capability>,
     /// What it got: asked for and granted.
-    pub granted: Vec<String>,
+    #[serde(serialize_with = "capability_names")]
+    pub granted: Vec<Capability>,
+}
+
+fn capability_names<S: serde::Serializer>(
+    capabilities: &[Capability],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(capabilities.iter().map(|c| c.as_str()))
 }
 
 fn kind_name<S: serde::Serializer>(kind: &PluginKind, serializer: S) -> Result<S::Ok, S::Error> {

@@ -337,8 +337,8 @@ impl From<&PluginInfo> for PluginView {
             interface: p.interface.clone(),
             version: p.version.clone(),
             description: p.description.clone(),
-            requested: p.requested.clone(),
-            granted: p.granted.clone(),
+            requested: p.requested.iter().map(|c| c.as_str().to_owned()).collect(),
+            granted: p.granted.iter().map(|c| c.as_str().to_owned()).collect(),
         }
     }
 }

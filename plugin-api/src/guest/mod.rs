@@ -92,7 +92,8 @@ pub mod api_surface_world {
 use sink_world::ratchet::plugin::{host, types};
 
 pub use crate::{
-    Classification, Event, Failure, Manifest, PluginError, Principal, Request, Response, TaskFiles,
+    Capability, Classification, Event, Failure, Manifest, PluginError, Principal, Request, Response,
+    TaskFiles,
 };
 
 /// A sink receives the kernel's events in batches, in order.
@@ -214,7 +215,7 @@ pub fn manifest_to_wit(manifest: Manifest) -> types::Manifest {
         name: manifest.name,
         version: manifest.version,
         description: manifest.description,
-        capabilities: manifest.capabilities,
+        capabilities: manifest.capabilities.iter().map(|c| c.as_str().to_owned()).collect(),
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use ratchet_core::config::{ByteSize, EgressConfig, PluginConfig, PluginGrants, PluginLimits};
 use ratchet_plugin_host::wasm::{SinkCalls, WasmHost};
-use ratchet_plugin_host::{Event, LoadError, PluginError, Plugins};
+use ratchet_plugin_host::{Capability, Event, LoadError, PluginError, Plugins};
 use serde_json::{Value, json};
 use tests::{component, sha256};
 
@@ -82,7 +82,7 @@ fn a_plugin_gets_no_folder_no_network_and_no_files_unless_granted() {
     assert!(matches!(&error, PluginError::Returned { message, .. } if message.contains("denied")), "{error}");
 
     let mut hostile = host.load_sink(&plugin("hostile", "test-programs")).unwrap();
-    assert_eq!(hostile.info().requested, vec!["http".to_owned()]);
+    assert_eq!(hostile.info().requested, [Capability::Http]);
     assert!(hostile.info().granted.is_empty(), "asked for http, granted nothing");
     let error = hostile.write_events(&events("read-file", 1, "/etc/passwd")).unwrap_err();
     assert!(matches!(&error, PluginError::Returned { message, .. } if message.contains("denied")), "{error}");
@@ -106,7 +106,7 @@ fn granted_http_goes_through_the_egress_policy_to_the_granted_host_only() {
     let mut config = plugin("hostile", "test-programs");
     config.grants.http_hosts = vec![format!("127.0.0.1:{}", server.port())];
     let mut sink = host.load_sink(&config).unwrap();
-    assert_eq!(sink.info().granted, vec!["http".to_owned()]);
+    assert_eq!(sink.info().granted, [Capability::Http]);
     let allowed = format!("http://127.0.0.1:{}/json", server.port());
     sink.write_events(&events("http", 1, &allowed)).unwrap();
     assert_eq!(server.hits(), 1);
@@ -127,7 +127,7 @@ fn the_webhook_sink_posts_batches_to_the_granted_host() {
         let _inside = runtime.enter();
         Plugins::load(&[config.clone()], &EgressConfig::default(), &dir.path().join("cache")).unwrap()
     };
-    assert_eq!(plugins.list()[0].granted, vec!["http".to_owned()]);
+    assert_eq!(plugins.list()[0].granted, [Capability::Http]);
     for event in events("execution.succeeded", 5, "addition") {
         plugins.sinks.emit(&event);
     }

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use plugin_api::PluginKind;
+use plugin_api::{Capability, PluginKind};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
@@ -44,9 +44,6 @@ pub const TICK: Duration = Duration::from_millis(5);
 /// Traps in a row after which a plugin is quarantined.
 pub const QUARANTINE_AFTER: u32 = 3;
 const MAX_QUARANTINE: Duration = Duration::from_secs(60);
-
-/// Capabilities a plugin may ask for in its manifest.
-pub const CAPABILITIES: [&str; 4] = ["fs", "http", "kv", "env"];
 
 /// What the host needs from one WIT world's generated bindings.
 pub trait World: Sized + Send + 'static {
@@ -591,44 +588,51 @@ impl<W: World> WasmPlugin<W> {
     }
 
     fn apply_manifest(&mut self, manifest: types::Manifest) -> Result<(), LoadError> {
-        let name = self.name.clone();
-        for capability in &manifest.capabilities {
-            if !CAPABILITIES.contains(&capability.as_str()) {
-                return Err(LoadError::Start {
-                    name,
+        // The names cross WIT as text; past this point they are `Capability`.
+        let requested = manifest
+            .capabilities
+            .into_iter()
+            .map(|name| {
+                Capability::from_name(&name).ok_or_else(|| LoadError::Start {
+                    name: self.name.clone(),
                     message: format!(
                         "its manifest asks for the unknown capability `{}` (known: {})",
-                        truncate(capability.clone(), 64),
-                        CAPABILITIES.join(", ")
+                        truncate(name, 64),
+                        Capability::ALL.map(Capability::as_str).join(", ")
                     ),
-                });
-            }
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // Two-sided grants: what the plugin did not ask for, it does not get.
+        let asked = |capability| requested.contains(&capability);
+        if !asked(Capability::Http) {
+            self.grants.http = None;
         }
-        let granted = |capability: &str| match capability {
-            "fs" => self.grants.dir.is_some(),
-            "http" => self.grants.http.is_some(),
-            "kv" => self.grants.kv,
-            "env" => !self.grants.env.is_empty(),
-            _ => false,
-        };
-        self.info.granted = manifest.capabilities.iter().filter(|c| granted(c)).cloned().collect();
-        self.info.requested = manifest.capabilities.clone();
+        if !asked(Capability::Kv) {
+            self.grants.kv = false;
+        }
+        if !asked(Capability::Env) {
+            self.grants.env.clear();
+        }
+        if !asked(Capability::Fs) {
+            self.grants.dir = None;
+        }
+        let grants = &self.grants;
+        self.info.granted = requested
+            .iter()
+            .copied()
+            .filter(|capability| match capability {
+                Capability::Fs => grants.dir.is_some(),
+                Capability::Http => grants.http.is_some(),
+                Capability::Kv => grants.kv,
+                Capability::Env => !grants.env.is_empty(),
+                _ => false,
+            })
+            .collect();
+        self.info.requested = requested;
         self.info.plugin = truncate(manifest.name, 64);
         self.info.version = truncate(manifest.version, 64);
         self.info.description = truncate(manifest.description, 256);
-        // Two-sided grants: what the plugin did not ask for, it does not get.
-        if !manifest.capabilities.iter().any(|c| c == "http") {
-            self.grants.http = None;
-        }
-        if !manifest.capabilities.iter().any(|c| c == "kv") {
-            self.grants.kv = false;
-        }
-        if !manifest.capabilities.iter().any(|c| c == "env") {
-            self.grants.env.clear();
-        }
-        if !manifest.capabilities.iter().any(|c| c == "fs") {
-            self.grants.dir = None;
-        }
         Ok(())
     }
 }

@@ -11,7 +11,7 @@
 //!
 //! The kernel checks the caller's credentials and role before a request reaches it.
 
-use plugin_api::guest::{ApiSurface, Manifest, Request, Response};
+use plugin_api::guest::{ApiSurface, Capability, Manifest, Request, Response};
 use serde_json::json;
 
 struct HelloApi;
@@ -23,7 +23,7 @@ impl ApiSurface for HelloApi {
             env!("CARGO_PKG_VERSION"),
             "Example API surface: GET /hello, POST /echo, GET /headers, GET /env/NAME",
         )
-        .capability("env")
+        .capability(Capability::Env)
     }
 
     fn handle(request: Request) -> Response {

@@ -7,7 +7,7 @@
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 
-use plugin_api::guest::{Event, Manifest, PluginError, Sink};
+use plugin_api::guest::{Capability, Event, Manifest, PluginError, Sink};
 use serde_json::{Value, json};
 
 struct JsonlSink;
@@ -70,7 +70,7 @@ impl Sink for JsonlSink {
             env!("CARGO_PKG_VERSION"),
             "appends events as JSON lines to a file, rotating by size",
         )
-        .capability("fs")
+        .capability(Capability::Fs)
     }
 
     fn write(events: Vec<Event>) -> Result<(), PluginError> {

@@ -5,7 +5,7 @@
 //! named by the event's `task`, `http` calls the host's HTTP import with the URL in `task`;
 //! anything else succeeds.
 
-use plugin_api::guest::{Event, Manifest, PluginError, Sink};
+use plugin_api::guest::{Capability, Event, Manifest, PluginError, Sink};
 
 struct Hostile;
 
@@ -19,7 +19,7 @@ fn recurse(depth: u64) -> u64 {
 
 impl Sink for Hostile {
     fn manifest() -> Manifest {
-        Manifest::new("hostile", "0.1.0", "misbehaves on purpose").capability("http")
+        Manifest::new("hostile", "0.1.0", "misbehaves on purpose").capability(Capability::Http)
     }
 
     fn write(events: Vec<Event>) -> Result<(), PluginError> {

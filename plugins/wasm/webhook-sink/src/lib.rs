@@ -4,7 +4,7 @@
 //!
 //! Config: `{"url": "https://hooks.example.com/ratchet", "headers": {"Authorization": "..."}}`.
 
-use plugin_api::guest::{Event, Manifest, PluginError, Sink};
+use plugin_api::guest::{Capability, Event, Manifest, PluginError, Sink};
 use serde_json::{Value, json};
 
 struct WebhookSink;
@@ -39,7 +39,7 @@ fn parse_target() -> Result<Target, PluginError> {
 impl Sink for WebhookSink {
     fn manifest() -> Manifest {
         Manifest::new("webhook-sink", env!("CARGO_PKG_VERSION"), "POSTs event batches as JSON to a URL")
-            .capability("http")
+            .capability(Capability::Http)
     }
 
     fn write(events: Vec<Event>) -> Result<(), PluginError> {
