@@ -56,8 +56,7 @@ pub async fn test(config: Config, path: &Path) -> anyhow::Result<ExitCode> {
     let progress = crate::progress::bar(crate::Format::Text, task.tests.len() as u64, "cases");
     let counter = progress.clone();
     let reports =
-        ratchet_core::testing::run_cases(Arc::clone(&kernel), Arc::clone(&task), move |_| counter.inc(1))
-            .await;
+        ratchet_testing::run_cases(Arc::clone(&kernel), Arc::clone(&task), move |_| counter.inc(1)).await;
     progress.finish_and_clear();
     kernel.shutdown().await;
     if reports.is_empty() {

@@ -14,7 +14,6 @@ pub mod recording;
 pub mod schedule;
 pub mod supervisor;
 pub mod task;
-pub mod testing;
 pub mod time;
 
 pub use config::Config;

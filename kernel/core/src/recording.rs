@@ -113,7 +113,7 @@ impl Recording {
 /// output, or an error of the same kind and name. Otherwise what differs.
 pub fn compare(recorded: &Value, outcome: &Result<Value, ExecutionError>) -> Result<(), String> {
     match (recorded.get("output"), recorded.get("error"), outcome) {
-        (Some(recorded), _, Ok(output)) if crate::testing::json_eq(recorded, output) => Ok(()),
+        (Some(recorded), _, Ok(output)) if crate::task::expect::json_eq(recorded, output) => Ok(()),
         (Some(recorded), _, Ok(output)) => {
             Err(format!("output differs: recorded {recorded}, replayed {output}"))
         }

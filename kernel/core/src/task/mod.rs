@@ -20,7 +20,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-pub use expect::Assertion;
+pub use expect::{Assertion, Operator};
 pub use load::{TaskError, load, load_files};
 pub use schema::{MAX_BACKTRACKING_SUBJECT, Schema, SchemaViolation, VALIDATION_BUDGET};
 

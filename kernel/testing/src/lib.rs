@@ -1,14 +1,28 @@
-//! `ratchet test`: a task's `tests/*.json` cases, run through one kernel.
+//! `ratchet test`: a task's `tests/*.json` cases, run through one kernel and judged.
+//!
+//! The core parses test cases when it loads a task (so a bad case is a load error); judging
+//! them lives here because only `ratchet test` needs it: the server never does. The format is
+//! the original Ratchet's as well as Ratchet's own (README, "Test cases"):
+//!
+//! - `expected_output`: compared exactly, or, in a case that also has `assertions`, as a subset
+//!   (each field it names must match; fields it does not name are ignored); matcher strings may
+//!   stand for values ([`compare`]).
+//! - `expected_error`: the run fails, with this error name and a message containing this text.
+//! - `assertions`: each must hold ([`assertion`]).
+
+pub mod assertion;
+pub mod compare;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::execution::{ExecutionError, Kernel};
-use crate::http::HttpMode;
-use crate::task::expect::{Comparison, compare};
-use crate::task::{Expectation, Task, TestCase};
+use ratchet_core::execution::{ExecutionError, Kernel};
+use ratchet_core::http::HttpMode;
+use ratchet_core::task::{Expectation, Task, TestCase};
+
+use crate::compare::{Comparison, compare};
 
 /// How one case went.
 #[derive(Debug, Clone)]
@@ -66,7 +80,7 @@ pub fn judge(case: &TestCase, outcome: &Result<Value, ExecutionError>) -> Option
         Ok(output) => (Some(output), None),
         Err(error) => (None, Some(error.message())),
     };
-    case.assertions.iter().find_map(|assertion| assertion.check(output, error.as_deref()).err())
+    case.assertions.iter().find_map(|a| assertion::check(a, output, error.as_deref()).err())
 }
 
 fn expectation(case: &TestCase, outcome: &Result<Value, ExecutionError>) -> Option<String> {
@@ -96,32 +110,11 @@ fn expectation(case: &TestCase, outcome: &Result<Value, ExecutionError>) -> Opti
     }
 }
 
-/// JSON equality where `3` and `3.0` are the same number, as they are in JavaScript.
-pub fn json_eq(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
-        }
-        _ => a == b,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
-
-    #[test]
-    fn numbers_compare_as_javascript_does() {
-        assert!(json_eq(&json!({"a": [3, 1.5]}), &json!({"a": [3.0, 1.5]})));
-        assert!(!json_eq(&json!({"a": 3}), &json!({"a": 3, "b": null})));
-        assert!(!json_eq(&json!("3"), &json!(3)));
-    }
 
     #[test]
     fn error_expectations() {
