@@ -63,7 +63,8 @@ async fn check(config: Config) -> anyhow::Result<ExitCode> {
         }
         Err(error) => Err(format!("database: {error:#}")),
     });
-    report(match ratchet_service::TaskRegistry::load(&config.server.tasks, &config.limits) {
+    let sources = config.file_sources().map_err(|e| e.to_string());
+    report(match sources.and_then(|s| ratchet_service::TaskRegistry::load_sources(&s, &config.limits)) {
         Ok((registry, rejected)) if rejected.is_empty() => {
             Ok(format!("{} task(s) load from {}", registry.len(), folders(&config)))
         }
@@ -78,7 +79,7 @@ async fn check(config: Config) -> anyhow::Result<ExitCode> {
                 .collect::<Vec<_>>()
                 .join("; ")
         )),
-        Err(error) => Err(format!("server.tasks: {error}")),
+        Err(error) => Err(error),
     });
     report(match ratchet_core::execution::find_worker_binary(config.workers.binary.as_deref()) {
         Ok(path) if path.is_file() => Ok(format!("worker binary {}", path.display())),
@@ -118,5 +119,6 @@ fn plugins(config: &Config) -> Result<String, String> {
 }
 
 fn folders(config: &Config) -> String {
-    config.server.tasks.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    let sources = config.file_sources().unwrap_or_default();
+    sources.iter().map(|s| s.path.display().to_string()).collect::<Vec<_>>().join(", ")
 }

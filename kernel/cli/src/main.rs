@@ -215,19 +215,20 @@ pub fn load_registry(config: &Config) -> anyhow::Result<ratchet_service::TaskReg
     registry_with(config, &plugins)
 }
 
-/// The tasks under `server.tasks`, then those the loaders among `plugins` list. A broken task
-/// is a warning; a loader that cannot list its tasks is an error.
+/// The tasks of the file sources (`server.tasks`, `registry.sources`), then those the loaders
+/// among `plugins` list. A broken task is a warning; a loader that cannot list its tasks is an
+/// error.
 pub fn registry_with(
     config: &Config,
     plugins: &ratchet_plugin_host::Plugins,
 ) -> anyhow::Result<ratchet_service::TaskRegistry> {
+    let sources = config.file_sources()?;
     let (mut registry, mut rejected) =
-        ratchet_service::TaskRegistry::load(&config.server.tasks, &config.limits)
-            .map_err(anyhow::Error::msg)?;
+        ratchet_service::TaskRegistry::load_sources(&sources, &config.limits).map_err(anyhow::Error::msg)?;
     for (loader, listed) in plugins.list_tasks() {
         let sources =
             listed.map_err(|e| anyhow::anyhow!("the loader plugin {loader} cannot list its tasks: {e}"))?;
-        rejected.extend(registry.add(sources, &config.limits));
+        rejected.extend(registry.add(&loader, sources, &config.limits));
     }
     for task in rejected {
         eprintln!("warning: skipping the task at {}: {}", task.path.display(), task.error);
@@ -292,7 +293,8 @@ pub enum Format {
 
 pub fn init_tracing(color: ColorChoice) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RATCHET_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // Warnings, and which task versions a node reloads (one line per change).
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,ratchet_service::reload=info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -75,10 +75,17 @@ pub async fn serve(mut config: Config, args: ServeArgs) -> anyhow::Result<ExitCo
     }
     let (stop, stopped) = watch::channel(false);
     let consumers = service.start(stopped.clone());
+    let registry = &service.config().registry;
+    let timing = ratchet_service::reload::ReloadTiming {
+        debounce: Duration::from_millis(registry.debounce_ms),
+        poll: Duration::from_secs_f64(registry.poll_secs),
+    };
+    let watching = service.watch_tasks(service.config().file_sources()?, timing, stopped.clone());
     eprintln!(
-        "ratchet serving on http://{} with {} task(s), {} worker(s), {} job slot(s); node {}",
+        "ratchet serving on http://{} with {} task(s){}, {} worker(s), {} job slot(s); node {}",
         listener.local_addr()?,
         service.task_count(),
+        if watching.is_some() { " (reloaded on change)" } else { "" },
         workers,
         service.concurrency(),
         service.node

@@ -26,6 +26,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub retention: RetentionConfig,
     pub recording: RecordingConfig,
+    pub registry: RegistryConfig,
     /// Plugins to load, in order.
     pub plugins: Vec<PluginConfig>,
 }
@@ -56,6 +57,88 @@ impl Default for RecordingConfig {
         }
     }
 }
+
+/// Where tasks come from besides `server.tasks`, and how changes to them are picked up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Task sources, each a task folder, a ZIP, or a folder of them.
+    pub sources: Vec<SourceConfig>,
+    /// Whether `ratchet serve` watches the folders of `server.tasks` and reloads changed tasks.
+    pub watch: bool,
+    /// Milliseconds without a further change before a changed task is reloaded.
+    pub debounce_ms: u64,
+    /// Seconds between scans when the operating system cannot watch a folder (polling).
+    pub poll_secs: f64,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig { sources: Vec::new(), watch: true, debounce_ms: 500, poll_secs: 2.0 }
+    }
+}
+
+/// One task source of `registry.sources`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// How tasks, logs and the API name the source.
+    pub name: String,
+    /// `file://PATH` (or a plain path): a task folder, a ZIP, or a folder of them.
+    pub uri: String,
+    /// Whether `ratchet serve` reloads its tasks when they change.
+    #[serde(default = "yes")]
+    pub watch: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl SourceConfig {
+    /// The folder or ZIP of a file source; other schemes are an error naming the source.
+    pub fn path(&self) -> Result<PathBuf, ConfigError> {
+        let uri = self.uri.trim();
+        if let Some(path) = uri.strip_prefix("file://") {
+            return Ok(PathBuf::from(path));
+        }
+        if uri.contains("://") {
+            return Err(ConfigError(format!(
+                "registry.sources `{}`: `{uri}` is not a source this version reads; use file://PATH \
+                 (a task folder, a ZIP, or a folder of them)",
+                self.name
+            )));
+        }
+        Ok(PathBuf::from(uri))
+    }
+}
+
+/// A file source as a node reads it: `server.tasks` and `registry.sources` alike.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileSource {
+    pub name: String,
+    pub path: PathBuf,
+    pub watch: bool,
+}
+
+impl Config {
+    /// Every file source: the folders of `server.tasks` (as the source `server.tasks`), then
+    /// `registry.sources`.
+    pub fn file_sources(&self) -> Result<Vec<FileSource>, ConfigError> {
+        let shorthand = self.server.tasks.iter().map(|path| FileSource {
+            name: SERVER_TASKS.to_owned(),
+            path: path.clone(),
+            watch: self.registry.watch,
+        });
+        let named = self.registry.sources.iter().map(|source| {
+            Ok(FileSource { name: source.name.clone(), path: source.path()?, watch: source.watch })
+        });
+        shorthand.map(Ok).chain(named).collect()
+    }
+}
+
+/// The source name of the tasks of `server.tasks`.
+pub const SERVER_TASKS: &str = "server.tasks";
 
 /// One plugin the operator enabled.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -204,7 +287,8 @@ impl Default for QueueConfig {
 pub struct ServerConfig {
     /// Address to listen on.
     pub bind: String,
-    /// Folders whose subfolders are tasks.
+    /// Tasks: each a folder of task folders and ZIPs, one task folder, or one ZIP (the
+    /// source [`SERVER_TASKS`]).
     pub tasks: Vec<PathBuf>,
     /// Seconds running jobs get to finish after SIGTERM before they are released.
     pub shutdown_grace_secs: f64,
@@ -429,6 +513,26 @@ impl Config {
         Ok(config)
     }
 
+    fn check_sources(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::BTreeSet::from([SERVER_TASKS]);
+        for source in &self.registry.sources {
+            if source.name.trim().is_empty() || !names.insert(source.name.as_str()) {
+                return Err(ConfigError(format!(
+                    "registry.sources: `{}` is not a unique source name (`{SERVER_TASKS}` is taken by server.tasks)",
+                    source.name
+                )));
+            }
+            source.path()?;
+        }
+        if !(50..=60_000).contains(&self.registry.debounce_ms) {
+            return Err(ConfigError("registry.debounce_ms must be between 50 and 60000".into()));
+        }
+        if !(self.registry.poll_secs >= 0.1 && self.registry.poll_secs <= 3600.0) {
+            return Err(ConfigError("registry.poll_secs must be between 0.1 and 3600".into()));
+        }
+        Ok(())
+    }
+
     fn check(&self) -> Result<(), ConfigError> {
         if self.workers.count == 0 {
             return Err(ConfigError("workers.count must be at least 1".into()));
@@ -457,6 +561,7 @@ impl Config {
         self.egress.allow_rules().map_err(ConfigError)?;
         self.server.trusted_proxy_ranges()?;
         self.check_payload_limits()?;
+        self.check_sources()?;
         for (key, value) in [
             ("queue.lease_secs", self.queue.lease_secs),
             ("queue.backoff_base_secs", self.queue.backoff_base_secs),
@@ -611,6 +716,32 @@ mod tests {
         let mut config = Config::default();
         config.egress.allow_hosts = vec!["http://nope/".into()];
         assert!(config.check().unwrap_err().to_string().contains("egress.allow_hosts[0]"));
+    }
+
+    #[test]
+    fn task_sources_are_files_with_unique_names() {
+        let mut config = Config::default();
+        config.registry.sources = vec![SourceConfig {
+            name: "shared".into(),
+            uri: "file:///srv/tasks".into(),
+            watch: false,
+        }];
+        let sources = config.file_sources().unwrap();
+        assert_eq!(sources[0].name, SERVER_TASKS);
+        assert_eq!(sources[1], FileSource { name: "shared".into(), path: "/srv/tasks".into(), watch: false });
+        config.check().unwrap();
+
+        config.registry.sources[0].uri = "https://tasks.example.com/index.json".into();
+        let error = config.check().unwrap_err().to_string();
+        assert!(error.contains("`shared`") && error.contains("file://PATH"), "{error}");
+
+        config.registry.sources[0].uri = "./tasks".into();
+        config.registry.sources[0].name = SERVER_TASKS.into();
+        assert!(config.check().unwrap_err().to_string().contains("not a unique source name"));
+
+        let mut config = Config::default();
+        config.registry.debounce_ms = 0;
+        assert!(config.check().unwrap_err().to_string().contains("registry.debounce_ms"));
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub trait TaskLoader: Send {
     fn list(&mut self) -> Result<Vec<TaskSource>, String>;
 }
 
-/// Task folders (with a `metadata.json`) and ZIPs directly under each of `paths`.
+/// The tasks of each of `paths`: a task folder, a ZIP, or a folder of them ([`candidates`]).
 pub struct FsLoader {
     paths: Vec<PathBuf>,
 }
@@ -47,8 +47,11 @@ impl FsLoader {
                 p.as_str().map(PathBuf::from).ok_or_else(|| bad(format!("config.paths: {p} is not a path")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        if let Some(missing) = paths.iter().find(|p| !p.is_dir()) {
-            return Err(bad(format!("config.paths: {} is not a folder", missing.display())));
+        if let Some(missing) = paths.iter().find(|p| !p.is_dir() && !is_task(p)) {
+            return Err(bad(format!(
+                "config.paths: {} is neither a folder nor a task ZIP",
+                missing.display()
+            )));
         }
         let info = PluginInfo {
             name: config.name.clone(),
@@ -92,16 +95,31 @@ impl TaskLoader for FsLoader {
     }
 }
 
-fn candidates(root: &Path) -> Result<Vec<PathBuf>, String> {
+/// The tasks a file source holds: the source itself when it is a task folder (it has a
+/// `metadata.json`) or a ZIP; otherwise the task folders and ZIPs directly inside it (a
+/// collection). Hidden entries (editors' and tools' temporary files) are never tasks.
+pub fn candidates(root: &Path) -> Result<Vec<PathBuf>, String> {
+    if is_task(root) {
+        return Ok(vec![root.to_owned()]);
+    }
     let entries = std::fs::read_dir(root)
         .map_err(|e| format!("cannot read the task folder {}: {e}", root.display()))?;
-    let mut found: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.join("metadata.json").is_file() || p.extension().is_some_and(|x| x == "zip"))
-        .collect();
+    let mut found: Vec<PathBuf> =
+        entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| is_task(p) && !is_hidden(p)).collect();
     found.sort();
     Ok(found)
+}
+
+/// Whether `path` is a task folder or a ZIP of one (by its name; its content is checked when
+/// it loads).
+pub fn is_task(path: &Path) -> bool {
+    path.join("metadata.json").is_file() || (path.extension().is_some_and(|x| x == "zip") && path.is_file())
+}
+
+/// Whether the file name of `path` is hidden (`.name`), as editors' swap and temporary files
+/// are.
+pub fn is_hidden(path: &Path) -> bool {
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'))
 }
 
 /// A WASM loader plugin.

@@ -8,6 +8,7 @@ pub mod log_relay;
 pub mod metrics;
 mod node;
 mod registry;
+pub mod reload;
 mod runs;
 pub mod scheduler;
 mod surface;
@@ -20,7 +21,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-pub use registry::{Rejected, TaskRegistry};
+pub use registry::{Rejected, Reload, SERVER_TASKS, TaskEntry, TaskRegistry, load_path};
 
 use crate::metrics::Metrics;
 use crate::node::hostname;
@@ -127,7 +128,10 @@ pub struct Unrecorded {
 pub struct Service {
     pub(crate) store: Store,
     pub(crate) kernel: Arc<Kernel>,
-    pub(crate) registry: Arc<TaskRegistry>,
+    /// The tasks this node serves; a reload swaps in the next registry whole.
+    pub(crate) registry: watch::Sender<Arc<TaskRegistry>>,
+    /// One reload at a time, so two cannot build on the same registry and lose a change.
+    reloading: tokio::sync::Mutex<()>,
     /// This node's name, recorded as lease owner.
     pub node: String,
     queue: QueueConfig,
@@ -154,7 +158,8 @@ impl Service {
         Service {
             store,
             kernel,
-            registry,
+            registry: watch::Sender::new(registry),
+            reloading: tokio::sync::Mutex::new(()),
             node,
             queue,
             wake: Notify::new(),
@@ -171,6 +176,16 @@ impl Service {
     pub fn with_plugins(mut self, plugins: Arc<Plugins>) -> Service {
         self.plugins = plugins;
         self
+    }
+
+    /// The tasks this node serves now.
+    pub fn registry(&self) -> Arc<TaskRegistry> {
+        Arc::clone(&self.registry.borrow())
+    }
+
+    /// The registry now and after every reload.
+    pub fn watch_registry(&self) -> watch::Receiver<Arc<TaskRegistry>> {
+        self.registry.subscribe()
     }
 
     pub fn plugins(&self) -> &Plugins {
@@ -191,7 +206,7 @@ impl Service {
         input: Value,
         options: EnqueueOptions,
     ) -> Result<Enqueued, ServiceError> {
-        let enqueued = enqueue(&self.store, &self.registry, &self.queue, task, input, options).await?;
+        let enqueued = enqueue(&self.store, &self.registry(), &self.queue, task, input, options).await?;
         self.wake.notify_waiters();
         Ok(enqueued)
     }

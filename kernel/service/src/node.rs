@@ -17,7 +17,7 @@ impl Service {
     async fn write_registration(&self) -> Result<(), QueueError> {
         let now = now_ms();
         self.store.register_node(&self.node, &hostname(), std::process::id(), now).await?;
-        for task in self.registry.tasks() {
+        for task in self.registry().tasks() {
             self.store.record_task_version(&task_version(&task), now).await?;
             self.emit(|| {
                 Event::new(

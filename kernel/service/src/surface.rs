@@ -27,12 +27,22 @@ impl Service {
 
     /// The task a name or uuid refers to.
     pub fn task(&self, reference: &str) -> Option<Arc<Task>> {
-        self.registry.get(reference)
+        self.registry().get(reference)
     }
 
-    /// Every task the node serves.
-    pub fn tasks(&self) -> impl Iterator<Item = Arc<Task>> + '_ {
-        self.registry.tasks()
+    /// Every task the node serves, with its source and any load error, by name.
+    pub fn tasks(&self) -> Vec<crate::TaskEntry> {
+        self.registry().entries().cloned().collect()
+    }
+
+    /// The task a name or uuid refers to, with its source and any load error.
+    pub fn task_entry(&self, reference: &str) -> Option<crate::TaskEntry> {
+        self.registry().entry(reference).cloned()
+    }
+
+    /// Task folders and ZIPs that hold no serving task, and why.
+    pub fn task_problems(&self) -> Vec<crate::Rejected> {
+        self.registry().problems().cloned().collect()
     }
 
     /// The task `reference` names, once `input` matches its input schema.
@@ -41,7 +51,7 @@ impl Service {
         reference: &str,
         input: Value,
     ) -> Result<(Arc<Task>, Value), ServiceError> {
-        crate::checked_task(&self.registry, reference, input).await
+        crate::checked_task(&self.registry(), reference, input).await
     }
 
     /// Checks the task's script in a worker.
@@ -104,7 +114,7 @@ impl Service {
 
     /// Adds a schedule after checking its task, input and expression.
     pub async fn add_schedule(&self, new: NewSchedule) -> Result<Schedule, ServiceError> {
-        scheduler::add_schedule(&self.store, &self.registry, new, now_ms()).await
+        scheduler::add_schedule(&self.store, &self.registry(), new, now_ms()).await
     }
 
     /// Changes a schedule: `change` edits a copy, then it is checked as when adding.
@@ -113,7 +123,7 @@ impl Service {
         reference: &str,
         change: impl FnOnce(&mut NewSchedule),
     ) -> Result<Schedule, ServiceError> {
-        scheduler::update_schedule(&self.store, &self.registry, reference, change, now_ms()).await
+        scheduler::update_schedule(&self.store, &self.registry(), reference, change, now_ms()).await
     }
 
     /// Pauses or resumes a schedule (resumed from its next fire time).
@@ -161,6 +171,6 @@ impl Service {
 
     /// How many tasks the node serves.
     pub fn task_count(&self) -> usize {
-        self.registry.len()
+        self.registry().len()
     }
 }

@@ -36,11 +36,23 @@ pub struct TaskView {
     pub input_schema: Value,
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub output_schema: Value,
+    /// The source the task came from: `server.tasks`, a `registry.sources` name, or a loader
+    /// plugin's name.
+    pub source: String,
+    /// The task folder or ZIP (or a loader plugin's name for it).
+    pub origin: String,
+    /// Why the task's files, changed since this version loaded, do not load; this version
+    /// keeps serving until they do.
+    pub load_error: Option<String>,
 }
 
-impl From<&ratchet_core::Task> for TaskView {
-    fn from(task: &ratchet_core::Task) -> TaskView {
+impl TaskView {
+    /// `task` as served from `source`, with the error of its latest change that did not load.
+    pub fn new(task: &ratchet_core::Task, source: &str, load_error: Option<&str>) -> TaskView {
         TaskView {
+            source: source.to_owned(),
+            origin: task.origin.display().to_string(),
+            load_error: load_error.map(str::to_owned),
             name: task.name().to_owned(),
             uuid: task.metadata.uuid.clone(),
             version: task.metadata.version.clone(),

@@ -11,6 +11,7 @@ mod plugins;
 mod protocol;
 mod queue;
 mod regressions;
+mod reload;
 mod schedules;
 mod serve;
 mod supervisor;

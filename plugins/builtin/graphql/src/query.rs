@@ -11,8 +11,9 @@ impl Query {
         let mut tasks: Vec<TaskView> = state(ctx)?
             .service
             .tasks()
-            .filter(|t| tag.as_ref().is_none_or(|tag| t.metadata.tags.contains(tag)))
-            .map(|t| TaskView::from(&*t))
+            .into_iter()
+            .filter(|e| tag.as_ref().is_none_or(|tag| e.task.metadata.tags.contains(tag)))
+            .map(|e| TaskView::new(&e.task, &e.source, e.load_error.as_deref()))
             .collect();
         tasks.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(tasks)
@@ -20,7 +21,8 @@ impl Query {
 
     /// A task by name or uuid.
     async fn task(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<Option<TaskView>> {
-        Ok(state(ctx)?.service.task(&name).map(|t| TaskView::from(&*t)))
+        let entry = state(ctx)?.service.task_entry(&name);
+        Ok(entry.map(|e| TaskView::new(&e.task, &e.source, e.load_error.as_deref())))
     }
 
     /// Jobs, newest first.

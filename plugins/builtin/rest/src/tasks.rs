@@ -43,7 +43,8 @@ pub async fn list_tasks(
     let mut tasks: Vec<TaskView> = state
         .service
         .tasks()
-        .map(|task| TaskView::from(&*task))
+        .into_iter()
+        .map(|entry| TaskView::new(&entry.task, &entry.source, entry.load_error.as_deref()))
         .filter(|task| filter.tag.as_ref().is_none_or(|tag| task.tags.contains(tag)))
         .filter(|task| {
             needle.as_ref().is_none_or(|needle| {
@@ -75,10 +76,10 @@ pub async fn get_task(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<TaskDetail>, ApiError> {
-    let task = find(&state, &name)?;
-    let versions = state.service.task_versions(task.name()).await?;
+    let entry = state.service.task_entry(&name).ok_or_else(|| unknown_task(&name))?;
+    let versions = state.service.task_versions(entry.task.name()).await?;
     Ok(Json(TaskDetail {
-        task: TaskView::from(&*task),
+        task: TaskView::new(&entry.task, &entry.source, entry.load_error.as_deref()),
         versions: versions.into_iter().map(Into::into).collect(),
     }))
 }
@@ -172,7 +173,9 @@ fn not_recorded(unrecorded: ratchet_service::Unrecorded) -> ApiError {
 }
 
 fn find(state: &AppState, name: &str) -> Result<std::sync::Arc<ratchet_core::Task>, ApiError> {
-    state.service.task(name).ok_or_else(|| {
-        ApiError::not_found(format!("no task named `{name}`; GET /api/v1/tasks lists the loaded tasks"))
-    })
+    state.service.task(name).ok_or_else(|| unknown_task(name))
+}
+
+fn unknown_task(name: &str) -> ApiError {
+    ApiError::not_found(format!("no task named `{name}`; GET /api/v1/tasks lists the loaded tasks"))
 }

@@ -1,0 +1,197 @@
+//! Hot reload through `ratchet serve`: edits in each editor's save style reach the next run,
+//! a broken edit keeps the previous version serving, task folders and ZIPs come and go, and a
+//! burst of edits reloads a few times with the last one winning.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tests::api::ApiServer;
+use tests::task;
+
+/// Long enough for a busy 2-core machine; the condition usually holds within a debounce.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+const CONFIG: &str = "workers: {count: 1}\nregistry: {debounce_ms: 100}\n";
+
+fn write_task(folder: &Path, name: &str, version: u32) {
+    std::fs::create_dir_all(folder).unwrap();
+    let metadata = json!({"name": name, "version": "1.0.0"}).to_string();
+    std::fs::write(folder.join("metadata.json"), metadata).unwrap();
+    std::fs::write(folder.join("input.schema.json"), "{}").unwrap();
+    std::fs::write(folder.join("output.schema.json"), "{}").unwrap();
+    std::fs::write(folder.join("main.js"), code(version)).unwrap();
+}
+
+fn code(version: u32) -> String {
+    format!("(input) => ({{v: {version}}})")
+}
+
+fn tasks_dir(server: &ApiServer) -> PathBuf {
+    server.root.path().join("tasks")
+}
+
+/// The `v` a synchronous run of `name` returns, or `None` while it does not run.
+async fn run(server: &ApiServer, name: &str) -> Option<Value> {
+    let answer = server.post(&format!("/api/v1/tasks/{name}/run"), &json!({"input": {}})).await;
+    (answer.status == 200).then(|| answer.json["output"]["v"].clone())
+}
+
+/// Waits until `check` holds, failing with `what` and the server's log after the deadline.
+async fn wait_until<F, Fut>(server: &ApiServer, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        if started.elapsed() > DEADLINE {
+            let log = std::fs::read_to_string(server.root.path().join("serve.log")).unwrap_or_default();
+            panic!("{what}: not within {DEADLINE:?}; the server's log:\n{log}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_for_version(server: &ApiServer, name: &str, version: u32) {
+    let what = format!("{name} runs version {version}");
+    wait_until(server, &what, || async { run(server, name).await == Some(json!(version)) }).await;
+}
+
+async fn task_view(server: &ApiServer, name: &str) -> Value {
+    server.get(&format!("/api/v1/tasks/{name}")).await.json
+}
+
+fn start_with(name: &str) -> ApiServer {
+    let original = task("(input) => ({v: 1})");
+    original.write("metadata.json", &json!({"name": name, "version": "1.0.0"}).to_string());
+    ApiServer::start(&[&original.path()], CONFIG)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_in_every_save_style_reach_the_next_run() {
+    let server = start_with("edited");
+    let folder = tasks_dir(&server).join("task");
+    assert_eq!(run(&server, "edited").await, Some(json!(1)));
+
+    // In place.
+    std::fs::write(folder.join("main.js"), code(2)).unwrap();
+    wait_for_version(&server, "edited", 2).await;
+
+    // A temporary file renamed over the original (most editors, `sed -i`).
+    std::fs::write(folder.join(".main.js.tmp4f2"), code(3)).unwrap();
+    std::fs::rename(folder.join(".main.js.tmp4f2"), folder.join("main.js")).unwrap();
+    wait_for_version(&server, "edited", 3).await;
+
+    // vim: a swap file, the write test, the original moved to a backup, a new file written.
+    std::fs::write(folder.join(".main.js.swp"), "swap").unwrap();
+    std::fs::write(folder.join("4913"), "").unwrap();
+    std::fs::remove_file(folder.join("4913")).unwrap();
+    std::fs::rename(folder.join("main.js"), folder.join("main.js~")).unwrap();
+    std::fs::write(folder.join("main.js"), code(4)).unwrap();
+    std::fs::remove_file(folder.join("main.js~")).unwrap();
+    std::fs::remove_file(folder.join(".main.js.swp")).unwrap();
+    wait_for_version(&server, "edited", 4).await;
+
+    // JetBrains' safe write.
+    std::fs::write(folder.join("main.js___jb_tmp___"), code(5)).unwrap();
+    std::fs::rename(folder.join("main.js"), folder.join("main.js___jb_old___")).unwrap();
+    std::fs::rename(folder.join("main.js___jb_tmp___"), folder.join("main.js")).unwrap();
+    std::fs::remove_file(folder.join("main.js___jb_old___")).unwrap();
+    wait_for_version(&server, "edited", 5).await;
+
+    let view = task_view(&server, "edited").await;
+    assert_eq!(view["load_error"], Value::Null, "{view}");
+    assert_eq!(view["source"], "server.tasks", "{view}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_edit_keeps_the_previous_version_serving() {
+    let server = start_with("sturdy");
+    let folder = tasks_dir(&server).join("task");
+    let first = task_view(&server, "sturdy").await["digest"].clone();
+
+    // A syntax error: the script is checked in a worker before it may serve.
+    std::fs::write(folder.join("main.js"), "(input) => {").unwrap();
+    wait_until(&server, "the syntax error is reported", || async {
+        task_view(&server, "sturdy").await["load_error"].as_str().is_some_and(|e| e.contains("main.js"))
+    })
+    .await;
+    assert_eq!(run(&server, "sturdy").await, Some(json!(1)), "the previous version serves");
+    assert_eq!(task_view(&server, "sturdy").await["digest"], first);
+
+    // Metadata that is not JSON.
+    std::fs::write(folder.join("main.js"), code(2)).unwrap();
+    std::fs::write(folder.join("metadata.json"), "{\"name\": \"sturdy\",").unwrap();
+    wait_until(&server, "the bad metadata is reported", || async {
+        task_view(&server, "sturdy").await["load_error"].as_str().is_some_and(|e| e.contains("metadata.json"))
+    })
+    .await;
+    assert_eq!(run(&server, "sturdy").await, Some(json!(1)));
+
+    // Fixed: the new version serves and the error is gone.
+    std::fs::write(folder.join("metadata.json"), json!({"name": "sturdy", "version": "1.0.1"}).to_string())
+        .unwrap();
+    wait_for_version(&server, "sturdy", 2).await;
+    let view = task_view(&server, "sturdy").await;
+    assert_eq!(view["load_error"], Value::Null, "{view}");
+    assert_eq!(view["version"], "1.0.1");
+    let log = std::fs::read_to_string(server.root.path().join("serve.log")).unwrap();
+    assert!(log.contains("the previous version keeps serving"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_folders_and_zips_come_and_go() {
+    let server = start_with("first");
+    let tasks = tasks_dir(&server);
+
+    // A folder built elsewhere and moved in, and one written in place.
+    let staged = server.root.path().join("staged");
+    write_task(&staged, "moved", 7);
+    std::fs::rename(&staged, tasks.join("moved")).unwrap();
+    write_task(&tasks.join("written"), "written", 8);
+    wait_for_version(&server, "moved", 7).await;
+    wait_for_version(&server, "written", 8).await;
+
+    // A ZIP, copied in under a temporary name and renamed when complete.
+    let zipped = task("(input) => ({v: 9})");
+    zipped.write("metadata.json", &json!({"name": "zipped", "version": "1.0.0"}).to_string());
+    std::fs::copy(zipped.zip(), tasks.join(".zipped.zip.part")).unwrap();
+    std::fs::rename(tasks.join(".zipped.zip.part"), tasks.join("zipped.zip")).unwrap();
+    wait_for_version(&server, "zipped", 9).await;
+
+    // Removed: the tasks disappear, the others stay.
+    std::fs::remove_dir_all(tasks.join("moved")).unwrap();
+    std::fs::remove_file(tasks.join("zipped.zip")).unwrap();
+    wait_until(&server, "the removed tasks are gone", || async {
+        server.get("/api/v1/tasks/moved").await.status == 404
+            && server.get("/api/v1/tasks/zipped").await.status == 404
+    })
+    .await;
+    assert_eq!(run(&server, "written").await, Some(json!(8)));
+    assert_eq!(run(&server, "first").await, Some(json!(1)));
+    let names: Vec<Value> = server.get("/api/v1/tasks").await.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].clone())
+        .collect();
+    assert_eq!(names, vec![json!("first"), json!("written")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_edits_reloads_a_few_times_and_the_last_one_wins() {
+    let original = task("(input) => ({v: 0})");
+    original.write("metadata.json", &json!({"name": "busy", "version": "1.0.0"}).to_string());
+    let server = ApiServer::start(&[&original.path()], "workers: {count: 1}\nregistry: {debounce_ms: 300}\n");
+    let main = tasks_dir(&server).join("task/main.js");
+    for version in 1..=100 {
+        std::fs::write(&main, code(version)).unwrap();
+    }
+    wait_for_version(&server, "busy", 100).await;
+    // Settle: a reload still pending would show in the log.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let log = std::fs::read_to_string(server.root.path().join("serve.log")).unwrap();
+    let reloads = log.lines().filter(|l| l.contains("loaded version") && l.contains("busy")).count();
+    assert!((1..=3).contains(&reloads), "{reloads} reloads for 100 edits:\n{log}");
+}
