@@ -155,7 +155,8 @@ pub struct EnqueueArgs {
     /// limits.max_timeout_secs.
     #[arg(long, value_name = "DURATION")]
     timeout: Option<humantime::Duration>,
-    /// Folder whose subfolders are tasks (repeatable; default: server.tasks).
+    /// Check TASK against these task sources (repeatable); by default against the version the
+    /// nodes serve (as recorded in the database), else server.tasks.
     #[arg(long = "tasks", value_name = "DIR")]
     tasks: Vec<PathBuf>,
     #[command(flatten)]
@@ -212,7 +213,7 @@ async fn enqueue(mut config: Config, args: EnqueueArgs) -> anyhow::Result<ExitCo
         config.server.tasks = args.tasks.clone();
     }
     let store = open(&mut config, &args.common).await?;
-    let registry = super::load_registry(&config)?;
+    let registry = super::registry_for(&config, &store, &args.task, !args.tasks.is_empty()).await?;
     let timeout = args
         .timeout
         .map(|t| ratchet_service::job_timeout(t.as_secs_f64(), config.limits.max_timeout_secs))

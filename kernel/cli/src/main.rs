@@ -215,6 +215,25 @@ pub fn load_registry(config: &Config) -> anyhow::Result<ratchet_service::TaskReg
     registry_with(config, &plugins)
 }
 
+/// The registry a command that enqueues checks `reference` against: with `--tasks`, those
+/// folders alone; otherwise the version the nodes serve, as the last node to load the task
+/// recorded it in the database, and failing that the configured sources.
+pub async fn registry_for(
+    config: &Config,
+    store: &ratchet_storage::Store,
+    reference: &str,
+    explicit_tasks: bool,
+) -> anyhow::Result<ratchet_service::TaskRegistry> {
+    if !explicit_tasks && let Some(version) = store.stored_task(reference, None).await? {
+        let task = ratchet_service::task_from_version(&version, &config.limits)
+            .with_context(|| format!("the version of `{reference}` the nodes recorded does not load"))?;
+        let mut registry = ratchet_service::TaskRegistry::default();
+        registry.insert("database", task);
+        return Ok(registry);
+    }
+    load_registry(config)
+}
+
 /// The tasks of the file sources (`server.tasks`, `registry.sources`), then those the loaders
 /// among `plugins` list. A broken task is a warning; a loader that cannot list its tasks is an
 /// error.

@@ -90,7 +90,8 @@ pub struct AddArgs {
     /// When the previous run has not finished: skip this fire time, or allow overlapping runs.
     #[arg(long, value_name = "POLICY", default_value = "skip")]
     overlap: Overlap,
-    /// Folder whose subfolders are tasks (repeatable; default: server.tasks).
+    /// Check TASK against these task sources (repeatable); by default against the version the
+    /// nodes serve (as recorded in the database), else server.tasks.
     #[arg(long = "tasks", value_name = "DIR")]
     tasks: Vec<PathBuf>,
     #[command(flatten)]
@@ -170,7 +171,7 @@ async fn add(mut config: Config, args: AddArgs) -> anyhow::Result<ExitCode> {
         config.server.tasks = args.tasks.clone();
     }
     let store = super::jobs::open(&mut config, &args.common).await?;
-    let registry = super::load_registry(&config)?;
+    let registry = super::registry_for(&config, &store, &args.task, !args.tasks.is_empty()).await?;
     let new = NewSchedule {
         name: args.name.clone().unwrap_or_else(|| args.task.clone()),
         task: args.task,

@@ -721,11 +721,8 @@ mod tests {
     #[test]
     fn task_sources_are_files_with_unique_names() {
         let mut config = Config::default();
-        config.registry.sources = vec![SourceConfig {
-            name: "shared".into(),
-            uri: "file:///srv/tasks".into(),
-            watch: false,
-        }];
+        config.registry.sources =
+            vec![SourceConfig { name: "shared".into(), uri: "file:///srv/tasks".into(), watch: false }];
         let sources = config.file_sources().unwrap();
         assert_eq!(sources[0].name, SERVER_TASKS);
         assert_eq!(sources[1], FileSource { name: "shared".into(), path: "/srv/tasks".into(), watch: false });

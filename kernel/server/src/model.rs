@@ -56,6 +56,17 @@ pub struct TaskDetail {
     pub versions: Vec<TaskVersionView>,
 }
 
+/// The versions of a task.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskVersions {
+    pub task: String,
+    /// The digest of the version this node serves now.
+    pub serving: String,
+    /// Every version the database has seen, newest first. Jobs run the version they were
+    /// enqueued against.
+    pub items: Vec<TaskVersionView>,
+}
+
 /// Checks a task's script in a worker and, when given, an input against its input schema.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

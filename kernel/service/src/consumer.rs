@@ -47,10 +47,12 @@ impl Service {
     /// `process`, then (when `claim_next`) the next job, claimed in the transaction that
     /// records this one's end.
     async fn process_then_claim(&self, job: Job, claim_next: bool) -> Option<Job> {
-        let Some(task) = self.registry().get(&job.task) else {
-            let message = format!("this node has no task named `{}`", job.task);
-            self.report_unknown_task(&job, message).await;
-            return None;
+        let task = match self.task_for(&job).await {
+            Ok(task) => task,
+            Err(message) => {
+                self.report_unknown_task(&job, message).await;
+                return None;
+            }
         };
         let execution_id = ratchet_storage::new_id();
         self.track(&job, Some(&execution_id));

@@ -12,6 +12,7 @@ pub mod reload;
 mod runs;
 pub mod scheduler;
 mod surface;
+mod versions;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 pub use registry::{Rejected, Reload, SERVER_TASKS, TaskEntry, TaskRegistry, load_path};
+pub use versions::task_from_version;
 
 use crate::metrics::Metrics;
 use crate::node::hostname;
@@ -113,6 +115,7 @@ pub async fn enqueue(
         },
         timeout: options.timeout,
         idempotency_key: options.idempotency_key,
+        task_digest: Some(found.digest.clone()),
     };
     Ok(store.enqueue(new, now_ms()).await?)
 }
@@ -132,6 +135,8 @@ pub struct Service {
     pub(crate) registry: watch::Sender<Arc<TaskRegistry>>,
     /// One reload at a time, so two cannot build on the same registry and lose a change.
     reloading: tokio::sync::Mutex<()>,
+    /// Older task versions that queued jobs were enqueued against.
+    pinned: versions::PinnedVersions,
     /// This node's name, recorded as lease owner.
     pub node: String,
     queue: QueueConfig,
@@ -160,6 +165,7 @@ impl Service {
             kernel,
             registry: watch::Sender::new(registry),
             reloading: tokio::sync::Mutex::new(()),
+            pinned: versions::PinnedVersions::default(),
             node,
             queue,
             wake: Notify::new(),

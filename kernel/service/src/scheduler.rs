@@ -92,6 +92,8 @@ fn job(queue: &QueueConfig, schedule: &Schedule, fire_time: i64) -> NewJob {
         },
         timeout: None,
         idempotency_key: Some(fire_key(&schedule.id, fire_time)),
+        // A schedule runs its task as it is when each fire starts.
+        task_digest: None,
     }
 }
 

@@ -20,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateSchedules),
             Box::new(CreateNodesWorkersTasks),
             Box::new(ExecutionsOfJobs),
+            Box::new(JobsPinTaskVersions),
         ]
     }
 }
@@ -346,6 +347,29 @@ impl MigrationTrait for ExecutionsOfJobs {
         let db = manager.get_connection();
         db.execute_unprepared("CREATE INDEX IF NOT EXISTS executions_by_job ON executions (job_id)").await?;
         db.execute_unprepared("DROP INDEX IF EXISTS executions_of_jobs").await?;
+        Ok(())
+    }
+}
+
+/// A job runs the task version it was enqueued against: its digest, whose files
+/// `task_versions` keeps. Existing jobs keep `NULL` and run the version a node has.
+struct JobsPinTaskVersions;
+
+impl MigrationName for JobsPinTaskVersions {
+    fn name(&self) -> &str {
+        "m20261129_000007_jobs_pin_task_versions"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for JobsPinTaskVersions {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.get_connection().execute_unprepared("ALTER TABLE jobs ADD COLUMN task_digest TEXT").await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.get_connection().execute_unprepared("ALTER TABLE jobs DROP COLUMN task_digest").await?;
         Ok(())
     }
 }

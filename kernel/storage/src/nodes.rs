@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::Store;
 use super::queue::QueueError;
-use super::row::{int, opt_int};
+use super::row::{int, json, opt_int};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
@@ -203,6 +203,43 @@ impl Store {
         transaction.execute_raw(self.statement(sql, values)).await?;
         transaction.commit().await?;
         Ok(())
+    }
+
+    /// The files of a version of the task `name`: the one with `digest`, or (`None`) the one
+    /// the task points at, which the node that loaded last recorded.
+    pub async fn stored_task(
+        &self,
+        name: &str,
+        digest: Option<&str>,
+    ) -> Result<Option<TaskVersion>, QueueError> {
+        let (sql, values): (&str, Vec<SqlValue>) = match digest {
+            Some(digest) => (
+                "SELECT v.task, v.digest, v.version, v.metadata, v.input_schema, v.output_schema, v.code, \
+                 t.uuid, t.origin FROM task_versions v LEFT JOIN tasks t ON t.name = v.task \
+                 WHERE v.task = ? AND v.digest = ?",
+                vec![name.into(), digest.into()],
+            ),
+            None => (
+                "SELECT v.task, v.digest, v.version, v.metadata, v.input_schema, v.output_schema, v.code, \
+                 t.uuid, t.origin FROM tasks t JOIN task_versions v ON v.task = t.name AND v.digest = t.digest \
+                 WHERE t.name = ? OR t.uuid = ?",
+                vec![name.into(), name.into()],
+            ),
+        };
+        let Some(row) = self.connection().query_one_raw(self.statement(sql, values)).await? else {
+            return Ok(None);
+        };
+        Ok(Some(TaskVersion {
+            task: row.try_get("", "task")?,
+            uuid: row.try_get("", "uuid")?,
+            digest: row.try_get("", "digest")?,
+            version: row.try_get("", "version")?,
+            origin: row.try_get::<Option<String>>("", "origin")?.unwrap_or_default(),
+            metadata: json(&row, "metadata")?,
+            input_schema: json(&row, "input_schema")?,
+            output_schema: json(&row, "output_schema")?,
+            code: row.try_get("", "code")?,
+        }))
     }
 
     /// Every version of the task `name` seen, newest first.

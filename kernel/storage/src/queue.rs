@@ -32,6 +32,9 @@ pub struct NewJob {
     pub timeout: Option<Duration>,
     /// A second enqueue with the same key returns the first job.
     pub idempotency_key: Option<String>,
+    /// The version of the task (its digest) the job runs, whatever the task's files hold when
+    /// it starts; `None` runs the version the node has then.
+    pub task_digest: Option<String>,
 }
 
 impl NewJob {
@@ -45,6 +48,7 @@ impl NewJob {
             backoff: Backoff::default(),
             timeout: None,
             idempotency_key: None,
+            task_digest: None,
         }
     }
 }
@@ -140,6 +144,8 @@ pub struct Job {
     pub backoff: Backoff,
     pub timeout: Option<Duration>,
     pub idempotency_key: Option<String>,
+    /// The task version it runs ([`NewJob::task_digest`]).
+    pub task_digest: Option<String>,
     pub lease_owner: Option<String>,
     pub lease_expires_at: Option<i64>,
     pub output: Option<Value>,
@@ -198,7 +204,7 @@ pub enum QueueError {
 
 pub(super) const COLUMNS: &str = "id, task, input, priority, run_at, status, attempt, max_attempts, backoff_base_ms, \
      backoff_max_ms, timeout_ms, idempotency_key, lease_owner, lease_expires_at, output, last_error, \
-     created_at, updated_at";
+     created_at, updated_at, task_digest";
 
 impl Store {
     /// Adds a job. With an idempotency key already used, returns the existing job instead.
@@ -228,7 +234,7 @@ impl Store {
         now: i64,
     ) -> Result<bool, QueueError> {
         let sql = format!(
-            "INSERT INTO jobs ({COLUMNS}) VALUES (?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, ?, ?) \
+            "INSERT INTO jobs ({COLUMNS}) VALUES (?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, ?, ?, ?) \
              ON CONFLICT (idempotency_key) DO NOTHING"
         );
         let values: Vec<SqlValue> = vec![
@@ -244,6 +250,7 @@ impl Store {
             new.idempotency_key.clone().into(),
             now.into(),
             now.into(),
+            new.task_digest.clone().into(),
         ];
         Ok(connection.execute_raw(self.statement(&sql, values)).await?.rows_affected() == 1)
     }
@@ -542,6 +549,7 @@ pub(super) fn job_from_row(row: &QueryResult) -> Result<Job, QueueError> {
         },
         timeout: opt_int(row, "timeout_ms")?.map(|ms| Duration::from_millis(ms.max(0) as u64)),
         idempotency_key: row.try_get("", "idempotency_key")?,
+        task_digest: row.try_get("", "task_digest")?,
         lease_owner: row.try_get("", "lease_owner")?,
         lease_expires_at: opt_int(row, "lease_expires_at")?,
         output: opt_json(row, "output")?,

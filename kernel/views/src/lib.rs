@@ -97,6 +97,9 @@ pub struct JobView {
     pub timeout_secs: Option<f64>,
     pub run_at: String,
     pub idempotency_key: Option<String>,
+    /// The task version (digest) the job runs, whatever the task's files hold when it starts;
+    /// none for jobs a schedule fired, which run the version a node has then.
+    pub task_digest: Option<String>,
     pub lease_owner: Option<String>,
     pub output: Option<Value>,
     pub last_error: Option<String>,
@@ -117,6 +120,7 @@ impl From<&Job> for JobView {
             timeout_secs: job.timeout.map(|t| t.as_secs_f64()),
             run_at: time(job.run_at),
             idempotency_key: job.idempotency_key.clone(),
+            task_digest: job.task_digest.clone(),
             lease_owner: job.lease_owner.clone(),
             output: job.output.clone(),
             last_error: job.last_error.clone(),

@@ -739,6 +739,7 @@ async fn times_are_bounded_on_the_way_in_and_any_stored_time_can_be_read() {
         backoff: Backoff { base: std::time::Duration::from_secs(1), max: std::time::Duration::from_secs(1) },
         timeout: None,
         idempotency_key: None,
+        task_digest: None,
     };
     store.enqueue(far, ratchet_storage::now_ms()).await.unwrap();
     store.close().await;

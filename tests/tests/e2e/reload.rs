@@ -195,3 +195,100 @@ async fn a_burst_of_edits_reloads_a_few_times_and_the_last_one_wins() {
     let reloads = log.lines().filter(|l| l.contains("loaded version") && l.contains("busy")).count();
     assert!((1..=3).contains(&reloads), "{reloads} reloads for 100 edits:\n{log}");
 }
+
+/// A job that may start `secs` seconds from now, as REST takes it.
+fn in_seconds(secs: i64) -> String {
+    ratchet_core::time::format(ratchet_storage::now_ms() + secs * 1000)
+}
+
+async fn wait_for_job(server: &ApiServer, id: &str) -> Value {
+    let finished = |job: &Value| matches!(job["status"].as_str(), Some("completed" | "failed"));
+    wait_until(server, &format!("job {id} finishes"), || async {
+        finished(&server.get(&format!("/api/v1/jobs/{id}")).await.json)
+    })
+    .await;
+    server.get(&format!("/api/v1/jobs/{id}")).await.json
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_job_runs_the_version_it_was_enqueued_for() {
+    let server = start_with("pinned");
+    let tasks = tasks_dir(&server);
+    write_task(&tasks.join("doomed"), "doomed", 1);
+    wait_for_version(&server, "doomed", 1).await;
+    let first = task_view(&server, "pinned").await["digest"].clone();
+
+    // Both start a few seconds from now, after the edit and the removal below have loaded.
+    let enqueue = |task: &'static str| {
+        let body = json!({"task": task, "input": {}, "run_at": in_seconds(6), "max_attempts": 1});
+        let server = &server;
+        async move {
+            let answer = server.post("/api/v1/jobs", &body).await;
+            assert_eq!(answer.status, 201, "{}", answer.text);
+            answer.json
+        }
+    };
+    let pinned = enqueue("pinned").await;
+    let doomed = enqueue("doomed").await;
+    assert_eq!(pinned["task_digest"], first);
+
+    std::fs::write(tasks.join("task/main.js"), code(2)).unwrap();
+    std::fs::remove_dir_all(tasks.join("doomed")).unwrap();
+    wait_for_version(&server, "pinned", 2).await;
+    wait_until(&server, "doomed is gone", || async {
+        server.get("/api/v1/tasks/doomed").await.status == 404
+    })
+    .await;
+    let still = server.get(&format!("/api/v1/jobs/{}", pinned["id"].as_str().unwrap())).await.json;
+    assert_eq!(still["status"], "queued", "the job started before the edit loaded: {still}");
+
+    let pinned = wait_for_job(&server, pinned["id"].as_str().unwrap()).await;
+    assert_eq!(pinned["status"], "completed", "{pinned}");
+    assert_eq!(pinned["output"], json!({"v": 1}), "the job ran the version it was enqueued for");
+    let doomed = wait_for_job(&server, doomed["id"].as_str().unwrap()).await;
+    assert_eq!(doomed["status"], "failed", "{doomed}");
+    assert!(doomed["last_error"].as_str().unwrap().contains("no task named `doomed`"), "{doomed}");
+
+    // Both versions are known; the node serves the second.
+    let versions = server.get("/api/v1/tasks/pinned/versions").await.json;
+    assert_eq!(versions["items"].as_array().unwrap().len(), 2, "{versions}");
+    assert_ne!(versions["serving"], first);
+    assert_eq!(run(&server, "pinned").await, Some(json!(2)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_enqueues_a_task_only_the_server_knows() {
+    let mine = tests::task_with(
+        "(input) => ({v: input.n})",
+        json!({"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}),
+        json!({}),
+    );
+    mine.write("metadata.json", &json!({"name": "mine", "version": "1.0.0"}).to_string());
+    let server = ApiServer::start(&[&mine.path()], CONFIG);
+    let data = server.root.path().join("data");
+    let data = data.to_str().unwrap();
+
+    // From a folder with no tasks and no configuration: the database knows what nodes serve.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let enqueue = |input: &str| {
+        tests::ratchet_in(
+            elsewhere.path(),
+            &["jobs", "enqueue", "mine", "--input-json", input, "--data-dir", data, "--format", "json"],
+            &[],
+        )
+    };
+    let refused = enqueue(r#"{"n": "seven"}"#);
+    assert!(!refused.success(), "{refused:?}");
+    assert!(refused.stderr.contains("input schema of mine"), "{refused:?}");
+    let queued = enqueue(r#"{"n": 7}"#);
+    assert!(queued.success(), "{queued:?}");
+    let job = wait_for_job(&server, queued.json()["id"].as_str().unwrap()).await;
+    assert_eq!(job["output"], json!({"v": 7}), "{job}");
+
+    let unknown = tests::ratchet_in(
+        elsewhere.path(),
+        &["jobs", "enqueue", "theirs", "--input-json", "{}", "--data-dir", data],
+        &[],
+    );
+    assert!(!unknown.success(), "{unknown:?}");
+}

@@ -35,6 +35,7 @@ pub const ROUTES: &[Route] = &[
     public("GET", "/api/v1/openapi.json"),
     route("GET", "/api/v1/tasks", Viewer),
     route("GET", "/api/v1/tasks/{name}", Viewer),
+    route("GET", "/api/v1/tasks/{name}/versions", Viewer),
     route("POST", "/api/v1/tasks/{name}/validate", Runner),
     route("POST", "/api/v1/tasks/{name}/run", Runner),
     route("GET", "/api/v1/jobs", Viewer),
@@ -63,6 +64,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/tasks", get(list_tasks))
         .route("/api/v1/tasks/{name}", get(get_task))
+        .route("/api/v1/tasks/{name}/versions", get(task_versions))
         .route("/api/v1/tasks/{name}/validate", post(validate_task))
         .route("/api/v1/tasks/{name}/run", post(run_task))
         .route("/api/v1/jobs", get(list_jobs).post(enqueue_job))

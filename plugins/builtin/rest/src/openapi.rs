@@ -21,7 +21,7 @@ use crate as rest;
     ),
     paths(
         operations::health, operations::ready, operations::metrics,
-        rest::list_tasks, rest::get_task, rest::validate_task, rest::run_task,
+        rest::list_tasks, rest::get_task, rest::task_versions, rest::validate_task, rest::run_task,
         rest::enqueue_job, rest::list_jobs, rest::get_job, rest::cancel_job, rest::retry_job,
         rest::list_executions, rest::get_execution, rest::replay_execution,
         rest::list_schedules, rest::add_schedule, rest::get_schedule, rest::update_schedule, rest::remove_schedule,
@@ -105,7 +105,14 @@ const fn link(
 const LINKS: &[ResponseLink] = &[
     link("/api/v1/jobs", "post", "201", "/id", "id", &["get_job", "cancel_job", "retry_job"]),
     link("/api/v1/jobs", "get", "200", "/items/0/id", "id", &["get_job", "cancel_job", "retry_job"]),
-    link("/api/v1/tasks", "get", "200", "/items/0/name", "name", &["get_task", "validate_task", "run_task"]),
+    link(
+        "/api/v1/tasks",
+        "get",
+        "200",
+        "/items/0/name",
+        "name",
+        &["get_task", "task_versions", "validate_task", "run_task"],
+    ),
     link("/api/v1/tasks/{name}/run", "post", "200", "/id", "id", &["get_execution", "replay_execution"]),
     link("/api/v1/executions", "get", "200", "/items/0/id", "id", &["get_execution", "replay_execution"]),
     link(

@@ -12,8 +12,8 @@ use super::{page, slice};
 use ratchet_core::execution::ValidateError;
 use ratchet_server::error::{ApiError, ErrorBody};
 use ratchet_server::model::{
-    ExecutionDetail, PageQuery, RunAccepted, RunRequest, TaskDetail, TaskList, TaskView, ValidateRequest,
-    ValidateResponse, Violation,
+    ExecutionDetail, PageQuery, RunAccepted, RunRequest, TaskDetail, TaskList, TaskVersions, TaskView,
+    ValidateRequest, ValidateResponse, Violation,
 };
 use ratchet_server::{AppState, JsonObject};
 
@@ -81,6 +81,23 @@ pub async fn get_task(
     Ok(Json(TaskDetail {
         task: TaskView::new(&entry.task, &entry.source, entry.load_error.as_deref()),
         versions: versions.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// Every version of a task this database has seen, newest first, and the one this node serves.
+#[utoipa::path(get, path = "/api/v1/tasks/{name}/versions", tag = "tasks",
+    params(("name" = String, Path, description = "A task name or uuid")),
+    responses((status = 200, body = TaskVersions), (status = "4XX", body = ErrorBody)))]
+pub async fn task_versions(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<TaskVersions>, ApiError> {
+    let task = find(&state, &name)?;
+    let versions = state.service.task_versions(task.name()).await?;
+    Ok(Json(TaskVersions {
+        task: task.name().to_owned(),
+        serving: task.digest.clone(),
+        items: versions.into_iter().map(Into::into).collect(),
     }))
 }
 
