@@ -11,7 +11,9 @@
 //!    `addition`: from one client, from 16 concurrent keep-alive clients in a closed loop
 //!    (throughput at saturation), and over 16 connections at a fixed 1,500 runs/s (latency
 //!    at that load); p50, p99 and runs per second.
-//! 5. Plugins: the `plugins` bench target: compile vs cached load of a component, instantiation
+//! 5. Hot reload: the `reload` bench target: from a saved `main.js` to the next run using it
+//!    (p50, p99), and start-up time and memory with 10,000 task folders, watched and not.
+//! 6. Plugins: the `plugins` bench target: compile vs cached load of a component, instantiation
 //!    from the template, and the cost of one sink call.
 
 use std::process::Command;
@@ -57,6 +59,17 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         .status()?;
     if !status.success() {
         bail!("the REST bench failed ({status})");
+    }
+    let reload = if quick { ["10", "1000"] } else { ["40", "10000"] };
+    println!("$ cargo bench -p ratchet-cli --bench reload -- {} {}", reload[0], reload[1]);
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["bench", "-p", "ratchet-cli", "--bench", "reload", "--"])
+        .args(reload)
+        .env("RATCHET_BIN", root().join("target/release/ratchet"))
+        .current_dir(root())
+        .status()?;
+    if !status.success() {
+        bail!("the hot reload bench failed ({status})");
     }
     crate::plugins::build()?;
     println!("$ cargo bench -p ratchet-plugin-host --bench plugins");
