@@ -7,6 +7,7 @@ mod jobs;
 mod nodes;
 mod plugins;
 mod progress;
+mod registry;
 mod replay;
 mod run;
 mod schedules;
@@ -63,6 +64,9 @@ enum Command {
     Nodes(jobs::Common),
     /// The tasks nodes loaded, with every version seen.
     Tasks(jobs::Common),
+    /// Publish tasks as a signed HTTPS registry that nodes poll (`registry.sources`).
+    #[command(subcommand)]
+    Registry(registry::RegistryCommand),
     /// Check or print the effective configuration.
     #[command(subcommand)]
     Config(config::ConfigCommand),
@@ -338,6 +342,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schedules(command) => schedules::schedules(load_config()?, command).await,
         Command::Nodes(common) => nodes::nodes(load_config()?, common).await,
         Command::Tasks(common) => nodes::tasks(load_config()?, common).await,
+        Command::Registry(command) => registry::registry(load_config()?, command),
         Command::Config(command) => config::config(load_config()?, command).await,
         Command::Plugins(command) => plugins::plugins(load_config()?, command).await,
         Command::Api(ApiCommand::Openapi) => {

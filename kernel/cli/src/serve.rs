@@ -81,6 +81,16 @@ pub async fn serve(mut config: Config, args: ServeArgs) -> anyhow::Result<ExitCo
         poll: Duration::from_secs_f64(registry.poll_secs),
     };
     let watching = service.watch_tasks(service.config().file_sources()?, timing, stopped.clone());
+    // HTTPS registries: polled once before serving (a registry that cannot be reached serves
+    // the index kept from before), then every poll interval.
+    let mut registries = Vec::new();
+    for source in service.config().remote_sources()? {
+        let registry = ratchet_service::remote::Registry::new(source, &service.config().storage.data_dir)
+            .map_err(anyhow::Error::msg)?;
+        service.poll_and_log(&registry).await;
+        registries.push(registry);
+    }
+    let _polling = service.poll_registries(registries, stopped.clone());
     eprintln!(
         "ratchet serving on http://{} with {} task(s){}, {} worker(s), {} job slot(s); node {}",
         listener.local_addr()?,

@@ -86,9 +86,45 @@ pub struct SourceConfig {
     pub name: String,
     /// `file://PATH` (or a plain path): a task folder, a ZIP, or a folder of them.
     pub uri: String,
-    /// Whether `ratchet serve` reloads its tasks when they change.
+    /// Whether `ratchet serve` reloads its tasks when they change (file sources).
     #[serde(default = "yes")]
     pub watch: bool,
+    /// An HTTPS registry's minisign public keys (base64, as `ratchet registry keygen` prints
+    /// them): its index must verify with one of them.
+    #[serde(default)]
+    pub public_keys: Vec<String>,
+    /// Seconds between polls of an HTTPS registry.
+    #[serde(default = "sixty")]
+    pub poll_secs: f64,
+}
+
+fn sixty() -> f64 {
+    60.0
+}
+
+/// An HTTPS task registry as a node reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteSource {
+    pub name: String,
+    /// The URL of its `index.json`.
+    pub url: String,
+    pub public_keys: Vec<String>,
+    pub poll: std::time::Duration,
+}
+
+/// Whether `url` may be fetched: HTTPS, or plain HTTP to a loopback host (for tests and
+/// local mirrors).
+pub fn registry_url_allowed(url: &url::Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => match url.host() {
+            Some(url::Host::Domain(host)) => host == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
+    }
 }
 
 fn yes() -> bool {
@@ -96,6 +132,12 @@ fn yes() -> bool {
 }
 
 impl SourceConfig {
+    /// Whether the source is an HTTP(S) registry rather than files.
+    pub fn is_remote(&self) -> bool {
+        let uri = self.uri.trim();
+        uri.starts_with("https://") || uri.starts_with("http://")
+    }
+
     /// The folder or ZIP of a file source; other schemes are an error naming the source.
     pub fn path(&self) -> Result<PathBuf, ConfigError> {
         let uri = self.uri.trim();
@@ -104,12 +146,39 @@ impl SourceConfig {
         }
         if uri.contains("://") {
             return Err(ConfigError(format!(
-                "registry.sources `{}`: `{uri}` is not a source this version reads; use file://PATH \
-                 (a task folder, a ZIP, or a folder of them)",
+                "registry.sources `{}`: `{uri}` is not a source Ratchet reads; use file://PATH \
+                 (a task folder, a ZIP, or a folder of them) or https://HOST/index.json",
                 self.name
             )));
         }
         Ok(PathBuf::from(uri))
+    }
+
+    /// An HTTPS registry, checked: its URL, at least one public key, a sane poll interval.
+    pub fn remote(&self) -> Result<RemoteSource, ConfigError> {
+        let bad = |why: String| ConfigError(format!("registry.sources `{}`: {why}", self.name));
+        let url =
+            url::Url::parse(self.uri.trim()).map_err(|e| bad(format!("`{}` is not a URL: {e}", self.uri)))?;
+        if !registry_url_allowed(&url) {
+            return Err(bad(format!(
+                "`{url}`: a registry is fetched over HTTPS (plain HTTP only from a loopback address)"
+            )));
+        }
+        if self.public_keys.is_empty() {
+            return Err(bad(
+                "an HTTPS registry needs `public_keys` (minisign, as `ratchet registry keygen` prints them)"
+                    .into(),
+            ));
+        }
+        if !(self.poll_secs >= 1.0 && self.poll_secs <= MAX_SECONDS) {
+            return Err(bad(format!("poll_secs must be between 1 and {MAX_SECONDS}")));
+        }
+        Ok(RemoteSource {
+            name: self.name.clone(),
+            url: url.to_string(),
+            public_keys: self.public_keys.clone(),
+            poll: std::time::Duration::from_secs_f64(self.poll_secs),
+        })
     }
 }
 
@@ -130,10 +199,15 @@ impl Config {
             path: path.clone(),
             watch: self.registry.watch,
         });
-        let named = self.registry.sources.iter().map(|source| {
+        let named = self.registry.sources.iter().filter(|s| !s.is_remote()).map(|source| {
             Ok(FileSource { name: source.name.clone(), path: source.path()?, watch: source.watch })
         });
         shorthand.map(Ok).chain(named).collect()
+    }
+
+    /// Every HTTPS registry of `registry.sources`.
+    pub fn remote_sources(&self) -> Result<Vec<RemoteSource>, ConfigError> {
+        self.registry.sources.iter().filter(|s| s.is_remote()).map(SourceConfig::remote).collect()
     }
 }
 
@@ -522,7 +596,11 @@ impl Config {
                     source.name
                 )));
             }
-            source.path()?;
+            if source.is_remote() {
+                source.remote()?;
+            } else {
+                source.path()?;
+            }
         }
         if !(50..=60_000).contains(&self.registry.debounce_ms) {
             return Err(ConfigError("registry.debounce_ms must be between 50 and 60000".into()));
@@ -721,16 +799,30 @@ mod tests {
     #[test]
     fn task_sources_are_files_with_unique_names() {
         let mut config = Config::default();
-        config.registry.sources =
-            vec![SourceConfig { name: "shared".into(), uri: "file:///srv/tasks".into(), watch: false }];
+        config.registry.sources = vec![SourceConfig {
+            name: "shared".into(),
+            uri: "file:///srv/tasks".into(),
+            watch: false,
+            public_keys: Vec::new(),
+            poll_secs: 60.0,
+        }];
         let sources = config.file_sources().unwrap();
         assert_eq!(sources[0].name, SERVER_TASKS);
         assert_eq!(sources[1], FileSource { name: "shared".into(), path: "/srv/tasks".into(), watch: false });
         config.check().unwrap();
 
-        config.registry.sources[0].uri = "https://tasks.example.com/index.json".into();
+        config.registry.sources[0].uri = "ftp://tasks.example.com/".into();
         let error = config.check().unwrap_err().to_string();
         assert!(error.contains("`shared`") && error.contains("file://PATH"), "{error}");
+        config.registry.sources[0].uri = "https://tasks.example.com/index.json".into();
+        assert!(config.check().unwrap_err().to_string().contains("public_keys"));
+        config.registry.sources[0].public_keys = vec!["RWQ...".into()];
+        assert_eq!(config.remote_sources().unwrap()[0].url, "https://tasks.example.com/index.json");
+        assert_eq!(config.file_sources().unwrap().len(), 1);
+        config.registry.sources[0].uri = "http://tasks.example.com/index.json".into();
+        assert!(config.check().unwrap_err().to_string().contains("loopback"));
+        config.registry.sources[0].uri = "http://127.0.0.1:9/index.json".into();
+        config.check().unwrap();
 
         config.registry.sources[0].uri = "./tasks".into();
         config.registry.sources[0].name = SERVER_TASKS.into();

@@ -9,6 +9,7 @@ pub mod metrics;
 mod node;
 mod registry;
 pub mod reload;
+pub mod remote;
 mod runs;
 pub mod scheduler;
 mod surface;

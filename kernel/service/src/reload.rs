@@ -129,13 +129,24 @@ impl Service {
     /// checks the scripts that changed in a worker, and swaps the result in whole. Returns
     /// what changed, also logged, recorded and sent to the sinks.
     pub async fn reload_paths(&self, source: &str, paths: Vec<PathBuf>) -> Vec<Reload> {
-        let _one_at_a_time = self.reloading.lock().await;
         let limits = self.kernel.config().limits.clone();
         let loaded = tokio::task::spawn_blocking(move || {
             paths.into_iter().map(|path| (load_path(&path, &limits), path)).collect::<Vec<_>>()
         })
         .await
         .unwrap_or_default();
+        self.apply_loaded(source, loaded).await
+    }
+
+    /// Applies what each path of the source `source` holds now (`None`: nothing), in order:
+    /// a changed script is compiled in a worker first; then the next registry is swapped in
+    /// whole and every change reported.
+    pub(crate) async fn apply_loaded(
+        &self,
+        source: &str,
+        loaded: Vec<(Option<Result<Task, TaskError>>, PathBuf)>,
+    ) -> Vec<Reload> {
+        let _one_at_a_time = self.reloading.lock().await;
         let current = self.registry();
         let mut checked = Vec::with_capacity(loaded.len());
         for (loaded, path) in loaded {

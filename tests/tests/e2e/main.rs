@@ -10,6 +10,7 @@ mod javascript;
 mod plugins;
 mod protocol;
 mod queue;
+mod registry;
 mod regressions;
 mod reload;
 mod schedules;
