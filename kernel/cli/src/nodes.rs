@@ -52,16 +52,27 @@ pub async fn tasks(mut config: Config, common: Common) -> anyhow::Result<ExitCod
                 .iter()
                 .map(|t| {
                     json!({"name": t.name, "uuid": t.uuid, "version": t.version, "digest": t.digest,
-                           "origin": t.origin, "versions": t.versions, "updated_at": time(t.updated_at)})
+                           "origin": t.origin, "source": t.source, "load_error": t.load_error,
+                           "versions": t.versions, "updated_at": time(t.updated_at)})
                 })
                 .collect();
             println!("{}", Value::Array(list));
         }
         Format::Text => {
-            println!("{:<24}  {:<10}  {:<12}  {:>8}  ORIGIN", "TASK", "VERSION", "DIGEST", "VERSIONS");
+            println!(
+                "{:<24}  {:<10}  {:<12}  {:>8}  {:<14}  ORIGIN",
+                "TASK", "VERSION", "DIGEST", "VERSIONS", "SOURCE"
+            );
             for t in &tasks {
                 let digest = &t.digest[..t.digest.len().min(12)];
-                println!("{:<24}  {:<10}  {digest:<12}  {:>8}  {}", t.name, t.version, t.versions, t.origin);
+                let source = t.source.as_deref().unwrap_or("-");
+                println!(
+                    "{:<24}  {:<10}  {digest:<12}  {:>8}  {source:<14}  {}",
+                    t.name, t.version, t.versions, t.origin
+                );
+                if let Some(error) = &t.load_error {
+                    println!("    load error (this version keeps serving): {error}");
+                }
             }
         }
     }

@@ -17,8 +17,9 @@ impl Service {
     async fn write_registration(&self) -> Result<(), QueueError> {
         let now = now_ms();
         self.store.register_node(&self.node, &hostname(), std::process::id(), now).await?;
-        for task in self.registry().tasks() {
-            self.store.record_task_version(&task_version(&task), now).await?;
+        for entry in self.registry().entries() {
+            let task = &entry.task;
+            self.store.record_task_version(&task_version(task), &entry.source, now).await?;
             self.emit(|| {
                 Event::new(
                     "task.loaded",

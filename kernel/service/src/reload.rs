@@ -186,7 +186,9 @@ impl Service {
         match (reload, task) {
             (Reload::Loaded { task: name, digest }, Some(task)) => {
                 tracing::info!(task = %name, source, "loaded version {} ({})", task.metadata.version, short(digest));
-                if let Err(error) = self.store.record_task_version(&task_version(&task), now_ms()).await {
+                if let Err(error) =
+                    self.store.record_task_version(&task_version(&task), source, now_ms()).await
+                {
                     tracing::warn!(task = %name, "cannot record the new version: {error}");
                 }
                 self.emit(|| {
@@ -197,7 +199,12 @@ impl Service {
             }
             (Reload::Failed { task, path, error }, _) => {
                 match task {
-                    Some(name) => tracing::warn!(task = %name, "{error}; the previous version keeps serving"),
+                    Some(name) => {
+                        tracing::warn!(task = %name, "{error}; the previous version keeps serving");
+                        if let Err(failure) = self.store.note_task_load_error(name, error, now_ms()).await {
+                            tracing::warn!(task = %name, "cannot record the load error: {failure}");
+                        }
+                    }
                     None => tracing::warn!(path = %path.display(), "{error}"),
                 }
                 self.emit(|| {

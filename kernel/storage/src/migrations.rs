@@ -21,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateNodesWorkersTasks),
             Box::new(ExecutionsOfJobs),
             Box::new(JobsPinTaskVersions),
+            Box::new(TaskSourcesAndLoadErrors),
         ]
     }
 }
@@ -370,6 +371,32 @@ impl MigrationTrait for JobsPinTaskVersions {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager.get_connection().execute_unprepared("ALTER TABLE jobs DROP COLUMN task_digest").await?;
+        Ok(())
+    }
+}
+
+/// Where each task came from, and why its latest change did not load, for `ratchet tasks`.
+struct TaskSourcesAndLoadErrors;
+
+impl MigrationName for TaskSourcesAndLoadErrors {
+    fn name(&self) -> &str {
+        "m20261129_000008_task_sources_and_load_errors"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for TaskSourcesAndLoadErrors {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared("ALTER TABLE tasks ADD COLUMN source TEXT").await?;
+        db.execute_unprepared("ALTER TABLE tasks ADD COLUMN load_error TEXT").await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared("ALTER TABLE tasks DROP COLUMN load_error").await?;
+        db.execute_unprepared("ALTER TABLE tasks DROP COLUMN source").await?;
         Ok(())
     }
 }

@@ -62,6 +62,10 @@ pub struct TaskRow {
     pub version: String,
     pub digest: String,
     pub origin: String,
+    /// The source the task came from (`server.tasks`, a registry source, a loader plugin).
+    pub source: Option<String>,
+    /// Why the task's latest change did not load, while its recorded version keeps serving.
+    pub load_error: Option<String>,
     pub updated_at: i64,
     pub versions: u64,
 }
@@ -174,7 +178,12 @@ impl Store {
 
     /// Records the task version a node loaded: the task points at it, and the version is kept
     /// (once per digest) so executions of older versions stay explainable.
-    pub async fn record_task_version(&self, task: &TaskVersion, now: i64) -> Result<(), QueueError> {
+    pub async fn record_task_version(
+        &self,
+        task: &TaskVersion,
+        source: &str,
+        now: i64,
+    ) -> Result<(), QueueError> {
         let transaction = self.writer().begin().await?;
         let sql = "INSERT INTO task_versions (task, digest, version, metadata, input_schema, output_schema, code, \
                    first_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (task, digest) DO NOTHING";
@@ -189,15 +198,18 @@ impl Store {
             now.into(),
         ];
         transaction.execute_raw(self.statement(sql, values)).await?;
-        let sql = "INSERT INTO tasks (name, uuid, version, digest, origin, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
+        let sql = "INSERT INTO tasks (name, uuid, version, digest, origin, source, load_error, updated_at) \
+                   VALUES (?, ?, ?, ?, ?, ?, NULL, ?) \
                    ON CONFLICT (name) DO UPDATE SET uuid = excluded.uuid, version = excluded.version, \
-                   digest = excluded.digest, origin = excluded.origin, updated_at = excluded.updated_at";
+                   digest = excluded.digest, origin = excluded.origin, source = excluded.source, \
+                   load_error = NULL, updated_at = excluded.updated_at";
         let values: Vec<SqlValue> = vec![
             task.task.clone().into(),
             task.uuid.clone().into(),
             task.version.clone().into(),
             task.digest.clone().into(),
             task.origin.clone().into(),
+            source.into(),
             now.into(),
         ];
         transaction.execute_raw(self.statement(sql, values)).await?;
@@ -242,6 +254,15 @@ impl Store {
         }))
     }
 
+    /// Records why the latest change of the task `name` did not load (its recorded version
+    /// keeps serving).
+    pub async fn note_task_load_error(&self, name: &str, error: &str, now: i64) -> Result<(), QueueError> {
+        let sql = "UPDATE tasks SET load_error = ?, updated_at = ? WHERE name = ?";
+        let values: Vec<SqlValue> = vec![error.into(), now.into(), name.into()];
+        self.writer().execute_raw(self.statement(sql, values)).await?;
+        Ok(())
+    }
+
     /// Every version of the task `name` seen, newest first.
     pub async fn task_versions(&self, name: &str) -> Result<Vec<KnownVersion>, QueueError> {
         let sql = "SELECT version, digest, first_seen_at FROM task_versions WHERE task = ? \
@@ -260,7 +281,7 @@ impl Store {
 
     /// Every task seen, with how many versions.
     pub async fn tasks(&self) -> Result<Vec<TaskRow>, QueueError> {
-        let sql = "SELECT t.name, t.uuid, t.version, t.digest, t.origin, t.updated_at, \
+        let sql = "SELECT t.name, t.uuid, t.version, t.digest, t.origin, t.source, t.load_error, t.updated_at, \
                    (SELECT COUNT(*) FROM task_versions v WHERE v.task = t.name) AS versions \
                    FROM tasks t ORDER BY t.name";
         let rows = self.connection().query_all_raw(self.statement(sql, Vec::new())).await?;
@@ -272,6 +293,8 @@ impl Store {
                     version: row.try_get("", "version")?,
                     digest: row.try_get("", "digest")?,
                     origin: row.try_get("", "origin")?,
+                    source: row.try_get("", "source")?,
+                    load_error: row.try_get("", "load_error")?,
                     updated_at: int(row, "updated_at")?,
                     versions: int(row, "versions")?.max(0) as u64,
                 })

@@ -141,6 +141,26 @@ async fn a_broken_edit_keeps_the_previous_version_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ratchet_tasks_shows_the_source_and_the_load_error_nodes_recorded() {
+    let server = start_with("listed");
+    let data = server.root.path().join("data");
+    let tasks =
+        |format: &str| tests::ratchet(&["tasks", "--data-dir", data.to_str().unwrap(), "--format", format]);
+    let listed = tasks("json").json();
+    assert_eq!(listed[0]["source"], "server.tasks", "{listed}");
+    assert_eq!(listed[0]["load_error"], Value::Null);
+
+    std::fs::write(tasks_dir(&server).join("task/output.schema.json"), "{\"type\": 12}").unwrap();
+    wait_until(&server, "the load error is recorded", || async {
+        tasks("json").json()[0]["load_error"].as_str().is_some_and(|e| e.contains("output.schema.json"))
+    })
+    .await;
+    let text = tasks("text");
+    assert!(text.stdout.contains("load error (this version keeps serving)"), "{text:?}");
+    assert_eq!(run(&server, "listed").await, Some(json!(1)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn task_folders_and_zips_come_and_go() {
     let server = start_with("first");
     let tasks = tasks_dir(&server);
