@@ -79,6 +79,7 @@ pub async fn serve(mut config: Config, args: ServeArgs) -> anyhow::Result<ExitCo
     let timing = ratchet_service::reload::ReloadTiming {
         debounce: Duration::from_millis(registry.debounce_ms),
         poll: Duration::from_secs_f64(registry.poll_secs),
+        polling: registry.polling,
     };
     let watching = service.watch_tasks(service.config().file_sources()?, timing, stopped.clone());
     // HTTPS registries: polled once before serving (a registry that cannot be reached serves

@@ -70,11 +70,14 @@ pub struct RegistryConfig {
     pub debounce_ms: u64,
     /// Seconds between scans when the operating system cannot watch a folder (polling).
     pub poll_secs: f64,
+    /// Scan the watched folders every `poll_secs` instead of asking the operating system for
+    /// changes: for network file systems, where changes made elsewhere raise no events.
+    pub polling: bool,
 }
 
 impl Default for RegistryConfig {
     fn default() -> Self {
-        RegistryConfig { sources: Vec::new(), watch: true, debounce_ms: 500, poll_secs: 2.0 }
+        RegistryConfig { sources: Vec::new(), watch: true, debounce_ms: 500, poll_secs: 2.0, polling: false }
     }
 }
 

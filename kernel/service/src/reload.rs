@@ -42,11 +42,13 @@ enum Signal {
     Rescan,
 }
 
-/// How the watching is set up: the debounce interval and the polling fallback's interval.
+/// How the watching is set up: the debounce interval, the polling interval, and whether to
+/// poll from the start rather than only when the system cannot watch.
 #[derive(Debug, Clone, Copy)]
 pub struct ReloadTiming {
     pub debounce: Duration,
     pub poll: Duration,
+    pub polling: bool,
 }
 
 impl Service {
@@ -62,7 +64,7 @@ impl Service {
             return None;
         }
         let (signals, received) = mpsc::unbounded_channel();
-        let watchers = start_watchers(&sources, timing.poll, &signals);
+        let watchers = start_watchers(&sources, timing, &signals);
         let service = Arc::clone(self);
         Some(tokio::spawn(async move {
             // The watchers live as long as the loop.
@@ -244,24 +246,32 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// system's watch limit, a file system without events), with a warning.
 fn start_watchers(
     sources: &[FileSource],
-    poll: Duration,
+    timing: ReloadTiming,
     signals: &mpsc::UnboundedSender<Signal>,
 ) -> Vec<Box<dyn Watcher + Send>> {
+    let poll = timing.poll;
     let mut watchers = Vec::new();
     for (index, source) in sources.iter().enumerate().filter(|(_, s)| s.watch) {
         let layout = Layout::of(&source.path);
-        let native =
+        let native = if timing.polling {
+            Err(notify::Error::generic("registry.polling is set"))
+        } else {
             notify::RecommendedWatcher::new(forwarder(index, &layout, signals), notify::Config::default())
-                .and_then(|mut watcher| layout.watch(&mut watcher).map(|()| watcher));
+                .and_then(|mut watcher| layout.watch(&mut watcher).map(|()| watcher))
+        };
         match native {
             Ok(watcher) => watchers.push(Box::new(watcher) as Box<dyn Watcher + Send>),
             Err(error) => {
-                tracing::warn!(
-                    "cannot watch the task source {} at {} ({error}); polling it every {poll:?} instead",
-                    source.name,
-                    source.path.display()
-                );
-                let config = notify::Config::default().with_poll_interval(poll).with_compare_contents(false);
+                if !timing.polling {
+                    tracing::warn!(
+                        "cannot watch the task source {} at {} ({error}); polling it every {poll:?} instead",
+                        source.name,
+                        source.path.display()
+                    );
+                }
+                // notify's poller compares modification times in whole seconds, which misses an
+                // edit in the second after the last scan: compare contents (task files are small).
+                let config = notify::Config::default().with_poll_interval(poll).with_compare_contents(true);
                 match notify::PollWatcher::new(forwarder(index, &layout, signals), config)
                     .and_then(|mut watcher| layout.watch(&mut watcher).map(|()| watcher))
                 {

@@ -105,6 +105,24 @@ async fn edits_in_every_save_style_reach_the_next_run() {
     assert_eq!(view["source"], "server.tasks", "{view}");
 }
 
+/// The polling watcher, which a node falls back to when the system cannot watch and which
+/// `registry.polling` asks for on network file systems.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_picks_up_edits_additions_and_removals() {
+    let original = task("(input) => ({v: 1})");
+    original.write("metadata.json", &json!({"name": "polled", "version": "1.0.0"}).to_string());
+    let config = "workers: {count: 1}\nregistry: {debounce_ms: 100, polling: true, poll_secs: 0.2}\n";
+    let server = ApiServer::start(&[&original.path()], config);
+    let tasks = tasks_dir(&server);
+    std::fs::write(tasks.join("task/main.js"), code(2)).unwrap();
+    wait_for_version(&server, "polled", 2).await;
+    write_task(&tasks.join("added"), "added", 3);
+    wait_for_version(&server, "added", 3).await;
+    std::fs::remove_dir_all(tasks.join("added")).unwrap();
+    wait_until(&server, "added is gone", || async { server.get("/api/v1/tasks/added").await.status == 404 })
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_edit_keeps_the_previous_version_serving() {
     let server = start_with("sturdy");
