@@ -16,6 +16,7 @@ fn main() {
     let numbers: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let saves = numbers.first().copied().unwrap_or(40);
     let folders = numbers.get(1).copied().unwrap_or(10_000);
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let ratchet =
         std::env::var("RATCHET_BIN").map_or_else(|_| root.join("target/release/ratchet"), PathBuf::from);

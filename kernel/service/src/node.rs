@@ -17,9 +17,12 @@ impl Service {
     async fn write_registration(&self) -> Result<(), QueueError> {
         let now = now_ms();
         self.store.register_node(&self.node, &hostname(), std::process::id(), now).await?;
-        for entry in self.registry().entries() {
+        let registry = self.registry();
+        let versions: Vec<_> =
+            registry.entries().map(|e| (task_version(&e.task), e.source.clone())).collect();
+        self.store.record_task_versions(&versions, now).await?;
+        for entry in registry.entries() {
             let task = &entry.task;
-            self.store.record_task_version(&task_version(task), &entry.source, now).await?;
             self.emit(|| {
                 Event::new(
                     "task.loaded",

@@ -185,6 +185,33 @@ impl Store {
         now: i64,
     ) -> Result<(), QueueError> {
         let transaction = self.writer().begin().await?;
+        self.write_task_version(&transaction, task, source, now).await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Records many task versions (a node's start-up) in one transaction: one commit, not one
+    /// per task (10,000 tasks took 2 s one by one on SQLite).
+    pub async fn record_task_versions(
+        &self,
+        tasks: &[(TaskVersion, String)],
+        now: i64,
+    ) -> Result<(), QueueError> {
+        let transaction = self.writer().begin().await?;
+        for (task, source) in tasks {
+            self.write_task_version(&transaction, task, source, now).await?;
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn write_task_version(
+        &self,
+        connection: &impl ConnectionTrait,
+        task: &TaskVersion,
+        source: &str,
+        now: i64,
+    ) -> Result<(), QueueError> {
         let sql = "INSERT INTO task_versions (task, digest, version, metadata, input_schema, output_schema, code, \
                    first_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (task, digest) DO NOTHING";
         let values: Vec<SqlValue> = vec![
@@ -197,7 +224,7 @@ impl Store {
             task.code.clone().into(),
             now.into(),
         ];
-        transaction.execute_raw(self.statement(sql, values)).await?;
+        connection.execute_raw(self.statement(sql, values)).await?;
         let sql = "INSERT INTO tasks (name, uuid, version, digest, origin, source, load_error, updated_at) \
                    VALUES (?, ?, ?, ?, ?, ?, NULL, ?) \
                    ON CONFLICT (name) DO UPDATE SET uuid = excluded.uuid, version = excluded.version, \
@@ -212,8 +239,7 @@ impl Store {
             source.into(),
             now.into(),
         ];
-        transaction.execute_raw(self.statement(sql, values)).await?;
-        transaction.commit().await?;
+        connection.execute_raw(self.statement(sql, values)).await?;
         Ok(())
     }
 
