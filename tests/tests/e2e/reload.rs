@@ -125,7 +125,11 @@ async fn polling_picks_up_edits_additions_and_removals() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_edit_keeps_the_previous_version_serving() {
-    let server = start_with("sturdy");
+    let original = task("(input) => ({v: 1})");
+    original.write("metadata.json", &json!({"name": "sturdy", "version": "1.0.0"}).to_string());
+    let config =
+        format!("{CONFIG}plugins:\n  - {{name: console, kind: sink, source: \"builtin:console-sink\"}}\n");
+    let server = ApiServer::start(&[&original.path()], &config);
     let folder = tasks_dir(&server).join("task");
     let first = task_view(&server, "sturdy").await["digest"].clone();
 
@@ -156,6 +160,17 @@ async fn a_broken_edit_keeps_the_previous_version_serving() {
     assert_eq!(view["version"], "1.0.1");
     let log = std::fs::read_to_string(server.root.path().join("serve.log")).unwrap();
     assert!(log.contains("the previous version keeps serving"), "{log}");
+    // The sinks heard of both: the failure, then the version that loaded.
+    let events: Vec<Value> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("[event] "))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|e: &Value| e["task"] == "sturdy")
+        .collect();
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+    let failed = kinds.iter().position(|k| *k == "task.load_failed");
+    let loaded = kinds.iter().rposition(|k| *k == "task.loaded");
+    assert!(failed.is_some() && loaded > failed, "{kinds:?}\n{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
