@@ -114,6 +114,37 @@ impl ApiServer {
         self.wait_until_up();
     }
 
+    /// What the server wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.path().join("serve.log")).unwrap_or_default()
+    }
+
+    /// Waits until `check` holds, polling; fails naming `what`, with the server's log, after a
+    /// deadline generous enough for a busy 2-core machine.
+    pub async fn wait_until<F, Fut>(&self, what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        const DEADLINE: Duration = Duration::from_secs(30);
+        let started = Instant::now();
+        while !check().await {
+            assert!(
+                started.elapsed() < DEADLINE,
+                "{what}: not within {DEADLINE:?}; the server's log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The `v` of the output of a synchronous run of `name` with `{}` as input (the tasks of
+    /// [`crate::write_task_returning`]), or `None` while it does not run.
+    pub async fn run_v(&self, name: &str) -> Option<Value> {
+        let answer = self.post(&format!("/api/v1/tasks/{name}/run"), &serde_json::json!({"input": {}})).await;
+        (answer.status == 200).then(|| answer.json["output"]["v"].clone())
+    }
+
     /// The server's process id, to read its memory from /proc.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -91,6 +91,17 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Writes the task `name` (at `version`) into `folder`: permissive schemas, and a script
+/// that returns `{v}`, so a run shows which edit serves.
+pub fn write_task_returning(folder: &Path, name: &str, version: &str, v: u32) {
+    std::fs::create_dir_all(folder).unwrap();
+    let metadata = json!({"name": name, "version": version}).to_string();
+    std::fs::write(folder.join("metadata.json"), metadata).unwrap();
+    std::fs::write(folder.join("input.schema.json"), "{}").unwrap();
+    std::fs::write(folder.join("output.schema.json"), "{}").unwrap();
+    std::fs::write(folder.join("main.js"), format!("(input) => ({{v: {v}}})")).unwrap();
+}
+
 /// A task with permissive schemas and `code` as its `main.js`.
 pub fn task(code: &str) -> TaskDir {
     task_with(code, json!({}), json!({}))

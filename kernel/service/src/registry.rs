@@ -19,6 +19,8 @@ pub struct TaskRegistry {
     by_name: BTreeMap<String, TaskEntry>,
     /// uuid to name.
     by_id: BTreeMap<String, String>,
+    /// The folder or ZIP each task was loaded from, to its name: what a reload looks up.
+    by_origin: BTreeMap<PathBuf, String>,
     /// Paths that hold no serving task: they never loaded, or their name is taken.
     problems: BTreeMap<PathBuf, Rejected>,
 }
@@ -157,7 +159,7 @@ impl TaskRegistry {
 
     /// The version of the task loaded from `path`, if one is.
     pub fn serving_digest(&self, path: &Path) -> Option<String> {
-        self.by_name.values().find(|e| e.task.origin == path).map(|e| e.task.digest.clone())
+        Some(self.by_name.get(self.by_origin.get(path)?)?.task.digest.clone())
     }
 
     fn failed(&mut self, source: &str, path: &Path, serving: Option<String>, error: TaskError) -> Reload {
@@ -202,26 +204,25 @@ impl TaskRegistry {
     pub fn insert(&mut self, source: &str, task: Task) {
         let task = Arc::new(task);
         let name = task.name().to_owned();
-        if let Some(previous) = self.by_name.get(&name).and_then(|e| e.task.metadata.uuid.clone()) {
-            self.by_id.remove(&previous);
-        }
+        self.remove(&name);
         if let Some(id) = &task.metadata.uuid {
             self.by_id.insert(id.clone(), name.clone());
         }
+        self.by_origin.insert(task.origin.clone(), name.clone());
         self.by_name.insert(name, TaskEntry { task, source: source.to_owned(), load_error: None });
     }
 
     fn remove(&mut self, name: &str) {
-        if let Some(entry) = self.by_name.remove(name)
-            && let Some(id) = &entry.task.metadata.uuid
-        {
+        let Some(entry) = self.by_name.remove(name) else { return };
+        if let Some(id) = &entry.task.metadata.uuid {
             self.by_id.remove(id);
         }
+        self.by_origin.remove(&entry.task.origin);
     }
 
     /// The name of the task loaded from `path`, if one is.
     fn serving_from(&self, path: &Path) -> Option<String> {
-        self.by_name.values().find(|e| e.task.origin == path).map(|e| e.task.name().to_owned())
+        self.by_origin.get(path).cloned()
     }
 
     /// Every path of the file source `source` that holds a task or a problem now.

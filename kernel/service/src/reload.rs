@@ -27,7 +27,8 @@ use ratchet_plugin_host::Event;
 use ratchet_plugin_host::loaders::candidates;
 
 use crate::node::task_version;
-use crate::{Reload, Service, load_path, now_ms};
+use crate::versions::short;
+use crate::{Reload, Service, TaskRegistry, load_path, now_ms};
 
 /// How long a stream of changes may hold back a reload: past this many debounce intervals the
 /// pending tasks reload even if their files are still changing.
@@ -135,8 +136,17 @@ impl Service {
         let loaded = tokio::task::spawn_blocking(move || {
             paths.into_iter().map(|path| (load_path(&path, &limits), path)).collect::<Vec<_>>()
         })
-        .await
-        .unwrap_or_default();
+        .await;
+        let loaded = match loaded {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                tracing::warn!(
+                    source,
+                    "loading changed tasks failed ({error}); they reload on their next change"
+                );
+                return Vec::new();
+            }
+        };
         self.apply_loaded(source, loaded).await
     }
 
@@ -166,7 +176,7 @@ impl Service {
         let next = Arc::new(next);
         self.registry.send_replace(Arc::clone(&next));
         for reload in &reloads {
-            self.report_reload(source, reload, next.get(reload_task(reload).unwrap_or_default())).await;
+            self.report_reload(source, reload, &next).await;
         }
         reloads
     }
@@ -184,8 +194,9 @@ impl Service {
         }
     }
 
-    async fn report_reload(&self, source: &str, reload: &Reload, task: Option<Arc<Task>>) {
-        match (reload, task) {
+    /// Logs, records and emits one change; `registry` is the one it made.
+    async fn report_reload(&self, source: &str, reload: &Reload, registry: &TaskRegistry) {
+        match (reload, reload_loaded(reload, registry)) {
             (Reload::Loaded { task: name, digest }, Some(task)) => {
                 tracing::info!(task = %name, source, "loaded version {} ({})", task.metadata.version, short(digest));
                 if let Err(error) =
@@ -224,15 +235,12 @@ impl Service {
     }
 }
 
-fn reload_task(reload: &Reload) -> Option<&str> {
+/// The task a `Loaded` change put in `registry`.
+fn reload_loaded(reload: &Reload, registry: &TaskRegistry) -> Option<Arc<Task>> {
     match reload {
-        Reload::Loaded { task, .. } => Some(task),
+        Reload::Loaded { task, .. } => registry.get(task),
         _ => None,
     }
-}
-
-fn short(digest: &str) -> &str {
-    &digest[..digest.len().min(12)]
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -82,6 +82,7 @@ pub fn task_from_version(version: &TaskVersion, limits: &LimitConfig) -> Result<
     Ok(task)
 }
 
-fn short(digest: &str) -> &str {
+/// The first 12 digits of a digest, as logs and messages show it.
+pub(crate) fn short(digest: &str) -> &str {
     &digest[..digest.len().min(12)]
 }

@@ -5,17 +5,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::Digest as _;
 use tests::api::ApiServer;
 use tests::ratchet_in;
-
-const DEADLINE: Duration = Duration::from_secs(30);
 
 /// A static file server over `root` with ETags, counting what it answered.
 struct FileServer {
@@ -100,12 +97,7 @@ impl Publisher {
 
     fn write_task(&self, name: &str, version: u32) {
         let folder = self.dir.path().join("tasks").join(name);
-        std::fs::create_dir_all(&folder).unwrap();
-        let metadata = json!({"name": name, "version": format!("1.0.{version}")}).to_string();
-        std::fs::write(folder.join("metadata.json"), metadata).unwrap();
-        std::fs::write(folder.join("input.schema.json"), "{}").unwrap();
-        std::fs::write(folder.join("output.schema.json"), "{}").unwrap();
-        std::fs::write(folder.join("main.js"), format!("(input) => ({{v: {version}}})")).unwrap();
+        tests::write_task_returning(&folder, name, &format!("1.0.{version}"), version);
     }
 
     /// `ratchet registry sign` with the publisher's key (or the other one) and `serial`.
@@ -129,33 +121,8 @@ impl Publisher {
     }
 }
 
-async fn run(server: &ApiServer, name: &str) -> Option<Value> {
-    let answer = server.post(&format!("/api/v1/tasks/{name}/run"), &json!({"input": {}})).await;
-    (answer.status == 200).then(|| answer.json["output"]["v"].clone())
-}
-
-fn log(server: &ApiServer) -> String {
-    std::fs::read_to_string(server.root.path().join("serve.log")).unwrap_or_default()
-}
-
-async fn wait_until<F, Fut>(server: &ApiServer, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !check().await {
-        assert!(
-            started.elapsed() < DEADLINE,
-            "{what}: not within {DEADLINE:?}; the server's log:\n{}",
-            log(server)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn wait_for_log(server: &ApiServer, text: &str) {
-    wait_until(server, &format!("the log says `{text}`"), || async { log(server).contains(text) }).await;
+    server.wait_until(&format!("the log says `{text}`"), || async { server.log().contains(text) }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,44 +134,46 @@ async fn a_signed_registry_updates_refuses_rollbacks_and_forgeries_and_restarts_
     let site = FileServer::start(&publisher.site(), 0).await;
     let mut server = ApiServer::start(&[], &publisher.config(site.port));
 
-    wait_until(&server, "alpha serves from the registry", || async {
-        run(&server, "alpha").await == Some(json!(1))
-    })
-    .await;
+    server
+        .wait_until("alpha serves from the registry", || async {
+            server.run_v("alpha").await == Some(json!(1))
+        })
+        .await;
     let alpha = server.get("/api/v1/tasks/alpha").await.json;
     assert_eq!(alpha["source"], "hub", "{alpha}");
-    assert_eq!(run(&server, "beta").await, Some(json!(1)));
+    assert_eq!(server.run_v("beta").await, Some(json!(1)));
 
     // Unchanged: the next polls are answered 304.
-    wait_until(&server, "a poll is answered 304", || async { site.count("index.json", 304) >= 1 }).await;
+    server.wait_until("a poll is answered 304", || async { site.count("index.json", 304) >= 1 }).await;
 
     // A new version is published: it serves; beta is unpublished: it goes.
     publisher.write_task("alpha", 2);
     std::fs::remove_dir_all(publisher.dir.path().join("tasks/beta")).unwrap();
     publisher.sign(11, false);
-    wait_until(&server, "alpha 1.0.2 serves", || async { run(&server, "alpha").await == Some(json!(2)) })
-        .await;
-    wait_until(&server, "beta is gone", || async { server.get("/api/v1/tasks/beta").await.status == 404 })
+    server.wait_until("alpha 1.0.2 serves", || async { server.run_v("alpha").await == Some(json!(2)) }).await;
+    server
+        .wait_until("beta is gone", || async { server.get("/api/v1/tasks/beta").await.status == 404 })
         .await;
 
     // A rollback to an older serial is refused.
     publisher.write_task("alpha", 3);
     publisher.sign(9, false);
     wait_for_log(&server, "refusing a rollback").await;
-    assert_eq!(run(&server, "alpha").await, Some(json!(2)));
+    assert_eq!(server.run_v("alpha").await, Some(json!(2)));
 
     // An index signed by another key is refused.
     publisher.write_task("alpha", 4);
     publisher.sign(12, true);
     wait_for_log(&server, "does not verify").await;
-    assert_eq!(run(&server, "alpha").await, Some(json!(2)));
+    assert_eq!(server.run_v("alpha").await, Some(json!(2)));
 
     // The registry goes away; the node restarts and serves what it accepted last.
     drop(site);
     server.restart();
-    wait_until(&server, "alpha serves offline", || async { run(&server, "alpha").await == Some(json!(2)) })
+    server
+        .wait_until("alpha serves offline", || async { server.run_v("alpha").await == Some(json!(2)) })
         .await;
-    assert!(log(&server).contains("serving the index kept from before (serial 11)"), "{}", log(&server));
+    assert!(server.log().contains("serving the index kept from before (serial 11)"), "{}", server.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,7 +194,7 @@ async fn a_tampered_zip_is_refused_and_the_rest_of_the_index_serves() {
     let site = FileServer::start(&publisher.site(), 0).await;
     let server = ApiServer::start(&[], &publisher.config(site.port));
 
-    wait_until(&server, "beta serves", || async { run(&server, "beta").await == Some(json!(1)) }).await;
+    server.wait_until("beta serves", || async { server.run_v("beta").await == Some(json!(1)) }).await;
     wait_for_log(&server, "refusing it").await;
     assert_eq!(server.get("/api/v1/tasks/alpha").await.status, 404);
 }

@@ -3,24 +3,15 @@
 //! burst of edits reloads a few times with the last one winning.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tests::api::ApiServer;
 use tests::task;
 
-/// Long enough for a busy 2-core machine; the condition usually holds within a debounce.
-const DEADLINE: Duration = Duration::from_secs(30);
-
 const CONFIG: &str = "workers: {count: 1}\nregistry: {debounce_ms: 100}\n";
 
 fn write_task(folder: &Path, name: &str, version: u32) {
-    std::fs::create_dir_all(folder).unwrap();
-    let metadata = json!({"name": name, "version": "1.0.0"}).to_string();
-    std::fs::write(folder.join("metadata.json"), metadata).unwrap();
-    std::fs::write(folder.join("input.schema.json"), "{}").unwrap();
-    std::fs::write(folder.join("output.schema.json"), "{}").unwrap();
-    std::fs::write(folder.join("main.js"), code(version)).unwrap();
+    tests::write_task_returning(folder, name, "1.0.0", version);
 }
 
 fn code(version: u32) -> String {
@@ -31,31 +22,9 @@ fn tasks_dir(server: &ApiServer) -> PathBuf {
     server.root.path().join("tasks")
 }
 
-/// The `v` a synchronous run of `name` returns, or `None` while it does not run.
-async fn run(server: &ApiServer, name: &str) -> Option<Value> {
-    let answer = server.post(&format!("/api/v1/tasks/{name}/run"), &json!({"input": {}})).await;
-    (answer.status == 200).then(|| answer.json["output"]["v"].clone())
-}
-
-/// Waits until `check` holds, failing with `what` and the server's log after the deadline.
-async fn wait_until<F, Fut>(server: &ApiServer, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !check().await {
-        if started.elapsed() > DEADLINE {
-            let log = std::fs::read_to_string(server.root.path().join("serve.log")).unwrap_or_default();
-            panic!("{what}: not within {DEADLINE:?}; the server's log:\n{log}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn wait_for_version(server: &ApiServer, name: &str, version: u32) {
     let what = format!("{name} runs version {version}");
-    wait_until(server, &what, || async { run(server, name).await == Some(json!(version)) }).await;
+    server.wait_until(&what, || async { server.run_v(name).await == Some(json!(version)) }).await;
 }
 
 async fn task_view(server: &ApiServer, name: &str) -> Value {
@@ -72,7 +41,7 @@ fn start_with(name: &str) -> ApiServer {
 async fn edits_in_every_save_style_reach_the_next_run() {
     let server = start_with("edited");
     let folder = tasks_dir(&server).join("task");
-    assert_eq!(run(&server, "edited").await, Some(json!(1)));
+    assert_eq!(server.run_v("edited").await, Some(json!(1)));
 
     // In place.
     std::fs::write(folder.join("main.js"), code(2)).unwrap();
@@ -119,7 +88,8 @@ async fn polling_picks_up_edits_additions_and_removals() {
     write_task(&tasks.join("added"), "added", 3);
     wait_for_version(&server, "added", 3).await;
     std::fs::remove_dir_all(tasks.join("added")).unwrap();
-    wait_until(&server, "added is gone", || async { server.get("/api/v1/tasks/added").await.status == 404 })
+    server
+        .wait_until("added is gone", || async { server.get("/api/v1/tasks/added").await.status == 404 })
         .await;
 }
 
@@ -135,21 +105,25 @@ async fn a_broken_edit_keeps_the_previous_version_serving() {
 
     // A syntax error: the script is checked in a worker before it may serve.
     std::fs::write(folder.join("main.js"), "(input) => {").unwrap();
-    wait_until(&server, "the syntax error is reported", || async {
-        task_view(&server, "sturdy").await["load_error"].as_str().is_some_and(|e| e.contains("main.js"))
-    })
-    .await;
-    assert_eq!(run(&server, "sturdy").await, Some(json!(1)), "the previous version serves");
+    server
+        .wait_until("the syntax error is reported", || async {
+            task_view(&server, "sturdy").await["load_error"].as_str().is_some_and(|e| e.contains("main.js"))
+        })
+        .await;
+    assert_eq!(server.run_v("sturdy").await, Some(json!(1)), "the previous version serves");
     assert_eq!(task_view(&server, "sturdy").await["digest"], first);
 
     // Metadata that is not JSON.
     std::fs::write(folder.join("main.js"), code(2)).unwrap();
     std::fs::write(folder.join("metadata.json"), "{\"name\": \"sturdy\",").unwrap();
-    wait_until(&server, "the bad metadata is reported", || async {
-        task_view(&server, "sturdy").await["load_error"].as_str().is_some_and(|e| e.contains("metadata.json"))
-    })
-    .await;
-    assert_eq!(run(&server, "sturdy").await, Some(json!(1)));
+    server
+        .wait_until("the bad metadata is reported", || async {
+            task_view(&server, "sturdy").await["load_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("metadata.json"))
+        })
+        .await;
+    assert_eq!(server.run_v("sturdy").await, Some(json!(1)));
 
     // Fixed: the new version serves and the error is gone.
     std::fs::write(folder.join("metadata.json"), json!({"name": "sturdy", "version": "1.0.1"}).to_string())
@@ -184,13 +158,14 @@ async fn ratchet_tasks_shows_the_source_and_the_load_error_nodes_recorded() {
     assert_eq!(listed[0]["load_error"], Value::Null);
 
     std::fs::write(tasks_dir(&server).join("task/output.schema.json"), "{\"type\": 12}").unwrap();
-    wait_until(&server, "the load error is recorded", || async {
-        tasks("json").json()[0]["load_error"].as_str().is_some_and(|e| e.contains("output.schema.json"))
-    })
-    .await;
+    server
+        .wait_until("the load error is recorded", || async {
+            tasks("json").json()[0]["load_error"].as_str().is_some_and(|e| e.contains("output.schema.json"))
+        })
+        .await;
     let text = tasks("text");
     assert!(text.stdout.contains("load error (this version keeps serving)"), "{text:?}");
-    assert_eq!(run(&server, "listed").await, Some(json!(1)));
+    assert_eq!(server.run_v("listed").await, Some(json!(1)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,13 +191,14 @@ async fn task_folders_and_zips_come_and_go() {
     // Removed: the tasks disappear, the others stay.
     std::fs::remove_dir_all(tasks.join("moved")).unwrap();
     std::fs::remove_file(tasks.join("zipped.zip")).unwrap();
-    wait_until(&server, "the removed tasks are gone", || async {
-        server.get("/api/v1/tasks/moved").await.status == 404
-            && server.get("/api/v1/tasks/zipped").await.status == 404
-    })
-    .await;
-    assert_eq!(run(&server, "written").await, Some(json!(8)));
-    assert_eq!(run(&server, "first").await, Some(json!(1)));
+    server
+        .wait_until("the removed tasks are gone", || async {
+            server.get("/api/v1/tasks/moved").await.status == 404
+                && server.get("/api/v1/tasks/zipped").await.status == 404
+        })
+        .await;
+    assert_eq!(server.run_v("written").await, Some(json!(8)));
+    assert_eq!(server.run_v("first").await, Some(json!(1)));
     let names: Vec<Value> = server.get("/api/v1/tasks").await.json["items"]
         .as_array()
         .unwrap()
@@ -242,8 +218,7 @@ async fn a_burst_of_edits_reloads_a_few_times_and_the_last_one_wins() {
         std::fs::write(&main, code(version)).unwrap();
     }
     wait_for_version(&server, "busy", 100).await;
-    // Settle: a reload still pending would show in the log.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // A reload after the last content serves finds the same digest and logs nothing.
     let log = std::fs::read_to_string(server.root.path().join("serve.log")).unwrap();
     let reloads = log.lines().filter(|l| l.contains("loaded version") && l.contains("busy")).count();
     assert!((1..=3).contains(&reloads), "{reloads} reloads for 100 edits:\n{log}");
@@ -256,10 +231,11 @@ fn in_seconds(secs: i64) -> String {
 
 async fn wait_for_job(server: &ApiServer, id: &str) -> Value {
     let finished = |job: &Value| matches!(job["status"].as_str(), Some("completed" | "failed"));
-    wait_until(server, &format!("job {id} finishes"), || async {
-        finished(&server.get(&format!("/api/v1/jobs/{id}")).await.json)
-    })
-    .await;
+    server
+        .wait_until(&format!("job {id} finishes"), || async {
+            finished(&server.get(&format!("/api/v1/jobs/{id}")).await.json)
+        })
+        .await;
     server.get(&format!("/api/v1/jobs/{id}")).await.json
 }
 
@@ -288,10 +264,9 @@ async fn a_queued_job_runs_the_version_it_was_enqueued_for() {
     std::fs::write(tasks.join("task/main.js"), code(2)).unwrap();
     std::fs::remove_dir_all(tasks.join("doomed")).unwrap();
     wait_for_version(&server, "pinned", 2).await;
-    wait_until(&server, "doomed is gone", || async {
-        server.get("/api/v1/tasks/doomed").await.status == 404
-    })
-    .await;
+    server
+        .wait_until("doomed is gone", || async { server.get("/api/v1/tasks/doomed").await.status == 404 })
+        .await;
     let still = server.get(&format!("/api/v1/jobs/{}", pinned["id"].as_str().unwrap())).await.json;
     assert_eq!(still["status"], "queued", "the job started before the edit loaded: {still}");
 
@@ -306,7 +281,7 @@ async fn a_queued_job_runs_the_version_it_was_enqueued_for() {
     let versions = server.get("/api/v1/tasks/pinned/versions").await.json;
     assert_eq!(versions["items"].as_array().unwrap().len(), 2, "{versions}");
     assert_ne!(versions["serving"], first);
-    assert_eq!(run(&server, "pinned").await, Some(json!(2)));
+    assert_eq!(server.run_v("pinned").await, Some(json!(2)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

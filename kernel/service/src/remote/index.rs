@@ -116,7 +116,12 @@ fn verify_signature(bytes: &[u8], signature: &str, public_keys: &[String]) -> Re
 
 /// SHA-256 of `bytes` in hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(bytes))
+}
+
+/// `bytes` in lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A new key pair: the secret key file's text (unencrypted: keep it like a password) and the

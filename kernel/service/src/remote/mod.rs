@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use ratchet_core::config::{RemoteSource, registry_url_allowed};
+use ratchet_core::config::{LimitConfig, RemoteSource, registry_url_allowed};
 use ratchet_core::task::TaskError;
 
 use crate::{Reload, Service, now_ms};
@@ -88,8 +88,8 @@ impl Registry {
     /// cannot be reached or refuses) the last accepted one, verified again.
     async fn index(&self) -> Result<(Index, Polled), String> {
         let state = self.state();
-        let stored = self.stored_index();
-        match self.fetch_index(&state, stored.is_some()).await {
+        let kept = self.folder.join("index.json").is_file();
+        match self.fetch_index(&state, kept).await {
             Ok(Some((index, bytes, signature, etag))) => {
                 write(&self.folder.join("index.json"), &bytes)?;
                 write(&self.folder.join(format!("index.json{SIGNATURE_SUFFIX}")), signature.as_bytes())?;
@@ -99,9 +99,10 @@ impl Registry {
                 Ok((index, Polled::Updated { serial }))
             }
             Ok(None) => {
-                Ok((stored.ok_or("the registry answered 304 but no index is kept")??, Polled::NotModified))
+                let index = self.stored_index().ok_or("the registry answered 304 but no index is kept")??;
+                Ok((index, Polled::NotModified))
             }
-            Err(error) => match stored {
+            Err(error) => match self.stored_index() {
                 Some(Ok(index)) => {
                     let serial = index.serial;
                     Ok((index, Polled::Offline { serial, error }))
@@ -162,9 +163,15 @@ impl Registry {
         )
     }
 
+    /// Where the ZIP of `entry` is kept: by its digest, under its task's name (the name a
+    /// task without one in its metadata takes).
+    fn cached_path(&self, entry: &Entry) -> PathBuf {
+        self.cache.join(&entry.sha256).join(format!("{}.zip", entry.name))
+    }
+
     /// The ZIP of `entry` in the cache, downloaded first when missing or damaged.
     async fn zip(&self, entry: &Entry) -> Result<PathBuf, String> {
-        let path = self.cache.join(&entry.sha256).join(format!("{}.zip", entry.name));
+        let path = self.cached_path(entry);
         if let Ok(bytes) = std::fs::read(&path)
             && bytes.len() as u64 == entry.size
             && index::sha256_hex(&bytes) == entry.sha256
@@ -194,60 +201,40 @@ impl Service {
     /// listed stop serving.
     pub async fn poll_registry(&self, registry: &Registry) -> Result<Polled, String> {
         let (index, polled) = registry.index().await?;
-        if polled == Polled::NotModified && !self.registry().paths_of(registry.name()).is_empty() {
+        let current = self.registry();
+        if polled == Polled::NotModified && !current.paths_of(registry.name()).is_empty() {
             return Ok(polled);
         }
-        let mut wanted: Vec<(PathBuf, &Entry)> = Vec::new();
-        let mut failed: Vec<(PathBuf, String)> = Vec::new();
+        let mut listed: BTreeSet<PathBuf> = BTreeSet::new();
+        let mut failed_names: BTreeSet<&str> = BTreeSet::new();
+        let mut loaded: Vec<(Option<Result<ratchet_core::Task, TaskError>>, PathBuf)> = Vec::new();
+        let limits = self.kernel.config().limits.clone();
         for entry in &index.tasks {
-            match registry.zip(entry).await {
-                Ok(path) => wanted.push((path, entry)),
-                Err(error) => {
-                    let path = registry.cache.join(&entry.sha256).join(format!("{}.zip", entry.name));
-                    failed.push((path, format!("task {} {}: {error}", entry.name, entry.version)));
-                }
+            let path = registry.cached_path(entry);
+            listed.insert(path.clone());
+            // A version already serving from its cached ZIP needs neither a download nor a load.
+            if current.serving_digest(&path).as_deref() == Some(entry.digest.as_str()) {
+                continue;
             }
+            let task = match registry.zip(entry).await {
+                Ok(path) => load_entry(&path, entry, &limits),
+                Err(error) => {
+                    failed_names.insert(&entry.name);
+                    let message = format!("task {} {}: {error}", entry.name, entry.version);
+                    Err(TaskError::Archive { archive: path.clone(), message })
+                }
+            };
+            loaded.push((Some(task), path));
         }
-        let current = self.registry();
-        let failed_names: BTreeSet<&str> = index
-            .tasks
-            .iter()
-            .filter(|e| failed.iter().any(|(p, _)| p.starts_with(registry.cache.join(&e.sha256))))
-            .map(|e| e.name.as_str())
-            .collect();
-        let listed: BTreeSet<&PathBuf> = wanted.iter().map(|(path, _)| path).collect();
-        // Versions no longer listed stop serving, unless their task's new version failed.
-        let mut loaded: Vec<(Option<Result<ratchet_core::Task, TaskError>>, PathBuf)> = current
+        // Versions no longer listed stop serving (first, so a new version may take the name),
+        // unless their task's new version failed.
+        let gone: Vec<_> = current
             .entries()
             .filter(|e| e.source == registry.name() && !listed.contains(&e.task.origin))
             .filter(|e| !failed_names.contains(e.task.name()))
             .map(|e| (None, e.task.origin.clone()))
             .collect();
-        loaded.extend(
-            failed.into_iter().map(|(path, message)| {
-                (Some(Err(TaskError::Archive { archive: path.clone(), message })), path)
-            }),
-        );
-        let limits = self.kernel.config().limits.clone();
-        for (path, entry) in wanted {
-            let task = ratchet_core::task::load(&path, &limits).and_then(|task| {
-                if task.digest == entry.digest && task.name() == entry.name {
-                    Ok(task)
-                } else {
-                    Err(TaskError::Archive {
-                        archive: path.clone(),
-                        message: format!(
-                            "holds task {} with digest {}, not {} with digest {} as the index says",
-                            task.name(),
-                            task.digest,
-                            entry.name,
-                            entry.digest
-                        ),
-                    })
-                }
-            });
-            loaded.push((Some(task), path));
-        }
+        loaded.splice(0..0, gone);
         let reloads = self.apply_loaded(registry.name(), loaded).await;
         let failures = reloads.iter().filter(|r| matches!(r, Reload::Failed { .. })).count();
         if failures > 0 {
@@ -256,7 +243,7 @@ impl Service {
         Ok(polled)
     }
 
-    /// Polls each registry now and then every `poll` interval until `stop`.
+    /// Polls each registry every `poll` interval until `stop`.
     pub fn poll_registries(
         self: &Arc<Self>,
         registries: Vec<Registry>,
@@ -295,6 +282,24 @@ impl Service {
     }
 }
 
+/// The task in the cached ZIP at `path`, which must be the one `entry` names.
+fn load_entry(path: &Path, entry: &Entry, limits: &LimitConfig) -> Result<ratchet_core::Task, TaskError> {
+    let task = ratchet_core::task::load(path, limits)?;
+    if task.digest == entry.digest && task.name() == entry.name {
+        return Ok(task);
+    }
+    Err(TaskError::Archive {
+        archive: path.to_owned(),
+        message: format!(
+            "holds task {} with digest {}, not {} with digest {} as the index says",
+            task.name(),
+            task.digest,
+            entry.name,
+            entry.digest
+        ),
+    })
+}
+
 /// The body of `response`, refused past `limit` bytes.
 async fn read_limited(mut response: reqwest::Response, limit: u64, what: &str) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();
@@ -321,7 +326,7 @@ async fn read_checked(mut response: reqwest::Response, entry: &Entry) -> Result<
     if bytes.len() as u64 != entry.size {
         return Err(format!("{} bytes, not the {} the index lists", bytes.len(), entry.size));
     }
-    let sha256: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let sha256 = index::hex(&hasher.finalize());
     if sha256 != entry.sha256 {
         return Err(format!("SHA-256 {sha256}, not {} as the index lists: refusing it", entry.sha256));
     }
