@@ -35,6 +35,8 @@ pub fn run() -> anyhow::Result<()> {
     cargo(&["build", "--workspace"])?;
     crate::codegen::run(true)?;
     crate::man(&[])?;
+    // The MCP tests drive Ratchet with the official Python clients.
+    crate::python::mcp_clients()?;
     cargo(&["test", "--workspace"])?;
     crate::fuzz::run()?;
     println!("xtask ci: all checks passed");

@@ -30,6 +30,7 @@ const NOT_IN_CORE: &[&str] = &[
     "libloading",
     "clap",
     "boa_engine",
+    "rmcp",
 ];
 
 /// The kernel's own crates, which plugins and the plugin API never depend on.
@@ -44,6 +45,7 @@ const KERNEL: &[&str] = &[
     "ratchet-testing",
     "ratchet-rest",
     "ratchet-graphql",
+    "ratchet-mcp",
 ];
 
 const RULES: &[Rule] = &[
@@ -87,7 +89,7 @@ const RULES: &[Rule] = &[
     },
     Rule {
         package: "ratchet-service",
-        forbidden: &["axum", "async-graphql", "utoipa", "clap", "boa_engine"],
+        forbidden: &["axum", "async-graphql", "utoipa", "rmcp", "clap", "boa_engine"],
         through: &["reqwest"],
         why: "the service is the node without its HTTP surfaces or CLI",
     },
@@ -100,6 +102,8 @@ const RULES: &[Rule] = &[
             "boa_engine",
             "ratchet-rest",
             "ratchet-graphql",
+            "ratchet-mcp",
+            "rmcp",
         ],
         // The views carry their GraphQL derives behind a feature only the GraphQL surface turns
         // on; cargo's feature unification shows it to every dependent of the views.

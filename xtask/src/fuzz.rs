@@ -55,27 +55,7 @@ impl Drop for Server {
 
 /// The `st` of a virtualenv holding the pinned schemathesis, made when missing.
 fn install() -> anyhow::Result<PathBuf> {
-    let venv = root().join("target/tools/schemathesis");
-    let st = venv.join("bin/st");
-    let pinned = venv.join(".pinned");
-    if st.is_file() && std::fs::read_to_string(&pinned).is_ok_and(|p| p == SCHEMATHESIS) {
-        return Ok(st);
-    }
-    println!("$ python3 -m venv {} && pip install {SCHEMATHESIS}", venv.display());
-    let made =
-        Command::new("python3").args(["-m", "venv"]).arg(&venv).status().context("python3 is missing")?;
-    if !made.success() {
-        bail!("`python3 -m venv` failed: install Python 3 with the venv module");
-    }
-    let installed = Command::new(venv.join("bin/pip"))
-        .args(["install", "--quiet", "--disable-pip-version-check", SCHEMATHESIS])
-        .status()
-        .context("cannot run pip")?;
-    if !installed.success() {
-        bail!("`pip install {SCHEMATHESIS}` failed: PyPI must be reachable");
-    }
-    std::fs::write(&pinned, SCHEMATHESIS)?;
-    Ok(st)
+    Ok(crate::python::venv("schemathesis", SCHEMATHESIS)?.join("bin/st"))
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {

@@ -10,6 +10,7 @@ mod codegen;
 mod deps;
 mod fuzz;
 mod plugins;
+mod python;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,6 +28,7 @@ commands:
                    write docs/openapi.json and docs/schema.graphql from the code; --check
                    fails when the checked-in files drifted instead
   fuzz-api         schemathesis (pinned, from PyPI) against a real `ratchet serve`
+  mcp-clients      the Python MCP clients (2.x and 1.x, from PyPI) the MCP tests drive
   build-plugins    the WASM plugins (plugins/wasm) for wasm32-wasip2, into target/plugins
   freeze-wit       print the digest line of each WIT version folder, for wit/FROZEN
   man [--out DIR]  the manual pages of every `ratchet` command (default: target/man);
@@ -43,6 +45,7 @@ fn main() -> anyhow::Result<()> {
         Some("deps") => deps::check(),
         Some("codegen") => codegen::run(args.iter().any(|a| a == "--check")),
         Some("fuzz-api") => fuzz::run(),
+        Some("mcp-clients") => python::mcp_clients(),
         Some("build-plugins") => plugins::build().map(|_| ()),
         Some("man") => man(&args[1..]),
         Some("new-plugin") => plugins::scaffold(&args[1..]),

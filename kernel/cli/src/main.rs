@@ -4,6 +4,7 @@
 mod config;
 mod generate;
 mod jobs;
+mod mcp;
 mod nodes;
 mod plugins;
 mod progress;
@@ -51,6 +52,9 @@ enum Command {
     /// Run the node: task registry, worker pool, job consumers, scheduler, and the REST and
     /// GraphQL APIs (docs at /docs and /graphql/playground).
     Serve(serve::ServeArgs),
+    /// Serve the tasks as tools for an LLM agent over the Model Context Protocol on stdio (the
+    /// agent's host starts it; `ratchet serve` also answers at /mcp).
+    Mcp(mcp::McpArgs),
     /// Queue runs and inspect or cancel them.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
@@ -316,8 +320,9 @@ pub enum Format {
 
 pub fn init_tracing(color: ColorChoice) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RATCHET_LOG")
-        // Warnings, and which task versions a node reloads (one line per change).
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,ratchet_service::reload=info"));
+        // Warnings, which task versions a node reloads (one line per change), and the audit of
+        // MCP tool calls.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,ratchet_service::reload=info,ratchet::audit=info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -337,6 +342,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Replay(args) => replay::replay(load_config()?, args).await,
         Command::Serve(args) => serve::serve(load_config()?, args).await,
+        Command::Mcp(args) => mcp::mcp(load_config()?, args).await,
         Command::Jobs(command) => jobs::jobs(load_config()?, command).await,
         Command::Executions(command) => jobs::executions(load_config()?, command).await,
         Command::Schedules(command) => schedules::schedules(load_config()?, command).await,

@@ -11,6 +11,7 @@ use ratchet_core::{Config, Kernel};
 use ratchet_server::listener::{ConnectionLimits, raise_open_file_limit};
 use ratchet_service::Service;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -42,62 +43,24 @@ pub async fn serve(mut config: Config, args: ServeArgs) -> anyhow::Result<ExitCo
     let listener = tokio::net::TcpListener::bind(&config.server.bind)
         .await
         .with_context(|| format!("cannot listen on {} (server.bind / --bind)", config.server.bind))?;
-    // Plugins first: a plugin that refuses its configuration stops start-up before anything
-    // is created.
-    let plugins = ratchet_plugin_host::Plugins::load(
-        &config.plugins,
-        &config.egress,
-        &config.storage.data_dir.join("plugin-cache"),
-    )?;
-    let options = ratchet_storage::StoreOptions { keep_reserve: true, ..Default::default() };
-    let store = super::open_store_with(&config, options).await?;
-    let grace = Duration::from_secs_f64(config.server.shutdown_grace_secs);
-    let workers = config.workers.count;
-    for plugin in plugins.list() {
-        eprintln!("plugin {plugin}");
-    }
-    // The loaders just loaded list the tasks: each plugin is loaded once.
-    let registry = super::registry_with(&config, &plugins)?;
-    let surfaces = crate::builtin_surfaces(&config.server.surfaces).map_err(anyhow::Error::msg)?;
-    ratchet_server::check_exposure(&config.server, listener.local_addr()?, plugins.auth.is_some())
-        .map_err(anyhow::Error::msg)?;
+    let node = Node::start(config).await?;
+    let surfaces = node.surfaces()?;
+    ratchet_server::check_exposure(
+        &node.service.config().server,
+        listener.local_addr()?,
+        node.service.plugins().auth.is_some(),
+    )
+    .map_err(anyhow::Error::msg)?;
     for surface in &surfaces {
         eprintln!("plugin {}", surface.info());
     }
-    let kernel = Arc::new(Kernel::start(config, workers)?);
-    let service = Arc::new(
-        Service::new(store, Arc::clone(&kernel), Arc::new(registry)).with_plugins(Arc::new(plugins)),
-    );
-    // A database that refuses writes (a full disk) does not stop the node: it serves reads,
-    // answers /ready 503 naming the failure, and records itself once writes work again.
-    if let Err(error) = service.register().await {
-        eprintln!("warning: cannot record this node in the database ({error}); serving, not ready, retrying");
-    }
-    let (stop, stopped) = watch::channel(false);
-    let consumers = service.start(stopped.clone());
-    let registry = &service.config().registry;
-    let timing = ratchet_service::reload::ReloadTiming {
-        debounce: Duration::from_millis(registry.debounce_ms),
-        poll: Duration::from_secs_f64(registry.poll_secs),
-        polling: registry.polling,
-    };
-    let watching = service.watch_tasks(service.config().file_sources()?, timing, stopped.clone());
-    // HTTPS registries: polled once before serving (a registry that cannot be reached serves
-    // the index kept from before), then every poll interval.
-    let mut registries = Vec::new();
-    for source in service.config().remote_sources()? {
-        let registry = ratchet_service::remote::Registry::new(source, &service.config().storage.data_dir)
-            .map_err(anyhow::Error::msg)?;
-        service.poll_and_log(&registry).await;
-        registries.push(registry);
-    }
-    let _polling = service.poll_registries(registries, stopped.clone());
+    let service = Arc::clone(&node.service);
     eprintln!(
         "ratchet serving on http://{} with {} task(s){}, {} worker(s), {} job slot(s); node {}",
         listener.local_addr()?,
         service.task_count(),
-        if watching.is_some() { " (reloaded on change)" } else { "" },
-        workers,
+        if node.watching { " (reloaded on change)" } else { "" },
+        service.config().workers.count,
         service.concurrency(),
         service.node
     );
@@ -107,19 +70,115 @@ pub async fn serve(mut config: Config, args: ServeArgs) -> anyhow::Result<ExitCo
         header_read_timeout: ratchet_server::seconds(server_config.header_read_timeout_secs),
         max_connections: server_config.max_connections.min(open_files),
     };
-    let server = tokio::spawn(ratchet_server::listener::serve(listener, app, limits, stopped.clone()));
+    let server = tokio::spawn(ratchet_server::listener::serve(listener, app, limits, node.stopped.clone()));
     wait_for_signal().await;
-    eprintln!(
-        "stopping: no new jobs are claimed; {} running job(s) get {grace:?} to finish",
-        service.in_flight()
-    );
-    let _ = stop.send(true);
-    drain(&service, consumers, grace).await;
-    service.deregister().await;
-    kernel.shutdown().await;
+    node.stop().await;
     let _ = server.await;
     eprintln!("stopped cleanly");
     Ok(ExitCode::SUCCESS)
+}
+
+/// A running node: its service with the queue's consumers, the scheduler, the task watcher
+/// and the registry pollers; what `serve` and `mcp` share.
+pub struct Node {
+    pub service: Arc<Service>,
+    kernel: Arc<Kernel>,
+    stop: watch::Sender<bool>,
+    /// Turns true when the node stops.
+    pub stopped: watch::Receiver<bool>,
+    /// Cancelled when the node stops: sessions of the MCP surface end with it.
+    pub shutdown: CancellationToken,
+    consumers: Vec<tokio::task::JoinHandle<()>>,
+    /// File sources are watched for changes.
+    pub watching: bool,
+    _watcher: Option<tokio::task::JoinHandle<()>>,
+    _polling: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Node {
+    /// Loads the plugins (first: one that refuses its configuration stops start-up before
+    /// anything is created), opens the database, loads the tasks, starts the workers, and
+    /// starts working the queue and watching the task sources.
+    pub async fn start(config: Config) -> anyhow::Result<Node> {
+        let plugins = ratchet_plugin_host::Plugins::load(
+            &config.plugins,
+            &config.egress,
+            &config.storage.data_dir.join("plugin-cache"),
+        )?;
+        let options = ratchet_storage::StoreOptions { keep_reserve: true, ..Default::default() };
+        let store = super::open_store_with(&config, options).await?;
+        for plugin in plugins.list() {
+            eprintln!("plugin {plugin}");
+        }
+        // The loaders just loaded list the tasks: each plugin is loaded once.
+        let registry = super::registry_with(&config, &plugins)?;
+        let workers = config.workers.count;
+        let kernel = Arc::new(Kernel::start(config, workers)?);
+        let service = Arc::new(
+            Service::new(store, Arc::clone(&kernel), Arc::new(registry)).with_plugins(Arc::new(plugins)),
+        );
+        // A database that refuses writes (a full disk) does not stop the node: it serves reads,
+        // answers /ready 503 naming the failure, and records itself once writes work again.
+        if let Err(error) = service.register().await {
+            eprintln!("warning: cannot record this node in the database ({error}); serving, not ready, retrying");
+        }
+        let (stop, stopped) = watch::channel(false);
+        let consumers = service.start(stopped.clone());
+        let registry = &service.config().registry;
+        let timing = ratchet_service::reload::ReloadTiming {
+            debounce: Duration::from_millis(registry.debounce_ms),
+            poll: Duration::from_secs_f64(registry.poll_secs),
+            polling: registry.polling,
+        };
+        let watcher = service.watch_tasks(service.config().file_sources()?, timing, stopped.clone());
+        // HTTPS registries: polled once before serving (a registry that cannot be reached
+        // serves the index kept from before), then every poll interval.
+        let mut registries = Vec::new();
+        for source in service.config().remote_sources()? {
+            let registry = ratchet_service::remote::Registry::new(source, &service.config().storage.data_dir)
+                .map_err(anyhow::Error::msg)?;
+            service.poll_and_log(&registry).await;
+            registries.push(registry);
+        }
+        let polling = service.poll_registries(registries, stopped.clone());
+        Ok(Node {
+            service,
+            kernel,
+            stop,
+            stopped,
+            shutdown: CancellationToken::new(),
+            consumers,
+            watching: watcher.is_some(),
+            _watcher: watcher,
+            _polling: polling,
+        })
+    }
+
+    /// The built-in API surfaces `server.surfaces` names, and `/mcp` unless `mcp.enabled` is
+    /// false.
+    pub fn surfaces(&self) -> anyhow::Result<Vec<Box<dyn ratchet_server::ApiSurface>>> {
+        let config = self.service.config();
+        let mut surfaces = crate::builtin_surfaces(&config.server.surfaces).map_err(anyhow::Error::msg)?;
+        if config.mcp.enabled {
+            surfaces.push(Box::new(ratchet_mcp::McpSurface::new(self.shutdown.clone())));
+        }
+        Ok(surfaces)
+    }
+
+    /// Stops claiming jobs, gives running ones `server.shutdown_grace_secs` to finish (then
+    /// releases them), leaves the cluster and stops the workers.
+    pub async fn stop(self) {
+        let grace = Duration::from_secs_f64(self.service.config().server.shutdown_grace_secs);
+        eprintln!(
+            "stopping: no new jobs are claimed; {} running job(s) get {grace:?} to finish",
+            self.service.in_flight()
+        );
+        self.shutdown.cancel();
+        let _ = self.stop.send(true);
+        drain(&self.service, self.consumers, grace).await;
+        self.service.deregister().await;
+        self.kernel.shutdown().await;
+    }
 }
 
 /// Waits for the consumers to finish their jobs, up to `grace`; then releases what is left.
@@ -135,7 +194,7 @@ async fn drain(service: &Service, consumers: Vec<tokio::task::JoinHandle<()>>, g
     }
 }
 
-async fn wait_for_signal() {
+pub async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
         (Ok(mut term), Ok(mut int)) => {

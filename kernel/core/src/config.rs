@@ -27,6 +27,7 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub recording: RecordingConfig,
     pub registry: RegistryConfig,
+    pub mcp: McpConfig,
     /// Plugins to load, in order.
     pub plugins: Vec<PluginConfig>,
 }
@@ -55,6 +56,57 @@ impl Default for RecordingConfig {
             max_http_bytes: ByteSize(8 * MIB),
             mask_names: Vec::new(),
         }
+    }
+}
+
+/// Tasks as tools for LLM agents over the Model Context Protocol: `ratchet mcp` (stdio) and
+/// `/mcp` on `ratchet serve` (streamable HTTP).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpConfig {
+    /// Mount `/mcp` on `ratchet serve`.
+    pub enabled: bool,
+    /// Tasks exposed as tools, by name globs (`*`, `?`, `[a-z]`); empty: every task (unless
+    /// `tags` narrows it).
+    pub tools: Vec<String>,
+    /// Tasks exposed as tools, by tag; a task matching `tools` or `tags` is exposed.
+    pub tags: Vec<String>,
+    /// Hide every tool that changes anything (runs, enqueues, cancels): agents only read.
+    pub read_only: bool,
+    /// Longest a tool call waits for its run, in seconds; a run still going then is answered
+    /// with its execution id to poll (`ratchet_get_execution`).
+    pub call_wait_secs: f64,
+    /// `Host` names `/mcp` answers (DNS rebinding protection); empty: loopback names only
+    /// (`localhost`, `127.0.0.1`, `::1`). A server reached by another name must list it.
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        McpConfig {
+            enabled: true,
+            tools: Vec::new(),
+            tags: Vec::new(),
+            read_only: false,
+            call_wait_secs: 25.0,
+            allowed_hosts: Vec::new(),
+        }
+    }
+}
+
+impl McpConfig {
+    /// `tools`, compiled; a pattern that is not a glob is an error naming it.
+    pub fn tool_patterns(&self) -> Result<Vec<glob::Pattern>, ConfigError> {
+        self.tools
+            .iter()
+            .map(|pattern| {
+                glob::Pattern::new(pattern).map_err(|error| {
+                    ConfigError(format!(
+                        "mcp.tools: `{pattern}` is not a glob ({error}); use task names with `*`, `?` or `[a-z]`"
+                    ))
+                })
+            })
+            .collect()
     }
 }
 
@@ -643,6 +695,10 @@ impl Config {
         self.server.trusted_proxy_ranges()?;
         self.check_payload_limits()?;
         self.check_sources()?;
+        self.mcp.tool_patterns()?;
+        if !(self.mcp.call_wait_secs >= 0.0 && self.mcp.call_wait_secs <= MAX_SECONDS) {
+            return Err(ConfigError(format!("mcp.call_wait_secs must be between 0 and {MAX_SECONDS}")));
+        }
         for (key, value) in [
             ("queue.lease_secs", self.queue.lease_secs),
             ("queue.backoff_base_secs", self.queue.backoff_base_secs),

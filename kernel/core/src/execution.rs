@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 use worker_protocol::{FRAME_HEADROOM, JsError, RunContext, RunMode, RunOutcome};
 
 use crate::config::Config;
@@ -107,6 +108,7 @@ impl ExecutionError {
             ExecutionError::Worker(WorkerFailure::MemoryLimit(_)) => "memory_limit",
             ExecutionError::Worker(WorkerFailure::Crashed(_)) => "worker_crashed",
             ExecutionError::Worker(WorkerFailure::Protocol(_)) => "protocol_error",
+            ExecutionError::Worker(WorkerFailure::Cancelled(_)) => "cancelled",
             ExecutionError::Worker(_) => "worker_unavailable",
         }
     }
@@ -128,6 +130,7 @@ impl ExecutionError {
             ExecutionError::Worker(WorkerFailure::MemoryLimit(_)) => "MemoryLimitError",
             ExecutionError::Worker(WorkerFailure::Crashed(_)) => "WorkerCrashedError",
             ExecutionError::Worker(WorkerFailure::Protocol(_)) => "ProtocolError",
+            ExecutionError::Worker(WorkerFailure::Cancelled(_)) => "CancelledError",
             ExecutionError::Worker(_) => "WorkerUnavailableError",
         }
     }
@@ -212,7 +215,7 @@ impl Kernel {
         input: Value,
         http: HttpMode,
     ) -> Execution {
-        let RunIdentity { execution_id: id, attempt, timeout, input_checked } = identity;
+        let RunIdentity { execution_id: id, attempt, timeout, input_checked, cancel } = identity;
         let started = Instant::now();
         let limit = self.config.workers.max_frame_bytes.saturating_sub(FRAME_HEADROOM);
         let (input, violations) =
@@ -227,6 +230,7 @@ impl Kernel {
         let session = Arc::new(HttpSession::new(http, self.recording_budget()));
         let mut request = self.request(task, RunMode::Run, input, &id, Arc::clone(&session));
         request.context.attempt = attempt;
+        request.cancel = cancel;
         if let Some(timeout) = timeout {
             let ceiling =
                 Duration::try_from_secs_f64(self.config.limits.max_timeout_secs).unwrap_or(Duration::MAX);
@@ -322,6 +326,7 @@ impl Kernel {
             http,
             max_log_bytes: self.config.recording.max_log_bytes.0,
             live: Some(self.live.clone()),
+            cancel: None,
         }
     }
 
@@ -349,11 +354,13 @@ pub struct RunIdentity {
     /// The caller already checked the input against this task's input schema (a synchronous
     /// run over the API does, to answer 422 before anything runs): it is not checked twice.
     pub input_checked: bool,
+    /// Cancelling it stops the run (its worker is killed) and fails it as `cancelled`.
+    pub cancel: Option<CancellationToken>,
 }
 
 impl RunIdentity {
     pub fn new(execution_id: String) -> RunIdentity {
-        RunIdentity { execution_id, attempt: 1, timeout: None, input_checked: false }
+        RunIdentity { execution_id, attempt: 1, timeout: None, input_checked: false, cancel: None }
     }
 }
 

@@ -3,6 +3,7 @@
 //! flight, and giving it back at the end of a drain.
 
 use super::*;
+use tokio_util::sync::CancellationToken;
 use crate::runs::{Run, record};
 
 impl Service {
@@ -56,8 +57,15 @@ impl Service {
         };
         let execution_id = ratchet_storage::new_id();
         self.track(&job, Some(&execution_id));
-        let heartbeat =
-            tokio::spawn(heartbeat(self.store.clone(), job.clone(), self.node.clone(), self.lease()));
+        // A cancelled (or rescued) job's attempt is stopped at its next heartbeat.
+        let lost = tokio_util::sync::CancellationToken::new();
+        let heartbeat = tokio::spawn(heartbeat(
+            self.store.clone(),
+            job.clone(),
+            self.node.clone(),
+            self.lease(),
+            lost.clone(),
+        ));
         let started = now_ms();
         self.emit(|| {
             Event::new(
@@ -69,7 +77,13 @@ impl Service {
         });
         let http = self.kernel.live_http(&task);
         let identity =
-            RunIdentity { execution_id, attempt: job.attempt, timeout: job.timeout, input_checked: false };
+            RunIdentity {
+                execution_id,
+                attempt: job.attempt,
+                timeout: job.timeout,
+                input_checked: false,
+                cancel: Some(lost),
+            };
         let execution = self.kernel.run_as(identity, &task, job.input.clone(), http).await;
         let classification = self.classify(&job.task, &execution).await;
         heartbeat.abort();
@@ -170,8 +184,9 @@ fn log_report(job: &Job, reported: Result<JobStatus, QueueError>) {
     }
 }
 
-/// Renews the lease every third of its length until aborted or refused.
-async fn heartbeat(store: Store, job: Job, node: String, lease: Duration) {
+/// Renews the lease every third of its length until aborted or refused; a refusal (the job
+/// was cancelled, or rescued by another node) cancels `lost`, which stops the run.
+async fn heartbeat(store: Store, job: Job, node: String, lease: Duration, lost: CancellationToken) {
     loop {
         tokio::time::sleep(lease / 3).await;
         let now = now_ms();
@@ -179,7 +194,8 @@ async fn heartbeat(store: Store, job: Job, node: String, lease: Duration) {
         match store.heartbeat(&job.id, job.attempt, &node, until, now).await {
             Ok(true) => {}
             Ok(false) => {
-                tracing::warn!(job = %job.id, "the job was cancelled or rescued; this attempt's result will be discarded");
+                tracing::warn!(job = %job.id, "the job was cancelled or rescued; stopping this attempt, whose result will be discarded");
+                lost.cancel();
                 return;
             }
             Err(error) => tracing::warn!(job = %job.id, "heartbeat failed: {error}"),

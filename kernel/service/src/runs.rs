@@ -15,6 +15,18 @@ impl Service {
         input: Value,
         guard: impl Send + 'static,
     ) -> (String, tokio::sync::oneshot::Receiver<Result<ExecutionRecord, Unrecorded>>) {
+        self.run_now_cancellable(task, input, guard, None)
+    }
+
+    /// [`Service::run_now`], stopped when `cancel` is cancelled (the run fails as `cancelled`
+    /// and is recorded so).
+    pub fn run_now_cancellable(
+        self: &Arc<Self>,
+        task: Arc<ratchet_core::Task>,
+        input: Value,
+        guard: impl Send + 'static,
+        cancel: Option<tokio_util::sync::CancellationToken>,
+    ) -> (String, tokio::sync::oneshot::Receiver<Result<ExecutionRecord, Unrecorded>>) {
         let id = ratchet_storage::new_id();
         let (done, receiver) = tokio::sync::oneshot::channel();
         let service = Arc::clone(self);
@@ -30,7 +42,7 @@ impl Service {
             let execution = service
                 .kernel
                 .run_as(
-                    RunIdentity { input_checked: true, ..RunIdentity::new(execution_id) },
+                    RunIdentity { input_checked: true, cancel, ..RunIdentity::new(execution_id) },
                     &task,
                     input.clone(),
                     http,

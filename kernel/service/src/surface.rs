@@ -25,6 +25,18 @@ impl Service {
         self.kernel.config()
     }
 
+    /// Hands an event of `kind` to the sinks (an audit record, say); `data` is built only when
+    /// some sink listens.
+    pub fn publish(
+        &self,
+        kind: &str,
+        task: Option<&str>,
+        execution_id: Option<&str>,
+        data: impl FnOnce() -> Value,
+    ) {
+        self.emit(|| ratchet_plugin_host::Event::new(kind, task, execution_id, data()));
+    }
+
     /// The task a name or uuid refers to.
     pub fn task(&self, reference: &str) -> Option<Arc<Task>> {
         self.registry().get(reference)

@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use worker_protocol::{LogLevel, RunContext, RunMode, RunOutcome, RunStats};
 
 use crate::config::ByteSize;
@@ -61,6 +62,9 @@ pub struct RunRequest {
     pub max_log_bytes: u64,
     /// Where each log line also goes as the task writes it, for live followers.
     pub live: Option<LiveLogs>,
+    /// Cancelling it stops the run: its worker is killed (a run cannot be interrupted any
+    /// other way), and the run fails as [`WorkerFailure::Cancelled`].
+    pub cancel: Option<CancellationToken>,
 }
 
 /// Log lines of runs in progress, as they are written: `Kernel::follow_logs` subscribes.
@@ -111,6 +115,8 @@ pub enum WorkerFailure {
     Protocol(String),
     #[error("no worker is available: {0}")]
     Unavailable(String),
+    #[error("the run was cancelled by its caller{}", if *.0 { " and its worker was stopped" } else { " before it started" })]
+    Cancelled(bool),
 }
 
 /// What a slot is doing, for health reports.
@@ -385,6 +391,10 @@ async fn serve(
             worker.shutdown().await;
             return Served::Closed;
         };
+        if job.request.cancel.as_ref().is_some_and(CancellationToken::is_cancelled) {
+            let _ = job.reply.send(RunReply::failed(WorkerFailure::Cancelled(false)));
+            continue;
+        }
         update(shared, index, |s| s.state = SlotState::Busy);
         let reply = worker.execute(job.request).await;
         let worker_lost = reply.result.is_err();

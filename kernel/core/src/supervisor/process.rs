@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::time::{Instant, timeout, timeout_at};
+use tokio_util::sync::CancellationToken;
 use worker_protocol::{
     EXIT_MEMORY_LIMIT, EXIT_PROTOCOL_ERROR, ExecuteTask, FetchResponse, FrameBuffer, KernelMessage, LogLevel,
     PROTOCOL_VERSION, ProtocolError, RunOutcome, TaskCode, WorkerMessage, decode, encode_within,
@@ -115,6 +116,7 @@ impl WorkerProcess {
         let live = request.live.clone();
         let max_log_bytes = request.max_log_bytes;
         let execution_id: Arc<str> = request.context.execution_id.as_str().into();
+        let cancel = request.cancel.clone();
         let deadline = Instant::now() + limits.timeout;
         let mut reply = RunReply::new(self.id.clone());
         if let Err(error) = self.send_task(correlation_id, request).await {
@@ -122,7 +124,17 @@ impl WorkerProcess {
             return reply;
         }
         loop {
-            let frame = match timeout_at(deadline, self.read_frame()).await {
+            let frame = tokio::select! {
+                biased;
+                () = cancelled(cancel.as_ref()) => None,
+                frame = timeout_at(deadline, self.read_frame()) => Some(frame),
+            };
+            let Some(frame) = frame else {
+                self.kill().await;
+                reply.result = Err(WorkerFailure::Cancelled(true));
+                return reply;
+            };
+            let frame = match frame {
                 Ok(frame) => frame,
                 Err(_) => {
                     self.kill().await;
@@ -154,10 +166,20 @@ impl WorkerProcess {
                     if request.correlation_id == correlation_id =>
                 {
                     // The run's deadline covers time spent on its requests.
-                    let Ok(outcome) = timeout_at(deadline, http.fetch(&request)).await else {
-                        self.kill().await;
-                        reply.result = Err(WorkerFailure::Timeout(limits.timeout));
-                        return reply;
+                    let fetched = tokio::select! {
+                        biased;
+                        () = cancelled(cancel.as_ref()) => Err(WorkerFailure::Cancelled(true)),
+                        outcome = timeout_at(deadline, http.fetch(&request)) => {
+                            outcome.map_err(|_| WorkerFailure::Timeout(limits.timeout))
+                        }
+                    };
+                    let outcome = match fetched {
+                        Ok(outcome) => outcome,
+                        Err(failure) => {
+                            self.kill().await;
+                            reply.result = Err(failure);
+                            return reply;
+                        }
                     };
                     let response = FetchResponse {
                         correlation_id: request.correlation_id,
@@ -426,5 +448,13 @@ impl RunReply {
             stats: None,
             worker_id,
         }
+    }
+}
+
+/// Resolves when `cancel` is cancelled; never without one.
+async fn cancelled(cancel: Option<&CancellationToken>) {
+    match cancel {
+        Some(cancel) => cancel.cancelled().await,
+        None => std::future::pending().await,
     }
 }
