@@ -13,6 +13,7 @@ Steps, run in order in one session:
     call:TOOL:JSON                a call and its result
     progress:TOOL:JSON            a call with a progress callback; the progress messages too
     abandon:TOOL:JSON:SECONDS     a call given up after SECONDS (the client cancels it)
+    sleep:SECONDS                 waits
     read:URI                      a resource's contents
     resources                     the resource templates
     wait-changed:SECONDS          waits for notifications/tools/list_changed (touching the
@@ -90,11 +91,23 @@ async def run_steps(session, steps, changed):
                 tool, _, more = rest.partition(":")
                 args, _, seconds = more.rpartition(":")
                 started = time.monotonic()
+                # The 2.x SDK tells the server when a call is given up; with 1.x the host does.
+                request_id = getattr(session, "_request_id", None) if MAJOR < 2 else None
                 try:
                     await asyncio.wait_for(session.call_tool(tool, json.loads(args or "{}")), float(seconds))
                     out.append({"step": kind, "finished": True})
                 except (asyncio.TimeoutError, TimeoutError):
+                    if request_id is not None:
+                        from mcp import types
+
+                        params = types.CancelledNotificationParams(requestId=request_id, reason="given up")
+                        await session.send_notification(
+                            types.ClientNotification(types.CancelledNotification(params=params))
+                        )
                     out.append({"step": kind, "finished": False, "after": time.monotonic() - started})
+            elif kind == "sleep":
+                await asyncio.sleep(float(rest))
+                out.append({"step": kind})
             elif kind == "read":
                 read = await session.read_resource(rest)
                 out.append({"step": kind, "contents": [c.text for c in read.contents if hasattr(c, "text")]})
@@ -105,20 +118,48 @@ async def run_steps(session, steps, changed):
                     {"step": kind, "templates": [field(t, "uri_template", "uriTemplate") for t in getattr(templates, key)]}
                 )
             elif kind == "wait-changed":
-                touch = os.environ.get("RATCHET_TOUCH")
-                if touch:
-                    with open(touch, "a") as f:
-                        f.write("\n// edited\n")
-                try:
-                    await asyncio.wait_for(changed.wait(), float(rest))
-                    out.append({"step": kind, "changed": True})
-                except (asyncio.TimeoutError, TimeoutError):
-                    out.append({"step": kind, "changed": False})
+                out.append({"step": kind, "changed": await wait_changed(session, changed, float(rest))})
             else:
                 raise SystemExit(f"unknown step {step}")
         except Exception as error:  # the test asserts on what the client saw
             out.append({"step": kind, "exception": f"{type(error).__name__}: {error}"})
     return out
+
+
+def flatten(error):
+    """An error and, for an exception group, every error inside it."""
+    yield error
+    for inner in getattr(error, "exceptions", None) or []:
+        yield from flatten(inner)
+
+
+def touch_task():
+    touch = os.environ.get("RATCHET_TOUCH")
+    if touch:
+        with open(touch, "a") as f:
+            f.write("\n// edited\n")
+
+
+async def wait_changed(session, changed, seconds):
+    """Edits a task, then waits for the server to say the tools changed: on a stream of its
+    own (`subscriptions/listen`) under the 2026-07-28 protocol, in the session before it."""
+    modern = getattr(session, "protocol_version", None) == "2026-07-28"
+    try:
+        if modern:
+            async with session.listen(tools_list_changed=True) as subscription:
+                touch_task()
+
+                async def first():
+                    async for _ in subscription:
+                        return True
+                    return False
+
+                return await asyncio.wait_for(first(), seconds)
+        touch_task()
+        await asyncio.wait_for(changed.wait(), seconds)
+        return True
+    except (asyncio.TimeoutError, TimeoutError):
+        return False
 
 
 async def main():
@@ -173,9 +214,7 @@ async def main():
     except BaseException as error:  # connection refused, 401, 403: reported, not raised
         if isinstance(error, (KeyboardInterrupt, SystemExit)):
             raise
-        report["exception"] = f"{type(error).__name__}: {error}"
-        for inner in getattr(error, "exceptions", []) or []:
-            report["exception"] += f" | {type(inner).__name__}: {inner}"
+        report["exception"] = " | ".join(f"{type(e).__name__}: {e}" for e in flatten(error))
     print(json.dumps(report))
 
 

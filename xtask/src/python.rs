@@ -21,7 +21,8 @@ pub fn venv(name: &str, requirement: &str) -> anyhow::Result<PathBuf> {
         return Ok(venv);
     }
     println!("$ python3 -m venv {} && pip install {requirement}", venv.display());
-    let made = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().context("python3 is missing")?;
+    let made =
+        Command::new("python3").args(["-m", "venv"]).arg(&venv).status().context("python3 is missing")?;
     if !made.success() {
         bail!("`python3 -m venv` failed: install Python 3 with the venv module");
     }

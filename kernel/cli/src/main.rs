@@ -322,7 +322,9 @@ pub fn init_tracing(color: ColorChoice) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RATCHET_LOG")
         // Warnings, which task versions a node reloads (one line per change), and the audit of
         // MCP tool calls.
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,ratchet_service::reload=info,ratchet::audit=info"));
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("warn,ratchet_service::reload=info,ratchet::audit=info")
+        });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -120,7 +120,9 @@ impl Node {
         // A database that refuses writes (a full disk) does not stop the node: it serves reads,
         // answers /ready 503 naming the failure, and records itself once writes work again.
         if let Err(error) = service.register().await {
-            eprintln!("warning: cannot record this node in the database ({error}); serving, not ready, retrying");
+            eprintln!(
+                "warning: cannot record this node in the database ({error}); serving, not ready, retrying"
+            );
         }
         let (stop, stopped) = watch::channel(false);
         let consumers = service.start(stopped.clone());

@@ -3,8 +3,8 @@
 //! flight, and giving it back at the end of a drain.
 
 use super::*;
-use tokio_util::sync::CancellationToken;
 use crate::runs::{Run, record};
+use tokio_util::sync::CancellationToken;
 
 impl Service {
     pub(crate) async fn consume(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
@@ -76,14 +76,13 @@ impl Service {
             )
         });
         let http = self.kernel.live_http(&task);
-        let identity =
-            RunIdentity {
-                execution_id,
-                attempt: job.attempt,
-                timeout: job.timeout,
-                input_checked: false,
-                cancel: Some(lost),
-            };
+        let identity = RunIdentity {
+            execution_id,
+            attempt: job.attempt,
+            timeout: job.timeout,
+            input_checked: false,
+            cancel: Some(lost),
+        };
         let execution = self.kernel.run_as(identity, &task, job.input.clone(), http).await;
         let classification = self.classify(&job.task, &execution).await;
         heartbeat.abort();

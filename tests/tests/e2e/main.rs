@@ -7,6 +7,7 @@ mod command_line;
 mod hardening;
 mod http;
 mod javascript;
+mod mcp;
 mod plugins;
 mod protocol;
 mod queue;

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rmcp::RoleServer;
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, ProgressNotificationParam, ProgressToken};
 use rmcp::service::{Peer, RequestContext};
-use rmcp::RoleServer;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -38,8 +38,14 @@ pub struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    pub async fn call(&self, tool: &TaskTool, mut args: JsonObject, context: &RequestContext<RoleServer>) -> Called {
-        let input = if tool.wrapped { args.remove("input").unwrap_or(Value::Null) } else { Value::Object(args) };
+    pub async fn call(
+        &self,
+        tool: &TaskTool,
+        mut args: JsonObject,
+        context: &RequestContext<RoleServer>,
+    ) -> Called {
+        let input =
+            if tool.wrapped { args.remove("input").unwrap_or(Value::Null) } else { Value::Object(args) };
         let (task, input) = match self.service.check_input(tool.task.name(), input).await {
             Ok(checked) => checked,
             Err(error) => return refused(&error),
@@ -55,7 +61,8 @@ impl Runner<'_> {
         };
         let stop = CancellationToken::new();
         let (id, done) = self.service.run_now_cancellable(task, input, permit, Some(stop.clone()));
-        let progress = context.meta.get_progress_token().map(|token| Progress::new(token, context.peer.clone()));
+        let progress =
+            context.meta.get_progress_token().map(|token| Progress::new(token, context.peer.clone()));
         let waited = tokio::select! {
             ended = self.wait_reporting(&id, done, progress) => ended,
             () = context.ct.cancelled() => {
@@ -70,24 +77,34 @@ impl Runner<'_> {
                 Some(&id),
                 json!({"kind": "internal", "message": format!("run {id} ended without a result; see the server log")}),
             ),
+            // A tool error, though nothing failed: the tool's output schema describes a result
+            // this call does not have yet, and clients check a successful result against it.
             Waited::Running => Called {
                 result: text_result(
                     &json!({
                         "execution_id": id,
                         "status": "running",
-                        "message": format!(
-                            "still running after {} s (mcp.call_wait_secs); poll ratchet_get_execution with this id",
-                            self.wait.as_secs_f64()
-                        ),
+                        "error": {
+                            "kind": "still_running",
+                            "message": format!(
+                                "the run is still going after {} s (mcp.call_wait_secs); poll ratchet_get_execution \
+                                 with execution_id {id} for its output",
+                                self.wait.as_secs_f64()
+                            ),
+                        },
                     }),
-                    false,
+                    true,
                 ),
                 execution_id: Some(id),
                 outcome: "running",
             },
             Waited::Cancelled => {
                 tracing::info!(execution = %id, "the MCP client cancelled its call; the run was stopped");
-                Called { result: text_result(&json!({"execution_id": id, "status": "cancelled"}), true), execution_id: Some(id), outcome: "cancelled" }
+                Called {
+                    result: text_result(&json!({"execution_id": id, "status": "cancelled"}), true),
+                    execution_id: Some(id),
+                    outcome: "cancelled",
+                }
             }
         }
     }
@@ -151,7 +168,8 @@ impl Progress {
 
     async fn send(&mut self, message: String) {
         self.sent += 1;
-        let note = ProgressNotificationParam::new(self.token.clone(), f64::from(self.sent)).with_message(message);
+        let note =
+            ProgressNotificationParam::new(self.token.clone(), f64::from(self.sent)).with_message(message);
         // A client that went away learns nothing; the run goes on.
         let _ = self.peer.notify_progress(note).await;
     }
@@ -172,7 +190,8 @@ fn finished(tool: &TaskTool, record: ExecutionRecord, unrecorded: Option<String>
             Called { result, execution_id: Some(id), outcome: "ok" }
         }
         (_, error) => {
-            let error = error.unwrap_or_else(|| json!({"kind": "internal", "message": "the run ended without output"}));
+            let error = error
+                .unwrap_or_else(|| json!({"kind": "internal", "message": "the run ended without output"}));
             failed(Some(&id), error)
         }
     }
@@ -198,7 +217,11 @@ fn failed(execution_id: Option<&str>, error: Value) -> Called {
     if let Some(id) = execution_id {
         body["execution_id"] = json!(id);
     }
-    Called { result: text_result(&body, true), execution_id: execution_id.map(str::to_owned), outcome: "error" }
+    Called {
+        result: text_result(&body, true),
+        execution_id: execution_id.map(str::to_owned),
+        outcome: "error",
+    }
 }
 
 /// `value` as the JSON text clients of every protocol version read (and, for errors, as the
@@ -213,8 +236,5 @@ pub fn text_result(value: &Value, is_error: bool) -> CallToolResult {
 }
 
 pub fn violations_json(violations: &[SchemaViolation]) -> Value {
-    violations
-        .iter()
-        .map(|v| json!({"pointer": v.pointer, "rule": v.rule, "message": v.message}))
-        .collect()
+    violations.iter().map(|v| json!({"pointer": v.pointer, "rule": v.rule, "message": v.message})).collect()
 }

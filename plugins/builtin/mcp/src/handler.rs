@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, Extensions, Implementation, ListResourceTemplatesResult,
-    ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
-    ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig, SubscriptionFilter, Tool,
+    ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
+    ReadResourceResult, ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig,
+    SubscriptionFilter, Tool,
 };
 use rmcp::service::{NotificationContext, Peer, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -112,7 +113,11 @@ impl RatchetMcp {
         catalog.by_name.contains_key(name).then(|| Target::Task(catalog, name.to_owned()))
     }
 
-    async fn call(&self, params: CallToolRequestParams, context: &RequestContext<RoleServer>) -> Result<Called, McpError> {
+    async fn call(
+        &self,
+        params: CallToolRequestParams,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<Called, McpError> {
         let name = params.name.as_ref();
         let args = params.arguments.unwrap_or_default();
         let caller = caller(&context.extensions);
@@ -127,13 +132,20 @@ impl RatchetMcp {
             Target::Platform(tool) => (tool.needs, tool.changes),
         };
         if changes && self.inner.read_only {
-            return Ok(refusal("read_only", format!("`{name}` changes something, and this server is read-only (mcp.read_only)")));
+            return Ok(refusal(
+                "read_only",
+                format!("`{name}` changes something, and this server is read-only (mcp.read_only)"),
+            ));
         }
         if !caller.may(needs) {
             let held = caller.role.map_or("no role", Role::as_str);
             return Ok(refusal(
                 "forbidden",
-                format!("`{name}` needs the {} role; the key of `{}` holds {held}", needs.as_str(), caller.id),
+                format!(
+                    "`{name}` needs the {} role; the key of `{}` holds {held}",
+                    needs.as_str(),
+                    caller.id
+                ),
             ));
         }
         Ok(match target {
@@ -154,14 +166,22 @@ impl RatchetMcp {
                     let execution_id = answer.get("id").and_then(Value::as_str).map(str::to_owned);
                     let mut result = text_result(&answer, false);
                     result.structured_content = Some(answer);
-                    Called { result, execution_id: execution_id.filter(|_| tool.name == platform::GET_EXECUTION), outcome: "ok" }
+                    Called {
+                        result,
+                        execution_id: execution_id.filter(|_| tool.name == platform::GET_EXECUTION),
+                        outcome: "ok",
+                    }
                 }
                 Err(error) => {
                     let mut body = json!({"kind": error.kind, "message": error.message});
                     if let Some(details) = error.details {
                         body["details"] = details;
                     }
-                    Called { result: text_result(&json!({"error": body}), true), execution_id: None, outcome: "error" }
+                    Called {
+                        result: text_result(&json!({"error": body}), true),
+                        execution_id: None,
+                        outcome: "error",
+                    }
                 }
             },
         })
@@ -169,7 +189,15 @@ impl RatchetMcp {
 
     /// Who called what with which arguments (as a digest), how it ended and how long it took:
     /// an `mcp.tool_called` event to the sinks, and a line in the log.
-    fn audit(&self, caller: &Caller, tool: &str, digest: &str, outcome: &str, execution: Option<&str>, took: Duration) {
+    fn audit(
+        &self,
+        caller: &Caller,
+        tool: &str,
+        digest: &str,
+        outcome: &str,
+        execution: Option<&str>,
+        took: Duration,
+    ) {
         let duration_ms = took.as_secs_f64() * 1000.0;
         tracing::info!(
             target: "ratchet::audit",
@@ -193,7 +221,11 @@ impl RatchetMcp {
         });
     }
 
-    async fn read(&self, uri: &str, context: &RequestContext<RoleServer>) -> Result<ReadResourceResult, McpError> {
+    async fn read(
+        &self,
+        uri: &str,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResult, McpError> {
         if !caller(&context.extensions).may(Role::Viewer) {
             return Err(McpError::invalid_request("reading executions needs the viewer role", None));
         }
@@ -206,7 +238,8 @@ impl RatchetMcp {
         let record = match self.inner.service.execution(id).await {
             Ok(record) => record,
             Err(QueueError::NotFound(_)) => {
-                let why = if self.inner.service.is_running(id) { "is still running" } else { "does not exist" };
+                let why =
+                    if self.inner.service.is_running(id) { "is still running" } else { "does not exist" };
                 return Err(McpError::resource_not_found(format!("execution {id} {why}"), None));
             }
             Err(error) => return Err(McpError::internal_error(error.to_string(), None)),
@@ -221,7 +254,11 @@ impl RatchetMcp {
 
 /// A refusal the agent reads (a tool error, not a protocol error, so it is shown).
 fn refusal(kind: &str, message: String) -> Called {
-    Called { result: text_result(&json!({"error": {"kind": kind, "message": message}}), true), execution_id: None, outcome: "refused" }
+    Called {
+        result: text_result(&json!({"error": {"kind": kind, "message": message}}), true),
+        execution_id: None,
+        outcome: "refused",
+    }
 }
 
 /// Who is calling: the caller the server's auth check put on the HTTP request; over stdio,

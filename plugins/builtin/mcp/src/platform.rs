@@ -101,8 +101,9 @@ pub fn find(name: &str) -> Option<&'static PlatformTool> {
 
 impl PlatformTool {
     pub fn tool(&self) -> Tool {
-        Tool::new(self.name, self.description, Arc::new(object((self.schema)())))
-            .with_annotations(ToolAnnotations::new().read_only(!self.changes).destructive(self.name == CANCEL))
+        Tool::new(self.name, self.description, Arc::new(object((self.schema)()))).with_annotations(
+            ToolAnnotations::new().read_only(!self.changes).destructive(self.name == CANCEL),
+        )
     }
 }
 
@@ -223,7 +224,8 @@ async fn enqueue(service: &Arc<Service>, args: EnqueueArgs) -> Result<Value, Cal
 async fn get_job(service: &Arc<Service>, id: String) -> Result<Value, CallError> {
     let job = service.job(&id).await?;
     let attempts = service.attempts(&id).await?;
-    let detail = JobDetail { job: JobView::from(&job), attempts: attempts.into_iter().map(Into::into).collect() };
+    let detail =
+        JobDetail { job: JobView::from(&job), attempts: attempts.into_iter().map(Into::into).collect() };
     let filter = ExecutionFilter { job_id: Some(id.clone()), ..Default::default() };
     let executions = service.executions(&filter, newest(MAX_LISTED)).await?;
     let mut answer = ratchet_views::json(&detail);
@@ -257,12 +259,16 @@ async fn list_executions(service: &Arc<Service>, args: ListArgs) -> Result<Value
     let status = args
         .status
         .as_deref()
-        .map(|s| RunStatus::parse(s).ok_or_else(|| CallError::new("invalid_arguments", "status is success or failure")))
+        .map(|s| {
+            RunStatus::parse(s)
+                .ok_or_else(|| CallError::new("invalid_arguments", "status is success or failure"))
+        })
         .transpose()?;
     let limit = args.limit.unwrap_or(10).clamp(1, MAX_LISTED);
     let filter = ExecutionFilter { task: args.task, status, job_id: None };
     let listed = service.executions(&filter, newest(limit)).await?;
-    let items: Vec<Value> = listed.items.iter().map(|e| ratchet_views::json(&ExecutionSummary::from(e))).collect();
+    let items: Vec<Value> =
+        listed.items.iter().map(|e| ratchet_views::json(&ExecutionSummary::from(e))).collect();
     Ok(json!({"items": items, "total": listed.total}))
 }
 
