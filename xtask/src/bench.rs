@@ -13,7 +13,9 @@
 //!    at that load); p50, p99 and runs per second.
 //! 5. Hot reload: the `reload` bench target: from a saved `main.js` to the next run using it
 //!    (p50, p99), and start-up time and memory with 10,000 task folders, watched and not.
-//! 6. Plugins: the `plugins` bench target: compile vs cached load of a component, instantiation
+//! 6. MCP: the `mcp` bench target: `tools/call` of `addition` over streamable HTTP from one
+//!    client (p50, p99), and `tools/list` with 1,000 tasks, against a release `ratchet serve`.
+//! 7. Plugins: the `plugins` bench target: compile vs cached load of a component, instantiation
 //!    from the template, and the cost of one sink call.
 
 use std::process::Command;
@@ -72,6 +74,16 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         bail!("the hot reload bench failed ({status})");
     }
     crate::plugins::build()?;
+    let calls = if quick { "300" } else { "2000" };
+    println!("$ cargo bench -p ratchet-cli --bench mcp -- {calls}");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["bench", "-p", "ratchet-cli", "--bench", "mcp", "--", calls])
+        .current_dir(root())
+        .status()
+        .context("running the MCP bench")?;
+    if !status.success() {
+        bail!("the MCP bench failed ({status})");
+    }
     println!("$ cargo bench -p ratchet-plugin-host --bench plugins");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["bench", "-p", "ratchet-plugin-host", "--bench", "plugins"])

@@ -7,6 +7,8 @@
 //!    to `/ready`, and its resident memory then, with the folders watched and without (the
 //!    difference is the watcher's).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,7 +36,7 @@ async fn save_to_run(ratchet: &Path, dir: &Path, saves: usize) {
     write_task(&tasks.join("edited"), "edited", 0);
     let (mut server, port) = serve(ratchet, dir, "server: {rate_limit_per_second: 0}\n");
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    wait_for(&client, port, Duration::from_secs(30)).await;
+    common::wait_until_ready(&client, port, Duration::from_secs(30)).await;
     let url = format!("http://127.0.0.1:{port}/api/v1/tasks/edited/run");
     let mut latencies = Vec::with_capacity(saves);
     for save in 1..=saves {
@@ -62,9 +64,7 @@ async fn save_to_run(ratchet: &Path, dir: &Path, saves: usize) {
     }
     stop(&mut server);
     latencies.sort_unstable();
-    let at = |q: f64| {
-        latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)].as_secs_f64() * 1000.0
-    };
+    let at = |q: f64| common::quantile_ms(&latencies, q);
     println!(
         "hot reload, saved file to the next run using it ({saves} saves, debounce 500 ms): \
          p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
@@ -83,7 +83,7 @@ async fn start_up(ratchet: &Path, dir: &Path, folders: usize, watch: bool) {
     let started = Instant::now();
     let (mut server, port) = serve(ratchet, dir, &config);
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    wait_for(&client, port, Duration::from_secs(600)).await;
+    common::wait_until_ready(&client, port, Duration::from_secs(600)).await;
     let ready = started.elapsed();
     let rss = status_kib(server.id(), "VmRSS:");
     let peak = status_kib(server.id(), "VmHWM:");
@@ -132,19 +132,6 @@ fn serve(ratchet: &Path, dir: &Path, config: &str) -> (Child, u16) {
 fn stop(server: &mut Child) {
     let _ = server.kill();
     let _ = server.wait();
-}
-
-async fn wait_for(client: &reqwest::Client, port: u16, deadline: Duration) {
-    let started = Instant::now();
-    loop {
-        if let Ok(response) = client.get(format!("http://127.0.0.1:{port}/ready")).send().await
-            && response.status().is_success()
-        {
-            return;
-        }
-        assert!(started.elapsed() < deadline, "ratchet serve did not become ready");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// A `/proc/PID/status` figure in KiB.

@@ -12,6 +12,8 @@
 //!    no coordinated omission), and from its send otherwise (the client's timer wakes up to a
 //!    millisecond late, which is not the server's fault).
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -52,7 +54,7 @@ fn main() {
     runtime.block_on(async {
         let client = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(CLIENTS).build().unwrap();
         let url = format!("http://127.0.0.1:{port}/api/v1/tasks/addition/run");
-        wait_for(&client, port).await;
+        common::wait_until_ready(&client, port, Duration::from_secs(30)).await;
         drive(&client, &url, 500, CLIENTS, None).await; // warm-up: workers, connections, SQLite pages
         for clients in [1, CLIENTS] {
             let total = if clients == 1 { requests / 5 } else { requests };
@@ -81,24 +83,9 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-async fn wait_for(client: &reqwest::Client, port: u16) {
-    let started = Instant::now();
-    loop {
-        if let Ok(response) = client.get(format!("http://127.0.0.1:{port}/ready")).send().await
-            && response.status().is_success()
-        {
-            return;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "ratchet serve did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn report(phase: &str, total: usize, elapsed: Duration, mut latencies: Vec<Duration>, failures: usize) {
     latencies.sort_unstable();
-    let at = |q: f64| {
-        latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)].as_secs_f64() * 1000.0
-    };
+    let at = |q: f64| common::quantile_ms(&latencies, q);
     println!(
         "REST sync run ({phase}, keep-alive, SQLite, every run recorded): {total} runs in {:.2} s = \
          {:.0} runs/s; p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {failures} non-200",

@@ -24,6 +24,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 pub use registry::{Rejected, Reload, SERVER_TASKS, TaskEntry, TaskRegistry, load_path};
+pub use runs::RunOptions;
 pub use versions::task_from_version;
 
 use crate::metrics::Metrics;

@@ -15,18 +15,19 @@ impl Service {
         input: Value,
         guard: impl Send + 'static,
     ) -> (String, tokio::sync::oneshot::Receiver<Result<ExecutionRecord, Unrecorded>>) {
-        self.run_now_cancellable(task, input, guard, None)
+        self.run_now_with(task, input, guard, RunOptions::default())
     }
 
-    /// [`Service::run_now`], stopped when `cancel` is cancelled (the run fails as `cancelled`
-    /// and is recorded so).
-    pub fn run_now_cancellable(
+    /// [`Service::run_now`] as `options` say: stopped when its `cancel` is cancelled (the run
+    /// fails as `cancelled` and is recorded so), and recorded with who caused it.
+    pub fn run_now_with(
         self: &Arc<Self>,
         task: Arc<ratchet_core::Task>,
         input: Value,
         guard: impl Send + 'static,
-        cancel: Option<tokio_util::sync::CancellationToken>,
+        options: RunOptions,
     ) -> (String, tokio::sync::oneshot::Receiver<Result<ExecutionRecord, Unrecorded>>) {
+        let RunOptions { cancel, caused_by } = options;
         let id = ratchet_storage::new_id();
         let (done, receiver) = tokio::sync::oneshot::channel();
         let service = Arc::clone(self);
@@ -52,7 +53,8 @@ impl Service {
             service.metrics.run(&name, execution.outcome.is_ok(), execution.duration);
             service.emit_outcome(&name, None, &execution, &classification);
             let run = Run { job_id: None, attempt: 1, task: &name, input: &input };
-            let record = record(run, &execution, &classification, started, &service.node);
+            let mut record = record(run, &execution, &classification, started, &service.node);
+            record.caused_by = caused_by;
             let recorded = match service.store.record_execution(&record).await {
                 Ok(()) => Ok(record),
                 Err(error) => {
@@ -118,6 +120,15 @@ impl Service {
     }
 }
 
+/// How [`Service::run_now_with`] runs.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Cancelling it stops the run.
+    pub cancel: Option<tokio_util::sync::CancellationToken>,
+    /// Stored with the record ([`ExecutionRecord::caused_by`]).
+    pub caused_by: Option<Value>,
+}
+
 /// What an execution ran: a job's attempt, or a direct run (no job).
 pub(crate) struct Run<'a> {
     pub(crate) job_id: Option<&'a str>,
@@ -156,5 +167,6 @@ pub(crate) fn record(
         duration_us: execution.duration.as_micros() as i64,
         worker: execution.worker.as_ref().map(|w| w.worker_id.clone()),
         node: Some(node.to_owned()),
+        caused_by: None,
     }
 }

@@ -30,14 +30,17 @@ pub struct ExecutionRecord {
     pub duration_us: i64,
     pub worker: Option<String>,
     pub node: Option<String>,
+    /// Who or what caused the run when a surface says so: an MCP call's principal, tool and
+    /// the SHA-256 of its arguments.
+    pub caused_by: Option<Value>,
 }
 
 pub(super) const COLUMNS: &str = "id, job_id, attempt, task, status, input, output, error, logs, http, started_at, \
-     finished_at, duration_us, worker, node";
+     finished_at, duration_us, worker, node, caused_by";
 
 /// The insert of one record, its values in [`values`]' order.
 pub(super) static INSERT: LazyLock<String> = LazyLock::new(|| {
-    format!("INSERT INTO executions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    format!("INSERT INTO executions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 });
 
 impl Store {
@@ -104,6 +107,7 @@ fn values(record: &ExecutionRecord) -> Vec<SqlValue> {
         record.duration_us.into(),
         record.worker.clone().into(),
         record.node.clone().into(),
+        record.caused_by.as_ref().map(Value::to_string).into(),
     ]
 }
 
@@ -127,5 +131,6 @@ pub(super) fn from_row(row: &QueryResult) -> Result<ExecutionRecord, QueueError>
         duration_us: int(row, "duration_us")?,
         worker: row.try_get("", "worker")?,
         node: row.try_get("", "node")?,
+        caused_by: opt_json(row, "caused_by")?,
     })
 }

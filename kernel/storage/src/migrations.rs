@@ -22,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(ExecutionsOfJobs),
             Box::new(JobsPinTaskVersions),
             Box::new(TaskSourcesAndLoadErrors),
+            Box::new(ExecutionsCausedBy),
         ]
     }
 }
@@ -397,6 +398,31 @@ impl MigrationTrait for TaskSourcesAndLoadErrors {
         let db = manager.get_connection();
         db.execute_unprepared("ALTER TABLE tasks DROP COLUMN load_error").await?;
         db.execute_unprepared("ALTER TABLE tasks DROP COLUMN source").await?;
+        Ok(())
+    }
+}
+
+/// Who or what caused a run (an agent's MCP call: principal, tool, digest of the arguments).
+struct ExecutionsCausedBy;
+
+impl MigrationName for ExecutionsCausedBy {
+    fn name(&self) -> &str {
+        "m20261129_000009_executions_caused_by"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for ExecutionsCausedBy {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("ALTER TABLE executions ADD COLUMN caused_by TEXT")
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.get_connection().execute_unprepared("ALTER TABLE executions DROP COLUMN caused_by").await?;
         Ok(())
     }
 }

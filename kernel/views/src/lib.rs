@@ -182,6 +182,10 @@ pub struct ExecutionSummary {
     /// The typed error of a failed run, with the error patterns' classification.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub error: Option<Value>,
+    /// Who or what caused the run, when a surface said so: for an agent's MCP call,
+    /// `{surface, principal, role, tool, arguments_sha256}`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub caused_by: Option<Value>,
 }
 
 impl From<&ExecutionRecord> for ExecutionSummary {
@@ -198,6 +202,7 @@ impl From<&ExecutionRecord> for ExecutionSummary {
             worker: e.worker.clone(),
             node: e.node.clone(),
             error: e.error.clone(),
+            caused_by: e.caused_by.clone(),
         }
     }
 }

@@ -56,6 +56,27 @@ async fn wait_for_job(server: &ApiServer, id: &str, status: &str) -> Value {
     panic!("job {id} never became {status}");
 }
 
+/// docs/reliability.md J12: cancelling a running job stops its attempt (the worker is killed at
+/// the attempt's next heartbeat, a third of the lease), which frees its job slot and worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_running_job_is_stopped_and_frees_its_slot() {
+    let config = "workers:\n  count: 1\nqueue:\n  concurrency: 1\n  lease_secs: 3\nserver:\n  rate_limit_per_second: 0\n";
+    let (server, _scratch) = server(config);
+    // 100 s unless stopped, far past the wait below.
+    let long = json!({"task": "sleepy", "input": {"n": 1, "ms": 100000, "ticks": 1000}, "timeout_secs": 120});
+    let long = server.post("/api/v1/jobs", &long).await;
+    let id = long.json["id"].as_str().unwrap().to_owned();
+    wait_for_job(&server, &id, "running").await;
+    let cancelled = server.post(&format!("/api/v1/jobs/{id}/cancel"), &json!({})).await;
+    assert_eq!(cancelled.json["status"], "cancelled", "{cancelled:?}");
+    // The one slot and the one worker are free again well before the 100 s.
+    let next =
+        server.post("/api/v1/jobs", &json!({"task": "addition", "input": {"num1": 1, "num2": 1}})).await;
+    wait_for_job(&server, next.json["id"].as_str().unwrap(), "completed").await;
+    assert_eq!(server.get(&format!("/api/v1/jobs/{id}")).await.json["status"], "cancelled");
+    assert!(server.log().contains("stopping this attempt"), "{}", server.log());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_run_synchronously_and_are_recorded() {
     let (server, _scratch) = server(QUIET);

@@ -242,7 +242,6 @@ fn the_stdio_server_writes_nothing_but_protocol_to_stdout() {
         json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "addition", "arguments": {}}}),
     );
     assert_eq!(read_until_id(3, &mut lines)["result"]["isError"], true);
-    drop(send);
     drop(stdin);
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
@@ -258,7 +257,7 @@ fn the_stdio_server_writes_nothing_but_protocol_to_stdout() {
     // events and the audit of each call.
     assert!(stderr.contains("broken"), "{stderr}");
     assert!(stderr.contains("[event] {\"kind\":\"mcp.tool_called\""), "{stderr}");
-    assert!(stderr.contains("ratchet::audit") && stderr.contains("tool=\"noisy\""), "{stderr}");
+    assert!(stderr.contains("ratchet::audit") && stderr.contains("tool=noisy"), "{stderr}");
 }
 
 fn auth_config(extra: &str) -> String {
@@ -437,6 +436,21 @@ async fn over_http_keys_roles_progress_hand_off_and_cancel_work_for_both_protoco
         audited.iter().any(|e| e["data"]["principal"] == "viewer" && e["data"]["outcome"] == "refused"),
         "{audited:?}"
     );
+    assert!(
+        audited.iter().any(|e| e["data"]["tool"] == "ratchet_enqueue_job" && e["data"]["job_id"].is_string()),
+        "the audit of an enqueue names its job: {audited:?}"
+    );
+    // The record of a run an agent caused says who caused it, and how.
+    let runs = executions(&server, "addition").await;
+    let caused = runs
+        .iter()
+        .find_map(|run| run["caused_by"].as_object())
+        .unwrap_or_else(|| panic!("no run of addition says what caused it: {runs:?}"));
+    assert_eq!(caused["surface"], "mcp");
+    assert_eq!(caused["principal"], "runner");
+    assert_eq!(caused["role"], "runner");
+    assert_eq!(caused["tool"], "addition");
+    assert_eq!(caused["arguments_sha256"], call["data"]["arguments_sha256"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -455,12 +469,28 @@ async fn read_only_and_tool_filters_narrow_what_agents_see() {
     assert_eq!(names, ["ratchet_get_execution", "ratchet_get_job", "ratchet_list_executions"]);
     assert_eq!(text_json(&steps[1])["error"]["kind"], "read_only", "{}", steps[1]);
 
-    let report = steps_for("mcp: {tools: [\"add*\"], tags: [demo]}\n").await;
+    let args = stdio(root.path(), Some("mcp: {tools: [\"add*\"], tags: [demo]}\n"));
+    let report = drive(
+        "mcp2",
+        &args,
+        &[
+            "list",
+            r#"call:addition:{"num1": 1, "num2": 2}"#,
+            r#"call:ratchet_enqueue_job:{"task": "noisy", "input": {}}"#,
+        ],
+        &[],
+    )
+    .await;
     let steps = steps_of(&report);
     let names = tool_names(&steps[0]);
     let tasks: Vec<&String> = names.iter().filter(|n| !n.starts_with("ratchet_")).collect();
     assert_eq!(tasks, ["addition", "slow"], "by glob, and by tag");
     assert_eq!(steps[1]["structured"], json!({"sum": 3}));
+    assert_eq!(
+        text_json(&steps[2])["error"]["kind"],
+        "not_exposed",
+        "a task agents do not see cannot be queued either"
+    );
 
     let bad = root.path().join("bad.yaml");
     std::fs::write(&bad, "mcp: {tools: [\"[oops\"]}\n").unwrap();

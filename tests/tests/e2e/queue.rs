@@ -34,6 +34,7 @@ fn execution(id: &str, job_id: Option<&str>) -> ExecutionRecord {
         duration_us: 1000,
         worker: Some("w0.1".into()),
         node: Some("node".into()),
+        caused_by: None,
     }
 }
 

@@ -245,6 +245,7 @@ fn execution(n: usize, finished_at: i64, padding: &str) -> ExecutionRecord {
         duration_us: 1,
         worker: None,
         node: None,
+        caused_by: None,
     }
 }
 

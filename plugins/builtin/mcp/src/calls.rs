@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use ratchet_core::task::SchemaViolation;
-use ratchet_service::{Service, ServiceError, Unrecorded};
+use ratchet_service::{RunOptions, Service, ServiceError, Unrecorded};
 use ratchet_storage::ExecutionRecord;
 
 use crate::catalog::TaskTool;
@@ -25,6 +25,8 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 pub struct Called {
     pub result: CallToolResult,
     pub execution_id: Option<String>,
+    /// The job a call queued, cancelled or read.
+    pub job_id: Option<String>,
     /// `ok`, `error` (the run or the call failed), `running` (handed off to poll), `cancelled`.
     pub outcome: &'static str,
 }
@@ -35,6 +37,8 @@ pub struct Runner<'a> {
     pub sync_runs: &'a Arc<Semaphore>,
     pub max_sync_runs: usize,
     pub wait: Duration,
+    /// Stored with the run's record: who called which tool with what (as a digest).
+    pub caused_by: Value,
 }
 
 impl Runner<'_> {
@@ -60,7 +64,8 @@ impl Runner<'_> {
             );
         };
         let stop = CancellationToken::new();
-        let (id, done) = self.service.run_now_cancellable(task, input, permit, Some(stop.clone()));
+        let options = RunOptions { cancel: Some(stop.clone()), caused_by: Some(self.caused_by.clone()) };
+        let (id, done) = self.service.run_now_with(task, input, permit, options);
         let progress =
             context.meta.get_progress_token().map(|token| Progress::new(token, context.peer.clone()));
         let waited = tokio::select! {
@@ -71,12 +76,14 @@ impl Runner<'_> {
             }
         };
         match waited {
-            Waited::Ended(Ok(Ok(record))) => finished(tool, record, None),
-            Waited::Ended(Ok(Err(Unrecorded { record, error }))) => finished(tool, record, Some(error)),
-            Waited::Ended(Err(_)) => failed(
-                Some(&id),
-                json!({"kind": "internal", "message": format!("run {id} ended without a result; see the server log")}),
-            ),
+            Waited::Ended(ended) => match *ended {
+                Ok(Ok(record)) => finished(tool, record, None),
+                Ok(Err(Unrecorded { record, error })) => finished(tool, record, Some(error)),
+                Err(_) => failed(
+                    Some(&id),
+                    json!({"kind": "internal", "message": format!("run {id} ended without a result; see the server log")}),
+                ),
+            },
             // A tool error, though nothing failed: the tool's output schema describes a result
             // this call does not have yet, and clients check a successful result against it.
             Waited::Running => Called {
@@ -96,6 +103,7 @@ impl Runner<'_> {
                     true,
                 ),
                 execution_id: Some(id),
+                job_id: None,
                 outcome: "running",
             },
             Waited::Cancelled => {
@@ -103,6 +111,7 @@ impl Runner<'_> {
                 Called {
                     result: text_result(&json!({"execution_id": id, "status": "cancelled"}), true),
                     execution_id: Some(id),
+                    job_id: None,
                     outcome: "cancelled",
                 }
             }
@@ -129,7 +138,7 @@ impl Runner<'_> {
                 }
             };
             tokio::select! {
-                ended = &mut done => return Waited::Ended(ended),
+                ended = &mut done => return Waited::Ended(Box::new(ended)),
                 () = &mut deadline => return Waited::Running,
                 line = line => {
                     if let (Some(progress), Some(line)) = (progress.as_mut(), line)
@@ -149,7 +158,7 @@ impl Runner<'_> {
 }
 
 enum Waited {
-    Ended(Result<Result<ExecutionRecord, Unrecorded>, tokio::sync::oneshot::error::RecvError>),
+    Ended(Box<Result<Result<ExecutionRecord, Unrecorded>, tokio::sync::oneshot::error::RecvError>>),
     Running,
     Cancelled,
 }
@@ -187,7 +196,7 @@ fn finished(tool: &TaskTool, record: ExecutionRecord, unrecorded: Option<String>
             if let Some(error) = unrecorded {
                 tracing::warn!(execution = %id, "answered a run the database did not record: {error}");
             }
-            Called { result, execution_id: Some(id), outcome: "ok" }
+            Called { result, execution_id: Some(id), job_id: None, outcome: "ok" }
         }
         (_, error) => {
             let error = error
@@ -220,6 +229,7 @@ fn failed(execution_id: Option<&str>, error: Value) -> Called {
     Called {
         result: text_result(&body, true),
         execution_id: execution_id.map(str::to_owned),
+        job_id: None,
         outcome: "error",
     }
 }

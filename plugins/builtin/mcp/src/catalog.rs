@@ -41,7 +41,8 @@ impl Exposure {
         }
     }
 
-    fn allows(&self, task: &Task) -> bool {
+    /// Whether agents may use `task` (run it, or queue it with `ratchet_enqueue_job`).
+    pub fn allows(&self, task: &Task) -> bool {
         !self.narrowed
             || self.patterns.iter().any(|pattern| pattern.matches(task.name()))
             || task.metadata.tags.iter().any(|tag| self.tags.contains(tag))

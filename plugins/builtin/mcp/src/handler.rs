@@ -117,10 +117,11 @@ impl RatchetMcp {
         &self,
         params: CallToolRequestParams,
         context: &RequestContext<RoleServer>,
+        call: &CallId,
     ) -> Result<Called, McpError> {
         let name = params.name.as_ref();
         let args = params.arguments.unwrap_or_default();
-        let caller = caller(&context.extensions);
+        let caller = &call.caller;
         let Some(target) = self.target(name) else {
             return Err(McpError::invalid_params(
                 format!("no tool named `{name}`; tools/list shows the tools you may call"),
@@ -148,6 +149,17 @@ impl RatchetMcp {
                 ),
             ));
         }
+        if let Target::Platform(tool) = &target
+            && tool.name == platform::ENQUEUE
+            && let Some(task) =
+                args.get("task").and_then(Value::as_str).and_then(|t| self.inner.service.task(t))
+            && !self.inner.exposure.allows(&task)
+        {
+            return Ok(refusal(
+                "not_exposed",
+                format!("task `{}` is not offered to agents (mcp.tools, mcp.tags)", task.name()),
+            ));
+        }
         Ok(match target {
             Target::Task(catalog, name) => {
                 let Some(tool) = catalog.by_name.get(&name) else {
@@ -158,19 +170,27 @@ impl RatchetMcp {
                     sync_runs: &self.inner.sync_runs,
                     max_sync_runs: self.inner.max_sync_runs,
                     wait: self.inner.call_wait,
+                    caused_by: json!({
+                        "surface": "mcp",
+                        "principal": caller.id,
+                        "role": caller.role.map(Role::as_str),
+                        "tool": name,
+                        "arguments_sha256": call.digest,
+                    }),
                 };
                 runner.call(tool, args, context).await
             }
             Target::Platform(tool) => match platform::call(&self.inner.service, tool.name, args).await {
                 Ok(answer) => {
-                    let execution_id = answer.get("id").and_then(Value::as_str).map(str::to_owned);
+                    let id = answer.get("id").and_then(Value::as_str).map(str::to_owned);
+                    let (execution_id, job_id) = match tool.name {
+                        platform::GET_EXECUTION => (id, None),
+                        platform::ENQUEUE | platform::CANCEL | platform::GET_JOB => (None, id),
+                        _ => (None, None),
+                    };
                     let mut result = text_result(&answer, false);
                     result.structured_content = Some(answer);
-                    Called {
-                        result,
-                        execution_id: execution_id.filter(|_| tool.name == platform::GET_EXECUTION),
-                        outcome: "ok",
-                    }
+                    Called { result, execution_id, job_id, outcome: "ok" }
                 }
                 Err(error) => {
                     let mut body = json!({"kind": error.kind, "message": error.message});
@@ -180,6 +200,7 @@ impl RatchetMcp {
                     Called {
                         result: text_result(&json!({"error": body}), true),
                         execution_id: None,
+                        job_id: None,
                         outcome: "error",
                     }
                 }
@@ -188,24 +209,26 @@ impl RatchetMcp {
     }
 
     /// Who called what with which arguments (as a digest), how it ended and how long it took:
-    /// an `mcp.tool_called` event to the sinks, and a line in the log.
+    /// an `mcp.tool_called` event to the sinks (with the execution or job it caused or read),
+    /// and a line in the log.
     fn audit(
         &self,
-        caller: &Caller,
-        tool: &str,
-        digest: &str,
+        call: &CallId,
         outcome: &str,
         execution: Option<&str>,
+        job: Option<&str>,
         took: Duration,
     ) {
+        let CallId { caller, tool, digest } = call;
         let duration_ms = took.as_secs_f64() * 1000.0;
         tracing::info!(
             target: "ratchet::audit",
             principal = %caller.id,
-            tool,
-            arguments_sha256 = digest,
+            tool = %tool,
+            arguments_sha256 = %digest,
             outcome,
             execution = execution.unwrap_or(""),
+            job = job.unwrap_or(""),
             duration_ms,
             "mcp tool call"
         );
@@ -216,6 +239,7 @@ impl RatchetMcp {
                 "tool": tool,
                 "arguments_sha256": digest,
                 "outcome": outcome,
+                "job_id": job,
                 "duration_ms": duration_ms,
             })
         });
@@ -252,11 +276,19 @@ impl RatchetMcp {
     }
 }
 
+/// Who calls which tool with what (the SHA-256 of the arguments, never their values).
+struct CallId {
+    caller: Caller,
+    tool: String,
+    digest: String,
+}
+
 /// A refusal the agent reads (a tool error, not a protocol error, so it is shown).
 fn refusal(kind: &str, message: String) -> Called {
     Called {
         result: text_result(&json!({"error": {"kind": kind, "message": message}}), true),
         execution_id: None,
+        job_id: None,
         outcome: "refused",
     }
 }
@@ -353,15 +385,22 @@ impl ServerHandler for RatchetMcp {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let started = Instant::now();
-        let tool = request.name.to_string();
-        let digest = digest(request.arguments.as_ref());
-        let who = caller(&context.extensions);
-        let called = self.call(request, &context).await;
-        let (outcome, execution) = match &called {
-            Ok(called) => (called.outcome, called.execution_id.as_deref()),
-            Err(_) => ("invalid", None),
+        let call = CallId {
+            caller: caller(&context.extensions),
+            tool: request.name.to_string(),
+            digest: digest(request.arguments.as_ref()),
         };
-        self.audit(&who, &tool, &digest, outcome, execution, started.elapsed());
+        let called = self.call(request, &context, &call).await;
+        match &called {
+            Ok(called) => self.audit(
+                &call,
+                called.outcome,
+                called.execution_id.as_deref(),
+                called.job_id.as_deref(),
+                started.elapsed(),
+            ),
+            Err(_) => self.audit(&call, "invalid", None, None, started.elapsed()),
+        }
         called.map(|called| CallToolResponse::from(called.result))
     }
 
