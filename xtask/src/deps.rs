@@ -121,8 +121,9 @@ const RULES: &[Rule] = &[
 /// The one crate that may link the JS engine.
 const JS_WORKER: &str = "boa-worker";
 
-/// Plugins (native and built-in surfaces excepted) depend on plugin-api only, never on the kernel.
-const PLUGIN_FOLDERS: &[&str] = &["plugins/native/"];
+/// Plugins (built-in surfaces excepted) depend on plugin-api only, never on the kernel: the
+/// native ones, and the error patterns the kernel links in and the WASM plugin builds.
+const PLUGIN_FOLDERS: &[&str] = &["plugins/native/", "plugins/builtin/error-patterns"];
 
 pub fn check() -> anyhow::Result<()> {
     let graph = Graph::load()?;

@@ -101,18 +101,23 @@ async fn check(config: Config) -> anyhow::Result<ExitCode> {
     });
     report(plugins(&config));
     report(crate::builtin_surfaces(&config.server.surfaces).map(|surfaces| {
-        format!("API surfaces: {}", surfaces.iter().map(|s| s.info().name).collect::<Vec<_>>().join(", "))
+        let mut names: Vec<String> = surfaces.iter().map(|s| s.info().name).collect();
+        if config.mcp.enabled {
+            names.push("mcp".into());
+        }
+        format!("API surfaces: {}", names.join(", "))
     }));
     Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// Loads every configured plugin as `serve` would: each checks its grants and configuration.
 fn plugins(config: &Config) -> Result<String, String> {
-    if config.plugins.is_empty() {
+    let plugins = config.effective_plugins();
+    if plugins.is_empty() {
         return Ok("plugins: none enabled".into());
     }
     let cache = config.storage.data_dir.join("plugin-cache");
-    let loaded = ratchet_plugin_host::Plugins::load(&config.plugins, &config.egress, &cache)
+    let loaded = ratchet_plugin_host::Plugins::load(&plugins, &config.egress, &cache)
         .map_err(|e| format!("plugins: {e}"))?;
     let names: Vec<String> = loaded.list().iter().map(|p| format!("{} ({})", p.name, p.kind)).collect();
     Ok(format!("{} plugin(s) load and accept their configuration: {}", names.len(), names.join(", ")))

@@ -42,6 +42,10 @@ pub async fn plugins(config: Config, command: PluginsCommand) -> anyhow::Result<
             all.push(ratchet_plugin_host::loaders::server_tasks_info(&config.server.tasks));
             let surfaces = crate::builtin_surfaces(&config.server.surfaces).map_err(anyhow::Error::msg)?;
             all.extend(surfaces.iter().map(|s| s.info()));
+            if config.mcp.enabled {
+                use ratchet_server::ApiSurface as _;
+                all.push(ratchet_mcp::McpSurface::new(Default::default()).info());
+            }
             match format {
                 Format::Json => println!("{}", Value::Array(all.iter().map(info_json).collect())),
                 Format::Text => {
@@ -60,7 +64,7 @@ pub async fn plugins(config: Config, command: PluginsCommand) -> anyhow::Result<
                             p.name, p.kind, p.interface, p.source
                         );
                     }
-                    if loaded.list().is_empty() {
+                    if config.plugins.is_empty() {
                         println!(
                             "\n{} built-in plugins; none configured (see `plugins:` in config/ratchet.example.yaml)",
                             all.len()
@@ -76,7 +80,8 @@ pub async fn plugins(config: Config, command: PluginsCommand) -> anyhow::Result<
                 let names: Vec<&str> = loaded.list().iter().map(|p| p.name.as_str()).collect();
                 anyhow::bail!("no plugin named `{name}` is configured; configured: {}", names.join(", "));
             };
-            let configured = config.plugins.iter().find(|p| p.name == name);
+            let effective = config.effective_plugins();
+            let configured = effective.iter().find(|p| p.name == name);
             let mut document = info_json(info);
             document["config"] = configured.map(|c| c.config.clone()).unwrap_or(Value::Null);
             document["limits"] = configured.map_or(Value::Null, |c| {
@@ -98,7 +103,8 @@ pub async fn plugins(config: Config, command: PluginsCommand) -> anyhow::Result<
 
 fn load(config: &Config) -> anyhow::Result<Plugins> {
     let cache = config.storage.data_dir.join("plugin-cache");
-    Plugins::load(&config.plugins, &config.egress, &cache).context("loading the configured plugins")
+    Plugins::load(&config.effective_plugins(), &config.egress, &cache)
+        .context("loading the configured plugins")
 }
 
 fn info_json(p: &PluginInfo) -> Value {

@@ -101,7 +101,7 @@ impl Node {
     /// starts working the queue and watching the task sources.
     pub async fn start(config: Config) -> anyhow::Result<Node> {
         let plugins = ratchet_plugin_host::Plugins::load(
-            &config.plugins,
+            &config.effective_plugins(),
             &config.egress,
             &config.storage.data_dir.join("plugin-cache"),
         )?;

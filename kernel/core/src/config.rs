@@ -28,6 +28,7 @@ pub struct Config {
     pub recording: RecordingConfig,
     pub registry: RegistryConfig,
     pub mcp: McpConfig,
+    pub error_patterns: ErrorPatternsConfig,
     /// Plugins to load, in order.
     pub plugins: Vec<PluginConfig>,
 }
@@ -56,6 +57,59 @@ impl Default for RecordingConfig {
             max_http_bytes: ByteSize(8 * MIB),
             mask_names: Vec::new(),
         }
+    }
+}
+
+/// The built-in error patterns (`builtin:error-patterns`), which classify every failed run with
+/// a confidence and suggestions: on unless `builtin` is false and no `patterns` are given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ErrorPatternsConfig {
+    /// Use the built-in patterns.
+    pub builtin: bool,
+    /// Patterns of your own, checked before the built-in ones (one with a built-in's id
+    /// replaces it): `{id, category, kinds, names, any_text, suggestions, confidence}`.
+    pub patterns: Vec<serde_json::Value>,
+    /// Matches below this confidence (0 to 1) are not reported.
+    pub match_threshold: f64,
+}
+
+impl Default for ErrorPatternsConfig {
+    fn default() -> Self {
+        ErrorPatternsConfig { builtin: true, patterns: Vec::new(), match_threshold: 0.0 }
+    }
+}
+
+/// The name of the plugin `error_patterns` adds, unless a configured plugin has it already.
+pub const BUILTIN_PATTERNS: &str = "error-patterns";
+
+impl Config {
+    /// `plugins`, and the built-in error patterns when `error_patterns` asks for them and no
+    /// configured plugin is `builtin:error-patterns` already.
+    pub fn effective_plugins(&self) -> Vec<PluginConfig> {
+        let mut plugins = self.plugins.clone();
+        let wanted = self.error_patterns.builtin || !self.error_patterns.patterns.is_empty();
+        let configured = plugins.iter().any(|p| p.source == "builtin:error-patterns");
+        if wanted && !configured {
+            let name = if plugins.iter().any(|p| p.name == BUILTIN_PATTERNS) {
+                format!("builtin-{BUILTIN_PATTERNS}")
+            } else {
+                BUILTIN_PATTERNS.to_owned()
+            };
+            plugins.push(PluginConfig {
+                name,
+                kind: PluginKind::ErrorPattern,
+                source: "builtin:error-patterns".into(),
+                config: serde_json::json!({
+                    "builtin": self.error_patterns.builtin,
+                    "patterns": self.error_patterns.patterns,
+                    "match_threshold": self.error_patterns.match_threshold,
+                }),
+                grants: PluginGrants::default(),
+                limits: PluginLimits::default(),
+            });
+        }
+        plugins
     }
 }
 

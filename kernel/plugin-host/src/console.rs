@@ -1,13 +1,15 @@
-//! `builtin:console-sink`: a first-party sink linked into the kernel. It implements
-//! plugin-api's `NativeSink`, like a shared-library sink, and runs through the same adapter;
-//! it writes events to the kernel's log.
+//! First-party plugins linked into the kernel: `builtin:console-sink`, which writes events to
+//! the kernel's log, and `builtin:error-patterns` (the `ratchet-error-patterns` crate). Each
+//! implements plugin-api's native trait for its kind, like a shared-library plugin, and runs
+//! through the same adapter.
 
 use std::sync::Arc;
 
-use plugin_api::native::NativeSink;
+use plugin_api::native::{NativeErrorPattern, NativeSink};
 use plugin_api::{Manifest, PluginKind};
 
 use super::native::Native;
+use super::patterns::PatternPlugin;
 use super::sinks::Sink;
 use super::wasm::PluginCounters;
 use super::{LoadError, PluginInfo};
@@ -43,11 +45,45 @@ pub fn load(
             found: "a sink".into(),
             path: config.source.clone(),
         }),
+        ("error-patterns" | "fs-loader", other) => Err(LoadError::WrongKind {
+            name: config.name.clone(),
+            configured: other.to_string(),
+            found: if builtin == "fs-loader" { "a loader".into() } else { "an error-pattern plugin".into() },
+            path: config.source.clone(),
+        }),
         (other, _) => Err(LoadError::Unsupported {
             name: config.name.clone(),
-            message: format!("there is no built-in plugin `{other}`; built-ins: console-sink, fs-loader"),
+            message: format!(
+                "there is no built-in plugin `{other}`; built-ins: console-sink, error-patterns, fs-loader"
+            ),
         }),
     }
+}
+
+/// `builtin:error-patterns`: the built-in patterns and the operator's (`error_patterns` in the
+/// configuration), through the native adapter like any native error-pattern plugin. A
+/// pattern the crate refuses stops start-up, naming it.
+pub fn load_patterns(
+    config: &PluginConfig,
+    counters: Arc<PluginCounters>,
+) -> Result<(PluginInfo, Box<dyn PatternPlugin>), LoadError> {
+    let text = if config.config.is_null() { String::new() } else { config.config.to_string() };
+    let plugin = ratchet_error_patterns::BuiltinPatterns::new(&text)
+        .map_err(|message| LoadError::Config { name: config.name.clone(), message })?;
+    let plugin: Box<dyn NativeErrorPattern> = Box::new(plugin);
+    let manifest = plugin.manifest();
+    let info = PluginInfo {
+        name: config.name.clone(),
+        plugin: manifest.name,
+        kind: PluginKind::ErrorPattern,
+        source: config.source.clone(),
+        interface: "native".into(),
+        version: manifest.version,
+        description: manifest.description,
+        requested: Vec::new(),
+        granted: Vec::new(),
+    };
+    Ok((info, Box::new(Native::builtin(config.name.clone(), plugin, counters))))
 }
 
 /// Writes each event to the kernel's log (stderr) as a JSON line.

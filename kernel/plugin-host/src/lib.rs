@@ -267,6 +267,10 @@ fn load_each(
                 let (info, loader) = loaders::FsLoader::from_config(config)?;
                 (info, Loaded::Loader(Box::new(loader)))
             }
+            Some("error-patterns") if config.kind == PluginKind::ErrorPattern => {
+                let (info, patterns) = console::load_patterns(config, host.new_counters(&config.name))?;
+                (info, Loaded::ErrorPattern(patterns))
+            }
             Some(builtin) => {
                 let (info, sink) = console::load(builtin, config, host.new_counters(&config.name))?;
                 (info, Loaded::Sink(sink))

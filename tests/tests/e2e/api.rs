@@ -227,7 +227,10 @@ async fn schedules_nodes_workers_and_plugins() {
     let plugins = server.get("/api/v1/plugins").await;
     let kinds: Vec<&str> =
         plugins.json.as_array().unwrap().iter().map(|p| p["source"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["builtin:fs-loader", "builtin:rest", "builtin:graphql", "builtin:mcp"]);
+    assert_eq!(
+        kinds,
+        ["builtin:error-patterns", "builtin:fs-loader", "builtin:rest", "builtin:graphql", "builtin:mcp"]
+    );
 }
 
 /// docs/reliability.md H3 and H7: bad bodies in the one error shape.

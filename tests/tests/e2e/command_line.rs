@@ -325,7 +325,9 @@ fn a_plugin_that_refuses_its_configuration_stops_start_up() {
     let checked = ratchet_in(dir.path(), &["config", "check"], &[]);
     assert!(checked.success(), "{checked:?}");
     assert!(
-        checked.stdout.contains("1 plugin(s) load and accept their configuration: events (sink)"),
+        checked.stdout.contains(
+            "2 plugin(s) load and accept their configuration: events (sink), error-patterns (error-pattern)"
+        ),
         "{checked:?}"
     );
 }

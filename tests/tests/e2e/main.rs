@@ -8,6 +8,7 @@ mod hardening;
 mod http;
 mod javascript;
 mod mcp;
+mod patterns;
 mod plugins;
 mod protocol;
 mod queue;
