@@ -2,6 +2,7 @@
 //! Parsing and dispatch live here; each command in a module of its own.
 
 mod config;
+mod explain;
 mod generate;
 mod jobs;
 mod mcp;
@@ -61,6 +62,9 @@ enum Command {
     /// The history of runs.
     #[command(subcommand)]
     Executions(jobs::ExecutionsCommand),
+    /// Why a run failed: a Markdown report (error, code, patterns, attempts, logs, HTTP calls,
+    /// prompts for an assistant) of an execution, or of every attempt of a job.
+    Explain(explain::ExplainArgs),
     /// Run tasks on cron schedules.
     #[command(subcommand)]
     Schedules(schedules::SchedulesCommand),
@@ -347,6 +351,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Mcp(args) => mcp::mcp(load_config()?, args).await,
         Command::Jobs(command) => jobs::jobs(load_config()?, command).await,
         Command::Executions(command) => jobs::executions(load_config()?, command).await,
+        Command::Explain(args) => explain::explain(load_config()?, args).await,
         Command::Schedules(command) => schedules::schedules(load_config()?, command).await,
         Command::Nodes(common) => nodes::nodes(load_config()?, common).await,
         Command::Tasks(common) => nodes::tasks(load_config()?, common).await,

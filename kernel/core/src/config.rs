@@ -29,6 +29,7 @@ pub struct Config {
     pub registry: RegistryConfig,
     pub mcp: McpConfig,
     pub error_patterns: ErrorPatternsConfig,
+    pub llm_export: LlmExportConfig,
     /// Plugins to load, in order.
     pub plugins: Vec<PluginConfig>,
 }
@@ -77,6 +78,21 @@ pub struct ErrorPatternsConfig {
 impl Default for ErrorPatternsConfig {
     fn default() -> Self {
         ErrorPatternsConfig { builtin: true, patterns: Vec::new(), match_threshold: 0.0 }
+    }
+}
+
+/// Failure reports (`ratchet explain`) as an LLM reads them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmExportConfig {
+    /// The most a report may take, in tokens (about 4 characters each): past it the oldest
+    /// log lines, then the earliest HTTP exchanges, are left out, and the report says so.
+    pub max_context_tokens: usize,
+}
+
+impl Default for LlmExportConfig {
+    fn default() -> Self {
+        LlmExportConfig { max_context_tokens: 8000 }
     }
 }
 

@@ -10,6 +10,7 @@ mod node;
 mod registry;
 pub mod reload;
 pub mod remote;
+pub mod report;
 mod runs;
 pub mod scheduler;
 mod surface;

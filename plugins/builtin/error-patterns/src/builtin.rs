@@ -1,4 +1,6 @@
-//! The built-in patterns. Suggestions name Ratchet's own settings where one is the fix.
+//! The built-in patterns. Suggestions name Ratchet's own settings where one is the fix. HTTP
+//! status codes match only as an HTTP status (`HTTP 429`, `status 429`, `status code 429`),
+//! never as a bare number: a log line counting to 429 is not rate limiting.
 
 use super::Pattern;
 
@@ -168,7 +170,20 @@ fn network() -> Vec<Pattern> {
         pattern(
             "rate-limited",
             "http",
-            (&[], &[], &["429", "too many requests", "rate limit", "ratelimit"]),
+            (
+                &[],
+                &[],
+                &[
+                    "http 429",
+                    "status 429",
+                    "status code 429",
+                    "status: 429",
+                    "status=429",
+                    "too many requests",
+                    "rate limit",
+                    "ratelimit",
+                ],
+            ),
             &[
                 "The service is rate limiting: slow down (fewer concurrent jobs), honour its Retry-After, or ask for a higher quota",
                 "Jobs retry with backoff: --max-attempts lets a limited call succeed later",
@@ -200,7 +215,11 @@ fn network() -> Vec<Pattern> {
         pattern(
             "not-found",
             "http",
-            (&[], &[], &["404", "not found"]),
+            (
+                &[],
+                &[],
+                &["http 404", "status 404", "status code 404", "status: 404", "status=404", "404 not found"],
+            ),
             &["The resource does not exist at that URL: check the path and the identifiers in the input"],
             0.6,
         ),

@@ -77,6 +77,20 @@ impl Query {
         Ok(state(ctx)?.service.execution(&id).await.map_err(gql)?.into())
     }
 
+    /// Why a run failed: the failure report of `ratchet explain`, as Markdown (`markdown`) and
+    /// as data (`data`, the JSON of `GET /api/v1/executions/{id}/report`).
+    async fn execution_report(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<ExecutionReport> {
+        let report = state(ctx)?.service.report(&id).await.map_err(gql)?;
+        Ok(ExecutionReport {
+            markdown: report.markdown(),
+            data: async_graphql::Json(serde_json::to_value(&report).unwrap_or_default()),
+        })
+    }
+
     /// A schedule by id or name.
     async fn schedule(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<ScheduleView> {
         Ok(ScheduleView::from(&state(ctx)?.service.schedule(&id).await.map_err(gql)?))
@@ -94,4 +108,11 @@ impl Query {
     async fn plugins(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<PluginView>> {
         Ok(state(ctx)?.plugin_views())
     }
+}
+
+/// A run's failure report.
+#[derive(async_graphql::SimpleObject)]
+pub struct ExecutionReport {
+    pub markdown: String,
+    pub data: async_graphql::Json<serde_json::Value>,
 }

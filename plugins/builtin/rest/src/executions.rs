@@ -61,6 +61,31 @@ pub async fn get_execution(
     Ok(Json(state.service.execution(&id).await?.into()))
 }
 
+/// Why a run failed: the failure report `ratchet explain` prints (error and stack, the task's
+/// code around the failing line, the error patterns' reading, the job's attempts, the
+/// cluster's state, prompts for an assistant, logs and HTTP calls), as JSON, or as Markdown
+/// when the request accepts `text/markdown` and not JSON.
+#[utoipa::path(get, path = "/api/v1/executions/{id}/report", tag = "executions", params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "The report", content((Object = "application/json"), (String = "text/markdown"))),
+        (status = "4XX", body = ErrorBody)))]
+pub async fn execution_report(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse as _;
+    let report = state.service.report(&id).await?;
+    let accept = headers.get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let markdown = accept.contains("text/markdown") && !accept.contains("application/json");
+    Ok(if markdown {
+        ([(axum::http::header::CONTENT_TYPE, "text/markdown; charset=utf-8")], report.markdown())
+            .into_response()
+    } else {
+        Json(report).into_response()
+    })
+}
+
 /// Run the task again with the recorded input, its HTTP calls answered from the recording
 /// (nothing reaches the network), and compare with the recorded result. Not recorded.
 #[utoipa::path(post, path = "/api/v1/executions/{id}/replay", tag = "executions", params(("id" = String, Path)),

@@ -45,6 +45,7 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/api/v1/jobs/{id}/retry", Runner),
     route("GET", "/api/v1/executions", Viewer),
     route("GET", "/api/v1/executions/{id}", Viewer),
+    route("GET", "/api/v1/executions/{id}/report", Viewer),
     route("POST", "/api/v1/executions/{id}/replay", Runner),
     route("GET", "/api/v1/schedules", Viewer),
     route("POST", "/api/v1/schedules", Admin),
@@ -73,6 +74,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/jobs/{id}/retry", post(retry_job))
         .route("/api/v1/executions", get(list_executions))
         .route("/api/v1/executions/{id}", get(get_execution))
+        .route("/api/v1/executions/{id}/report", get(execution_report))
         .route("/api/v1/executions/{id}/replay", post(replay_execution))
         .route("/api/v1/schedules", get(list_schedules).post(add_schedule))
         .route("/api/v1/schedules/{id}", get(get_schedule).patch(update_schedule).delete(remove_schedule))
