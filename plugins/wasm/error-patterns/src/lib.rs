@@ -14,7 +14,9 @@ struct Guest;
 /// refuse leaves the built-in set (the host checks configurations when it loads plugins).
 fn patterns() -> &'static Patterns {
     static PATTERNS: OnceLock<Patterns> = OnceLock::new();
-    PATTERNS.get_or_init(|| Patterns::from_config(&plugin_api::guest::config()).unwrap_or_else(|_| Patterns::builtin()))
+    PATTERNS.get_or_init(|| {
+        Patterns::from_config(&plugin_api::guest::config()).unwrap_or_else(|_| Patterns::builtin())
+    })
 }
 
 impl ErrorPattern for Guest {
