@@ -15,7 +15,10 @@
 //!    (p50, p99), and start-up time and memory with 10,000 task folders, watched and not.
 //! 6. MCP: the `mcp` bench target: `tools/call` of `addition` over streamable HTTP from one
 //!    client (p50, p99), and `tools/list` with 1,000 tasks, against a release `ratchet serve`.
-//! 7. Plugins: the `plugins` bench target: compile vs cached load of a component, instantiation
+//! 7. Failure analysis: the `patterns` bench target classifies failures with the built-in set
+//!    plus 100 custom patterns (p50, p95, p99), and the `report` bench target makes a failure
+//!    report from SQLite and renders its Markdown.
+//! 8. Plugins: the `plugins` bench target: compile vs cached load of a component, instantiation
 //!    from the template, and the cost of one sink call.
 
 use std::process::Command;
@@ -83,6 +86,26 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         .context("running the MCP bench")?;
     if !status.success() {
         bail!("the MCP bench failed ({status})");
+    }
+    let classifications = if quick { "10000" } else { "100000" };
+    println!("$ cargo bench -p ratchet-error-patterns --bench patterns -- {classifications}");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["bench", "-p", "ratchet-error-patterns", "--bench", "patterns", "--", classifications])
+        .current_dir(root())
+        .status()
+        .context("running the error patterns bench")?;
+    if !status.success() {
+        bail!("the error patterns bench failed ({status})");
+    }
+    let reports = if quick { "200" } else { "2000" };
+    println!("$ cargo bench -p ratchet-service --bench report -- {reports}");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["bench", "-p", "ratchet-service", "--bench", "report", "--", reports])
+        .current_dir(root())
+        .status()
+        .context("running the report bench")?;
+    if !status.success() {
+        bail!("the report bench failed ({status})");
     }
     println!("$ cargo bench -p ratchet-plugin-host --bench plugins");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
