@@ -16,14 +16,16 @@ use tests::{component, ratchet_bin, sha256, workspace_root};
 const SDKS: [(&str, &str); 2] = [("mcp2", "2026-07-28"), ("mcp1", "2025-11-25")];
 
 /// The platform's own tools, which every runner sees.
-const PLATFORM_TOOLS: [&str; 5] = [
+const PLATFORM_TOOLS: [&str; 6] = [
     "ratchet_enqueue_job",
     "ratchet_get_job",
     "ratchet_get_execution",
+    "ratchet_explain_execution",
     "ratchet_list_executions",
     "ratchet_cancel_job",
 ];
-const READ_TOOLS: [&str; 3] = ["ratchet_get_job", "ratchet_get_execution", "ratchet_list_executions"];
+const READ_TOOLS: [&str; 4] =
+    ["ratchet_get_job", "ratchet_get_execution", "ratchet_explain_execution", "ratchet_list_executions"];
 
 fn python(sdk: &str) -> PathBuf {
     let python = workspace_root().join("target/tools").join(sdk).join("bin/python");
@@ -350,7 +352,11 @@ async fn over_http_keys_roles_progress_hand_off_and_cancel_work_for_both_protoco
             })
             .await;
 
-        // The run's log and HTTP calls, as resources; the platform's tools poll.
+        let stopped = executions(&server, "slow").await;
+        let stopped = stopped.iter().find(|e| e["error"]["kind"] == "cancelled").unwrap()["id"].clone();
+        let stopped = stopped.as_str().unwrap();
+
+        // The run's log and HTTP calls, as resources; the platform's tools poll and explain.
         let report = drive(
             sdk,
             &http(&server, Some("runner-key")),
@@ -359,11 +365,19 @@ async fn over_http_keys_roles_progress_hand_off_and_cancel_work_for_both_protoco
                 &format!("read:ratchet://executions/{id}/har"),
                 &format!(r#"call:ratchet_get_execution:{{"id": "{id}"}}"#),
                 r#"call:ratchet_enqueue_job:{"task": "addition", "input": {"num1": 1, "num2": 1}}"#,
+                &format!(r#"call:ratchet_explain_execution:{{"id": "{stopped}"}}"#),
             ],
             &[],
         )
         .await;
         let steps = steps_of(&report);
+        let explained = &steps[4];
+        assert!(
+            explained["text"].as_str().unwrap_or_default().starts_with("# Failure report: slow"),
+            "{explained}"
+        );
+        assert_eq!(explained["structured"]["summary"]["error_kind"], "cancelled", "{explained}");
+        assert_eq!(explained["structured"]["classification"][0]["pattern"], "cancelled");
         let logs = steps[0]["contents"][0].as_str().unwrap_or_else(|| panic!("{}", steps[0]));
         assert!(logs.contains("info step 0") && logs.contains("info step 11"), "{logs}");
         let har: Value = serde_json::from_str(steps[1]["contents"][0].as_str().unwrap()).unwrap();
@@ -466,7 +480,10 @@ async fn read_only_and_tool_filters_narrow_what_agents_see() {
     let steps = steps_of(&report);
     let mut names = tool_names(&steps[0]);
     names.sort();
-    assert_eq!(names, ["ratchet_get_execution", "ratchet_get_job", "ratchet_list_executions"]);
+    assert_eq!(
+        names,
+        ["ratchet_explain_execution", "ratchet_get_execution", "ratchet_get_job", "ratchet_list_executions"]
+    );
     assert_eq!(text_json(&steps[1])["error"]["kind"], "read_only", "{}", steps[1]);
 
     let args = stdio(root.path(), Some("mcp: {tools: [\"add*\"], tags: [demo]}\n"));

@@ -181,15 +181,20 @@ impl RatchetMcp {
                 runner.call(tool, args, context).await
             }
             Target::Platform(tool) => match platform::call(&self.inner.service, tool.name, args).await {
-                Ok(answer) => {
-                    let id = answer.get("id").and_then(Value::as_str).map(str::to_owned);
+                Ok(platform::Answer { data, text }) => {
+                    let id = data.get("id").and_then(Value::as_str).map(str::to_owned);
                     let (execution_id, job_id) = match tool.name {
                         platform::GET_EXECUTION => (id, None),
                         platform::ENQUEUE | platform::CANCEL | platform::GET_JOB => (None, id),
                         _ => (None, None),
                     };
-                    let mut result = text_result(&answer, false);
-                    result.structured_content = Some(answer);
+                    let mut result = match text {
+                        Some(text) => {
+                            rmcp::model::CallToolResult::success(vec![rmcp::model::ContentBlock::text(text)])
+                        }
+                        None => text_result(&data, false),
+                    };
+                    result.structured_content = Some(data);
                     Called { result, execution_id, job_id, outcome: "ok" }
                 }
                 Err(error) => {

@@ -30,6 +30,7 @@ pub const GET_JOB: &str = "ratchet_get_job";
 pub const GET_EXECUTION: &str = "ratchet_get_execution";
 pub const LIST_EXECUTIONS: &str = "ratchet_list_executions";
 pub const CANCEL: &str = "ratchet_cancel_job";
+pub const EXPLAIN: &str = "ratchet_explain_execution";
 
 /// Most executions one listing returns.
 const MAX_LISTED: u64 = 50;
@@ -64,6 +65,15 @@ pub const TOOLS: &[PlatformTool] = &[
         name: GET_EXECUTION,
         description: "One run of a task: status, input, output, the typed error and its logs; \
                       `running` while it runs. Its HTTP calls: the resource ratchet://executions/{id}/har.",
+        needs: Role::Viewer,
+        changes: false,
+        schema: || id_schema("The execution's id"),
+    },
+    PlatformTool {
+        name: EXPLAIN,
+        description: "Why a run failed: its failure report (error and stack, the task's code around the failing \
+                      line, matched error patterns with suggestions, the job's attempts, logs and HTTP calls), \
+                      as Markdown, with the same as structured data.",
         needs: Role::Viewer,
         changes: false,
         schema: || id_schema("The execution's id"),
@@ -179,8 +189,24 @@ struct ListArgs {
     limit: Option<u64>,
 }
 
-/// Calls platform tool `name`; the answer is a JSON object.
-pub async fn call(service: &Arc<Service>, name: &str, args: JsonObject) -> Result<Value, CallError> {
+/// What a platform tool answers: a JSON object, and the text to show when it is not that
+/// object's JSON (a report's Markdown).
+pub struct Answer {
+    pub data: Value,
+    pub text: Option<String>,
+}
+
+/// Calls platform tool `name`.
+pub async fn call(service: &Arc<Service>, name: &str, args: JsonObject) -> Result<Answer, CallError> {
+    if name == EXPLAIN {
+        let report = service.report(&arguments::<IdArgs>(name, args)?.id).await?;
+        let text = Some(report.markdown());
+        return Ok(Answer { data: serde_json::to_value(&report).unwrap_or_default(), text });
+    }
+    Ok(Answer { data: call_for_data(service, name, args).await?, text: None })
+}
+
+async fn call_for_data(service: &Arc<Service>, name: &str, args: JsonObject) -> Result<Value, CallError> {
     match name {
         ENQUEUE => enqueue(service, arguments(name, args)?).await,
         GET_JOB => get_job(service, arguments::<IdArgs>(name, args)?.id).await,
