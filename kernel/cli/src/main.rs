@@ -23,6 +23,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
 use ratchet_core::Config;
+use ratchet_core::config::LogFormat;
 
 #[derive(Debug, Parser)]
 #[command(name = "ratchet", version, about = "Run JavaScript tasks in supervised, isolated workers")]
@@ -186,7 +187,7 @@ pub async fn open_store_with(
     let new = !file.exists();
     let store = ratchet_storage::Store::open_data_dir_with(&config.storage.data_dir, options).await?;
     if new {
-        eprintln!("created the database {}", file.display());
+        say!("created the database {}", file.display());
     }
     Ok(store)
 }
@@ -262,7 +263,7 @@ pub fn registry_with(
         rejected.extend(registry.add(&loader, sources, &config.limits));
     }
     for task in rejected {
-        eprintln!("warning: skipping the task at {}: {}", task.path.display(), task.error);
+        say!(warn: "warning: skipping the task at {}: {}", task.path.display(), task.error);
     }
     Ok(registry)
 }
@@ -322,18 +323,49 @@ pub enum Format {
     Json,
 }
 
-pub fn init_tracing(color: ColorChoice) {
+/// Whether the kernel's log is JSON lines (`logging.format: json`), for [`say!`].
+static JSON_LOG: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+pub fn init_tracing(color: ColorChoice, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RATCHET_LOG")
-        // Warnings, which task versions a node reloads (one line per change), and the audit of
-        // MCP tool calls.
+        // Warnings, what a node says of itself (start, stop), which task versions it reloads
+        // (one line per change), and the audit of MCP tool calls.
         .unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new("warn,ratchet_service::reload=info,ratchet::audit=info")
+            tracing_subscriber::EnvFilter::new(
+                "warn,ratchet::node=info,ratchet_service::reload=info,ratchet::audit=info",
+            )
         });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(color.stderr())
-        .init();
+    let json = format == LogFormat::Json;
+    let _ = JSON_LOG.set(json);
+    let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        subscriber.json().with_current_span(false).with_span_list(false).init();
+    } else {
+        subscriber.with_ansi(color.stderr()).init();
+    }
+}
+
+/// A line for the operator on stderr: as it is in a text log, or as a JSON log line (target
+/// `ratchet::node`) under `logging.format: json`, so a log shipper sees one format.
+pub fn log_line(level: tracing::Level, text: &str) {
+    if JSON_LOG.get() != Some(&true) {
+        eprintln!("{text}");
+        return;
+    }
+    let text = text.strip_prefix("warning: ").or_else(|| text.strip_prefix("error: ")).unwrap_or(text);
+    match level {
+        tracing::Level::ERROR => tracing::error!(target: "ratchet::node", "{text}"),
+        tracing::Level::WARN => tracing::warn!(target: "ratchet::node", "{text}"),
+        _ => tracing::info!(target: "ratchet::node", "{text}"),
+    }
+}
+
+/// `eprintln!` for what a node says of itself, in the log's format ([`log_line`]).
+#[macro_export]
+macro_rules! say {
+    (warn: $($arg:tt)*) => { $crate::log_line(tracing::Level::WARN, &format!($($arg)*)) };
+    (error: $($arg:tt)*) => { $crate::log_line(tracing::Level::ERROR, &format!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::log_line(tracing::Level::INFO, &format!($($arg)*)) };
 }
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -433,7 +465,10 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
 fn main() -> ExitCode {
     exit_quietly_on_broken_pipe();
     let args = Cli::parse();
-    init_tracing(args.color);
+    // The log's format is the configuration's; a configuration that does not load is reported
+    // by the command, in text.
+    let format = Config::load(args.config.as_deref()).map_or(LogFormat::Text, |config| config.logging.format);
+    init_tracing(args.color, format);
     // One tokio thread per core: under many concurrent API requests a single thread is the
     // bottleneck (about a fifth more synchronous runs per second with 16 clients on 2 cores).
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -447,7 +482,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) if is_broken_pipe(&error) => ExitCode::from(BROKEN_PIPE_STATUS),
         Err(error) => {
-            eprintln!("error: {error:#}");
+            say!(error: "error: {error:#}");
             ExitCode::FAILURE
         }
     }

@@ -29,7 +29,7 @@ pub async fn mcp(mut config: Config, args: McpArgs) -> anyhow::Result<ExitCode> 
     // A node like `serve`'s without its HTTP listener: jobs an agent enqueues run here too,
     // and task edits reach the agent as a changed tool list.
     let node = Node::start(config).await?;
-    eprintln!(
+    crate::say!(
         "ratchet mcp: serving {} task(s) on stdio; node {}",
         node.service.task_count(),
         node.service.node
@@ -45,6 +45,6 @@ pub async fn mcp(mut config: Config, args: McpArgs) -> anyhow::Result<ExitCode> 
     };
     node.stop().await;
     served?;
-    eprintln!("ratchet mcp: the client closed the session");
+    crate::say!("ratchet mcp: the client closed the session");
     Ok(ExitCode::SUCCESS)
 }

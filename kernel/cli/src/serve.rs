@@ -35,8 +35,8 @@ pub async fn serve(mut config: Config, args: ServeArgs) -> anyhow::Result<ExitCo
     args.storage.apply(&mut config);
     let open_files = raise_open_file_limit().unwrap_or(usize::MAX);
     if open_files < config.server.max_connections {
-        eprintln!(
-            "warning: the open-file limit allows {open_files} connections; server.max_connections ({}) is lowered to it",
+        crate::say!(
+            warn: "warning: the open-file limit allows {open_files} connections; server.max_connections ({}) is lowered to it",
             config.server.max_connections
         );
     }
@@ -52,10 +52,10 @@ pub async fn serve(mut config: Config, args: ServeArgs) -> anyhow::Result<ExitCo
     )
     .map_err(anyhow::Error::msg)?;
     for surface in &surfaces {
-        eprintln!("plugin {}", surface.info());
+        crate::say!("plugin {}", surface.info());
     }
     let service = Arc::clone(&node.service);
-    eprintln!(
+    crate::say!(
         "ratchet serving on http://{} with {} task(s){}, {} worker(s), {} job slot(s); node {}",
         listener.local_addr()?,
         service.task_count(),
@@ -74,7 +74,7 @@ pub async fn serve(mut config: Config, args: ServeArgs) -> anyhow::Result<ExitCo
     wait_for_signal().await;
     node.stop().await;
     let _ = server.await;
-    eprintln!("stopped cleanly");
+    crate::say!("stopped cleanly");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -108,7 +108,7 @@ impl Node {
         let options = ratchet_storage::StoreOptions { keep_reserve: true, ..Default::default() };
         let store = super::open_store_with(&config, options).await?;
         for plugin in plugins.list() {
-            eprintln!("plugin {plugin}");
+            crate::say!("plugin {plugin}");
         }
         // The loaders just loaded list the tasks: each plugin is loaded once.
         let registry = super::registry_with(&config, &plugins)?;
@@ -120,8 +120,8 @@ impl Node {
         // A database that refuses writes (a full disk) does not stop the node: it serves reads,
         // answers /ready 503 naming the failure, and records itself once writes work again.
         if let Err(error) = service.register().await {
-            eprintln!(
-                "warning: cannot record this node in the database ({error}); serving, not ready, retrying"
+            crate::say!(
+                warn: "warning: cannot record this node in the database ({error}); serving, not ready, retrying"
             );
         }
         let (stop, stopped) = watch::channel(false);
@@ -171,7 +171,7 @@ impl Node {
     /// releases them), leaves the cluster and stops the workers.
     pub async fn stop(self) {
         let grace = Duration::from_secs_f64(self.service.config().server.shutdown_grace_secs);
-        eprintln!(
+        crate::say!(
             "stopping: no new jobs are claimed; {} running job(s) get {grace:?} to finish",
             self.service.in_flight()
         );
@@ -192,7 +192,7 @@ async fn drain(service: &Service, consumers: Vec<tokio::task::JoinHandle<()>>, g
     };
     if tokio::time::timeout(grace, all).await.is_err() {
         let released = service.release_in_flight().await;
-        eprintln!("grace period over: released {released} running job(s) back to the queue");
+        crate::say!("grace period over: released {released} running job(s) back to the queue");
     }
 }
 

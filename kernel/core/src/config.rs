@@ -30,6 +30,7 @@ pub struct Config {
     pub mcp: McpConfig,
     pub error_patterns: ErrorPatternsConfig,
     pub llm_export: LlmExportConfig,
+    pub logging: LoggingConfig,
     /// Plugins to load, in order.
     pub plugins: Vec<PluginConfig>,
 }
@@ -79,6 +80,22 @@ impl Default for ErrorPatternsConfig {
     fn default() -> Self {
         ErrorPatternsConfig { builtin: true, patterns: Vec::new(), match_threshold: 0.0 }
     }
+}
+
+/// The kernel's own log, on stderr (which lines: `RATCHET_LOG`, an env-filter directive).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    pub format: LogFormat,
+}
+
+/// `text` (coloured on a terminal) or `json` (one JSON object per line, for log shippers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// Failure reports (`ratchet explain`) as an LLM reads them.

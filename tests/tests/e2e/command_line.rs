@@ -331,3 +331,34 @@ fn a_plugin_that_refuses_its_configuration_stops_start_up() {
         "{checked:?}"
     );
 }
+
+/// `logging.format: json`: every line the server writes to stderr is a JSON object with its
+/// level and message, its own start-up lines and warnings included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kernels_log_is_json_lines_on_request() {
+    let broken = tests::task("(input) => 1");
+    broken.write("metadata.json", "{\"name\": ");
+    let server = tests::api::ApiServer::start(
+        &[&tests::example_task("addition"), &broken.path()],
+        "logging: {format: json}\n",
+    );
+    let run = server
+        .post("/api/v1/tasks/addition/run", &serde_json::json!({"input": {"num1": 1, "num2": 2}}))
+        .await;
+    assert_eq!(run.status, 200);
+    let log = server.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not a JSON line: {line:?}\n{log}")))
+        .collect();
+    let said =
+        |text: &str| lines.iter().any(|l| l["fields"]["message"].as_str().is_some_and(|m| m.contains(text)));
+    assert!(said("ratchet serving on"), "{log}");
+    assert!(said("created the database"), "{log}");
+    let warning = lines
+        .iter()
+        .find(|l| l["fields"]["message"].as_str().is_some_and(|m| m.contains("skipping the task")))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(warning["level"], "WARN");
+}
