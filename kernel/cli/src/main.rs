@@ -5,6 +5,7 @@ mod config;
 mod explain;
 mod generate;
 mod jobs;
+mod logs;
 mod mcp;
 mod nodes;
 mod plugins;
@@ -63,6 +64,9 @@ enum Command {
     /// The history of runs.
     #[command(subcommand)]
     Executions(jobs::ExecutionsCommand),
+    /// Search the log lines of recorded runs (by task, level, time, text); --follow watches new
+    /// runs as they are recorded.
+    Logs(logs::LogsArgs),
     /// Why a run failed: a Markdown report (error, code, patterns, attempts, logs, HTTP calls,
     /// prompts for an assistant) of an execution, or of every attempt of a job.
     Explain(explain::ExplainArgs),
@@ -384,6 +388,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Jobs(command) => jobs::jobs(load_config()?, command).await,
         Command::Executions(command) => jobs::executions(load_config()?, command).await,
         Command::Explain(args) => explain::explain(load_config()?, args).await,
+        Command::Logs(args) => logs::logs(load_config()?, args).await,
         Command::Schedules(command) => schedules::schedules(load_config()?, command).await,
         Command::Nodes(common) => nodes::nodes(load_config()?, common).await,
         Command::Tasks(common) => nodes::tasks(load_config()?, common).await,

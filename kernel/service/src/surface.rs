@@ -81,6 +81,23 @@ impl Service {
         self.store.task_versions(name).await
     }
 
+    /// Log lines of recorded runs ([`ratchet_storage::LogSearch`]).
+    pub async fn search_logs(
+        &self,
+        search: &ratchet_storage::LogSearch,
+    ) -> Result<ratchet_storage::LogsFound, QueueError> {
+        self.store.search_logs(search).await
+    }
+
+    /// Runs and failures per bucket since `since`, by task and by error pattern.
+    pub async fn failure_trends(
+        &self,
+        since: i64,
+        bucket_ms: i64,
+    ) -> Result<Vec<ratchet_storage::TrendBucket>, QueueError> {
+        self.store.failure_trends(since, bucket_ms).await
+    }
+
     pub async fn job(&self, id: &str) -> Result<Job, QueueError> {
         self.store.job(id).await
     }

@@ -8,6 +8,7 @@
 mod executions;
 mod group_commit;
 mod listing;
+mod logs;
 mod migrations;
 mod nodes;
 mod notify;
@@ -25,6 +26,7 @@ use sea_orm_migration::MigratorTrait;
 
 pub use executions::ExecutionRecord;
 pub use listing::{ExecutionFilter, JobFilter, Listed, Page};
+pub use logs::{LogHit, LogSearch, LogsFound, MAX_SCANNED, TrendBucket, level_rank};
 pub use nodes::{KnownVersion, Node, TaskRow, TaskVersion, WorkerRow};
 pub use notify::{Listener, MAX_NOTIFY_PAYLOAD};
 pub use queue::{Attempt, Backoff, Enqueued, Job, JobStatus, NewJob, Outcome, QueueError};

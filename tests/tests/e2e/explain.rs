@@ -159,3 +159,107 @@ async fn a_long_run_is_trimmed_to_the_token_budget() {
     assert!(markdown.contains("earlier entries left out: llm_export.max_context_tokens"));
     assert!(markdown.len() <= 1000 * 4, "{} characters:\n{markdown}", markdown.len());
 }
+
+/// docs/reliability.md F5: the logs of recorded runs are searchable (task, level, text) from
+/// the CLI and REST, `--follow` shows new runs' lines as they are recorded, and trends count
+/// failures by task and pattern.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_searchable_followed_and_trended() {
+    let root = tempfile::tempdir().unwrap();
+    write_task(
+        root.path(),
+        "chatter",
+        "(input) => { console.debug('dbg ' + input.n); console.info('hello ' + input.n); \
+         console.warn('careful: needle ' + input.n); console.error('bad ' + input.n); return {}; }",
+    );
+    write_task(root.path(), "fails", "(input) => { while (true) {} }");
+    std::fs::write(
+        root.path().join("tasks/fails/metadata.json"),
+        json!({"name": "fails", "version": "1.0.0", "timeout": 1}).to_string(),
+    )
+    .unwrap();
+    let server = ApiServer::start_in(root, "");
+    for n in 0..3 {
+        let run = server.post("/api/v1/tasks/chatter/run", &json!({"input": {"n": n}})).await;
+        assert_eq!(run.json["status"], "success", "{run:?}");
+    }
+    for _ in 0..2 {
+        server.post("/api/v1/tasks/fails/run", &json!({"input": {}})).await;
+    }
+    let data = server.root.path().join("data");
+    let data = data.to_str().unwrap();
+
+    let warned = tests::ratchet(&[
+        "logs",
+        "--task",
+        "chatter",
+        "--level",
+        "warn",
+        "--format",
+        "json",
+        "--data-dir",
+        data,
+    ]);
+    assert!(warned.success(), "{warned:?}");
+    let items = warned.json()["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 6, "warn and error lines of 3 runs: {items:?}");
+    assert!(items.iter().all(|l| l["level"] == "warn" || l["level"] == "error"));
+    assert_eq!(items[0]["message"], "careful: needle 0", "oldest first");
+    let text = tests::ratchet(&["logs", "--grep", "NEEDLE 2", "--since", "1h", "--data-dir", data]);
+    let lines: Vec<&str> = text.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{text:?}");
+    assert!(lines[0].contains("chatter") && lines[0].contains("careful: needle 2"), "{text:?}");
+
+    let rest = server.get("/api/v1/logs?task=chatter&level=error&limit=2").await;
+    assert_eq!(rest.status, 200, "{rest:?}");
+    let messages: Vec<&str> =
+        rest.json["items"].as_array().unwrap().iter().map(|l| l["message"].as_str().unwrap()).collect();
+    assert_eq!(messages, ["bad 1", "bad 2"], "the newest lines within the limit");
+    assert_eq!(rest.json["truncated"], true);
+    server.get("/api/v1/logs?since=soon").await.assert_error(400, "bad_request");
+
+    let trends = server.get("/api/v1/logs/trends?since=1h&bucket=1h").await;
+    assert_eq!(trends.status, 200, "{trends:?}");
+    let buckets = trends.json["buckets"].as_array().unwrap();
+    let failures: u64 = buckets.iter().map(|b| b["failures"].as_u64().unwrap()).sum();
+    let runs: u64 = buckets.iter().map(|b| b["runs"].as_u64().unwrap()).sum();
+    assert_eq!((runs, failures), (5, 2), "{trends:?}");
+    let by_pattern: u64 = buckets.iter().filter_map(|b| b["by_pattern"]["task-timeout"].as_u64()).sum();
+    assert_eq!(by_pattern, 2, "{trends:?}");
+    server.get("/api/v1/logs/trends?bucket=1s").await.assert_error(400, "bad_request");
+
+    // --follow: a run recorded after it started shows up.
+    let mut follower = std::process::Command::new(tests::ratchet_bin())
+        .args([
+            "logs",
+            "--follow",
+            "--task",
+            "chatter",
+            "--grep",
+            "needle 42",
+            "--format",
+            "json",
+            "--data-dir",
+            data,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = follower.stdout.take().unwrap();
+    let (lines, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    server.post("/api/v1/tasks/chatter/run", &json!({"input": {"n": 42}})).await;
+    let line = seen.recv_timeout(std::time::Duration::from_secs(30));
+    let _ = follower.kill();
+    let _ = follower.wait();
+    let line: Value = serde_json::from_str(&line.expect("--follow printed the new run's line")).unwrap();
+    assert_eq!(line["message"], "careful: needle 42");
+}

@@ -3,6 +3,7 @@
 
 mod executions;
 mod jobs;
+mod logs;
 pub mod openapi;
 mod schedules;
 mod system;
@@ -18,6 +19,7 @@ use ratchet_storage::Page;
 
 pub use executions::*;
 pub use jobs::*;
+pub use logs::*;
 pub use schedules::*;
 pub use system::*;
 pub use tasks::*;
@@ -47,6 +49,8 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/api/v1/executions/{id}", Viewer),
     route("GET", "/api/v1/executions/{id}/report", Viewer),
     route("POST", "/api/v1/executions/{id}/replay", Runner),
+    route("GET", "/api/v1/logs", Viewer),
+    route("GET", "/api/v1/logs/trends", Viewer),
     route("GET", "/api/v1/schedules", Viewer),
     route("POST", "/api/v1/schedules", Admin),
     route("GET", "/api/v1/schedules/{id}", Viewer),
@@ -76,6 +80,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/executions/{id}", get(get_execution))
         .route("/api/v1/executions/{id}/report", get(execution_report))
         .route("/api/v1/executions/{id}/replay", post(replay_execution))
+        .route("/api/v1/logs", get(search_logs))
+        .route("/api/v1/logs/trends", get(failure_trends))
         .route("/api/v1/schedules", get(list_schedules).post(add_schedule))
         .route("/api/v1/schedules/{id}", get(get_schedule).patch(update_schedule).delete(remove_schedule))
         .route("/api/v1/schedules/{id}/pause", post(pause_schedule))
