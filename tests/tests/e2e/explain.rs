@@ -216,7 +216,12 @@ async fn logs_are_searchable_followed_and_trended() {
         rest.json["items"].as_array().unwrap().iter().map(|l| l["message"].as_str().unwrap()).collect();
     assert_eq!(messages, ["bad 1", "bad 2"], "the newest lines within the limit");
     assert_eq!(rest.json["truncated"], true);
-    server.get("/api/v1/logs?since=soon").await.assert_error(400, "bad_request");
+    server.get("/api/v1/logs?since=soon").await.assert_error(422, "invalid_input");
+    assert_eq!(
+        server.get("/api/v1/logs?since=&task=chatter").await.status,
+        200,
+        "an empty since is no filter"
+    );
 
     let trends = server.get("/api/v1/logs/trends?since=1h&bucket=1h").await;
     assert_eq!(trends.status, 200, "{trends:?}");
@@ -226,7 +231,7 @@ async fn logs_are_searchable_followed_and_trended() {
     assert_eq!((runs, failures), (5, 2), "{trends:?}");
     let by_pattern: u64 = buckets.iter().filter_map(|b| b["by_pattern"]["task-timeout"].as_u64()).sum();
     assert_eq!(by_pattern, 2, "{trends:?}");
-    server.get("/api/v1/logs/trends?bucket=1s").await.assert_error(400, "bad_request");
+    server.get("/api/v1/logs/trends?bucket=1s").await.assert_error(422, "invalid_input");
 
     // --follow: a run recorded after it started shows up.
     let mut follower = std::process::Command::new(tests::ratchet_bin())

@@ -84,11 +84,11 @@ pub struct Trends {
     pub buckets: Vec<TrendBucketView>,
 }
 
+/// `text` as a duration (`default` when absent or empty); 422 naming `name` when it is not one.
 fn duration(name: &str, text: Option<&str>, default: &str) -> Result<std::time::Duration, ApiError> {
-    let text = text.unwrap_or(default);
-    humantime::parse_duration(text).map_err(|_| {
-        ApiError::bad_request(format!("{name}: `{text}` is not a duration such as 30m, 1h or 7d"))
-    })
+    let text = text.filter(|t| !t.trim().is_empty()).unwrap_or(default);
+    humantime::parse_duration(text)
+        .map_err(|_| ApiError::invalid(format!("{name}: `{text}` is not a duration such as 30m, 1h or 7d")))
 }
 
 fn ago(duration: std::time::Duration) -> i64 {
@@ -107,7 +107,10 @@ pub async fn search_logs(
     if !(1..=MAX_LINES).contains(&limit) {
         return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_LINES}, not {limit}")));
     }
-    let since = query.since.as_deref().map(|s| duration("since", Some(s), "")).transpose()?.map(ago);
+    let since = match query.since.as_deref().filter(|s| !s.trim().is_empty()) {
+        Some(text) => Some(ago(duration("since", Some(text), "")?)),
+        None => None,
+    };
     let search = LogSearch {
         task: query.task,
         execution_id: query.execution_id,
@@ -145,7 +148,7 @@ pub async fn failure_trends(
     let bucket_ms = bucket.as_millis().min(i64::MAX as u128) as i64;
     let window_ms = window.as_millis().min(i64::MAX as u128) as i64;
     if bucket_ms < 60_000 || window_ms / bucket_ms > MAX_BUCKETS {
-        return Err(ApiError::bad_request(format!(
+        return Err(ApiError::invalid(format!(
             "bucket must be at least 1m, and since at most {MAX_BUCKETS} buckets long"
         )));
     }
