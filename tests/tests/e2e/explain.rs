@@ -217,6 +217,7 @@ async fn logs_are_searchable_followed_and_trended() {
     assert_eq!(messages, ["bad 1", "bad 2"], "the newest lines within the limit");
     assert_eq!(rest.json["truncated"], true);
     server.get("/api/v1/logs?since=soon").await.assert_error(422, "invalid_input");
+    server.get("/api/v1/logs?level=loud").await.assert_error(400, "bad_request");
     assert_eq!(
         server.get("/api/v1/logs?since=&task=chatter").await.status,
         200,

@@ -107,6 +107,11 @@ pub async fn search_logs(
     if !(1..=MAX_LINES).contains(&limit) {
         return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_LINES}, not {limit}")));
     }
+    if let Some(level) = query.level.as_deref()
+        && !["debug", "info", "warn", "error"].contains(&level)
+    {
+        return Err(ApiError::bad_request(format!("level is debug, info, warn or error, not `{level}`")));
+    }
     let since = match query.since.as_deref().filter(|s| !s.trim().is_empty()) {
         Some(text) => Some(ago(duration("since", Some(text), "")?)),
         None => None,
