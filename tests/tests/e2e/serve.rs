@@ -546,6 +546,16 @@ fn a_worker_killed_under_a_job_fails_the_attempt_and_the_job_retries() {
     assert!(attempts[0]["error"].as_str().unwrap().contains("SIGKILL"), "{shown:#}");
     assert_eq!(attempts[1]["outcome"], "completed");
     assert_eq!(shown["output"], json!({"n": 5}));
+    // The built-in error patterns (on with no configuration) read the crash for what it is.
+    let executions = cli(root.path(), &["executions", "list", "--job", &id]);
+    let crashed = executions["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["status"] == "failure")
+        .unwrap_or_else(|| panic!("{executions:#}"));
+    assert_eq!(crashed["error"]["kind"], "worker_crashed", "{crashed:#}");
+    assert_eq!(crashed["error"]["classification"][0]["pattern"], "worker-crashed", "{crashed:#}");
     node.signal(nix::sys::signal::Signal::SIGTERM);
     let (code, stderr) = node.wait(Duration::from_secs(20));
     assert_eq!(code, Some(0), "{stderr}");
