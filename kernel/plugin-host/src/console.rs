@@ -25,18 +25,7 @@ pub fn load(
     match (builtin, config.kind) {
         ("console-sink", PluginKind::Sink) => {
             let plugin: Box<dyn NativeSink> = Box::new(ConsoleSink);
-            let manifest = plugin.manifest();
-            let info = PluginInfo {
-                name: config.name.clone(),
-                plugin: manifest.name,
-                kind: PluginKind::Sink,
-                source: config.source.clone(),
-                interface: "native".into(),
-                version: manifest.version,
-                description: manifest.description,
-                requested: Vec::new(),
-                granted: Vec::new(),
-            };
+            let info = builtin_info(config, PluginKind::Sink, plugin.manifest());
             Ok((info, Box::new(Native::builtin(config.name.clone(), plugin, counters))))
         }
         ("console-sink", other) => Err(LoadError::WrongKind {
@@ -71,19 +60,23 @@ pub fn load_patterns(
     let plugin = ratchet_error_patterns::BuiltinPatterns::new(&text)
         .map_err(|message| LoadError::Config { name: config.name.clone(), message })?;
     let plugin: Box<dyn NativeErrorPattern> = Box::new(plugin);
-    let manifest = plugin.manifest();
-    let info = PluginInfo {
+    let info = builtin_info(config, PluginKind::ErrorPattern, plugin.manifest());
+    Ok((info, Box::new(Native::builtin(config.name.clone(), plugin, counters))))
+}
+
+/// How a built-in plugin of `kind` shows in `ratchet plugins list`: native, asking for nothing.
+fn builtin_info(config: &PluginConfig, kind: PluginKind, manifest: Manifest) -> PluginInfo {
+    PluginInfo {
         name: config.name.clone(),
         plugin: manifest.name,
-        kind: PluginKind::ErrorPattern,
+        kind,
         source: config.source.clone(),
         interface: "native".into(),
         version: manifest.version,
         description: manifest.description,
         requested: Vec::new(),
         granted: Vec::new(),
-    };
-    Ok((info, Box::new(Native::builtin(config.name.clone(), plugin, counters))))
+    }
 }
 
 /// Writes each event to the kernel's log (stderr) as a JSON line.

@@ -62,6 +62,13 @@ fn steps_of(report: &Value) -> &Vec<Value> {
     report["steps"].as_array().unwrap_or_else(|| panic!("the client did not get through: {report}"))
 }
 
+/// The tasks of [`write_tasks`] that load, and the platform's tools, are all listed.
+fn assert_lists_every_tool(sdk: &str, names: &[String]) {
+    for expected in ["addition", "slow", "noisy"].iter().chain(&PLATFORM_TOOLS) {
+        assert!(names.iter().any(|n| n == expected), "{sdk}: {expected} missing from {names:?}");
+    }
+}
+
 fn tool_names(list: &Value) -> Vec<String> {
     list["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_owned()).collect()
 }
@@ -168,9 +175,7 @@ async fn over_stdio_each_task_is_a_tool_with_its_schemas_and_runs() {
         assert_eq!(report["protocol"], protocol, "{sdk}: {report}");
         let steps = steps_of(&report);
         let names = tool_names(&steps[0]);
-        for expected in ["addition", "slow", "noisy"].iter().chain(&PLATFORM_TOOLS) {
-            assert!(names.iter().any(|n| n == expected), "{sdk}: {expected} missing from {names:?}");
-        }
+        assert_lists_every_tool(sdk, &names);
         assert!(!names.iter().any(|n| n == "broken"), "{names:?}");
         let addition =
             steps[0]["tools"].as_array().unwrap().iter().find(|t| t["name"] == "addition").unwrap();
@@ -319,9 +324,7 @@ async fn over_http_keys_roles_progress_hand_off_and_cancel_work_for_both_protoco
         assert_eq!(report["protocol"], protocol, "{sdk}: {report}");
         let steps = steps_of(&report);
         let names = tool_names(&steps[0]);
-        for expected in ["addition", "slow", "noisy"].iter().chain(&PLATFORM_TOOLS) {
-            assert!(names.iter().any(|n| n == expected), "{sdk}: {expected} missing from {names:?}");
-        }
+        assert_lists_every_tool(sdk, &names);
         assert_eq!(steps[1]["structured"], json!({"sum": 5}), "{sdk}: {}", steps[1]);
         assert_eq!(steps[2]["is_error"], true);
         assert_eq!(text_json(&steps[2])["error"]["violations"][0]["pointer"], "/num1", "{}", steps[2]);
