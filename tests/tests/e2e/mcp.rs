@@ -269,7 +269,7 @@ fn the_stdio_server_writes_nothing_but_protocol_to_stdout() {
 
 fn auth_config(extra: &str) -> String {
     format!(
-        "server:\n  rate_limit_per_second: 0\nmcp:\n  call_wait_secs: 2\n{extra}plugins:\n  \
+        "server:\n  rate_limit_per_second: 0\nmcp:\n  call_wait_secs: 10\n{extra}plugins:\n  \
          - {{name: console, kind: sink, source: \"builtin:console-sink\"}}\n  \
          - name: keys\n    kind: auth\n    source: {}\n    config:\n      keys:\n{}",
         component("api-key-auth").display(),
@@ -315,7 +315,9 @@ async fn over_http_keys_roles_progress_hand_off_and_cancel_work_for_both_protoco
                 "list",
                 r#"call:addition:{"num1": 2, "num2": 3}"#,
                 r#"call:addition:{"num1": "x", "num2": 1}"#,
-                r#"progress:slow:{"steps": 12, "ms": 300}"#,
+                // 12 s against a 10 s wait: handed off. The abandon below comes 1.5 s into a
+                // call that would wait 10 s, so its cancel has time to arrive on a busy machine.
+                r#"progress:slow:{"steps": 12, "ms": 1000}"#,
                 r#"abandon:slow:{"steps": 400, "ms": 100}:1.5"#,
             ],
             &[],
