@@ -141,5 +141,6 @@ async fn echo(headers: HeaderMap, body: String) -> axum::Json<serde_json::Value>
         "body": body,
         "content_type": header("content-type"),
         "authorization": header("authorization"),
+        "traceparent": header("traceparent"),
     }))
 }

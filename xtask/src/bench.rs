@@ -17,7 +17,8 @@
 //!    client (p50, p99), and `tools/list` with 1,000 tasks, against a release `ratchet serve`.
 //! 7. Failure analysis: the `patterns` bench target classifies failures with the built-in set
 //!    plus 100 custom patterns (p50, p95, p99), and the `report` bench target makes a failure
-//!    report from SQLite and renders its Markdown.
+//!    report from SQLite and renders its Markdown; the `events` bench target creates run events
+//!    and hands them to two sinks (p50, p95, p99).
 //! 8. Plugins: the `plugins` bench target: compile vs cached load of a component, instantiation
 //!    from the template, and the cost of one sink call.
 
@@ -106,6 +107,16 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         .context("running the report bench")?;
     if !status.success() {
         bail!("the report bench failed ({status})");
+    }
+    let events = if quick { "10000" } else { "100000" };
+    println!("$ cargo bench -p ratchet-plugin-host --bench events -- {events}");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["bench", "-p", "ratchet-plugin-host", "--bench", "events", "--", events])
+        .current_dir(root())
+        .status()
+        .context("running the events bench")?;
+    if !status.success() {
+        bail!("the events bench failed ({status})");
     }
     println!("$ cargo bench -p ratchet-plugin-host --bench plugins");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use ratchet_core::Config;
+use ratchet_core::trace::TraceContext;
 use ratchet_service::EnqueueOptions;
 use ratchet_storage::{
     ExecutionFilter, ExecutionRecord, Job, JobFilter, JobStatus, Listed, Page, Store, now_ms,
@@ -225,6 +226,8 @@ async fn enqueue(mut config: Config, args: EnqueueArgs) -> anyhow::Result<ExitCo
         max_attempts: args.max_attempts,
         idempotency_key: args.idempotency_key,
         timeout,
+        // A pipeline that traces its steps passes its trace in `TRACEPARENT`.
+        trace: std::env::var("TRACEPARENT").ok().as_deref().and_then(TraceContext::parse),
     };
     // A running server polls the database and picks the job up.
     let enqueued =

@@ -343,7 +343,8 @@ pub fn init_tracing(color: ColorChoice, format: LogFormat) {
     let _ = JSON_LOG.set(json);
     let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
-        subscriber.json().with_current_span(false).with_span_list(false).init();
+        // A line logged during a run carries the run's span: its trace id, job and execution.
+        subscriber.json().with_current_span(true).with_span_list(false).init();
     } else {
         subscriber.with_ansi(color.stderr()).init();
     }

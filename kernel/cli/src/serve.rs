@@ -65,7 +65,8 @@ pub async fn serve(mut config: Config, args: ServeArgs) -> anyhow::Result<ExitCo
         service.node
     );
     let server_config = &service.config().server;
-    let app = ratchet_server::app(Arc::clone(&service), server_config.clone(), &surfaces);
+    let app =
+        ratchet_server::app(Arc::clone(&service), server_config.clone(), &surfaces, node.stopped.clone());
     let limits = ConnectionLimits {
         header_read_timeout: ratchet_server::seconds(server_config.header_read_timeout_secs),
         max_connections: server_config.max_connections.min(open_files),

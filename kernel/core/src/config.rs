@@ -121,6 +121,15 @@ impl Config {
     /// configured plugin is `builtin:error-patterns` already.
     pub fn effective_plugins(&self) -> Vec<PluginConfig> {
         let mut plugins = self.plugins.clone();
+        // The console sink writes in the log's format unless told otherwise.
+        for plugin in plugins.iter_mut().filter(|p| p.source == "builtin:console-sink") {
+            if plugin.config.is_null() {
+                plugin.config = serde_json::json!({});
+            }
+            if let Some(config) = plugin.config.as_object_mut() {
+                config.entry("format").or_insert_with(|| serde_json::json!(self.logging.format));
+            }
+        }
         let wanted = self.error_patterns.builtin || !self.error_patterns.patterns.is_empty();
         let configured = plugins.iter().any(|p| p.source == "builtin:error-patterns");
         if wanted && !configured {

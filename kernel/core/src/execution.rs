@@ -10,8 +10,9 @@ use worker_protocol::{FRAME_HEADROOM, JsError, RunContext, RunMode, RunOutcome};
 
 use crate::config::Config;
 use crate::http::{Egress, Exchange, HttpMode, HttpSession, Masker, RecordingBudget};
-use crate::supervisor::{LogLine, PoolSpec, RunRequest, WorkerFailure, WorkerPool};
+use crate::supervisor::{LogLine, PoolSpec, RunLabel, RunRequest, WorkerFailure, WorkerPool};
 use crate::task::{SchemaViolation, Task, TaskError};
+use crate::trace::TraceContext;
 
 /// Name of the worker binary looked up next to the `ratchet` binary.
 pub const WORKER_BINARY: &str = "ratchet-worker";
@@ -215,7 +216,7 @@ impl Kernel {
         input: Value,
         http: HttpMode,
     ) -> Execution {
-        let RunIdentity { execution_id: id, attempt, timeout, input_checked, cancel } = identity;
+        let RunIdentity { execution_id: id, attempt, timeout, input_checked, cancel, trace } = identity;
         let started = Instant::now();
         let limit = self.config.workers.max_frame_bytes.saturating_sub(FRAME_HEADROOM);
         let (input, violations) =
@@ -227,10 +228,11 @@ impl Kernel {
         if !violations.is_empty() {
             return Execution::failed(id, ExecutionError::InvalidInput(violations), started);
         }
-        let session = Arc::new(HttpSession::new(http, self.recording_budget()));
+        let session = Arc::new(HttpSession::new(http, self.recording_budget()).traced(trace.clone()));
         let mut request = self.request(task, RunMode::Run, input, &id, Arc::clone(&session));
         request.context.attempt = attempt;
         request.cancel = cancel;
+        request.label.trace_id = trace.as_ref().map(|trace| trace.trace_id().into());
         if let Some(timeout) = timeout {
             let ceiling =
                 Duration::try_from_secs_f64(self.config.limits.max_timeout_secs).unwrap_or(Duration::MAX);
@@ -327,6 +329,7 @@ impl Kernel {
             max_log_bytes: self.config.recording.max_log_bytes.0,
             live: Some(self.live.clone()),
             cancel: None,
+            label: RunLabel { task: task.name().into(), trace_id: None },
         }
     }
 
@@ -356,11 +359,20 @@ pub struct RunIdentity {
     pub input_checked: bool,
     /// Cancelling it stops the run (its worker is killed) and fails it as `cancelled`.
     pub cancel: Option<CancellationToken>,
+    /// The trace the run belongs to: its live `fetch` requests carry it as `traceparent`.
+    pub trace: Option<TraceContext>,
 }
 
 impl RunIdentity {
     pub fn new(execution_id: String) -> RunIdentity {
-        RunIdentity { execution_id, attempt: 1, timeout: None, input_checked: false, cancel: None }
+        RunIdentity {
+            execution_id,
+            attempt: 1,
+            timeout: None,
+            input_checked: false,
+            cancel: None,
+            trace: None,
+        }
     }
 }
 

@@ -15,6 +15,7 @@ pub mod schedule;
 pub mod supervisor;
 pub mod task;
 pub mod time;
+pub mod trace;
 
 pub use config::Config;
 pub use execution::{Execution, ExecutionError, Kernel, RunIdentity, RunStatus};

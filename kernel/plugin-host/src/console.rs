@@ -24,7 +24,7 @@ pub fn load(
 ) -> Result<(PluginInfo, Box<dyn Sink>), LoadError> {
     match (builtin, config.kind) {
         ("console-sink", PluginKind::Sink) => {
-            let plugin: Box<dyn NativeSink> = Box::new(ConsoleSink);
+            let plugin: Box<dyn NativeSink> = Box::new(ConsoleSink::new(config)?);
             let info = builtin_info(config, PluginKind::Sink, plugin.manifest());
             Ok((info, Box::new(Native::builtin(config.name.clone(), plugin, counters))))
         }
@@ -79,8 +79,44 @@ fn builtin_info(config: &PluginConfig, kind: PluginKind, manifest: Manifest) -> 
     }
 }
 
-/// Writes each event to the kernel's log (stderr) as a JSON line.
-struct ConsoleSink;
+/// Writes each event to the kernel's log (stderr): as `[event] {JSON}` in a text log, or as a
+/// JSON log line (target `ratchet::event`, the event under `fields`) when the log is JSON
+/// (`logging.format: json`, or the plugin's own `format`).
+struct ConsoleSink {
+    json: bool,
+}
+
+impl ConsoleSink {
+    fn new(config: &PluginConfig) -> Result<ConsoleSink, LoadError> {
+        let format = config.config.get("format").and_then(serde_json::Value::as_str).unwrap_or("text");
+        match format {
+            "text" | "json" => Ok(ConsoleSink { json: format == "json" }),
+            other => Err(LoadError::Config {
+                name: config.name.clone(),
+                message: format!("format is `text` or `json`, not `{other}`"),
+            }),
+        }
+    }
+
+    /// The event as the log line of a JSON log, in the shape the kernel's other lines have.
+    fn json_line(event: &plugin_api::Event) -> String {
+        let data: serde_json::Value = serde_json::from_str(&event.data)
+            .unwrap_or_else(|_| serde_json::Value::from(event.data.as_str()));
+        let line = serde_json::json!({
+            "timestamp": ratchet_core::time::format(event.at_ms),
+            "level": "INFO",
+            "fields": {
+                "message": event.kind,
+                "task": event.task,
+                "execution_id": event.execution_id,
+                "trace_id": data.get("trace_id"),
+                "data": data,
+            },
+            "target": "ratchet::event",
+        });
+        line.to_string()
+    }
+}
 
 impl NativeSink for ConsoleSink {
     fn manifest(&self) -> Manifest {
@@ -89,6 +125,10 @@ impl NativeSink for ConsoleSink {
 
     fn write(&mut self, events: &[plugin_api::Event]) -> Result<(), plugin_api::PluginError> {
         for event in events {
+            if self.json {
+                eprintln!("{}", ConsoleSink::json_line(event));
+                continue;
+            }
             eprintln!(
                 "[event] {{\"kind\":{},\"at_ms\":{},\"task\":{},\"execution_id\":{},\"data\":{}}}",
                 serde_json::Value::from(event.kind.as_str()),

@@ -29,7 +29,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use patterns::{ErrorPatterns, FailedRun, Suggestion};
-pub use sinks::SinkSet;
+pub use sinks::{Sink, SinkSet};
 
 pub use plugin_api::{Capability, PluginKind};
 use ratchet_core::config::PluginConfig;
@@ -55,6 +55,15 @@ impl Event {
             execution_id: execution_id.map(str::to_owned),
             data,
         }
+    }
+
+    /// The event with the trace it belongs to, as `data.trace_id` (so every sink, whatever
+    /// version of the plugin interface it speaks, sees it).
+    pub fn traced(mut self, trace_id: &str) -> Event {
+        if let Value::Object(data) = &mut self.data {
+            data.insert("trace_id".into(), Value::from(trace_id));
+        }
+        self
     }
 }
 

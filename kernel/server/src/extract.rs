@@ -1,7 +1,9 @@
-//! The request-body extractor of the REST surface.
+//! The extractors of the surfaces: a JSON object body, and the request's trace.
 
 use axum::Json;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use ratchet_core::trace::TraceContext;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -29,6 +31,26 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonObject<T> {
         serde_path_to_error::deserialize(value).map(JsonObject).map_err(|error| {
             ApiError::invalid(format!("Failed to deserialize the JSON body into the target type: {error}"))
         })
+    }
+}
+
+/// The trace a request belongs to: the caller's `traceparent` when it is valid, else a new
+/// trace (set by the server's envelope on every request).
+#[derive(Debug, Clone)]
+pub struct Trace(pub TraceContext);
+
+impl Trace {
+    /// The trace of a request with these `parts` (for surfaces that read them whole).
+    pub fn of(parts: &Parts) -> TraceContext {
+        parts.extensions.get::<TraceContext>().cloned().unwrap_or_else(TraceContext::root)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Trace {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Trace(Trace::of(parts)))
     }
 }
 

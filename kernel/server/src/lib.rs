@@ -33,10 +33,11 @@ use tower::ServiceExt as _;
 
 pub use auth::{Caller, Role};
 pub use error::{ApiError, request_id};
-pub use extract::JsonObject;
+pub use extract::{JsonObject, Trace};
 
 use model::PluginView;
 use ratchet_core::config::ServerConfig;
+use ratchet_core::trace::{TRACEPARENT, TraceContext};
 pub use ratchet_plugin_host::PluginInfo;
 use ratchet_service::Service;
 
@@ -46,6 +47,8 @@ pub struct ApiState {
     pub config: ServerConfig,
     /// Permits for synchronous runs in progress.
     pub sync_runs: Arc<Semaphore>,
+    /// True once the node stops ([`app`]).
+    pub stopping: tokio::sync::watch::Receiver<bool>,
     limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
     /// `server.trusted_proxies`, parsed.
     trusted_proxies: Vec<ipnet::IpNet>,
@@ -91,7 +94,15 @@ pub fn check_exposure(config: &ServerConfig, bound: SocketAddr, auth_enabled: bo
 }
 
 /// The whole HTTP application.
-pub fn app(service: Arc<Service>, config: ServerConfig, surfaces: &[Box<dyn ApiSurface>]) -> Router {
+/// The server's application over `service`: `surfaces` mounted behind one route table and auth
+/// check. `stopping` turns true when the node stops: long-lived streams end then, so the
+/// listener's graceful stop does not wait on them.
+pub fn app(
+    service: Arc<Service>,
+    config: ServerConfig,
+    surfaces: &[Box<dyn ApiSurface>],
+    stopping: tokio::sync::watch::Receiver<bool>,
+) -> Router {
     let limiter = (config.rate_limit_per_second > 0).then(|| {
         let per_second =
             std::num::NonZeroU32::new(config.rate_limit_per_second).unwrap_or(std::num::NonZeroU32::MIN);
@@ -106,6 +117,7 @@ pub fn app(service: Arc<Service>, config: ServerConfig, surfaces: &[Box<dyn ApiS
     });
     let state = Arc::new(ApiState {
         service,
+        stopping,
         sync_runs: Arc::new(Semaphore::new(config.max_sync_runs.max(1))),
         limiter,
         trusted_proxies,
@@ -191,15 +203,31 @@ fn cors(config: &ServerConfig) -> tower_http::cors::CorsLayer {
             header::CONTENT_TYPE,
             header::AUTHORIZATION,
             header::HeaderName::from_static("x-api-key"),
+            header::HeaderName::from_static(TRACEPARENT),
         ])
-        .expose_headers([header::HeaderName::from_static("x-request-id"), header::RETRY_AFTER])
+        .expose_headers([
+            header::HeaderName::from_static(REQUEST_ID_HEADER),
+            header::HeaderName::from_static(TRACE_ID_HEADER),
+            header::RETRY_AFTER,
+        ])
 }
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
+/// The response header naming the request's trace id (W3C Trace Context).
+const TRACE_ID_HEADER: &str = "x-trace-id";
 
-/// Gives every request an id (the caller's `x-request-id` when it is sane), answers every
-/// failure in the one error shape, and stamps the id on the response.
-async fn envelope(request: Request, next: Next) -> Response {
+/// Gives every request an id (the caller's `x-request-id` when it is sane) and a trace (the
+/// caller's `traceparent` when it is valid, else a new one, in the request's extensions),
+/// answers every failure in the one error shape, and stamps both ids on the response.
+async fn envelope(mut request: Request, next: Next) -> Response {
+    let trace = request
+        .headers()
+        .get(TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceContext::parse)
+        .unwrap_or_else(TraceContext::root);
+    let trace_id = HeaderValue::from_str(trace.trace_id()).ok();
+    request.extensions_mut().insert(trace);
     let id = request
         .headers()
         .get(REQUEST_ID_HEADER)
@@ -226,6 +254,9 @@ async fn envelope(request: Request, next: Next) -> Response {
             }
             if let Ok(value) = HeaderValue::from_str(&id) {
                 response.headers_mut().insert(REQUEST_ID_HEADER, value);
+            }
+            if let Some(trace_id) = trace_id {
+                response.headers_mut().insert(TRACE_ID_HEADER, trace_id);
             }
             response
         })

@@ -42,6 +42,7 @@ fn main() {
             worker: Some("w0.1".into()),
             node: Some("node".into()),
             caused_by: None,
+            trace_id: None,
         };
         store.record_execution(&record).await.expect("the record is stored");
         for _ in 0..100 {

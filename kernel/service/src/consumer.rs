@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::runs::{Run, record};
+use ratchet_core::trace::TraceContext;
 use tokio_util::sync::CancellationToken;
 
 impl Service {
@@ -56,6 +57,27 @@ impl Service {
             }
         };
         let execution_id = ratchet_storage::new_id();
+        // A job enqueued before trace ids existed gets one per attempt.
+        let trace = job.trace_id.as_deref().and_then(TraceContext::resume).unwrap_or_else(TraceContext::root);
+        // At WARN, so the warnings a node logs by default carry the run's trace.
+        let span = tracing::warn_span!(
+            "run", trace_id = %trace.trace_id(), job = %job.id, attempt = job.attempt, execution = %execution_id
+        );
+        let run = self.run_job(job, task, execution_id, trace, claim_next);
+        tracing::Instrument::instrument(run, span).await
+    }
+
+    /// Runs the claimed `job` as execution `execution_id` on `trace`, records it, and reports
+    /// its end (claiming the next job in the same transaction when `claim_next`).
+    async fn run_job(
+        &self,
+        job: Job,
+        task: Arc<ratchet_core::Task>,
+        execution_id: String,
+        trace: TraceContext,
+        claim_next: bool,
+    ) -> Option<Job> {
+        let trace_id = trace.trace_id().to_owned();
         self.track(&job, Some(&execution_id));
         // A cancelled (or rescued) job's attempt is stopped at its next heartbeat.
         let lost = tokio_util::sync::CancellationToken::new();
@@ -74,6 +96,7 @@ impl Service {
                 None,
                 json!({"job": job.id, "attempt": job.attempt}),
             )
+            .traced(&trace_id)
         });
         let http = self.kernel.live_http(&task);
         let identity = RunIdentity {
@@ -82,13 +105,20 @@ impl Service {
             timeout: job.timeout,
             input_checked: false,
             cancel: Some(lost),
+            trace: Some(trace),
         };
         let execution = self.kernel.run_as(identity, &task, job.input.clone(), http).await;
         let classification = self.classify(&job.task, &execution).await;
         heartbeat.abort();
         self.metrics.run(&job.task, execution.outcome.is_ok(), execution.duration);
-        self.emit_outcome(&job.task, Some(&job), &execution, &classification);
-        let run = Run { job_id: Some(&job.id), attempt: job.attempt, task: &job.task, input: &job.input };
+        self.emit_outcome(&job.task, Some(&job), &trace_id, &execution, &classification);
+        let run = Run {
+            job_id: Some(&job.id),
+            attempt: job.attempt,
+            task: &job.task,
+            input: &job.input,
+            trace_id: &trace_id,
+        };
         let record = record(run, &execution, &classification, started, &self.node);
         let error = execution.outcome.as_ref().err().map(ToString::to_string);
         let outcome = match (&execution.outcome, &error) {
@@ -134,7 +164,7 @@ impl Service {
     }
 
     /// The job whose attempt this node runs as execution `id`, if any.
-    pub(crate) fn job_of(&self, id: &str) -> Option<String> {
+    pub fn job_of(&self, id: &str) -> Option<String> {
         let in_flight = self.in_flight.lock().ok()?;
         in_flight.iter().find(|(_, (_, execution))| execution == id).map(|(job, _)| job.clone())
     }

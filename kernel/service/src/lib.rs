@@ -34,6 +34,7 @@ use ratchet_core::config::QueueConfig;
 use ratchet_core::execution::{Execution, Kernel, RunIdentity};
 use ratchet_core::http::Har;
 use ratchet_core::task::SchemaViolation;
+use ratchet_core::trace::TraceContext;
 use ratchet_plugin_host::{Event, FailedRun, Plugins, Suggestion};
 use ratchet_storage::{
     Backoff, Enqueued, ExecutionRecord, Job, JobStatus, NewJob, Outcome, QueueError, Store, TaskVersion,
@@ -49,6 +50,8 @@ pub struct EnqueueOptions {
     pub idempotency_key: Option<String>,
     /// The job's own timeout, replacing the task's (bounded by `limits.max_timeout_secs`).
     pub timeout: Option<Duration>,
+    /// The trace of the request that enqueues (its `traceparent`); a new trace when `None`.
+    pub trace: Option<TraceContext>,
 }
 
 /// A job's own timeout of `secs` seconds, checked against `limits.max_timeout_secs` (`max_secs`).
@@ -119,6 +122,7 @@ pub async fn enqueue(
         timeout: options.timeout,
         idempotency_key: options.idempotency_key,
         task_digest: Some(found.digest.clone()),
+        trace_id: Some(options.trace.unwrap_or_else(TraceContext::root).trace_id().to_owned()),
     };
     Ok(store.enqueue(new, now_ms()).await?)
 }
@@ -235,6 +239,8 @@ impl Service {
             priority: job.priority,
             max_attempts: Some(job.max_attempts),
             timeout: job.timeout,
+            // The retry continues the original's trace.
+            trace: job.trace_id.as_deref().and_then(TraceContext::resume),
             ..Default::default()
         };
         self.enqueue(&job.task, job.input, options).await

@@ -33,6 +33,11 @@ pub struct RemoteLine {
     pub index: usize,
     pub level: worker_protocol::LogLevel,
     pub message: String,
+    /// The task's name (absent from nodes older than trace ids).
+    #[serde(default)]
+    pub task: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 /// What one notification carries.
@@ -107,6 +112,8 @@ fn relayable(service: &Service, lines: Vec<LiveLine>) -> Vec<RemoteLine> {
                 index: line.index,
                 level: line.level,
                 message: line.message,
+                task: line.label.task.to_string(),
+                trace_id: line.label.trace_id.as_deref().map(str::to_owned),
             })
         })
         .collect()
@@ -192,7 +199,16 @@ mod tests {
             index,
             level: worker_protocol::LogLevel::Info,
             message: message.into(),
+            task: "task".into(),
+            trace_id: None,
         }
+    }
+
+    #[test]
+    fn a_line_from_a_node_older_than_trace_ids_is_read() {
+        let old = r#"{"job":"j","execution":"e","index":0,"level":"info","message":"hi"}"#;
+        let line: RemoteLine = serde_json::from_str(old).unwrap();
+        assert_eq!((line.task.as_str(), line.trace_id), ("", None));
     }
 
     #[test]

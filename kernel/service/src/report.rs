@@ -73,6 +73,9 @@ pub struct Context {
     pub worker: Option<String>,
     pub node: Option<String>,
     pub caused_by: Option<Value>,
+    /// The trace the run belongs to: `ratchet logs --trace ID` and
+    /// `GET /api/v1/executions?trace_id=ID` find the request's other runs.
+    pub trace_id: Option<String>,
     /// The input, with the values of secret-looking keys masked.
     pub input: Value,
 }
@@ -153,6 +156,7 @@ pub async fn report(store: &Store, config: &Config, id: &str) -> Result<Report, 
         worker: record.worker.clone(),
         node: record.node.clone(),
         caused_by: record.caused_by.clone(),
+        trace_id: record.trace_id.clone(),
         input: mask_json(&record.input, &masker),
     };
     let mut report = Report {
@@ -437,6 +441,9 @@ impl Report {
         let c = &self.context;
         let _ = writeln!(out, "## Execution context\n");
         let _ = writeln!(out, "- execution: `{}`", self.summary.execution_id);
+        if let Some(trace) = &c.trace_id {
+            let _ = writeln!(out, "- trace: `{trace}`");
+        }
         let _ = writeln!(
             out,
             "- task: `{}` version {} (digest {})",

@@ -2,6 +2,7 @@
 //! patterns' classification, the events for sinks, and the execution record.
 
 use super::*;
+use ratchet_core::trace::TraceContext;
 
 impl Service {
     /// Runs `task` now, outside the queue (the API's synchronous run), and records it. The
@@ -27,7 +28,8 @@ impl Service {
         guard: impl Send + 'static,
         options: RunOptions,
     ) -> (String, tokio::sync::oneshot::Receiver<Result<ExecutionRecord, Unrecorded>>) {
-        let RunOptions { cancel, caused_by } = options;
+        let RunOptions { cancel, caused_by, trace } = options;
+        let trace = trace.unwrap_or_else(TraceContext::root);
         let id = ratchet_storage::new_id();
         let (done, receiver) = tokio::sync::oneshot::channel();
         let service = Arc::clone(self);
@@ -35,15 +37,26 @@ impl Service {
         if let Ok(mut running) = self.running_now.lock() {
             running.insert(id.clone());
         }
-        tokio::spawn(async move {
+        // At WARN, so the warnings a node logs by default carry the run's trace.
+        // At WARN, so the warnings a node logs by default carry the run's trace.
+        let span = tracing::warn_span!("run", trace_id = %trace.trace_id(), execution = %id);
+        let run = async move {
             let started = now_ms();
             let name = task.name().to_owned();
-            service.emit(|| Event::new("execution.started", Some(&name), Some(&execution_id), json!({})));
+            let trace_id = trace.trace_id().to_owned();
+            service.emit(|| {
+                Event::new("execution.started", Some(&name), Some(&execution_id), json!({})).traced(&trace_id)
+            });
             let http = service.kernel.live_http(&task);
             let execution = service
                 .kernel
                 .run_as(
-                    RunIdentity { input_checked: true, cancel, ..RunIdentity::new(execution_id) },
+                    RunIdentity {
+                        input_checked: true,
+                        cancel,
+                        trace: Some(trace),
+                        ..RunIdentity::new(execution_id)
+                    },
                     &task,
                     input.clone(),
                     http,
@@ -51,8 +64,8 @@ impl Service {
                 .await;
             let classification = service.classify(&name, &execution).await;
             service.metrics.run(&name, execution.outcome.is_ok(), execution.duration);
-            service.emit_outcome(&name, None, &execution, &classification);
-            let run = Run { job_id: None, attempt: 1, task: &name, input: &input };
+            service.emit_outcome(&name, None, &trace_id, &execution, &classification);
+            let run = Run { job_id: None, attempt: 1, task: &name, input: &input, trace_id: &trace_id };
             let mut record = record(run, &execution, &classification, started, &service.node);
             record.caused_by = caused_by;
             let recorded = match service.store.record_execution(&record).await {
@@ -67,7 +80,8 @@ impl Service {
             }
             let _ = done.send(recorded);
             drop(guard);
-        });
+        };
+        tokio::spawn(tracing::Instrument::instrument(run, span));
         (id, receiver)
     }
 
@@ -91,6 +105,7 @@ impl Service {
         &self,
         task: &str,
         job: Option<&Job>,
+        trace_id: &str,
         execution: &Execution,
         classification: &[Suggestion],
     ) {
@@ -100,8 +115,10 @@ impl Service {
         let id = Some(execution.id.as_str());
         let duration_ms = execution.duration.as_secs_f64() * 1000.0;
         let base = match job {
-            Some(job) => json!({"job": job.id, "attempt": job.attempt, "duration_ms": duration_ms}),
-            None => json!({"duration_ms": duration_ms}),
+            Some(job) => json!({
+                "job": job.id, "attempt": job.attempt, "duration_ms": duration_ms, "trace_id": trace_id,
+            }),
+            None => json!({"duration_ms": duration_ms, "trace_id": trace_id}),
         };
         match &execution.outcome {
             Ok(_) => self.emit(|| Event::new("execution.succeeded", Some(task), id, base)),
@@ -127,6 +144,8 @@ pub struct RunOptions {
     pub cancel: Option<tokio_util::sync::CancellationToken>,
     /// Stored with the record ([`ExecutionRecord::caused_by`]).
     pub caused_by: Option<Value>,
+    /// The trace of the request that runs it (its `traceparent`); a new trace when `None`.
+    pub trace: Option<TraceContext>,
 }
 
 /// What an execution ran: a job's attempt, or a direct run (no job).
@@ -135,6 +154,7 @@ pub(crate) struct Run<'a> {
     pub(crate) attempt: u32,
     pub(crate) task: &'a str,
     pub(crate) input: &'a Value,
+    pub(crate) trace_id: &'a str,
 }
 
 /// The stored record of `execution`, its error carrying the error patterns' classification.
@@ -168,5 +188,6 @@ pub(crate) fn record(
         worker: execution.worker.as_ref().map(|w| w.worker_id.clone()),
         node: Some(node.to_owned()),
         caused_by: None,
+        trace_id: Some(run.trace_id.to_owned()),
     }
 }

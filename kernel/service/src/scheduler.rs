@@ -94,6 +94,8 @@ fn job(queue: &QueueConfig, schedule: &Schedule, fire_time: i64) -> NewJob {
         idempotency_key: Some(fire_key(&schedule.id, fire_time)),
         // A schedule runs its task as it is when each fire starts.
         task_digest: None,
+        // Each fire is a trace of its own.
+        trace_id: Some(ratchet_core::trace::TraceContext::root().trace_id().to_owned()),
     }
 }
 

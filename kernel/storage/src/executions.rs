@@ -33,14 +33,16 @@ pub struct ExecutionRecord {
     /// Who or what caused the run when a surface says so: an MCP call's principal, tool and
     /// the SHA-256 of its arguments.
     pub caused_by: Option<Value>,
+    /// The trace the run belongs to: its job's, or the request's that ran it.
+    pub trace_id: Option<String>,
 }
 
 pub(super) const COLUMNS: &str = "id, job_id, attempt, task, status, input, output, error, logs, http, started_at, \
-     finished_at, duration_us, worker, node, caused_by";
+     finished_at, duration_us, worker, node, caused_by, trace_id";
 
 /// The insert of one record, its values in [`values`]' order.
 pub(super) static INSERT: LazyLock<String> = LazyLock::new(|| {
-    format!("INSERT INTO executions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    format!("INSERT INTO executions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 });
 
 impl Store {
@@ -108,6 +110,7 @@ fn values(record: &ExecutionRecord) -> Vec<SqlValue> {
         record.worker.clone().into(),
         record.node.clone().into(),
         record.caused_by.as_ref().map(Value::to_string).into(),
+        record.trace_id.clone().into(),
     ]
 }
 
@@ -132,5 +135,6 @@ pub(super) fn from_row(row: &QueryResult) -> Result<ExecutionRecord, QueueError>
         worker: row.try_get("", "worker")?,
         node: row.try_get("", "node")?,
         caused_by: opt_json(row, "caused_by")?,
+        trace_id: row.try_get("", "trace_id")?,
     })
 }

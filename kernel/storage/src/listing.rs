@@ -37,6 +37,8 @@ pub struct ExecutionFilter {
     /// `success` or `failure`.
     pub status: Option<ratchet_core::RunStatus>,
     pub job_id: Option<String>,
+    /// The runs of one trace ([`ExecutionRecord::trace_id`]).
+    pub trace_id: Option<String>,
 }
 
 /// `WHERE` clauses joined with `AND`, and their values.
@@ -78,6 +80,7 @@ impl Store {
         conditions.add("task = ?", filter.task.clone());
         conditions.add("status = ?", filter.status.map(|s| s.as_str()));
         conditions.add("job_id = ?", filter.job_id.clone());
+        conditions.add("trace_id = ?", filter.trace_id.clone());
         let rows = self.page("executions", EXECUTION_COLUMNS, &conditions, page).await?;
         let items = rows.iter().map(execution_from_row).collect::<Result<_, _>>()?;
         Ok(Listed { items, total: self.count("executions", &conditions).await? })

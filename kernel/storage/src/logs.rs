@@ -19,6 +19,8 @@ pub const MAX_SCANNED: u64 = 5_000;
 pub struct LogSearch {
     pub task: Option<String>,
     pub execution_id: Option<String>,
+    /// The runs of one trace.
+    pub trace_id: Option<String>,
     /// Runs that started at or after this time (ms).
     pub since: Option<i64>,
     /// Lines at this level or above: `debug` < `info` < `warn` < `error`.
@@ -34,6 +36,7 @@ pub struct LogSearch {
 pub struct LogHit {
     pub execution_id: String,
     pub task: String,
+    pub trace_id: Option<String>,
     /// When its run started (lines carry no time of their own).
     pub started_at: i64,
     /// The line's position in its run's log, from 0.
@@ -83,6 +86,10 @@ impl Store {
             clauses.push("id = ?");
             values.push(id.clone().into());
         }
+        if let Some(trace) = &search.trace_id {
+            clauses.push("trace_id = ?");
+            values.push(trace.clone().into());
+        }
         if let Some(since) = search.since {
             clauses.push("started_at >= ?");
             values.push(since.into());
@@ -91,7 +98,7 @@ impl Store {
             if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
         values.push((MAX_SCANNED as i64).into());
         let sql = format!(
-            "SELECT id, task, started_at, logs FROM executions {filter} ORDER BY started_at DESC, id DESC LIMIT ?"
+            "SELECT id, task, trace_id, started_at, logs FROM executions {filter} ORDER BY started_at DESC, id DESC LIMIT ?"
         );
         let rows = self.connection().query_all_raw(self.statement(&sql, values)).await?;
         let scanned = rows.len() as u64;
@@ -104,6 +111,7 @@ impl Store {
             let logs = json(row, "logs")?;
             let id: String = row.try_get("", "id")?;
             let task: String = row.try_get("", "task")?;
+            let trace_id: Option<String> = row.try_get("", "trace_id")?;
             let started_at = int(row, "started_at")?;
             let mut found: Vec<LogHit> = Vec::new();
             for (index, line) in logs.as_array().into_iter().flatten().enumerate() {
@@ -117,6 +125,7 @@ impl Store {
                 found.push(LogHit {
                     execution_id: id.clone(),
                     task: task.clone(),
+                    trace_id: trace_id.clone(),
                     started_at,
                     index,
                     level: level.to_owned(),

@@ -23,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(JobsPinTaskVersions),
             Box::new(TaskSourcesAndLoadErrors),
             Box::new(ExecutionsCausedBy),
+            Box::new(TraceIds),
         ]
     }
 }
@@ -423,6 +424,37 @@ impl MigrationTrait for ExecutionsCausedBy {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager.get_connection().execute_unprepared("ALTER TABLE executions DROP COLUMN caused_by").await?;
+        Ok(())
+    }
+}
+
+/// The trace each job and run belongs to, and finding a trace's runs.
+struct TraceIds;
+
+impl MigrationName for TraceIds {
+    fn name(&self) -> &str {
+        "m20261130_000010_trace_ids"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for TraceIds {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared("ALTER TABLE jobs ADD COLUMN trace_id TEXT").await?;
+        db.execute_unprepared("ALTER TABLE executions ADD COLUMN trace_id TEXT").await?;
+        db.execute_unprepared(
+            "CREATE INDEX IF NOT EXISTS executions_by_trace ON executions (trace_id) WHERE trace_id IS NOT NULL",
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared("DROP INDEX IF EXISTS executions_by_trace").await?;
+        db.execute_unprepared("ALTER TABLE executions DROP COLUMN trace_id").await?;
+        db.execute_unprepared("ALTER TABLE jobs DROP COLUMN trace_id").await?;
         Ok(())
     }
 }

@@ -35,6 +35,9 @@ pub struct NewJob {
     /// The version of the task (its digest) the job runs, whatever the task's files hold when
     /// it starts; `None` runs the version the node has then.
     pub task_digest: Option<String>,
+    /// The trace the job belongs to (32 hex digits, W3C Trace Context); every attempt runs
+    /// on it.
+    pub trace_id: Option<String>,
 }
 
 impl NewJob {
@@ -49,6 +52,7 @@ impl NewJob {
             timeout: None,
             idempotency_key: None,
             task_digest: None,
+            trace_id: None,
         }
     }
 }
@@ -146,6 +150,8 @@ pub struct Job {
     pub idempotency_key: Option<String>,
     /// The task version it runs ([`NewJob::task_digest`]).
     pub task_digest: Option<String>,
+    /// [`NewJob::trace_id`].
+    pub trace_id: Option<String>,
     pub lease_owner: Option<String>,
     pub lease_expires_at: Option<i64>,
     pub output: Option<Value>,
@@ -204,7 +210,7 @@ pub enum QueueError {
 
 pub(super) const COLUMNS: &str = "id, task, input, priority, run_at, status, attempt, max_attempts, backoff_base_ms, \
      backoff_max_ms, timeout_ms, idempotency_key, lease_owner, lease_expires_at, output, last_error, \
-     created_at, updated_at, task_digest";
+     created_at, updated_at, task_digest, trace_id";
 
 impl Store {
     /// Adds a job. With an idempotency key already used, returns the existing job instead.
@@ -234,7 +240,7 @@ impl Store {
         now: i64,
     ) -> Result<bool, QueueError> {
         let sql = format!(
-            "INSERT INTO jobs ({COLUMNS}) VALUES (?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, ?, ?, ?) \
+            "INSERT INTO jobs ({COLUMNS}) VALUES (?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, ?, ?, ?, ?) \
              ON CONFLICT (idempotency_key) DO NOTHING"
         );
         let values: Vec<SqlValue> = vec![
@@ -251,6 +257,7 @@ impl Store {
             now.into(),
             now.into(),
             new.task_digest.clone().into(),
+            new.trace_id.clone().into(),
         ];
         Ok(connection.execute_raw(self.statement(&sql, values)).await?.rows_affected() == 1)
     }
@@ -550,6 +557,7 @@ pub(super) fn job_from_row(row: &QueryResult) -> Result<Job, QueueError> {
         timeout: opt_int(row, "timeout_ms")?.map(|ms| Duration::from_millis(ms.max(0) as u64)),
         idempotency_key: row.try_get("", "idempotency_key")?,
         task_digest: row.try_get("", "task_digest")?,
+        trace_id: row.try_get("", "trace_id")?,
         lease_owner: row.try_get("", "lease_owner")?,
         lease_expires_at: opt_int(row, "lease_expires_at")?,
         output: opt_json(row, "output")?,

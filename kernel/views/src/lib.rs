@@ -100,6 +100,9 @@ pub struct JobView {
     /// The task version (digest) the job runs, whatever the task's files hold when it starts;
     /// none for jobs a schedule fired, which run the version a node has then.
     pub task_digest: Option<String>,
+    /// The trace the job belongs to (W3C trace id): the enqueuing request's `traceparent`, or
+    /// a new trace. Every attempt runs on it.
+    pub trace_id: Option<String>,
     pub lease_owner: Option<String>,
     pub output: Option<Value>,
     pub last_error: Option<String>,
@@ -121,6 +124,7 @@ impl From<&Job> for JobView {
             run_at: time(job.run_at),
             idempotency_key: job.idempotency_key.clone(),
             task_digest: job.task_digest.clone(),
+            trace_id: job.trace_id.clone(),
             lease_owner: job.lease_owner.clone(),
             output: job.output.clone(),
             last_error: job.last_error.clone(),
@@ -186,6 +190,9 @@ pub struct ExecutionSummary {
     /// `{surface, principal, role, tool, arguments_sha256}`.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub caused_by: Option<Value>,
+    /// The trace the run belongs to (W3C trace id); its `fetch` requests carried it as
+    /// `traceparent`.
+    pub trace_id: Option<String>,
 }
 
 impl From<&ExecutionRecord> for ExecutionSummary {
@@ -203,6 +210,7 @@ impl From<&ExecutionRecord> for ExecutionSummary {
             node: e.node.clone(),
             error: e.error.clone(),
             caused_by: e.caused_by.clone(),
+            trace_id: e.trace_id.clone(),
         }
     }
 }

@@ -269,3 +269,202 @@ async fn logs_are_searchable_followed_and_trended() {
     let line: Value = serde_json::from_str(&line.expect("--follow printed the new run's line")).unwrap();
     assert_eq!(line["message"], "careful: needle 42");
 }
+
+/// A random W3C trace id.
+fn trace_id() -> String {
+    ratchet_core::trace::TraceContext::root().trace_id().to_owned()
+}
+
+/// docs/reliability.md F6: one trace id finds the request, its job, the job's runs, their log
+/// lines and events, and the HTTP requests the task made (which carry it as `traceparent`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_links_the_request_its_job_its_runs_and_their_requests() {
+    let echo = TestServer::start();
+    let root = tempfile::tempdir().unwrap();
+    write_task(
+        root.path(),
+        "traced",
+        "async (input) => {\n  const answer = await fetch(input.url, {method: 'POST', body: 'hi'});\n  \
+         const echoed = await answer.json();\n  console.info('sent traceparent ' + echoed.traceparent);\n  \
+         return {traceparent: echoed.traceparent};\n}",
+    );
+    let config = format!(
+        "logging:\n  format: json\negress:\n  allow_hosts: [\"{}\"]\n\
+         plugins:\n  - {{name: console, kind: sink, source: \"builtin:console-sink\"}}\n",
+        echo.host()
+    );
+    let server = ApiServer::start_in(root, &config);
+    let client = reqwest::Client::new();
+    let trace = trace_id();
+    let traceparent = format!("00-{trace}-00f067aa0ba902b7-01");
+    let input = json!({"url": echo.url("/echo")});
+
+    // A job enqueued with a traceparent runs on that trace.
+    let enqueued = server
+        .send(
+            client
+                .post(server.url("/api/v1/jobs"))
+                .header("traceparent", &traceparent)
+                .json(&json!({"task": "traced", "input": input})),
+        )
+        .await;
+    assert_eq!(enqueued.status, 201, "{enqueued:?}");
+    assert_eq!(enqueued.headers["x-trace-id"], trace.as_str());
+    assert_eq!(enqueued.json["trace_id"], trace.as_str());
+    let job = enqueued.json["id"].as_str().unwrap().to_owned();
+    server
+        .wait_until("the traced job completes", || async {
+            server.get(&format!("/api/v1/jobs/{job}")).await.json["status"] == "completed"
+        })
+        .await;
+    let runs = server.get(&format!("/api/v1/executions?trace_id={trace}")).await;
+    let items = runs.json["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{runs:?}");
+    assert_eq!(items[0]["job_id"], job.as_str());
+    assert_eq!(items[0]["trace_id"], trace.as_str());
+    let execution = server.get(&format!("/api/v1/executions/{}", items[0]["id"].as_str().unwrap())).await;
+    // The task's request carried the trace, under a span of its own.
+    let sent = execution.json["output"]["traceparent"].as_str().unwrap().to_owned();
+    assert!(sent.starts_with(&format!("00-{trace}-")) && sent.ends_with("-01"), "{sent}");
+    assert_ne!(sent, traceparent, "a new span for the outgoing request");
+    let recorded: Vec<&Value> = execution.json["http"]["log"]["entries"][0]["request"]["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["name"] == "traceparent")
+        .collect();
+    assert_eq!(recorded.len(), 1, "the recording shows the header: {execution:?}");
+
+    // The CLI finds the run's lines by the trace.
+    let data = server.root.path().join("data");
+    let lines = tests::ratchet(&[
+        "logs",
+        "--trace",
+        &trace,
+        "--format",
+        "json",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(lines.success(), "{lines:?}");
+    let items = lines.json()["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 1, "{lines:?}");
+    assert_eq!(items[0]["trace_id"], trace.as_str());
+    assert_eq!(items[0]["message"], format!("sent traceparent {sent}"));
+
+    // A synchronous run takes the request's trace too; a request without one gets a new trace.
+    let other = trace_id();
+    let run = server
+        .send(
+            client
+                .post(server.url("/api/v1/tasks/traced/run"))
+                .header("traceparent", format!("00-{other}-00f067aa0ba902b7-00"))
+                .json(&json!({"input": input})),
+        )
+        .await;
+    assert_eq!(run.json["trace_id"], other.as_str(), "{run:?}");
+    assert!(run.json["output"]["traceparent"].as_str().unwrap().ends_with("-00"), "the sampled flag is kept");
+    let untraced = server.post("/api/v1/jobs", &json!({"task": "traced", "input": input})).await;
+    let fresh = untraced.headers["x-trace-id"].to_str().unwrap().to_owned();
+    assert_eq!(fresh.len(), 32, "{untraced:?}");
+    assert_eq!(untraced.json["trace_id"], fresh.as_str());
+    let invalid = server
+        .send(
+            client
+                .post(server.url("/api/v1/jobs"))
+                .header("traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01")
+                .json(&json!({"task": "traced", "input": input})),
+        )
+        .await;
+    assert_ne!(
+        invalid.json["trace_id"], "00000000000000000000000000000000",
+        "an invalid header starts a new trace"
+    );
+
+    // The node's log is JSON lines, the console sink's events among them, with the trace.
+    server
+        .wait_until("the console sink logs the traced job's end", || async {
+            server.log().contains("execution.succeeded")
+        })
+        .await;
+    let log = server.log();
+    let events: Vec<Value> = log
+        .lines()
+        .filter(|line| line.starts_with('{'))
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .filter(|line: &Value| line["target"] == "ratchet::event")
+        .collect();
+    assert!(!log.contains("[event]"), "{log}");
+    let ended = events
+        .iter()
+        .find(|e| {
+            e["fields"]["message"] == "execution.succeeded" && e["fields"]["trace_id"] == trace.as_str()
+        })
+        .unwrap_or_else(|| panic!("no traced execution.succeeded event: {log}"));
+    assert_eq!(ended["fields"]["data"]["job"], job.as_str());
+}
+
+/// docs/reliability.md F7: `ratchet logs --follow` shows a run's lines while it runs, from the
+/// node's live stream (`GET /api/v1/logs/live`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_follow_shows_lines_while_the_run_is_going() {
+    let root = tempfile::tempdir().unwrap();
+    write_task(root.path(), "holds", "(input) => { console.warn('holding ' + input.n); while (true) {} }");
+    let server = ApiServer::start_in(root, "server:\n  rate_limit_per_second: 0\n");
+    let data = server.root.path().join("data");
+    let trace = trace_id();
+    let mut follower = std::process::Command::new(tests::ratchet_bin())
+        .args(["logs", "--follow", "--trace", &trace, "--format", "json", "--server", &server.url("")])
+        .args(["--data-dir", data.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (said, heard) = std::sync::mpsc::channel();
+    for (stream, out) in [
+        (Box::new(follower.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, "stdout"),
+        (Box::new(follower.stderr.take().unwrap()), "stderr"),
+    ] {
+        let said = said.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
+                if said.send((out, line)).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    let wait_for = |wanted: &str| loop {
+        match heard.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok((out, line)) if out == wanted.split(':').next().unwrap() && line.contains(&wanted[7..]) => {
+                return line;
+            }
+            Ok(_) => {}
+            Err(error) => panic!("the follower never said {wanted}: {error}"),
+        }
+    };
+    wait_for("stderr:(following");
+    let client = reqwest::Client::new();
+    let enqueued = server
+        .send(
+            client
+                .post(server.url("/api/v1/jobs"))
+                .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+                .json(&json!({"task": "holds", "input": {"n": 7}, "timeout_secs": 120})),
+        )
+        .await;
+    let job = enqueued.json["id"].as_str().unwrap().to_owned();
+    let line: Value = serde_json::from_str(&wait_for("stdout:holding 7")).unwrap();
+    // The run is still going: the line came live, not from its record.
+    let now = server.get(&format!("/api/v1/jobs/{job}")).await;
+    assert_eq!(now.json["status"], "running", "{now:?}");
+    assert_eq!(line["trace_id"], trace.as_str());
+    assert_eq!(line["level"], "warn");
+    server.post(&format!("/api/v1/jobs/{job}/cancel"), &json!({})).await;
+    let _ = follower.kill();
+    let _ = follower.wait();
+
+    // The stream itself: filters are checked, and a viewer reads it as server-sent events.
+    server.get("/api/v1/logs/live?level=loud").await.assert_error(400, "bad_request");
+}

@@ -35,6 +35,7 @@ fn execution(id: &str, job_id: Option<&str>) -> ExecutionRecord {
         worker: Some("w0.1".into()),
         node: Some("node".into()),
         caused_by: None,
+        trace_id: None,
     }
 }
 

@@ -246,6 +246,7 @@ fn execution(n: usize, finished_at: i64, padding: &str) -> ExecutionRecord {
         worker: None,
         node: None,
         caused_by: None,
+        trace_id: None,
     }
 }
 

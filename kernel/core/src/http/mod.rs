@@ -15,6 +15,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use worker_protocol::{FetchOutcome, FetchRequest, JsError};
 
+use crate::trace::{TRACEPARENT, TraceContext};
+
 pub use exchange::{
     BodyDigest, Exchange, ExchangeOutcome, Har, HarEntry, HttpResponse, Truncation, mask_headers, mask_url,
 };
@@ -58,6 +60,8 @@ pub struct HttpSession {
     mode: HttpMode,
     budget: RecordingBudget,
     recorded: Mutex<Recorded>,
+    /// Live requests carry it as `traceparent` (unless the task set one).
+    trace: Option<TraceContext>,
 }
 
 #[derive(Default)]
@@ -70,16 +74,37 @@ struct Recorded {
 
 impl HttpSession {
     pub fn new(mode: HttpMode, budget: RecordingBudget) -> HttpSession {
-        HttpSession { mode, budget, recorded: Mutex::new(Recorded::default()) }
+        HttpSession { mode, budget, recorded: Mutex::new(Recorded::default()), trace: None }
+    }
+
+    /// The session of a run on `trace`.
+    pub fn traced(mut self, trace: Option<TraceContext>) -> HttpSession {
+        self.trace = trace;
+        self
     }
 
     /// Answers one `fetch` of the task and records the exchange, masked and within the budget.
     pub async fn fetch(&self, request: &FetchRequest) -> FetchOutcome {
         let started = SystemTime::now();
         let clock = Instant::now();
-        let outcome = self.answer(request).await;
-        self.record(request, &outcome, started, clock.elapsed());
+        let request = self.traceparent(request);
+        let outcome = self.answer(&request).await;
+        self.record(&request, &outcome, started, clock.elapsed());
         to_wire(outcome)
+    }
+
+    /// `request` as it leaves: on a traced live run, with a `traceparent` naming the run's
+    /// trace and a new span, unless the task sent its own.
+    fn traceparent<'a>(&self, request: &'a FetchRequest) -> std::borrow::Cow<'a, FetchRequest> {
+        let (Some(trace), HttpMode::Live(..)) = (&self.trace, &self.mode) else {
+            return std::borrow::Cow::Borrowed(request);
+        };
+        if request.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case(TRACEPARENT)) {
+            return std::borrow::Cow::Borrowed(request);
+        }
+        let mut traced = request.clone();
+        traced.headers.push((TRACEPARENT.to_owned(), trace.child_header()));
+        std::borrow::Cow::Owned(traced)
     }
 
     /// Keeps the exchange while the budget allows: whole, or with its bodies cut (their size

@@ -65,6 +65,15 @@ pub struct RunRequest {
     /// Cancelling it stops the run: its worker is killed (a run cannot be interrupted any
     /// other way), and the run fails as [`WorkerFailure::Cancelled`].
     pub cancel: Option<CancellationToken>,
+    /// The task's name and the run's trace, carried by its live lines.
+    pub label: RunLabel,
+}
+
+/// What a run's live lines say of it besides its execution id.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunLabel {
+    pub task: Arc<str>,
+    pub trace_id: Option<Arc<str>>,
 }
 
 /// Log lines of runs in progress, as they are written: `Kernel::follow_logs` subscribes.
@@ -74,6 +83,7 @@ pub type LiveLogs = tokio::sync::broadcast::Sender<LiveLine>;
 #[derive(Debug, Clone, PartialEq)]
 pub struct LiveLine {
     pub execution_id: Arc<str>,
+    pub label: RunLabel,
     /// The line's position in the run's log, from 0.
     pub index: usize,
     pub level: LogLevel,

@@ -116,6 +116,7 @@ impl WorkerProcess {
         let live = request.live.clone();
         let max_log_bytes = request.max_log_bytes;
         let execution_id: Arc<str> = request.context.execution_id.as_str().into();
+        let label = request.label.clone();
         let cancel = request.cancel.clone();
         let deadline = Instant::now() + limits.timeout;
         let mut reply = RunReply::new(self.id.clone());
@@ -154,6 +155,7 @@ impl WorkerProcess {
                     {
                         let line = super::LiveLine {
                             execution_id: Arc::clone(&execution_id),
+                            label: label.clone(),
                             index,
                             level: record.level,
                             message: reply.logs[index].message.clone(),

@@ -24,8 +24,9 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::{get, post};
 use serde_json::Value;
 
+use ratchet_core::trace::TraceContext;
 use ratchet_server::routes::{Route, public, route};
-use ratchet_server::{AppState, Caller, Role, builtin_info};
+use ratchet_server::{AppState, Caller, Role, Trace, builtin_info};
 use ratchet_views::{ExecutionDetail, JobView, NodeView, PluginView, ScheduleView, TaskView};
 
 use crate::introspection::Asks;
@@ -102,10 +103,14 @@ impl ratchet_server::ApiSurface for GraphQlSurface {
         };
         Router::new().route(
             "/graphql",
-            post(move |Extension(caller): Extension<Caller>, request: GraphQLBatchRequest| {
-                let schema = schema.clone();
-                async move { execute(&schema, caller, request).await }
-            }),
+            post(
+                move |Extension(caller): Extension<Caller>,
+                      Trace(trace): Trace,
+                      request: GraphQLBatchRequest| {
+                    let schema = schema.clone();
+                    async move { execute(&schema, caller, trace, request).await }
+                },
+            ),
         )
     }
 
@@ -171,6 +176,7 @@ async fn connection_init(
 async fn execute(
     schemas: &Schemas,
     caller: Caller,
+    trace: TraceContext,
     request: GraphQLBatchRequest,
 ) -> axum::response::Response {
     let batch = request.into_inner();
@@ -200,7 +206,12 @@ async fn execute(
             }
         }
     }
-    GraphQLResponse::from(schema.execute_batch(batch.data(caller)).await).into_response()
+    GraphQLResponse::from(schema.execute_batch(batch.data(caller).data(trace)).await).into_response()
+}
+
+/// The trace of the request the operation came in (a new one on a subscription socket).
+fn trace(ctx: &Context<'_>) -> TraceContext {
+    ctx.data_opt::<TraceContext>().cloned().unwrap_or_else(TraceContext::root)
 }
 
 fn state<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a AppState> {

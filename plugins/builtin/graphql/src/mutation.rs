@@ -27,6 +27,7 @@ impl Mutation {
             priority: priority.unwrap_or(0),
             idempotency_key,
             timeout,
+            trace: Some(trace(ctx)),
             ..Default::default()
         };
         let enqueued = state.service.enqueue(&task, input.0, options).await.map_err(gql)?;
@@ -62,7 +63,8 @@ impl Mutation {
                 "too many synchronous runs in progress (server.max_sync_runs); retry shortly",
             )
         })?;
-        let (id, done) = state.service.run_now(task, input, permit);
+        let options = ratchet_service::RunOptions { trace: Some(trace(ctx)), ..Default::default() };
+        let (id, done) = state.service.run_now_with(task, input, permit, options);
         match tokio::time::timeout(ratchet_server::seconds(state.config.run_wait_secs), done).await {
             Ok(Ok(Ok(record))) => Ok(record.into()),
             Ok(Ok(Err(unrecorded))) => Err(async_graphql::Error::new(format!(

@@ -49,6 +49,8 @@ impl Query {
     }
 
     /// Executions, newest first.
+    // Each argument is a field argument of the public schema, not an internal parameter list.
+    #[allow(clippy::too_many_arguments)]
     #[graphql(complexity = "limit.unwrap_or(50) as usize * child_complexity")]
     async fn executions(
         &self,
@@ -56,6 +58,7 @@ impl Query {
         task: Option<String>,
         status: Option<String>,
         job_id: Option<String>,
+        #[graphql(desc = "The runs of one trace (W3C trace id, 32 hex digits).")] trace_id: Option<String>,
         limit: Option<u64>,
         offset: Option<u64>,
     ) -> async_graphql::Result<ExecutionPage> {
@@ -67,7 +70,7 @@ impl Query {
                 )))
             })?),
         };
-        let filter = ExecutionFilter { task, status, job_id };
+        let filter = ExecutionFilter { task, status, job_id, trace_id };
         let listed =
             state(ctx)?.service.executions(&filter, page(limit, offset, "started_at")?).await.map_err(gql)?;
         Ok(ExecutionPage { items: listed.items.into_iter().map(Into::into).collect(), total: listed.total })

@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use ratchet_core::task::SchemaViolation;
+use ratchet_core::trace::TraceContext;
 use ratchet_service::{RunOptions, Service, ServiceError, Unrecorded};
 use ratchet_storage::ExecutionRecord;
 
@@ -39,6 +40,8 @@ pub struct Runner<'a> {
     pub wait: Duration,
     /// Stored with the run's record: who called which tool with what (as a digest).
     pub caused_by: Value,
+    /// The trace the run belongs to.
+    pub trace: TraceContext,
 }
 
 impl Runner<'_> {
@@ -64,7 +67,11 @@ impl Runner<'_> {
             );
         };
         let stop = CancellationToken::new();
-        let options = RunOptions { cancel: Some(stop.clone()), caused_by: Some(self.caused_by.clone()) };
+        let options = RunOptions {
+            cancel: Some(stop.clone()),
+            caused_by: Some(self.caused_by.clone()),
+            trace: Some(self.trace.clone()),
+        };
         let (id, done) = self.service.run_now_with(task, input, permit, options);
         let progress =
             context.meta.get_progress_token().map(|token| Progress::new(token, context.peer.clone()));

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
+use ratchet_core::trace::{TRACEPARENT, TraceContext};
 use ratchet_server::{Caller, Role};
 use ratchet_service::Service;
 use ratchet_storage::QueueError;
@@ -177,39 +178,43 @@ impl RatchetMcp {
                         "tool": name,
                         "arguments_sha256": call.digest,
                     }),
+                    trace: trace(context),
                 };
                 runner.call(tool, args, context).await
             }
-            Target::Platform(tool) => match platform::call(&self.inner.service, tool.name, args).await {
-                Ok(platform::Answer { data, text }) => {
-                    let id = data.get("id").and_then(Value::as_str).map(str::to_owned);
-                    let (execution_id, job_id) = match tool.name {
-                        platform::GET_EXECUTION => (id, None),
-                        platform::ENQUEUE | platform::CANCEL | platform::GET_JOB => (None, id),
-                        _ => (None, None),
-                    };
-                    let mut result = match text {
-                        Some(text) => {
-                            rmcp::model::CallToolResult::success(vec![rmcp::model::ContentBlock::text(text)])
+            Target::Platform(tool) => {
+                match platform::call(&self.inner.service, tool.name, args, trace(context)).await {
+                    Ok(platform::Answer { data, text }) => {
+                        let id = data.get("id").and_then(Value::as_str).map(str::to_owned);
+                        let (execution_id, job_id) = match tool.name {
+                            platform::GET_EXECUTION => (id, None),
+                            platform::ENQUEUE | platform::CANCEL | platform::GET_JOB => (None, id),
+                            _ => (None, None),
+                        };
+                        let mut result =
+                            match text {
+                                Some(text) => rmcp::model::CallToolResult::success(vec![
+                                    rmcp::model::ContentBlock::text(text),
+                                ]),
+                                None => text_result(&data, false),
+                            };
+                        result.structured_content = Some(data);
+                        Called { result, execution_id, job_id, outcome: "ok" }
+                    }
+                    Err(error) => {
+                        let mut body = json!({"kind": error.kind, "message": error.message});
+                        if let Some(details) = error.details {
+                            body["details"] = details;
                         }
-                        None => text_result(&data, false),
-                    };
-                    result.structured_content = Some(data);
-                    Called { result, execution_id, job_id, outcome: "ok" }
-                }
-                Err(error) => {
-                    let mut body = json!({"kind": error.kind, "message": error.message});
-                    if let Some(details) = error.details {
-                        body["details"] = details;
-                    }
-                    Called {
-                        result: text_result(&json!({"error": body}), true),
-                        execution_id: None,
-                        job_id: None,
-                        outcome: "error",
+                        Called {
+                            result: text_result(&json!({"error": body}), true),
+                            execution_id: None,
+                            job_id: None,
+                            outcome: "error",
+                        }
                     }
                 }
-            },
+            }
         })
     }
 
@@ -309,6 +314,18 @@ fn caller(extensions: &Extensions) -> Caller {
             .unwrap_or(Caller { id: "unauthenticated".into(), role: None }),
         None => Caller { id: "local".into(), role: Some(Role::Admin) },
     }
+}
+
+/// The trace of a call: the HTTP request's (its `traceparent` header), else the call's
+/// `_meta.traceparent` (how MCP clients pass a trace over stdio), else a new one.
+fn trace(context: &RequestContext<RoleServer>) -> TraceContext {
+    let from_http = context
+        .extensions
+        .get::<axum::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<TraceContext>().cloned());
+    from_http
+        .or_else(|| context.meta.get(TRACEPARENT).and_then(Value::as_str).and_then(TraceContext::parse))
+        .unwrap_or_else(TraceContext::root)
 }
 
 fn digest(arguments: Option<&rmcp::model::JsonObject>) -> String {

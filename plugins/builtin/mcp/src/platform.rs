@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use ratchet_core::RunStatus;
+use ratchet_core::trace::TraceContext;
 use ratchet_server::Role;
 use ratchet_service::{EnqueueOptions, Service, ServiceError};
 use ratchet_storage::{ExecutionFilter, Page, QueueError};
@@ -197,18 +198,28 @@ pub struct Answer {
 }
 
 /// Calls platform tool `name`.
-pub async fn call(service: &Arc<Service>, name: &str, args: JsonObject) -> Result<Answer, CallError> {
+pub async fn call(
+    service: &Arc<Service>,
+    name: &str,
+    args: JsonObject,
+    trace: TraceContext,
+) -> Result<Answer, CallError> {
     if name == EXPLAIN {
         let report = service.report(&arguments::<IdArgs>(name, args)?.id).await?;
         let text = Some(report.markdown());
         return Ok(Answer { data: serde_json::to_value(&report).unwrap_or_default(), text });
     }
-    Ok(Answer { data: call_for_data(service, name, args).await?, text: None })
+    Ok(Answer { data: call_for_data(service, name, args, trace).await?, text: None })
 }
 
-async fn call_for_data(service: &Arc<Service>, name: &str, args: JsonObject) -> Result<Value, CallError> {
+async fn call_for_data(
+    service: &Arc<Service>,
+    name: &str,
+    args: JsonObject,
+    trace: TraceContext,
+) -> Result<Value, CallError> {
     match name {
-        ENQUEUE => enqueue(service, arguments(name, args)?).await,
+        ENQUEUE => enqueue(service, arguments(name, args)?, trace).await,
         GET_JOB => get_job(service, arguments::<IdArgs>(name, args)?.id).await,
         GET_EXECUTION => get_execution(service, arguments::<IdArgs>(name, args)?.id).await,
         LIST_EXECUTIONS => list_executions(service, arguments(name, args)?).await,
@@ -220,7 +231,7 @@ async fn call_for_data(service: &Arc<Service>, name: &str, args: JsonObject) -> 
     }
 }
 
-async fn enqueue(service: &Arc<Service>, args: EnqueueArgs) -> Result<Value, CallError> {
+async fn enqueue(service: &Arc<Service>, args: EnqueueArgs, trace: TraceContext) -> Result<Value, CallError> {
     let run_at = args
         .run_at
         .as_deref()
@@ -242,6 +253,7 @@ async fn enqueue(service: &Arc<Service>, args: EnqueueArgs) -> Result<Value, Cal
         max_attempts: args.max_attempts,
         idempotency_key: args.idempotency_key,
         timeout,
+        trace: Some(trace),
     };
     let enqueued = service.enqueue(&args.task, args.input, options).await?;
     Ok(ratchet_views::json(&JobView::from(&enqueued.job)))
@@ -291,7 +303,7 @@ async fn list_executions(service: &Arc<Service>, args: ListArgs) -> Result<Value
         })
         .transpose()?;
     let limit = args.limit.unwrap_or(10).clamp(1, MAX_LISTED);
-    let filter = ExecutionFilter { task: args.task, status, job_id: None };
+    let filter = ExecutionFilter { task: args.task, status, ..ExecutionFilter::default() };
     let listed = service.executions(&filter, newest(limit)).await?;
     let items: Vec<Value> =
         listed.items.iter().map(|e| ratchet_views::json(&ExecutionSummary::from(e))).collect();

@@ -24,6 +24,8 @@ pub struct ExecutionQuery {
     #[param(pattern = "^(success|failure)$")]
     pub status: Option<String>,
     pub job_id: Option<String>,
+    /// The runs of one trace (a W3C trace id: 32 hex digits, as `x-trace-id` answers).
+    pub trace_id: Option<String>,
     /// started_at (default, descending), finished_at or duration_us; `-` first for descending.
     #[param(pattern = "^-?(started_at|finished_at|duration_us)$")]
     pub sort: Option<String>,
@@ -45,7 +47,8 @@ pub async fn list_executions(
             ApiError::bad_request(format!("`{name}` is not an execution status; use success or failure"))
         })?),
     };
-    let filter = ExecutionFilter { task: filter.task, status, job_id: filter.job_id };
+    let filter =
+        ExecutionFilter { task: filter.task, status, job_id: filter.job_id, trace_id: filter.trace_id };
     let listed = state.service.executions(&filter, page).await?;
     let items = listed.items.iter().map(ExecutionSummary::from).collect();
     Ok(Json(ExecutionList::new(items, listed.total, page.limit, page.offset)))

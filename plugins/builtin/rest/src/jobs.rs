@@ -10,7 +10,7 @@ use utoipa::IntoParams;
 use super::page;
 use ratchet_server::error::{ApiError, ErrorBody};
 use ratchet_server::model::{EnqueueRequest, JobDetail, JobList, JobView, PageQuery};
-use ratchet_server::{AppState, JsonObject};
+use ratchet_server::{AppState, JsonObject, Trace};
 use ratchet_service::{EnqueueOptions, job_timeout};
 use ratchet_storage::{JobFilter, JobStatus};
 
@@ -33,6 +33,7 @@ pub struct JobQuery {
         (status = "4XX", body = ErrorBody)))]
 pub async fn enqueue_job(
     State(state): State<AppState>,
+    Trace(trace): Trace,
     JsonObject(request): JsonObject<EnqueueRequest>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
     let run_at = request.run_at.as_deref().map(parse_time).transpose()?;
@@ -48,6 +49,7 @@ pub async fn enqueue_job(
         max_attempts: request.max_attempts,
         idempotency_key: request.idempotency_key,
         timeout,
+        trace: Some(trace),
     };
     let enqueued = state.service.enqueue(&request.task, request.input, options).await?;
     let status = if enqueued.created { StatusCode::CREATED } else { StatusCode::OK };

@@ -3,6 +3,7 @@
 
 mod executions;
 mod jobs;
+mod live;
 mod logs;
 pub mod openapi;
 mod schedules;
@@ -19,6 +20,7 @@ use ratchet_storage::Page;
 
 pub use executions::*;
 pub use jobs::*;
+pub use live::*;
 pub use logs::*;
 pub use schedules::*;
 pub use system::*;
@@ -51,6 +53,7 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/api/v1/executions/{id}/replay", Runner),
     route("GET", "/api/v1/logs", Viewer),
     route("GET", "/api/v1/logs/trends", Viewer),
+    route("GET", "/api/v1/logs/live", Viewer),
     route("GET", "/api/v1/schedules", Viewer),
     route("POST", "/api/v1/schedules", Admin),
     route("GET", "/api/v1/schedules/{id}", Viewer),
@@ -82,6 +85,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/executions/{id}/replay", post(replay_execution))
         .route("/api/v1/logs", get(search_logs))
         .route("/api/v1/logs/trends", get(failure_trends))
+        .route("/api/v1/logs/live", get(follow_logs))
         .route("/api/v1/schedules", get(list_schedules).post(add_schedule))
         .route("/api/v1/schedules/{id}", get(get_schedule).patch(update_schedule).delete(remove_schedule))
         .route("/api/v1/schedules/{id}/pause", post(pause_schedule))

@@ -23,6 +23,8 @@ const MAX_BUCKETS: i64 = 1_000;
 pub struct LogQuery {
     pub task: Option<String>,
     pub execution_id: Option<String>,
+    /// The runs of one trace (a W3C trace id, as `x-trace-id` answers).
+    pub trace_id: Option<String>,
     /// Lines at this level or above.
     #[param(pattern = "^(debug|info|warn|error)$")]
     pub level: Option<String>,
@@ -39,6 +41,8 @@ pub struct LogQuery {
 pub struct LogLine {
     pub execution_id: String,
     pub task: String,
+    /// The trace its run belongs to.
+    pub trace_id: Option<String>,
     /// When its run started.
     pub started_at: String,
     /// Its position in the run's log.
@@ -119,6 +123,7 @@ pub async fn search_logs(
     let search = LogSearch {
         task: query.task,
         execution_id: query.execution_id,
+        trace_id: query.trace_id,
         since,
         level: query.level,
         grep: query.grep,
@@ -131,6 +136,7 @@ pub async fn search_logs(
         .map(|hit| LogLine {
             execution_id: hit.execution_id,
             task: hit.task,
+            trace_id: hit.trace_id,
             started_at: ratchet_core::time::format(hit.started_at),
             index: hit.index,
             level: hit.level,

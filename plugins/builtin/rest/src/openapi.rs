@@ -24,7 +24,7 @@ use crate as rest;
         rest::list_tasks, rest::get_task, rest::task_versions, rest::validate_task, rest::run_task,
         rest::enqueue_job, rest::list_jobs, rest::get_job, rest::cancel_job, rest::retry_job,
         rest::list_executions, rest::get_execution, rest::execution_report, rest::replay_execution,
-        rest::search_logs, rest::failure_trends,
+        rest::search_logs, rest::failure_trends, rest::follow_logs,
         rest::list_schedules, rest::add_schedule, rest::get_schedule, rest::update_schedule, rest::remove_schedule,
         rest::pause_schedule, rest::resume_schedule, rest::next_fire_times,
         rest::list_nodes, rest::list_workers, rest::list_plugins,

@@ -15,7 +15,8 @@ use ratchet_server::model::{
     ExecutionDetail, PageQuery, RunAccepted, RunRequest, TaskDetail, TaskList, TaskVersions, TaskView,
     ValidateRequest, ValidateResponse, Violation,
 };
-use ratchet_server::{AppState, JsonObject};
+use ratchet_server::{AppState, JsonObject, Trace};
+use ratchet_service::RunOptions;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -142,6 +143,7 @@ pub async fn validate_task(
         (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn run_task(
     State(state): State<AppState>,
+    Trace(trace): Trace,
     Path(name): Path<String>,
     JsonObject(request): JsonObject<RunRequest>,
 ) -> Result<Response, ApiError> {
@@ -158,7 +160,8 @@ pub async fn run_task(
         ))
         .retry_after(1)
     })?;
-    let (id, done) = state.service.run_now(task, input, permit);
+    let options = RunOptions { trace: Some(trace), ..RunOptions::default() };
+    let (id, done) = state.service.run_now_with(task, input, permit, options);
     match tokio::time::timeout(ratchet_server::seconds(wait.min(cap)), done).await {
         Ok(Ok(Ok(record))) => Ok(Json(ExecutionDetail::from(record)).into_response()),
         Ok(Ok(Err(unrecorded))) => Err(not_recorded(unrecorded)),
