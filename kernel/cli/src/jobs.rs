@@ -140,6 +140,10 @@ pub struct EnqueueArgs {
     /// The input, as JSON text.
     #[arg(long, value_name = "JSON", default_value = "{}")]
     input_json: String,
+    /// One job per line of FILE (JSON lines: each line an input; `-` reads stdin), enqueued
+    /// together: all, or none when a line fails its checks (each such line is named).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["input_json", "idempotency_key"])]
+    input_file: Option<PathBuf>,
     /// Higher runs first.
     #[arg(long, default_value_t = 0)]
     priority: i32,
@@ -208,7 +212,14 @@ pub async fn jobs(mut config: Config, command: JobsCommand) -> anyhow::Result<Ex
 }
 
 async fn enqueue(mut config: Config, args: EnqueueArgs) -> anyhow::Result<ExitCode> {
-    let input: Value = serde_json::from_str(&args.input_json).context("--input-json is not valid JSON")?;
+    let inputs = match &args.input_file {
+        Some(file) => Some(read_inputs(file)?),
+        None => None,
+    };
+    let input: Value = match inputs {
+        Some(_) => Value::Null,
+        None => serde_json::from_str(&args.input_json).context("--input-json is not valid JSON")?,
+    };
     let run_at = args.run_at.as_deref().map(parse_time).transpose()?;
     if !args.tasks.is_empty() {
         config.server.tasks = args.tasks.clone();
@@ -224,11 +235,14 @@ async fn enqueue(mut config: Config, args: EnqueueArgs) -> anyhow::Result<ExitCo
         priority: args.priority,
         run_at,
         max_attempts: args.max_attempts,
-        idempotency_key: args.idempotency_key,
+        idempotency_key: args.idempotency_key.clone(),
         timeout,
         // A pipeline that traces its steps passes its trace in `TRACEPARENT`.
         trace: std::env::var("TRACEPARENT").ok().as_deref().and_then(TraceContext::parse),
     };
+    if let (Some(inputs), Some(file)) = (inputs, &args.input_file) {
+        return enqueue_file(&store, &registry, &config, &args, file, inputs, options).await;
+    }
     // A running server polls the database and picks the job up.
     let enqueued =
         ratchet_service::enqueue(&store, &registry, &config.queue, &args.task, input, options).await?;
@@ -243,6 +257,79 @@ async fn enqueue(mut config: Config, args: EnqueueArgs) -> anyhow::Result<ExitCo
             println!("{}", enqueued.job.id);
             eprintln!("(the idempotency key matched this existing job; nothing new was queued)");
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The inputs of a JSON-lines file (`-`: stdin), each with its line number; blank lines are
+/// skipped, and the first line that is not JSON stops the command, naming it.
+fn read_inputs(file: &std::path::Path) -> anyhow::Result<Vec<(usize, Value)>> {
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("cannot read the inputs from stdin")?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?
+    };
+    let mut inputs = Vec::new();
+    for (number, line) in text.lines().enumerate().map(|(i, line)| (i + 1, line.trim())) {
+        if line.is_empty() {
+            continue;
+        }
+        let input = serde_json::from_str(line)
+            .with_context(|| format!("{} line {number} is not JSON (one input per line)", file.display()))?;
+        inputs.push((number, input));
+    }
+    if inputs.is_empty() {
+        anyhow::bail!("{} holds no inputs (one JSON document per line)", file.display());
+    }
+    Ok(inputs)
+}
+
+/// Enqueues one job per input of `file`, all in one transaction, with a progress bar on a
+/// terminal; a refused batch names each refused line.
+async fn enqueue_file(
+    store: &ratchet_storage::Store,
+    registry: &ratchet_service::TaskRegistry,
+    config: &Config,
+    args: &EnqueueArgs,
+    file: &std::path::Path,
+    inputs: Vec<(usize, Value)>,
+    options: EnqueueOptions,
+) -> anyhow::Result<ExitCode> {
+    let lines: Vec<usize> = inputs.iter().map(|(line, _)| *line).collect();
+    let jobs = inputs
+        .into_iter()
+        .map(|(_, input)| ratchet_service::BatchJob {
+            task: args.task.clone(),
+            input,
+            options: options.clone(),
+        })
+        .collect::<Vec<_>>();
+    let bar = super::progress::bar(args.common.format, jobs.len() as u64, "jobs");
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let written =
+        ratchet_service::enqueue_batch(store, registry, &config.queue, jobs, |n| bar.set_position(n as u64))
+            .await;
+    bar.finish_and_clear();
+    let written = match written {
+        Ok(written) => written,
+        Err(ratchet_service::ServiceError::InvalidBatch { problems, total }) => {
+            for problem in &problems {
+                let line = lines.get(problem.index).copied().unwrap_or(0);
+                eprintln!("{} line {line}: {}", file.display(), problem.message);
+            }
+            if total > problems.len() {
+                eprintln!("... and {} more", total - problems.len());
+            }
+            anyhow::bail!("{total} of {} lines cannot be enqueued, so none was", lines.len());
+        }
+        Err(error) => return Err(error.into()),
+    };
+    match args.common.format {
+        Format::Json => {
+            let ids: Vec<&str> = written.iter().map(|(id, _)| id.as_str()).collect();
+            println!("{}", json!({"ids": ids, "created": written.len()}));
+        }
+        Format::Text => println!("enqueued {} jobs of {}", written.len(), args.task),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,7 @@ mod mcp;
 mod nodes;
 mod plugins;
 mod progress;
+mod queue;
 mod registry;
 mod replay;
 mod run;
@@ -70,6 +71,9 @@ enum Command {
     /// Why a run failed: a Markdown report (error, code, patterns, attempts, logs, HTTP calls,
     /// prompts for an assistant) of an execution, or of every attempt of a job.
     Explain(explain::ExplainArgs),
+    /// Pause and resume the queue, one task's jobs or every job.
+    #[command(subcommand)]
+    Queue(queue::QueueCommand),
     /// Run tasks on cron schedules.
     #[command(subcommand)]
     Schedules(schedules::SchedulesCommand),
@@ -390,6 +394,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Executions(command) => jobs::executions(load_config()?, command).await,
         Command::Explain(args) => explain::explain(load_config()?, args).await,
         Command::Logs(args) => logs::logs(load_config()?, args).await,
+        Command::Queue(command) => queue::queue(load_config()?, command).await,
         Command::Schedules(command) => schedules::schedules(load_config()?, command).await,
         Command::Nodes(common) => nodes::nodes(load_config()?, common).await,
         Command::Tasks(common) => nodes::tasks(load_config()?, common).await,

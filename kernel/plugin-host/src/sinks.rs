@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ pub struct SinkStats {
 
 struct Running {
     name: String,
-    queue: SyncSender<Event>,
+    queue: SyncSender<Arc<Event>>,
     stats: Arc<SinkStats>,
     thread: Option<JoinHandle<()>>,
 }
@@ -58,10 +58,12 @@ impl SinkSet {
         self.sinks.is_empty()
     }
 
-    /// Hands `event` to every sink without waiting.
-    pub fn emit(&self, event: &Event) {
+    /// Hands `event` to every sink without waiting: one shared copy, queued for each sink's
+    /// thread (which does any copying, off the caller's path).
+    pub fn emit(&self, event: Event) {
+        let event = Arc::new(event);
         for sink in &self.sinks {
-            match sink.queue.try_send(event.clone()) {
+            match sink.queue.try_send(Arc::clone(&event)) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                     sink.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -103,14 +105,19 @@ impl Drop for SinkSet {
     }
 }
 
-fn deliver(mut sink: Box<dyn Sink>, events: &Receiver<Event>, stats: &SinkStats) {
+/// How long a sink's thread gathers events after the first of a batch.
+const GATHER: Duration = Duration::from_millis(5);
+
+fn deliver(mut sink: Box<dyn Sink>, events: &Receiver<Arc<Event>>, stats: &SinkStats) {
     while let Ok(first) = events.recv() {
-        let mut batch = vec![first];
-        // Whatever else arrives within a few milliseconds goes in the same call.
+        let mut batch = vec![Arc::unwrap_or_clone(first)];
+        // Whatever else arrives within a few milliseconds goes in the same call. The thread
+        // sleeps rather than waits on the queue meanwhile, so an emitter never pays to wake it.
+        std::thread::sleep(GATHER);
         while batch.len() < BATCH {
-            match events.recv_timeout(Duration::from_millis(5)) {
-                Ok(event) => batch.push(event),
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+            match events.try_recv() {
+                Ok(event) => batch.push(Arc::unwrap_or_clone(event)),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
         match sink.write(&batch) {

@@ -166,6 +166,22 @@ impl From<ServiceError> for ApiError {
                 })).collect::<Vec<_>>()});
                 ApiError::invalid(error.to_string()).with_details(details)
             }
+            ServiceError::InvalidBatch { ref problems, total } => {
+                let problems: Vec<_> = problems
+                    .iter()
+                    .map(|p| {
+                        serde_json::json!({
+                            "index": p.index,
+                            "message": p.message,
+                            "violations": p.violations.iter().map(|v| serde_json::json!({
+                                "pointer": v.pointer, "rule": v.rule, "message": v.message,
+                            })).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
+                let details = serde_json::json!({"problems": problems, "total": total});
+                ApiError::invalid(error.to_string()).with_details(details)
+            }
             ServiceError::Schedule(_) | ServiceError::Time(_) => ApiError::invalid(error.to_string()),
             ServiceError::Queue(error) => error.into(),
             _ => ApiError::internal(error.to_string()),

@@ -119,7 +119,8 @@ impl Service {
             input: &job.input,
             trace_id: &trace_id,
         };
-        let record = record(run, &execution, &classification, started, &self.node);
+        let mut record = record(run, &execution, &classification, started, &self.node);
+        self.note_system_state(&mut record);
         let error = execution.outcome.as_ref().err().map(ToString::to_string);
         let outcome = match (&execution.outcome, &error) {
             (Ok(output), _) => Outcome::Completed(output),

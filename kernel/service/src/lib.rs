@@ -77,6 +77,29 @@ pub enum ServiceError {
     Time(#[from] ratchet_core::time::TimeError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// A batch with jobs that cannot be enqueued: nothing was.
+    #[error("{} of the batch's jobs cannot be enqueued, so none was; the first: job {}: {}", .total, .problems.first().map_or(0, |p| p.index), .problems.first().map_or("", |p| p.message.as_str()))]
+    InvalidBatch { problems: Vec<BatchProblem>, total: usize },
+}
+
+/// Why one job of a batch cannot be enqueued.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchProblem {
+    /// Its position in the batch, from 0.
+    pub index: usize,
+    pub message: String,
+    pub violations: Vec<SchemaViolation>,
+}
+
+/// Problems a batch's refusal lists at most (it counts them all).
+pub const MAX_BATCH_PROBLEMS: usize = 100;
+
+/// One job of a batch.
+#[derive(Debug, Clone)]
+pub struct BatchJob {
+    pub task: String,
+    pub input: Value,
+    pub options: EnqueueOptions,
 }
 
 /// The task `reference` names, once `input` matches its input schema.
@@ -109,8 +132,62 @@ pub async fn enqueue(
         ratchet_core::time::check(run_at)?;
     }
     let (found, input) = checked_task(registry, task, input).await?;
-    let new = NewJob {
-        task: found.name().to_owned(),
+    let new = new_job(queue, &found, input, options);
+    Ok(store.enqueue(new, now_ms()).await?)
+}
+
+/// Checks every job of `jobs` (task, input, time) against `registry`, then enqueues them all in
+/// one transaction, or none when any fails its checks (every problem is named, up to
+/// [`MAX_BATCH_PROBLEMS`]). Returns each job's id and whether it was created.
+pub async fn enqueue_batch(
+    store: &Store,
+    registry: &TaskRegistry,
+    queue: &QueueConfig,
+    jobs: Vec<BatchJob>,
+    progress: impl FnMut(usize),
+) -> Result<Vec<(String, bool)>, ServiceError> {
+    let mut problems = Vec::new();
+    let mut total = 0;
+    let mut new_jobs = Vec::with_capacity(jobs.len());
+    for (index, job) in jobs.into_iter().enumerate() {
+        match checked_job(registry, queue, job).await {
+            Ok(new) => new_jobs.push(new),
+            Err(error) => {
+                total += 1;
+                if problems.len() < MAX_BATCH_PROBLEMS {
+                    let violations = match &error {
+                        ServiceError::InvalidInput { violations, .. } => violations.clone(),
+                        _ => Vec::new(),
+                    };
+                    problems.push(BatchProblem { index, message: error.to_string(), violations });
+                }
+            }
+        }
+    }
+    if total > 0 {
+        return Err(ServiceError::InvalidBatch { problems, total });
+    }
+    Ok(store.enqueue_batch(&new_jobs, now_ms(), progress).await?)
+}
+
+/// The job `job` asks for, once its task, input and time pass the checks.
+async fn checked_job(
+    registry: &TaskRegistry,
+    queue: &QueueConfig,
+    job: BatchJob,
+) -> Result<NewJob, ServiceError> {
+    let BatchJob { task, input, options } = job;
+    if let Some(run_at) = options.run_at {
+        ratchet_core::time::check(run_at)?;
+    }
+    let (found, input) = checked_task(registry, &task, input).await?;
+    Ok(new_job(queue, &found, input, options))
+}
+
+/// The job of `task` with `input` (both checked) as `options` and the queue's defaults say.
+fn new_job(queue: &QueueConfig, task: &ratchet_core::Task, input: Value, options: EnqueueOptions) -> NewJob {
+    NewJob {
+        task: task.name().to_owned(),
         input,
         priority: options.priority,
         run_at: options.run_at,
@@ -121,10 +198,9 @@ pub async fn enqueue(
         },
         timeout: options.timeout,
         idempotency_key: options.idempotency_key,
-        task_digest: Some(found.digest.clone()),
+        task_digest: Some(task.digest.clone()),
         trace_id: Some(options.trace.unwrap_or_else(TraceContext::root).trace_id().to_owned()),
-    };
-    Ok(store.enqueue(new, now_ms()).await?)
+    }
 }
 
 /// A synchronous run that ended but whose record the database refused (a full disk): it is
@@ -161,6 +237,9 @@ pub struct Service {
     pub metrics: Arc<Metrics>,
     /// Live log lines of job attempts other nodes run (PostgreSQL; see [`log_relay`]).
     remote_logs: tokio::sync::broadcast::Sender<Arc<log_relay::RemoteLine>>,
+    /// Jobs per status as the node heartbeat last counted them, and when: what a failure's
+    /// record says of the queue without a query per failure.
+    queue_seen: Mutex<Option<(i64, Value)>>,
 }
 
 impl Service {
@@ -182,6 +261,7 @@ impl Service {
             remote_logs: tokio::sync::broadcast::channel(log_relay::REMOTE_BUFFER).0,
             plugins: Arc::new(Plugins::none()),
             metrics: Arc::new(Metrics::new()),
+            queue_seen: Mutex::new(None),
         }
     }
 
@@ -208,7 +288,7 @@ impl Service {
     /// Hands the event `make` builds to the sinks; builds nothing when there are none.
     fn emit(&self, make: impl FnOnce() -> Event) {
         if !self.plugins.sinks.is_empty() {
-            self.plugins.sinks.emit(&make());
+            self.plugins.sinks.emit(make());
         }
     }
 
@@ -222,6 +302,13 @@ impl Service {
         let enqueued = enqueue(&self.store, &self.registry(), &self.queue, task, input, options).await?;
         self.wake.notify_waiters();
         Ok(enqueued)
+    }
+
+    /// [`enqueue_batch`] on this node's tasks, waking its idle consumers.
+    pub async fn enqueue_batch(&self, jobs: Vec<BatchJob>) -> Result<Vec<(String, bool)>, ServiceError> {
+        let written = enqueue_batch(&self.store, &self.registry(), &self.queue, jobs, |_| {}).await?;
+        self.wake.notify_waiters();
+        Ok(written)
     }
 
     /// Enqueues a failed or cancelled job again, as a new job with its task, input, priority

@@ -92,6 +92,7 @@ impl Service {
     }
 
     async fn heartbeat_node(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        self.count_queue().await;
         while !*stop.borrow() {
             tokio::select! {
                 () = tokio::time::sleep(NODE_HEARTBEAT) => {}
@@ -100,7 +101,46 @@ impl Service {
             if let Err(error) = self.beat().await {
                 tracing::warn!("node heartbeat failed: {error}");
             }
+            self.count_queue().await;
         }
+    }
+
+    /// Counts the jobs per status for [`Service::system_state`].
+    pub(crate) async fn count_queue(&self) {
+        if let Ok(counts) = self.store.job_counts().await {
+            let counts: serde_json::Map<String, Value> =
+                counts.into_iter().map(|(status, n)| (status.as_str().to_owned(), Value::from(n))).collect();
+            if let Ok(mut seen) = self.queue_seen.lock() {
+                *seen = Some((now_ms(), Value::Object(counts)));
+            }
+        }
+    }
+
+    /// This node as a failed run leaves it, for the run's record (`error.system`) and its
+    /// report: its workers, the jobs and runs it holds, its memory, and the queue as its last
+    /// heartbeat counted it.
+    pub(crate) fn system_state(&self) -> Value {
+        let workers: Vec<Value> = self
+            .kernel
+            .pool()
+            .status()
+            .iter()
+            .map(|slot| json!({"state": slot.state.as_str(), "runs": slot.runs, "restarts": slot.restarts}))
+            .collect();
+        let (queue_at, queue) = match self.queue_seen.lock().ok().and_then(|seen| seen.clone()) {
+            Some((at, counts)) => (Some(ratchet_core::time::format(at)), counts),
+            None => (None, Value::Null),
+        };
+        json!({
+            "at": ratchet_core::time::format(now_ms()),
+            "node": self.node,
+            "workers": workers,
+            "jobs_in_flight": self.in_flight(),
+            "runs_in_flight": self.running_now.lock().map_or(0, |running| running.len()),
+            "rss_kib": resident_kib(),
+            "queue": queue,
+            "queue_counted_at": queue_at,
+        })
     }
 
     async fn retain(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
@@ -180,4 +220,11 @@ pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "node".into())
+}
+
+/// This process's resident memory (Linux; `None` elsewhere).
+fn resident_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }

@@ -89,9 +89,14 @@ pub struct CodeExcerpt {
     pub lines: Vec<(usize, String)>,
 }
 
-/// The cluster's state when the report was made (not when the run failed: that is not kept).
+/// The state of the node that ran it when the run failed (kept in its record), and the
+/// cluster's when the report was made.
 #[derive(Debug, Clone, Serialize)]
 pub struct SystemState {
+    /// The node at the failure: `{at, node, workers: [{state, runs, restarts}], jobs_in_flight,
+    /// runs_in_flight, rss_kib, queue, queue_counted_at}`; absent for runs recorded before
+    /// nodes kept it.
+    pub at_failure: Option<Value>,
     pub at: String,
     /// Jobs per status.
     pub queue: Value,
@@ -171,7 +176,12 @@ pub async fn report(store: &Store, config: &Config, id: &str) -> Result<Report, 
         error: record.error.clone(),
         context,
         code: excerpt,
-        system: SystemState { at: ratchet_core::time::format(now_ms()), queue, workers },
+        system: SystemState {
+            at_failure: record.error.as_ref().and_then(|e| e.get("system")).cloned(),
+            at: ratchet_core::time::format(now_ms()),
+            queue,
+            workers,
+        },
         prompts,
         logs: record.logs.as_array().cloned().unwrap_or_default(),
         http: exchanges(&record.http),
@@ -516,7 +526,30 @@ impl Report {
     }
 
     fn system_section(&self, out: &mut String) {
-        let _ = writeln!(out, "## System state (at {}, not at the failure)\n", self.system.at);
+        if let Some(then) = &self.system.at_failure {
+            let workers = then["workers"].as_array().map(Vec::as_slice).unwrap_or_default();
+            let busy = workers.iter().filter(|w| w["state"] == "busy").count();
+            let _ = writeln!(
+                out,
+                "## System state at the failure ({}, node {})\n",
+                then["at"].as_str().unwrap_or("?"),
+                then["node"].as_str().unwrap_or("?")
+            );
+            let _ = writeln!(out, "- workers: {} ({busy} busy)", workers.len());
+            let _ = writeln!(
+                out,
+                "- in flight on the node: {} job(s), {} synchronous run(s)",
+                then["jobs_in_flight"], then["runs_in_flight"]
+            );
+            if let Some(rss) = then["rss_kib"].as_u64() {
+                let _ = writeln!(out, "- node memory (resident): {:.1} MiB", rss as f64 / 1024.0);
+            }
+            if let Some(at) = then["queue_counted_at"].as_str() {
+                let _ = writeln!(out, "- queue (counted at {at}): `{}`", then["queue"]);
+            }
+            let _ = writeln!(out);
+        }
+        let _ = writeln!(out, "## System state now (at {})\n", self.system.at);
         let _ = writeln!(out, "- queue: `{}`", self.system.queue);
         let busy = self.system.workers.iter().filter(|w| w["state"] == "busy").count();
         let failing = self.system.workers.iter().filter(|w| w["last_error"].is_string()).count();

@@ -68,6 +68,7 @@ impl Service {
             let run = Run { job_id: None, attempt: 1, task: &name, input: &input, trace_id: &trace_id };
             let mut record = record(run, &execution, &classification, started, &service.node);
             record.caused_by = caused_by;
+            service.note_system_state(&mut record);
             let recorded = match service.store.record_execution(&record).await {
                 Ok(()) => Ok(record),
                 Err(error) => {
@@ -83,6 +84,13 @@ impl Service {
         };
         tokio::spawn(tracing::Instrument::instrument(run, span));
         (id, receiver)
+    }
+
+    /// A failed run's record keeps the node's state at its end (`error.system`), for its report.
+    pub(crate) fn note_system_state(&self, record: &mut ExecutionRecord) {
+        if let Some(error) = record.error.as_mut().and_then(Value::as_object_mut) {
+            error.insert("system".into(), self.system_state());
+        }
     }
 
     /// What the error-pattern plugins make of a failed run (nothing for a success).

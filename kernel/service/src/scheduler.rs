@@ -18,14 +18,19 @@ pub struct TickReport {
     pub skipped_for_overlap: usize,
     /// Schedules another scheduler fired first.
     pub lost_races: usize,
+    /// Fire times dropped because their task's queue is paused with `skip_schedules`.
+    pub skipped_for_pause: usize,
 }
 
 /// Enqueues the jobs of every fire time due at `now`, following each schedule's catch-up and
 /// overlap policies.
 pub async fn tick(store: &Store, queue: &QueueConfig, now: i64) -> Result<TickReport, QueueError> {
     let mut report = TickReport::default();
-    for schedule in store.due_schedules(now).await? {
-        fire(store, queue, &schedule, now, &mut report).await?;
+    let due = store.due_schedules(now).await?;
+    let pauses = if due.is_empty() { Vec::new() } else { store.pauses().await? };
+    for schedule in due {
+        let skip = pauses.iter().any(|p| p.skip_schedules && p.covers(&schedule.task));
+        fire(store, queue, &schedule, now, skip, &mut report).await?;
     }
     Ok(report)
 }
@@ -35,6 +40,7 @@ async fn fire(
     queue: &QueueConfig,
     schedule: &Schedule,
     now: i64,
+    paused: bool,
     report: &mut TickReport,
 ) -> Result<(), QueueError> {
     let Some(next_due) = schedule.next_fire_at else { return Ok(()) };
@@ -46,6 +52,11 @@ async fn fire(
             (Vec::new(), None)
         }
     };
+    if paused && !times.is_empty() {
+        tracing::info!(schedule = %schedule.name, "skipping {} fire time(s): the queue of {} is paused", times.len(), schedule.task);
+        report.skipped_for_pause += times.len();
+        times.clear();
+    }
     if schedule.overlap == Overlap::Skip && !times.is_empty() {
         if previous_still_running(store, schedule).await? {
             tracing::info!(schedule = %schedule.name, "skipping {} fire time(s): the previous run has not finished", times.len());

@@ -14,7 +14,7 @@ use ratchet_core::http::HttpMode;
 use ratchet_core::supervisor::{LiveLine, SlotStatus};
 use ratchet_storage::{
     Attempt, ExecutionFilter, ExecutionRecord, Job, JobFilter, JobStatus, KnownVersion, Listed, NewSchedule,
-    Node, Page, QueueError, Schedule, WorkerRow, now_ms,
+    Node, Page, Pause, QueueError, Schedule, WHOLE_QUEUE, WorkerRow, now_ms,
 };
 
 use crate::{NODE_STALE_AFTER_MS, Service, ServiceError, scheduler};
@@ -114,6 +114,47 @@ impl Service {
     /// Cancels a job that has not ended.
     pub async fn cancel(&self, id: &str) -> Result<Job, QueueError> {
         self.store.cancel(id, now_ms()).await
+    }
+
+    /// Pauses the queue of `task` (every task's when `None`): its jobs stay queued, running
+    /// ones finish, every node obeys; with `skip_schedules` its schedules skip their fires
+    /// meanwhile (otherwise they keep enqueueing, and the jobs wait). An unknown task is refused.
+    pub async fn pause(
+        &self,
+        task: Option<&str>,
+        skip_schedules: bool,
+        by: &str,
+    ) -> Result<Pause, ServiceError> {
+        let scope = match task {
+            Some(reference) => {
+                let registry = self.registry();
+                let found = registry.get(reference).ok_or_else(|| ServiceError::UnknownTask {
+                    name: reference.to_owned(),
+                    known: registry.names().join(", "),
+                })?;
+                found.name().to_owned()
+            }
+            None => WHOLE_QUEUE.to_owned(),
+        };
+        Ok(self.store.pause(&scope, skip_schedules, Some(by), now_ms()).await?)
+    }
+
+    /// Lifts the pause of `task` (of the whole queue when `None`); `NotFound` when there was
+    /// none. A task's own pause and the whole queue's are separate: lifting one leaves the other.
+    pub async fn resume(&self, task: Option<&str>) -> Result<(), QueueError> {
+        let scope = task.unwrap_or(WHOLE_QUEUE);
+        if !self.store.resume(scope).await? {
+            let what =
+                if scope == WHOLE_QUEUE { "the whole queue".to_owned() } else { format!("task {scope}") };
+            return Err(QueueError::NotFound(format!("pause of {what} (it is not paused)")));
+        }
+        self.wake.notify_waiters();
+        Ok(())
+    }
+
+    /// The pauses in force.
+    pub async fn pauses(&self) -> Result<Vec<Pause>, QueueError> {
+        self.store.pauses().await
     }
 
     /// Jobs per status.

@@ -24,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(TaskSourcesAndLoadErrors),
             Box::new(ExecutionsCausedBy),
             Box::new(TraceIds),
+            Box::new(QueuePauses),
         ]
     }
 }
@@ -455,6 +456,34 @@ impl MigrationTrait for TraceIds {
         db.execute_unprepared("DROP INDEX IF EXISTS executions_by_trace").await?;
         db.execute_unprepared("ALTER TABLE executions DROP COLUMN trace_id").await?;
         db.execute_unprepared("ALTER TABLE jobs DROP COLUMN trace_id").await?;
+        Ok(())
+    }
+}
+
+/// Paused tasks (or the whole queue, scope `*`), obeyed by every node's claim.
+struct QueuePauses;
+
+impl MigrationName for QueuePauses {
+    fn name(&self) -> &str {
+        "m20261130_000011_queue_pauses"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for QueuePauses {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "CREATE TABLE queue_pauses (scope TEXT PRIMARY KEY, skip_schedules INTEGER NOT NULL, \
+                 paused_at BIGINT NOT NULL, paused_by TEXT)",
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.get_connection().execute_unprepared("DROP TABLE queue_pauses").await?;
         Ok(())
     }
 }

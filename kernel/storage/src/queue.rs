@@ -14,6 +14,7 @@ use std::time::Duration;
 use sea_orm::{ConnectionTrait, DbErr, QueryResult, TransactionTrait, Value as SqlValue};
 use serde_json::Value;
 
+use super::pauses::NOT_PAUSED;
 use super::row::{int, json, opt_int, opt_json};
 use super::{ExecutionRecord, Store};
 
@@ -208,6 +209,31 @@ pub enum QueueError {
     Corrupt(String),
 }
 
+/// Rows per `INSERT` of a batch: 14 values each, well below SQLite's 32,766 variables.
+const BATCH_ROWS: usize = 1_000;
+
+/// A new job's row in [`COLUMNS`] order: 14 placeholders.
+const NEW_ROW: &str = "(?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, ?, ?, ?, ?)";
+
+fn new_row(id: &str, new: &NewJob, now: i64) -> Vec<SqlValue> {
+    vec![
+        id.into(),
+        new.task.clone().into(),
+        new.input.to_string().into(),
+        new.priority.into(),
+        new.run_at.unwrap_or(now).into(),
+        i64::from(new.max_attempts).into(),
+        millis(new.backoff.base).into(),
+        millis(new.backoff.max).into(),
+        new.timeout.map(millis).into(),
+        new.idempotency_key.clone().into(),
+        now.into(),
+        now.into(),
+        new.task_digest.clone().into(),
+        new.trace_id.clone().into(),
+    ]
+}
+
 pub(super) const COLUMNS: &str = "id, task, input, priority, run_at, status, attempt, max_attempts, backoff_base_ms, \
      backoff_max_ms, timeout_ms, idempotency_key, lease_owner, lease_expires_at, output, last_error, \
      created_at, updated_at, task_digest, trace_id";
@@ -239,27 +265,62 @@ impl Store {
         new: &NewJob,
         now: i64,
     ) -> Result<bool, QueueError> {
-        let sql = format!(
-            "INSERT INTO jobs ({COLUMNS}) VALUES (?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, ?, ?, ?, ?) \
-             ON CONFLICT (idempotency_key) DO NOTHING"
-        );
-        let values: Vec<SqlValue> = vec![
-            id.into(),
-            new.task.clone().into(),
-            new.input.to_string().into(),
-            new.priority.into(),
-            new.run_at.unwrap_or(now).into(),
-            i64::from(new.max_attempts).into(),
-            millis(new.backoff.base).into(),
-            millis(new.backoff.max).into(),
-            new.timeout.map(millis).into(),
-            new.idempotency_key.clone().into(),
-            now.into(),
-            now.into(),
-            new.task_digest.clone().into(),
-            new.trace_id.clone().into(),
-        ];
-        Ok(connection.execute_raw(self.statement(&sql, values)).await?.rows_affected() == 1)
+        let sql =
+            format!("INSERT INTO jobs ({COLUMNS}) VALUES {NEW_ROW} ON CONFLICT (idempotency_key) DO NOTHING");
+        Ok(connection.execute_raw(self.statement(&sql, new_row(id, new, now))).await?.rows_affected() == 1)
+    }
+
+    /// Adds `jobs` in one transaction: all of them, or none when anything fails. Returns each
+    /// job's id, and whether it was created (false: its idempotency key named an existing job,
+    /// whose id it is), in order. `progress` hears how many are written after each statement.
+    pub async fn enqueue_batch(
+        &self,
+        jobs: &[NewJob],
+        now: i64,
+        mut progress: impl FnMut(usize),
+    ) -> Result<Vec<(String, bool)>, QueueError> {
+        for (index, job) in jobs.iter().enumerate() {
+            if job.max_attempts == 0 {
+                return Err(QueueError::Invalid(format!("job {index}: max_attempts must be at least 1")));
+            }
+            if job.idempotency_key.as_deref().is_some_and(str::is_empty) {
+                return Err(QueueError::Invalid(format!(
+                    "job {index}: an idempotency key must not be empty"
+                )));
+            }
+        }
+        let transaction = self.writer().begin().await?;
+        let mut written = Vec::with_capacity(jobs.len());
+        for chunk in jobs.chunks(BATCH_ROWS) {
+            let ids: Vec<String> = chunk.iter().map(|_| crate::new_id()).collect();
+            let rows = vec![NEW_ROW; chunk.len()].join(", ");
+            let sql = format!(
+                "INSERT INTO jobs ({COLUMNS}) VALUES {rows} ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
+            );
+            let values = chunk.iter().zip(&ids).flat_map(|(job, id)| new_row(id, job, now)).collect();
+            let inserted: std::collections::HashSet<String> = transaction
+                .query_all_raw(self.statement(&sql, values))
+                .await?
+                .iter()
+                .map(|row| row.try_get::<String>("", "id"))
+                .collect::<Result<_, _>>()?;
+            for (job, id) in chunk.iter().zip(ids) {
+                if inserted.contains(&id) {
+                    written.push((id, true));
+                    continue;
+                }
+                let Some(key) = &job.idempotency_key else {
+                    return Err(QueueError::Corrupt("a job of the batch was not inserted".into()));
+                };
+                let sql = "SELECT id FROM jobs WHERE idempotency_key = ?";
+                let row = transaction.query_one_raw(self.statement(sql, vec![key.clone().into()])).await?;
+                let existing = row.ok_or_else(|| QueueError::Corrupt(format!("no job has the key {key}")))?;
+                written.push((existing.try_get("", "id")?, false));
+            }
+            progress(written.len());
+        }
+        transaction.commit().await?;
+        Ok(written)
     }
 
     /// Atomically takes the most urgent runnable job for `owner`, leasing it until
@@ -282,7 +343,7 @@ impl Store {
         let sql = format!(
             "UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = ?, lease_expires_at = ?, \
              updated_at = ? WHERE id = (SELECT id FROM jobs WHERE status IN ('queued', 'retrying') AND run_at <= ? \
-             ORDER BY priority DESC, run_at, created_at, id LIMIT 1{lock}) RETURNING {COLUMNS}"
+             AND {NOT_PAUSED} ORDER BY priority DESC, run_at, created_at, id LIMIT 1{lock}) RETURNING {COLUMNS}"
         );
         let values: Vec<SqlValue> = vec![owner.into(), (now + millis(lease)).into(), now.into(), now.into()];
         let row = connection.query_one_raw(self.statement(&sql, values)).await?;

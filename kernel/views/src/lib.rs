@@ -8,7 +8,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use ratchet_plugin_host::PluginInfo;
-use ratchet_storage::{Attempt, ExecutionRecord, Job, KnownVersion, Node, Schedule, WorkerRow};
+use ratchet_storage::{
+    Attempt, ExecutionRecord, Job, KnownVersion, Node, Pause, Schedule, WHOLE_QUEUE, WorkerRow,
+};
 
 /// A view as JSON, for the CLI's `--format json` (views hold nothing that fails to serialise).
 pub fn json<V: Serialize>(view: &V) -> Value {
@@ -235,6 +237,30 @@ pub struct ExecutionDetail {
 impl From<ExecutionRecord> for ExecutionDetail {
     fn from(e: ExecutionRecord) -> ExecutionDetail {
         ExecutionDetail { summary: (&e).into(), input: e.input, output: e.output, logs: e.logs, http: e.http }
+    }
+}
+
+/// A pause of the queue: one task's, or the whole queue's.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
+pub struct PauseView {
+    /// The paused task; none when the whole queue is paused.
+    pub task: Option<String>,
+    /// Its schedules skip their fires while paused (otherwise they enqueue jobs that wait).
+    pub skip_schedules: bool,
+    pub paused_at: String,
+    pub paused_by: Option<String>,
+}
+
+impl From<&Pause> for PauseView {
+    fn from(p: &Pause) -> PauseView {
+        PauseView {
+            task: (p.scope != WHOLE_QUEUE).then(|| p.scope.clone()),
+            skip_schedules: p.skip_schedules,
+            paused_at: time(p.paused_at),
+            paused_by: p.paused_by.clone(),
+        }
     }
 }
 

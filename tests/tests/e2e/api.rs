@@ -145,6 +145,150 @@ async fn tasks_run_synchronously_and_are_recorded() {
     server.get("/api/v1/executions/nope").await.assert_error(404, "not_found");
 }
 
+/// docs/reliability.md J14: a batch is enqueued all or nothing (REST and GraphQL), and the CLI
+/// enqueues a JSON-lines file of 100,000 inputs, naming the lines it refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_enqueued_all_or_nothing() {
+    let (server, scratch) = server(QUIET);
+    let job = |n: i64| json!({"task": "addition", "input": {"num1": n, "num2": 1}});
+    let refused = server
+        .post(
+            "/api/v1/jobs/batch",
+            &json!({"jobs": [job(1), {"task": "addition", "input": {"num1": "x"}}, job(3)]}),
+        )
+        .await;
+    refused.assert_error(422, "invalid_input");
+    assert_eq!(refused.json["error"]["details"]["problems"][0]["index"], 1, "{refused:?}");
+    assert_eq!(refused.json["error"]["details"]["total"], 1);
+    assert_eq!(server.get("/api/v1/jobs?task=addition").await.json["total"], 0, "nothing was enqueued");
+    server.post("/api/v1/jobs/batch", &json!({"jobs": []})).await.assert_error(422, "invalid_input");
+    let unknown =
+        server.post("/api/v1/jobs/batch", &json!({"jobs": [job(1), {"task": "nope", "input": {}}]})).await;
+    unknown.assert_error(422, "invalid_input");
+
+    let keyed = |n: i64| json!({"task": "addition", "input": {"num1": n, "num2": 1}, "idempotency_key": format!("k{n}")});
+    let batch = server.post("/api/v1/jobs/batch", &json!({"jobs": [keyed(1), keyed(2), job(3)]})).await;
+    assert_eq!((batch.status, &batch.json["created"]), (201, &json!(3)), "{batch:?}");
+    let ids: Vec<String> =
+        batch.json["ids"].as_array().unwrap().iter().map(|id| id.as_str().unwrap().to_owned()).collect();
+    for id in &ids {
+        wait_for_job(&server, id, "completed").await;
+    }
+    assert_eq!(server.get(&format!("/api/v1/jobs/{}", ids[1])).await.json["output"]["sum"], 3);
+    let again = server.post("/api/v1/jobs/batch", &json!({"jobs": [keyed(2), keyed(1)]})).await;
+    assert_eq!((again.status, &again.json["created"]), (200, &json!(0)), "{again:?}");
+    assert_eq!(again.json["ids"], json!([ids[1], ids[0]]), "the keys name the jobs they made");
+    let query = json!({"query": "mutation { enqueueBatch(jobs: [{task: \"addition\", input: {num1: 5, num2: 5}}]) }"});
+    let graphql = server.post("/graphql", &query).await;
+    let id =
+        graphql.json["data"]["enqueueBatch"][0].as_str().unwrap_or_else(|| panic!("{graphql:?}")).to_owned();
+    wait_for_job(&server, &id, "completed").await;
+
+    // 100,000 lines from a file, into a database of their own (no server drains them).
+    let data = scratch.path().join("bulk");
+    let file = scratch.path().join("inputs.jsonl");
+    let lines: String = (0..100_000).map(|n| format!("{{\"num1\": {n}, \"num2\": 1}}\n")).collect();
+    std::fs::write(&file, lines).unwrap();
+    let tasks = example_task("addition");
+    let tasks = tasks.parent().unwrap().to_str().unwrap();
+    let (data, file_arg) = (data.to_str().unwrap(), file.to_str().unwrap());
+    let bulk = tests::ratchet(&[
+        "jobs",
+        "enqueue",
+        "addition",
+        "--input-file",
+        file_arg,
+        "--tasks",
+        tasks,
+        "--data-dir",
+        data,
+        "--format",
+        "json",
+    ]);
+    assert!(bulk.success(), "{}", bulk.stderr);
+    assert_eq!(bulk.json()["created"], 100_000);
+    let status = tests::ratchet(&["queue", "status", "--data-dir", data, "--format", "json"]);
+    assert_eq!(status.json()["counts"]["queued"], 100_000, "{status:?}");
+    // A file with a line its schema refuses and one that is not JSON: named, nothing queued.
+    std::fs::write(&file, "{\"num1\": 1, \"num2\": 1}\n\n{\"num1\": \"x\", \"num2\": 1}\n").unwrap();
+    let bad = tests::ratchet(&[
+        "jobs",
+        "enqueue",
+        "addition",
+        "--input-file",
+        file_arg,
+        "--tasks",
+        tasks,
+        "--data-dir",
+        data,
+    ]);
+    assert!(!bad.success() && bad.stderr.contains("inputs.jsonl line 3: input does not match"), "{bad:?}");
+    std::fs::write(&file, "{\"num1\": 1, \"num2\": 1}\nnot json\n").unwrap();
+    let bad = tests::ratchet(&[
+        "jobs",
+        "enqueue",
+        "addition",
+        "--input-file",
+        file_arg,
+        "--tasks",
+        tasks,
+        "--data-dir",
+        data,
+    ]);
+    assert!(!bad.success() && bad.stderr.contains("inputs.jsonl line 2 is not JSON"), "{bad:?}");
+    let status = tests::ratchet(&["queue", "status", "--data-dir", data, "--format", "json"]);
+    assert_eq!(status.json()["counts"]["queued"], 100_000, "the refused files added nothing");
+}
+
+/// docs/reliability.md J13: a paused task's jobs stay queued while other tasks' jobs behind
+/// them run; pausing the whole queue holds every job; resuming (REST or CLI) runs them; the
+/// pauses are in the database, so the CLI and the server see the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_queue_holds_its_jobs_until_resumed() {
+    let (server, _scratch) = server(QUIET);
+    let paused = server.post("/api/v1/queue/pause", &json!({"task": "addition"})).await;
+    assert_eq!((paused.status, &paused.json["task"]), (200, &json!("addition")), "{paused:?}");
+    assert_eq!(paused.json["skip_schedules"], false);
+    // At the head of the queue (priority 10), yet it waits while the job behind it runs.
+    let held = json!({"task": "addition", "input": {"num1": 1, "num2": 2}, "priority": 10});
+    let held = server.post("/api/v1/jobs", &held).await.json["id"].as_str().unwrap().to_owned();
+    let other = server.post("/api/v1/jobs", &json!({"task": "sleepy", "input": {"n": 1, "ms": 1}})).await;
+    wait_for_job(&server, other.json["id"].as_str().unwrap(), "completed").await;
+    assert_eq!(server.get(&format!("/api/v1/jobs/{held}")).await.json["status"], "queued");
+    let state = server.get("/api/v1/queue").await;
+    assert_eq!(state.json["pauses"][0]["task"], "addition", "{state:?}");
+    assert_eq!(state.json["counts"]["queued"], 1, "{state:?}");
+
+    // The whole queue: resuming the task alone leaves its job held by the whole queue's pause.
+    assert_eq!(server.post("/api/v1/queue/pause", &json!({})).await.status, 200);
+    let after = server.post("/api/v1/queue/resume", &json!({"task": "addition"})).await;
+    assert_eq!(after.json["pauses"].as_array().map(Vec::len), Some(1), "{after:?}");
+    assert_eq!(after.json["pauses"][0]["task"], Value::Null, "the whole queue's pause stays");
+    let also = server.post("/api/v1/jobs", &json!({"task": "sleepy", "input": {"n": 2, "ms": 1}})).await;
+    let also = also.json["id"].as_str().unwrap().to_owned();
+    let data = server.root.path().join("data");
+    let data = data.to_str().unwrap();
+    let status = tests::ratchet(&["queue", "status", "--data-dir", data]);
+    assert!(status.stdout.contains("paused: the whole queue"), "{status:?}");
+    for id in [&held, &also] {
+        assert_eq!(server.get(&format!("/api/v1/jobs/{id}")).await.json["status"], "queued", "{id}");
+    }
+    let resumed = tests::ratchet(&["queue", "resume", "--data-dir", data]);
+    assert!(resumed.success() && resumed.stdout.contains("resumed the whole queue"), "{resumed:?}");
+    wait_for_job(&server, &held, "completed").await;
+    wait_for_job(&server, &also, "completed").await;
+
+    // Mistakes are named: an unknown task, a queue that is not paused, a viewer-only key's
+    // reach is covered by every_route_checks_credentials_and_roles.
+    server.post("/api/v1/queue/pause", &json!({"task": "nope"})).await.assert_error(404, "not_found");
+    server.post("/api/v1/queue/resume", &json!({})).await.assert_error(404, "not_found");
+    server.post("/api/v1/queue/pause", &json!({"tsk": "addition"})).await.assert_error(422, "invalid_input");
+    let again = tests::ratchet(&["queue", "resume", "addition", "--data-dir", data]);
+    assert!(!again.success() && again.stderr.contains("task addition is not paused"), "{again:?}");
+    let unknown = tests::ratchet(&["queue", "pause", "nope", "--data-dir", data]);
+    assert!(!unknown.success(), "{unknown:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_enqueue_page_filter_cancel_and_retry() {
     let (server, _scratch) = server(QUIET);

@@ -77,7 +77,10 @@ async fn explain_reports_the_failing_line_the_pattern_and_no_secret() {
         "**undefined-value** (javascript",
         "## Code",
         ">   2 |   return x.missing.field;",
-        "## System state",
+        "## System state at the failure (",
+        "- in flight on the node: 0 job(s), 1 synchronous run(s)",
+        "- node memory (resident): ",
+        "## System state now",
         "## Suggested prompts",
         "main.js line 2",
         "calling the billing API",
@@ -96,6 +99,11 @@ async fn explain_reports_the_failing_line_the_pattern_and_no_secret() {
     assert_eq!(data["classification"][0]["pattern"], "undefined-value");
     assert_eq!(data["context"]["input"]["token"], "***");
     assert_eq!(data["context"]["input"]["user"], "ada");
+    let then = &data["system"]["at_failure"];
+    assert_eq!(then["runs_in_flight"], 1, "the failing run itself: {then}");
+    assert_eq!(then["workers"].as_array().map(Vec::len), Some(2), "{then}");
+    assert!(then["rss_kib"].as_u64().is_some_and(|kib| kib > 1024), "{then}");
+    assert!(then["queue"].is_object(), "counted at start-up: {then}");
     assert!(!data.to_string().contains(SECRET), "{data}");
     let rest = server.get(&format!("/api/v1/executions/{id}/report")).await;
     assert_eq!(rest.status, 200);

@@ -49,7 +49,7 @@ fn the_jsonl_sink_writes_every_event_and_rotates_by_size() {
     assert_eq!((info.kind.as_str(), info.interface.as_str()), ("sink", "ratchet:plugin@0.1.0"));
     assert_eq!((info.plugin.as_str(), info.version.as_str()), ("jsonl-sink", "0.1.0"));
     for event in events("execution.succeeded", 150, "ok") {
-        plugins.sinks.emit(&event);
+        plugins.sinks.emit(event);
     }
     plugins.sinks.close();
 
@@ -129,7 +129,7 @@ fn the_webhook_sink_posts_batches_to_the_granted_host() {
     };
     assert_eq!(plugins.list()[0].granted, [Capability::Http]);
     for event in events("execution.succeeded", 5, "addition") {
-        plugins.sinks.emit(&event);
+        plugins.sinks.emit(event);
     }
     plugins.sinks.close();
     let posted: Vec<Value> = server
@@ -339,17 +339,17 @@ fn native_plugins_are_checked_for_abi_first_and_their_panics_stay_inside() {
     let info = &plugins.list()[0];
     assert_eq!((info.plugin.as_str(), info.interface.as_str()), ("example-sink", "native ABI 1"));
     for event in events("execution.succeeded", 2, "addition") {
-        plugins.sinks.emit(&event);
+        plugins.sinks.emit(event);
     }
     std::thread::sleep(std::time::Duration::from_millis(100));
-    plugins.sinks.emit(&events("panic", 1, "addition")[0]);
+    plugins.sinks.emit(events("panic", 1, "addition").remove(0));
     let started = std::time::Instant::now();
     while plugins.sinks.stats()[0].2 == 0 && started.elapsed().as_secs() < 10 {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let (_, delivered, failed, dropped) = plugins.sinks.stats()[0].clone();
     assert_eq!((delivered, failed, dropped), (2, 1, 0), "the panicking batch failed alone");
-    plugins.sinks.emit(&events("execution.failed", 1, "after-the-panic")[0]);
+    plugins.sinks.emit(events("execution.failed", 1, "after-the-panic").remove(0));
     plugins.sinks.close();
     // The panicking batch failed alone; the sink kept working after it.
     let written = std::fs::read_to_string(&lines).unwrap();

@@ -256,3 +256,48 @@ fn database_size(url: &str) -> Option<u64> {
     let size = |p: String| std::fs::metadata(p).map_or(0, |m| m.len());
     Some(size(path.to_owned()) + size(format!("{path}-wal")))
 }
+
+/// docs/reliability.md J13 on both backends: the claim passes over a paused task's jobs to
+/// the jobs behind them; a pause of the whole queue holds every job; a paused task's schedules
+/// keep enqueueing unless the pause says to skip their fires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_claim_passes_over_paused_tasks_and_schedules_follow_the_pause() {
+    on_each_backend(|store, backend| async move {
+        let queue = QueueConfig::default();
+        let new = |task: &str, priority: i32| ratchet_storage::NewJob {
+            priority,
+            ..ratchet_storage::NewJob::new(task, json!({}))
+        };
+        let held = store.enqueue(new("tick", 10), T0).await.unwrap().job;
+        let other = store.enqueue(new("other", 0), T0).await.unwrap().job;
+        store.pause("tick", false, Some("test"), T0).await.unwrap();
+        let claimed = store.claim("node", LEASE, T0 + 1).await.unwrap().unwrap();
+        assert_eq!(claimed.id, other.id, "{backend}: the paused job at the head is passed over");
+        assert!(store.claim("node", LEASE, T0 + 2).await.unwrap().is_none(), "{backend}");
+
+        add(&store, schedule("every10", "*/10 * * * * *", CatchUp::Skip, Duration::ZERO, Overlap::Allow), T0)
+            .await;
+        let kept = tick(&store, &queue, T0 + 10_000).await.unwrap();
+        assert_eq!(
+            (kept.enqueued.len(), kept.skipped_for_pause),
+            (1, 0),
+            "{backend}: schedules keep enqueueing"
+        );
+        let pause = store.pause("tick", true, Some("test"), T0 + 11_000).await.unwrap();
+        assert!(pause.skip_schedules && pause.paused_at == T0, "{backend}: {pause:?}");
+        let skipped = tick(&store, &queue, T0 + 20_000).await.unwrap();
+        assert_eq!((skipped.enqueued.len(), skipped.skipped_for_pause), (0, 1), "{backend}");
+
+        // The whole queue's pause holds the task after its own is lifted.
+        store.pause(ratchet_storage::WHOLE_QUEUE, false, None, T0 + 21_000).await.unwrap();
+        assert!(store.resume("tick").await.unwrap());
+        assert!(!store.resume("tick").await.unwrap(), "{backend}: not paused any more");
+        assert!(store.claim("node", LEASE, T0 + 22_000).await.unwrap().is_none(), "{backend}");
+        let scopes: Vec<String> = store.pauses().await.unwrap().into_iter().map(|p| p.scope).collect();
+        assert_eq!(scopes, ["*"], "{backend}");
+        assert!(store.resume(ratchet_storage::WHOLE_QUEUE).await.unwrap());
+        let next = store.claim("node", LEASE, T0 + 23_000).await.unwrap().unwrap();
+        assert_eq!(next.id, held.id, "{backend}: resumed, the most urgent job first");
+    })
+    .await;
+}

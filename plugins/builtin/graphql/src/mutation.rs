@@ -2,10 +2,67 @@
 
 use super::*;
 
+/// Jobs per batch at most, as over REST.
+const MAX_BATCH_JOBS: usize = 10_000;
+
 pub struct Mutation;
+
+/// One job of `enqueueBatch`.
+#[derive(async_graphql::InputObject)]
+pub struct JobInput {
+    task: String,
+    input: Json<Value>,
+    priority: Option<i32>,
+    idempotency_key: Option<String>,
+    max_attempts: Option<u32>,
+    /// Seconds each attempt may run, replacing the task's timeout (at most limits.max_timeout_secs).
+    timeout_secs: Option<f64>,
+}
 
 #[Object]
 impl Mutation {
+    /// Enqueue many jobs at once (runner), all or none: a job that cannot be enqueued refuses
+    /// the batch, naming it by index. Returns the jobs' ids in order.
+    async fn enqueue_batch(
+        &self,
+        ctx: &Context<'_>,
+        jobs: Vec<JobInput>,
+    ) -> async_graphql::Result<Vec<String>> {
+        need(ctx, Role::Runner)?;
+        let state = state(ctx)?;
+        if jobs.is_empty() || jobs.len() > MAX_BATCH_JOBS {
+            return Err(async_graphql::Error::new(format!(
+                "a batch holds 1 to {MAX_BATCH_JOBS} jobs, not {}",
+                jobs.len()
+            )));
+        }
+        let max = state.service.config().limits.max_timeout_secs;
+        let mut batch = Vec::with_capacity(jobs.len());
+        for (index, job) in jobs.into_iter().enumerate() {
+            if job.max_attempts == Some(0) {
+                return Err(async_graphql::Error::new(format!(
+                    "job {index}: max_attempts must be at least 1"
+                )));
+            }
+            let timeout = job
+                .timeout_secs
+                .map(|secs| ratchet_service::job_timeout(secs, max))
+                .transpose()
+                .map_err(|error| async_graphql::Error::new(format!("job {index}: {error}")))?;
+            let options = EnqueueOptions {
+                priority: job.priority.unwrap_or(0),
+                max_attempts: job.max_attempts,
+                idempotency_key: job.idempotency_key,
+                timeout,
+                trace: Some(trace(ctx)),
+                ..Default::default()
+            };
+            batch.push(ratchet_service::BatchJob { task: job.task, input: job.input.0, options });
+        }
+        let written = state.service.enqueue_batch(batch).await.map_err(gql)?;
+        Ok(written.into_iter().map(|(id, _)| id).collect())
+    }
+
     /// Enqueue a job (runner). A repeated idempotency key returns the existing job.
     async fn enqueue(
         &self,
@@ -102,6 +159,36 @@ impl Mutation {
         };
         let schedule = state.service.add_schedule(new).await.map_err(gql)?;
         Ok(ScheduleView::from(&schedule))
+    }
+
+    /// Pause a task's jobs, or every job when `task` is null (admin): they stay queued, running
+    /// ones finish. With `skipSchedules` its schedules skip their fires meanwhile.
+    async fn pause_queue(
+        &self,
+        ctx: &Context<'_>,
+        task: Option<String>,
+        skip_schedules: Option<bool>,
+    ) -> async_graphql::Result<PauseView> {
+        need(ctx, Role::Admin)?;
+        let by = ctx.data::<Caller>()?.id.clone();
+        let pause = state(ctx)?
+            .service
+            .pause(task.as_deref(), skip_schedules.unwrap_or(false), &by)
+            .await
+            .map_err(gql)?;
+        Ok(PauseView::from(&pause))
+    }
+
+    /// Resume a task's jobs, or the whole queue when `task` is null (admin); the pauses left.
+    async fn resume_queue(
+        &self,
+        ctx: &Context<'_>,
+        task: Option<String>,
+    ) -> async_graphql::Result<Vec<PauseView>> {
+        need(ctx, Role::Admin)?;
+        let service = &state(ctx)?.service;
+        service.resume(task.as_deref()).await.map_err(gql)?;
+        Ok(service.pauses().await.map_err(gql)?.iter().map(PauseView::from).collect())
     }
 
     /// Remove a schedule by id or name (admin).

@@ -103,6 +103,11 @@ impl Query {
         Ok(state(ctx)?.service.schedules().await.map_err(gql)?.iter().map(ScheduleView::from).collect())
     }
 
+    /// The queue's pauses in force, the whole queue's first (its `task` is null).
+    async fn queue_pauses(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<PauseView>> {
+        Ok(state(ctx)?.service.pauses().await.map_err(gql)?.iter().map(PauseView::from).collect())
+    }
+
     async fn nodes(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<NodeView>> {
         let nodes = state(ctx)?.service.nodes().await.map_err(gql)?;
         Ok(nodes.into_iter().map(NodeView::from).collect())

@@ -4,14 +4,15 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::page;
+use ratchet_core::trace::TraceContext;
 use ratchet_server::error::{ApiError, ErrorBody};
 use ratchet_server::model::{EnqueueRequest, JobDetail, JobList, JobView, PageQuery};
 use ratchet_server::{AppState, JsonObject, Trace};
-use ratchet_service::{EnqueueOptions, job_timeout};
+use ratchet_service::{BatchJob, EnqueueOptions, job_timeout};
 use ratchet_storage::{JobFilter, JobStatus};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -36,6 +37,15 @@ pub async fn enqueue_job(
     Trace(trace): Trace,
     JsonObject(request): JsonObject<EnqueueRequest>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    let job = batch_job(&state, request, &trace)?;
+    let enqueued = state.service.enqueue(&job.task, job.input, job.options).await?;
+    let status = if enqueued.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(JobView::from(&enqueued.job))))
+}
+
+/// The job `request` asks for, its options checked (time, attempts, timeout) but not its task
+/// and input, which the service checks.
+fn batch_job(state: &AppState, request: EnqueueRequest, trace: &TraceContext) -> Result<BatchJob, ApiError> {
     let run_at = request.run_at.as_deref().map(parse_time).transpose()?;
     if request.max_attempts == Some(0) {
         return Err(ApiError::invalid("max_attempts must be at least 1"));
@@ -49,11 +59,62 @@ pub async fn enqueue_job(
         max_attempts: request.max_attempts,
         idempotency_key: request.idempotency_key,
         timeout,
-        trace: Some(trace),
+        trace: Some(trace.clone()),
     };
-    let enqueued = state.service.enqueue(&request.task, request.input, options).await?;
-    let status = if enqueued.created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(JobView::from(&enqueued.job))))
+    Ok(BatchJob { task: request.task, input: request.input, options })
+}
+
+/// Jobs per batch at most.
+pub const MAX_BATCH_JOBS: usize = 10_000;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// The jobs, each as `POST /api/v1/jobs` takes one; at most 10,000.
+    pub jobs: Vec<EnqueueRequest>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchResponse {
+    /// The jobs' ids, in the batch's order (an idempotency key already used gives the id of
+    /// the job it named).
+    pub ids: Vec<String>,
+    /// How many jobs the batch created (the others' keys named existing jobs).
+    pub created: usize,
+}
+
+/// Enqueue many jobs at once, all or none: one job that cannot be enqueued (an unknown task,
+/// an input its schema refuses, a bad time) refuses the batch, naming each such job by index
+/// in `details.problems`. 201 when it created a job, 200 when every key named an existing one.
+#[utoipa::path(post, path = "/api/v1/jobs/batch", tag = "jobs", request_body = BatchRequest,
+    responses((status = 201, body = BatchResponse), (status = 200, body = BatchResponse),
+        (status = "4XX", body = ErrorBody)))]
+pub async fn enqueue_batch(
+    State(state): State<AppState>,
+    Trace(trace): Trace,
+    JsonObject(request): JsonObject<BatchRequest>,
+) -> Result<(StatusCode, Json<BatchResponse>), ApiError> {
+    if request.jobs.is_empty() || request.jobs.len() > MAX_BATCH_JOBS {
+        return Err(ApiError::invalid(format!(
+            "a batch holds 1 to {MAX_BATCH_JOBS} jobs, not {}",
+            request.jobs.len()
+        )));
+    }
+    let jobs = request
+        .jobs
+        .into_iter()
+        .enumerate()
+        .map(|(index, job)| {
+            batch_job(&state, job, &trace).map_err(|mut error| {
+                error.message = format!("job {index}: {}", error.message);
+                error
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let written = state.service.enqueue_batch(jobs).await?;
+    let created = written.iter().filter(|(_, created)| *created).count();
+    let status = if created > 0 { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(BatchResponse { ids: written.into_iter().map(|(id, _)| id).collect(), created })))
 }
 
 /// List jobs, newest first by default.

@@ -6,6 +6,7 @@ mod jobs;
 mod live;
 mod logs;
 pub mod openapi;
+mod queue;
 mod schedules;
 mod system;
 mod tasks;
@@ -22,6 +23,7 @@ pub use executions::*;
 pub use jobs::*;
 pub use live::*;
 pub use logs::*;
+pub use queue::*;
 pub use schedules::*;
 pub use system::*;
 pub use tasks::*;
@@ -54,6 +56,10 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/api/v1/logs", Viewer),
     route("GET", "/api/v1/logs/trends", Viewer),
     route("GET", "/api/v1/logs/live", Viewer),
+    route("POST", "/api/v1/jobs/batch", Runner),
+    route("GET", "/api/v1/queue", Viewer),
+    route("POST", "/api/v1/queue/pause", Admin),
+    route("POST", "/api/v1/queue/resume", Admin),
     route("GET", "/api/v1/schedules", Viewer),
     route("POST", "/api/v1/schedules", Admin),
     route("GET", "/api/v1/schedules/{id}", Viewer),
@@ -86,6 +92,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/logs", get(search_logs))
         .route("/api/v1/logs/trends", get(failure_trends))
         .route("/api/v1/logs/live", get(follow_logs))
+        .route("/api/v1/jobs/batch", post(enqueue_batch))
+        .route("/api/v1/queue", get(queue_state))
+        .route("/api/v1/queue/pause", post(pause_queue))
+        .route("/api/v1/queue/resume", post(resume_queue))
         .route("/api/v1/schedules", get(list_schedules).post(add_schedule))
         .route("/api/v1/schedules/{id}", get(get_schedule).patch(update_schedule).delete(remove_schedule))
         .route("/api/v1/schedules/{id}/pause", post(pause_schedule))

@@ -23,6 +23,7 @@ use crate as rest;
         operations::health, operations::ready, operations::metrics,
         rest::list_tasks, rest::get_task, rest::task_versions, rest::validate_task, rest::run_task,
         rest::enqueue_job, rest::list_jobs, rest::get_job, rest::cancel_job, rest::retry_job,
+        rest::enqueue_batch, rest::queue_state, rest::pause_queue, rest::resume_queue,
         rest::list_executions, rest::get_execution, rest::execution_report, rest::replay_execution,
         rest::search_logs, rest::failure_trends, rest::follow_logs,
         rest::list_schedules, rest::add_schedule, rest::get_schedule, rest::update_schedule, rest::remove_schedule,
