@@ -20,9 +20,10 @@ impl Service {
             match claimed {
                 Ok(Some(job)) => next = self.process_then_claim(job, true).await,
                 Ok(None) => {
+                    let idle = self.idle_wait(poll).await;
                     tokio::select! {
                         () = self.wake.notified() => {}
-                        () = tokio::time::sleep(poll) => {}
+                        () = tokio::time::sleep(idle) => {}
                         _ = stop.changed() => {}
                     }
                 }
@@ -38,6 +39,16 @@ impl Service {
             && let Err(error) = self.store.release(&job.id, job.attempt, now_ms()).await
         {
             tracing::warn!(job = %job.id, "cannot release a job claimed while stopping: {error}");
+        }
+    }
+
+    /// How long an idle consumer sleeps: until the earliest time a waiting job becomes due (a
+    /// delayed job, a retry's backoff), at most `poll`; jobs enqueued meanwhile wake it sooner
+    /// (this node's at once, other nodes' by notification or at the poll).
+    async fn idle_wait(&self, poll: Duration) -> Duration {
+        match self.store.next_due(now_ms()).await {
+            Ok(Some(due)) => Duration::from_millis(due.saturating_sub(now_ms()).max(0) as u64).min(poll),
+            Ok(None) | Err(_) => poll,
         }
     }
 
@@ -120,7 +131,7 @@ impl Service {
             trace_id: &trace_id,
         };
         let mut record = record(run, &execution, &classification, started, &self.node);
-        self.note_system_state(&mut record);
+        self.note_failure(&mut record, &task);
         let error = execution.outcome.as_ref().err().map(ToString::to_string);
         let outcome = match (&execution.outcome, &error) {
             (Ok(output), _) => Outcome::Completed(output),

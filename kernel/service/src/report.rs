@@ -63,7 +63,8 @@ pub struct Summary {
 pub struct Context {
     pub task_version: Option<String>,
     pub task_digest: Option<String>,
-    /// Where the code shown comes from: the job's pinned version, or the version serving now.
+    /// Where the code shown comes from: the version that ran, or (for runs recorded before
+    /// failures kept it) the job's pinned version or the version serving now.
     pub code_source: Option<String>,
     pub job_id: Option<String>,
     pub attempt: u32,
@@ -210,13 +211,15 @@ async fn code_of(
     record: &ExecutionRecord,
     job: Option<&Job>,
 ) -> (Option<String>, Option<String>, Option<(String, String)>) {
+    let ran = record.error.as_ref().and_then(|e| e.get("task_digest")).and_then(Value::as_str);
     let pinned = job.and_then(|j| j.task_digest.as_deref());
-    match store.stored_task(&record.task, pinned).await {
+    match store.stored_task(&record.task, ran.or(pinned)).await {
         Ok(Some(version)) => {
-            let source = if pinned.is_some() {
-                "the version the job was enqueued for"
-            } else {
-                "the version serving now (a synchronous run's own version is not recorded)"
+            let source = match (ran, pinned) {
+                (Some(_), _) => "the version that ran",
+                (None, Some(_)) => "the version the job was enqueued for",
+                // Runs recorded before failures kept their version.
+                (None, None) => "the version serving now (the run's own version was not recorded)",
             };
             (Some(version.code), Some(source.to_owned()), Some((version.version, version.digest)))
         }

@@ -68,7 +68,7 @@ impl Service {
             let run = Run { job_id: None, attempt: 1, task: &name, input: &input, trace_id: &trace_id };
             let mut record = record(run, &execution, &classification, started, &service.node);
             record.caused_by = caused_by;
-            service.note_system_state(&mut record);
+            service.note_failure(&mut record, &task);
             let recorded = match service.store.record_execution(&record).await {
                 Ok(()) => Ok(record),
                 Err(error) => {
@@ -86,10 +86,12 @@ impl Service {
         (id, receiver)
     }
 
-    /// A failed run's record keeps the node's state at its end (`error.system`), for its report.
-    pub(crate) fn note_system_state(&self, record: &mut ExecutionRecord) {
+    /// A failed run's record keeps, for its report, the node's state at its end
+    /// (`error.system`) and the version of the task that ran (`error.task_digest`).
+    pub(crate) fn note_failure(&self, record: &mut ExecutionRecord, task: &ratchet_core::Task) {
         if let Some(error) = record.error.as_mut().and_then(Value::as_object_mut) {
             error.insert("system".into(), self.system_state());
+            error.insert("task_digest".into(), Value::from(task.digest.as_str()));
         }
     }
 

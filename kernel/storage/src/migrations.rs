@@ -25,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(ExecutionsCausedBy),
             Box::new(TraceIds),
             Box::new(QueuePauses),
+            Box::new(DueIndex),
         ]
     }
 }
@@ -484,6 +485,33 @@ impl MigrationTrait for QueuePauses {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager.get_connection().execute_unprepared("DROP TABLE queue_pauses").await?;
+        Ok(())
+    }
+}
+
+/// The earliest due time of waiting jobs, for consumers that sleep until then.
+struct DueIndex;
+
+impl MigrationName for DueIndex {
+    fn name(&self) -> &str {
+        "m20261130_000012_due_index"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for DueIndex {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "CREATE INDEX IF NOT EXISTS jobs_waiting_due ON jobs (run_at) WHERE status IN ('queued', 'retrying')",
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.get_connection().execute_unprepared("DROP INDEX IF EXISTS jobs_waiting_due").await?;
         Ok(())
     }
 }

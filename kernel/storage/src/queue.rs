@@ -350,6 +350,17 @@ impl Store {
         row.map(|row| job_from_row(&row)).transpose()
     }
 
+    /// The earliest time after `now` at which a waiting job becomes due (a delayed job, a
+    /// retry's backoff, a schedule's future fire), paused tasks' jobs aside; `None` when no job
+    /// waits for a time. An idle consumer sleeps until then rather than a whole poll interval.
+    pub async fn next_due(&self, now: i64) -> Result<Option<i64>, QueueError> {
+        let sql = format!(
+            "SELECT MIN(run_at) AS due FROM jobs WHERE status IN ('queued', 'retrying') AND run_at > ? AND {NOT_PAUSED}"
+        );
+        let row = self.connection().query_one_raw(self.statement(&sql, vec![now.into()])).await?;
+        Ok(row.map(|row| row.try_get::<Option<i64>>("", "due")).transpose()?.flatten())
+    }
+
     /// Extends the lease of the running attempt. False when the attempt no longer owns the job
     /// (rescued or cancelled): its runner should stop.
     pub async fn heartbeat(

@@ -145,6 +145,29 @@ async fn tasks_run_synchronously_and_are_recorded() {
     server.get("/api/v1/executions/nope").await.assert_error(404, "not_found");
 }
 
+/// docs/reliability.md J15: a job due later starts at its time, not at the next poll: an idle
+/// node sleeps until the earliest due time it knows (here the poll interval is 30 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_job_starts_at_its_time_not_at_the_next_poll() {
+    let config =
+        "workers:\n  count: 1\nqueue:\n  poll_interval_ms: 30000\nserver:\n  rate_limit_per_second: 0\n";
+    let (server, _scratch) = server(config);
+    // Let the node settle into its idle sleep.
+    let warm =
+        server.post("/api/v1/jobs", &json!({"task": "addition", "input": {"num1": 1, "num2": 1}})).await;
+    wait_for_job(&server, warm.json["id"].as_str().unwrap(), "completed").await;
+    let due = ratchet_core::time::now_ms() + 1_500;
+    let delayed = json!({"task": "addition", "input": {"num1": 2, "num2": 2}, "run_at": ratchet_core::time::format(due)});
+    let id = server.post("/api/v1/jobs", &delayed).await.json["id"].as_str().unwrap().to_owned();
+    wait_for_job(&server, &id, "completed").await;
+    let runs = server.get(&format!("/api/v1/executions?job_id={id}")).await;
+    let started =
+        ratchet_core::time::parse_rfc3339(runs.json["items"][0]["started_at"].as_str().unwrap()).unwrap();
+    // Never early; and far sooner than the 30 s poll (a generous bound for a busy machine).
+    assert!(started >= due, "started {} ms before its time", due - started);
+    assert!(started - due < 10_000, "started {} ms after its time", started - due);
+}
+
 /// docs/reliability.md J14: a batch is enqueued all or nothing (REST and GraphQL), and the CLI
 /// enqueues a JSON-lines file of 100,000 inputs, naming the lines it refuses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

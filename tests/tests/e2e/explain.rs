@@ -96,6 +96,7 @@ async fn explain_reports_the_failing_line_the_pattern_and_no_secret() {
     let data = data.json();
     assert_eq!(data["summary"]["error_kind"], "task_error");
     assert_eq!(data["code"]["line"], 2);
+    assert_eq!(data["context"]["code_source"], "the version that ran", "a synchronous run keeps its version");
     assert_eq!(data["classification"][0]["pattern"], "undefined-value");
     assert_eq!(data["context"]["input"]["token"], "***");
     assert_eq!(data["context"]["input"]["user"], "ada");
@@ -140,7 +141,7 @@ async fn explain_reports_the_failing_line_the_pattern_and_no_secret() {
     assert_eq!(reports.len(), 2, "{reports:?}");
     assert_eq!(reports[1]["context"]["attempt"], 2);
     assert_eq!(reports[1]["context"]["job_id"], job_id.as_str());
-    assert_eq!(reports[1]["context"]["code_source"], "the version the job was enqueued for");
+    assert_eq!(reports[1]["context"]["code_source"], "the version that ran");
     assert!(explain(&server, &job_id, "text").stdout.contains("attempt 2 of 2"));
     let unknown = explain(&server, "no-such-id", "text");
     assert!(!unknown.success() && unknown.stderr.contains("no execution or job has the id"), "{unknown:?}");

@@ -560,3 +560,39 @@ fn a_worker_killed_under_a_job_fails_the_attempt_and_the_job_retries() {
     let (code, stderr) = node.wait(Duration::from_secs(20));
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+/// Whether process `pid` has ended (gone, or a zombie waiting to be reaped).
+fn ended(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')),
+    }
+}
+
+/// J16: a node killed with SIGKILL while a task spins in a loop leaves no worker behind: each
+/// worker notices that the kernel which started it is gone, and exits.
+#[test]
+fn a_node_killed_with_sigkill_leaves_no_worker_behind() {
+    let root = tempfile::tempdir().unwrap();
+    tasks_dir(root.path());
+    let spin = root.path().join("tasks/spin");
+    std::fs::create_dir_all(&spin).unwrap();
+    std::fs::write(spin.join("metadata.json"), r#"{"name": "spin", "version": "1.0.0", "timeout": 600}"#)
+        .unwrap();
+    std::fs::write(spin.join("input.schema.json"), "{}").unwrap();
+    std::fs::write(spin.join("output.schema.json"), "{}").unwrap();
+    std::fs::write(spin.join("main.js"), "function main() { while (true) {} }").unwrap();
+    let mut node = Node::start(root.path(), &[("RATCHET_WORKERS__COUNT", "2")]);
+    let job = cli(root.path(), &["jobs", "enqueue", "spin"]);
+    let id = job["id"].as_str().unwrap().to_owned();
+    wait_until("the spinning job to start", Duration::from_secs(20), || {
+        cli(root.path(), &["jobs", "show", &id])["status"] == "running"
+    });
+    let workers = worker_pids(node.child.id());
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    node.signal(nix::sys::signal::Signal::SIGKILL);
+    let _ = node.child.wait();
+    wait_until("the orphaned workers to exit", Duration::from_secs(30), || {
+        workers.iter().all(|&pid| ended(pid))
+    });
+}

@@ -11,6 +11,7 @@ mod host;
 mod runtime;
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Instant;
@@ -60,6 +61,7 @@ fn main() -> ExitCode {
         }
     };
     host::install(args.max_frame_bytes);
+    watch_parent();
     // The first run's realm is ready before the kernel hears from us.
     let realm = runtime::FreshRealm::build();
     let ready = WorkerReady {
@@ -72,6 +74,40 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_PROTOCOL_ERROR as u8);
     }
     serve(realm)
+}
+
+/// How often the worker checks that the kernel that started it is alive.
+const PARENT_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// A worker never outlives its kernel. A kernel killed with SIGKILL cannot stop its workers,
+/// and a task stuck in a loop never reads the closed pipe, so a thread checks that the parent
+/// is still the process that started the worker, and ends the worker when it is not (it was
+/// re-parented to init or a subreaper). Polling, not `PR_SET_PDEATHSIG`: that fires when the
+/// kernel's spawning *thread* ends, which a thread pool may do at any time.
+fn watch_parent() {
+    let parent = std::os::unix::process::parent_id();
+    let watcher =
+        std::thread::Builder::new().name("parent-watch".into()).stack_size(64 * 1024).spawn(move || {
+            loop {
+                std::thread::sleep(PARENT_CHECK);
+                if std::os::unix::process::parent_id() != parent {
+                    // Not eprintln!: stderr is a pipe to the dead kernel, and a failed write panics.
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "ratchet-worker: the kernel that started this worker is gone"
+                    );
+                    #[allow(unsafe_code)]
+                    // SAFETY: _exit(2) ends the process at once without running destructors or
+                    // taking locks the running task may hold; nothing is left to flush that matters.
+                    unsafe {
+                        libc::_exit(worker_protocol::EXIT_PROTOCOL_ERROR)
+                    };
+                }
+            }
+        });
+    if let Err(error) = watcher {
+        eprintln!("ratchet-worker: cannot watch the kernel ({error}); this worker may outlive it");
+    }
 }
 
 /// Answers the kernel until it says stop. `realm` is the next run's: after each run is
