@@ -137,10 +137,14 @@ async fn redirect_to(Query(query): Query<std::collections::HashMap<String, Strin
 
 async fn echo(headers: HeaderMap, body: String) -> axum::Json<serde_json::Value> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    axum::Json(json!({
+    let mut echoed = json!({
         "body": body,
         "content_type": header("content-type"),
         "authorization": header("authorization"),
-        "traceparent": header("traceparent"),
-    }))
+    });
+    // Only when sent: a traced run's requests carry one.
+    if headers.contains_key("traceparent") {
+        echoed["traceparent"] = json!(header("traceparent"));
+    }
+    axum::Json(echoed)
 }
