@@ -36,95 +36,39 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     cargo(&["build", "--release", "-p", "ratchet-cli", "-p", "boa-worker"])?;
     cold_run_once(if quick { 5 } else { COLD_RUNS })?;
     let worker = root().join("target/release/ratchet-worker");
-    let runs = if quick { "200" } else { "1000" };
-    println!("$ cargo bench -p ratchet-core --bench warm_pool -- {runs}");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["bench", "-p", "ratchet-core", "--bench", "warm_pool", "--", runs])
-        .env("RATCHET_WORKER_BIN", worker)
-        .current_dir(root())
-        .status()?;
-    if !status.success() {
-        bail!("the warm pool bench failed ({status})");
-    }
-    let jobs = if quick { "500" } else { "2000" };
-    println!("$ cargo bench -p ratchet-service --bench queue -- {jobs}");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["bench", "-p", "ratchet-service", "--bench", "queue", "--", jobs])
-        .env("RATCHET_WORKER_BIN", root().join("target/release/ratchet-worker"))
-        .current_dir(root())
-        .status()?;
-    if !status.success() {
-        bail!("the queue bench failed ({status})");
-    }
-    let requests = if quick { "2000" } else { "10000" };
-    println!("$ cargo bench -p ratchet-cli --bench rest -- {requests}");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["bench", "-p", "ratchet-cli", "--bench", "rest", "--", requests])
-        .env("RATCHET_BIN", root().join("target/release/ratchet"))
-        .current_dir(root())
-        .status()?;
-    if !status.success() {
-        bail!("the REST bench failed ({status})");
-    }
-    let reload = if quick { ["10", "1000"] } else { ["40", "10000"] };
-    println!("$ cargo bench -p ratchet-cli --bench reload -- {} {}", reload[0], reload[1]);
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["bench", "-p", "ratchet-cli", "--bench", "reload", "--"])
-        .args(reload)
-        .env("RATCHET_BIN", root().join("target/release/ratchet"))
-        .current_dir(root())
-        .status()?;
-    if !status.success() {
-        bail!("the hot reload bench failed ({status})");
-    }
+    let ratchet = root().join("target/release/ratchet");
+    let worker_env = [("RATCHET_WORKER_BIN", worker.as_path())];
+    let ratchet_env = [("RATCHET_BIN", ratchet.as_path())];
+    let pick = |quick_value: &'static str, full: &'static str| if quick { quick_value } else { full };
+    bench("ratchet-core", "warm_pool", &[pick("200", "1000")], &worker_env)?;
+    bench("ratchet-service", "queue", &[pick("500", "2000")], &worker_env)?;
+    bench("ratchet-cli", "rest", &[pick("2000", "10000")], &ratchet_env)?;
+    bench("ratchet-cli", "reload", &[pick("10", "40"), pick("1000", "10000")], &ratchet_env)?;
     crate::plugins::build()?;
-    let calls = if quick { "300" } else { "2000" };
-    println!("$ cargo bench -p ratchet-cli --bench mcp -- {calls}");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["bench", "-p", "ratchet-cli", "--bench", "mcp", "--", calls])
-        .current_dir(root())
-        .status()
-        .context("running the MCP bench")?;
-    if !status.success() {
-        bail!("the MCP bench failed ({status})");
+    bench("ratchet-cli", "mcp", &[pick("300", "2000")], &[])?;
+    bench("ratchet-error-patterns", "patterns", &[pick("10000", "100000")], &[])?;
+    bench("ratchet-service", "report", &[pick("200", "2000")], &[])?;
+    bench("ratchet-plugin-host", "events", &[pick("10000", "100000")], &[])?;
+    bench("ratchet-plugin-host", "plugins", &[], &[])?;
+    Ok(())
+}
+
+/// `cargo bench -p PACKAGE --bench TARGET -- ARGS` with `env`, printed first; a failure names
+/// the bench.
+fn bench(package: &str, target: &str, args: &[&str], env: &[(&str, &std::path::Path)]) -> anyhow::Result<()> {
+    let shown = if args.is_empty() { String::new() } else { format!(" -- {}", args.join(" ")) };
+    println!("$ cargo bench -p {package} --bench {target}{shown}");
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.args(["bench", "-p", package, "--bench", target]).current_dir(root());
+    if !args.is_empty() {
+        command.arg("--").args(args);
     }
-    let classifications = if quick { "10000" } else { "100000" };
-    println!("$ cargo bench -p ratchet-error-patterns --bench patterns -- {classifications}");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["bench", "-p", "ratchet-error-patterns", "--bench", "patterns", "--", classifications])
-        .current_dir(root())
-        .status()
-        .context("running the error patterns bench")?;
-    if !status.success() {
-        bail!("the error patterns bench failed ({status})");
+    for (name, value) in env {
+        command.env(name, value);
     }
-    let reports = if quick { "200" } else { "2000" };
-    println!("$ cargo bench -p ratchet-service --bench report -- {reports}");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["bench", "-p", "ratchet-service", "--bench", "report", "--", reports])
-        .current_dir(root())
-        .status()
-        .context("running the report bench")?;
+    let status = command.status().with_context(|| format!("running the {target} bench"))?;
     if !status.success() {
-        bail!("the report bench failed ({status})");
-    }
-    let events = if quick { "10000" } else { "100000" };
-    println!("$ cargo bench -p ratchet-plugin-host --bench events -- {events}");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["bench", "-p", "ratchet-plugin-host", "--bench", "events", "--", events])
-        .current_dir(root())
-        .status()
-        .context("running the events bench")?;
-    if !status.success() {
-        bail!("the events bench failed ({status})");
-    }
-    println!("$ cargo bench -p ratchet-plugin-host --bench plugins");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["bench", "-p", "ratchet-plugin-host", "--bench", "plugins"])
-        .current_dir(root())
-        .status()?;
-    if !status.success() {
-        bail!("the plugin bench failed ({status})");
+        bail!("the {target} bench failed ({status})");
     }
     Ok(())
 }

@@ -108,15 +108,21 @@ pub async fn checked_task(
     reference: &str,
     input: Value,
 ) -> Result<(Arc<ratchet_core::Task>, Value), ServiceError> {
-    let found = registry.get(reference).ok_or_else(|| ServiceError::UnknownTask {
-        name: reference.to_owned(),
-        known: registry.names().join(", "),
-    })?;
+    let found = known_task(registry, reference)?;
     let (input, violations) = found.input_schema.check(input).await;
     if !violations.is_empty() {
         return Err(ServiceError::InvalidInput { task: found.name().to_owned(), violations });
     }
     Ok((found, input))
+}
+
+/// The task `reference` (a name or id) names in `registry`; `UnknownTask` listing the known
+/// ones otherwise.
+pub fn known_task(registry: &TaskRegistry, reference: &str) -> Result<Arc<ratchet_core::Task>, ServiceError> {
+    registry.get(reference).ok_or_else(|| ServiceError::UnknownTask {
+        name: reference.to_owned(),
+        known: registry.names().join(", "),
+    })
 }
 
 /// Checks the task and the input against `registry`, then enqueues into `store`.

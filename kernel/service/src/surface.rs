@@ -126,14 +126,7 @@ impl Service {
         by: &str,
     ) -> Result<Pause, ServiceError> {
         let scope = match task {
-            Some(reference) => {
-                let registry = self.registry();
-                let found = registry.get(reference).ok_or_else(|| ServiceError::UnknownTask {
-                    name: reference.to_owned(),
-                    known: registry.names().join(", "),
-                })?;
-                found.name().to_owned()
-            }
+            Some(reference) => crate::known_task(&self.registry(), reference)?.name().to_owned(),
             None => WHOLE_QUEUE.to_owned(),
         };
         Ok(self.store.pause(&scope, skip_schedules, Some(by), now_ms()).await?)

@@ -215,49 +215,22 @@ async fn batches_are_enqueued_all_or_nothing() {
     let tasks = example_task("addition");
     let tasks = tasks.parent().unwrap().to_str().unwrap();
     let (data, file_arg) = (data.to_str().unwrap(), file.to_str().unwrap());
-    let bulk = tests::ratchet(&[
-        "jobs",
-        "enqueue",
-        "addition",
-        "--input-file",
-        file_arg,
-        "--tasks",
-        tasks,
-        "--data-dir",
-        data,
-        "--format",
-        "json",
-    ]);
+    let enqueue_file = |format: &str| {
+        let args =
+            ["jobs", "enqueue", "addition", "--input-file", file_arg, "--tasks", tasks, "--data-dir", data];
+        tests::ratchet(&[&args[..], &["--format", format]].concat())
+    };
+    let bulk = enqueue_file("json");
     assert!(bulk.success(), "{}", bulk.stderr);
     assert_eq!(bulk.json()["created"], 100_000);
     let status = tests::ratchet(&["queue", "status", "--data-dir", data, "--format", "json"]);
     assert_eq!(status.json()["counts"]["queued"], 100_000, "{status:?}");
     // A file with a line its schema refuses and one that is not JSON: named, nothing queued.
     std::fs::write(&file, "{\"num1\": 1, \"num2\": 1}\n\n{\"num1\": \"x\", \"num2\": 1}\n").unwrap();
-    let bad = tests::ratchet(&[
-        "jobs",
-        "enqueue",
-        "addition",
-        "--input-file",
-        file_arg,
-        "--tasks",
-        tasks,
-        "--data-dir",
-        data,
-    ]);
+    let bad = enqueue_file("text");
     assert!(!bad.success() && bad.stderr.contains("inputs.jsonl line 3: input does not match"), "{bad:?}");
     std::fs::write(&file, "{\"num1\": 1, \"num2\": 1}\nnot json\n").unwrap();
-    let bad = tests::ratchet(&[
-        "jobs",
-        "enqueue",
-        "addition",
-        "--input-file",
-        file_arg,
-        "--tasks",
-        tasks,
-        "--data-dir",
-        data,
-    ]);
+    let bad = enqueue_file("text");
     assert!(!bad.success() && bad.stderr.contains("inputs.jsonl line 2 is not JSON"), "{bad:?}");
     let status = tests::ratchet(&["queue", "status", "--data-dir", data, "--format", "json"]);
     assert_eq!(status.json()["counts"]["queued"], 100_000, "the refused files added nothing");

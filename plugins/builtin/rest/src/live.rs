@@ -66,11 +66,7 @@ pub async fn follow_logs(
     query: Result<Query<LiveQuery>, QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let Query(query) = query?;
-    if let Some(level) = query.level.as_deref()
-        && !["debug", "info", "warn", "error"].contains(&level)
-    {
-        return Err(ApiError::bad_request(format!("level is debug, info, warn or error, not `{level}`")));
-    }
+    crate::logs::check_level(query.level.as_deref())?;
     let (events, receiver) = mpsc::channel(FOLLOWER_BUFFER);
     tokio::spawn(forward(Arc::clone(&state), Filter::new(query), events));
     let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {

@@ -95,6 +95,16 @@ fn duration(name: &str, text: Option<&str>, default: &str) -> Result<std::time::
         .map_err(|_| ApiError::invalid(format!("{name}: `{text}` is not a duration such as 30m, 1h or 7d")))
 }
 
+/// A `level` filter names a level: 400 otherwise (the document's pattern says which).
+pub(crate) fn check_level(level: Option<&str>) -> Result<(), ApiError> {
+    match level {
+        Some(level) if !["debug", "info", "warn", "error"].contains(&level) => {
+            Err(ApiError::bad_request(format!("level is debug, info, warn or error, not `{level}`")))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn ago(duration: std::time::Duration) -> i64 {
     now_ms().saturating_sub(duration.as_millis().min(i64::MAX as u128) as i64)
 }
@@ -111,11 +121,7 @@ pub async fn search_logs(
     if !(1..=MAX_LINES).contains(&limit) {
         return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_LINES}, not {limit}")));
     }
-    if let Some(level) = query.level.as_deref()
-        && !["debug", "info", "warn", "error"].contains(&level)
-    {
-        return Err(ApiError::bad_request(format!("level is debug, info, warn or error, not `{level}`")));
-    }
+    check_level(query.level.as_deref())?;
     let since = match query.since.as_deref().filter(|s| !s.trim().is_empty()) {
         Some(text) => Some(ago(duration("since", Some(text), "")?)),
         None => None,
