@@ -150,6 +150,10 @@ pub struct EnqueueArgs {
     /// Enqueueing the same key again returns the existing job.
     #[arg(long, value_name = "KEY")]
     idempotency_key: Option<String>,
+    /// Jobs of TASK sharing this key (a customer id, an account) run at most the task's
+    /// `per_key` concurrency limit at once; the task must declare one.
+    #[arg(long, value_name = "KEY")]
+    concurrency_key: Option<String>,
     /// When to run: an RFC 3339 time (2026-11-26T09:00:00Z) or a delay (30s, 5m).
     #[arg(long, value_name = "TIME")]
     run_at: Option<String>,
@@ -174,7 +178,8 @@ pub async fn jobs(mut config: Config, command: JobsCommand) -> anyhow::Result<Ex
         JobsCommand::List { status, paging, common } => {
             let store = open_existing(&mut config, &common).await?;
             let filter = JobFilter { status, task: None };
-            let listed = paging.read("created_at", |page| store.list_jobs(&filter, page)).await?;
+            let mut listed = paging.read("created_at", |page| store.list_jobs(&filter, page)).await?;
+            mark_waiting(&config, &store, &mut listed.items).await?;
             match common.format {
                 Format::Json => println!("{}", paging.json(&listed, job_json)),
                 Format::Text => {
@@ -186,7 +191,8 @@ pub async fn jobs(mut config: Config, command: JobsCommand) -> anyhow::Result<Ex
         }
         JobsCommand::Show { id, common } => {
             let store = open_existing(&mut config, &common).await?;
-            let job = store.job(&id).await?;
+            let mut job = store.job(&id).await?;
+            mark_waiting(&config, &store, std::slice::from_mut(&mut job)).await?;
             let attempts = store.attempts(&id).await?;
             let mut document = job_json(&job);
             document["attempts"] = attempts
@@ -239,6 +245,7 @@ async fn enqueue(mut config: Config, args: EnqueueArgs) -> anyhow::Result<ExitCo
         timeout,
         // A pipeline that traces its steps passes its trace in `TRACEPARENT`.
         trace: std::env::var("TRACEPARENT").ok().as_deref().and_then(TraceContext::parse),
+        concurrency_key: args.concurrency_key.clone(),
     };
     if let (Some(inputs), Some(file)) = (inputs, &args.input_file) {
         return enqueue_file(&store, &registry, &config, &args, file, inputs, options).await;
@@ -419,17 +426,36 @@ pub async fn open_existing(config: &mut Config, common: &Common) -> anyhow::Resu
 }
 
 fn print_jobs(jobs: &[Job]) {
-    println!("{:<36}  {:<20}  {:<9}  {:>7}  UPDATED", "ID", "TASK", "STATUS", "ATTEMPT");
+    println!("{:<36}  {:<20}  {:<9}  {:>7}  {:<11}  UPDATED", "ID", "TASK", "STATUS", "ATTEMPT", "WAITING");
     for job in jobs {
         let attempts = format!("{}/{}", job.attempt, job.max_attempts);
         println!(
-            "{:<36}  {:<20}  {:<9}  {attempts:>7}  {}",
+            "{:<36}  {:<20}  {:<9}  {attempts:>7}  {:<11}  {}",
             job.id,
             job.task,
             job.status.as_str(),
+            job.waiting.map_or("", |waiting| waiting.as_str()),
             time(job.updated_at)
         );
     }
+}
+
+/// Says why each waiting job of `jobs` waits, with the concurrency limits of the task versions
+/// the nodes recorded (and `queue.limits` of the configuration), as a node's claim sees them.
+async fn mark_waiting(config: &Config, store: &Store, jobs: &mut [Job]) -> anyhow::Result<()> {
+    let tasks: std::collections::BTreeSet<&str> = jobs.iter().map(|job| job.task.as_str()).collect();
+    let mut limits = Vec::new();
+    for task in tasks {
+        let Some(version) = store.stored_task(task, None).await? else { continue };
+        let Ok(loaded) = ratchet_service::task_from_version(&version, &config.limits) else { continue };
+        if let Some(concurrency) = ratchet_service::task_concurrency(&config.queue, &loaded) {
+            let limit = ratchet_storage::TaskLimit { limit: concurrency.limit, per_key: concurrency.per_key };
+            limits.push((task.to_owned(), limit));
+        }
+    }
+    store.set_concurrency_limits(ratchet_storage::ConcurrencyLimits::new(limits));
+    store.mark_waiting(jobs, now_ms()).await?;
+    Ok(())
 }
 
 fn job_json(job: &Job) -> Value {

@@ -15,6 +15,7 @@ mod registry;
 mod replay;
 mod run;
 mod schedules;
+mod secrets;
 mod serve;
 mod tasks;
 
@@ -74,6 +75,9 @@ enum Command {
     /// Pause and resume the queue, one task's jobs or every job.
     #[command(subcommand)]
     Queue(queue::QueueCommand),
+    /// Secrets tasks read (`context.secrets`), sealed in the database with a key it never holds.
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
     /// Run tasks on cron schedules.
     #[command(subcommand)]
     Schedules(schedules::SchedulesCommand),
@@ -395,6 +399,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Explain(args) => explain::explain(load_config()?, args).await,
         Command::Logs(args) => logs::logs(load_config()?, args).await,
         Command::Queue(command) => queue::queue(load_config()?, command).await,
+        Command::Secrets(command) => secrets::secrets(load_config()?, command).await,
         Command::Schedules(command) => schedules::schedules(load_config()?, command).await,
         Command::Nodes(common) => nodes::nodes(load_config()?, common).await,
         Command::Tasks(common) => nodes::tasks(load_config()?, common).await,

@@ -113,10 +113,15 @@ impl Node {
         }
         // The loaders just loaded list the tasks: each plugin is loaded once.
         let registry = super::registry_with(&config, &plugins)?;
+        // Secrets this node cannot open (no key, another key) stop start-up, naming the fix.
+        let key = ratchet_service::secrets::SecretKey::load(&config)?;
+        let secrets = ratchet_service::secrets::Secrets::open(store.clone(), key).await?;
         let workers = config.workers.count;
         let kernel = Arc::new(Kernel::start(config, workers)?);
         let service = Arc::new(
-            Service::new(store, Arc::clone(&kernel), Arc::new(registry)).with_plugins(Arc::new(plugins)),
+            Service::new(store, Arc::clone(&kernel), Arc::new(registry))
+                .with_plugins(Arc::new(plugins))
+                .with_secrets(secrets),
         );
         // A database that refuses writes (a full disk) does not stop the node: it serves reads,
         // answers /ready 503 naming the failure, and records itself once writes work again.

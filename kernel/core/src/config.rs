@@ -31,8 +31,18 @@ pub struct Config {
     pub error_patterns: ErrorPatternsConfig,
     pub llm_export: LlmExportConfig,
     pub logging: LoggingConfig,
+    pub secrets: SecretsConfig,
     /// Plugins to load, in order.
     pub plugins: Vec<PluginConfig>,
+}
+
+/// Where the key that seals the secrets is. The `RATCHET_SECRETS_KEY` variable, when set,
+/// is the key itself and wins. The key is never stored in the database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// A file holding the key: 64 hex digits (`ratchet secrets keygen` writes one).
+    pub key_file: Option<PathBuf>,
 }
 
 /// What the record of a run keeps: per-run budgets for its logs and HTTP exchanges (so one run
@@ -491,6 +501,9 @@ pub struct QueueConfig {
     pub max_attempts: u32,
     pub backoff_base_secs: f64,
     pub backoff_max_secs: f64,
+    /// Concurrency limits by task name, over every node; each replaces the task's own
+    /// `concurrency` from its metadata.
+    pub limits: std::collections::BTreeMap<String, Concurrency>,
 }
 
 impl Default for QueueConfig {
@@ -502,6 +515,7 @@ impl Default for QueueConfig {
             max_attempts: 3,
             backoff_base_secs: 1.0,
             backoff_max_secs: 600.0,
+            limits: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -850,6 +864,68 @@ const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
 const GIB: u64 = 1024 * MIB;
 
+/// How many jobs of a task run at once, over every node: a number (`2`), or
+/// `{"limit": 2, "per_key": 1}` where `per_key` bounds the running jobs that share one
+/// concurrency key (given on enqueue, e.g. a customer id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "ConcurrencyRepr", into = "ConcurrencyRepr")]
+pub struct Concurrency {
+    /// Running jobs of the task, every key together.
+    pub limit: Option<u32>,
+    /// Running jobs of the task that share a concurrency key.
+    pub per_key: Option<u32>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum ConcurrencyRepr {
+    Total(u32),
+    Limits {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        per_key: Option<u32>,
+    },
+    Other(serde_json::Value),
+}
+
+impl TryFrom<ConcurrencyRepr> for Concurrency {
+    type Error = String;
+    fn try_from(repr: ConcurrencyRepr) -> Result<Self, String> {
+        let concurrency = match repr {
+            ConcurrencyRepr::Total(limit) => Concurrency { limit: Some(limit), per_key: None },
+            ConcurrencyRepr::Limits { limit, per_key } if limit.is_some() || per_key.is_some() => {
+                Concurrency { limit, per_key }
+            }
+            ConcurrencyRepr::Limits { .. } => {
+                return Err(
+                    "concurrency names neither `limit` nor `per_key`; write a number of runs at once (2) or \
+                     {\"limit\": 2, \"per_key\": 1}"
+                        .into(),
+                );
+            }
+            ConcurrencyRepr::Other(other) => {
+                return Err(format!(
+                    "concurrency is a number of runs at once (2) or {{\"limit\": 2, \"per_key\": 1}}, not {other}"
+                ));
+            }
+        };
+        if concurrency.limit == Some(0) || concurrency.per_key == Some(0) {
+            return Err("a concurrency limit must be at least 1 (pause the queue to run none)".into());
+        }
+        Ok(concurrency)
+    }
+}
+
+impl From<Concurrency> for ConcurrencyRepr {
+    fn from(concurrency: Concurrency) -> ConcurrencyRepr {
+        match concurrency {
+            Concurrency { limit: Some(limit), per_key: None } => ConcurrencyRepr::Total(limit),
+            Concurrency { limit, per_key } => ConcurrencyRepr::Limits { limit, per_key },
+        }
+    }
+}
+
 /// A size in bytes, written as in the original Ratchet's metadata: `"128MB"`, `"1GB"`, `"512KB"`
 /// or a plain number of bytes. Units are binary (1 MB = 1024 KB).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -916,6 +992,26 @@ impl From<ByteSize> for String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn concurrency_is_a_number_or_limits_and_never_zero() {
+        let parse = |text: &str| serde_json::from_str::<Concurrency>(text).map_err(|e| e.to_string());
+        assert_eq!(parse("2"), Ok(Concurrency { limit: Some(2), per_key: None }));
+        assert_eq!(parse(r#"{"per_key": 1}"#), Ok(Concurrency { limit: None, per_key: Some(1) }));
+        assert_eq!(
+            parse(r#"{"limit": 4, "per_key": 1}"#),
+            Ok(Concurrency { limit: Some(4), per_key: Some(1) })
+        );
+        assert!(parse("0").unwrap_err().contains("at least 1"));
+        assert!(parse(r#"{"per_key": 0}"#).unwrap_err().contains("at least 1"));
+        for bad in [r#""two""#, r#"{"perkey": 1}"#, "-1"] {
+            assert!(parse(bad).unwrap_err().contains(r#"or {"limit": 2, "per_key": 1}"#), "{bad}");
+        }
+        for written in ["3", r#"{"limit":4,"per_key":1}"#, r#"{"per_key":1}"#] {
+            let read: Concurrency = serde_json::from_str(written).unwrap();
+            assert_eq!(serde_json::to_string(&read).unwrap(), written);
+        }
+    }
 
     #[test]
     fn sizes_parse_like_the_original_metadata() {

@@ -216,7 +216,8 @@ impl Kernel {
         input: Value,
         http: HttpMode,
     ) -> Execution {
-        let RunIdentity { execution_id: id, attempt, timeout, input_checked, cancel, trace } = identity;
+        let RunIdentity { execution_id: id, attempt, timeout, input_checked, cancel, trace, secrets } =
+            identity;
         let started = Instant::now();
         let limit = self.config.workers.max_frame_bytes.saturating_sub(FRAME_HEADROOM);
         let (input, violations) =
@@ -228,9 +229,14 @@ impl Kernel {
         if !violations.is_empty() {
             return Execution::failed(id, ExecutionError::InvalidInput(violations), started);
         }
-        let session = Arc::new(HttpSession::new(http, self.recording_budget()).traced(trace.clone()));
+        let mut budget = self.recording_budget();
+        if !secrets.is_empty() {
+            budget.masker = budget.masker.with_values(secrets.values().map(String::as_str));
+        }
+        let session = Arc::new(HttpSession::new(http, budget).traced(trace.clone()));
         let mut request = self.request(task, RunMode::Run, input, &id, Arc::clone(&session));
         request.context.attempt = attempt;
+        request.context.secrets = secrets;
         request.cancel = cancel;
         request.label.trace_id = trace.as_ref().map(|trace| trace.trace_id().into());
         if let Some(timeout) = timeout {
@@ -240,7 +246,9 @@ impl Kernel {
         }
         let mut reply = self.pool.execute(request).await;
         let outcome = match reply.result {
-            Ok(RunOutcome::Success { output }) => check_output(task, output).await,
+            Ok(RunOutcome::Success { output }) => {
+                check_output(task, output).await.map(|output| session.masker().json(output))
+            }
             Ok(RunOutcome::Error { error }) => Err(ExecutionError::Task(masked(error, session.masker()))),
             Ok(RunOutcome::OutputTooLarge { bytes, limit }) => {
                 Err(ExecutionError::InvalidOutput(vec![too_large("output", bytes, limit)]))
@@ -324,6 +332,7 @@ impl Kernel {
                 attempt: 1,
                 task_id: task.id(),
                 task_version: task.metadata.version.clone(),
+                secrets: std::collections::BTreeMap::new(),
             },
             http,
             max_log_bytes: self.config.recording.max_log_bytes.0,
@@ -361,6 +370,9 @@ pub struct RunIdentity {
     pub cancel: Option<CancellationToken>,
     /// The trace the run belongs to: its live `fetch` requests carry it as `traceparent`.
     pub trace: Option<TraceContext>,
+    /// The secrets the task declared, by name: the task reads them as `context.secrets`, and
+    /// their values are masked in everything the run leaves behind (logs, output, error, HTTP).
+    pub secrets: std::collections::BTreeMap<String, String>,
 }
 
 impl RunIdentity {
@@ -372,6 +384,7 @@ impl RunIdentity {
             input_checked: false,
             cancel: None,
             trace: None,
+            secrets: std::collections::BTreeMap::new(),
         }
     }
 }

@@ -9,6 +9,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use ratchet_service::ServiceError;
+use ratchet_service::secrets::SecretError;
 use ratchet_storage::QueueError;
 
 tokio::task_local! {
@@ -152,6 +153,18 @@ impl From<QueueError> for ApiError {
                 tracing::error!("storage failed answering a request: {other}");
                 ApiError::unavailable(format!("the database failed: {other}")).retry_after(1)
             }
+        }
+    }
+}
+
+impl From<SecretError> for ApiError {
+    fn from(error: SecretError) -> ApiError {
+        match error {
+            SecretError::NotFound(_) => ApiError::not_found(error.to_string()),
+            SecretError::Invalid(message) => ApiError::invalid(message),
+            SecretError::KeyMissing => ApiError::conflict(error.to_string()),
+            SecretError::Store(error) => error.into(),
+            other => ApiError::internal(other.to_string()),
         }
     }
 }

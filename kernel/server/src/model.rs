@@ -132,6 +132,9 @@ pub struct EnqueueRequest {
     /// `limits.max_timeout_secs`.
     #[schema(minimum = 0.001)]
     pub timeout_secs: Option<f64>,
+    /// Jobs of the task sharing this key (e.g. a customer id) run at most the task's
+    /// `per_key` concurrency limit at once; the task must declare one.
+    pub concurrency_key: Option<String>,
 }
 
 /// The verdict of replaying a recorded execution offline.

@@ -117,6 +117,7 @@ impl Service {
             input_checked: false,
             cancel: Some(lost),
             trace: Some(trace),
+            secrets: self.secrets_for(&task).await,
         };
         let execution = self.kernel.run_as(identity, &task, job.input.clone(), http).await;
         let classification = self.classify(&job.task, &execution).await;

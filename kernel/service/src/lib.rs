@@ -13,6 +13,7 @@ pub mod remote;
 pub mod report;
 mod runs;
 pub mod scheduler;
+pub mod secrets;
 mod surface;
 mod versions;
 
@@ -30,15 +31,15 @@ pub use versions::task_from_version;
 
 use crate::metrics::Metrics;
 use crate::node::hostname;
-use ratchet_core::config::QueueConfig;
+use ratchet_core::config::{Concurrency, QueueConfig};
 use ratchet_core::execution::{Execution, Kernel, RunIdentity};
 use ratchet_core::http::Har;
 use ratchet_core::task::SchemaViolation;
 use ratchet_core::trace::TraceContext;
 use ratchet_plugin_host::{Event, FailedRun, Plugins, Suggestion};
 use ratchet_storage::{
-    Backoff, Enqueued, ExecutionRecord, Job, JobStatus, NewJob, Outcome, QueueError, Store, TaskVersion,
-    WorkerRow, now_ms,
+    Backoff, ConcurrencyLimits, Enqueued, ExecutionRecord, Job, JobStatus, NewJob, Outcome, QueueError,
+    Store, TaskLimit, TaskVersion, WorkerRow, now_ms,
 };
 
 /// Options of one enqueue; the queue configuration fills what is `None`.
@@ -52,6 +53,8 @@ pub struct EnqueueOptions {
     pub timeout: Option<Duration>,
     /// The trace of the request that enqueues (its `traceparent`); a new trace when `None`.
     pub trace: Option<TraceContext>,
+    /// Jobs of the task that share this key run at most its `per_key` limit at once.
+    pub concurrency_key: Option<String>,
 }
 
 /// A job's own timeout of `secs` seconds, checked against `limits.max_timeout_secs` (`max_secs`).
@@ -138,7 +141,7 @@ pub async fn enqueue(
         ratchet_core::time::check(run_at)?;
     }
     let (found, input) = checked_task(registry, task, input).await?;
-    let new = new_job(queue, &found, input, options);
+    let new = new_job(queue, &found, input, options)?;
     Ok(store.enqueue(new, now_ms()).await?)
 }
 
@@ -187,12 +190,20 @@ async fn checked_job(
         ratchet_core::time::check(run_at)?;
     }
     let (found, input) = checked_task(registry, &task, input).await?;
-    Ok(new_job(queue, &found, input, options))
+    new_job(queue, &found, input, options)
 }
 
 /// The job of `task` with `input` (both checked) as `options` and the queue's defaults say.
-fn new_job(queue: &QueueConfig, task: &ratchet_core::Task, input: Value, options: EnqueueOptions) -> NewJob {
-    NewJob {
+fn new_job(
+    queue: &QueueConfig,
+    task: &ratchet_core::Task,
+    input: Value,
+    options: EnqueueOptions,
+) -> Result<NewJob, ServiceError> {
+    if let Some(key) = &options.concurrency_key {
+        check_concurrency_key(queue, task, key)?;
+    }
+    Ok(NewJob {
         task: task.name().to_owned(),
         input,
         priority: options.priority,
@@ -206,7 +217,49 @@ fn new_job(queue: &QueueConfig, task: &ratchet_core::Task, input: Value, options
         idempotency_key: options.idempotency_key,
         task_digest: Some(task.digest.clone()),
         trace_id: Some(options.trace.unwrap_or_else(TraceContext::root).trace_id().to_owned()),
+        concurrency_key: options.concurrency_key,
+    })
+}
+
+/// The longest concurrency key accepted.
+pub const MAX_CONCURRENCY_KEY: usize = 256;
+
+/// A concurrency key names something the task limits per key: a key for a task without a
+/// `per_key` limit would limit nothing, which is refused rather than silently ignored.
+fn check_concurrency_key(
+    queue: &QueueConfig,
+    task: &ratchet_core::Task,
+    key: &str,
+) -> Result<(), QueueError> {
+    if key.is_empty() || key.len() > MAX_CONCURRENCY_KEY {
+        return Err(QueueError::Invalid(format!(
+            "a concurrency key must be 1 to {MAX_CONCURRENCY_KEY} bytes, not {}",
+            key.len()
+        )));
     }
+    if task_concurrency(queue, task).and_then(|c| c.per_key).is_none() {
+        return Err(QueueError::Invalid(format!(
+            "task {} has no per-key limit, so a concurrency key would limit nothing; declare \
+             \"concurrency\": {{\"per_key\": 1}} in its metadata.json, or queue.limits.{}.per_key in the configuration",
+            task.name(),
+            task.name()
+        )));
+    }
+    Ok(())
+}
+
+/// The concurrency limits of `task`: the configuration's `queue.limits` entry, else the
+/// task's own `concurrency`.
+pub fn task_concurrency(queue: &QueueConfig, task: &ratchet_core::Task) -> Option<Concurrency> {
+    queue.limits.get(task.name()).copied().or(task.metadata.concurrency)
+}
+
+/// The limits the claims of a node serving `registry` enforce.
+pub fn concurrency_limits(registry: &TaskRegistry, queue: &QueueConfig) -> ConcurrencyLimits {
+    ConcurrencyLimits::new(registry.tasks().filter_map(|task| {
+        let limits = task_concurrency(queue, &task)?;
+        Some((task.name().to_owned(), TaskLimit { limit: limits.limit, per_key: limits.per_key }))
+    }))
 }
 
 /// A synchronous run that ended but whose record the database refused (a full disk): it is
@@ -246,11 +299,15 @@ pub struct Service {
     /// Jobs per status as the node heartbeat last counted them, and when: what a failure's
     /// record says of the queue without a query per failure.
     queue_seen: Mutex<Option<(i64, Value)>>,
+    /// The secrets tasks declare, opened with this node's key.
+    secrets: Arc<secrets::Secrets>,
 }
 
 impl Service {
     pub fn new(store: Store, kernel: Arc<Kernel>, registry: Arc<TaskRegistry>) -> Service {
         let queue = kernel.config().queue.clone();
+        store.set_concurrency_limits(concurrency_limits(&registry, &queue));
+        let store_for_secrets = store.clone();
         let node = format!("{}-{}", hostname(), std::process::id());
         Service {
             store,
@@ -268,7 +325,30 @@ impl Service {
             plugins: Arc::new(Plugins::none()),
             metrics: Arc::new(Metrics::new()),
             queue_seen: Mutex::new(None),
+            secrets: Arc::new(secrets::Secrets::none(store_for_secrets)),
         }
+    }
+
+    /// Gives tasks the secrets they declare, from `secrets` ([`secrets::Secrets::open`]).
+    pub fn with_secrets(mut self, secrets: secrets::Secrets) -> Service {
+        self.secrets = Arc::new(secrets);
+        self
+    }
+
+    pub fn secrets(&self) -> &secrets::Secrets {
+        &self.secrets
+    }
+
+    /// The secrets `task` declares, for one run: a secret that cannot be opened is left out
+    /// and logged (the run goes on, and its task sees no value).
+    pub(crate) async fn secrets_for(
+        &self,
+        task: &ratchet_core::Task,
+    ) -> std::collections::BTreeMap<String, String> {
+        self.secrets.for_task(task).await.unwrap_or_else(|error| {
+            tracing::error!(task = task.name(), "cannot open the secrets the task declares: {error}");
+            std::collections::BTreeMap::new()
+        })
     }
 
     /// Feeds the kernel's events to `plugins`' sinks.

@@ -174,6 +174,7 @@ impl Service {
         let reloads: Vec<Reload> =
             checked.into_iter().map(|(loaded, path)| next.apply(source, &path, loaded)).collect();
         let next = Arc::new(next);
+        self.store.set_concurrency_limits(crate::concurrency_limits(&next, &self.queue));
         self.registry.send_replace(Arc::clone(&next));
         for reload in &reloads {
             self.report_reload(source, reload, &next).await;

@@ -48,6 +48,7 @@ impl Service {
                 Event::new("execution.started", Some(&name), Some(&execution_id), json!({})).traced(&trace_id)
             });
             let http = service.kernel.live_http(&task);
+            let secrets = service.secrets_for(&task).await;
             let execution = service
                 .kernel
                 .run_as(
@@ -55,6 +56,7 @@ impl Service {
                         input_checked: true,
                         cancel,
                         trace: Some(trace),
+                        secrets,
                         ..RunIdentity::new(execution_id)
                     },
                     &task,

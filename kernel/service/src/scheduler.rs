@@ -107,6 +107,7 @@ fn job(queue: &QueueConfig, schedule: &Schedule, fire_time: i64) -> NewJob {
         task_digest: None,
         // Each fire is a trace of its own.
         trace_id: Some(ratchet_core::trace::TraceContext::root().trace_id().to_owned()),
+        concurrency_key: None,
     }
 }
 

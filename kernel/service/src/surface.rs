@@ -98,8 +98,11 @@ impl Service {
         self.store.failure_trends(since, bucket_ms).await
     }
 
+    /// A job, with why it waits when it does.
     pub async fn job(&self, id: &str) -> Result<Job, QueueError> {
-        self.store.job(id).await
+        let mut job = self.store.job(id).await?;
+        self.store.mark_waiting(std::slice::from_mut(&mut job), now_ms()).await?;
+        Ok(job)
     }
 
     /// How each finished attempt of a job ended.
@@ -107,8 +110,11 @@ impl Service {
         self.store.attempts(id).await
     }
 
+    /// A page of jobs, each with why it waits when it does.
     pub async fn jobs(&self, filter: &JobFilter, page: Page) -> Result<Listed<Job>, QueueError> {
-        self.store.list_jobs(filter, page).await
+        let mut listed = self.store.list_jobs(filter, page).await?;
+        self.store.mark_waiting(&mut listed.items, now_ms()).await?;
+        Ok(listed)
     }
 
     /// Cancels a job that has not ended.

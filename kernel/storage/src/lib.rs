@@ -7,6 +7,7 @@
 
 mod executions;
 mod group_commit;
+mod limits;
 mod listing;
 mod logs;
 mod migrations;
@@ -17,6 +18,7 @@ pub mod queue;
 mod retention;
 mod row;
 mod schedules;
+mod secrets;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbB
 use sea_orm_migration::MigratorTrait;
 
 pub use executions::ExecutionRecord;
+pub use limits::{ConcurrencyLimits, TaskLimit, Waiting};
 pub use listing::{ExecutionFilter, JobFilter, Listed, Page};
 pub use logs::{LogHit, LogSearch, LogsFound, MAX_SCANNED, TrendBucket, level_rank};
 pub use nodes::{KnownVersion, Node, TaskRow, TaskVersion, WorkerRow};
@@ -34,6 +37,7 @@ pub use pauses::{Pause, WHOLE_QUEUE};
 pub use queue::{Attempt, Backoff, Enqueued, Job, JobStatus, NewJob, Outcome, QueueError};
 pub use retention::Pruned;
 pub use schedules::{NewSchedule, Schedule, fire_key};
+pub use secrets::SealedSecret;
 
 /// The file of the embedded database inside a data directory.
 pub const SQLITE_FILE: &str = "ratchet.db";
@@ -59,6 +63,8 @@ pub struct Store {
     /// The last write that failed, until one succeeds again (a full disk, a read-only file
     /// system): readiness reports it, since reads still work.
     write_failure: Arc<std::sync::Mutex<Option<WriteFailure>>>,
+    /// The concurrency limits this node's claims enforce ([`limits`]).
+    limits: limits::SharedLimits,
 }
 
 /// A write the database refused, and since when writes fail.
@@ -236,7 +242,14 @@ impl Store {
             }
             _ => (db.clone(), None, None),
         };
-        Ok(Store { db, writer, checkpointer, group_commit, write_failure: Arc::default() })
+        Ok(Store {
+            db,
+            writer,
+            checkpointer,
+            group_commit,
+            write_failure: Arc::default(),
+            limits: Arc::default(),
+        })
     }
 
     pub fn backend(&self) -> DbBackend {

@@ -26,6 +26,8 @@ impl MigratorTrait for Migrator {
             Box::new(TraceIds),
             Box::new(QueuePauses),
             Box::new(DueIndex),
+            Box::new(ConcurrencyKeys),
+            Box::new(Secrets),
         ]
     }
 }
@@ -512,6 +514,63 @@ impl MigrationTrait for DueIndex {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager.get_connection().execute_unprepared("DROP INDEX IF EXISTS jobs_waiting_due").await?;
+        Ok(())
+    }
+}
+
+/// Jobs' concurrency keys, and the running jobs a claim counts against the limits.
+struct ConcurrencyKeys;
+
+impl MigrationName for ConcurrencyKeys {
+    fn name(&self) -> &str {
+        "m20261130_000013_concurrency_keys"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for ConcurrencyKeys {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared("ALTER TABLE jobs ADD COLUMN concurrency_key TEXT").await?;
+        db.execute_unprepared(
+            "CREATE INDEX IF NOT EXISTS jobs_running ON jobs (task, concurrency_key) WHERE status = 'running'",
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared("DROP INDEX IF EXISTS jobs_running").await?;
+        db.execute_unprepared("ALTER TABLE jobs DROP COLUMN concurrency_key").await?;
+        Ok(())
+    }
+}
+
+/// Secrets, encrypted: the key is never in the database, only its fingerprint.
+struct Secrets;
+
+impl MigrationName for Secrets {
+    fn name(&self) -> &str {
+        "m20261130_000014_secrets"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Secrets {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "CREATE TABLE secrets (name TEXT PRIMARY KEY, sealed TEXT NOT NULL, key_id TEXT NOT NULL, \
+                 created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.get_connection().execute_unprepared("DROP TABLE secrets").await?;
         Ok(())
     }
 }

@@ -105,6 +105,12 @@ pub struct JobView {
     /// The trace the job belongs to (W3C trace id): the enqueuing request's `traceparent`, or
     /// a new trace. Every attempt runs on it.
     pub trace_id: Option<String>,
+    /// Jobs of the task sharing this key run at most its per-key concurrency limit at once.
+    pub concurrency_key: Option<String>,
+    /// Why a queued or retrying job is not running yet: `scheduled` (its time is ahead),
+    /// `paused` (its queue is), `concurrency` (its task or key is at its limit); none when it
+    /// waits only for a free worker, or is not waiting.
+    pub waiting: Option<String>,
     pub lease_owner: Option<String>,
     pub output: Option<Value>,
     pub last_error: Option<String>,
@@ -127,6 +133,8 @@ impl From<&Job> for JobView {
             idempotency_key: job.idempotency_key.clone(),
             task_digest: job.task_digest.clone(),
             trace_id: job.trace_id.clone(),
+            concurrency_key: job.concurrency_key.clone(),
+            waiting: job.waiting.map(|waiting| waiting.as_str().to_owned()),
             lease_owner: job.lease_owner.clone(),
             output: job.output.clone(),
             last_error: job.last_error.clone(),
@@ -261,6 +269,22 @@ impl From<&Pause> for PauseView {
             paused_at: time(p.paused_at),
             paused_by: p.paused_by.clone(),
         }
+    }
+}
+
+/// A secret as listed: its name and when it was set, never its value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
+pub struct SecretView {
+    pub name: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl SecretView {
+    pub fn new(name: String, created_at: i64, updated_at: i64) -> SecretView {
+        SecretView { name, created_at: time(created_at), updated_at: time(updated_at) }
     }
 }
 

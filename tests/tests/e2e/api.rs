@@ -250,7 +250,12 @@ async fn a_paused_queue_holds_its_jobs_until_resumed() {
     let held = server.post("/api/v1/jobs", &held).await.json["id"].as_str().unwrap().to_owned();
     let other = server.post("/api/v1/jobs", &json!({"task": "sleepy", "input": {"n": 1, "ms": 1}})).await;
     wait_for_job(&server, other.json["id"].as_str().unwrap(), "completed").await;
-    assert_eq!(server.get(&format!("/api/v1/jobs/{held}")).await.json["status"], "queued");
+    let shown = server.get(&format!("/api/v1/jobs/{held}")).await;
+    assert_eq!(
+        (&shown.json["status"], &shown.json["waiting"]),
+        (&json!("queued"), &json!("paused")),
+        "{shown:?}"
+    );
     let state = server.get("/api/v1/queue").await;
     assert_eq!(state.json["pauses"][0]["task"], "addition", "{state:?}");
     assert_eq!(state.json["counts"]["queued"], 1, "{state:?}");
@@ -283,6 +288,11 @@ async fn a_paused_queue_holds_its_jobs_until_resumed() {
     assert!(!again.success() && again.stderr.contains("task addition is not paused"), "{again:?}");
     let unknown = tests::ratchet(&["queue", "pause", "nope", "--data-dir", data]);
     assert!(!unknown.success(), "{unknown:?}");
+    // A concurrency key for a task that limits no key would limit nothing: refused, naming the fix.
+    let keyed = json!({"task": "addition", "input": {"num1": 1, "num2": 2}, "concurrency_key": "customer-7"});
+    let refused = server.post("/api/v1/jobs", &keyed).await;
+    refused.assert_error(422, "invalid_input");
+    assert!(refused.json["error"]["message"].as_str().is_some_and(|m| m.contains("per_key")), "{refused:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

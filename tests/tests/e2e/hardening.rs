@@ -741,6 +741,7 @@ async fn times_are_bounded_on_the_way_in_and_any_stored_time_can_be_read() {
         idempotency_key: None,
         task_digest: None,
         trace_id: None,
+        concurrency_key: None,
     };
     store.enqueue(far, ratchet_storage::now_ms()).await.unwrap();
     store.close().await;

@@ -17,6 +17,7 @@ mod registry;
 mod regressions;
 mod reload;
 mod schedules;
+mod secrets;
 mod serve;
 mod supervisor;
 mod task_format;

@@ -1,13 +1,15 @@
 //! Storage conformance: the same queue cases on SQLite and on PostgreSQL (docs/reliability.md J3,
-//! J4, J5, J7 and the rescue half of J1/J2), with an injected clock.
+//! J4, J5, J7, J17 and the rescue half of J1/J2), with an injected clock.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ratchet_storage::{Backoff, ExecutionRecord, JobStatus, NewJob, QueueError};
+use ratchet_storage::{
+    Backoff, ConcurrencyLimits, ExecutionRecord, JobStatus, NewJob, QueueError, Store, TaskLimit, Waiting,
+};
 use serde_json::json;
-use tests::databases::on_each_backend;
+use tests::databases::{on_each_backend, on_each_database};
 
 const T0: i64 = 1_800_000_000_000;
 const LEASE: Duration = Duration::from_secs(30);
@@ -359,6 +361,138 @@ async fn finishing_a_job_can_claim_the_next_in_the_same_commit() {
             JobStatus::Queued,
             "{backend}: nothing was claimed"
         );
+    })
+    .await;
+}
+
+fn limits(entries: &[(&str, Option<u32>, Option<u32>)]) -> ConcurrencyLimits {
+    ConcurrencyLimits::new(
+        entries.iter().map(|(task, limit, per_key)| {
+            ((*task).to_owned(), TaskLimit { limit: *limit, per_key: *per_key })
+        }),
+    )
+}
+
+fn keyed(task: &str, key: &str) -> NewJob {
+    NewJob { concurrency_key: Some(key.into()), ..job(task) }
+}
+
+/// docs/reliability.md J17: a task at its limit, or a key at its per-key limit, keeps its jobs
+/// queued while jobs behind them (other tasks', other keys') are claimed; an end frees the slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_leave_full_tasks_and_keys_aside_without_blocking_the_rest() {
+    on_each_backend(|store, backend| async move {
+        store
+            .set_concurrency_limits(limits(&[("serial", Some(1), None), ("per-customer", Some(3), Some(1))]));
+        // Enqueued first and most urgent, so a claim that blocked at the head would show.
+        let serial: Vec<_> =
+            futures_ids(&store, (0..3).map(|_| NewJob { priority: 9, ..job("serial") })).await;
+        let a: Vec<_> =
+            futures_ids(&store, (0..2).map(|_| NewJob { priority: 5, ..keyed("per-customer", "a") })).await;
+        let b = store.enqueue(keyed("per-customer", "b"), T0).await.unwrap().job.id;
+        let free = store.enqueue(job("free"), T0).await.unwrap().job.id;
+
+        let mut claimed = Vec::new();
+        while let Some(job) = store.claim("node", LEASE, T0 + 1).await.unwrap() {
+            claimed.push(job.id);
+        }
+        assert_eq!(claimed, vec![serial[0].clone(), a[0].clone(), b.clone(), free], "{backend}");
+
+        let mut waiting = store.jobs(Some(JobStatus::Queued), 100).await.unwrap();
+        store.mark_waiting(&mut waiting, T0 + 1).await.unwrap();
+        assert_eq!(waiting.len(), 3, "{backend}");
+        assert!(waiting.iter().all(|j| j.waiting == Some(Waiting::Concurrency)), "{backend}: {waiting:?}");
+
+        // The ends free one slot each; the claim that ends a job takes the next in line.
+        store.complete(&serial[0], 1, &json!({}), T0 + 2).await.unwrap();
+        let output = json!({});
+        let (_, next) = store
+            .finish_then_claim(
+                &a[0],
+                1,
+                ratchet_storage::Outcome::Completed(&output),
+                None,
+                Some(("node", LEASE)),
+                T0 + 3,
+            )
+            .await
+            .unwrap();
+        assert_eq!(next.map(|j| j.id), Some(serial[1].clone()), "{backend}: the most urgent job runs next");
+        assert_eq!(
+            store.claim("node", LEASE, T0 + 3).await.unwrap().map(|j| j.id),
+            Some(a[1].clone()),
+            "{backend}"
+        );
+        assert!(store.claim("node", LEASE, T0 + 3).await.unwrap().is_none(), "{backend}");
+
+        // Without limits (a node whose tasks declare none) nothing is held back.
+        store.set_concurrency_limits(ConcurrencyLimits::default());
+        assert_eq!(
+            store.claim("node", LEASE, T0 + 4).await.unwrap().map(|j| j.id),
+            Some(serial[2].clone()),
+            "{backend}"
+        );
+    })
+    .await;
+}
+
+async fn futures_ids(store: &Store, jobs: impl Iterator<Item = NewJob>) -> Vec<String> {
+    let mut ids = Vec::new();
+    for new in jobs {
+        ids.push(store.enqueue(new, T0).await.unwrap().job.id);
+    }
+    ids
+}
+
+/// docs/reliability.md J17: nodes claiming at the same instant on one database never run more
+/// of a task than its limit, nor more of a key than its per-key limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_claiming_at_once_never_pass_a_limit() {
+    on_each_database(|url, backend| async move {
+        let mut nodes = Vec::new();
+        for _ in 0..4 {
+            let store = Store::connect(&url).await.expect("the database opens");
+            store.set_concurrency_limits(limits(&[("limited", Some(2), None), ("keyed", None, Some(1))]));
+            nodes.push(store);
+        }
+        for n in 0..20 {
+            nodes[0].enqueue(NewJob { input: json!({"n": n}), ..job("limited") }, T0).await.unwrap();
+            nodes[0]
+                .enqueue(NewJob { input: json!({"n": n}), ..keyed("keyed", ["x", "y"][n % 2]) }, T0)
+                .await
+                .unwrap();
+        }
+        let mut claimers = Vec::new();
+        for (index, store) in nodes.iter().enumerate() {
+            for consumer in 0..4 {
+                let store = store.clone();
+                claimers.push(tokio::spawn(async move {
+                    let owner = format!("node-{index}-{consumer}");
+                    let mut claimed = Vec::new();
+                    for _ in 0..3 {
+                        if let Some(job) = store.claim(&owner, LEASE, T0 + 1).await.unwrap() {
+                            claimed.push(job);
+                        }
+                    }
+                    claimed
+                }));
+            }
+        }
+        let mut running = Vec::new();
+        for claimer in claimers {
+            running.extend(claimer.await.unwrap());
+        }
+        let count = |task: &str, key: Option<&str>| {
+            running
+                .iter()
+                .filter(|j| j.task == task && (key.is_none() || j.concurrency_key.as_deref() == key))
+                .count()
+        };
+        assert_eq!(count("limited", None), 2, "{backend}: {running:#?}");
+        assert_eq!((count("keyed", Some("x")), count("keyed", Some("y"))), (1, 1), "{backend}");
+        for store in nodes {
+            store.close().await;
+        }
     })
     .await;
 }

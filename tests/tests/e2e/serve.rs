@@ -596,3 +596,104 @@ fn a_node_killed_with_sigkill_leaves_no_worker_behind() {
         workers.iter().all(|&pid| ended(pid))
     });
 }
+
+#[test]
+fn concurrency_limits_hold_across_three_nodes() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    limits_case(root.path(), &["--data-dir", data.to_str().unwrap()]);
+}
+
+#[test]
+fn concurrency_limits_hold_across_three_nodes_on_postgres() {
+    on_postgres(limits_case);
+}
+
+/// docs/reliability.md J17, through three real nodes on one database: a task limited to one run
+/// at a time never has two runs overlap; a task limited to one run per key never overlaps two
+/// runs of a key, while runs of another key go on beside them.
+fn limits_case(root: &Path, storage: &[&str]) {
+    let tasks = tasks_dir(root);
+    for (name, concurrency) in [("serial", "1"), ("keyed", r#"{"per_key": 1}"#)] {
+        let dir = tasks.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for file in ["input.schema.json", "output.schema.json", "main.js"] {
+            std::fs::copy(tasks.join("sleepy").join(file), dir.join(file)).unwrap();
+        }
+        let metadata = format!(r#"{{"name": "{name}", "version": "1.0.0", "concurrency": {concurrency}}}"#);
+        std::fs::write(dir.join("metadata.json"), metadata).unwrap();
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let store = runtime.block_on(async {
+        match storage {
+            ["--data-dir", dir] => ratchet_storage::Store::open_data_dir(Path::new(dir)).await.unwrap(),
+            ["--database-url", url] => ratchet_storage::Store::connect(url).await.unwrap(),
+            other => panic!("not a storage choice: {other:?}"),
+        }
+    });
+    let config = ratchet_core::Config::default();
+    let (registry, _) = ratchet_service::TaskRegistry::load(&[tasks.clone()], &config.limits).unwrap();
+    let enqueue = |task: &str, input: Value, key: Option<&str>| {
+        let options =
+            ratchet_service::EnqueueOptions { concurrency_key: key.map(Into::into), ..Default::default() };
+        runtime
+            .block_on(ratchet_service::enqueue(&store, &registry, &config.queue, task, input, options))
+            .unwrap();
+    };
+    for n in 0..6 {
+        enqueue("serial", json!({"n": n, "ms": 150}), None);
+        let key = ["a", "b"][n % 2];
+        enqueue("keyed", json!({"n": n, "ms": 400, "key": key}), Some(key));
+    }
+    // A key the task does not limit is refused, naming the fix.
+    let options = ratchet_service::EnqueueOptions { concurrency_key: Some("a".into()), ..Default::default() };
+    let refused = runtime
+        .block_on(ratchet_service::enqueue(
+            &store,
+            &registry,
+            &config.queue,
+            "sleepy",
+            json!({"n": 1, "ms": 1}),
+            options,
+        ))
+        .unwrap_err();
+    assert!(refused.to_string().contains("has no per-key limit"), "{refused}");
+
+    // The queue before any node runs: the jobs wait for a worker, none for a limit yet.
+    let listed = cli_on(root, storage, &["jobs", "list", "--all"]);
+    assert!(listed["items"].as_array().unwrap().iter().all(|j| j["waiting"].is_null()), "{listed:#}");
+
+    let env = [("RATCHET_WORKERS__COUNT", "2")];
+    let nodes: Vec<Node> = (0..3).map(|_| Node::start_with(root, storage, &env)).collect();
+    // While they run, the jobs held back say why.
+    let mut seen_waiting = false;
+    wait_until("every job to complete", Duration::from_secs(120), || {
+        let listed = cli_on(root, storage, &["jobs", "list", "--all"]);
+        let items = listed["items"].as_array().unwrap().clone();
+        seen_waiting |= items.iter().any(|j| j["waiting"] == "concurrency");
+        items.iter().all(|j| j["status"] == "completed")
+    });
+    drop(nodes);
+    assert!(seen_waiting, "jobs held back by a limit are listed as waiting: concurrency");
+
+    let records = runtime.block_on(store.executions(None, 100)).unwrap();
+    assert_eq!(records.len(), 12, "one run per job");
+    let spans = |task: &str, key: Option<&str>| -> Vec<(i64, i64)> {
+        let mut spans: Vec<(i64, i64)> = records
+            .iter()
+            .filter(|r| r.task == task && key.is_none_or(|key| r.input["key"] == key))
+            .map(|r| (r.started_at, r.finished_at))
+            .collect();
+        spans.sort_unstable();
+        spans
+    };
+    let no_overlap = |spans: &[(i64, i64)]| spans.windows(2).all(|pair| pair[0].1 <= pair[1].0);
+    assert!(no_overlap(&spans("serial", None)), "serial runs overlapped: {:?}", spans("serial", None));
+    for key in ["a", "b"] {
+        assert!(no_overlap(&spans("keyed", Some(key))), "key {key}: {:?}", spans("keyed", Some(key)));
+    }
+    let (a, b) = (spans("keyed", Some("a")), spans("keyed", Some("b")));
+    let beside = a.iter().any(|x| b.iter().any(|y| x.0 < y.1 && y.0 < x.1));
+    assert!(beside, "runs of key b went on beside runs of key a: {a:?} {b:?}");
+    runtime.block_on(store.close());
+}

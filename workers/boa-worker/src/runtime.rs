@@ -110,6 +110,7 @@ fn call_entry(entry: &JsObject, run: &Run<'_>, context: &mut Context) -> JsResul
         "attempt": run.context.attempt,
         "taskId": run.context.task_id,
         "taskVersion": run.context.task_version,
+        "secrets": run.context.secrets,
     });
     let task_context = JsValue::from_json(&task_context, context)?;
     entry.call(&JsValue::undefined(), &[input, task_context], context)

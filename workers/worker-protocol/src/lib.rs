@@ -162,6 +162,9 @@ pub struct RunContext {
     pub attempt: u32,
     pub task_id: String,
     pub task_version: String,
+    /// The secrets the task declares, by name (`context.secrets.NAME`); only those.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub secrets: std::collections::BTreeMap<String, String>,
 }
 
 /// Output of the task's `console.*`.

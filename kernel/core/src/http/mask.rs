@@ -5,7 +5,8 @@
 //! (`Authorization`, `Cookie`, `auth`, `sig`...), contains one of [`SECRET_PARTS`], or is one the
 //! operator added (`recording.mask_names`). Its value becomes [`MASK`]; an `Authorization`
 //! scheme word (`Bearer`) is kept. Credentials in a URL's user part are masked too, and free
-//! text is scanned for URLs.
+//! text is scanned for URLs. The values of the secrets a run was given are masked wherever
+//! they appear, as they are written.
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -31,11 +32,55 @@ static URL_IN_TEXT: LazyLock<regex::Regex> = LazyLock::new(|| {
 pub struct Masker {
     /// Lower-case.
     extra: Vec<String>,
+    /// Secret values, longest first (so a value that contains another is masked whole).
+    values: std::sync::Arc<[String]>,
 }
 
 impl Masker {
     pub fn new(extra: &[String]) -> Masker {
-        Masker { extra: extra.iter().map(|name| name.trim().to_ascii_lowercase()).collect() }
+        Masker {
+            extra: extra.iter().map(|name| name.trim().to_ascii_lowercase()).collect(),
+            values: std::sync::Arc::default(),
+        }
+    }
+
+    /// This masker, also masking each of `values` wherever it appears.
+    pub fn with_values<'a>(&self, values: impl IntoIterator<Item = &'a str>) -> Masker {
+        let mut all: Vec<String> = self.values.iter().cloned().collect();
+        all.extend(values.into_iter().filter(|value| !value.is_empty()).map(str::to_owned));
+        all.sort_by_key(|value| std::cmp::Reverse(value.len()));
+        all.dedup();
+        Masker { extra: self.extra.clone(), values: all.into() }
+    }
+
+    /// `text` with every secret value in it masked.
+    pub fn values<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let mut masked = Cow::Borrowed(text);
+        for value in self.values.iter() {
+            if masked.contains(value.as_str()) {
+                masked = Cow::Owned(masked.replace(value.as_str(), MASK));
+            }
+        }
+        masked
+    }
+
+    /// A JSON document with every secret value in its strings (and keys) masked.
+    pub fn json(&self, value: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        if self.values.is_empty() {
+            return value;
+        }
+        match value {
+            Value::String(text) => Value::String(self.values(&text).into_owned()),
+            Value::Array(items) => Value::Array(items.into_iter().map(|item| self.json(item)).collect()),
+            Value::Object(fields) => Value::Object(
+                fields
+                    .into_iter()
+                    .map(|(key, item)| (self.values(&key).into_owned(), self.json(item)))
+                    .collect(),
+            ),
+            other => other,
+        }
     }
 
     pub fn is_secret(&self, name: &str) -> bool {
@@ -51,7 +96,7 @@ impl Masker {
             .iter()
             .map(|(name, value)| {
                 if !self.is_secret(name) {
-                    return (name.clone(), value.clone());
+                    return (name.clone(), self.values(value).into_owned());
                 }
                 let masked = match value.split_once(' ') {
                     Some((scheme, _)) if name.to_ascii_lowercase().ends_with("authorization") => {
@@ -68,6 +113,7 @@ impl Masker {
     /// with no password is masked too: tokens travel that way). Applied the same way when
     /// recording and when matching during replay, so masked recordings still replay.
     pub fn url(&self, url: &str) -> String {
+        let url = &*self.values(url);
         let Ok(mut parsed) = url::Url::parse(url) else {
             return url.to_owned();
         };
@@ -95,15 +141,17 @@ impl Masker {
 
     /// Free text (a log line, an error message) with every URL in it masked.
     pub fn text<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let text = self.values(text);
         if !text.contains("://") {
-            return Cow::Borrowed(text);
+            return text;
         }
-        URL_IN_TEXT.replace_all(text, |found: &regex::Captures<'_>| {
+        let masked = URL_IN_TEXT.replace_all(&text, |found: &regex::Captures<'_>| {
             // A URL ending a sentence keeps its punctuation outside the parse.
             let whole = &found[0];
             let trimmed = whole.trim_end_matches(['.', ',', ';', ':', ')', ']', '}']);
             format!("{}{}", self.url(trimmed), &whole[trimmed.len()..])
-        })
+        });
+        Cow::Owned(masked.into_owned())
     }
 }
 
@@ -146,5 +194,16 @@ mod tests {
             "GET https://h.example/a?api_key=*** denied (see http://u:***@h.example/)."
         );
         assert_eq!(masker.text("no url here"), "no url here");
+        let with = masker.with_values(["s3cr3t-v4lue", "s3cr3t"]);
+        assert_eq!(
+            with.text("token s3cr3t-v4lue and s3cr3t, https://h.example/?q=s3cr3t"),
+            "token *** and ***, https://h.example/?q=***"
+        );
+        assert_eq!(
+            with.json(serde_json::json!({"s3cr3t": ["a s3cr3t"], "n": 1})),
+            serde_json::json!({"***": ["a ***"], "n": 1})
+        );
+        let plain: Vec<(String, String)> = vec![("X-Note".into(), "is s3cr3t".into())];
+        assert_eq!(with.headers(&plain)[0].1, "is ***");
     }
 }

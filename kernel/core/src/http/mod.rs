@@ -143,12 +143,15 @@ impl HttpSession {
             return;
         }
         let mut room = self.budget.max_bytes - recorded.bytes - fixed;
-        exchange.request_body =
-            request.body.as_deref().map(|body| kept(body, &mut room, &mut exchange.truncated.request_body));
+        exchange.request_body = request
+            .body
+            .as_deref()
+            .map(|body| kept(&masker.values(body), &mut room, &mut exchange.truncated.request_body));
         if let (ExchangeOutcome::Response(whole), ExchangeOutcome::Response(kept_response)) =
             (outcome, &mut exchange.outcome)
         {
-            kept_response.body = kept(&whole.body, &mut room, &mut exchange.truncated.response_body);
+            kept_response.body =
+                kept(&masker.values(&whole.body), &mut room, &mut exchange.truncated.response_body);
         }
         recorded.bytes = self.budget.max_bytes - room;
         recorded.exchanges.push(exchange);

@@ -1,7 +1,8 @@
 //! Tasks: a folder (or a ZIP of one) with metadata, schemas, code and test cases.
 //!
 //! ```text
-//! metadata.json        uuid, label, version, description, tags; optional timeout, memory_limit
+//! metadata.json        uuid, label, version, description, tags; optional timeout, memory_limit,
+//!                      allowed_hosts, concurrency, secrets
 //! input.schema.json    JSON Schema of the input   (input.schema is accepted too)
 //! output.schema.json   JSON Schema of the output  (output.schema likewise)
 //! main.js              the code
@@ -24,7 +25,7 @@ pub use expect::{Assertion, Operator};
 pub use load::{TaskError, load, load_files};
 pub use schema::{MAX_BACKTRACKING_SUBJECT, Schema, SchemaViolation, VALIDATION_BUDGET};
 
-use crate::config::{ByteSize, LimitConfig};
+use crate::config::{ByteSize, Concurrency, LimitConfig};
 use crate::http::{HostRule, Mocks};
 
 /// A loaded, checked task. Its JavaScript is only known to parse once a worker checked it.
@@ -75,6 +76,12 @@ pub struct TaskMetadata {
     /// Hosts the task's `fetch` may reach, narrowing the deployment's egress policy.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// How many of its jobs run at once over every node (`queue.limits` of the configuration
+    /// overrides it).
+    pub concurrency: Option<Concurrency>,
+    /// The secrets the task reads (`context.secrets.NAME`); it sees no other.
+    #[serde(default)]
+    pub secrets: Vec<String>,
 }
 
 /// A duration as `metadata.json` writes it.

@@ -27,7 +27,9 @@ use serde_json::Value;
 use ratchet_core::trace::TraceContext;
 use ratchet_server::routes::{Route, public, route};
 use ratchet_server::{AppState, Caller, Role, Trace, builtin_info};
-use ratchet_views::{ExecutionDetail, JobView, NodeView, PauseView, PluginView, ScheduleView, TaskView};
+use ratchet_views::{
+    ExecutionDetail, JobView, NodeView, PauseView, PluginView, ScheduleView, SecretView, TaskView,
+};
 
 use crate::introspection::Asks;
 use ratchet_service::EnqueueOptions;

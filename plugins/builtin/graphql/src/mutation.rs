@@ -17,6 +17,8 @@ pub struct JobInput {
     max_attempts: Option<u32>,
     /// Seconds each attempt may run, replacing the task's timeout (at most limits.max_timeout_secs).
     timeout_secs: Option<f64>,
+    /// Jobs of the task sharing this key run at most its per-key concurrency limit at once.
+    concurrency_key: Option<String>,
 }
 
 #[Object]
@@ -55,6 +57,7 @@ impl Mutation {
                 idempotency_key: job.idempotency_key,
                 timeout,
                 trace: Some(trace(ctx)),
+                concurrency_key: job.concurrency_key,
                 ..Default::default()
             };
             batch.push(ratchet_service::BatchJob { task: job.task, input: job.input.0, options });
@@ -75,6 +78,10 @@ impl Mutation {
             desc = "Seconds each attempt may run, replacing the task's timeout (at most limits.max_timeout_secs)."
         )]
         timeout_secs: Option<f64>,
+        #[graphql(
+            desc = "Jobs of the task sharing this key run at most its per-key concurrency limit at once."
+        )]
+        concurrency_key: Option<String>,
     ) -> async_graphql::Result<JobView> {
         need(ctx, Role::Runner)?;
         let state = state(ctx)?;
@@ -85,6 +92,7 @@ impl Mutation {
             idempotency_key,
             timeout,
             trace: Some(trace(ctx)),
+            concurrency_key,
             ..Default::default()
         };
         let enqueued = state.service.enqueue(&task, input.0, options).await.map_err(gql)?;
@@ -189,6 +197,24 @@ impl Mutation {
         let service = &state(ctx)?.service;
         service.resume(task.as_deref()).await.map_err(gql)?;
         Ok(service.pauses().await.map_err(gql)?.iter().map(PauseView::from).collect())
+    }
+
+    /// Set a secret (admin); its value is sealed and never returned. True when it is new.
+    async fn set_secret(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        value: String,
+    ) -> async_graphql::Result<bool> {
+        need(ctx, Role::Admin)?;
+        state(ctx)?.service.secrets().set(&name, &value).await.map_err(gql)
+    }
+
+    /// Remove a secret (admin).
+    async fn remove_secret(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<bool> {
+        need(ctx, Role::Admin)?;
+        state(ctx)?.service.secrets().remove(&name).await.map_err(gql)?;
+        Ok(true)
     }
 
     /// Remove a schedule by id or name (admin).

@@ -108,6 +108,13 @@ impl Query {
         Ok(state(ctx)?.service.pauses().await.map_err(gql)?.iter().map(PauseView::from).collect())
     }
 
+    /// The secrets' names and when they were set (admin); never their values.
+    async fn secrets(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<SecretView>> {
+        need(ctx, Role::Admin)?;
+        let listed = state(ctx)?.service.secrets().list().await.map_err(gql)?;
+        Ok(listed.into_iter().map(|s| SecretView::new(s.name, s.created_at, s.updated_at)).collect())
+    }
+
     async fn nodes(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<NodeView>> {
         let nodes = state(ctx)?.service.nodes().await.map_err(gql)?;
         Ok(nodes.into_iter().map(NodeView::from).collect())

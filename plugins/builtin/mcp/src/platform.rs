@@ -51,7 +51,8 @@ pub const TOOLS: &[PlatformTool] = &[
                 "run_at": {"type": "string", "description": "RFC 3339 time to run at (default now)"},
                 "max_attempts": {"type": "integer", "minimum": 1},
                 "idempotency_key": {"type": "string", "description": "A second enqueue with the same key answers the first job"},
-                "timeout_secs": {"type": "number", "exclusiveMinimum": 0}
+                "timeout_secs": {"type": "number", "exclusiveMinimum": 0},
+                "concurrency_key": {"type": "string", "description": "Jobs of the task sharing this key run at most its per-key concurrency limit at once"}
             }})
         },
     },
@@ -174,6 +175,7 @@ struct EnqueueArgs {
     max_attempts: Option<u32>,
     idempotency_key: Option<String>,
     timeout_secs: Option<f64>,
+    concurrency_key: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -254,6 +256,7 @@ async fn enqueue(service: &Arc<Service>, args: EnqueueArgs, trace: TraceContext)
         idempotency_key: args.idempotency_key,
         timeout,
         trace: Some(trace),
+        concurrency_key: args.concurrency_key,
     };
     let enqueued = service.enqueue(&args.task, args.input, options).await?;
     Ok(ratchet_views::json(&JobView::from(&enqueued.job)))

@@ -60,6 +60,7 @@ fn batch_job(state: &AppState, request: EnqueueRequest, trace: &TraceContext) ->
         idempotency_key: request.idempotency_key,
         timeout,
         trace: Some(trace.clone()),
+        concurrency_key: request.concurrency_key,
     };
     Ok(BatchJob { task: request.task, input: request.input, options })
 }

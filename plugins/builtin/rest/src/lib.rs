@@ -8,11 +8,12 @@ mod logs;
 pub mod openapi;
 mod queue;
 mod schedules;
+mod secrets;
 mod system;
 mod tasks;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 
 use ratchet_server::AppState;
 use ratchet_server::error::ApiError;
@@ -25,6 +26,7 @@ pub use live::*;
 pub use logs::*;
 pub use queue::*;
 pub use schedules::*;
+pub use secrets::*;
 pub use system::*;
 pub use tasks::*;
 
@@ -60,6 +62,9 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/api/v1/queue", Viewer),
     route("POST", "/api/v1/queue/pause", Admin),
     route("POST", "/api/v1/queue/resume", Admin),
+    route("GET", "/api/v1/secrets", Admin),
+    route("PUT", "/api/v1/secrets/{name}", Admin),
+    route("DELETE", "/api/v1/secrets/{name}", Admin),
     route("GET", "/api/v1/schedules", Viewer),
     route("POST", "/api/v1/schedules", Admin),
     route("GET", "/api/v1/schedules/{id}", Viewer),
@@ -96,6 +101,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/queue", get(queue_state))
         .route("/api/v1/queue/pause", post(pause_queue))
         .route("/api/v1/queue/resume", post(resume_queue))
+        .route("/api/v1/secrets", get(list_secrets))
+        .route("/api/v1/secrets/{name}", put(set_secret).delete(remove_secret))
         .route("/api/v1/schedules", get(list_schedules).post(add_schedule))
         .route("/api/v1/schedules/{id}", get(get_schedule).patch(update_schedule).delete(remove_schedule))
         .route("/api/v1/schedules/{id}/pause", post(pause_schedule))
