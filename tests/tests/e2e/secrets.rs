@@ -1,4 +1,4 @@
-//! Secrets through the real server and CLI (docs/reliability.md A19, A20): a task reads the
+//! Secrets through the real server and CLI (docs/reliability.md S15, S16): a task reads the
 //! secrets it declares and no other; a secret's value is masked in everything a run leaves
 //! behind, even when the task logs it, returns it, throws it or sends it; a node without the
 //! key, or with another key, refuses to start.

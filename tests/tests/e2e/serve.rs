@@ -632,7 +632,8 @@ fn limits_case(root: &Path, storage: &[&str]) {
         }
     });
     let config = ratchet_core::Config::default();
-    let (registry, _) = ratchet_service::TaskRegistry::load(&[tasks.clone()], &config.limits).unwrap();
+    let (registry, _) =
+        ratchet_service::TaskRegistry::load(std::slice::from_ref(&tasks), &config.limits).unwrap();
     let enqueue = |task: &str, input: Value, key: Option<&str>| {
         let options =
             ratchet_service::EnqueueOptions { concurrency_key: key.map(Into::into), ..Default::default() };

@@ -67,6 +67,10 @@ impl Mutation {
     }
 
     /// Enqueue a job (runner). A repeated idempotency key returns the existing job.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "each argument is one of the mutation's arguments in the schema"
+    )]
     async fn enqueue(
         &self,
         ctx: &Context<'_>,

@@ -184,9 +184,13 @@ mod tests {
         let document = document();
         let mut documented = Vec::new();
         for (path, item) in &document.paths.paths {
-            for (method, operation) in
-                [("GET", &item.get), ("POST", &item.post), ("PATCH", &item.patch), ("DELETE", &item.delete)]
-            {
+            for (method, operation) in [
+                ("GET", &item.get),
+                ("POST", &item.post),
+                ("PUT", &item.put),
+                ("PATCH", &item.patch),
+                ("DELETE", &item.delete),
+            ] {
                 if operation.is_some() {
                     documented.push((method, path.as_str()));
                 }
@@ -218,7 +222,7 @@ mod tests {
             .paths
             .paths
             .values()
-            .flat_map(|item| [&item.get, &item.post, &item.patch, &item.delete])
+            .flat_map(|item| [&item.get, &item.post, &item.put, &item.patch, &item.delete])
             .flatten()
             .filter_map(|operation| operation.operation_id.clone())
             .collect();
