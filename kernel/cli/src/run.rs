@@ -5,6 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
+use std::collections::BTreeMap;
+
+use ratchet_core::execution::RunIdentity;
 use ratchet_core::{Config, Execution, ExecutionError, Kernel};
 use serde_json::{Value, json};
 
@@ -49,7 +52,15 @@ pub async fn run_once(mut config: Config, args: RunOnceArgs) -> anyhow::Result<E
             bail!(error);
         }
     };
-    let execution = kernel.run(&task, input.clone()).await;
+    let secrets = match task_secrets(kernel.config(), &task).await {
+        Ok(secrets) => secrets,
+        Err(error) => {
+            kernel.shutdown().await;
+            return Err(error);
+        }
+    };
+    let identity = RunIdentity { secrets, ..RunIdentity::new(ratchet_core::time::new_id()) };
+    let execution = kernel.run_as(identity, &task, input.clone(), kernel.live_http(&task)).await;
     kernel.shutdown().await;
     if let Some(dir) = &args.record {
         ratchet_core::recording::write(dir, &task, &input, &execution)?;
@@ -65,6 +76,23 @@ pub async fn run_once(mut config: Config, args: RunOnceArgs) -> anyhow::Result<E
         Format::Json => println!("{}", envelope(&execution)),
     }
     Ok(if execution.outcome.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The secrets `task` declares, from the configured database and key, as a node would give
+/// them; none when it declares none.
+async fn task_secrets(
+    config: &Config,
+    task: &ratchet_core::Task,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    if task.metadata.secrets.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let store = super::open_existing_store(config)
+        .await
+        .context("the task declares secrets, which are kept in the database")?;
+    let key = ratchet_service::secrets::SecretKey::load(config)?;
+    let secrets = ratchet_service::secrets::Secrets::open(store, key).await?;
+    Ok(secrets.for_task(task).await?)
 }
 
 fn read_input(args: &RunOnceArgs) -> anyhow::Result<Value> {

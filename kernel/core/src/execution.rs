@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use worker_protocol::{FRAME_HEADROOM, JsError, RunContext, RunMode, RunOutcome};
 
 use crate::config::Config;
-use crate::http::{Egress, Exchange, HttpMode, HttpSession, Masker, RecordingBudget};
+use crate::http::{Egress, Exchange, HttpMode, HttpSession, MASK, Masker, RecordingBudget};
 use crate::supervisor::{LogLine, PoolSpec, RunLabel, RunRequest, WorkerFailure, WorkerPool};
 use crate::task::{SchemaViolation, Task, TaskError};
 use crate::trace::TraceContext;
@@ -216,8 +216,13 @@ impl Kernel {
         input: Value,
         http: HttpMode,
     ) -> Execution {
-        let RunIdentity { execution_id: id, attempt, timeout, input_checked, cancel, trace, secrets } =
+        let RunIdentity { execution_id: id, attempt, timeout, input_checked, cancel, trace, mut secrets } =
             identity;
+        // A replay runs offline and is given no secret: each one the task declares reads as the
+        // mask, as the recording shows it, so the replayed requests and output match it.
+        if secrets.is_empty() && matches!(http, HttpMode::Replay(_)) {
+            secrets = task.metadata.secrets.iter().map(|name| (name.clone(), MASK.to_owned())).collect();
+        }
         let started = Instant::now();
         let limit = self.config.workers.max_frame_bytes.saturating_sub(FRAME_HEADROOM);
         let (input, violations) =

@@ -91,6 +91,13 @@ async fn a_task_reads_only_its_declared_secrets_and_their_values_are_masked_ever
     assert_eq!(failed.json["status"], "failure", "{failed:?}");
     assert!(failed.json["error"]["message"].as_str().unwrap().contains("refused with ***"), "{failed:?}");
 
+    // A replay is given no secret: each declared one reads as the mask, as recorded, so the
+    // replayed request and output match the recording.
+    let replayed = server
+        .post(&format!("/api/v1/executions/{}/replay", run.json["id"].as_str().unwrap()), &json!({}))
+        .await;
+    assert_eq!(replayed.json["matches"], true, "{replayed:?}");
+
     // Nothing the runs left behind holds the value: answers, records, reports, HAR, logs.
     let mut seen = vec![run.text.clone(), failed.text.clone()];
     for id in [&run.json["id"], &failed.json["id"]] {
@@ -154,6 +161,23 @@ async fn a_task_reads_only_its_declared_secrets_and_their_values_are_masked_ever
     let other_key = tests::ratchet(&["secrets", "keygen"]).stdout;
     let wrong = tests::ratchet_in(&root_path, &serve, &[("RATCHET_SECRETS_KEY", other_key.trim())]);
     assert!(!wrong.success() && wrong.stderr.contains("sealed with the key"), "{wrong:?}");
+    // `ratchet run-once` gives the task its secrets from the configured database and key.
+    let once = tests::ratchet_in(
+        &root_path,
+        &[
+            "run-once",
+            "--from-fs",
+            tasks.join("secretive").to_str().unwrap(),
+            "--input-json",
+            "{}",
+            "--format",
+            "json",
+        ],
+        &[("RATCHET_STORAGE__DATA_DIR", data.to_str().unwrap())],
+    );
+    assert!(once.success(), "{once:?}");
+    assert_eq!(once.json()["output"]["names"], json!(["API_TOKEN"]), "{once:?}");
+    assert!(!once.stdout.contains(TOKEN) && once.stdout.contains("using ***"), "{once:?}");
     let listed = tests::ratchet(&["secrets", "list", "--data-dir", data.to_str().unwrap()]);
     assert!(
         listed.success() && listed.stdout.contains("OTHER_TOKEN"),

@@ -21,7 +21,7 @@ pub use exchange::{
     BodyDigest, Exchange, ExchangeOutcome, Har, HarEntry, HttpResponse, Truncation, mask_headers, mask_url,
 };
 pub use live::{Egress, FetchFailure};
-pub use mask::Masker;
+pub use mask::{MASK, Masker};
 pub use mock::Mocks;
 pub use policy::{EgressPolicy, HostRule};
 
