@@ -17,6 +17,8 @@ use sha2::{Digest, Sha256};
 use ratchet_core::Config;
 use ratchet_storage::{QueueError, SealedSecret, Store, now_ms};
 
+use crate::remote::index::hex;
+
 /// The environment variable holding the key (64 hex digits); it wins over `secrets.key_file`.
 pub const KEY_VARIABLE: &str = "RATCHET_SECRETS_KEY";
 
@@ -199,6 +201,12 @@ impl Secrets {
             .collect())
     }
 
+    /// One secret as listed; `NotFound` when there is none of that name.
+    pub async fn info(&self, name: &str) -> Result<SecretInfo, SecretError> {
+        let secret = self.store.secret(name).await?.ok_or_else(|| SecretError::NotFound(name.to_owned()))?;
+        Ok(SecretInfo { name: secret.name, created_at: secret.created_at, updated_at: secret.updated_at })
+    }
+
     pub async fn remove(&self, name: &str) -> Result<(), SecretError> {
         if self.store.remove_secret(name).await? {
             Ok(())
@@ -240,10 +248,6 @@ pub fn check_name(name: &str) -> Result<(), SecretError> {
         )));
     }
     Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {

@@ -39,9 +39,7 @@ pub async fn set_secret(
 ) -> Result<(StatusCode, Json<SecretView>), ApiError> {
     let secrets = state.service.secrets();
     let created = secrets.set(&name, &request.value).await?;
-    let listed = secrets.list().await?.into_iter().find(|s| s.name == name);
-    let secret =
-        listed.ok_or_else(|| ApiError::internal(format!("the secret {name} was set but is not there")))?;
+    let secret = secrets.info(&name).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(SecretView::new(secret.name, secret.created_at, secret.updated_at))))
 }
