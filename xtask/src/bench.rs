@@ -11,6 +11,10 @@
 //!    `addition`: from one client, from 16 concurrent keep-alive clients in a closed loop
 //!    (throughput at saturation), and over 16 connections at a fixed 1,500 runs/s (latency
 //!    at that load); p50, p99 and runs per second.
+//! 4b. Queue over REST: the `queue_rest` bench target drives release `ratchet serve` nodes
+//!    (one, then three on one database; SQLite, then PostgreSQL) as a user would: the drain of
+//!    2,000 jobs enqueued on a paused queue and resumed at once, add-to-start of single jobs
+//!    and due-to-start of delayed ones on an idle node.
 //! 5. Hot reload: the `reload` bench target: from a saved `main.js` to the next run using it
 //!    (p50, p99), and start-up time and memory with 10,000 task folders, watched and not.
 //! 6. MCP: the `mcp` bench target: `tools/call` of `addition` over streamable HTTP from one
@@ -43,6 +47,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     bench("ratchet-core", "warm_pool", &[pick("200", "1000")], &worker_env)?;
     bench("ratchet-service", "queue", &[pick("500", "2000")], &worker_env)?;
     bench("ratchet-cli", "rest", &[pick("2000", "10000")], &ratchet_env)?;
+    bench("ratchet-cli", "queue_rest", &[pick("500", "2000"), pick("40", "200")], &ratchet_env)?;
     bench("ratchet-cli", "reload", &[pick("10", "40"), pick("1000", "10000")], &ratchet_env)?;
     crate::plugins::build()?;
     bench("ratchet-cli", "mcp", &[pick("300", "2000")], &[])?;

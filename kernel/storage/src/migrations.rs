@@ -28,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(DueIndex),
             Box::new(ConcurrencyKeys),
             Box::new(Secrets),
+            Box::new(ConcurrencySlots),
         ]
     }
 }
@@ -571,6 +572,46 @@ impl MigrationTrait for Secrets {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager.get_connection().execute_unprepared("DROP TABLE secrets").await?;
+        Ok(())
+    }
+}
+
+/// The slot each running job of a limited task holds: a unique index over the running jobs
+/// bounds them by the limit without a lock (see `limits`). A job leaves its slot when it stops
+/// running, since the indexes cover running jobs only.
+struct ConcurrencySlots;
+
+impl MigrationName for ConcurrencySlots {
+    fn name(&self) -> &str {
+        "m20261130_000015_concurrency_slots"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for ConcurrencySlots {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared("ALTER TABLE jobs ADD COLUMN concurrency_slot INTEGER").await?;
+        db.execute_unprepared("ALTER TABLE jobs ADD COLUMN key_slot INTEGER").await?;
+        db.execute_unprepared(
+            "CREATE UNIQUE INDEX IF NOT EXISTS jobs_task_slots ON jobs (task, concurrency_slot) \
+             WHERE status = 'running' AND concurrency_slot IS NOT NULL",
+        )
+        .await?;
+        db.execute_unprepared(
+            "CREATE UNIQUE INDEX IF NOT EXISTS jobs_key_slots ON jobs (task, concurrency_key, key_slot) \
+             WHERE status = 'running' AND key_slot IS NOT NULL",
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared("DROP INDEX IF EXISTS jobs_key_slots").await?;
+        db.execute_unprepared("DROP INDEX IF EXISTS jobs_task_slots").await?;
+        db.execute_unprepared("ALTER TABLE jobs DROP COLUMN key_slot").await?;
+        db.execute_unprepared("ALTER TABLE jobs DROP COLUMN concurrency_slot").await?;
         Ok(())
     }
 }

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::pauses::NOT_PAUSED;
 use super::row::{int, json, opt_int, opt_json};
+use super::limits::{SLOT_RETRIES, is_slot_taken};
 use super::{ExecutionRecord, Store, Waiting};
 
 /// A job to enqueue.
@@ -338,11 +339,22 @@ impl Store {
         if self.concurrency_limits().is_empty() {
             return self.claim_on(self.writer(), owner, lease, now).await;
         }
-        // The running jobs are counted and the claim made in one transaction (see `limits`).
-        let transaction = self.writer().begin().await?;
-        let job = self.claim_on(&transaction, owner, lease, now).await?;
-        transaction.commit().await?;
-        Ok(job)
+        // The running jobs are read and the claim made in one transaction (see `limits`).
+        let mut retries = 0;
+        loop {
+            let transaction = self.writer().begin().await?;
+            match self.claim_on(&transaction, owner, lease, now).await {
+                Err(error) if is_slot_taken(&error) && retries < SLOT_RETRIES => {
+                    retries += 1;
+                    transaction.rollback().await?;
+                }
+                Err(error) => return Err(error),
+                Ok(job) => {
+                    transaction.commit().await?;
+                    return Ok(job);
+                }
+            }
+        }
     }
 
     async fn claim_on(
@@ -352,9 +364,12 @@ impl Store {
         lease: Duration,
         now: i64,
     ) -> Result<Option<Job>, QueueError> {
-        let lock = match self.backend() {
-            sea_orm::DbBackend::Postgres => " FOR UPDATE SKIP LOCKED",
-            _ => "",
+        // SQLite without statistics (a new database; `ANALYZE` never ran) sorts every due job
+        // before its `LIMIT 1`: a claim then costs time in proportion to the queue's depth
+        // (measured: 300 claims over 2,000 queued jobs, 0.29 s; in the index's order, 0.10 s).
+        let (lock, order) = match self.backend() {
+            sea_orm::DbBackend::Postgres => (" FOR UPDATE SKIP LOCKED", ""),
+            _ => ("", " INDEXED BY jobs_claim_order"),
         };
         // The pauses are read first, and the claim names the paused tasks: a pause check inside
         // the claim's subquery made every claim several times slower on PostgreSQL through
@@ -370,13 +385,15 @@ impl Store {
         let mut at_limit = self.at_limit(connection, &limits).await?;
         at_limit.tasks.extend(paused);
         let (left_aside, aside_values) = at_limit.condition();
+        let (slots, slot_values) = at_limit.slots();
         let sql = format!(
             "UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = ?, lease_expires_at = ?, \
-             updated_at = ? WHERE id = (SELECT id FROM jobs WHERE status IN ('queued', 'retrying') AND run_at <= ?\
+             updated_at = ?{slots} WHERE id = (SELECT id FROM jobs{order} WHERE status IN ('queued', 'retrying') AND run_at <= ?\
              {left_aside} ORDER BY priority DESC, run_at, created_at, id LIMIT 1{lock}) RETURNING {COLUMNS}"
         );
-        let mut values: Vec<SqlValue> =
-            vec![owner.into(), (now + millis(lease)).into(), now.into(), now.into()];
+        let mut values: Vec<SqlValue> = vec![owner.into(), (now + millis(lease)).into(), now.into()];
+        values.extend(slot_values);
+        values.push(now.into());
         values.extend(aside_values);
         let row = connection.query_one_raw(self.statement(&sql, values)).await?;
         row.map(|row| job_from_row(&row)).transpose()
@@ -477,25 +494,36 @@ impl Store {
                 )
             }
         };
-        let transaction = self.writer().begin().await?;
-        if transaction.execute_raw(self.statement(sql, values)).await?.rows_affected() != 1 {
-            transaction.rollback().await?;
-            if let Some(execution) = execution {
-                self.insert_execution(self.writer(), execution).await?;
+        let mut retries = 0;
+        loop {
+            let transaction = self.writer().begin().await?;
+            if transaction.execute_raw(self.statement(sql, values.clone())).await?.rows_affected() != 1 {
+                transaction.rollback().await?;
+                if let Some(execution) = execution {
+                    self.insert_execution(self.writer(), execution).await?;
+                }
+                return Err(self.fenced(id, attempt).await);
             }
-            return Err(self.fenced(id, attempt).await);
+            let ended = if status == JobStatus::Completed { "completed" } else { "failed" };
+            self.record_attempt(&transaction, id, attempt, ended, error, now).await?;
+            if let Some(execution) = execution {
+                self.insert_execution(&transaction, execution).await?;
+            }
+            let next = match claim {
+                Some((owner, lease)) => match self.claim_on(&transaction, owner, lease, now).await {
+                    // Another node's claim took the slot: the whole transaction again.
+                    Err(error) if is_slot_taken(&error) && retries < SLOT_RETRIES => {
+                        retries += 1;
+                        transaction.rollback().await?;
+                        continue;
+                    }
+                    next => next?,
+                },
+                None => None,
+            };
+            transaction.commit().await?;
+            return Ok((status, next));
         }
-        let ended = if status == JobStatus::Completed { "completed" } else { "failed" };
-        self.record_attempt(&transaction, id, attempt, ended, error, now).await?;
-        if let Some(execution) = execution {
-            self.insert_execution(&transaction, execution).await?;
-        }
-        let next = match claim {
-            Some((owner, lease)) => self.claim_on(&transaction, owner, lease, now).await?,
-            None => None,
-        };
-        transaction.commit().await?;
-        Ok((status, next))
     }
 
     /// Releases every running job whose lease expired before `now` (its worker or node died):

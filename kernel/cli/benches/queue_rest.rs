@@ -1,0 +1,241 @@
+//! The queue seen from outside, as a user sees it: release `ratchet serve` nodes (2 workers
+//! each, every execution recorded) driven over REST, on SQLite and on PostgreSQL, with one
+//! node and with three nodes on one database. Run through `cargo xtask bench`.
+//!
+//! 1. Drain: the queue is paused, JOBS jobs of the `addition` sample go in through
+//!    `POST /api/v1/jobs/batch`, and the queue is resumed: every job is due at that instant.
+//!    Timed from the resume to the `finished_at` of the last execution recorded.
+//! 2. Add-to-start (one node, idle): `POST /api/v1/jobs` of one job, then its execution's
+//!    `started_at` minus the job's `created_at` (the node's clock, in milliseconds).
+//! 3. Due-to-start (one node, idle): a job enqueued with `run_at` 50 ms ahead; its execution's
+//!    `started_at` minus the job's `run_at`.
+//!
+//! `-- [JOBS [SINGLES]]`; RATCHET_TEST_POSTGRES names the PostgreSQL server (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), whose `psql` creates and drops the database.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ratchet_core::time::{format, now_ms, parse_rfc3339};
+use serde_json::{Value, json};
+
+/// Jobs per `POST /api/v1/jobs/batch` (the endpoint takes at most 10,000).
+const BATCH: usize = 1_000;
+/// How long a drain may take before the bench gives up.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(300);
+
+fn main() {
+    let numbers: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let jobs = numbers.first().copied().unwrap_or(2_000);
+    let singles = numbers.get(1).copied().unwrap_or(200);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let ratchet =
+        std::env::var("RATCHET_BIN").map_or_else(|_| root.join("target/release/ratchet"), PathBuf::from);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    println!("queue over REST: {jobs} jobs per drain, {singles} single jobs, 2 workers per node");
+    for nodes in [1, 3] {
+        let dir = std::env::temp_dir().join(format!("ratchet-bench-queue-rest-{}-{nodes}", std::process::id()));
+        let data = dir.join("data");
+        let cluster = Cluster::start(&ratchet, &root, &dir, &["--data-dir", data.to_str().unwrap()], nodes);
+        runtime.block_on(measure(&cluster, "SQLite", jobs, singles));
+        drop(cluster);
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let Some(database) = Postgres::create(nodes) else { continue };
+        let dir = std::env::temp_dir().join(format!("ratchet-bench-queue-rest-pg-{}-{nodes}", std::process::id()));
+        let cluster = Cluster::start(&ratchet, &root, &dir, &["--database-url", &database.url], nodes);
+        runtime.block_on(measure(&cluster, "PostgreSQL", jobs, singles));
+        drop(cluster);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+async fn measure(cluster: &Cluster, store: &str, jobs: usize, singles: usize) {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    for port in &cluster.ports {
+        common::wait_until_ready(&client, *port, Duration::from_secs(60)).await;
+    }
+    let api = Api { client, base: format!("http://127.0.0.1:{}/api/v1", cluster.ports[0]) };
+    let label = format!("{store}, {} node{}", cluster.ports.len(), if cluster.ports.len() == 1 { "" } else { "s" });
+    drain(&api, 200).await; // warm-up: workers, connections, pages
+    let (seconds, rate) = drain(&api, jobs).await;
+    println!("  {label}: drain of {jobs} jobs: {seconds:.2} s, {rate:.0} jobs/s");
+    if cluster.ports.len() == 1 {
+        let mut latencies = Vec::with_capacity(singles);
+        for _ in 0..singles {
+            latencies.push(api.one_job(None).await);
+        }
+        println!("  {label}: add-to-start: {}", summary(&mut latencies));
+        let mut latencies = Vec::with_capacity(singles / 4);
+        for _ in 0..(singles / 4).max(1) {
+            latencies.push(api.one_job(Some(0.05)).await);
+        }
+        println!("  {label}: due-to-start (jobs delayed 50 ms): {}", summary(&mut latencies));
+    }
+}
+
+/// Enqueues `jobs` jobs on a paused queue, resumes it, and waits for the last execution:
+/// seconds from the resume to the last `finished_at`, and jobs per second.
+async fn drain(api: &Api, jobs: usize) -> (f64, f64) {
+    let before = api.completed().await;
+    api.post("/queue/pause", json!({})).await;
+    let mut left = jobs;
+    while left > 0 {
+        let n = left.min(BATCH);
+        let batch: Vec<Value> =
+            (0..n).map(|i| json!({"task": "addition", "input": {"num1": i, "num2": 1}})).collect();
+        api.post("/jobs/batch", json!({ "jobs": batch })).await;
+        left -= n;
+    }
+    let resumed = now_ms();
+    api.post("/queue/resume", json!({})).await;
+    let started = Instant::now();
+    while api.completed().await < before + jobs as u64 {
+        assert!(started.elapsed() < DRAIN_DEADLINE, "the drain did not end within {DRAIN_DEADLINE:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let last = api.get("/executions?sort=-finished_at&limit=1").await;
+    let finished = time_of(&last["items"][0], "finished_at");
+    let seconds = (finished - resumed).max(1) as f64 / 1000.0;
+    (seconds, jobs as f64 / seconds)
+}
+
+fn time_of(value: &Value, field: &str) -> i64 {
+    let text = value[field].as_str().unwrap_or_else(|| panic!("no {field} in {value}"));
+    parse_rfc3339(text).unwrap_or_else(|e| panic!("{field} {text}: {e}"))
+}
+
+fn summary(latencies: &mut [i64]) -> String {
+    latencies.sort_unstable();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    format!("p50 {} ms, p99 {} ms, max {} ms (server clock, 1 ms resolution)", at(0.5), at(0.99), at(1.0))
+}
+
+struct Api {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let response = self.client.post(format!("{}{path}", self.base)).json(&body).send().await.unwrap();
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "POST {path}: {status} {answer}");
+        answer
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let response = self.client.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "GET {path}: {status} {answer}");
+        answer
+    }
+
+    async fn completed(&self) -> u64 {
+        self.get("/queue").await["counts"]["completed"].as_u64().unwrap_or(0)
+    }
+
+    /// Enqueues one job (delayed by `delay_secs`), waits for its execution, and answers how
+    /// many milliseconds after its due time (its creation, or its `run_at`) it started.
+    async fn one_job(&self, delay_secs: Option<f64>) -> i64 {
+        let mut request = json!({"task": "addition", "input": {"num1": 1, "num2": 2}});
+        if let Some(delay) = delay_secs {
+            request["run_at"] = json!(format(now_ms() + (delay * 1000.0) as i64));
+        }
+        let job = self.post("/jobs", request).await;
+        let id = job["id"].as_str().expect("the job's id").to_owned();
+        let started = Instant::now();
+        loop {
+            let executions = self.get(&format!("/executions?job_id={id}")).await;
+            if let Some(execution) = executions["items"].as_array().and_then(|items| items.first()) {
+                let due = if delay_secs.is_some() { time_of(&job, "run_at") } else { time_of(&job, "created_at") };
+                return time_of(execution, "started_at") - due;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "job {id} did not run within 30 s");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+/// `ratchet serve` nodes on one database, stopped when dropped.
+struct Cluster {
+    nodes: Vec<Child>,
+    ports: Vec<u16>,
+}
+
+impl Cluster {
+    fn start(ratchet: &Path, root: &Path, dir: &Path, storage: &[&str], nodes: usize) -> Cluster {
+        std::fs::create_dir_all(dir).unwrap();
+        // One client sends everything: no per-client rate limit.
+        let config = dir.join("ratchet.yaml");
+        std::fs::write(&config, "server:\n  rate_limit_per_second: 0\n").unwrap();
+        let mut cluster = Cluster { nodes: Vec::new(), ports: Vec::new() };
+        for _ in 0..nodes {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let node = Command::new(ratchet)
+                .arg("--config")
+                .arg(&config)
+                .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+                .args(storage)
+                .arg("--tasks")
+                .arg(root.join("examples/tasks"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", ratchet.display()));
+            cluster.nodes.push(node);
+            cluster.ports.push(port);
+        }
+        cluster
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            let _ = node.kill();
+            let _ = node.wait();
+        }
+    }
+}
+
+/// A database of its own on the PostgreSQL server, dropped with it.
+struct Postgres {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl Postgres {
+    fn create(nodes: usize) -> Option<Postgres> {
+        let admin = std::env::var("RATCHET_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("ratchet_bench_rest_{}_{nodes}", std::process::id());
+        if let Err(problem) = psql(&admin, &format!("CREATE DATABASE {name}")) {
+            println!("  PostgreSQL: skipped, cannot create a database on {admin}: {problem}");
+            return None;
+        }
+        let mut url = url::Url::parse(&admin).expect("RATCHET_TEST_POSTGRES is a URL");
+        url.set_path(&name);
+        Some(Postgres { admin, name, url: url.to_string() })
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if let Err(problem) = psql(&self.admin, &format!("DROP DATABASE {} WITH (FORCE)", self.name)) {
+            eprintln!("cannot drop the bench's database {}: {problem}", self.name);
+        }
+    }
+}
+
+fn psql(url: &str, sql: &str) -> Result<(), String> {
+    let output = Command::new("psql").args([url, "-q", "-c", sql]).output().map_err(|e| format!("psql: {e}"))?;
+    if output.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&output.stderr).trim().to_owned()) }
+}
