@@ -38,7 +38,8 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     println!("queue over REST: {jobs} jobs per drain, {singles} single jobs, 2 workers per node");
     for nodes in [1, 3] {
-        let dir = std::env::temp_dir().join(format!("ratchet-bench-queue-rest-{}-{nodes}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("ratchet-bench-queue-rest-{}-{nodes}", std::process::id()));
         let data = dir.join("data");
         let cluster = Cluster::start(&ratchet, &root, &dir, &["--data-dir", data.to_str().unwrap()], nodes);
         runtime.block_on(measure(&cluster, "SQLite", jobs, singles));
@@ -46,7 +47,8 @@ fn main() {
         let _ = std::fs::remove_dir_all(&dir);
 
         let Some(database) = Postgres::create(nodes) else { continue };
-        let dir = std::env::temp_dir().join(format!("ratchet-bench-queue-rest-pg-{}-{nodes}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("ratchet-bench-queue-rest-pg-{}-{nodes}", std::process::id()));
         let cluster = Cluster::start(&ratchet, &root, &dir, &["--database-url", &database.url], nodes);
         runtime.block_on(measure(&cluster, "PostgreSQL", jobs, singles));
         drop(cluster);
@@ -60,7 +62,8 @@ async fn measure(cluster: &Cluster, store: &str, jobs: usize, singles: usize) {
         common::wait_until_ready(&client, *port, Duration::from_secs(60)).await;
     }
     let api = Api { client, base: format!("http://127.0.0.1:{}/api/v1", cluster.ports[0]) };
-    let label = format!("{store}, {} node{}", cluster.ports.len(), if cluster.ports.len() == 1 { "" } else { "s" });
+    let label =
+        format!("{store}, {} node{}", cluster.ports.len(), if cluster.ports.len() == 1 { "" } else { "s" });
     drain(&api, 200).await; // warm-up: workers, connections, pages
     let (seconds, rate) = drain(&api, jobs).await;
     println!("  {label}: drain of {jobs} jobs: {seconds:.2} s, {rate:.0} jobs/s");
@@ -69,12 +72,12 @@ async fn measure(cluster: &Cluster, store: &str, jobs: usize, singles: usize) {
         for _ in 0..singles {
             latencies.push(api.one_job(None).await);
         }
-        println!("  {label}: add-to-start: {}", summary(&mut latencies));
+        println!("  {label}: add-to-start: {}", summary(&latencies));
         let mut latencies = Vec::with_capacity(singles / 4);
         for _ in 0..(singles / 4).max(1) {
             latencies.push(api.one_job(Some(0.05)).await);
         }
-        println!("  {label}: due-to-start (jobs delayed 50 ms): {}", summary(&mut latencies));
+        println!("  {label}: due-to-start (jobs delayed 50 ms): {}", summary(&latencies));
     }
 }
 
@@ -109,10 +112,17 @@ fn time_of(value: &Value, field: &str) -> i64 {
     parse_rfc3339(text).unwrap_or_else(|e| panic!("{field} {text}: {e}"))
 }
 
-fn summary(latencies: &mut [i64]) -> String {
-    latencies.sort_unstable();
-    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
-    format!("p50 {} ms, p99 {} ms, max {} ms (server clock, 1 ms resolution)", at(0.5), at(0.99), at(1.0))
+fn summary(latencies: &[i64]) -> String {
+    let mut sorted: Vec<Duration> =
+        latencies.iter().map(|ms| Duration::from_millis(u64::try_from(*ms).unwrap_or(0))).collect();
+    sorted.sort_unstable();
+    let at = |q: f64| common::quantile_ms(&sorted, q);
+    format!(
+        "p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (server clock, 1 ms resolution)",
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    )
 }
 
 struct Api {
@@ -154,7 +164,8 @@ impl Api {
         loop {
             let executions = self.get(&format!("/executions?job_id={id}")).await;
             if let Some(execution) = executions["items"].as_array().and_then(|items| items.first()) {
-                let due = if delay_secs.is_some() { time_of(&job, "run_at") } else { time_of(&job, "created_at") };
+                let due =
+                    if delay_secs.is_some() { time_of(&job, "run_at") } else { time_of(&job, "created_at") };
                 return time_of(execution, "started_at") - due;
             }
             assert!(started.elapsed() < Duration::from_secs(30), "job {id} did not run within 30 s");
@@ -236,6 +247,11 @@ impl Drop for Postgres {
 }
 
 fn psql(url: &str, sql: &str) -> Result<(), String> {
-    let output = Command::new("psql").args([url, "-q", "-c", sql]).output().map_err(|e| format!("psql: {e}"))?;
-    if output.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&output.stderr).trim().to_owned()) }
+    let output =
+        Command::new("psql").args([url, "-q", "-c", sql]).output().map_err(|e| format!("psql: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    }
 }

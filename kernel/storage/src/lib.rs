@@ -227,9 +227,7 @@ impl Store {
         let db = Database::connect(options(url, 16))
             .await
             .map_err(|e| StoreError::Connect { url: shown.clone(), message: e.to_string() })?;
-        migrations::Migrator::up(&db, None)
-            .await
-            .map_err(|e| StoreError::Migrate { url: shown.clone(), message: e.to_string() })?;
+        migrate(url, &db).await.map_err(|message| StoreError::Migrate { url: shown.clone(), message })?;
         let (writer, checkpointer, group_commit) = match db.get_database_backend() {
             DbBackend::Sqlite => {
                 let writer = Database::connect(options(url, 1))
@@ -313,6 +311,54 @@ impl Store {
     pub(crate) fn statement(&self, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
         statement(self.backend(), sql, values)
     }
+}
+
+/// The PostgreSQL advisory lock a node holds while it migrates ("ratchet migrate" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7261_7463_686d_6967;
+
+/// Applies the pending migrations, one node at a time. Nodes started together on a new
+/// database would otherwise race: both see migration 1 pending, and the loser fails with
+/// "table jobs already exists". PostgreSQL: an advisory lock held by a connection of its own;
+/// SQLite: an exclusive lock on a file beside the database (none for an in-memory one).
+async fn migrate(url: &str, db: &DatabaseConnection) -> Result<(), String> {
+    let _file_lock = match sqlite_file(url) {
+        Some(database) => Some(lock_file(&database).await?),
+        None => None,
+    };
+    if db.get_database_backend() != DbBackend::Postgres {
+        return migrations::Migrator::up(db, None).await.map_err(|e| e.to_string());
+    }
+    let lock = Database::connect(options(url, 1)).await.map_err(|e| e.to_string())?;
+    let take = format!("SELECT pg_advisory_lock({MIGRATION_LOCK})");
+    lock.execute_unprepared(&take).await.map_err(|e| format!("cannot take the migration lock: {e}"))?;
+    let migrated = migrations::Migrator::up(db, None).await.map_err(|e| e.to_string());
+    // Closing the connection releases the lock as well.
+    let _ = lock.execute_unprepared(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})")).await;
+    let _ = lock.close().await;
+    migrated
+}
+
+/// The database file of a `sqlite://PATH?...` URL; `None` for an in-memory database.
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let path = url.strip_prefix("sqlite://")?.split('?').next()?;
+    (!path.is_empty() && !path.contains(":memory:")).then(|| Path::new(path).to_path_buf())
+}
+
+/// Waits for, then holds, the exclusive lock on `DATABASE-migrate.lock` (released on drop).
+async fn lock_file(database: &Path) -> Result<std::fs::File, String> {
+    let mut name = database.as_os_str().to_owned();
+    name.push("-migrate.lock");
+    let path = std::path::PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open the migration lock {}: {e}", path.display()))?;
+    tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+        .await
+        .map_err(|e| format!("the migration lock's waiter failed: {e}"))?
+        .map_err(|e| format!("cannot lock {}: {e}", path.display()))
 }
 
 fn options(url: &str, connections: u32) -> ConnectOptions {

@@ -250,7 +250,8 @@ impl Store {
         let mut at_limit = AtLimit::default();
         for (task, limit) in limits.iter() {
             if let Some(max) = limit.limit {
-                let (count, used) = running.get(task).map(|(count, used)| (*count, used)).unwrap_or((0, &none));
+                let (count, used) =
+                    running.get(task).map(|(count, used)| (*count, used)).unwrap_or((0, &none));
                 match free_slot(max, used).filter(|_| count < max) {
                     Some(slot) => at_limit.task_slots.push((task.to_owned(), slot)),
                     None => at_limit.tasks.push(task.to_owned()),

@@ -40,6 +40,13 @@ impl Node {
 
     /// Starts `ratchet serve` with `storage` arguments (`--data-dir DIR` or `--database-url URL`).
     fn start_with(root: &Path, storage: &[&str], env: &[(&str, &str)]) -> Node {
+        let mut node = Node::spawn_with(root, storage, env);
+        node.wait_until_up();
+        node
+    }
+
+    /// Starts `ratchet serve` like [`Node::start_with`] without waiting for it.
+    fn spawn_with(root: &Path, storage: &[&str], env: &[(&str, &str)]) -> Node {
         let port = free_port();
         let child = Command::new(ratchet_bin())
             .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
@@ -51,13 +58,21 @@ impl Node {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let node = Node { child, port };
+        Node { child, port }
+    }
+
+    /// Waits until the node answers `/health`; panics with its stderr when it exits first.
+    fn wait_until_up(&mut self) {
         let started = Instant::now();
-        while get(port, "/health").is_none() {
+        while get(self.port, "/health").is_none() {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut stderr = String::new();
+                let _ = self.child.stderr.take().unwrap().read_to_string(&mut stderr);
+                panic!("ratchet serve exited ({status}) instead of coming up: {stderr}");
+            }
             assert!(started.elapsed() < Duration::from_secs(20), "ratchet serve did not come up");
             std::thread::sleep(Duration::from_millis(50));
         }
-        node
     }
 
     fn is_running(&mut self) -> bool {
@@ -602,6 +617,32 @@ fn concurrency_limits_hold_across_three_nodes() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     limits_case(root.path(), &["--data-dir", data.to_str().unwrap()]);
+}
+
+/// docs/reliability.md J18: nodes started at the same instant on a new database all come up
+/// (they migrate it one at a time; before, the losers of the race exited with "table jobs
+/// already exists").
+#[test]
+fn nodes_started_together_on_a_new_database_all_come_up() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    started_together(root.path(), &["--data-dir", data.to_str().unwrap()]);
+}
+
+#[test]
+fn nodes_started_together_on_a_new_postgres_database_all_come_up() {
+    on_postgres(started_together);
+}
+
+fn started_together(root: &Path, storage: &[&str]) {
+    tasks_dir(root);
+    let mut nodes: Vec<Node> = (0..3).map(|_| Node::spawn_with(root, storage, &[])).collect();
+    for node in &mut nodes {
+        node.wait_until_up();
+    }
+    for node in &mut nodes {
+        assert!(node.is_running());
+    }
 }
 
 #[test]
