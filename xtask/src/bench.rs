@@ -11,19 +11,19 @@
 //!    `addition`: from one client, from 16 concurrent keep-alive clients in a closed loop
 //!    (throughput at saturation), and over 16 connections at a fixed 1,500 runs/s (latency
 //!    at that load); p50, p99 and runs per second.
-//! 4b. Queue over REST: the `queue_rest` bench target drives release `ratchet serve` nodes
+//! 5. Queue over REST: the `queue_rest` bench target drives release `ratchet serve` nodes
 //!    (one, then three on one database; SQLite, then PostgreSQL) as a user would: the drain of
 //!    2,000 jobs enqueued on a paused queue and resumed at once, add-to-start of single jobs
 //!    and due-to-start of delayed ones on an idle node.
-//! 5. Hot reload: the `reload` bench target: from a saved `main.js` to the next run using it
+//! 6. Hot reload: the `reload` bench target: from a saved `main.js` to the next run using it
 //!    (p50, p99), and start-up time and memory with 10,000 task folders, watched and not.
-//! 6. MCP: the `mcp` bench target: `tools/call` of `addition` over streamable HTTP from one
+//! 7. MCP: the `mcp` bench target: `tools/call` of `addition` over streamable HTTP from one
 //!    client (p50, p99), and `tools/list` with 1,000 tasks, against a release `ratchet serve`.
-//! 7. Failure analysis: the `patterns` bench target classifies failures with the built-in set
+//! 8. Failure analysis: the `patterns` bench target classifies failures with the built-in set
 //!    plus 100 custom patterns (p50, p95, p99), and the `report` bench target makes a failure
 //!    report from SQLite and renders its Markdown; the `events` bench target creates run events
 //!    and hands them to two sinks (p50, p95, p99).
-//! 8. Plugins: the `plugins` bench target: compile vs cached load of a component, instantiation
+//! 9. Plugins: the `plugins` bench target: compile vs cached load of a component, instantiation
 //!    from the template, and the cost of one sink call.
 
 use std::process::Command;
