@@ -202,7 +202,7 @@ impl Store {
     /// transaction that reads first cannot wait for the lock when another process holds it, and
     /// fails "database is locked" instead (several nodes on one file). Holding it, the read is
     /// exact. PostgreSQL needs nothing: the slots' indexes settle races there.
-    pub(crate) async fn lock_limits(&self, connection: &impl ConnectionTrait) -> Result<(), QueueError> {
+    pub(crate) async fn write_first(&self, connection: &impl ConnectionTrait) -> Result<(), QueueError> {
         if self.backend() == DbBackend::Postgres {
             return Ok(());
         }

@@ -392,7 +392,7 @@ impl Store {
         // sqlx (measured: 315 instead of 791 claims and finishes a second).
         let limits = self.concurrency_limits();
         if !limits.is_empty() {
-            self.lock_limits(connection).await?;
+            self.write_first(connection).await?;
         }
         let paused = self.paused_scopes(connection).await?;
         if paused.iter().any(|scope| scope == super::WHOLE_QUEUE) {

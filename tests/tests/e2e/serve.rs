@@ -192,9 +192,7 @@ fn a_job_enqueued_from_the_cli_runs_and_is_recorded() {
 
 #[test]
 fn kill_9_mid_way_loses_no_job_and_completes_none_twice() {
-    let root = tempfile::tempdir().unwrap();
-    let data = root.path().join("data");
-    kill_9_case(root.path(), &["--data-dir", data.to_str().unwrap()]);
+    on_sqlite(kill_9_case);
 }
 
 /// The same on PostgreSQL (over its Unix socket when there is one: see the README on sqlx and
@@ -248,9 +246,7 @@ fn kill_9_case(root: &Path, storage: &[&str]) {
 
 #[test]
 fn sigterm_lets_running_jobs_finish_or_releases_them_after_the_grace_period() {
-    let root = tempfile::tempdir().unwrap();
-    let data = root.path().join("data");
-    sigterm_case(root.path(), &["--data-dir", data.to_str().unwrap()]);
+    on_sqlite(sigterm_case);
 }
 
 #[test]
@@ -260,6 +256,13 @@ fn sigterm_on_postgres_lets_running_jobs_finish_or_releases_them() {
 
 /// Runs `case` against a fresh PostgreSQL database (its Unix socket when there is one), then
 /// drops the database, also when the case fails.
+/// Runs `case` with a new SQLite database in a scratch folder.
+fn on_sqlite(case: impl FnOnce(&Path, &[&str])) {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    case(root.path(), &["--data-dir", data.to_str().unwrap()]);
+}
+
 fn on_postgres(case: impl FnOnce(&Path, &[&str]) + std::panic::UnwindSafe) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let database = runtime.block_on(tests::databases::PostgresDatabase::create());
@@ -614,9 +617,7 @@ fn a_node_killed_with_sigkill_leaves_no_worker_behind() {
 
 #[test]
 fn concurrency_limits_hold_across_three_nodes() {
-    let root = tempfile::tempdir().unwrap();
-    let data = root.path().join("data");
-    limits_case(root.path(), &["--data-dir", data.to_str().unwrap()]);
+    on_sqlite(limits_case);
 }
 
 /// docs/reliability.md J18: nodes started at the same instant on a new database all come up
@@ -624,9 +625,7 @@ fn concurrency_limits_hold_across_three_nodes() {
 /// already exists").
 #[test]
 fn nodes_started_together_on_a_new_database_all_come_up() {
-    let root = tempfile::tempdir().unwrap();
-    let data = root.path().join("data");
-    started_together(root.path(), &["--data-dir", data.to_str().unwrap()]);
+    on_sqlite(started_together);
 }
 
 #[test]
