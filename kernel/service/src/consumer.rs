@@ -5,6 +5,7 @@
 use super::*;
 use crate::runs::{Run, record};
 use ratchet_core::trace::TraceContext;
+use ratchet_storage::{Claim, ConsumerCommit, Ended, Ending, Step};
 use tokio_util::sync::CancellationToken;
 
 impl Service {
@@ -15,7 +16,10 @@ impl Service {
         while !*stop.borrow() {
             let claimed = match next.take() {
                 Some(job) => Ok(Some(job)),
-                None => self.store.claim(&self.node, self.lease(), now_ms()).await,
+                None => {
+                    let step = Step { end: None, claim: Some(self.claim()), now: now_ms() };
+                    self.consumer_commit().step(step).await.map(|(_, job)| job)
+                }
             };
             match claimed {
                 Ok(Some(job)) => next = self.process_then_claim(job, true).await,
@@ -40,6 +44,15 @@ impl Service {
         {
             tracing::warn!(job = %job.id, "cannot release a job claimed while stopping: {error}");
         }
+    }
+
+    /// The writer that commits this node's consumers' steps together.
+    fn consumer_commit(&self) -> &ConsumerCommit {
+        self.consumer_commit.get_or_init(|| ConsumerCommit::start(self.store.clone()))
+    }
+
+    fn claim(&self) -> Claim {
+        Claim { owner: self.node.clone(), lease: self.lease() }
     }
 
     /// How long an idle consumer sleeps: until the earliest time a waiting job becomes due (a
@@ -133,19 +146,19 @@ impl Service {
         };
         let mut record = record(run, &execution, &classification, started, &self.node);
         self.note_failure(&mut record, &task);
-        let error = execution.outcome.as_ref().err().map(ToString::to_string);
-        let outcome = match (&execution.outcome, &error) {
-            (Ok(output), _) => Outcome::Completed(output),
-            (Err(_), Some(error)) => Outcome::Failed(error),
-            (Err(_), None) => Outcome::Failed("the run failed"),
+        let outcome = match execution.outcome {
+            Ok(output) => Ended::Completed(output),
+            Err(error) => Ended::Failed(error.to_string()),
         };
-        let claim = claim_next.then(|| (self.node.as_str(), self.lease()));
-        let reported =
-            self.store.finish_then_claim(&job.id, job.attempt, outcome, Some(&record), claim, now_ms()).await;
+        let end = Ending { job: job.id.clone(), attempt: job.attempt, outcome, execution: Some(record) };
+        let step = Step { end: Some(end), claim: claim_next.then(|| self.claim()), now: now_ms() };
+        let reported = self.consumer_commit().step(step).await;
         self.track(&job, None);
         match reported {
             Ok((status, next)) => {
-                log_report(&job, Ok(status));
+                if let Some(status) = status {
+                    log_report(&job, Ok(status));
+                }
                 next
             }
             Err(error) => {

@@ -38,8 +38,8 @@ use ratchet_core::task::SchemaViolation;
 use ratchet_core::trace::TraceContext;
 use ratchet_plugin_host::{Event, FailedRun, Plugins, Suggestion};
 use ratchet_storage::{
-    Backoff, ConcurrencyLimits, Enqueued, ExecutionRecord, Job, JobStatus, NewJob, Outcome, QueueError,
-    Store, TaskLimit, TaskVersion, WorkerRow, now_ms,
+    Backoff, ConcurrencyLimits, Enqueued, ExecutionRecord, Job, JobStatus, NewJob, QueueError, Store,
+    TaskLimit, TaskVersion, WorkerRow, now_ms,
 };
 
 /// Options of one enqueue; the queue configuration fills what is `None`.
@@ -301,6 +301,8 @@ pub struct Service {
     queue_seen: Mutex<Option<(i64, Value)>>,
     /// The secrets tasks declare, opened with this node's key.
     secrets: Arc<secrets::Secrets>,
+    /// Commits the consumers' ends and claims together; started with the first consumer.
+    consumer_commit: std::sync::OnceLock<ratchet_storage::ConsumerCommit>,
 }
 
 impl Service {
@@ -319,6 +321,7 @@ impl Service {
             queue,
             wake: Notify::new(),
             in_flight: Mutex::new(HashMap::new()),
+            consumer_commit: std::sync::OnceLock::new(),
             running_now: Mutex::new(std::collections::HashSet::new()),
             registered: std::sync::atomic::AtomicBool::new(false),
             remote_logs: tokio::sync::broadcast::channel(log_relay::REMOTE_BUFFER).0,

@@ -40,10 +40,15 @@ pub struct ExecutionRecord {
 pub(super) const COLUMNS: &str = "id, job_id, attempt, task, status, input, output, error, logs, http, started_at, \
      finished_at, duration_us, worker, node, caused_by, trace_id";
 
-/// The insert of one record, its values in [`values`]' order.
-pub(super) static INSERT: LazyLock<String> = LazyLock::new(|| {
-    format!("INSERT INTO executions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-});
+/// One record's placeholders, for its values in [`values`]' order.
+const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// The insert of one record.
+pub(super) static INSERT: LazyLock<String> =
+    LazyLock::new(|| format!("INSERT INTO executions ({COLUMNS}) VALUES {ROW}"));
+
+/// Records per multi-row insert: 17 values each, well below SQLite's 32,766 variables.
+const ROWS_PER_INSERT: usize = 256;
 
 impl Store {
     /// Stores the record of a run outside the queue, and returns once it is committed. On
@@ -64,6 +69,21 @@ impl Store {
         record: &ExecutionRecord,
     ) -> Result<(), QueueError> {
         connection.execute_raw(self.statement(&INSERT, values(record))).await?;
+        Ok(())
+    }
+
+    /// Stores `records` with as few statements as it takes.
+    pub(crate) async fn insert_executions(
+        &self,
+        connection: &impl ConnectionTrait,
+        records: &[&ExecutionRecord],
+    ) -> Result<(), QueueError> {
+        for chunk in records.chunks(ROWS_PER_INSERT) {
+            let sql =
+                format!("INSERT INTO executions ({COLUMNS}) VALUES {}", vec![ROW; chunk.len()].join(", "));
+            let values = chunk.iter().flat_map(|record| values(record)).collect();
+            connection.execute_raw(self.statement(&sql, values)).await?;
+        }
         Ok(())
     }
 

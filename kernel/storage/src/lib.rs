@@ -5,6 +5,7 @@
 //! Queue operations are single SQL statements written once; the only backend difference is
 //! PostgreSQL's `FOR UPDATE SKIP LOCKED` when claiming (SQLite serialises writers anyway).
 
+mod consumer_commit;
 mod executions;
 mod group_commit;
 mod limits;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
 use sea_orm_migration::MigratorTrait;
 
+pub use consumer_commit::{Claim, ConsumerCommit, Ended, Ending, Step, Stepped};
 pub use executions::ExecutionRecord;
 pub use limits::{ConcurrencyLimits, TaskLimit, Waiting};
 pub use listing::{ExecutionFilter, JobFilter, Listed, Page};

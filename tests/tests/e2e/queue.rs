@@ -1,12 +1,13 @@
 //! Storage conformance: the same queue cases on SQLite and on PostgreSQL (docs/reliability.md J3,
-//! J4, J5, J7, J17 and the rescue half of J1/J2), with an injected clock.
+//! J4, J5, J7, J17, J19 and the rescue half of J1/J2), with an injected clock.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ratchet_storage::{
-    Backoff, ConcurrencyLimits, ExecutionRecord, JobStatus, NewJob, QueueError, Store, TaskLimit, Waiting,
+    Backoff, Claim, ConcurrencyLimits, ConsumerCommit, Ended, Ending, ExecutionRecord, JobStatus, NewJob,
+    QueueError, Step, Store, TaskLimit, Waiting,
 };
 use serde_json::json;
 use tests::databases::{on_each_backend, on_each_database};
@@ -493,6 +494,162 @@ async fn nodes_claiming_at_once_never_pass_a_limit() {
         for store in nodes {
             store.close().await;
         }
+    })
+    .await;
+}
+
+fn end(id: &str, attempt: u32, outcome: Ended, execution_id: &str) -> Ending {
+    Ending { job: id.into(), attempt, outcome, execution: Some(execution(execution_id, Some(id))) }
+}
+
+fn claim_as(owner: &str) -> Option<Claim> {
+    Some(Claim { owner: owner.into(), lease: LEASE })
+}
+
+/// docs/reliability.md J19: consumers' steps committed in one transaction do what each would
+/// do alone: ends are fenced by their attempt (a fenced end changes nothing, keeps its
+/// execution and claims nothing), a failure retries, and the claims take one job per step
+/// that asks, the most urgent to the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_committed_together_end_fence_and_claim_as_each_would_alone() {
+    on_each_backend(|store, backend| async move {
+        let running = futures_ids(&store, (0..4).map(|_| NewJob { priority: 9, ..job("run") })).await;
+        for _ in 0..4 {
+            store.claim("node", LEASE, T0 + 1).await.unwrap().unwrap();
+        }
+        let low = store.enqueue(job("low"), T0).await.unwrap().job.id;
+        let high = store.enqueue(NewJob { priority: 5, ..job("high") }, T0).await.unwrap().job.id;
+        let middle = store.enqueue(NewJob { priority: 3, ..job("middle") }, T0).await.unwrap().job.id;
+        let spare = store.enqueue(NewJob { priority: -1, ..job("spare") }, T0).await.unwrap().job.id;
+        store.cancel(&running[2], T0 + 2).await.unwrap();
+
+        let step = |end: Option<Ending>, claim: Option<Claim>| Step { end, claim, now: T0 + 3 };
+        let steps = [
+            step(Some(end(&running[0], 1, Ended::Completed(json!({"r": 0})), "x0")), claim_as("node")),
+            step(Some(end(&running[1], 1, Ended::Failed("boom".into()), "x1")), None),
+            step(Some(end(&running[2], 1, Ended::Completed(json!(2)), "x2")), claim_as("node")),
+            step(None, claim_as("node")),
+            step(Some(end(&running[3], 1, Ended::Completed(json!(3)), "x3")), claim_as("node")),
+        ];
+        let results = store.steps_together(&steps).await.unwrap();
+        let summary: Vec<_> = results
+            .iter()
+            .map(|result| match result {
+                Ok((status, next)) => Ok((*status, next.as_ref().map(|job| job.id.clone()))),
+                Err(QueueError::Fenced { .. }) => Err("fenced"),
+                Err(error) => panic!("{backend}: {error}"),
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                Ok((Some(JobStatus::Completed), Some(high.clone()))),
+                Ok((Some(JobStatus::Retrying), None)),
+                Err("fenced"),
+                Ok((None, Some(middle.clone()))),
+                Ok((Some(JobStatus::Completed), Some(low.clone()))),
+            ],
+            "{backend}"
+        );
+        let status = |id: String| {
+            let store = store.clone();
+            async move { store.job(&id).await.unwrap().status }
+        };
+        assert_eq!(
+            status(running[2].clone()).await,
+            JobStatus::Cancelled,
+            "{backend}: the fenced end changed nothing"
+        );
+        assert_eq!(status(spare.clone()).await, JobStatus::Queued, "{backend}: one job per step that asked");
+        let done = store.job(&running[0]).await.unwrap();
+        assert_eq!((done.output, done.lease_owner), (Some(json!({"r": 0})), None), "{backend}");
+        let retrying = store.job(&running[1]).await.unwrap();
+        assert_eq!(retrying.last_error.as_deref(), Some("boom"), "{backend}");
+        assert!(retrying.run_at > T0 + 3, "{backend}: the retry waits for its backoff");
+        let attempts = store.attempts(&running[1]).await.unwrap();
+        assert_eq!((attempts.len(), attempts[0].outcome.as_str()), (1, "failed"), "{backend}");
+        assert!(store.attempts(&running[2]).await.unwrap().is_empty(), "{backend}: no attempt ended there");
+        for (n, id) in running.iter().enumerate() {
+            let executions = store.executions(Some(id), 10).await.unwrap();
+            assert_eq!(executions.len(), 1, "{backend}: the execution of step {n} is stored, fenced or not");
+        }
+    })
+    .await;
+}
+
+/// docs/reliability.md J19: the claims of one batch respect the concurrency limits, and a
+/// batch asking for more jobs of a full task than its limit gets only what the limit leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_committed_together_claim_no_more_than_the_limits_allow() {
+    on_each_backend(|store, backend| async move {
+        store.set_concurrency_limits(limits(&[("serial", Some(2), None)]));
+        futures_ids(&store, (0..5).map(|_| NewJob { priority: 9, ..job("serial") })).await;
+        let free = store.enqueue(job("free"), T0).await.unwrap().job.id;
+        let steps: Vec<_> =
+            (0..4).map(|_| Step { end: None, claim: claim_as("node"), now: T0 + 1 }).collect();
+        let results = store.steps_together(&steps).await.unwrap();
+        let claimed: Vec<_> =
+            results.into_iter().map(|result| result.unwrap().1.map(|job| job.task)).collect();
+        assert_eq!(
+            claimed,
+            vec![Some("serial".into()), Some("serial".into()), Some("free".into()), None],
+            "{backend}: {free}"
+        );
+    })
+    .await;
+}
+
+/// docs/reliability.md J19: eight consumers sharing one group commit run every job exactly
+/// once, each execution stored, and never hold more jobs of a limited task than its limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_sharing_a_group_commit_run_every_job_once_within_the_limits() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    on_each_backend(|store, backend| async move {
+        const JOBS: usize = 120;
+        store.set_concurrency_limits(limits(&[("limited", Some(2), None)]));
+        for n in 0..JOBS {
+            let task = if n % 3 == 0 { "limited" } else { "free" };
+            store.enqueue(NewJob { input: json!({"n": n}), ..job(task) }, T0).await.unwrap();
+        }
+        let commit = ConsumerCommit::start(store.clone());
+        let held = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let consumers: Vec<_> = (0..8)
+            .map(|consumer| {
+                let (commit, held, most) = (commit.clone(), Arc::clone(&held), Arc::clone(&most));
+                tokio::spawn(async move {
+                    let mut ran = Vec::new();
+                    let mut step = Step { end: None, claim: claim_as("node"), now: T0 + 1 };
+                    loop {
+                        let (_, next) = commit.step(step).await.expect("a step commits");
+                        let Some(job) = next else { return ran };
+                        if job.task == "limited" {
+                            let now_held = held.fetch_add(1, Ordering::SeqCst) + 1;
+                            most.fetch_max(now_held, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                            held.fetch_sub(1, Ordering::SeqCst);
+                        }
+                        let execution_id = format!("run-{consumer}-{}", ran.len());
+                        let ending = end(&job.id, job.attempt, Ended::Completed(json!(1)), &execution_id);
+                        ran.push(job.id);
+                        step = Step { end: Some(ending), claim: claim_as("node"), now: T0 + 2 };
+                    }
+                })
+            })
+            .collect();
+        let mut ran = Vec::new();
+        for consumer in consumers {
+            ran.extend(consumer.await.unwrap());
+        }
+        let unique: HashSet<_> = ran.iter().collect();
+        assert_eq!((ran.len(), unique.len()), (JOBS, JOBS), "{backend}: every job ran exactly once");
+        assert_eq!(store.job_counts().await.unwrap(), vec![(JobStatus::Completed, JOBS as u64)], "{backend}");
+        assert_eq!(store.executions(None, 1_000).await.unwrap().len(), JOBS, "{backend}");
+        assert!(
+            most.load(Ordering::SeqCst) <= 2,
+            "{backend}: {} limited jobs held at once",
+            most.load(Ordering::SeqCst)
+        );
     })
     .await;
 }

@@ -1,0 +1,265 @@
+//! Group commit of a node's consumers: the ends of the jobs they ran and their claims of the
+//! next ones, in one transaction.
+//!
+//! A consumer that ends a job records the attempt's end and its execution and claims its next
+//! job in one transaction ([`Store::finish_then_claim`]). With several consumers per node those
+//! transactions ran one after another on SQLite (one writer) and side by side on PostgreSQL,
+//! each with its own `BEGIN`, pause read, claim and `COMMIT`: the queue, not the workers, set
+//! the pace. Here the steps waiting when the writer becomes free are committed together: one
+//! fenced `UPDATE` per ended job, one insert for all their attempts and one for all their
+//! executions, then one claim of as many jobs as the consumers asked for. Nothing waits for a
+//! batch to fill: a lone step is committed alone, exactly as before, and under load a batch
+//! holds at most one step per consumer.
+//!
+//! The guarantees are the single path's. Each end is fenced by its attempt: a fenced end
+//! changes nothing about its job (its execution is still recorded) and its consumer claims
+//! nothing. A batch claims at most one job per consumer that asked, each leased and fenced
+//! like any claim, so a node never holds more jobs than it has consumers, and other nodes
+//! claim the rest. When the batch's transaction fails (another node's claim took a concurrency
+//! slot, a PostgreSQL deadlock with a lease rescue, a bad record) every step is committed again
+//! on its own, so that one step cannot fail the others.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, TransactionTrait, Value as SqlValue};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use super::queue::{Job, JobStatus, Outcome, QueueError};
+use super::{ExecutionRecord, Store};
+
+/// Most steps one transaction commits.
+const MAX_BATCH: usize = 64;
+
+/// What a consumer asks of the queue: to end the job it ran, to claim its next job, or both.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub end: Option<Ending>,
+    pub claim: Option<Claim>,
+    /// The time of the step (milliseconds since the epoch): the end's, and the claim's.
+    pub now: i64,
+}
+
+/// The end of a running attempt, fenced by `attempt`.
+#[derive(Debug, Clone)]
+pub struct Ending {
+    pub job: String,
+    pub attempt: u32,
+    pub outcome: Ended,
+    /// The run's record, stored whether or not the attempt still owns the job.
+    pub execution: Option<ExecutionRecord>,
+}
+
+/// How an attempt ended (the owned [`Outcome`]).
+#[derive(Debug, Clone)]
+pub enum Ended {
+    Completed(Value),
+    Failed(String),
+}
+
+impl Ended {
+    fn outcome(&self) -> Outcome<'_> {
+        match self {
+            Ended::Completed(output) => Outcome::Completed(output),
+            Ended::Failed(error) => Outcome::Failed(error),
+        }
+    }
+}
+
+/// A claim of the next job for `owner`, leased for `lease`.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub owner: String,
+    pub lease: Duration,
+}
+
+/// What a step did: the ended job's new status (when it ended one) and the job it claimed.
+/// A fenced end is [`QueueError::Fenced`], and claims nothing.
+pub type Stepped = Result<(Option<JobStatus>, Option<Job>), QueueError>;
+
+/// The handle consumers share. Its task ends once the last handle is dropped and every step
+/// sent before that is committed.
+#[derive(Clone)]
+pub struct ConsumerCommit {
+    queue: mpsc::UnboundedSender<Pending>,
+}
+
+struct Pending {
+    step: Step,
+    done: oneshot::Sender<Stepped>,
+}
+
+impl ConsumerCommit {
+    /// Starts the task that commits steps on `store`, on the current Tokio runtime.
+    pub fn start(store: Store) -> ConsumerCommit {
+        let (queue, pending) = mpsc::unbounded_channel();
+        tokio::spawn(commit_batches(store, pending));
+        ConsumerCommit { queue }
+    }
+
+    /// Commits `step` in the next batch, and returns what it did once that batch is committed.
+    pub async fn step(&self, step: Step) -> Stepped {
+        let (done, result) = oneshot::channel();
+        self.queue.send(Pending { step, done }).map_err(|_| stopped())?;
+        result.await.map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> QueueError {
+    QueueError::Db(sea_orm::DbErr::Custom(
+        "the queue's writer has stopped; the process is shutting down".into(),
+    ))
+}
+
+async fn commit_batches(store: Store, mut queue: mpsc::UnboundedReceiver<Pending>) {
+    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let steps: Vec<Step> = batch.iter().map(|pending| pending.step.clone()).collect();
+        let results = match steps.len() {
+            1 => vec![store.step(&steps[0]).await],
+            _ => match store.steps_together(&steps).await {
+                Ok(results) => results,
+                Err(error) => {
+                    tracing::debug!(
+                        "a batch of {} queue steps failed ({error}); committing them one by one",
+                        steps.len()
+                    );
+                    let mut results = Vec::with_capacity(steps.len());
+                    for step in &steps {
+                        results.push(store.step(step).await);
+                    }
+                    results
+                }
+            },
+        };
+        for (pending, result) in batch.drain(..).zip(results) {
+            let _ = pending.done.send(result);
+        }
+    }
+}
+
+impl Store {
+    /// Commits one step on its own: [`Store::finish_then_claim`], or [`Store::claim`].
+    pub async fn step(&self, step: &Step) -> Stepped {
+        let claim = step.claim.as_ref().map(|claim| (claim.owner.as_str(), claim.lease));
+        match &step.end {
+            Some(end) => {
+                let outcome = end.outcome.outcome();
+                let (status, next) = self
+                    .finish_then_claim(
+                        &end.job,
+                        end.attempt,
+                        outcome,
+                        end.execution.as_ref(),
+                        claim,
+                        step.now,
+                    )
+                    .await?;
+                Ok((Some(status), next))
+            }
+            None => match claim {
+                Some((owner, lease)) => Ok((None, self.claim(owner, lease, step.now).await?)),
+                None => Ok((None, None)),
+            },
+        }
+    }
+
+    /// Commits `steps` in one transaction, and returns what each did, in order. An error means
+    /// nothing was committed.
+    pub async fn steps_together(&self, steps: &[Step]) -> Result<Vec<Stepped>, QueueError> {
+        let transaction = self.writer().begin().await?;
+        // Per step: `None` when it ends nothing, else the ended job's status (`None`: fenced).
+        let mut ended: Vec<Option<Option<JobStatus>>> = Vec::with_capacity(steps.len());
+        let mut attempts = Vec::new();
+        let mut executions = Vec::new();
+        for step in steps {
+            let Some(end) = &step.end else {
+                ended.push(None);
+                continue;
+            };
+            let outcome = end.outcome.outcome();
+            let (status, sql, values) = self.end_statement(&end.job, end.attempt, outcome, step.now).await?;
+            let owned = transaction.execute_raw(self.statement(sql, values)).await?.rows_affected() == 1;
+            if owned {
+                attempts.push((end, step.now));
+            }
+            executions.extend(end.execution.as_ref());
+            ended.push(Some(owned.then_some(status)));
+        }
+        self.insert_attempts(&transaction, &attempts).await?;
+        self.insert_executions(&transaction, &executions).await?;
+        let next = self.claim_for(&transaction, steps, &ended).await?;
+        transaction.commit().await?;
+
+        let mut results = Vec::with_capacity(steps.len());
+        for ((step, ended), next) in steps.iter().zip(ended).zip(next) {
+            results.push(match (ended, &step.end) {
+                (None, _) => Ok((None, next)),
+                (Some(Some(status)), _) => Ok((Some(status), next)),
+                (Some(None), Some(end)) => Err(self.fenced(&end.job, end.attempt).await),
+                (Some(None), None) => Ok((None, None)),
+            });
+        }
+        Ok(results)
+    }
+
+    /// Claims the next job of every step that asks for one and whose end (if any) was not
+    /// fenced, with one claim per owner and lease; the most urgent job to the first step.
+    async fn claim_for(
+        &self,
+        connection: &impl ConnectionTrait,
+        steps: &[Step],
+        ended: &[Option<Option<JobStatus>>],
+    ) -> Result<Vec<Option<Job>>, QueueError> {
+        let mut next: Vec<Option<Job>> = vec![None; steps.len()];
+        let mut wanting: Vec<(usize, &Claim)> = steps
+            .iter()
+            .zip(ended)
+            .enumerate()
+            .filter(|(_, (_, ended))| !matches!(ended, Some(None)))
+            .filter_map(|(index, (step, _))| step.claim.as_ref().map(|claim| (index, claim)))
+            .collect();
+        let now = steps.iter().map(|step| step.now).max().unwrap_or_default();
+        while let Some(&(_, first)) = wanting.first() {
+            let (same, others): (Vec<_>, Vec<_>) = wanting
+                .into_iter()
+                .partition(|(_, claim)| claim.owner == first.owner && claim.lease == first.lease);
+            let jobs = self.claim_up_to_on(connection, &first.owner, first.lease, now, same.len()).await?;
+            for ((index, _), job) in same.into_iter().zip(jobs) {
+                next[index] = Some(job);
+            }
+            wanting = others;
+        }
+        Ok(next)
+    }
+
+    /// Records the ends of `attempts` (each at its time) in one statement.
+    async fn insert_attempts(
+        &self,
+        connection: &impl ConnectionTrait,
+        attempts: &[(&Ending, i64)],
+    ) -> Result<(), QueueError> {
+        if attempts.is_empty() {
+            return Ok(());
+        }
+        let rows = vec!["(?, ?, ?, ?, ?)"; attempts.len()].join(", ");
+        let sql =
+            format!("INSERT INTO job_attempts (job_id, attempt, outcome, error, finished_at) VALUES {rows}");
+        let mut values: Vec<SqlValue> = Vec::with_capacity(attempts.len() * 5);
+        for (end, now) in attempts {
+            let (outcome, error) = match &end.outcome {
+                Ended::Completed(_) => ("completed", None),
+                Ended::Failed(error) => ("failed", Some(error.clone())),
+            };
+            values.extend([
+                end.job.clone().into(),
+                i64::from(end.attempt).into(),
+                outcome.into(),
+                error.into(),
+                (*now).into(),
+            ]);
+        }
+        connection.execute_raw(self.statement(&sql, values)).await?;
+        Ok(())
+    }
+}
