@@ -65,8 +65,13 @@ async fn measure(cluster: &Cluster, store: &str, jobs: usize, singles: usize) {
     let label =
         format!("{store}, {} node{}", cluster.ports.len(), if cluster.ports.len() == 1 { "" } else { "s" });
     drain(&api, 200).await; // warm-up: workers, connections, pages
+    let commits_before = commit_steps(&api.client, &cluster.ports).await;
     let (seconds, rate) = drain(&api, jobs).await;
-    println!("  {label}: drain of {jobs} jobs: {seconds:.2} s, {rate:.0} jobs/s");
+    let (steps, commits) = commit_steps(&api.client, &cluster.ports).await;
+    let per_commit = (steps - commits_before.0) / (commits - commits_before.1).max(1.0);
+    println!(
+        "  {label}: drain of {jobs} jobs: {seconds:.2} s, {rate:.0} jobs/s ({per_commit:.1} consumer steps per commit)"
+    );
     if cluster.ports.len() == 1 {
         let mut latencies = Vec::with_capacity(singles);
         for _ in 0..singles {
@@ -105,6 +110,23 @@ async fn drain(api: &Api, jobs: usize) -> (f64, f64) {
     let finished = time_of(&last["items"][0], "finished_at");
     let seconds = (finished - resumed).max(1) as f64 / 1000.0;
     (seconds, jobs as f64 / seconds)
+}
+
+/// The consumers' steps and commits so far, over every node (`ratchet_queue_commit_steps`).
+async fn commit_steps(client: &reqwest::Client, ports: &[u16]) -> (f64, f64) {
+    let mut total = (0.0, 0.0);
+    for port in ports {
+        let url = format!("http://127.0.0.1:{port}/metrics");
+        let text = client.get(&url).send().await.unwrap().text().await.unwrap();
+        let value = |name: &str| -> f64 {
+            text.lines()
+                .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in {url}"))
+        };
+        total.0 += value("ratchet_queue_commit_steps_sum ");
+        total.1 += value("ratchet_queue_commit_steps_count ");
+    }
+    total
 }
 
 fn time_of(value: &Value, field: &str) -> i64 {

@@ -48,7 +48,11 @@ impl Service {
 
     /// The writer that commits this node's consumers' steps together.
     fn consumer_commit(&self) -> &ConsumerCommit {
-        self.consumer_commit.get_or_init(|| ConsumerCommit::start(self.store.clone()))
+        self.consumer_commit.get_or_init(|| {
+            let metrics = Arc::clone(&self.metrics);
+            let observe = Box::new(move |steps: usize| metrics.queue_commit(steps));
+            ConsumerCommit::start(self.store.clone(), Some(observe))
+        })
     }
 
     fn claim(&self) -> Claim {

@@ -62,6 +62,7 @@ pub struct Metrics {
     plugin_traps: Family<PluginLabels, Counter>,
     http_requests: Family<HttpLabels, Counter>,
     http_seconds: Histogram,
+    queue_commit_steps: Histogram,
 }
 
 fn run_histogram() -> Histogram {
@@ -88,6 +89,8 @@ impl Metrics {
             plugin_traps: Family::default(),
             http_requests: Family::default(),
             http_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            // 1 to 64 steps.
+            queue_commit_steps: Histogram::new(exponential_buckets(1.0, 2.0, 7)),
         };
         registry.register("runs", "Task runs by task and outcome", metrics.runs.clone());
         registry.register("run_duration_seconds", "Task run durations", metrics.run_seconds.clone());
@@ -105,6 +108,11 @@ impl Metrics {
             "API request durations",
             metrics.http_seconds.clone(),
         );
+        registry.register(
+            "queue_commit_steps",
+            "Steps (a job's end, the claim of the next, or both) per transaction of this node's consumers",
+            metrics.queue_commit_steps.clone(),
+        );
         *metrics.registry.lock().unwrap_or_else(|e| e.into_inner()) = registry;
         metrics
     }
@@ -114,6 +122,11 @@ impl Metrics {
         let outcome = if succeeded { "success" } else { "failure" };
         self.runs.get_or_create(&RunLabels { task: task.to_owned(), outcome: outcome.to_owned() }).inc();
         self.run_seconds.get_or_create(&TaskLabels { task: task.to_owned() }).observe(took.as_secs_f64());
+    }
+
+    /// One transaction of the consumers' group commit, of `steps` steps.
+    pub fn queue_commit(&self, steps: usize) {
+        self.queue_commit_steps.observe(steps as f64);
     }
 
     /// One answered API request; `route` is the route's pattern, never the raw path.

@@ -17,19 +17,27 @@
 //! like any claim, so a node never holds more jobs than it has consumers, and other nodes
 //! claim the rest. When the batch's transaction fails (another node's claim took a concurrency
 //! slot, a PostgreSQL deadlock with a lease rescue, a bad record) every step is committed again
-//! on its own, so that one step cannot fail the others.
+//! on its own, so that one step cannot fail the others. On PostgreSQL up to
+//! [`PARALLEL_ON_POSTGRES`] batches commit at once; on SQLite, one.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, TransactionTrait, Value as SqlValue};
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::queue::{Job, JobStatus, Outcome, QueueError};
 use super::{ExecutionRecord, Store};
 
 /// Most steps one transaction commits.
 const MAX_BATCH: usize = 64;
+
+/// Batches committed at once on PostgreSQL, each on its own pooled connection: PostgreSQL
+/// shares WAL flushes between concurrent commits, and one batch at a time left the node
+/// waiting on one flush after another (measured over REST, 2,000 jobs, one node: 298 jobs/s
+/// one at a time). SQLite has one writer: one batch at a time.
+const PARALLEL_ON_POSTGRES: usize = 4;
 
 /// What a consumer asks of the queue: to end the job it ran, to claim its next job, or both.
 #[derive(Debug, Clone)]
@@ -84,16 +92,20 @@ pub struct ConsumerCommit {
     queue: mpsc::UnboundedSender<Pending>,
 }
 
+/// Hears the number of steps of each committed batch (for the node's metrics).
+pub type BatchObserver = Box<dyn Fn(usize) + Send + Sync>;
+
 struct Pending {
     step: Step,
     done: oneshot::Sender<Stepped>,
 }
 
 impl ConsumerCommit {
-    /// Starts the task that commits steps on `store`, on the current Tokio runtime.
-    pub fn start(store: Store) -> ConsumerCommit {
+    /// Starts the task that commits steps on `store`, on the current Tokio runtime; `observe`
+    /// hears the size of each batch once it is committed.
+    pub fn start(store: Store, observe: Option<BatchObserver>) -> ConsumerCommit {
         let (queue, pending) = mpsc::unbounded_channel();
-        tokio::spawn(commit_batches(store, pending));
+        tokio::spawn(commit_batches(store, pending, observe));
         ConsumerCommit { queue }
     }
 
@@ -111,30 +123,67 @@ fn stopped() -> QueueError {
     ))
 }
 
-async fn commit_batches(store: Store, mut queue: mpsc::UnboundedReceiver<Pending>) {
-    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let steps: Vec<Step> = batch.iter().map(|pending| pending.step.clone()).collect();
-        let results = match steps.len() {
-            1 => vec![store.step(&steps[0]).await],
-            _ => match store.steps_together(&steps).await {
-                Ok(results) => results,
-                Err(error) => {
-                    tracing::debug!(
-                        "a batch of {} queue steps failed ({error}); committing them one by one",
-                        steps.len()
-                    );
-                    let mut results = Vec::with_capacity(steps.len());
-                    for step in &steps {
-                        results.push(store.step(step).await);
-                    }
-                    results
-                }
-            },
-        };
-        for (pending, result) in batch.drain(..).zip(results) {
-            let _ = pending.done.send(result);
+async fn commit_batches(
+    store: Store,
+    mut queue: mpsc::UnboundedReceiver<Pending>,
+    observe: Option<BatchObserver>,
+) {
+    let parallel = match store.backend() {
+        sea_orm::DbBackend::Postgres => PARALLEL_ON_POSTGRES,
+        _ => 1,
+    };
+    let permits = Arc::new(Semaphore::new(parallel));
+    let observe: Option<Arc<dyn Fn(usize) + Send + Sync>> = observe.map(Arc::from);
+    loop {
+        // Steps that arrive while every permit is out wait in the channel: the next batch.
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        if queue.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            break;
         }
+        let (store, observe) = (store.clone(), observe.clone());
+        let commit = async move {
+            commit_batch(&store, batch, observe.as_deref()).await;
+            drop(permit);
+        };
+        if parallel == 1 {
+            commit.await;
+        } else {
+            tokio::spawn(commit);
+        }
+    }
+    // The batches still committing end before the task does.
+    let _ = permits.acquire_many(parallel as u32).await;
+}
+
+async fn commit_batch(
+    store: &Store,
+    mut batch: Vec<Pending>,
+    observe: Option<&(dyn Fn(usize) + Send + Sync)>,
+) {
+    let steps: Vec<Step> = batch.iter().map(|pending| pending.step.clone()).collect();
+    let results = match steps.len() {
+        1 => vec![store.step(&steps[0]).await],
+        _ => match store.steps_together(&steps).await {
+            Ok(results) => results,
+            Err(error) => {
+                tracing::debug!(
+                    "a batch of {} queue steps failed ({error}); committing them one by one",
+                    steps.len()
+                );
+                let mut results = Vec::with_capacity(steps.len());
+                for step in &steps {
+                    results.push(store.step(step).await);
+                }
+                results
+            }
+        },
+    };
+    if let Some(observe) = observe {
+        observe(batch.len());
+    }
+    for (pending, result) in batch.drain(..).zip(results) {
+        let _ = pending.done.send(result);
     }
 }
 

@@ -611,7 +611,10 @@ async fn consumers_sharing_a_group_commit_run_every_job_once_within_the_limits()
             let task = if n % 3 == 0 { "limited" } else { "free" };
             store.enqueue(NewJob { input: json!({"n": n}), ..job(task) }, T0).await.unwrap();
         }
-        let commit = ConsumerCommit::start(store.clone());
+        let batches = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sizes = Arc::clone(&batches);
+        let observe = Box::new(move |n: usize| sizes.lock().unwrap().push(n));
+        let commit = ConsumerCommit::start(store.clone(), Some(observe));
         let held = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
         let consumers: Vec<_> = (0..8)
