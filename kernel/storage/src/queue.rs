@@ -442,9 +442,12 @@ impl Store {
         at_limit.tasks.extend(paused);
         let (left_aside, aside_values) = at_limit.condition();
         let (slots, slot_values) = at_limit.slots();
+        // One job: `=`, which PostgreSQL plans as one index lookup after the subquery (`IN`
+        // adds a hash aggregate), on the path of a lone job on an idle node.
+        let matches = if n == 1 { "=" } else { "IN" };
         let sql = format!(
             "UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = ?, lease_expires_at = ?, \
-             updated_at = ?{slots} WHERE id IN (SELECT id FROM jobs{order} WHERE status IN ('queued', 'retrying') \
+             updated_at = ?{slots} WHERE id {matches} (SELECT id FROM jobs{order} WHERE status IN ('queued', 'retrying') \
              AND run_at <= ?{left_aside} ORDER BY priority DESC, run_at, created_at, id LIMIT ?{lock}) RETURNING {COLUMNS}"
         );
         let mut values: Vec<SqlValue> = vec![owner.into(), (now + millis(lease)).into(), now.into()];
