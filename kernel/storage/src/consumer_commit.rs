@@ -156,12 +156,10 @@ async fn commit_batches(
     let _ = permits.acquire_many(parallel as u32).await;
 }
 
-async fn commit_batch(
-    store: &Store,
-    mut batch: Vec<Pending>,
-    observe: Option<&(dyn Fn(usize) + Send + Sync)>,
-) {
-    let steps: Vec<Step> = batch.iter().map(|pending| pending.step.clone()).collect();
+async fn commit_batch(store: &Store, batch: Vec<Pending>, observe: Option<&(dyn Fn(usize) + Send + Sync)>) {
+    // Taken apart, not cloned: a step carries its run's whole record (logs, HTTP exchanges).
+    let (steps, done): (Vec<Step>, Vec<_>) =
+        batch.into_iter().map(|pending| (pending.step, pending.done)).unzip();
     let results = match steps.len() {
         1 => vec![store.step(&steps[0]).await],
         _ => match store.steps_together(&steps).await {
@@ -180,11 +178,21 @@ async fn commit_batch(
         },
     };
     if let Some(observe) = observe {
-        observe(batch.len());
+        observe(steps.len());
     }
-    for (pending, result) in batch.drain(..).zip(results) {
-        let _ = pending.done.send(result);
+    for (done, result) in done.into_iter().zip(results) {
+        let _ = done.send(result);
     }
+}
+
+/// What a batch did with a step's end.
+enum EndDone<'a> {
+    /// The step ended no job.
+    NoEnd,
+    /// The attempt owned its job, which now has this status.
+    Owned(JobStatus),
+    /// The attempt no longer owned its job: nothing changed.
+    Fenced(&'a Ending),
 }
 
 impl Store {
@@ -218,12 +226,12 @@ impl Store {
     pub async fn steps_together(&self, steps: &[Step]) -> Result<Vec<Stepped>, QueueError> {
         let transaction = self.writer().begin().await?;
         // Per step: `None` when it ends nothing, else the ended job's status (`None`: fenced).
-        let mut ended: Vec<Option<Option<JobStatus>>> = Vec::with_capacity(steps.len());
+        let mut ended: Vec<EndDone<'_>> = Vec::with_capacity(steps.len());
         let mut attempts = Vec::new();
         let mut executions = Vec::new();
         for step in steps {
             let Some(end) = &step.end else {
-                ended.push(None);
+                ended.push(EndDone::NoEnd);
                 continue;
             };
             let outcome = end.outcome.outcome();
@@ -233,7 +241,7 @@ impl Store {
                 attempts.push((end, step.now));
             }
             executions.extend(end.execution.as_ref());
-            ended.push(Some(owned.then_some(status)));
+            ended.push(if owned { EndDone::Owned(status) } else { EndDone::Fenced(end) });
         }
         self.insert_attempts(&transaction, &attempts).await?;
         self.insert_executions(&transaction, &executions).await?;
@@ -241,12 +249,11 @@ impl Store {
         transaction.commit().await?;
 
         let mut results = Vec::with_capacity(steps.len());
-        for ((step, ended), next) in steps.iter().zip(ended).zip(next) {
-            results.push(match (ended, &step.end) {
-                (None, _) => Ok((None, next)),
-                (Some(Some(status)), _) => Ok((Some(status), next)),
-                (Some(None), Some(end)) => Err(self.fenced(&end.job, end.attempt).await),
-                (Some(None), None) => Ok((None, None)),
+        for (ended, next) in ended.into_iter().zip(next) {
+            results.push(match ended {
+                EndDone::NoEnd => Ok((None, next)),
+                EndDone::Owned(status) => Ok((Some(status), next)),
+                EndDone::Fenced(end) => Err(self.fenced(&end.job, end.attempt).await),
             });
         }
         Ok(results)
@@ -258,14 +265,14 @@ impl Store {
         &self,
         connection: &impl ConnectionTrait,
         steps: &[Step],
-        ended: &[Option<Option<JobStatus>>],
+        ended: &[EndDone<'_>],
     ) -> Result<Vec<Option<Job>>, QueueError> {
         let mut next: Vec<Option<Job>> = vec![None; steps.len()];
         let mut wanting: Vec<(usize, &Claim)> = steps
             .iter()
             .zip(ended)
             .enumerate()
-            .filter(|(_, (_, ended))| !matches!(ended, Some(None)))
+            .filter(|(_, (_, ended))| !matches!(ended, EndDone::Fenced(_)))
             .filter_map(|(index, (step, _))| step.claim.as_ref().map(|claim| (index, claim)))
             .collect();
         let now = steps.iter().map(|step| step.now).max().unwrap_or_default();

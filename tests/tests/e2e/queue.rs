@@ -629,7 +629,10 @@ async fn consumers_sharing_a_group_commit_run_every_job_once_within_the_limits()
                         if job.task == "limited" {
                             let now_held = held.fetch_add(1, Ordering::SeqCst) + 1;
                             most.fetch_max(now_held, Ordering::SeqCst);
-                            tokio::time::sleep(Duration::from_millis(1)).await;
+                            // Held across other consumers' turns, so that holds overlap.
+                            for _ in 0..10 {
+                                tokio::task::yield_now().await;
+                            }
                             held.fetch_sub(1, Ordering::SeqCst);
                         }
                         let execution_id = format!("run-{consumer}-{}", ran.len());
