@@ -37,6 +37,11 @@ pub fn run() -> anyhow::Result<()> {
     crate::man(&[])?;
     // The MCP tests drive Ratchet with the official Python clients.
     crate::python::mcp_clients()?;
+    // The plugin tests load the Python and JavaScript examples and build fresh scaffolds in
+    // both languages with the pinned toolchains.
+    ensure_node()?;
+    crate::foreign::toolchains()?;
+    crate::foreign::build_examples()?;
     cargo(&["test", "--workspace"])?;
     crate::fuzz::run()?;
     println!("xtask ci: all checks passed");
@@ -60,6 +65,25 @@ fn ensure_components(components: &[&str]) -> anyhow::Result<()> {
         if !status.success() {
             bail!("`{component}` is missing and `rustup component add {component}` failed");
         }
+    }
+    Ok(())
+}
+
+/// Node.js and npm build the JavaScript plugins; Debian's packages provide them when missing.
+fn ensure_node() -> anyhow::Result<()> {
+    let present = |tool: &str| Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
+    if present("node") && present("npm") {
+        return Ok(());
+    }
+    println!("$ apt-get install -y nodejs npm");
+    let installed = Command::new("apt-get")
+        .args(["install", "-y", "-q", "nodejs", "npm"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status();
+    if !installed.is_ok_and(|s| s.success()) || !present("npm") {
+        bail!(
+            "Node.js and npm are needed to build the JavaScript plugins: install them (apt-get install nodejs npm)"
+        );
     }
     Ok(())
 }

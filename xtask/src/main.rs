@@ -3,11 +3,13 @@
 //! - `cargo xtask ci`: formatting, clippy with warnings denied, the whole test suite.
 //! - `cargo xtask bench`: release build, then cold `run-once` and warm-pool figures.
 //! - `cargo xtask build-plugins`: the WASM plugins, for wasm32-wasip2.
+//! - `cargo xtask foreign-plugins`: the Python and JavaScript plugins, and their toolchains.
 
 mod bench;
 mod ci;
 mod codegen;
 mod deps;
+mod foreign;
 mod fuzz;
 mod plugins;
 mod python;
@@ -33,7 +35,10 @@ commands:
   freeze-wit       print the digest line of each WIT version folder, for wit/FROZEN
   man [--out DIR]  the manual pages of every `ratchet` command (default: target/man);
                    read one with `man -l target/man/ratchet-jobs-list.1`
-  new-plugin NAME --kind sink|error-pattern|auth|api-surface|loader [--path DIR]
+  foreign-plugins  the Python and JavaScript plugins (plugins/python, plugins/js), each built
+                   with its own one-line build (componentize-py from PyPI, componentize-js
+                   from npm), into target/plugins; and the pinned toolchains the tests use
+  new-plugin NAME --kind sink|error-pattern|auth|api-surface|loader [--lang rust|python|js] [--path DIR]
                    scaffold a plugin that builds, loads and passes `ratchet plugins test`
 ";
 
@@ -47,6 +52,10 @@ fn main() -> anyhow::Result<()> {
         Some("fuzz-api") => fuzz::run(),
         Some("mcp-clients") => python::mcp_clients(),
         Some("build-plugins") => plugins::build().map(|_| ()),
+        Some("foreign-plugins") => {
+            foreign::toolchains()?;
+            foreign::build_examples().map(|_| ())
+        }
         Some("man") => man(&args[1..]),
         Some("new-plugin") => plugins::scaffold(&args[1..]),
         Some("freeze-wit") => {

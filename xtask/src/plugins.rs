@@ -105,11 +105,12 @@ pub fn folder_digest(folder: &std::path::Path) -> anyhow::Result<String> {
     Ok(format!("{hash:016x}"))
 }
 
-/// `cargo xtask new-plugin NAME --kind KIND [--path DIR]`: a plugin crate that builds, loads
-/// and passes `ratchet plugins test` as generated. Without `--path` it joins `plugins/wasm`.
+/// `cargo xtask new-plugin NAME --kind KIND [--lang rust|python|js] [--path DIR]`: a plugin
+/// that builds, loads and passes `ratchet plugins test` as generated. Without `--path` a Rust
+/// plugin joins `plugins/wasm`, a Python or JavaScript one `plugins/python` or `plugins/js`.
 pub fn scaffold(args: &[String]) -> anyhow::Result<()> {
-    let usage =
-        "usage: cargo xtask new-plugin NAME --kind sink|error-pattern|auth|api-surface|loader [--path DIR]";
+    let usage = "usage: cargo xtask new-plugin NAME --kind sink|error-pattern|auth|api-surface|loader \
+                 [--lang rust|python|js] [--path DIR]";
     let name = args.first().filter(|n| !n.starts_with('-')).context(usage)?.clone();
     let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
     let kind = value("--kind").context(usage)?;
@@ -127,6 +128,17 @@ pub fn scaffold(args: &[String]) -> anyhow::Result<()> {
         ),
     };
     let standalone = value("--path").map(PathBuf::from);
+    if let Some(lang) = crate::foreign::Lang::parse(value("--lang").as_deref().unwrap_or("rust"))? {
+        let dir = standalone.clone().unwrap_or_else(|| crate::foreign::default_dir(lang, &name));
+        if dir.exists() {
+            bail!("{} already exists", dir.display());
+        }
+        crate::foreign::scaffold(&name, &kind, lang, &dir, standalone.is_some())?;
+        println!("created the {kind} plugin {name} in {}", dir.display());
+        println!("build it:  (cd {} && {})", dir.display(), crate::foreign::build_hint(lang));
+        println!("check it:  ratchet plugins test {}", dir.join(format!("{name}.wasm")).display());
+        return Ok(());
+    }
     let dir = standalone.clone().unwrap_or_else(|| root().join("plugins/wasm").join(&name));
     if dir.exists() {
         bail!("{} already exists", dir.display());

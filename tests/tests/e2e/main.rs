@@ -8,6 +8,7 @@ mod explain;
 mod hardening;
 mod http;
 mod javascript;
+mod languages;
 mod mcp;
 mod patterns;
 mod plugins;

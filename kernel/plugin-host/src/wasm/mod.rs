@@ -44,6 +44,8 @@ pub const TICK: Duration = Duration::from_millis(5);
 /// Traps in a row after which a plugin is quarantined.
 pub const QUARANTINE_AFTER: u32 = 3;
 const MAX_QUARANTINE: Duration = Duration::from_secs(60);
+/// Components at least this large are announced when they compile: they take seconds.
+const LARGE_COMPONENT: usize = 4 * 1024 * 1024;
 
 /// What the host needs from one WIT world's generated bindings.
 pub trait World: Sized + Send + 'static {
@@ -167,11 +169,24 @@ impl WasmHost {
                 Err(error) => tracing::warn!("ignoring the compiled cache {}: {error}", cached.display()),
             }
         }
+        // Seconds for a component that carries an interpreter (Python, JavaScript): say so,
+        // so a start-up that waits on it does not look hung.
+        let started = Instant::now();
+        let large = bytes.len() >= LARGE_COMPONENT;
+        if large {
+            tracing::info!(
+                "compiling plugin {name} ({:.1} MB, not in the compile cache yet)",
+                bytes.len() as f64 / 1e6
+            );
+        }
         let component = Component::new(&self.engine, &bytes).map_err(|e| LoadError::Compile {
             name: name.into(),
             path: shown,
             message: format!("{e:#}"),
         })?;
+        if large {
+            tracing::info!("compiled plugin {name} in {:.1} s", started.elapsed().as_secs_f64());
+        }
         if let Ok(serialized) = component.serialize() {
             let temporary = cached.with_extension("tmp");
             let written = std::fs::create_dir_all(&self.cache_dir)
