@@ -341,10 +341,11 @@ static JSON_LOG: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 pub fn init_tracing(color: ColorChoice, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RATCHET_LOG")
         // Warnings, what a node says of itself (start, stop), which task versions it reloads
-        // (one line per change), and the audit of MCP tool calls.
+        // (one line per change), the compiles of large plugins (seconds each), and the audit
+        // of MCP tool calls.
         .unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new(
-                "warn,ratchet::node=info,ratchet_service::reload=info,ratchet::audit=info",
+                "warn,ratchet::node=info,ratchet_service::reload=info,ratchet::plugins=info,ratchet::audit=info",
             )
         });
     let json = format == LogFormat::Json;

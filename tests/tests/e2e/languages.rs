@@ -134,6 +134,9 @@ fn a_python_sink_refuses_a_bad_configuration_at_start_up() {
     assert!(!checked.success(), "{checked:?}");
     let said = format!("{}{}", checked.stdout, checked.stderr);
     assert!(said.contains("runs-csv") && said.contains("config.file"), "{said}");
+    // A large component's compile is announced, so a slow start does not look hung.
+    assert!(said.contains("compiling plugin runs-csv ("), "{said}");
+    assert!(said.contains("compiled plugin runs-csv in"), "{said}");
 }
 
 /// Scaffolds `name` of `kind` in `lang` into `dir`, builds it with the pinned toolchain and

@@ -175,6 +175,7 @@ impl WasmHost {
         let large = bytes.len() >= LARGE_COMPONENT;
         if large {
             tracing::info!(
+                target: "ratchet::plugins",
                 "compiling plugin {name} ({:.1} MB, not in the compile cache yet)",
                 bytes.len() as f64 / 1e6
             );
@@ -185,7 +186,8 @@ impl WasmHost {
             message: format!("{e:#}"),
         })?;
         if large {
-            tracing::info!("compiled plugin {name} in {:.1} s", started.elapsed().as_secs_f64());
+            let took = started.elapsed().as_secs_f64();
+            tracing::info!(target: "ratchet::plugins", "compiled plugin {name} in {took:.1} s");
         }
         if let Ok(serialized) = component.serialize() {
             let temporary = cached.with_extension("tmp");
