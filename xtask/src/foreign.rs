@@ -14,6 +14,11 @@ use crate::root;
 pub const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 /// The componentize-js release scaffolds pin and the tests build with.
 pub const COMPONENTIZE_JS_VERSION: &str = "0.23.0";
+/// componentize-js 0.23.0 imports `@bytecodealliance/preview2-shim` at run time but lists it
+/// only among its development dependencies; it is found by accident, through jco's optional
+/// peer dependency, and npm prunes it as extraneous on the second `npm install` or `npm ci`.
+/// Scaffolds depend on it themselves.
+pub const PREVIEW2_SHIM_VERSION: &str = "0.25.0";
 /// What a JavaScript plugin may reach besides the host's imports: nothing. componentize-js
 /// otherwise imports WASI stdio, random, clocks and HTTP, which the host would have to grant.
 const JS_DISABLED: &str = "stdio random clocks http fetch-event";
@@ -145,7 +150,8 @@ fn js_package(name: &str, world: &str) -> String {
     "test": "ratchet plugins test {name}.wasm"
   }},
   "devDependencies": {{
-    "@bytecodealliance/componentize-js": "{COMPONENTIZE_JS_VERSION}"
+    "@bytecodealliance/componentize-js": "{COMPONENTIZE_JS_VERSION}",
+    "@bytecodealliance/preview2-shim": "{PREVIEW2_SHIM_VERSION}"
   }}
 }}
 "#
@@ -214,7 +220,9 @@ fn js_template(kind: &str) -> anyhow::Result<&'static str> {
 pub fn toolchains() -> anyhow::Result<(PathBuf, PathBuf)> {
     let python = crate::python::venv("componentize-py", COMPONENTIZE_PY)?.join("bin");
     let js = root().join("target/tools/componentize-js");
-    let package = format!("@bytecodealliance/componentize-js@{COMPONENTIZE_JS_VERSION}");
+    let package = format!(
+        "@bytecodealliance/componentize-js@{COMPONENTIZE_JS_VERSION} @bytecodealliance/preview2-shim@{PREVIEW2_SHIM_VERSION}"
+    );
     let pinned = js.join(".pinned");
     let bin = js.join("node_modules/.bin");
     if !(bin.join("componentize-js").exists() && std::fs::read_to_string(&pinned).is_ok_and(|p| p == package))
@@ -224,7 +232,7 @@ pub fn toolchains() -> anyhow::Result<(PathBuf, PathBuf)> {
             Command::new("npm")
                 .args(["install", "--no-fund", "--no-audit", "--no-save", "--prefix"])
                 .arg(&js)
-                .arg(&package),
+                .args(package.split(' ')),
             "npm install componentize-js (Node.js and npm must be installed, and the npm registry reachable)",
         )?;
         std::fs::write(&pinned, &package)?;
