@@ -45,7 +45,6 @@ const KERNEL: &[&str] = &[
     "ratchet-testing",
     "ratchet-rest",
     "ratchet-graphql",
-    "ratchet-dashboard",
     "ratchet-mcp",
 ];
 
@@ -103,7 +102,6 @@ const RULES: &[Rule] = &[
             "boa_engine",
             "ratchet-rest",
             "ratchet-graphql",
-            "ratchet-dashboard",
             "ratchet-mcp",
             "rmcp",
         ],

@@ -4,7 +4,6 @@
 mod api;
 mod cli;
 mod command_line;
-mod dashboard;
 mod explain;
 mod hardening;
 mod http;
