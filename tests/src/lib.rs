@@ -242,12 +242,13 @@ pub fn run_once_with(task: &Path, input: &Value, args: &[&str], env: &[(&str, &s
     (run, envelope)
 }
 
-/// A WASM plugin built by `cargo xtask build-plugins`, by name.
+/// A WASM plugin built by `cargo xtask build-plugins` (Rust) or `cargo xtask foreign-plugins`
+/// (Python, JavaScript), by name.
 pub fn component(name: &str) -> PathBuf {
     let path = workspace_root().join("target/plugins").join(format!("{name}.wasm"));
     assert!(
         path.is_file(),
-        "{} is missing: run `cargo xtask build-plugins` (cargo xtask ci does)",
+        "{} is missing: run `cargo xtask build-plugins` and `cargo xtask foreign-plugins` (cargo xtask ci does)",
         path.display()
     );
     path

@@ -216,28 +216,30 @@ fn js_template(kind: &str) -> anyhow::Result<&'static str> {
 
 /// The pinned toolchains, shared by the tests' scaffold builds: a virtualenv with
 /// componentize-py (`target/tools/componentize-py`) and an npm folder with componentize-js
-/// (`target/tools/componentize-js`). Returns the folders their commands are in.
-pub fn toolchains() -> anyhow::Result<(PathBuf, PathBuf)> {
-    let python = crate::python::venv("componentize-py", COMPONENTIZE_PY)?.join("bin");
+/// (`target/tools/componentize-js`), each made when missing or pinned to another release.
+pub fn toolchains() -> anyhow::Result<()> {
+    crate::python::venv("componentize-py", COMPONENTIZE_PY)?;
     let js = root().join("target/tools/componentize-js");
-    let package = format!(
-        "@bytecodealliance/componentize-js@{COMPONENTIZE_JS_VERSION} @bytecodealliance/preview2-shim@{PREVIEW2_SHIM_VERSION}"
-    );
+    let packages = [
+        format!("@bytecodealliance/componentize-js@{COMPONENTIZE_JS_VERSION}"),
+        format!("@bytecodealliance/preview2-shim@{PREVIEW2_SHIM_VERSION}"),
+    ];
+    let pin = packages.join(" ");
     let pinned = js.join(".pinned");
-    let bin = js.join("node_modules/.bin");
-    if !(bin.join("componentize-js").exists() && std::fs::read_to_string(&pinned).is_ok_and(|p| p == package))
-    {
+    let installed = js.join("node_modules/.bin/componentize-js").exists()
+        && std::fs::read_to_string(&pinned).is_ok_and(|p| p == pin);
+    if !installed {
         std::fs::create_dir_all(&js)?;
         run(
             Command::new("npm")
                 .args(["install", "--no-fund", "--no-audit", "--no-save", "--prefix"])
                 .arg(&js)
-                .args(package.split(' ')),
+                .args(&packages),
             "npm install componentize-js (Node.js and npm must be installed, and the npm registry reachable)",
         )?;
-        std::fs::write(&pinned, &package)?;
+        std::fs::write(&pinned, &pin)?;
     }
-    Ok((python, bin))
+    Ok(())
 }
 
 /// `cargo xtask foreign-plugins`: builds every plugin under `plugins/python` and `plugins/js`

@@ -21,16 +21,6 @@ fn toolchain(relative: &str) -> PathBuf {
     path
 }
 
-fn foreign_component(name: &str) -> PathBuf {
-    let path = tests::workspace_root().join("target/plugins").join(format!("{name}.wasm"));
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo xtask foreign-plugins` (cargo xtask ci does)",
-        path.display()
-    );
-    path
-}
-
 /// `ratchet plugins test FILE` with the data folder `data`, asserting it passes.
 fn conformance(data: &Path, file: &Path) -> String {
     let data = data.to_str().unwrap();
@@ -55,7 +45,7 @@ async fn python_and_javascript_plugins_serve_real_runs_from_the_compile_cache() 
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let (csv, patterns) = (foreign_component("csv-sink"), foreign_component("http-status-patterns"));
+    let (csv, patterns) = (tests::component("csv-sink"), tests::component("http-status-patterns"));
     for file in [&csv, &patterns] {
         let first = conformance(&data, file);
         assert!(first.contains("ok    compiles in"), "{first}");
@@ -126,7 +116,7 @@ fn a_python_sink_refuses_a_bad_configuration_at_start_up() {
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
         "plugins:\n  - name: runs-csv\n    kind: sink\n    source: {}\n    config: {{file: ../escape.csv}}\n    grants: {{dir: {}}}\n",
-        foreign_component("csv-sink").display(),
+        tests::component("csv-sink").display(),
         dir.path().join("events").display()
     );
     std::fs::write(dir.path().join("ratchet.yaml"), config).unwrap();
