@@ -67,7 +67,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness
     // Reads may work while writes fail (a full disk): see whether they work again.
     let database = match (database, service.write_failure()) {
         (Ok(counts), Some(_)) => {
-            let _ = tokio::time::timeout(Duration::from_secs(2), service.beat()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), service.probe_writes()).await;
             match service.write_failure() {
                 Some(failure) => Err(format!(
                     "cannot write since {}: {}",

@@ -291,6 +291,8 @@ pub struct Service {
     /// Whether this node is recorded in the database: a node that starts while the database
     /// refuses writes serves (not ready) and records itself once it can.
     registered: std::sync::atomic::AtomicBool,
+    /// When readiness last probed whether writes work again (ms since the epoch).
+    write_probed_at: std::sync::atomic::AtomicI64,
     /// Sinks (and, later, the other plugin kinds) this node feeds.
     plugins: Arc<Plugins>,
     pub metrics: Arc<Metrics>,
@@ -324,6 +326,7 @@ impl Service {
             consumer_commit: std::sync::OnceLock::new(),
             running_now: Mutex::new(std::collections::HashSet::new()),
             registered: std::sync::atomic::AtomicBool::new(false),
+            write_probed_at: std::sync::atomic::AtomicI64::new(0),
             remote_logs: tokio::sync::broadcast::channel(log_relay::REMOTE_BUFFER).0,
             plugins: Arc::new(Plugins::none()),
             metrics: Arc::new(Metrics::new()),
@@ -441,3 +444,6 @@ pub const NODE_HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// A node that missed heartbeats this long (milliseconds) is reported lost.
 pub const NODE_STALE_AFTER_MS: i64 = 3 * NODE_HEARTBEAT.as_millis() as i64;
+
+/// The least time between two probes of whether writes work again ([`Service::probe_writes`]).
+pub const WRITE_PROBE_INTERVAL: Duration = Duration::from_secs(1);

@@ -35,13 +35,28 @@ impl Service {
         self.store.node_heartbeat(&self.node, &self.worker_rows(), now).await
     }
 
-    /// Writes this node's heartbeat now (or its registration, until that succeeded): the
-    /// heartbeat loop, and readiness to see whether writes work again.
+    /// Writes this node's heartbeat now (or its registration, until that succeeded).
     pub async fn beat(&self) -> Result<(), QueueError> {
         if !self.registered.load(std::sync::atomic::Ordering::Relaxed) {
             return self.register().await;
         }
         self.store.node_heartbeat(&self.node, &self.worker_rows(), now_ms()).await
+    }
+
+    /// While writes fail, whether they work again: the heartbeat (or registration), then a
+    /// write the size of a large run record (`ratchet_storage::PROBE_BYTES`); at most once per
+    /// [`WRITE_PROBE_INTERVAL`], so that polling readiness on a full disk costs little. The
+    /// outcome shows in [`Service::write_failure`].
+    pub async fn probe_writes(&self) {
+        let now = now_ms();
+        let probed_at = self.write_probed_at.load(std::sync::atomic::Ordering::Relaxed);
+        if now.saturating_sub(probed_at) < WRITE_PROBE_INTERVAL.as_millis() as i64 {
+            return;
+        }
+        self.write_probed_at.store(now, std::sync::atomic::Ordering::Relaxed);
+        if self.beat().await.is_ok() {
+            let _ = self.store.probe_writes(&self.node).await;
+        }
     }
 
     /// Marks this node stopped (end of a drain).

@@ -20,6 +20,7 @@ mod retention;
 mod row;
 mod schedules;
 mod secrets;
+mod write_health;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -40,6 +41,7 @@ pub use queue::{Attempt, Backoff, Enqueued, Job, JobStatus, NewJob, Outcome, Que
 pub use retention::Pruned;
 pub use schedules::{NewSchedule, Schedule, fire_key};
 pub use secrets::SealedSecret;
+pub use write_health::{PROBE_BYTES, WriteFailure};
 
 /// The file of the embedded database inside a data directory.
 pub const SQLITE_FILE: &str = "ratchet.db";
@@ -67,13 +69,6 @@ pub struct Store {
     write_failure: Arc<std::sync::Mutex<Option<WriteFailure>>>,
     /// The concurrency limits this node's claims enforce ([`limits`]).
     limits: limits::SharedLimits,
-}
-
-/// A write the database refused, and since when writes fail.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WriteFailure {
-    pub message: String,
-    pub since_ms: i64,
 }
 
 /// The file in the data folder that keeps room to open the database on a full disk.
@@ -269,23 +264,6 @@ impl Store {
         }
     }
 
-    /// Notes how a write that matters for health (a run's record, the node heartbeat) went.
-    pub fn note_write<T, E: std::fmt::Display>(&self, result: &Result<T, E>) {
-        let Ok(mut failure) = self.write_failure.lock() else { return };
-        match result {
-            Ok(_) => *failure = None,
-            Err(error) => {
-                let since_ms = failure.as_ref().map_or_else(now_ms, |f| f.since_ms);
-                *failure = Some(WriteFailure { message: error.to_string(), since_ms });
-            }
-        }
-    }
-
-    /// Why writes fail, while they do.
-    pub fn write_failure(&self) -> Option<WriteFailure> {
-        self.write_failure.lock().ok().and_then(|failure| failure.clone())
-    }
-
     /// Wakes the background checkpointer now and waits until it has checkpointed once; at
     /// once on PostgreSQL, which has none.
     pub async fn checkpoint_in_background(&self) {
@@ -366,6 +344,12 @@ async fn lock_file(database: &Path) -> Result<std::fs::File, String> {
 fn options(url: &str, connections: u32) -> ConnectOptions {
     let mut options = ConnectOptions::new(url);
     options.sqlx_logging(false).max_connections(connections).acquire_timeout(Duration::from_secs(30));
+    options.map_sqlx_sqlite_before_acquire(|connection, _| {
+        Box::pin(async move { Ok(outside_transactions(connection)) })
+    });
+    options.map_sqlx_postgres_before_acquire(|connection, _| {
+        Box::pin(async move { Ok(outside_transactions(connection)) })
+    });
     options.map_sqlx_sqlite_opts(|sqlite| {
         use sea_orm::sqlx::sqlite::{SqliteAutoVacuum, SqliteJournalMode, SqliteSynchronous};
         // WAL with synchronous=NORMAL: durable across process crashes; a power loss may
@@ -380,6 +364,22 @@ fn options(url: &str, connections: u32) -> ConnectOptions {
             .auto_vacuum(SqliteAutoVacuum::Incremental)
     });
     options
+}
+
+/// Whether an idle pooled connection may be handed out: not when sqlx still counts it inside a
+/// transaction. That happens after a transaction failed in a way that made the database roll
+/// it back by itself (SQLite does on `SQLITE_FULL` and `SQLITE_IOERR`): sqlx's own `ROLLBACK`
+/// then fails, its depth counter stays at 1, and the connection's next transaction opens a
+/// savepoint instead. Should that one fail as well, `ROLLBACK TO` leaves SQLite inside an open
+/// transaction, and every later statement on the connection, each acknowledged, stays
+/// uncommitted: invisible to readers and lost when the connection closes. Such a connection is
+/// closed instead (the pool opens a fresh one); nothing acknowledged is ever pending on it.
+fn outside_transactions(connection: &impl sea_orm::sqlx::Connection) -> bool {
+    let clean = !connection.is_in_transaction();
+    if !clean {
+        tracing::warn!("replacing a database connection left inside a failed transaction");
+    }
+    clean
 }
 
 pub(crate) fn statement(backend: DbBackend, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
@@ -427,5 +427,41 @@ mod tests {
         assert_eq!(numbered_placeholders("a = ? AND b IN (?, ?)"), "a = $1 AND b IN ($2, $3)");
         assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact("sqlite://x.db?mode=rwc"), "sqlite://x.db?mode=rwc");
+    }
+
+    /// A transaction that SQLite rolled back by itself (as it does on a full disk; here a
+    /// trigger's `RAISE(ROLLBACK)`), followed by one that fails an ordinary statement, must
+    /// not leave the writer inside a transaction: the acknowledged write after them is
+    /// committed, so a reader sees it.
+    #[tokio::test]
+    async fn writes_after_a_transaction_the_database_rolled_back_are_committed() {
+        use sea_orm::TransactionTrait;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_data_dir(dir.path()).await.unwrap();
+        let writer = store.writer();
+        for sql in [
+            "CREATE TABLE probe (x TEXT)",
+            "CREATE TRIGGER rolls_back BEFORE INSERT ON probe WHEN NEW.x = 'rollback' \
+             BEGIN SELECT RAISE(ROLLBACK, 'rolled back by the database'); END",
+            "CREATE TRIGGER aborts BEFORE INSERT ON probe WHEN NEW.x = 'abort' \
+             BEGIN SELECT RAISE(ABORT, 'statement refused'); END",
+        ] {
+            writer.execute_unprepared(sql).await.unwrap();
+        }
+        for refused in ["rollback", "abort"] {
+            let transaction = writer.begin().await.unwrap();
+            let insert = format!("INSERT INTO probe VALUES ('{refused}')");
+            assert!(transaction.execute_unprepared(&insert).await.is_err(), "{refused} was not refused");
+        }
+        writer.execute_unprepared("INSERT INTO probe VALUES ('acknowledged')").await.unwrap();
+
+        let count = Statement::from_string(DbBackend::Sqlite, "SELECT count(*) AS n FROM probe");
+        let row = store.connection().query_one_raw(count).await.unwrap().unwrap();
+        assert_eq!(row.try_get::<i64>("", "n").unwrap(), 1, "the acknowledged write is not committed");
+        // And the writer still runs transactions.
+        let transaction = writer.begin().await.unwrap();
+        transaction.execute_unprepared("INSERT INTO probe VALUES ('later')").await.unwrap();
+        transaction.commit().await.unwrap();
+        store.close().await;
     }
 }

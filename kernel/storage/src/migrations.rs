@@ -29,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(ConcurrencyKeys),
             Box::new(Secrets),
             Box::new(ConcurrencySlots),
+            Box::new(WriteProbes),
         ]
     }
 }
@@ -612,6 +613,34 @@ impl MigrationTrait for ConcurrencySlots {
         db.execute_unprepared("DROP INDEX IF EXISTS jobs_task_slots").await?;
         db.execute_unprepared("ALTER TABLE jobs DROP COLUMN key_slot").await?;
         db.execute_unprepared("ALTER TABLE jobs DROP COLUMN concurrency_slot").await?;
+        Ok(())
+    }
+}
+
+/// Where readiness probes whether writes work again after they failed (see `write_health`):
+/// one row per node, deleted right after it is committed.
+struct WriteProbes;
+
+impl MigrationName for WriteProbes {
+    fn name(&self) -> &str {
+        "m20261201_000016_write_probes"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for WriteProbes {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "CREATE TABLE write_probes (node TEXT PRIMARY KEY, padding TEXT NOT NULL, written_at BIGINT NOT NULL)",
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.get_connection().execute_unprepared("DROP TABLE write_probes").await?;
         Ok(())
     }
 }

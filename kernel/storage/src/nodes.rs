@@ -97,7 +97,7 @@ impl Store {
     /// Renews node `id`'s heartbeat and replaces its workers' rows with `workers`.
     pub async fn node_heartbeat(&self, id: &str, workers: &[WorkerRow], now: i64) -> Result<(), QueueError> {
         let beat = self.write_heartbeat(id, workers, now).await;
-        self.note_write(&beat);
+        self.note_small_write(&beat);
         beat
     }
 
