@@ -45,6 +45,7 @@ const KERNEL: &[&str] = &[
     "ratchet-testing",
     "ratchet-rest",
     "ratchet-graphql",
+    "ratchet-dashboard",
     "ratchet-mcp",
 ];
 
@@ -102,6 +103,7 @@ const RULES: &[Rule] = &[
             "boa_engine",
             "ratchet-rest",
             "ratchet-graphql",
+            "ratchet-dashboard",
             "ratchet-mcp",
             "rmcp",
         ],

@@ -152,8 +152,16 @@ pub fn builtin_surfaces(names: &[String]) -> Result<Vec<Box<dyn ratchet_server::
         .map(|name| match name.as_str() {
             "rest" => Ok(Box::new(ratchet_rest::RestSurface) as Box<dyn ratchet_server::ApiSurface>),
             "graphql" => Ok(Box::new(ratchet_graphql::GraphQlSurface) as Box<dyn ratchet_server::ApiSurface>),
+            // The dashboard draws everything from the REST API.
+            "dashboard" if !names.iter().any(|n| n == "rest") => {
+                Err("server.surfaces: `dashboard` reads the REST API; add `rest` to server.surfaces"
+                    .to_owned())
+            }
+            "dashboard" => {
+                Ok(Box::new(ratchet_dashboard::DashboardSurface) as Box<dyn ratchet_server::ApiSurface>)
+            }
             other => Err(format!(
-                "server.surfaces: `{other}` is not a built-in API surface; use rest and/or graphql"
+                "server.surfaces: `{other}` is not a built-in API surface; use rest, graphql and/or dashboard"
             )),
         })
         .collect()

@@ -531,7 +531,8 @@ pub struct ServerConfig {
     pub tasks: Vec<PathBuf>,
     /// Seconds running jobs get to finish after SIGTERM before they are released.
     pub shutdown_grace_secs: f64,
-    /// The built-in API surfaces to mount: `rest` (with its docs) and `graphql`.
+    /// The built-in API surfaces to mount: `rest` (with its docs), `graphql`, and `dashboard`
+    /// (the web dashboard at `/`, which reads the REST API).
     pub surfaces: Vec<String>,
     /// With no auth plugin the server refuses a non-loopback `bind` unless this is true.
     pub allow_unauthenticated_remote: bool,
@@ -589,7 +590,7 @@ impl Default for ServerConfig {
             bind: "127.0.0.1:8000".into(),
             tasks: vec![PathBuf::from("examples/tasks")],
             shutdown_grace_secs: 30.0,
-            surfaces: vec!["rest".into(), "graphql".into()],
+            surfaces: vec!["rest".into(), "graphql".into(), "dashboard".into()],
             allow_unauthenticated_remote: false,
             max_body_bytes: 1024 * 1024,
             request_timeout_secs: 60.0,

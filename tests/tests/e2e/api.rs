@@ -379,7 +379,14 @@ async fn schedules_nodes_workers_and_plugins() {
         plugins.json.as_array().unwrap().iter().map(|p| p["source"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
-        ["builtin:error-patterns", "builtin:fs-loader", "builtin:rest", "builtin:graphql", "builtin:mcp"]
+        [
+            "builtin:error-patterns",
+            "builtin:fs-loader",
+            "builtin:rest",
+            "builtin:graphql",
+            "builtin:dashboard",
+            "builtin:mcp"
+        ]
     );
 }
 
@@ -808,7 +815,7 @@ async fn graphql_queries_mutations_subscriptions_and_limits() {
 
 /// Hosts Chromium itself calls (component updates, sign-in, network time, autofill), not the
 /// pages: the flags below quiet most such traffic but not all of it.
-const BROWSER_SERVICES: [&str; 6] = [
+pub(crate) const BROWSER_SERVICES: [&str; 6] = [
     "update.googleapis.com",
     "accounts.google.com",
     "clients2.google.com",
@@ -823,11 +830,6 @@ const BROWSER_SERVICES: [&str; 6] = [
 /// records the host it was asked for.
 #[test]
 fn the_docs_and_graphiql_render_in_chromium_without_leaving_localhost() {
-    let chromium = std::env::var("RATCHET_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        Path::new(&chromium).is_file(),
-        "{chromium} is missing: install Debian's chromium package (cargo xtask ci does) or set RATCHET_CHROMIUM"
-    );
     let (server, scratch) = server(QUIET);
     let (proxy, asked) = recording_proxy();
     // The docs explorer lists the schema's types only once GraphiQL's introspection query
@@ -838,32 +840,7 @@ fn the_docs_and_graphiql_render_in_chromium_without_leaving_localhost() {
         ("/graphql/playground?docs", "All Schema Types"),
     ] {
         let profile = scratch.path().join(format!("chromium-profile{}", page.replace(['/', '?'], "-")));
-        let output = std::process::Command::new(&chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--no-default-browser-check",
-                "--disable-extensions",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-default-apps",
-                "--disable-client-side-phishing-detection",
-                "--disable-domain-reliability",
-                "--no-pings",
-                "--metrics-recording-only",
-                "--disable-breakpad",
-                "--disable-features=NetworkTimeServiceQuerying,AutofillServerCommunication,OptimizationHints,Translate",
-                "--virtual-time-budget=15000",
-                "--dump-dom",
-            ])
-            .arg(format!("--proxy-server=http://{proxy}"))
-            .arg(format!("--user-data-dir={}", profile.display()))
-            .arg(server.url(page))
-            .output()
-            .unwrap();
+        let output = chromium(&server.url(page), &profile, proxy, &["--dump-dom"]);
         let dom = String::from_utf8_lossy(&output.stdout);
         let types = ["Query", "Mutation", "Subscription"];
         let listed = !page.ends_with("?docs") || types.iter().all(|t| dom.contains(&format!(">{t}<")));
@@ -880,8 +857,49 @@ fn the_docs_and_graphiql_render_in_chromium_without_leaving_localhost() {
     assert!(outside.is_empty(), "the pages reached outside 127.0.0.1: {outside:?}");
 }
 
+/// Headless Chromium at `url` with a profile of its own, every non-loopback request sent to
+/// `proxy`, background services off, and `extra` arguments (`--dump-dom`, `--screenshot=...`).
+pub(crate) fn chromium(
+    url: &str,
+    profile: &Path,
+    proxy: std::net::SocketAddr,
+    extra: &[&str],
+) -> std::process::Output {
+    let chromium = std::env::var("RATCHET_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).is_file(),
+        "{chromium} is missing: install Debian's chromium package (cargo xtask ci does) or set RATCHET_CHROMIUM"
+    );
+    std::process::Command::new(&chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-extensions",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-default-apps",
+            "--disable-client-side-phishing-detection",
+            "--disable-domain-reliability",
+            "--no-pings",
+            "--metrics-recording-only",
+            "--disable-breakpad",
+            "--disable-features=NetworkTimeServiceQuerying,AutofillServerCommunication,OptimizationHints,Translate",
+            "--virtual-time-budget=15000",
+        ])
+        .args(extra)
+        .arg(format!("--proxy-server=http://{proxy}"))
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(url)
+        .output()
+        .unwrap()
+}
+
 /// A proxy that answers nothing and records the host of every request made through it.
-fn recording_proxy() -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+pub(crate) fn recording_proxy() -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use std::io::Read;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
@@ -897,7 +915,10 @@ fn recording_proxy() -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<V
             // `CONNECT host:443 HTTP/1.1` or `GET http://host/path HTTP/1.1`.
             let target = line.split_whitespace().nth(1).unwrap_or_default();
             let host = target.trim_start_matches("http://").split(['/', ':']).next().unwrap_or_default();
-            record.lock().unwrap().push(host.to_owned());
+            // A connection opened ahead of need (a preconnect) that asked for nothing sent nothing.
+            if !host.is_empty() {
+                record.lock().unwrap().push(host.to_owned());
+            }
         }
     });
     (address, asked)

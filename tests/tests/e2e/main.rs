@@ -4,6 +4,7 @@
 mod api;
 mod cli;
 mod command_line;
+mod dashboard;
 mod explain;
 mod hardening;
 mod http;

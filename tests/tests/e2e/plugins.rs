@@ -240,7 +240,10 @@ fn plugins_list_and_test_from_the_cli() {
     assert_eq!(listed[1]["interface"], "native");
     let sources: Vec<&str> =
         listed.as_array().unwrap().iter().map(|p| p["source"].as_str().unwrap()).collect();
-    assert!(sources.ends_with(&["builtin:rest", "builtin:graphql", "builtin:mcp"]), "{sources:?}");
+    assert!(
+        sources.ends_with(&["builtin:rest", "builtin:graphql", "builtin:dashboard", "builtin:mcp"]),
+        "{sources:?}"
+    );
     assert!(sources.contains(&"builtin:error-patterns"), "the built-in patterns are on: {sources:?}");
     let inspected = tests::ratchet_in(dir.path(), &["plugins", "inspect", "events", "--format", "json"], &[]);
     assert_eq!(inspected.json()["limits"]["call_timeout_ms"], 1000, "{inspected:?}");
