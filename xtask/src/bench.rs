@@ -25,6 +25,8 @@
 //!    and hands them to two sinks (p50, p95, p99).
 //! 9. Plugins: the `plugins` bench target: compile vs cached load of a component, instantiation
 //!    from the template, and the cost of one sink call.
+//! 10. Dashboard: the `dashboard` bench target loads each page's REST calls from a release
+//!     `ratchet serve` whose SQLite database holds 100,000 finished jobs (p50, p99 per page).
 
 use std::process::Command;
 use std::time::Instant;
@@ -55,6 +57,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     bench("ratchet-service", "report", &[pick("200", "2000")], &[])?;
     bench("ratchet-plugin-host", "events", &[pick("10000", "100000")], &[])?;
     bench("ratchet-plugin-host", "plugins", &[], &[])?;
+    bench("ratchet-cli", "dashboard", &[pick("10000", "100000"), pick("20", "50")], &ratchet_env)?;
     Ok(())
 }
 

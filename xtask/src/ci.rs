@@ -9,7 +9,7 @@ use crate::cargo;
 pub fn run() -> anyhow::Result<()> {
     ensure_components(&["rustfmt", "clippy"])?;
     ensure_postgres()?;
-    ensure_chromium()?;
+    ensure_browsers()?;
     cargo(&["fmt", "--all", "--", "--check"])?;
     crate::deps::check()?;
     crate::plugins::check_frozen()?;
@@ -120,15 +120,22 @@ fn ensure_postgres() -> anyhow::Result<()> {
     )
 }
 
-/// The browser tests load /docs and /graphql/playground in Debian's Chromium.
-fn ensure_chromium() -> anyhow::Result<()> {
-    if std::env::var_os("RATCHET_CHROMIUM").is_some() || std::path::Path::new("/usr/bin/chromium").is_file() {
+/// The browser tests load /docs, /graphql/playground and the dashboard in Debian's Chromium,
+/// and the dashboard in Firefox too.
+fn ensure_browsers() -> anyhow::Result<()> {
+    ensure_browser("chromium", "/usr/bin/chromium", "RATCHET_CHROMIUM")?;
+    ensure_browser("firefox-esr", "/usr/bin/firefox-esr", "RATCHET_FIREFOX")
+}
+
+/// Installs Debian's `package` unless `binary` exists or `variable` names another one.
+fn ensure_browser(package: &str, binary: &str, variable: &str) -> anyhow::Result<()> {
+    if std::env::var_os(variable).is_some() || std::path::Path::new(binary).is_file() {
         return Ok(());
     }
-    println!("$ apt-get install -y --no-install-recommends chromium");
+    println!("$ apt-get install -y --no-install-recommends {package}");
     let install = || {
         Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends", "chromium"])
+            .args(["install", "-y", "--no-install-recommends", package])
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
             .is_ok_and(|s| s.success())
@@ -141,6 +148,6 @@ fn ensure_chromium() -> anyhow::Result<()> {
         return Ok(());
     }
     bail!(
-        "Chromium is missing and `apt-get install chromium` failed: install it, or point RATCHET_CHROMIUM at a Chromium binary"
+        "{binary} is missing and `apt-get install {package}` failed: install it, or point {variable} at the browser"
     )
 }

@@ -11,7 +11,7 @@ use tests::{component, example_task, sha256};
 
 /// A task that logs, sleeps `input.ms` (logging `input.ticks` times on the way), logs, then
 /// returns `input.n` (or throws when `input.fail`).
-fn sleepy(root: &Path) -> PathBuf {
+pub(crate) fn sleepy(root: &Path) -> PathBuf {
     let dir = root.join("sleepy");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("metadata.json"), r#"{"name": "sleepy", "version": "1.0.0", "timeout": 30}"#)
@@ -865,12 +865,19 @@ pub(crate) fn chromium(
     proxy: std::net::SocketAddr,
     extra: &[&str],
 ) -> std::process::Output {
+    chromium_command(profile, proxy).arg("--virtual-time-budget=15000").args(extra).arg(url).output().unwrap()
+}
+
+/// Headless Chromium with a fresh `profile`, every service of its own switched off, and its
+/// traffic sent through `proxy` (loopback goes direct).
+pub(crate) fn chromium_command(profile: &Path, proxy: std::net::SocketAddr) -> std::process::Command {
     let chromium = std::env::var("RATCHET_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         Path::new(&chromium).is_file(),
         "{chromium} is missing: install Debian's chromium package (cargo xtask ci does) or set RATCHET_CHROMIUM"
     );
-    std::process::Command::new(&chromium)
+    let mut command = std::process::Command::new(&chromium);
+    command
         .args([
             "--headless",
             "--no-sandbox",
@@ -888,14 +895,10 @@ pub(crate) fn chromium(
             "--metrics-recording-only",
             "--disable-breakpad",
             "--disable-features=NetworkTimeServiceQuerying,AutofillServerCommunication,OptimizationHints,Translate",
-            "--virtual-time-budget=15000",
         ])
-        .args(extra)
         .arg(format!("--proxy-server=http://{proxy}"))
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(url)
-        .output()
-        .unwrap()
+        .arg(format!("--user-data-dir={}", profile.display()));
+    command
 }
 
 /// A proxy that answers nothing and records the host of every request made through it.

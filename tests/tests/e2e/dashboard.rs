@@ -1,17 +1,64 @@
-//! The dashboard at `/` (docs/reliability.md H10): every page renders with real data in
-//! headless Chromium without a request leaving 127.0.0.1, and each page leaves a screenshot
-//! under `target/dashboard-screenshots` (kept by CI as an artifact).
+//! The dashboard at `/` (docs/reliability.md H10, H11), used in headless Chromium and Firefox
+//! as a person would:
+//! every page renders with real data without a request leaving 127.0.0.1 (each leaves a
+//! screenshot under `target/dashboard-screenshots`, kept by CI), and what the buttons and
+//! forms do, key by key.
 
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::json;
-use tests::api::ApiServer;
+use serde_json::{Value, json};
+use tests::api::{Answer, ApiServer};
 
-use crate::api::{BROWSER_SERVICES, chromium, recording_proxy};
+use crate::api::{BROWSER_SERVICES, recording_proxy, sleepy};
+use crate::browser::Browser;
+
+fn screenshots() -> std::path::PathBuf {
+    let shots = tests::workspace_root().join("target/dashboard-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    shots
+}
+
+/// Every host the browser asked the proxy for is one of its maker's own services (which the
+/// page cannot reach: its Content-Security-Policy allows the server only), none the dashboard's.
+fn assert_stayed_local(kind: Kind, asked: &std::sync::Mutex<Vec<String>>) {
+    let asked = asked.lock().unwrap().clone();
+    let browsers_own = |host: &str| match kind {
+        Kind::Chromium => BROWSER_SERVICES.contains(&host),
+        // Firefox fetches its remote settings whatever the profile says.
+        Kind::Firefox => [".mozilla.com", ".mozilla.net", ".mozilla.org", ".firefox.com"]
+            .iter()
+            .any(|domain| host.ends_with(domain)),
+    };
+    let outside: Vec<&String> = asked.iter().filter(|host| !browsers_own(host)).collect();
+    assert!(outside.is_empty(), "the dashboard reached outside 127.0.0.1: {outside:?}");
+}
+
+/// The browsers the dashboard is checked in.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Chromium,
+    Firefox,
+}
+
+async fn start(kind: Kind, profile: &Path, proxy: std::net::SocketAddr) -> Browser {
+    match kind {
+        Kind::Chromium => Browser::chromium(profile, proxy).await,
+        Kind::Firefox => Browser::firefox(profile, proxy).await,
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_page_renders_with_data_in_chromium_without_leaving_localhost() {
+    every_page_renders(Kind::Chromium).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_page_renders_with_data_in_firefox_without_leaving_localhost() {
+    every_page_renders(Kind::Firefox).await;
+}
+
+async fn every_page_renders(kind: Kind) {
     let scratch = tempfile::tempdir().unwrap();
     let server =
         ApiServer::start(&[&tests::example_task("addition")], "server:\n  rate_limit_per_second: 0\n");
@@ -26,16 +73,12 @@ async fn every_dashboard_page_renders_with_data_in_chromium_without_leaving_loca
     let job = job.json["id"].as_str().unwrap().to_owned();
     let schedule = json!({"name": "nightly-sum", "task": "addition", "cron": "0 3 * * *", "input": {"num1": 1, "num2": 1}});
     assert_eq!(server.post("/api/v1/schedules", &schedule).await.status, 201);
-    for _ in 0..400 {
-        if server.get(&format!("/api/v1/jobs/{job}")).await.json["status"] == "completed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_job(&server, None, &job, "completed").await;
 
     let (proxy, asked) = recording_proxy();
-    let shots = tests::workspace_root().join("target/dashboard-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
+    let shots = screenshots();
+    let mut browser = start(kind, &scratch.path().join("profile"), proxy).await;
+    let prefix = format!("{kind:?}").to_lowercase();
     for (name, page, expected) in [
         ("overview", "/#/", vec!["Queue", "Recent failures", "runs,"]),
         ("jobs", "/#/jobs", vec![&job[..8], "completed"]),
@@ -44,27 +87,244 @@ async fn every_dashboard_page_renders_with_data_in_chromium_without_leaving_loca
         ("execution", &format!("/#/executions/{execution}")[..], vec!["\"sum\": 42", "HTTP calls"]),
         ("tasks", "/#/tasks", vec!["addition"]),
         ("task", "/#/tasks/addition", vec!["Input schema", "num1"]),
-        ("schedules", "/#/schedules", vec!["nightly-sum", "0 3 * * *"]),
+        ("schedules", "/#/schedules", vec!["nightly-sum", "0 3 * * *", "Add a schedule"]),
         ("plugins", "/#/plugins", vec!["builtin:rest", "builtin:dashboard"]),
     ] {
-        let profile = scratch.path().join(format!("profile-{name}"));
-        let output = chromium(&server.url(page), &profile, proxy, &["--dump-dom"]);
-        let dom = String::from_utf8_lossy(&output.stdout);
+        browser.open("about:blank").await;
+        browser.open(&server.url(page)).await;
         for text in &expected {
-            assert!(dom.contains(text), "{page} does not show `{text}`:\n{dom}");
+            browser.wait_for_text(text).await;
         }
-        let shot = shots.join(format!("{name}.png"));
-        let taken = chromium(
-            &server.url(page),
-            &profile,
-            proxy,
-            &["--window-size=1280,900", &format!("--screenshot={}", shot.display())],
-        );
-        assert!(shot.is_file(), "no screenshot of {page}: {}", String::from_utf8_lossy(&taken.stderr));
+        let header = browser.eval("document.querySelector('header').innerText").await;
+        assert!(!header.as_str().unwrap().contains("null"), "{page}: {header}");
+        browser.screenshot(&shots.join(format!("{prefix}-{name}.png"))).await;
     }
-    let asked = asked.lock().unwrap().clone();
-    let outside: Vec<&String> =
-        asked.iter().filter(|host| !BROWSER_SERVICES.contains(&host.as_str())).collect();
-    assert!(outside.is_empty(), "the dashboard reached outside 127.0.0.1: {outside:?}");
-    assert!(Path::new(&shots).join("overview.png").is_file());
+
+    // On a phone the page fits the screen's width (wide tables scroll inside their box).
+    browser.resize(390, 844).await;
+    for (name, page) in [("phone-overview", "/#/"), ("phone-jobs", "/#/jobs")] {
+        browser.open("about:blank").await;
+        browser.open(&server.url(page)).await;
+        browser.wait_for_text("completed").await;
+        let fits = browser.eval("document.documentElement.scrollWidth <= window.innerWidth").await;
+        let wide = browser
+            .eval(
+                "[...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1)\
+                 .slice(0, 5).map((e) => `${e.tagName}.${e.className} ${Math.round(e.getBoundingClientRect().right)}px`)",
+            )
+            .await;
+        assert_eq!(fits, true, "{page} is wider than a phone's screen: {wide}");
+        browser.screenshot(&shots.join(format!("{prefix}-{name}.png"))).await;
+    }
+    assert_stayed_local(kind, &asked);
+    assert!(Path::new(&shots).join(format!("{prefix}-overview.png")).is_file());
+}
+
+/// With an auth plugin: the dashboard asks for a key and shows each role only what it may do.
+/// A runner runs a task from the form generated from its input schema (output shown, violations
+/// at their fields), follows a running job's log lines live, cancels it and retries it; a
+/// viewer sees no action and is refused when it calls one anyway; an admin adds a schedule from
+/// the form (with the cron expression's next fire times) and pauses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_acts_by_role_runs_tasks_from_their_schema_and_follows_live_logs() {
+    acts_by_role(Kind::Chromium).await;
+}
+
+/// The same in Firefox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_acts_by_role_in_firefox() {
+    acts_by_role(Kind::Firefox).await;
+}
+
+async fn acts_by_role(kind: Kind) {
+    let scratch = tempfile::tempdir().unwrap();
+    let keys: String = ["viewer", "runner", "admin"]
+        .iter()
+        .map(|role| {
+            format!(
+                "        - {{id: {role}-user, sha256: {}, role: {role}}}\n",
+                tests::sha256(&format!("{role}-key"))
+            )
+        })
+        .collect();
+    let config = format!(
+        "workers:\n  count: 2\nqueue:\n  lease_secs: 3\nserver:\n  rate_limit_per_second: 0\nplugins:\n  - name: keys\n    kind: auth\n    source: {}\n    config:\n      keys:\n{keys}",
+        tests::component("api-key-auth").display()
+    );
+    let sleepy = sleepy(scratch.path());
+    let server = ApiServer::start(&[&tests::example_task("addition"), &sleepy], &config);
+    let (proxy, asked) = recording_proxy();
+    let shots = screenshots();
+    let mut browser = start(kind, &scratch.path().join("profile"), proxy).await;
+    let prefix = format!("{kind:?}").to_lowercase();
+
+    // Asked for a key: a wrong one is turned away, saying why; then a runner signs in.
+    browser.open(&server.url("/#/")).await;
+    browser.fill("#api-key", "wrong-key").await;
+    browser.click("Use this key").await;
+    let refused = browser.wait_for("the refusal", "document.querySelector('main .error').innerText").await;
+    assert!(refused.as_str().unwrap().contains("unauthenticated"), "{refused}");
+    sign_in(&mut browser, "runner").await;
+    browser.wait_for_text("Queue").await;
+
+    // The run form is generated from the input schema; the output shows, and so do violations.
+    browser.open(&server.url("/#/tasks/addition")).await;
+    browser.fill("#field-num1", "20").await;
+    browser.fill("#field-num2", "22").await;
+    browser.click("Run").await;
+    browser
+        .wait_for(
+            "the run's output",
+            "document.querySelector('#run-output').innerText.includes('\"sum\": 42')",
+        )
+        .await;
+    browser.screenshot(&shots.join(format!("{prefix}-task-run.png"))).await;
+    browser.fill("#field-num1", "").await;
+    browser.click("Run").await;
+    let violation = browser
+        .wait_for("the violation at its field", "document.querySelector('#field-num1-error').innerText")
+        .await;
+    assert!(violation.as_str().unwrap().contains("num1"), "{violation}");
+    assert_eq!(browser.eval("document.querySelector('#field-num2-error').innerText").await, "");
+
+    // A running job's log lines appear while it runs; Cancel stops it, Retry queues it again.
+    let job = send(
+        &server,
+        "runner",
+        "POST",
+        "/api/v1/jobs",
+        json!({"task": "sleepy", "input": {"n": 1, "ms": 60000, "ticks": 120}}),
+    )
+    .await;
+    let job = job.json["id"].as_str().unwrap().to_owned();
+    wait_for_job(&server, Some("runner"), &job, "running").await;
+    browser.open(&server.url(&format!("/#/jobs/{job}"))).await;
+    browser
+        .wait_for("a live log line", "document.querySelector('#live-log').innerText.includes('tick')")
+        .await;
+    browser.screenshot(&shots.join(format!("{prefix}-job-live-log.png"))).await;
+    browser.click("Cancel").await;
+    wait_for_job(&server, Some("runner"), &job, "cancelled").await;
+    browser.click("Retry").await;
+    // A retry is a new job with the same task and input: the page moves to it.
+    let moved = format!(
+        "location.hash.startsWith('#/jobs/') && !location.hash.includes('{job}') && location.hash.slice(7)"
+    );
+    let retried = browser.wait_for("the retried job's page", &moved).await;
+    let retried = retried.as_str().unwrap().to_owned();
+    let again = send(&server, "runner", "GET", &format!("/api/v1/jobs/{retried}"), Value::Null).await;
+    assert_eq!(again.json["input"], json!({"n": 1, "ms": 60000, "ticks": 120}), "{again:?}");
+    assert!(["queued", "running"].contains(&again.json["status"].as_str().unwrap()), "{again:?}");
+    send(&server, "runner", "POST", &format!("/api/v1/jobs/{retried}/cancel"), json!({})).await;
+    wait_for_job(&server, Some("runner"), &retried, "cancelled").await;
+
+    // A viewer sees no action, and is refused when it calls one anyway.
+    browser.click("Sign out").await;
+    sign_in(&mut browser, "viewer").await;
+    browser.open(&server.url(&format!("/#/jobs/{job}"))).await;
+    browser.wait_for_text("Attempts").await;
+    browser.wait_for_text("cancelled").await;
+    assert!(
+        !browser.has_button("Retry").await && !browser.has_button("Cancel").await,
+        "{}",
+        browser.text().await
+    );
+    browser.open(&server.url("/#/tasks/addition")).await;
+    browser.wait_for_text("Input schema").await;
+    assert!(!browser.has("#run-form").await, "a viewer is offered the run form");
+    send(
+        &server,
+        "admin",
+        "POST",
+        "/api/v1/schedules",
+        json!({"name": "hourly", "task": "addition", "cron": "0 * * * *", "input": {"num1": 1, "num2": 1}}),
+    )
+    .await;
+    browser.open(&server.url("/#/schedules")).await;
+    browser.wait_for_text("hourly").await;
+    assert!(
+        !browser.has("#add-schedule").await && !browser.has_button("Pause").await,
+        "{}",
+        browser.text().await
+    );
+    let refused = browser
+        .eval(&format!(
+            "fetch('/api/v1/jobs/{job}/retry', {{method: 'POST', headers: {{authorization: 'Bearer ' + sessionStorage.getItem('ratchet.key')}}}}).then((r) => r.status)"
+        ))
+        .await;
+    assert_eq!(refused, 403);
+    assert_eq!(
+        send(&server, "viewer", "GET", &format!("/api/v1/jobs/{job}"), Value::Null).await.json["status"],
+        "cancelled"
+    );
+
+    // An admin adds a schedule from the form, seeing when it would fire, then pauses it.
+    browser.click("Sign out").await;
+    sign_in(&mut browser, "admin").await;
+    browser.open(&server.url("/#/schedules")).await;
+    browser.click("Add a schedule").await;
+    browser.fill("#schedule-cron", "61 * * * *").await;
+    browser
+        .wait_for("the cron expression's error", "document.querySelector('#cron-preview .error').innerText")
+        .await;
+    browser.fill("#schedule-cron", "*/15 * * * *").await;
+    browser.wait_for("five fire times", "document.querySelectorAll('#cron-preview li').length === 5").await;
+    browser.fill("#schedule-name", "quarter-hourly").await;
+    browser.fill("#schedule-task", "addition").await;
+    browser.fill("#schedule-input", r#"{"num1": 2, "num2": 3}"#).await;
+    browser.screenshot(&shots.join(format!("{prefix}-schedule-form.png"))).await;
+    browser.click("Add the schedule").await;
+    browser.wait_for_text("quarter-hourly").await;
+    let added = send(&server, "admin", "GET", "/api/v1/schedules/quarter-hourly", Value::Null).await;
+    assert_eq!(added.json["cron"], "*/15 * * * *", "{added:?}");
+    assert_eq!(added.json["input"], json!({"num1": 2, "num2": 3}));
+    browser.eval("document.querySelector('#add-schedule').open = false").await;
+    let pause = "[...document.querySelectorAll('tr')].find((r) => r.innerText.includes('quarter-hourly')).querySelector('button').click(), true";
+    browser.eval(pause).await;
+    for _ in 0..600 {
+        if send(&server, "admin", "GET", "/api/v1/schedules/quarter-hourly", Value::Null).await.json["enabled"]
+            == false
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        send(&server, "admin", "GET", "/api/v1/schedules/quarter-hourly", Value::Null).await.json["enabled"],
+        false
+    );
+    assert_stayed_local(kind, &asked);
+}
+
+/// Types `role`'s key into the sign-in form and waits until the header names the caller.
+async fn sign_in(browser: &mut Browser, role: &str) {
+    browser.fill("#api-key", &format!("{role}-key")).await;
+    browser.click("Use this key").await;
+    let signed_in = format!("document.querySelector('#caller').innerText.includes('{role}-user ({role})')");
+    browser.wait_for(&format!("{role} signed in"), &signed_in).await;
+}
+
+/// A REST call with `role`'s key.
+async fn send(server: &ApiServer, role: &str, method: &str, path: &str, body: Value) -> Answer {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut request =
+        server.client.request(method, server.url(path)).header("x-api-key", format!("{role}-key"));
+    if !body.is_null() {
+        request = request.json(&body);
+    }
+    server.send(request).await
+}
+
+async fn wait_for_job(server: &ApiServer, role: Option<&str>, id: &str, status: &str) -> Value {
+    for _ in 0..600 {
+        let job = match role {
+            Some(role) => send(server, role, "GET", &format!("/api/v1/jobs/{id}"), Value::Null).await,
+            None => server.get(&format!("/api/v1/jobs/{id}")).await,
+        };
+        if job.json["status"] == status {
+            return job.json;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("job {id} never became {status}");
 }

@@ -2,6 +2,7 @@
 //! driving real worker processes.
 
 mod api;
+mod browser;
 mod cli;
 mod command_line;
 mod dashboard;

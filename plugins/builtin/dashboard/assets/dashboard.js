@@ -33,16 +33,9 @@ class ApiError extends Error {
 
 /** Calls the API with the session's key; a JSON body in, JSON out, or an ApiError. */
 async function api(path, options = {}) {
-  const headers = { accept: 'application/json' };
-  const key = sessionStorage.getItem(KEY);
-  if (key) headers.authorization = `Bearer ${key}`;
-  if (options.body !== undefined) headers['content-type'] = 'application/json';
-  const response = await fetch(path, {
-    method: options.method || 'GET',
-    headers,
-    body: options.body === undefined ? undefined : JSON.stringify(options.body),
-  });
+  const response = await call(path, options);
   const text = await response.text();
+  if (options.accept && response.ok) return text;
   let body = null;
   try { body = text ? JSON.parse(text) : null; } catch (_) { body = null; }
   if (!response.ok) {
@@ -50,6 +43,47 @@ async function api(path, options = {}) {
     throw new ApiError(response.status, error.code || String(response.status), error.message || text || response.statusText, error.details);
   }
   return body;
+}
+
+/** The raw response of an API call with the session's key. */
+function call(path, options = {}) {
+  const headers = { accept: options.accept || 'application/json' };
+  const key = sessionStorage.getItem(KEY);
+  if (key) headers.authorization = `Bearer ${key}`;
+  if (options.body !== undefined) headers['content-type'] = 'application/json';
+  return fetch(path, {
+    method: options.method || 'GET',
+    headers,
+    body: options.body === undefined ? undefined : JSON.stringify(options.body),
+    signal: options.signal,
+  });
+}
+
+// ---- who is signed in ----
+
+const ROLES = ['viewer', 'runner', 'admin'];
+/** The caller (`/api/v1/me`) for the key in use, asked once per key. */
+let caller = null;
+
+async function whoAmI() {
+  const key = sessionStorage.getItem(KEY) || '';
+  if (!caller || caller.key !== key) caller = { key, ...(await api('/api/v1/me')) };
+  return caller;
+}
+
+/** Whether the signed-in caller holds `role` (the server checks every call regardless). */
+const may = (role) => caller !== null && ROLES.indexOf(caller.role) >= ROLES.indexOf(role);
+
+function showCaller() {
+  const box = document.getElementById('caller');
+  if (!caller) { box.replaceChildren(); return; }
+  const signOut = h('button', { class: 'secondary', onclick: () => {
+    sessionStorage.removeItem(KEY);
+    caller = null;
+    render();
+  } }, 'Sign out');
+  box.replaceChildren(h('span', { class: 'muted' }, `${caller.id} (${caller.role || 'no role'})`),
+    ...(sessionStorage.getItem(KEY) ? [signOut] : []));
 }
 
 const when = (text) => (text ? new Date(text).toLocaleString() : '');
@@ -120,16 +154,140 @@ function listQuery(query, names) {
   return out;
 }
 
-/** A button that POSTs and re-renders, showing the refusal (a viewer's 403, say) inline. */
-function action(label, path, body) {
+/**
+ * A button that POSTs and re-renders, showing a refusal inline; none when the caller's role
+ * (`needs`) does not allow the call.
+ */
+function action(label, path, needs, body, show) {
+  if (!may(needs)) return null;
   const button = h('button', { onclick: async () => {
     button.disabled = true;
-    try { await api(path, { method: 'POST', body: body || {} }); await render(); } catch (error) {
+    try {
+      const answer = await api(path, { method: 'POST', body: body || {} });
+      if (show) {
+        button.after(show(answer));
+        button.disabled = false;
+      } else await render();
+    } catch (error) {
       button.after(errorBox(error));
       button.disabled = false;
     }
   } }, label);
   return button;
+}
+
+
+// ---- a form from a JSON Schema ----
+
+/** The type a property's schema names, `null` aside. */
+function typeOf(schema) {
+  return Array.isArray(schema.type) ? schema.type.find((t) => t !== 'null') : schema.type;
+}
+
+/**
+ * Fields for the top-level properties of an object schema: text, number, check box or choice
+ * by type, JSON for nested values. `null` when the schema is not an object with properties.
+ */
+function schemaForm(schema) {
+  if (!schema || typeOf(schema) !== 'object' || !schema.properties) return null;
+  const required = new Set(schema.required || []);
+  const fields = Object.entries(schema.properties).map(([name, property]) => {
+    const id = `field-${name}`;
+    const type = typeOf(property);
+    const initial = property.default !== undefined ? property.default : (property.examples || [])[0];
+    let control; let read;
+    if (Array.isArray(property.enum)) {
+      control = h('select', { id, name }, ['', ...property.enum].map((option, i) =>
+        h('option', { value: String(i), selected: i > 0 && option === initial }, i ? JSON.stringify(option).replace(/^"|"$/g, '') : '(none)')));
+      read = () => (control.value === '' || control.value === '0' ? undefined : property.enum[Number(control.value) - 1]);
+    } else if (type === 'boolean') {
+      control = h('input', { id, name, type: 'checkbox', checked: initial === true });
+      read = () => control.checked;
+    } else if (type === 'integer' || type === 'number') {
+      control = h('input', { id, name, type: 'number', step: type === 'integer' ? '1' : 'any', value: initial, min: property.minimum, max: property.maximum });
+      read = () => (control.value === '' ? undefined : Number(control.value));
+    } else if (type === 'string') {
+      control = h('input', { id, name, type: 'text', value: initial, placeholder: property.format || '' });
+      read = () => (control.value === '' && !required.has(name) ? undefined : control.value);
+    } else {
+      control = h('textarea', { id, name, class: 'small', spellcheck: 'false' }, initial === undefined ? '' : JSON.stringify(initial, null, 2));
+      read = () => {
+        if (control.value.trim() === '') return undefined;
+        try { return JSON.parse(control.value); } catch (error) { throw new ApiError(0, 'invalid_json', `${name} is not JSON: ${error.message}`); }
+      };
+    }
+    const message = h('span', { class: 'field-error', id: `${id}-error`, role: 'alert' });
+    control.setAttribute('aria-describedby', `${id}-error`);
+    const label = h('label', { for: id }, h('span', {}, name, required.has(name) ? ' *' : '', type ? h('span', { class: 'muted' }, ` ${type}`) : ''),
+      control, property.description ? h('span', { class: 'hint' }, property.description) : null, message);
+    return { name, label, read, message, control };
+  });
+  return {
+    element: h('div', { class: 'schema-form' }, fields.map((field) => field.label)),
+    /** The input the fields hold. */
+    value() {
+      const value = {};
+      for (const field of fields) { const v = field.read(); if (v !== undefined) value[field.name] = v; }
+      return value;
+    },
+    /** Shows each violation at its field; returns those that belong to none. */
+    show(violations) {
+      for (const field of fields) { field.message.textContent = ''; field.control.removeAttribute('aria-invalid'); }
+      return (violations || []).filter((violation) => {
+        const pointer = violation.pointer || violation.instance_path || '';
+        const missing = /"([^"]+)" is a required property/.exec(violation.message || '');
+        const name = missing ? missing[1] : decodeURIComponent(pointer.split('/')[1] || '').replace(/~1/g, '/').replace(/~0/g, '~');
+        const field = fields.find((f) => f.name === name);
+        if (!field) return true;
+        field.message.textContent = violation.message;
+        field.control.setAttribute('aria-invalid', 'true');
+        return false;
+      });
+    },
+  };
+}
+
+// ---- live log lines ----
+
+/** The job whose log lines are being followed, and the lines so far; survives re-renders. */
+let follower = null;
+
+function stopFollowing() {
+  if (follower) follower.controller.abort();
+  follower = null;
+}
+
+const logLine = (line) => h('li', {}, badge(line.level), ' ', h('span', { class: 'mono' }, line.message));
+
+/** Follows job `id`'s log lines as its attempts write them (`/api/v1/logs/live`, read as a stream so the key goes along). */
+function follow(id) {
+  if (follower && follower.job === id) return follower;
+  stopFollowing();
+  const mine = { job: id, controller: new AbortController(), lines: [] };
+  follower = mine;
+  (async () => {
+    const response = await call(`/api/v1/logs/live?job_id=${encodeURIComponent(id)}`, { accept: 'text/event-stream', signal: mine.controller.signal });
+    if (!response.ok) return;
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += value;
+      for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
+        const event = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const kind = (/^event: ?(.*)$/m.exec(event) || [])[1];
+        const data = event.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).replace(/^ /, '')).join('\n');
+        if (kind !== 'line') continue;
+        const line = JSON.parse(data);
+        mine.lines.push(line);
+        const list = document.getElementById('live-log');
+        if (list && follower === mine) list.append(logLine(line));
+      }
+    }
+  })().catch(() => { /* stopped, or the server went away: the record keeps every line */ });
+  return mine;
 }
 
 // ---- pages ----
@@ -213,17 +371,25 @@ async function jobs(parts, query) {
 
 async function job(id) {
   const j = await api(`/api/v1/jobs/${encodeURIComponent(id)}`);
+  if (j.status !== 'running' && follower && follower.job === j.id) stopFollowing();
   const open = ['queued', 'running', 'retrying'].includes(j.status);
   return [
     h('h1', {}, 'Job ', h('span', { class: 'mono' }, j.id)),
     h('div', { class: 'actions' },
-      open ? action('Cancel', `/api/v1/jobs/${j.id}/cancel`) : null,
-      ['failed', 'cancelled'].includes(j.status) ? action('Retry', `/api/v1/jobs/${j.id}/retry`) : null,
+      open ? action('Cancel', `/api/v1/jobs/${j.id}/cancel`, 'runner') : null,
+      ['failed', 'cancelled'].includes(j.status) ? action('Retry', `/api/v1/jobs/${j.id}/retry`, 'runner', {}, (created) => {
+        // A retry is a new job with the same task and input.
+        goTo(['jobs', created.id]);
+        return h('span', { role: 'status' }, `Queued again as job ${short(created.id)}`);
+      }) : null,
       link(`#/executions?job_id=${j.id}`, 'Its executions')),
     fields([['task', link(`#/tasks/${j.task}`, j.task)], ['state', badge(j.status)], ['attempt', `${j.attempt} of ${j.max_attempts}`],
       ['priority', j.priority], ['run at', when(j.run_at)], ['created', when(j.created_at)], ['updated', when(j.updated_at)],
       ['held by', j.lease_owner], ['idempotency key', j.idempotency_key], ['concurrency key', j.concurrency_key],
       ['trace', j.trace_id], ['last error', j.last_error]]),
+    j.status === 'running' ? [h('h2', {}, 'Live log'),
+      h('ol', { id: 'live-log', class: 'log', 'aria-live': 'polite' }, follow(j.id).lines.map(logLine)),
+      h('p', { class: 'muted' }, 'Lines as the running attempt writes them, from when this page opened; its execution keeps them all.')] : null,
     h('h2', {}, 'Attempts'),
     table(['attempt', 'outcome', 'finished', 'error'], (j.attempts || []).map((a) => [a.attempt, badge(a.outcome), when(a.finished_at),
       h('td', { class: 'wrap' }, a.error || '')]), 'No attempt has finished yet.'),
@@ -258,19 +424,36 @@ function har(http) {
   });
 }
 
+/** The failure report (what `ratchet explain` prints), fetched as Markdown when opened. */
+function report(id) {
+  const body = h('pre', { class: 'wrap' }, 'Loading...');
+  const box = h('details', { id: 'failure-report', ontoggle: async () => {
+    if (!box.open || box.dataset.loaded) return;
+    box.dataset.loaded = 'yes';
+    try { body.textContent = await api(`/api/v1/executions/${encodeURIComponent(id)}/report`, { accept: 'text/markdown' }); } catch (error) {
+      body.replaceWith(errorBox(error));
+    }
+  } }, h('summary', {}, 'Failure report: the code around the failing line, the attempts, the cluster, prompts for an assistant'), body);
+  return box;
+}
+
 async function execution(id) {
   const e = await api(`/api/v1/executions/${encodeURIComponent(id)}`);
   const error = e.error;
   return [
     h('h1', {}, 'Execution ', h('span', { class: 'mono' }, e.id)),
-    h('div', { class: 'actions' }, action('Replay offline', `/api/v1/executions/${e.id}/replay`)),
+    h('div', { class: 'actions' }, action('Replay offline', `/api/v1/executions/${e.id}/replay`, 'runner', {}, (replay) => h('div', { class: 'replay', role: 'status' },
+      badge(replay.matches ? 'success' : 'failure'),
+      ` ${replay.matches ? 'The replay matches the recording' : `The replay differs: ${replay.difference || 'see its output'}`}`,
+      ` (${replay.requests_replayed} HTTP calls answered from the recording, ${Math.round(replay.duration_ms)} ms)`))),
     fields([['task', link(`#/tasks/${e.task}`, e.task)], ['outcome', badge(e.status)], ['job', e.job_id ? link(`#/jobs/${e.job_id}`, e.job_id) : ''],
       ['attempt', e.attempt], ['started', when(e.started_at)], ['finished', when(e.finished_at)], ['duration', `${Math.round(e.duration_ms)} ms`],
       ['node', e.node], ['worker', e.worker], ['trace', e.trace_id]]),
     error ? [h('h2', {}, 'Error'), h('div', { class: 'error' }, h('strong', {}, `${error.kind}${error.name ? ` (${error.name})` : ''}: `), error.message),
       (error.classification || []).map((c) => h('details', { open: true, 'data-auto': true }, h('summary', {}, `${c.pattern} (${c.category}, ${Math.round(c.confidence * 100)}%, from ${c.plugin})`),
         h('ul', {}, (c.suggestions || []).map((s) => h('li', {}, s))))),
-      error.stack ? h('details', {}, h('summary', {}, 'Stack'), h('pre', {}, error.stack)) : null] : null,
+      error.stack ? h('details', {}, h('summary', {}, 'Stack'), h('pre', {}, error.stack)) : null,
+      report(e.id)] : null,
     h('div', { class: 'grid2' }, h('section', {}, h('h2', {}, 'Input'), json(e.input)),
       h('section', {}, h('h2', {}, 'Output'), e.output === undefined || e.output === null ? h('p', { class: 'muted' }, 'None.') : json(e.output))),
     h('h2', {}, 'Logs'),
@@ -294,42 +477,106 @@ async function tasks(parts, query) {
 
 async function task(name) {
   const t = await api(`/api/v1/tasks/${encodeURIComponent(name)}`);
-  const input = h('textarea', { id: 'run-input', name: 'input', spellcheck: 'false' }, '{}');
-  const result = h('div', { 'aria-live': 'polite' });
-  const run = h('form', { onsubmit: async (event) => {
-    event.preventDefault();
-    result.replaceChildren(h('p', { class: 'muted' }, 'Running...'));
-    let value;
-    try { value = JSON.parse(input.value); } catch (error) {
-      result.replaceChildren(errorBox({ code: 'invalid_json', message: `The input is not JSON: ${error.message}` }));
-      return;
-    }
-    try {
-      const done = await api(`/api/v1/tasks/${encodeURIComponent(t.name)}/run`, { method: 'POST', body: { input: value } });
-      result.replaceChildren(h('p', {}, badge(done.status), ' ', done.id ? link(`#/executions/${done.id}`, 'the execution') : ''),
-        done.error ? errorBox({ code: done.error.kind, message: done.error.message, details: done.error }) : json(done.output));
-    } catch (error) { result.replaceChildren(errorBox(error)); }
-  } }, h('label', { for: 'run-input' }, 'Input (JSON, checked against the input schema)'), input,
-  h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Run')), result);
   return [
     h('h1', {}, t.name, ' ', h('span', { class: 'muted' }, t.version)),
     fields([['description', t.description], ['tags', (t.tags || []).join(', ')], ['source', t.source], ['digest', t.digest], ['load error', t.load_error]]),
-    h('h2', {}, 'Run it'), run,
+    may('runner') ? [h('h2', {}, 'Run it'), runForm(t)] : null,
     h('div', { class: 'grid2' }, h('section', {}, h('h2', {}, 'Input schema'), json(t.input_schema)),
       h('section', {}, h('h2', {}, 'Output schema'), json(t.output_schema))),
     h('p', {}, link(`#/executions?task=${encodeURIComponent(t.name)}`, 'Its executions'), ' · ', link(`#/jobs?task=${encodeURIComponent(t.name)}`, 'its jobs')),
   ];
 }
 
+/** A form generated from the task's input schema (or a JSON text box) that runs it and shows the output or the violations. */
+function runForm(t) {
+  const generated = schemaForm(t.input_schema);
+  const text = h('textarea', { id: 'run-input', name: 'input', spellcheck: 'false' }, '{}');
+  const asJson = h('input', { id: 'run-as-json', type: 'checkbox', checked: !generated });
+  const textBox = h('div', { hidden: Boolean(generated) }, h('label', { for: 'run-input' }, 'Input (JSON)'), text);
+  asJson.addEventListener('change', () => {
+    if (asJson.checked && generated) {
+      try { text.value = JSON.stringify(generated.value(), null, 2); } catch (_) { /* keep the text */ }
+    }
+    textBox.hidden = !asJson.checked;
+    if (generated) generated.element.hidden = asJson.checked;
+  });
+  const result = h('div', { id: 'run-result', 'aria-live': 'polite' });
+  const form = h('form', { id: 'run-form', onsubmit: async (event) => {
+    event.preventDefault();
+    result.replaceChildren(h('p', { class: 'muted' }, 'Running...'));
+    let value;
+    try {
+      if (asJson.checked) {
+        try { value = JSON.parse(text.value); } catch (error) { throw new ApiError(0, 'invalid_json', `The input is not JSON: ${error.message}`); }
+      } else value = generated.value();
+    } catch (error) { result.replaceChildren(errorBox(error)); return; }
+    if (generated) generated.show([]);
+    try {
+      const done = await api(`/api/v1/tasks/${encodeURIComponent(t.name)}/run`, { method: 'POST', body: { input: value } });
+      result.replaceChildren(h('p', {}, badge(done.status), ' ', done.id ? link(`#/executions/${done.id}`, 'the execution') : ''),
+        done.error ? errorBox({ code: done.error.kind, message: done.error.message }) : h('div', { id: 'run-output' }, json(done.output)));
+    } catch (error) {
+      const violations = (error.details && error.details.violations) || [];
+      const rest = generated && !asJson.checked ? generated.show(violations) : violations;
+      result.replaceChildren(errorBox({ ...error, message: error.message, details: rest.length ? { violations: rest } : undefined }));
+    }
+  } },
+  generated ? [generated.element, h('label', { class: 'inline', for: 'run-as-json' }, asJson, 'Edit the input as JSON')] : null,
+  textBox,
+  h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Run')), result);
+  return form;
+}
+
+/** The form that adds a schedule, with the next fire times of the cron expression as it is typed. */
+function scheduleForm(taskNames) {
+  const task = h('select', { id: 'schedule-task', name: 'task', required: true }, taskNames.map((name) => h('option', { value: name }, name)));
+  const name = h('input', { id: 'schedule-name', name: 'name', placeholder: 'the task\'s name' });
+  const cron = h('input', { id: 'schedule-cron', name: 'cron', required: true, placeholder: '*/5 * * * *', class: 'mono' });
+  const zone = h('input', { id: 'schedule-timezone', name: 'timezone', value: 'UTC' });
+  const input = h('textarea', { id: 'schedule-input', name: 'input', class: 'small', spellcheck: 'false' }, '{}');
+  const preview = h('div', { id: 'cron-preview', 'aria-live': 'polite' }, h('p', { class: 'muted' }, 'Type a cron expression to see when it fires.'));
+  const result = h('div', { 'aria-live': 'polite' });
+  let pending = null;
+  const showPreview = () => {
+    clearTimeout(pending);
+    pending = setTimeout(async () => {
+      if (!cron.value.trim()) return;
+      const query = new URLSearchParams({ cron: cron.value, timezone: zone.value || 'UTC', count: '5' });
+      try {
+        const next = await api(`/api/v1/cron/next?${query}`);
+        preview.replaceChildren(h('p', { class: 'muted' }, 'Fires next at:'), h('ol', {}, next.fire_times.map((t) => h('li', {}, `${when(t)} (${t})`))));
+      } catch (error) { preview.replaceChildren(errorBox(error)); }
+    }, 250);
+  };
+  cron.addEventListener('input', showPreview);
+  zone.addEventListener('input', showPreview);
+  const form = h('form', { id: 'schedule-form', class: 'filters', onsubmit: async (event) => {
+    event.preventDefault();
+    let value;
+    try { value = JSON.parse(input.value || '{}'); } catch (error) { result.replaceChildren(errorBox({ code: 'invalid_json', message: `The input is not JSON: ${error.message}` })); return; }
+    try {
+      await api('/api/v1/schedules', { method: 'POST', body: { task: task.value, name: name.value || undefined, cron: cron.value, timezone: zone.value || 'UTC', input: value } });
+      await render();
+    } catch (error) { result.replaceChildren(errorBox(error)); }
+  } },
+  h('label', { for: 'schedule-task' }, 'Task', task), h('label', { for: 'schedule-name' }, 'Name', name),
+  h('label', { for: 'schedule-cron' }, 'Cron', cron), h('label', { for: 'schedule-timezone' }, 'Time zone', zone),
+  h('label', { for: 'schedule-input', class: 'grow' }, 'Input (JSON)', input),
+  h('button', { type: 'submit' }, 'Add the schedule'));
+  return h('details', { id: 'add-schedule' }, h('summary', {}, 'Add a schedule'), form, preview, result);
+}
+
 async function schedules(parts, query) {
-  const list = await api(`/api/v1/schedules?${listQuery(query, ['task'])}`);
+  const [list, taskList] = await Promise.all([api(`/api/v1/schedules?${listQuery(query, ['task'])}`),
+    may('admin') ? api('/api/v1/tasks?limit=500') : null]);
   return [
     h('h1', {}, 'Schedules'),
+    taskList ? scheduleForm(taskList.items.map((t) => t.name)) : null,
     filters(parts, query, [['task', 'Task']]),
     table(['schedule', 'task', 'cron', 'time zone', 'state', 'next fire', 'last fire', ''], list.items.map((s) => [
       s.name, link(`#/tasks/${s.task}`, s.task), h('td', { class: 'mono' }, s.cron), s.timezone, badge(s.enabled ? 'enabled' : 'paused'),
       when(s.next_fire_at), when(s.last_fire_at),
-      s.enabled ? action('Pause', `/api/v1/schedules/${s.id}/pause`) : action('Resume', `/api/v1/schedules/${s.id}/resume`)]), 'No schedules.'),
+      s.enabled ? action('Pause', `/api/v1/schedules/${s.id}/pause`, 'admin') : action('Resume', `/api/v1/schedules/${s.id}/resume`, 'admin')]), 'No schedules.'),
     pager(parts, query, list),
   ];
 }
@@ -345,9 +592,13 @@ async function plugins() {
 
 function keyForm(error) {
   const input = h('input', { id: 'api-key', type: 'password', autocomplete: 'off', required: true });
+  // A key the server turned away is forgotten, and the reason shown.
+  const refused = sessionStorage.getItem(KEY) !== null;
+  sessionStorage.removeItem(KEY);
   return [
     h('h1', {}, 'Sign in'),
-    error.status === 403 ? errorBox(error) : h('p', {}, 'This server asks for an API key. It is kept for this browser tab only.'),
+    h('p', {}, 'This server asks for an API key. It is kept for this browser tab only.'),
+    refused || error.status === 403 ? errorBox(error) : null,
     h('form', { onsubmit: (event) => { event.preventDefault(); sessionStorage.setItem(KEY, input.value); render(); } },
       h('label', { for: 'api-key' }, 'API key'), input, h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Use this key'))),
   ];
@@ -363,10 +614,13 @@ const PAGES = {
 };
 
 let rendering = false;
+/** Whether another render was asked for while one ran (a click during a refresh, say). */
+let renderAgain = false;
 
 async function render() {
-  if (rendering) return;
+  if (rendering) { renderAgain = true; return; }
   rendering = true;
+  renderAgain = false;
   const main = document.getElementById('main');
   const { parts, query } = route();
   const section = parts[0] || '';
@@ -375,13 +629,17 @@ async function render() {
   }
   const page = PAGES[section];
   try {
+    await whoAmI();
     const content = page ? await page(parts, query) : [h('h1', {}, 'Not found'), h('p', {}, link('#/', 'Back to the overview'))];
     main.replaceChildren(...[content].flat(2).filter(Boolean));
     document.getElementById('status').textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (error) {
-    main.replaceChildren(...(error.status === 401 || error.status === 403 ? keyForm(error) : [h('h1', {}, 'Cannot load this page'), errorBox(error)]));
+    if (error.status === 401) caller = null;
+    main.replaceChildren(...(error.status === 401 || (error.status === 403 && !caller) ? keyForm(error) : [h('h1', {}, 'Cannot load this page'), errorBox(error)]).filter(Boolean));
   } finally {
+    showCaller();
     rendering = false;
+    if (renderAgain) render();
   }
 }
 
@@ -390,8 +648,17 @@ function live() {
   const busy = document.activeElement && ['INPUT', 'TEXTAREA', 'SELECT'].includes(document.activeElement.tagName);
   const opened = document.querySelector('main details[open]:not([data-auto])');
   const signingIn = document.getElementById('api-key');
-  if (document.visibilityState === 'visible' && !busy && !opened && !signingIn) render();
+  // A task page holds the run form and its result, and an execution's record never changes:
+  // neither is redrawn under its reader.
+  const { parts } = route();
+  const still = ['tasks', 'executions'].includes(parts[0]) && parts[1];
+  if (document.visibilityState === 'visible' && !busy && !opened && !signingIn && !still) render();
 }
 
-window.addEventListener('hashchange', () => { render(); document.getElementById('main').focus(); });
+window.addEventListener('hashchange', () => {
+  const { parts } = route();
+  if (follower && !(parts[0] === 'jobs' && parts[1] === follower.job)) stopFollowing();
+  render();
+  document.getElementById('main').focus();
+});
 window.addEventListener('DOMContentLoaded', () => { render(); setInterval(live, REFRESH_MS); });

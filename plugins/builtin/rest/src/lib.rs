@@ -73,14 +73,18 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/api/v1/schedules/{id}/pause", Admin),
     route("POST", "/api/v1/schedules/{id}/resume", Admin),
     route("GET", "/api/v1/schedules/{id}/next", Viewer),
+    route("GET", "/api/v1/cron/next", Viewer),
     route("GET", "/api/v1/nodes", Viewer),
     route("GET", "/api/v1/workers", Viewer),
     route("GET", "/api/v1/plugins", Viewer),
+    route("GET", "/api/v1/me", Viewer),
 ];
 
 /// Every REST route; the roles they need are in [`ROUTES`].
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/api/v1/me", get(who_am_i))
+        .route("/api/v1/cron/next", get(preview_cron))
         .route("/api/v1/tasks", get(list_tasks))
         .route("/api/v1/tasks/{name}", get(get_task))
         .route("/api/v1/tasks/{name}/versions", get(task_versions))

@@ -28,8 +28,8 @@ use crate as rest;
         rest::list_executions, rest::get_execution, rest::execution_report, rest::replay_execution,
         rest::search_logs, rest::failure_trends, rest::follow_logs,
         rest::list_schedules, rest::add_schedule, rest::get_schedule, rest::update_schedule, rest::remove_schedule,
-        rest::pause_schedule, rest::resume_schedule, rest::next_fire_times,
-        rest::list_nodes, rest::list_workers, rest::list_plugins,
+        rest::pause_schedule, rest::resume_schedule, rest::next_fire_times, rest::preview_cron,
+        rest::list_nodes, rest::list_workers, rest::list_plugins, rest::who_am_i,
     ),
     tags(
         (name = "tasks", description = "Loaded tasks: schemas, validation, synchronous runs"),
@@ -37,7 +37,7 @@ use crate as rest;
         (name = "executions", description = "The record of every run, and offline replay"),
         (name = "schedules", description = "Cron schedules"),
         (name = "secrets", description = "Secrets tasks read, sealed at rest; values are never returned"),
-        (name = "system", description = "Nodes, workers and plugins"),
+        (name = "system", description = "Nodes, workers and plugins, and who the caller is"),
         (name = "operations", description = "Health, readiness and metrics"),
     ),
 )]

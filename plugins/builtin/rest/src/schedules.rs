@@ -208,3 +208,32 @@ pub async fn next_fire_times(
         CronSpec::parse(&schedule.cron, &schedule.timezone).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(Json(FireTimes { fire_times: spec.upcoming(now_ms(), count).into_iter().map(time).collect() }))
 }
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CronQuery {
+    /// A cron expression, as a schedule takes it (5 fields, or 6 with seconds first).
+    pub cron: String,
+    /// An IANA time zone (default `UTC`).
+    pub timezone: Option<String>,
+    /// How many fire times (1 to 100, default 5).
+    #[param(minimum = 1, maximum = 100)]
+    pub count: Option<usize>,
+}
+
+/// The next fire times of a cron expression, before a schedule is added with it; a mistake in
+/// the expression or the time zone is answered 400 naming it.
+#[utoipa::path(get, path = "/api/v1/cron/next", tag = "schedules", params(CronQuery),
+    responses((status = 200, body = FireTimes), (status = "4XX", body = ErrorBody)))]
+pub async fn preview_cron(
+    query: Result<Query<CronQuery>, QueryRejection>,
+) -> Result<Json<FireTimes>, ApiError> {
+    let Query(query) = query?;
+    let count = query.count.unwrap_or(5);
+    if !(1..=100).contains(&count) {
+        return Err(ApiError::bad_request(format!("count must be between 1 and 100, not {count}")));
+    }
+    let spec = CronSpec::parse(&query.cron, query.timezone.as_deref().unwrap_or("UTC"))
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    Ok(Json(FireTimes { fire_times: spec.upcoming(now_ms(), count).into_iter().map(time).collect() }))
+}
