@@ -23,6 +23,7 @@ fn main() {
     let numbers: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let jobs = numbers.first().copied().unwrap_or(100_000);
     let loads = numbers.get(1).copied().unwrap_or(50);
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let ratchet =
         std::env::var("RATCHET_BIN").map_or_else(|_| root.join("target/release/ratchet"), PathBuf::from);

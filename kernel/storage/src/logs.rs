@@ -144,29 +144,36 @@ impl Store {
         Ok(LogsFound { lines, scanned, truncated })
     }
 
-    /// Runs and failures per `bucket_ms` since `since`, by task and by error pattern.
+    /// Runs and failures per `bucket_ms` since `since`, by task and by error pattern. The
+    /// database counts the runs per bucket; only failures are read, for their task and pattern.
     pub async fn failure_trends(&self, since: i64, bucket_ms: i64) -> Result<Vec<TrendBucket>, QueueError> {
         let bucket_ms = bucket_ms.max(1);
-        let sql = "SELECT task, status, started_at, error FROM executions WHERE started_at >= ? \
-                   ORDER BY started_at LIMIT ?";
-        let values = vec![since.into(), ((MAX_SCANNED * 20) as i64).into()];
-        let rows = self.connection().query_all_raw(self.statement(sql, values)).await?;
+        let bucket = |started_at: i64| since + (started_at - since) / bucket_ms * bucket_ms;
+        let counts = "SELECT (started_at - ?) / ? AS slot, COUNT(*) AS runs FROM executions \
+                      WHERE started_at >= ? GROUP BY slot";
+        let values = vec![since.into(), bucket_ms.into(), since.into()];
+        let rows = self.connection().query_all_raw(self.statement(counts, values)).await?;
         let mut buckets: BTreeMap<i64, TrendBucket> = BTreeMap::new();
         for row in &rows {
-            let started_at = int(row, "started_at")?;
-            let start = since + (started_at - since) / bucket_ms * bucket_ms;
-            let bucket = buckets.entry(start).or_insert_with(|| TrendBucket {
+            let start = since + int(row, "slot")? * bucket_ms;
+            buckets.insert(
                 start,
-                runs: 0,
-                failures: 0,
-                by_task: BTreeMap::new(),
-                by_pattern: BTreeMap::new(),
-            });
-            bucket.runs += 1;
-            let status: String = row.try_get("", "status")?;
-            if status != "failure" {
-                continue;
-            }
+                TrendBucket {
+                    start,
+                    runs: u64::try_from(int(row, "runs")?).unwrap_or(0),
+                    failures: 0,
+                    by_task: BTreeMap::new(),
+                    by_pattern: BTreeMap::new(),
+                },
+            );
+        }
+        let failures = "SELECT task, started_at, error FROM executions WHERE status = 'failure' \
+                        AND started_at >= ? ORDER BY started_at LIMIT ?";
+        let values = vec![since.into(), ((MAX_SCANNED * 20) as i64).into()];
+        let rows = self.connection().query_all_raw(self.statement(failures, values)).await?;
+        for row in &rows {
+            let start = bucket(int(row, "started_at")?);
+            let Some(bucket) = buckets.get_mut(&start) else { continue };
             bucket.failures += 1;
             let task: String = row.try_get("", "task")?;
             *bucket.by_task.entry(task).or_default() += 1;

@@ -30,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(Secrets),
             Box::new(ConcurrencySlots),
             Box::new(WriteProbes),
+            Box::new(ListingIndexes),
         ]
     }
 }
@@ -641,6 +642,44 @@ impl MigrationTrait for WriteProbes {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager.get_connection().execute_unprepared("DROP TABLE write_probes").await?;
+        Ok(())
+    }
+}
+
+/// Indexes for the listings' default orders, so that a page of jobs or executions (all, by
+/// status, by task) reads its rows in order instead of sorting the whole table: with 100,000
+/// jobs the first page of `GET /api/v1/jobs` took 245 ms without them.
+struct ListingIndexes;
+
+impl MigrationName for ListingIndexes {
+    fn name(&self) -> &str {
+        "m20261201_000017_listing_indexes"
+    }
+}
+
+/// Each index of [`ListingIndexes`]: name, then definition.
+const LISTING_INDEXES: [(&str, &str); 4] = [
+    ("jobs_by_creation", "jobs (created_at, id)"),
+    ("jobs_by_status_and_creation", "jobs (status, created_at, id)"),
+    ("jobs_by_task_and_creation", "jobs (task, created_at, id)"),
+    ("executions_by_status_and_time", "executions (status, started_at, id)"),
+];
+
+#[async_trait::async_trait]
+impl MigrationTrait for ListingIndexes {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for (name, definition) in LISTING_INDEXES {
+            db.execute_unprepared(&format!("CREATE INDEX IF NOT EXISTS {name} ON {definition}")).await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for (name, _) in LISTING_INDEXES {
+            db.execute_unprepared(&format!("DROP INDEX IF EXISTS {name}")).await?;
+        }
         Ok(())
     }
 }

@@ -46,6 +46,42 @@ pub struct TaskView {
     /// Why the task's files, changed since this version loaded, do not load; this version
     /// keeps serving until they do.
     pub load_error: Option<String>,
+    /// The task's test cases (`tests/*.json`), as `ratchet test` runs them.
+    pub tests: Vec<TaskTestView>,
+}
+
+/// One of a task's test cases.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
+pub struct TaskTestView {
+    pub name: String,
+    pub description: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub input: Value,
+    /// `output` (the run succeeds with `expected_output`), `error` (the run fails), or
+    /// `assertions` (the case's assertions decide).
+    pub expects: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub expected_output: Option<Value>,
+}
+
+impl From<&ratchet_core::task::TestCase> for TaskTestView {
+    fn from(case: &ratchet_core::task::TestCase) -> TaskTestView {
+        use ratchet_core::task::Expectation;
+        let (expects, expected_output) = match &case.expect {
+            Expectation::Output(output) => ("output", Some(output.clone())),
+            Expectation::Error { .. } => ("error", None),
+            Expectation::Assertions => ("assertions", None),
+        };
+        TaskTestView {
+            name: case.name.clone(),
+            description: case.description.clone(),
+            input: case.input.clone(),
+            expects: expects.to_owned(),
+            expected_output,
+        }
+    }
 }
 
 impl TaskView {
@@ -64,6 +100,7 @@ impl TaskView {
             digest: task.digest.clone(),
             input_schema: task.input_schema.document.clone(),
             output_schema: task.output_schema.document.clone(),
+            tests: task.tests.iter().map(TaskTestView::from).collect(),
         }
     }
 }

@@ -38,6 +38,8 @@ fn start_and_wait_for(
     mut command: std::process::Command,
     prefix: &'static str,
 ) -> (std::process::Child, String) {
+    // A group of its own: the browser's helper processes end with it (see `Drop`).
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let mut process = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let stderr = process.stderr.take().unwrap();
     let (found, listening) = std::sync::mpsc::channel();
@@ -150,6 +152,30 @@ impl Browser {
             }
         };
         self.wait_for(&format!("{url} to load"), "document.readyState === 'complete'").await;
+        // The dashboard marks which page it has drawn; other pages have no such mark.
+        if let Some((_, hash)) = url.split_once('#') {
+            let drawn = format!(
+                "!document.getElementById('main') || (document.getElementById('main').dataset.shown === {} \
+                 && !document.getElementById('main').hasAttribute('aria-busy'))",
+                json!(format!("#{hash}"))
+            );
+            self.wait_for(&format!("{url} to be drawn"), &drawn).await;
+        }
+    }
+
+    /// Like [`Browser::wait_for`], but gives up after `within`.
+    pub(crate) async fn try_wait_for(&mut self, condition: &str, within: Duration) -> Option<Value> {
+        let started = Instant::now();
+        while started.elapsed() < within {
+            let value = self
+                .eval(&format!("(() => {{ try {{ return {condition}; }} catch (_) {{ return null; }} }})()"))
+                .await;
+            if !(value.is_null() || value == false || value == "" || value == 0) {
+                return Some(value);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
     }
 
     /// The value of the JavaScript `expression` in the page (awaited when it is a promise), as
@@ -282,15 +308,18 @@ impl Browser {
 }
 
 impl Drop for Browser {
+    /// Kills the browser's whole process group: a helper left behind (Chromium's network
+    /// service) would keep calling its proxy's port, which a later test's proxy may reuse.
     fn drop(&mut self) {
-        let _ = self.process.kill();
+        let group = nix::unistd::Pid::from_raw(self.process.id() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
         let _ = self.process.wait();
     }
 }
 
 /// Firefox's preferences for a test: every request through `proxy` except loopback, and the
 /// browser's own background traffic (updates, telemetry, safe browsing, captive-portal and
-/// connectivity checks) off; Firefox still fetches its remote settings.
+/// connectivity checks, media plugins) off; Firefox still fetches its remote settings.
 fn firefox_preferences(proxy: std::net::SocketAddr) -> String {
     let port = proxy.port();
     let preferences = [
@@ -319,6 +348,11 @@ fn firefox_preferences(proxy: std::net::SocketAddr) -> String {
         ("network.dns.disablePrefetch", "true".to_owned()),
         ("network.prefetch-next", "false".to_owned()),
         ("extensions.update.enabled", "false".to_owned()),
+        // Media plugins (OpenH264, Widevine) are fetched from Google's update servers.
+        ("media.gmp-manager.updateEnabled", "false".to_owned()),
+        ("media.gmp-gmpopenh264.enabled", "false".to_owned()),
+        ("media.gmp-widevinecdm.enabled", "false".to_owned()),
+        ("media.eme.enabled", "false".to_owned()),
     ];
     preferences.iter().map(|(name, value)| format!("user_pref(\"{name}\", {value});\n")).collect()
 }

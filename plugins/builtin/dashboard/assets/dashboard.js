@@ -179,6 +179,13 @@ function action(label, path, needs, body, show) {
 
 // ---- a form from a JSON Schema ----
 
+/** JSON text with object keys sorted at every level, to compare two values. */
+function canonical(value) {
+  const sorted = (v) => (Array.isArray(v) ? v.map(sorted) : v && typeof v === 'object'
+    ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, sorted(v[k])])) : v);
+  return JSON.stringify(sorted(value));
+}
+
 /** The type a property's schema names, `null` aside. */
 function typeOf(schema) {
   return Array.isArray(schema.type) ? schema.type.find((t) => t !== 'null') : schema.type;
@@ -195,22 +202,27 @@ function schemaForm(schema) {
     const id = `field-${name}`;
     const type = typeOf(property);
     const initial = property.default !== undefined ? property.default : (property.examples || [])[0];
-    let control; let read;
+    let control; let read; let write;
     if (Array.isArray(property.enum)) {
       control = h('select', { id, name }, ['', ...property.enum].map((option, i) =>
         h('option', { value: String(i), selected: i > 0 && option === initial }, i ? JSON.stringify(option).replace(/^"|"$/g, '') : '(none)')));
       read = () => (control.value === '' || control.value === '0' ? undefined : property.enum[Number(control.value) - 1]);
+      write = (v) => { const i = property.enum.findIndex((option) => JSON.stringify(option) === JSON.stringify(v)); control.value = String(i + 1); };
     } else if (type === 'boolean') {
       control = h('input', { id, name, type: 'checkbox', checked: initial === true });
       read = () => control.checked;
+      write = (v) => { control.checked = v === true; };
     } else if (type === 'integer' || type === 'number') {
       control = h('input', { id, name, type: 'number', step: type === 'integer' ? '1' : 'any', value: initial, min: property.minimum, max: property.maximum });
       read = () => (control.value === '' ? undefined : Number(control.value));
+      write = (v) => { control.value = typeof v === 'number' ? String(v) : ''; };
     } else if (type === 'string') {
       control = h('input', { id, name, type: 'text', value: initial, placeholder: property.format || '' });
       read = () => (control.value === '' && !required.has(name) ? undefined : control.value);
+      write = (v) => { control.value = v === undefined || v === null ? '' : String(v); };
     } else {
       control = h('textarea', { id, name, class: 'small', spellcheck: 'false' }, initial === undefined ? '' : JSON.stringify(initial, null, 2));
+      write = (v) => { control.value = v === undefined ? '' : JSON.stringify(v, null, 2); };
       read = () => {
         if (control.value.trim() === '') return undefined;
         try { return JSON.parse(control.value); } catch (error) { throw new ApiError(0, 'invalid_json', `${name} is not JSON: ${error.message}`); }
@@ -220,7 +232,7 @@ function schemaForm(schema) {
     control.setAttribute('aria-describedby', `${id}-error`);
     const label = h('label', { for: id }, h('span', {}, name, required.has(name) ? ' *' : '', type ? h('span', { class: 'muted' }, ` ${type}`) : ''),
       control, property.description ? h('span', { class: 'hint' }, property.description) : null, message);
-    return { name, label, read, message, control };
+    return { name, label, read, write, message, control };
   });
   return {
     element: h('div', { class: 'schema-form' }, fields.map((field) => field.label)),
@@ -229,6 +241,10 @@ function schemaForm(schema) {
       const value = {};
       for (const field of fields) { const v = field.read(); if (v !== undefined) value[field.name] = v; }
       return value;
+    },
+    /** Puts `value`'s top-level properties in the fields (the others are emptied). */
+    set(value) {
+      for (const field of fields) field.write(value && typeof value === 'object' ? value[field.name] : undefined);
     },
     /** Shows each violation at its field; returns those that belong to none. */
     show(violations) {
@@ -477,10 +493,18 @@ async function tasks(parts, query) {
 
 async function task(name) {
   const t = await api(`/api/v1/tasks/${encodeURIComponent(name)}`);
+  const form = may('runner') ? runForm(t) : null;
   return [
     h('h1', {}, t.name, ' ', h('span', { class: 'muted' }, t.version)),
     fields([['description', t.description], ['tags', (t.tags || []).join(', ')], ['source', t.source], ['digest', t.digest], ['load error', t.load_error]]),
-    may('runner') ? [h('h2', {}, 'Run it'), runForm(t)] : null,
+    may('runner') ? [h('h2', {}, 'Run it'), form] : null,
+    h('h2', {}, 'Tests'),
+    table(['case', 'input', 'expects', ''], (t.tests || []).map((c) => [
+      h('td', { class: 'wrap' }, c.name, c.description ? h('div', { class: 'muted' }, c.description) : null),
+      h('td', { class: 'wrap mono' }, JSON.stringify(c.input)),
+      h('td', { class: 'wrap mono' }, c.expects === 'output' ? JSON.stringify(c.expected_output) : c.expects),
+      form ? h('button', { class: 'secondary', onclick: () => form.useInput(c.input) }, 'Use this input') : '']),
+    'The task has no test cases (tests/*.json); `ratchet test` runs them.'),
     h('div', { class: 'grid2' }, h('section', {}, h('h2', {}, 'Input schema'), json(t.input_schema)),
       h('section', {}, h('h2', {}, 'Output schema'), json(t.output_schema))),
     h('p', {}, link(`#/executions?task=${encodeURIComponent(t.name)}`, 'Its executions'), ' · ', link(`#/jobs?task=${encodeURIComponent(t.name)}`, 'its jobs')),
@@ -524,6 +548,22 @@ function runForm(t) {
   generated ? [generated.element, h('label', { class: 'inline', for: 'run-as-json' }, asJson, 'Edit the input as JSON')] : null,
   textBox,
   h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Run')), result);
+  /** Fills the form with `value` (a test case's input), ready to run. */
+  form.useInput = (value) => {
+    text.value = JSON.stringify(value, null, 2);
+    if (generated) {
+      generated.set(value);
+      // An input the fields cannot hold as it is (a string where the schema wants a number,
+      // say, as a case that expects a violation has) is run as JSON, unchanged.
+      let held = null;
+      try { held = generated.value(); } catch (_) { held = null; }
+      const fits = canonical(held) === canonical(value);
+      if (asJson.checked === fits) { asJson.checked = !fits; asJson.dispatchEvent(new Event('change')); }
+      text.value = JSON.stringify(value, null, 2);
+    }
+    result.replaceChildren();
+    form.scrollIntoView();
+  };
   return form;
 }
 
@@ -622,6 +662,7 @@ async function render() {
   rendering = true;
   renderAgain = false;
   const main = document.getElementById('main');
+  main.setAttribute('aria-busy', 'true');
   const { parts, query } = route();
   const section = parts[0] || '';
   for (const a of document.querySelectorAll('nav a')) {
@@ -640,11 +681,19 @@ async function render() {
     showCaller();
     rendering = false;
     if (renderAgain) render();
+    else {
+      main.removeAttribute('aria-busy');
+      // Which page is drawn: what a test (or a script) waits for after navigating.
+      main.dataset.shown = window.location.hash || '#/';
+    }
   }
 }
 
 /** Pages refresh while visible, unless someone is typing or reading a section they opened. */
 function live() {
+  // A refresh never queues behind a render: one queued now would redraw the page after the
+  // reader started typing in it.
+  if (rendering) return;
   const busy = document.activeElement && ['INPUT', 'TEXTAREA', 'SELECT'].includes(document.activeElement.tagName);
   const opened = document.querySelector('main details[open]:not([data-auto])');
   const signingIn = document.getElementById('api-key');
