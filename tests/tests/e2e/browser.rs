@@ -209,20 +209,11 @@ impl Browser {
 
     /// Waits until `condition` (JavaScript) holds in the page, and returns its value.
     pub(crate) async fn wait_for(&mut self, what: &str, condition: &str) -> Value {
-        let started = Instant::now();
-        loop {
-            let value = self
-                .eval(&format!("(() => {{ try {{ return {condition}; }} catch (_) {{ return null; }} }})()"))
-                .await;
-            if !(value.is_null() || value == false || value == "" || value == 0) {
-                return value;
-            }
-            if started.elapsed() > PATIENCE {
-                let shown = self.eval("document.body ? document.body.innerText : ''").await;
-                panic!("the page never showed {what}; it shows:\n{}", shown.as_str().unwrap_or_default());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Some(value) = self.try_wait_for(condition, PATIENCE).await {
+            return value;
         }
+        let shown = self.eval("document.body ? document.body.innerText : ''").await;
+        panic!("the page never showed {what}; it shows:\n{}", shown.as_str().unwrap_or_default());
     }
 
     /// Waits until the page's main part shows `text`.

@@ -199,14 +199,25 @@ pub async fn next_fire_times(
     query: Result<Query<NextQuery>, QueryRejection>,
 ) -> Result<Json<FireTimes>, ApiError> {
     let Query(query) = query?;
-    let count = query.count.unwrap_or(5);
-    if !(1..=100).contains(&count) {
-        return Err(ApiError::bad_request(format!("count must be between 1 and 100, not {count}")));
-    }
+    let count = fire_count(query.count)?;
     let schedule = state.service.schedule(&id).await?;
     let spec =
         CronSpec::parse(&schedule.cron, &schedule.timezone).map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(Json(FireTimes { fire_times: spec.upcoming(now_ms(), count).into_iter().map(time).collect() }))
+    Ok(Json(upcoming(&spec, count)))
+}
+
+/// How many fire times a request asks for: 1 to 100, 5 unless it says.
+fn fire_count(count: Option<usize>) -> Result<usize, ApiError> {
+    let count = count.unwrap_or(5);
+    if !(1..=100).contains(&count) {
+        return Err(ApiError::bad_request(format!("count must be between 1 and 100, not {count}")));
+    }
+    Ok(count)
+}
+
+/// The next `count` fire times of `spec` from now.
+fn upcoming(spec: &CronSpec, count: usize) -> FireTimes {
+    FireTimes { fire_times: spec.upcoming(now_ms(), count).into_iter().map(time).collect() }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -229,11 +240,8 @@ pub async fn preview_cron(
     query: Result<Query<CronQuery>, QueryRejection>,
 ) -> Result<Json<FireTimes>, ApiError> {
     let Query(query) = query?;
-    let count = query.count.unwrap_or(5);
-    if !(1..=100).contains(&count) {
-        return Err(ApiError::bad_request(format!("count must be between 1 and 100, not {count}")));
-    }
+    let count = fire_count(query.count)?;
     let spec = CronSpec::parse(&query.cron, query.timezone.as_deref().unwrap_or("UTC"))
         .map_err(|e| ApiError::invalid(e.to_string()))?;
-    Ok(Json(FireTimes { fire_times: spec.upcoming(now_ms(), count).into_iter().map(time).collect() }))
+    Ok(Json(upcoming(&spec, count)))
 }
