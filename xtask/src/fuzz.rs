@@ -23,13 +23,13 @@ pub fn run() -> anyhow::Result<()> {
     wait_for_health(&mut server.0, port)?;
     let url = format!("http://127.0.0.1:{port}/api/v1/openapi.json");
     println!(
-        "$ st run {url} --checks all --exclude-path /api/v1/logs/live (config tests/schemathesis/schemathesis.toml)"
+        "$ st run {url} --checks all --exclude-path /api/v1/logs/live --exclude-path /api/v1/events (config tests/schemathesis/schemathesis.toml)"
     );
     let status = Command::new(&st)
         .args(["--config-file", "tests/schemathesis/schemathesis.toml", "--no-color", "run", &url])
         .args(["--checks", "all", "--header", &format!("x-api-key: {KEY}"), "--max-examples", "30"])
-        // The live log stream never ends by design; e2e tests cover it (explain.rs).
-        .args(["--exclude-path", "/api/v1/logs/live"])
+        // The live streams never end by design; e2e tests cover them (explain.rs, api.rs).
+        .args(["--exclude-path", "/api/v1/logs/live", "--exclude-path", "/api/v1/events"])
         .current_dir(root())
         .status()
         .context("cannot run schemathesis")?;

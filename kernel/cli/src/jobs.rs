@@ -26,6 +26,8 @@ pub enum JobsCommand {
         #[arg(long)]
         status: Option<JobStatus>,
         #[command(flatten)]
+        range: TimeRange,
+        #[command(flatten)]
         paging: Paging,
         #[command(flatten)]
         common: Common,
@@ -51,6 +53,8 @@ pub enum ExecutionsCommand {
         /// Only the executions of this job.
         #[arg(long)]
         job: Option<String>,
+        #[command(flatten)]
+        range: TimeRange,
         #[command(flatten)]
         paging: Paging,
         #[command(flatten)]
@@ -175,9 +179,10 @@ pub struct EnqueueArgs {
 pub async fn jobs(mut config: Config, command: JobsCommand) -> anyhow::Result<ExitCode> {
     match command {
         JobsCommand::Enqueue(args) => enqueue(config, args).await,
-        JobsCommand::List { status, paging, common } => {
+        JobsCommand::List { status, range, paging, common } => {
+            let (since, until) = range.bounds()?;
             let store = open_existing(&mut config, &common).await?;
-            let filter = JobFilter { status, task: None };
+            let filter = JobFilter { status, task: None, since, until };
             let mut listed = paging.read("created_at", |page| store.list_jobs(&filter, page)).await?;
             mark_waiting(&config, &store, &mut listed.items).await?;
             match common.format {
@@ -343,9 +348,10 @@ async fn enqueue_file(
 
 pub async fn executions(mut config: Config, command: ExecutionsCommand) -> anyhow::Result<ExitCode> {
     match command {
-        ExecutionsCommand::List { job, paging, common } => {
+        ExecutionsCommand::List { job, range, paging, common } => {
+            let (since, until) = range.bounds()?;
             let store = open_existing(&mut config, &common).await?;
-            let filter = ExecutionFilter { job_id: job, ..Default::default() };
+            let filter = ExecutionFilter { job_id: job, since, until, ..Default::default() };
             let listed = paging.read("started_at", |page| store.list_executions(&filter, page)).await?;
             let executions = &listed.items;
             match common.format {
@@ -468,6 +474,36 @@ fn execution_json(e: &ExecutionRecord) -> Value {
 
 pub fn time(ms: i64) -> String {
     ratchet_core::time::format(ms)
+}
+
+/// A list's time filter: jobs created, or executions started, within it.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TimeRange {
+    /// Only since this time: an RFC 3339 time, or a duration ago (30m, 1h, 7d).
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Only before this time: an RFC 3339 time, or a duration ago.
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+}
+
+impl TimeRange {
+    fn bounds(&self) -> anyhow::Result<(Option<i64>, Option<i64>)> {
+        let now = now_ms();
+        let bound = |name: &str, text: &Option<String>| {
+            text.as_deref()
+                .map(|t| ratchet_core::time::parse_bound(t, now))
+                .transpose()
+                .with_context(|| format!("--{name}"))
+        };
+        let (since, until) = (bound("since", &self.since)?, bound("until", &self.until)?);
+        if let (Some(from), Some(to)) = (since, until)
+            && from >= to
+        {
+            bail!("--since ({}) must be before --until ({})", time(from), time(to));
+        }
+        Ok((since, until))
+    }
 }
 
 /// An RFC 3339 time, or a delay from now such as `30s` or `5m`; within Ratchet's time range.

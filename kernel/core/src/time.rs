@@ -19,6 +19,8 @@ pub enum TimeError {
     NotRfc3339(String),
     #[error("{0} is outside the times Ratchet accepts ({RANGE})")]
     OutOfRange(String),
+    #[error("`{0}` is neither a time such as 2026-11-26T09:00:00Z nor a duration ago such as 30m, 1h or 7d")]
+    NotABound(String),
 }
 
 /// A new id for a job, an execution or a schedule: a UUID v7, whose leading bits are the time.
@@ -50,6 +52,20 @@ pub fn parse_rfc3339(text: &str) -> Result<i64, TimeError> {
         .ok_or_else(|| TimeError::OutOfRange(text.to_owned()))
 }
 
+/// A bound of a time range, as lists take it: an RFC 3339 time, or a duration (`30m`, `1h`,
+/// `7d`) meaning that long before `now`.
+pub fn parse_bound(text: &str, now: i64) -> Result<i64, TimeError> {
+    let text = text.trim();
+    if let Ok(ago) = humantime::parse_duration(text) {
+        let ago = i64::try_from(ago.as_millis()).unwrap_or(i64::MAX);
+        return Ok(now.saturating_sub(ago).max(MIN_MS));
+    }
+    match parse_rfc3339(text) {
+        Err(TimeError::NotRfc3339(_)) => Err(TimeError::NotABound(text.to_owned())),
+        parsed => parsed,
+    }
+}
+
 /// `delay` after `now`, within the range.
 pub fn after(now: i64, delay: Duration) -> Result<i64, TimeError> {
     i64::try_from(delay.as_millis())
@@ -77,6 +93,17 @@ pub fn format(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bound_is_a_time_or_a_duration_ago() {
+        let now = 1_800_000_000_000;
+        assert_eq!(parse_bound("1h", now), Ok(now - 3_600_000));
+        assert_eq!(parse_bound(" 7d ", now), Ok(now - 7 * 86_400_000));
+        assert_eq!(parse_bound("1970-01-01T00:00:01Z", now), Ok(1_000));
+        assert_eq!(parse_bound("100000000d", now), Ok(MIN_MS));
+        assert_eq!(parse_bound("yesterday", now), Err(TimeError::NotABound("yesterday".into())));
+        assert!(matches!(parse_bound("1969-12-31T00:00:00Z", now), Err(TimeError::OutOfRange(_))));
+    }
 
     #[test]
     fn times_stay_in_one_range_and_any_stored_value_can_be_shown() {

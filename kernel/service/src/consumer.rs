@@ -107,6 +107,7 @@ impl Service {
     ) -> Option<Job> {
         let trace_id = trace.trace_id().to_owned();
         self.track(&job, Some(&execution_id));
+        self.job_changed(&job.id, &job.task, JobStatus::Running, job.attempt);
         // A cancelled (or rescued) job's attempt is stopped at its next heartbeat.
         let lost = tokio_util::sync::CancellationToken::new();
         let heartbeat = tokio::spawn(heartbeat(
@@ -161,6 +162,7 @@ impl Service {
         match reported {
             Ok((status, next)) => {
                 if let Some(status) = status {
+                    self.job_changed(&job.id, &job.task, status, job.attempt);
                     log_report(&job, Ok(status));
                 }
                 next
@@ -174,6 +176,9 @@ impl Service {
 
     pub(crate) async fn report_unknown_task(&self, job: &Job, message: String) {
         let reported = self.store.fail(&job.id, job.attempt, &message, now_ms()).await;
+        if let Ok(status) = &reported {
+            self.job_changed(&job.id, &job.task, *status, job.attempt);
+        }
         log_report(job, reported);
     }
 

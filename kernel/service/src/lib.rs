@@ -4,6 +4,8 @@
 //! result under the attempt's fencing token.
 
 mod consumer;
+pub mod job_feed;
+mod listening;
 pub mod log_relay;
 pub mod metrics;
 mod node;
@@ -305,6 +307,8 @@ pub struct Service {
     secrets: Arc<secrets::Secrets>,
     /// Commits the consumers' ends and claims together; started with the first consumer.
     consumer_commit: std::sync::OnceLock<ratchet_storage::ConsumerCommit>,
+    /// Job changes for followers ([`job_feed`]).
+    feed: job_feed::Feed,
 }
 
 impl Service {
@@ -332,6 +336,7 @@ impl Service {
             metrics: Arc::new(Metrics::new()),
             queue_seen: Mutex::new(None),
             secrets: Arc::new(secrets::Secrets::none(store_for_secrets)),
+            feed: job_feed::Feed::default(),
         }
     }
 
@@ -393,13 +398,23 @@ impl Service {
     ) -> Result<Enqueued, ServiceError> {
         let enqueued = enqueue(&self.store, &self.registry(), &self.queue, task, input, options).await?;
         self.wake.notify_waiters();
+        if enqueued.created {
+            let job = &enqueued.job;
+            self.job_changed(&job.id, &job.task, job.status, job.attempt);
+        }
         Ok(enqueued)
     }
 
     /// [`enqueue_batch`] on this node's tasks, waking its idle consumers.
     pub async fn enqueue_batch(&self, jobs: Vec<BatchJob>) -> Result<Vec<(String, bool)>, ServiceError> {
+        let tasks: Vec<String> = jobs.iter().map(|job| job.task.clone()).collect();
         let written = enqueue_batch(&self.store, &self.registry(), &self.queue, jobs, |_| {}).await?;
         self.wake.notify_waiters();
+        for ((id, created), task) in written.iter().zip(&tasks) {
+            if *created {
+                self.job_changed(id, task, JobStatus::Queued, 0);
+            }
+        }
         Ok(written)
     }
 

@@ -14,6 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 
 use super::Service;
+use crate::listening::{Hearing, listen};
 use ratchet_core::supervisor::LiveLine;
 use ratchet_storage::MAX_NOTIFY_PAYLOAD;
 
@@ -54,9 +55,11 @@ pub fn start(service: &Arc<Service>, stop: watch::Receiver<bool>) -> Vec<tokio::
         return Vec::new();
     }
     let live = service.kernel.follow_logs();
+    // A line lost with the connection reaches its subscriber from the record.
+    let hearing = Hearing { channel: CHANNEL, what: "live log lines", hear, lost: |_| {} };
     vec![
         tokio::spawn(publish(Arc::clone(service), live, stop.clone())),
-        tokio::spawn(listen(Arc::clone(service), stop)),
+        tokio::spawn(listen(Arc::clone(service), hearing, stop)),
     ]
 }
 
@@ -143,36 +146,6 @@ fn payloads(node: &str, lines: Vec<RemoteLine>) -> Vec<String> {
         payloads.push(payload + close);
     }
     payloads
-}
-
-async fn listen(service: Arc<Service>, mut stop: watch::Receiver<bool>) {
-    while !*stop.borrow() {
-        let mut listener = match service.store.listen(CHANNEL).await {
-            Ok(Some(listener)) => listener,
-            Ok(None) => return,
-            Err(error) => {
-                tracing::warn!("cannot listen for other nodes' live log lines (retrying in 1 s): {error}");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = stop.changed() => return,
-                }
-                continue;
-            }
-        };
-        loop {
-            let payload = tokio::select! {
-                payload = listener.next() => payload,
-                _ = stop.changed() => return,
-            };
-            match payload {
-                Ok(payload) => hear(&service, &payload),
-                Err(error) => {
-                    tracing::warn!("lost the connection for other nodes' live log lines: {error}");
-                    break;
-                }
-            }
-        }
-    }
 }
 
 /// Hands the lines of another node's batch to this node's subscribers.

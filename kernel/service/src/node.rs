@@ -76,6 +76,7 @@ impl Service {
         tasks.push(tokio::spawn(Arc::clone(self).fire_schedules(stop.clone())));
         tasks.push(tokio::spawn(Arc::clone(self).heartbeat_node(stop.clone())));
         tasks.extend(log_relay::start(self, stop.clone()));
+        tasks.extend(job_feed::start(self, stop.clone()));
         tasks.push(tokio::spawn(Arc::clone(self).retain(stop)));
         tasks
     }
@@ -89,8 +90,9 @@ impl Service {
                     if !report.enqueued.is_empty() {
                         self.wake.notify_waiters();
                     }
-                    for (schedule, at, job) in &report.enqueued {
-                        tracing::info!(schedule, fire_time = at, job, "schedule fired");
+                    for fired in &report.enqueued {
+                        tracing::info!(schedule = %fired.schedule, fire_time = fired.at, job = %fired.job, "schedule fired");
+                        self.job_changed(&fired.job, &fired.task, JobStatus::Queued, 0);
                     }
                 }
                 Err(error) => tracing::warn!("the scheduler cannot reach the database: {error}"),

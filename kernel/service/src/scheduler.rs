@@ -12,14 +12,24 @@ use super::{ServiceError, TaskRegistry};
 /// What one scheduler tick did.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct TickReport {
-    /// (schedule name, fire time, job id) of every job enqueued.
-    pub enqueued: Vec<(String, i64, String)>,
+    /// Every job enqueued.
+    pub enqueued: Vec<Fired>,
     /// Fire times dropped because the previous fire's job had not finished.
     pub skipped_for_overlap: usize,
     /// Schedules another scheduler fired first.
     pub lost_races: usize,
     /// Fire times dropped because their task's queue is paused with `skip_schedules`.
     pub skipped_for_pause: usize,
+}
+
+/// A job a schedule's fire time enqueued.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fired {
+    pub schedule: String,
+    pub task: String,
+    /// The fire time (ms since the epoch).
+    pub at: i64,
+    pub job: String,
 }
 
 /// Enqueues the jobs of every fire time due at `now`, following each schedule's catch-up and
@@ -72,7 +82,12 @@ async fn fire(
         Some(created) => {
             for (at, id) in times.iter().zip(created) {
                 if let Some(id) = id {
-                    report.enqueued.push((schedule.name.clone(), *at, id));
+                    report.enqueued.push(Fired {
+                        schedule: schedule.name.clone(),
+                        task: schedule.task.clone(),
+                        at: *at,
+                        job: id,
+                    });
                 }
             }
         }

@@ -119,7 +119,9 @@ impl Service {
 
     /// Cancels a job that has not ended.
     pub async fn cancel(&self, id: &str) -> Result<Job, QueueError> {
-        self.store.cancel(id, now_ms()).await
+        let job = self.store.cancel(id, now_ms()).await?;
+        self.job_changed(&job.id, &job.task, job.status, job.attempt);
+        Ok(job)
     }
 
     /// Pauses the queue of `task` (every task's when `None`): its jobs stay queued, running

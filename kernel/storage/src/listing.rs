@@ -29,6 +29,10 @@ pub struct Listed<T> {
 pub struct JobFilter {
     pub status: Option<JobStatus>,
     pub task: Option<String>,
+    /// Jobs created at or after this time (ms since the epoch).
+    pub since: Option<i64>,
+    /// Jobs created before this time (ms since the epoch).
+    pub until: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -39,6 +43,10 @@ pub struct ExecutionFilter {
     pub job_id: Option<String>,
     /// The runs of one trace ([`ExecutionRecord::trace_id`]).
     pub trace_id: Option<String>,
+    /// Runs that started at or after this time (ms since the epoch).
+    pub since: Option<i64>,
+    /// Runs that started before this time (ms since the epoch).
+    pub until: Option<i64>,
 }
 
 /// `WHERE` clauses joined with `AND`, and their values.
@@ -66,6 +74,8 @@ impl Store {
         let mut conditions = Conditions::default();
         conditions.add("status = ?", filter.status.map(|s| s.as_str()));
         conditions.add("task = ?", filter.task.clone());
+        conditions.add("created_at >= ?", filter.since);
+        conditions.add("created_at < ?", filter.until);
         let rows = self.page("jobs", JOB_COLUMNS, &conditions, page).await?;
         let items = rows.iter().map(job_from_row).collect::<Result<_, _>>()?;
         Ok(Listed { items, total: self.count("jobs", &conditions).await? })
@@ -81,6 +91,8 @@ impl Store {
         conditions.add("status = ?", filter.status.map(|s| s.as_str()));
         conditions.add("job_id = ?", filter.job_id.clone());
         conditions.add("trace_id = ?", filter.trace_id.clone());
+        conditions.add("started_at >= ?", filter.since);
+        conditions.add("started_at < ?", filter.until);
         let rows = self.page("executions", EXECUTION_COLUMNS, &conditions, page).await?;
         let items = rows.iter().map(execution_from_row).collect::<Result<_, _>>()?;
         Ok(Listed { items, total: self.count("executions", &conditions).await? })

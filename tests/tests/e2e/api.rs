@@ -332,6 +332,47 @@ async fn jobs_enqueue_page_filter_cancel_and_retry() {
     let job = server.get(&format!("/api/v1/jobs/{completed}")).await;
     assert_eq!(job.json["attempts"][0]["outcome"], "completed");
 
+    // By time: created since a duration ago or an RFC 3339 time, and before one.
+    assert_eq!(server.get("/api/v1/jobs?since=1h").await.json["total"], 4);
+    assert_eq!(server.get("/api/v1/jobs?until=2000-01-01T00:00:00Z").await.json["total"], 0);
+    assert_eq!(
+        server.get("/api/v1/jobs?since=2000-01-01T00:00:00Z&until=2999-01-01T00:00:00Z").await.json["total"],
+        4
+    );
+    let runs = server.get("/api/v1/executions?since=1h").await.json["total"].as_u64().unwrap();
+    assert!(runs >= 2, "{runs}");
+    assert_eq!(server.get("/api/v1/executions?since=1h&until=1h").await.status, 422);
+    assert_eq!(server.get("/api/v1/executions?until=2000-01-01T00:00:00Z").await.json["total"], 0);
+    let bad = server.get("/api/v1/jobs?since=yesterday").await;
+    bad.assert_error(422, "invalid_input");
+    assert!(bad.json["error"]["message"].as_str().unwrap().contains("since: `yesterday`"), "{bad:?}");
+    let graphql = server
+        .post("/graphql", &json!({"query": "{ a: jobs(since: \"1h\") { total } b: executions(until: \"2000-01-01T00:00:00Z\") { total } }"}))
+        .await;
+    assert_eq!(
+        (graphql.json["data"]["a"]["total"].as_u64(), graphql.json["data"]["b"]["total"].as_u64()),
+        (Some(4), Some(0)),
+        "{graphql:?}"
+    );
+    let data = server.root.path().join("data");
+    let data = data.to_str().unwrap();
+    let listed = tests::ratchet(&["jobs", "list", "--since", "1h", "--format", "json", "--data-dir", data]);
+    assert!(listed.success(), "{listed:?}");
+    assert_eq!(serde_json::from_str::<Value>(&listed.stdout).unwrap()["total"], 4, "{listed:?}");
+    let before = tests::ratchet(&[
+        "executions",
+        "list",
+        "--until",
+        "2000-01-01T00:00:00Z",
+        "--format",
+        "json",
+        "--data-dir",
+        data,
+    ]);
+    assert_eq!(serde_json::from_str::<Value>(&before.stdout).unwrap()["total"], 0, "{before:?}");
+    let backwards = tests::ratchet(&["jobs", "list", "--since", "1m", "--until", "1h", "--data-dir", data]);
+    assert!(!backwards.success() && backwards.stderr.contains("--since"), "{backwards:?}");
+
     server.get("/api/v1/jobs?status=nope").await.assert_error(400, "bad_request");
     server.get("/api/v1/jobs?limit=0").await.assert_error(400, "bad_request");
     server.get("/api/v1/jobs?sort=secret").await.assert_error(400, "bad_request");
@@ -1037,6 +1078,98 @@ async fn job_logs_follow_an_attempt_another_node_runs() {
         assert_eq!(job.json["status"], "completed", "{job:?}");
     })
     .await;
+}
+
+/// docs/reliability.md H12: `/api/v1/events` across nodes (PostgreSQL): a follower of node A
+/// hears a job node B enqueues, as B announces it, and the job's start and end on whichever
+/// node runs it (so does a `jobChanges` GraphQL subscriber); a follower of one job hears that
+/// job only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_events_reach_followers_of_every_node() {
+    tests::databases::on_postgres(|url| async move {
+        let config = format!("storage:\n  url: {url}\nserver:\n  rate_limit_per_second: 0\n");
+        let a = ApiServer::start(&[&example_task("addition")], &config);
+        let b = ApiServer::start(&[&example_task("addition")], &config);
+        let mut everything = Events::open(&a, "/api/v1/events").await;
+        let mut subscription = subscribe(a.port, "subscription { jobChanges { jobId status missed } }").await;
+        let job = b.post("/api/v1/jobs", &json!({"task": "addition", "input": {"num1": 1, "num2": 2}})).await;
+        let id = job.json["id"].as_str().unwrap_or_else(|| panic!("{job:?}")).to_owned();
+        let mut statuses = Vec::new();
+        while !statuses.contains(&"completed".to_owned()) {
+            let event = everything.next().await;
+            assert_eq!(event["task"], "addition", "{event}");
+            if event["job_id"] == id.as_str() {
+                statuses.push(event["status"].as_str().unwrap().to_owned());
+            }
+        }
+        // The same over GraphQL (what the dashboard follows).
+        let heard = async {
+            while let Some(payload) = next_payload(&mut subscription).await {
+                let change = &payload["data"]["jobChanges"];
+                if change["jobId"] == id.as_str() && change["status"] == "completed" {
+                    return;
+                }
+            }
+            panic!("the jobChanges subscription ended");
+        };
+        tokio::time::timeout(Duration::from_secs(30), heard).await.expect("jobChanges never said completed");
+        // Each node announces what it did, so the order may differ from the job's (node A
+        // may start B's job before B's announcement of its enqueue arrives).
+        for status in ["queued", "running"] {
+            assert!(statuses.iter().any(|s| s == status), "no {status} among {statuses:?}");
+        }
+        // A follower of one job hears nothing of another.
+        let mut only_first = Events::open(&a, &format!("/api/v1/events?job_id={id}")).await;
+        let other =
+            b.post("/api/v1/jobs", &json!({"task": "addition", "input": {"num1": 2, "num2": 2}})).await;
+        let other = other.json["id"].as_str().unwrap().to_owned();
+        loop {
+            let event = everything.next().await;
+            if event["job_id"] == other.as_str() && event["status"] == "completed" {
+                break;
+            }
+        }
+        let heard = only_first.next_within(Duration::from_millis(500)).await;
+        assert!(heard.is_none(), "a follower of job {id} heard {heard:?}");
+    })
+    .await;
+}
+
+/// A reader of server-sent `job` events.
+struct Events {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Events {
+    async fn open(server: &ApiServer, path: &str) -> Events {
+        let response = server.client.get(server.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(response.headers()["content-type"], "text/event-stream", "{path}");
+        Events { response, buffer: String::new() }
+    }
+
+    /// The next `job` event's data; panics after 30 s without one.
+    async fn next(&mut self) -> Value {
+        self.next_within(Duration::from_secs(30)).await.expect("no job event within 30 s")
+    }
+
+    async fn next_within(&mut self, within: Duration) -> Option<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let event: String = self.buffer.drain(..end + 2).collect();
+                if !event.lines().any(|l| l == "event: job") {
+                    continue;
+                }
+                let data = event.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+                return Some(serde_json::from_str(data).unwrap());
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let chunk = tokio::time::timeout(left, self.response.chunk()).await.ok()?.unwrap()?;
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;

@@ -268,6 +268,58 @@ impl Browser {
         self.eval(&find).await == true
     }
 
+    /// Presses a key as a keyboard would (`Tab`, `Enter`, or one character, typed into the
+    /// focused field): the browser moves the focus and activates what has it.
+    pub(crate) async fn press(&mut self, key: &str) {
+        match self.protocol {
+            Protocol::DevTools => {
+                let (code, virtual_key, text) = match key {
+                    "Tab" => ("Tab".to_owned(), 9, ""),
+                    "Enter" => ("Enter".to_owned(), 13, "\r"),
+                    _ => (String::new(), 0, key),
+                };
+                let mut down = json!({"type": "keyDown", "key": key, "code": code, "windowsVirtualKeyCode": virtual_key});
+                if !text.is_empty() {
+                    down["text"] = json!(text);
+                }
+                self.command("Input.dispatchKeyEvent", down).await;
+                let up =
+                    json!({"type": "keyUp", "key": key, "code": code, "windowsVirtualKeyCode": virtual_key});
+                self.command("Input.dispatchKeyEvent", up).await;
+            }
+            Protocol::Bidi { .. } => {
+                // WebDriver's codes for the keys that are not characters.
+                let value = match key {
+                    "Tab" => "\u{E004}",
+                    "Enter" => "\u{E007}",
+                    _ => key,
+                };
+                let actions = json!([{"type": "key", "id": "keyboard", "actions": [
+                    {"type": "keyDown", "value": value}, {"type": "keyUp", "value": value}]}]);
+                self.command("input.performActions", json!({"context": self.context(), "actions": actions}))
+                    .await;
+            }
+        }
+    }
+
+    /// Presses Tab until `condition` (JavaScript, about `document.activeElement`) holds, at
+    /// most `most` times; false when it never does.
+    pub(crate) async fn tab_to(&mut self, condition: &str, most: usize) -> bool {
+        for _ in 0..most {
+            self.press("Tab").await;
+            if self
+                .eval(&format!(
+                    "(() => {{ const e = document.activeElement; return Boolean({condition}); }})()"
+                ))
+                .await
+                == true
+            {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Lays the page out at `width` x `height` CSS pixels (a phone when narrow).
     pub(crate) async fn resize(&mut self, width: u32, height: u32) {
         match self.protocol {

@@ -13,6 +13,11 @@ use tests::api::{Answer, ApiServer};
 use crate::api::{BROWSER_SERVICES, recording_proxy, sleepy};
 use crate::browser::Browser;
 
+/// How the dashboard shows an id in a table: its last 8 characters (the first are its time).
+fn tail(id: &str) -> &str {
+    &id[id.len() - 8..]
+}
+
 fn screenshots() -> std::path::PathBuf {
     let shots = tests::workspace_root().join("target/dashboard-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
@@ -85,12 +90,12 @@ async fn every_page_renders(kind: Kind) {
     let prefix = format!("{kind:?}").to_lowercase();
     for (name, page, expected) in [
         ("overview", "/#/", vec!["Queue", "Recent failures", "runs,"]),
-        ("jobs", "/#/jobs", vec![&job[..8], "completed"]),
+        ("jobs", "/#/jobs", vec![tail(&job), "completed"]),
         ("job", &format!("/#/jobs/{job}")[..], vec!["Attempts", "completed"]),
-        ("executions", "/#/executions", vec![&execution[..8], "success"]),
+        ("executions", "/#/executions", vec![tail(&execution), "success"]),
         ("execution", &format!("/#/executions/{execution}")[..], vec!["\"sum\": 42", "HTTP calls"]),
         ("tasks", "/#/tasks", vec!["addition"]),
-        ("task", "/#/tasks/addition", vec!["Input schema", "num1"]),
+        ("task", "/#/tasks/addition", vec!["Input schema", "num1", "Versions", "serving"]),
         ("schedules", "/#/schedules", vec!["nightly-sum", "0 3 * * *", "Add a schedule"]),
         ("plugins", "/#/plugins", vec!["builtin:rest", "builtin:dashboard"]),
     ] {
@@ -103,6 +108,10 @@ async fn every_page_renders(kind: Kind) {
         assert!(!header.as_str().unwrap().contains("null"), "{page}: {header}");
         browser.screenshot(&shots.join(format!("{prefix}-{name}.png"))).await;
     }
+
+    lists_filter_by_time(&mut browser, &server, &job, &execution).await;
+    changes_are_pushed(&mut browser, &server).await;
+    keyboard_alone_reaches_and_runs_everything(&mut browser, &server, &job).await;
 
     // On a phone the page fits the screen's width (wide tables scroll inside their box).
     browser.resize(390, 844).await;
@@ -122,6 +131,106 @@ async fn every_page_renders(kind: Kind) {
     }
     assert_stayed_local(kind, &asked);
     assert!(Path::new(&shots).join(format!("{prefix}-overview.png")).is_file());
+}
+
+/// The job and execution lists filter by time: a choice of the last 15 minutes to 7 days,
+/// and a time before which (a date and time field, kept in the address as RFC 3339).
+async fn lists_filter_by_time(browser: &mut Browser, server: &ApiServer, job: &str, execution: &str) {
+    browser.open(&server.url("/#/jobs")).await;
+    browser.fill("#filter-since", "15m").await;
+    browser.wait_for("the since filter in the address", "location.hash.includes('since=15m')").await;
+    browser.wait_for_text(tail(job)).await;
+    assert_eq!(browser.eval("document.querySelector('#filter-since').value").await, "15m");
+    let long_ago = "2000-01-01T00:00:00.000Z";
+    for (page, shown, none) in
+        [("jobs", job, "No jobs match."), ("executions", execution, "No executions match.")]
+    {
+        browser.open(&server.url(&format!("/#/{page}?since=1h"))).await;
+        browser.wait_for_text(tail(shown)).await;
+        browser.open(&server.url(&format!("/#/{page}?until={long_ago}"))).await;
+        browser.wait_for_text(none).await;
+        // The field shows the bound in local time; submitting keeps the same instant.
+        let field = browser.eval("document.querySelector('#filter-until').value").await;
+        assert!(
+            field.as_str().is_some_and(|v| v.starts_with("1999-12-31T") || v.starts_with("2000-01-01T")),
+            "{field}"
+        );
+        browser.click("Filter").await;
+        browser
+            .wait_for(
+                "the same bound",
+                &format!("location.hash.endsWith('until={}')", long_ago.replace(':', "%3A")),
+            )
+            .await;
+    }
+}
+
+/// Job changes reach an open page over `/api/v1/events`: a job enqueued by someone else, and
+/// its end, show without waiting for the fallback refresh (every 30 s while the feed is up).
+async fn changes_are_pushed(browser: &mut Browser, server: &ApiServer) {
+    browser.open(&server.url("/#/jobs")).await;
+    browser.wait_for("the job feed", "document.getElementById('status').dataset.feed === 'live'").await;
+    let added =
+        server.post("/api/v1/jobs", &json!({"task": "addition", "input": {"num1": 4, "num2": 4}})).await;
+    let added = added.json["id"].as_str().unwrap().to_owned();
+    let row = format!(
+        "[...document.querySelectorAll('main tr')].find((r) => r.querySelector('a[href=\"#/jobs/{added}\"]') && r.innerText.includes('completed'))"
+    );
+    browser.wait_for("the new job, completed", &format!("{row} !== undefined")).await;
+    assert_eq!(browser.eval("document.getElementById('main').dataset.drawnBy").await, "feed");
+}
+
+/// The keyboard alone moves through the dashboard: Tab reaches the sections (with a visible
+/// focus ring), Enter follows links, and the run form is filled and sent from the keys.
+async fn keyboard_alone_reaches_and_runs_everything(browser: &mut Browser, server: &ApiServer, job: &str) {
+    browser.open(&server.url("/#/")).await;
+    assert!(
+        browser.tab_to("e.getAttribute('href') === '#/jobs'", 20).await,
+        "Tab never reached the Jobs link"
+    );
+    // The focused link's ring; where the browser does not count the headless window as focused
+    // (Firefox: `:focus` then matches nothing), the rule that draws it.
+    let ring = browser
+        .eval(
+            "document.hasFocus() ? getComputedStyle(document.activeElement).outlineStyle \
+             : [...document.styleSheets].flatMap((s) => [...s.cssRules]).some((r) => (r.selectorText || '').includes('a:focus-visible') \
+               && !['', 'none'].includes(r.style.outlineStyle)) ? 'a:focus-visible rule' : 'none'",
+        )
+        .await;
+    assert_ne!(ring, "none", "the focused link shows no focus ring");
+    browser.press("Enter").await;
+    browser.wait_for("the jobs page", "document.getElementById('main').dataset.shown === '#/jobs'").await;
+    browser.wait_for_text(tail(job)).await;
+    let to_job = format!("e.getAttribute('href') === '#/jobs/{job}'");
+    assert!(browser.tab_to(&to_job, 60).await, "Tab never reached the job's link");
+    browser.press("Enter").await;
+    browser
+        .wait_for(
+            "the job's page",
+            &format!("document.getElementById('main').dataset.shown === '#/jobs/{job}'"),
+        )
+        .await;
+    browser.wait_for_text("Attempts").await;
+
+    browser.open(&server.url("/#/tasks/addition")).await;
+    assert!(browser.tab_to("e.id === 'field-num1'", 40).await, "Tab never reached the form");
+    for key in ["2", "0"] {
+        browser.press(key).await;
+    }
+    assert!(browser.tab_to("e.id === 'field-num2'", 3).await, "Tab did not move to the next field");
+    for key in ["2", "2", "Enter"] {
+        browser.press(key).await;
+    }
+    browser
+        .wait_for(
+            "the run's output",
+            "document.querySelector('#run-output').innerText.includes('\"sum\": 42')",
+        )
+        .await;
+    assert!(
+        browser.tab_to("e.tagName === 'BUTTON' && e.innerText.trim() === 'Run'", 5).await,
+        "Tab never reached Run"
+    );
 }
 
 /// With an auth plugin: the dashboard asks for a key and shows each role only what it may do.

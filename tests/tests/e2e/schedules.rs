@@ -87,7 +87,7 @@ async fn catch_up_after_downtime_follows_each_policy() {
         let back = T0 + 3_600_000 + 30_000;
         let report = tick(&store, &QueueConfig::default(), back).await.unwrap();
         let fired = |name: &str| -> Vec<i64> {
-            report.enqueued.iter().filter(|(n, _, _)| n == name).map(|(_, at, _)| *at).collect()
+            report.enqueued.iter().filter(|f| f.schedule == *name).map(|f| f.at).collect()
         };
         assert_eq!(
             fired("skip"),

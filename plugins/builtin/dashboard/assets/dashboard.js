@@ -4,7 +4,11 @@
 'use strict';
 
 const KEY = 'ratchet.key';
+/** How often a page refreshes while the job feed is down (and for what the feed does not carry: nodes, workers, schedules). */
 const REFRESH_MS = 5000;
+const FALLBACK_MS = 30000;
+/** The least time between two redraws the job feed asks for. */
+const REDRAW_MS = 1000;
 const PAGE = 50;
 
 /** An element: `h('a', {href: '#/'}, 'text', child)`. Attributes starting with `on` are listeners. */
@@ -90,7 +94,11 @@ const when = (text) => (text ? new Date(text).toLocaleString() : '');
 const badge = (status) => h('span', { class: `badge s-${String(status).toLowerCase()}` }, status);
 const json = (value) => h('pre', {}, JSON.stringify(value, null, 2));
 const link = (href, text) => h('a', { href }, text);
-const short = (id) => (id ? String(id).slice(0, 8) : '');
+/**
+ * An id short enough for a table: its last 8 characters. Ids are UUID v7, whose first
+ * characters are the time they were made (the same for every job of a minute); the last are random.
+ */
+const short = (id) => (id ? `…${String(id).slice(-8)}` : '');
 
 function table(headings, rows, empty = 'Nothing here yet.') {
   if (!rows.length) return h('p', { class: 'muted' }, empty);
@@ -124,17 +132,46 @@ function goTo(parts, query) {
   window.location.hash = `#/${parts.map(encodeURIComponent).join('/')}${text}`;
 }
 
-/** Filters as a form: changing one updates the hash (and so the page). */
+/** A time as a `datetime-local` field holds it (local time), and back to RFC 3339. */
+const toLocalInput = (text) => {
+  const at = new Date(text);
+  if (Number.isNaN(at.getTime())) return '';
+  return new Date(at.getTime() - at.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+};
+const fromLocalInput = (value) => (value ? new Date(value).toISOString() : '');
+
+/** The choices of a list's time filter (`since`, a duration ago). */
+const SINCE = [['15m', 'last 15 minutes'], ['1h', 'last hour'], ['24h', 'last 24 hours'], ['7d', 'last 7 days']];
+
+/**
+ * Filters as a form: changing one updates the hash (and so the page). Each input is
+ * [name, label, choices]: choices (values, or [value, label] pairs) make a select, 'time' a
+ * date and time field, none a text field.
+ */
 function filters(parts, query, inputs) {
   const form = h('form', { class: 'filters', onsubmit: (event) => {
     event.preventDefault();
     const next = new URLSearchParams();
-    for (const element of form.elements) if (element.name && element.value) next.set(element.name, element.value);
+    for (const element of form.elements) {
+      if (!element.name || !element.value) continue;
+      next.set(element.name, element.type === 'datetime-local' ? fromLocalInput(element.value) : element.value);
+    }
     goTo(parts, next);
-  } }, inputs.map(([name, label, options]) => h('label', {}, label, options
-    ? h('select', { name, onchange: () => form.requestSubmit() }, ['', ...options].map((option) =>
-      h('option', { value: option, selected: query.get(name) === option }, option || 'any')))
-    : h('input', { name, value: query.get(name) || '', placeholder: 'any', size: 14 }))),
+  } }, inputs.map(([name, label, options]) => {
+    const id = `filter-${name}`;
+    let control;
+    if (options === 'time') {
+      control = h('input', { id, name, type: 'datetime-local', value: query.get(name) ? toLocalInput(query.get(name)) : '', onchange: () => form.requestSubmit() });
+    } else if (options) {
+      const pairs = options.map((o) => (Array.isArray(o) ? o : [o, o]));
+      const current = query.get(name);
+      // A value the choices do not name (typed into the address) stays chosen.
+      if (current && !pairs.some(([value]) => value === current)) pairs.push([current, current]);
+      control = h('select', { id, name, onchange: () => form.requestSubmit() }, [['', name === 'since' ? 'any time' : 'any'], ...pairs].map(([value, text]) =>
+        h('option', { value, selected: (current || '') === value }, text)));
+    } else control = h('input', { id, name, value: query.get(name) || '', placeholder: 'any', size: 14 });
+    return h('label', { for: id }, label, control);
+  }),
   h('button', { type: 'submit' }, 'Filter'));
   return form;
 }
@@ -263,47 +300,144 @@ function schemaForm(schema) {
   };
 }
 
+// ---- subscriptions: GraphQL over a WebSocket ----
+
+/**
+ * Subscribes to the GraphQL `query` over a WebSocket (the graphql-transport-ws protocol), the
+ * key in its `connection_init` (a browser cannot give a WebSocket headers). A WebSocket, unlike
+ * a streamed response, holds none of the six connections a browser keeps per HTTP/1.1 server,
+ * so any number of dashboard tabs can stay open. `onData(data)` gets each result, `onOpen()`
+ * says the server took the subscription's key, `onEnd()` that the subscription ended (refused,
+ * completed or dropped). Returns what stops it (without calling `onEnd`).
+ */
+function subscribe(query, variables, { onData, onOpen, onEnd }) {
+  let socket;
+  try {
+    socket = new WebSocket(`${window.location.protocol === 'https:' ? 'wss:' : 'ws:'}//${window.location.host}/graphql`, 'graphql-transport-ws');
+  } catch (_) {
+    setTimeout(onEnd, 0);
+    return () => {};
+  }
+  let ended = false;
+  const end = () => {
+    if (ended) return;
+    ended = true;
+    socket.close();
+    onEnd();
+  };
+  const send = (message) => socket.send(JSON.stringify(message));
+  socket.addEventListener('open', () => {
+    const key = sessionStorage.getItem(KEY);
+    send({ type: 'connection_init', payload: key ? { authorization: `Bearer ${key}` } : {} });
+  });
+  socket.addEventListener('message', (message) => {
+    let m = null;
+    try { m = JSON.parse(message.data); } catch (_) { return; }
+    if (m.type === 'connection_ack') {
+      send({ id: '1', type: 'subscribe', payload: { query, variables } });
+      if (onOpen) onOpen();
+    } else if (m.type === 'ping') send({ type: 'pong' });
+    else if (m.type === 'next' && m.payload && m.payload.data) onData(m.payload.data);
+    else if (m.type === 'next' || m.type === 'error' || m.type === 'complete') end();
+  });
+  socket.addEventListener('close', end);
+  return () => { ended = true; socket.close(); };
+}
+
 // ---- live log lines ----
 
 /** The job whose log lines are being followed, and the lines so far; survives re-renders. */
 let follower = null;
 
 function stopFollowing() {
-  if (follower) follower.controller.abort();
+  if (follower) follower.stop();
   follower = null;
 }
 
 const logLine = (line) => h('li', {}, badge(line.level), ' ', h('span', { class: 'mono' }, line.message));
 
-/** Follows job `id`'s log lines as its attempts write them (`/api/v1/logs/live`, read as a stream so the key goes along). */
+/**
+ * Follows the log lines of job `id`'s attempts (the `jobLogs` subscription): the running
+ * attempt's as it writes them, on whichever node runs it, and earlier ones from the record.
+ * Lines are kept in order within each attempt.
+ */
 function follow(id) {
   if (follower && follower.job === id) return follower;
   stopFollowing();
-  const mine = { job: id, controller: new AbortController(), lines: [] };
+  const mine = { job: id, lines: [], stop: () => {} };
   follower = mine;
-  (async () => {
-    const response = await call(`/api/v1/logs/live?job_id=${encodeURIComponent(id)}`, { accept: 'text/event-stream', signal: mine.controller.signal });
-    if (!response.ok) return;
-    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = '';
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      buffer += value;
-      for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
-        const event = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        const kind = (/^event: ?(.*)$/m.exec(event) || [])[1];
-        const data = event.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).replace(/^ /, '')).join('\n');
-        if (kind !== 'line') continue;
-        const line = JSON.parse(data);
+  mine.stop = subscribe('subscription ($id: String!) { jobLogs(id: $id) { executionId index level message } }', { id }, {
+    onData: ({ jobLogs: line }) => {
+      const at = mine.lines.findIndex((l) => l.executionId === line.executionId && l.index > line.index);
+      const list = follower === mine ? document.getElementById('live-log') : null;
+      if (at < 0) {
         mine.lines.push(line);
-        const list = document.getElementById('live-log');
-        if (list && follower === mine) list.append(logLine(line));
+        if (list) list.append(logLine(line));
+      } else {
+        mine.lines.splice(at, 0, line);
+        if (list) list.insertBefore(logLine(line), list.children[at] || null);
       }
-    }
-  })().catch(() => { /* stopped, or the server went away: the record keeps every line */ });
+    },
+    onEnd: () => { /* the job ended, or the server went away: its executions keep every line */ },
+  });
   return mine;
+}
+
+// ---- jobs as they change ----
+
+/** The job feed (the `jobChanges` subscription) this tab follows, for the key it was opened with. */
+let feed = null;
+
+/** Whether a change concerns the page on screen. */
+function concerns(change) {
+  if (change.missed > 0) return true;
+  const { parts } = route();
+  switch (parts[0] || '') {
+    case '': return true;
+    case 'jobs': return !parts[1] || parts[1] === change.jobId;
+    // An execution is recorded when its attempt ends.
+    case 'executions': return !parts[1] && !['queued', 'running'].includes(change.status);
+    default: return false;
+  }
+}
+
+/** Redraws the page (as a refresh would) at most once per REDRAW_MS. */
+let redraw = null;
+function redrawSoon() {
+  if (redraw) return;
+  redraw = setTimeout(() => { redraw = null; live('feed'); }, REDRAW_MS);
+}
+
+/** Follows job changes with the session's key (again after a drop, every 5 s); pages redraw on the changes they show. */
+function watchJobs() {
+  const key = sessionStorage.getItem(KEY) || '';
+  if (feed && feed.key === key) return;
+  if (feed) feed.stop();
+  const mine = { key, connected: false, stop: () => {} };
+  feed = mine;
+  mine.stop = subscribe('subscription { jobChanges { jobId status missed } }', {}, {
+    onData: ({ jobChanges: change }) => { if (concerns(change)) redrawSoon(); },
+    onOpen: () => {
+      // Changes are pushed from now on; any made before are on the page drawn next.
+      mine.connected = true;
+      showStatus();
+      redrawSoon();
+    },
+    onEnd: () => {
+      if (feed !== mine) return;
+      feed = null;
+      showStatus();
+      setTimeout(() => { if (!feed && caller) watchJobs(); }, REFRESH_MS);
+    },
+  });
+}
+
+/** The header's status: whether changes are pushed, and when the page was drawn. */
+let drawnAt = null;
+function showStatus() {
+  const pushed = feed && feed.connected;
+  document.getElementById('status').textContent = `${pushed ? 'live' : 'polling'}${drawnAt ? ` · updated ${drawnAt.toLocaleTimeString()}` : ''}`;
+  document.getElementById('status').dataset.feed = pushed ? 'live' : 'polling';
 }
 
 // ---- pages ----
@@ -374,10 +508,11 @@ async function overview() {
 }
 
 async function jobs(parts, query) {
-  const list = await api(`/api/v1/jobs?${listQuery(query, ['status', 'task'])}`);
+  const list = await api(`/api/v1/jobs?${listQuery(query, ['status', 'task', 'since', 'until'])}`);
   return [
     h('h1', {}, 'Jobs'),
-    filters(parts, query, [['status', 'State', ['queued', 'running', 'retrying', 'completed', 'failed', 'cancelled']], ['task', 'Task']]),
+    filters(parts, query, [['status', 'State', ['queued', 'running', 'retrying', 'completed', 'failed', 'cancelled']], ['task', 'Task'],
+      ['since', 'Created', SINCE], ['until', 'Created before', 'time']]),
     table(['job', 'task', 'state', 'attempt', 'priority', 'run at', 'updated'], list.items.map((j) => [
       link(`#/jobs/${j.id}`, short(j.id)), j.task, badge(j.status), `${j.attempt}/${j.max_attempts}`, j.priority,
       when(j.run_at), when(j.updated_at)]), 'No jobs match.'),
@@ -405,7 +540,7 @@ async function job(id) {
       ['trace', j.trace_id], ['last error', j.last_error]]),
     j.status === 'running' ? [h('h2', {}, 'Live log'),
       h('ol', { id: 'live-log', class: 'log', 'aria-live': 'polite' }, follow(j.id).lines.map(logLine)),
-      h('p', { class: 'muted' }, 'Lines as the running attempt writes them, from when this page opened; its execution keeps them all.')] : null,
+      h('p', { class: 'muted' }, 'The lines of its attempts, the running one\'s as it writes them; each execution keeps them all.')] : null,
     h('h2', {}, 'Attempts'),
     table(['attempt', 'outcome', 'finished', 'error'], (j.attempts || []).map((a) => [a.attempt, badge(a.outcome), when(a.finished_at),
       h('td', { class: 'wrap' }, a.error || '')]), 'No attempt has finished yet.'),
@@ -415,10 +550,11 @@ async function job(id) {
 }
 
 async function executions(parts, query) {
-  const list = await api(`/api/v1/executions?${listQuery(query, ['status', 'task', 'job_id'])}`);
+  const list = await api(`/api/v1/executions?${listQuery(query, ['status', 'task', 'job_id', 'since', 'until'])}`);
   return [
     h('h1', {}, 'Executions'),
-    filters(parts, query, [['status', 'Outcome', ['success', 'failure']], ['task', 'Task'], ['job_id', 'Job']]),
+    filters(parts, query, [['status', 'Outcome', ['success', 'failure']], ['task', 'Task'], ['job_id', 'Job'],
+      ['since', 'Started', SINCE], ['until', 'Started before', 'time']]),
     table(['execution', 'task', 'outcome', 'attempt', 'duration', 'started', 'node'], list.items.map((e) => [
       link(`#/executions/${e.id}`, short(e.id)), e.task, badge(e.status), e.attempt, `${Math.round(e.duration_ms)} ms`,
       when(e.started_at), short(e.node)]), 'No executions match.'),
@@ -492,7 +628,8 @@ async function tasks(parts, query) {
 }
 
 async function task(name) {
-  const t = await api(`/api/v1/tasks/${encodeURIComponent(name)}`);
+  const path = `/api/v1/tasks/${encodeURIComponent(name)}`;
+  const [t, versions] = await Promise.all([api(path), api(`${path}/versions`)]);
   const form = may('runner') ? runForm(t) : null;
   return [
     h('h1', {}, t.name, ' ', h('span', { class: 'muted' }, t.version)),
@@ -507,6 +644,10 @@ async function task(name) {
     'The task has no test cases (tests/*.json); `ratchet test` runs them.'),
     h('div', { class: 'grid2' }, h('section', {}, h('h2', {}, 'Input schema'), json(t.input_schema)),
       h('section', {}, h('h2', {}, 'Output schema'), json(t.output_schema))),
+    h('h2', {}, 'Versions'),
+    table(['version', 'digest', 'first seen', ''], versions.items.map((v) => [v.version, h('td', { class: 'mono' }, short(v.digest)),
+      when(v.first_seen_at), v.digest === versions.serving ? badge('serving') : '']),
+    'No node has recorded a version of this task yet.'),
     h('p', {}, link(`#/executions?task=${encodeURIComponent(t.name)}`, 'Its executions'), ' · ', link(`#/jobs?task=${encodeURIComponent(t.name)}`, 'its jobs')),
   ];
 }
@@ -653,12 +794,30 @@ const PAGES = {
   plugins,
 };
 
+/** What identifies the focused element inside `main` across a redraw of the same page. */
+function focusMark(main) {
+  const element = document.activeElement;
+  if (!element || element === main || !main.contains(element)) return null;
+  return { tag: element.tagName, id: element.id, href: element.getAttribute('href'), text: element.textContent };
+}
+
+/** Puts the keyboard focus back on the element `mark` names, so a redraw never loses a keyboard user's place. */
+function refocus(main, mark) {
+  const same = [...main.querySelectorAll(mark.tag)].find((e) => (mark.id ? e.id === mark.id
+    : e.getAttribute('href') === mark.href && e.textContent === mark.text));
+  if (same) same.focus({ preventScroll: true });
+}
+
 let rendering = false;
-/** Whether another render was asked for while one ran (a click during a refresh, say). */
+/** Why another render was asked for while one ran (a click during a refresh, say); false when none was. */
 let renderAgain = false;
 
-async function render() {
-  if (rendering) { renderAgain = true; return; }
+/** Why the page was last drawn: 'navigation', 'action', 'feed' (a job change) or 'timer'. */
+let drawnBy = 'navigation';
+
+async function render(cause = 'action') {
+  if (rendering) { renderAgain = cause; return; }
+  drawnBy = cause;
   rendering = true;
   renderAgain = false;
   const main = document.getElementById('main');
@@ -672,25 +831,34 @@ async function render() {
   try {
     await whoAmI();
     const content = page ? await page(parts, query) : [h('h1', {}, 'Not found'), h('p', {}, link('#/', 'Back to the overview'))];
+    const focused = focusMark(main);
     main.replaceChildren(...[content].flat(2).filter(Boolean));
-    document.getElementById('status').textContent = `updated ${new Date().toLocaleTimeString()}`;
+    if (focused) refocus(main, focused);
+    drawnAt = new Date();
+    watchJobs();
   } catch (error) {
     if (error.status === 401) caller = null;
     main.replaceChildren(...(error.status === 401 || (error.status === 403 && !caller) ? keyForm(error) : [h('h1', {}, 'Cannot load this page'), errorBox(error)]).filter(Boolean));
   } finally {
     showCaller();
+    showStatus();
     rendering = false;
-    if (renderAgain) render();
+    if (renderAgain) render(renderAgain);
     else {
       main.removeAttribute('aria-busy');
       // Which page is drawn: what a test (or a script) waits for after navigating.
       main.dataset.shown = window.location.hash || '#/';
+      main.dataset.drawnBy = drawnBy;
     }
   }
 }
 
-/** Pages refresh while visible, unless someone is typing or reading a section they opened. */
-function live() {
+/**
+ * Redraws the page unless it is hidden or someone is typing or reading a section they opened;
+ * on a job change the page shows, and on a timer (every REFRESH_MS without the job feed,
+ * FALLBACK_MS with it).
+ */
+function live(cause) {
   // A refresh never queues behind a render: one queued now would redraw the page after the
   // reader started typing in it.
   if (rendering) return;
@@ -701,13 +869,22 @@ function live() {
   // neither is redrawn under its reader.
   const { parts } = route();
   const still = ['tasks', 'executions'].includes(parts[0]) && parts[1];
-  if (document.visibilityState === 'visible' && !busy && !opened && !signingIn && !still) render();
+  if (document.visibilityState === 'visible' && !busy && !opened && !signingIn && !still) render(cause);
 }
 
 window.addEventListener('hashchange', () => {
   const { parts } = route();
   if (follower && !(parts[0] === 'jobs' && parts[1] === follower.job)) stopFollowing();
-  render();
+  render('navigation');
   document.getElementById('main').focus();
 });
-window.addEventListener('DOMContentLoaded', () => { render(); setInterval(live, REFRESH_MS); });
+let lastTick = Date.now();
+window.addEventListener('DOMContentLoaded', () => {
+  render('navigation');
+  setInterval(() => {
+    const every = feed && feed.connected ? FALLBACK_MS : REFRESH_MS;
+    if (Date.now() - lastTick < every) return;
+    lastTick = Date.now();
+    live('timer');
+  }, REFRESH_MS);
+});

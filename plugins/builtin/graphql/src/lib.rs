@@ -267,6 +267,35 @@ pub struct ExecutionPage {
     total: u64,
 }
 
+/// A job's new state; or, when `missed` is above 0, how many changes were not sent one by one
+/// (the other fields are then null: read the lists again).
+#[derive(SimpleObject)]
+pub struct GqlJobChange {
+    job_id: Option<String>,
+    task: Option<String>,
+    /// queued, running, retrying, completed, failed or cancelled.
+    status: Option<String>,
+    /// The attempt it is on (0 before its first start).
+    attempt: Option<u32>,
+    missed: u64,
+}
+
+impl GqlJobChange {
+    fn changed(change: &ratchet_service::job_feed::JobChange) -> GqlJobChange {
+        GqlJobChange {
+            job_id: Some(change.job.clone()),
+            task: Some(change.task.clone()),
+            status: Some(change.status.as_str().to_owned()),
+            attempt: Some(change.attempt),
+            missed: 0,
+        }
+    }
+
+    fn missing(missed: u64) -> GqlJobChange {
+        GqlJobChange { job_id: None, task: None, status: None, attempt: None, missed }
+    }
+}
+
 /// One log line of a run.
 #[derive(SimpleObject)]
 pub struct GqlLogLine {

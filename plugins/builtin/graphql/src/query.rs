@@ -26,19 +26,28 @@ impl Query {
     }
 
     /// Jobs, newest first.
+    // Each argument is a field argument of the public schema, not an internal parameter list.
+    #[allow(clippy::too_many_arguments)]
     #[graphql(complexity = "limit.unwrap_or(50) as usize * child_complexity")]
     async fn jobs(
         &self,
         ctx: &Context<'_>,
         status: Option<String>,
         task: Option<String>,
+        #[graphql(desc = "Jobs created at or after this time: RFC 3339, or a duration ago (1h, 7d).")]
+        since: Option<String>,
+        #[graphql(desc = "Jobs created before this time: RFC 3339, or a duration ago.")] until: Option<
+            String,
+        >,
         limit: Option<u64>,
         offset: Option<u64>,
     ) -> async_graphql::Result<JobPage> {
         let status = status.as_deref().map(str::parse::<JobStatus>).transpose()?;
+        let (since, until) =
+            ratchet_server::model::time_range(since.as_deref(), until.as_deref()).map_err(gql)?;
         let listed = state(ctx)?
             .service
-            .jobs(&JobFilter { status, task }, page(limit, offset, "created_at")?)
+            .jobs(&JobFilter { status, task, since, until }, page(limit, offset, "created_at")?)
             .await
             .map_err(gql)?;
         Ok(JobPage { items: listed.items.iter().map(JobView::from).collect(), total: listed.total })
@@ -59,6 +68,11 @@ impl Query {
         status: Option<String>,
         job_id: Option<String>,
         #[graphql(desc = "The runs of one trace (W3C trace id, 32 hex digits).")] trace_id: Option<String>,
+        #[graphql(desc = "Runs that started at or after this time: RFC 3339, or a duration ago (1h, 7d).")]
+        since: Option<String>,
+        #[graphql(desc = "Runs that started before this time: RFC 3339, or a duration ago.")] until: Option<
+            String,
+        >,
         limit: Option<u64>,
         offset: Option<u64>,
     ) -> async_graphql::Result<ExecutionPage> {
@@ -70,7 +84,9 @@ impl Query {
                 )))
             })?),
         };
-        let filter = ExecutionFilter { task, status, job_id, trace_id };
+        let (since, until) =
+            ratchet_server::model::time_range(since.as_deref(), until.as_deref()).map_err(gql)?;
+        let filter = ExecutionFilter { task, status, job_id, trace_id, since, until };
         let listed =
             state(ctx)?.service.executions(&filter, page(limit, offset, "started_at")?).await.map_err(gql)?;
         Ok(ExecutionPage { items: listed.items.into_iter().map(Into::into).collect(), total: listed.total })

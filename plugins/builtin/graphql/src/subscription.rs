@@ -38,6 +38,37 @@ impl Subscription {
         ))
     }
 
+    /// Jobs as they change state (enqueued, started, ended, cancelled) on this node and, on
+    /// PostgreSQL, on the others: one job's, one task's, or all. The database stays the truth: a
+    /// job rescued from a lost node's lease is not announced. Never ends by itself.
+    async fn job_changes(
+        &self,
+        ctx: &Context<'_>,
+        job_id: Option<String>,
+        task: Option<String>,
+    ) -> async_graphql::Result<impl Stream<Item = GqlJobChange>> {
+        use ratchet_service::job_feed::FeedItem;
+        use tokio::sync::broadcast::error::RecvError;
+        let feed = state(ctx)?.service.follow_jobs();
+        let wanted = move |change: &ratchet_service::job_feed::JobChange| {
+            job_id.as_deref().is_none_or(|id| id == change.job)
+                && task.as_deref().is_none_or(|t| t == change.task)
+        };
+        Ok(stream::unfold((feed, wanted), |(mut feed, wanted)| async move {
+            loop {
+                let item = match feed.recv().await {
+                    Ok(FeedItem::Changed(change)) if wanted(&change) => GqlJobChange::changed(&change),
+                    Ok(FeedItem::Changed(_)) => continue,
+                    Ok(FeedItem::Missed(missed)) | Err(RecvError::Lagged(missed)) => {
+                        GqlJobChange::missing(missed)
+                    }
+                    Err(RecvError::Closed) => return None,
+                };
+                return Some((item, (feed, wanted)));
+            }
+        }))
+    }
+
     /// The log lines of an execution: live as the task writes them when this node runs it,
     /// then any line missed from its record; ends when the execution is recorded. Lines carry
     /// their `index` in the run's log (a follower that joined late gets the early lines last).

@@ -29,6 +29,10 @@ pub struct ExecutionQuery {
     /// started_at (default, descending), finished_at or duration_us; `-` first for descending.
     #[param(pattern = "^-?(started_at|finished_at|duration_us)$")]
     pub sort: Option<String>,
+    /// Runs that started at or after this time: an RFC 3339 time, or a duration ago (`1h`, `7d`).
+    pub since: Option<String>,
+    /// Runs that started before this time: an RFC 3339 time, or a duration ago.
+    pub until: Option<String>,
 }
 
 /// List executions, newest first by default.
@@ -47,8 +51,15 @@ pub async fn list_executions(
             ApiError::bad_request(format!("`{name}` is not an execution status; use success or failure"))
         })?),
     };
-    let filter =
-        ExecutionFilter { task: filter.task, status, job_id: filter.job_id, trace_id: filter.trace_id };
+    let (since, until) = ratchet_server::model::time_range(filter.since.as_deref(), filter.until.as_deref())?;
+    let filter = ExecutionFilter {
+        task: filter.task,
+        status,
+        job_id: filter.job_id,
+        trace_id: filter.trace_id,
+        since,
+        until,
+    };
     let listed = state.service.executions(&filter, page).await?;
     let items = listed.items.iter().map(ExecutionSummary::from).collect();
     Ok(Json(ExecutionList::new(items, listed.total, page.limit, page.offset)))

@@ -26,6 +26,10 @@ pub struct JobQuery {
     /// created_at (default, descending), updated_at, run_at or priority; `-` first for descending.
     #[param(pattern = "^-?(created_at|updated_at|run_at|priority)$")]
     pub sort: Option<String>,
+    /// Jobs created at or after this time: an RFC 3339 time, or a duration ago (`1h`, `7d`).
+    pub since: Option<String>,
+    /// Jobs created before this time: an RFC 3339 time, or a duration ago.
+    pub until: Option<String>,
 }
 
 /// Enqueue a job. A repeated idempotency key returns the existing job with 200.
@@ -130,7 +134,8 @@ pub async fn list_jobs(
     let page = page(&paging, filter.sort.as_deref(), &["created_at", "updated_at", "run_at", "priority"])?;
     let status =
         filter.status.as_deref().map(str::parse::<JobStatus>).transpose().map_err(ApiError::bad_request)?;
-    let listed = state.service.jobs(&JobFilter { status, task: filter.task }, page).await?;
+    let (since, until) = ratchet_server::model::time_range(filter.since.as_deref(), filter.until.as_deref())?;
+    let listed = state.service.jobs(&JobFilter { status, task: filter.task, since, until }, page).await?;
     let items = listed.items.iter().map(JobView::from).collect();
     Ok(Json(JobList::new(items, listed.total, page.limit, page.offset)))
 }

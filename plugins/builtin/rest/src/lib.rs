@@ -58,6 +58,7 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/api/v1/logs", Viewer),
     route("GET", "/api/v1/logs/trends", Viewer),
     route("GET", "/api/v1/logs/live", Viewer),
+    route("GET", "/api/v1/events", Viewer),
     route("POST", "/api/v1/jobs/batch", Runner),
     route("GET", "/api/v1/queue", Viewer),
     route("POST", "/api/v1/queue/pause", Admin),
@@ -101,6 +102,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/logs", get(search_logs))
         .route("/api/v1/logs/trends", get(failure_trends))
         .route("/api/v1/logs/live", get(follow_logs))
+        .route("/api/v1/events", get(follow_jobs))
         .route("/api/v1/jobs/batch", post(enqueue_batch))
         .route("/api/v1/queue", get(queue_state))
         .route("/api/v1/queue/pause", post(pause_queue))

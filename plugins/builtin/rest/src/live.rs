@@ -2,6 +2,9 @@
 //! lines of every run on this node and, on PostgreSQL, of job attempts on the other nodes
 //! (relayed by them); the record stays the truth, and a line a slow follower misses is
 //! announced (`event: lagged`) and can be read from the record once its run ends.
+//!
+//! `/api/v1/events`: jobs as they change state (enqueued, started, ended, cancelled), on this
+//! node and, on PostgreSQL, on the others; what the dashboard redraws its pages on.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,6 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use ratchet_server::AppState;
 use ratchet_server::error::{ApiError, ErrorBody};
+use ratchet_service::job_feed::FeedItem;
 use ratchet_storage::level_rank;
 
 /// Lines held for a follower that reads slower than runs write.
@@ -67,12 +71,24 @@ pub async fn follow_logs(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let Query(query) = query?;
     crate::logs::check_level(query.level.as_deref())?;
+    // Following before the answer's headers go: a line written once they arrive is sent.
+    let lines = (state.service.follow_logs(), state.service.follow_remote_logs());
+    Ok(event_stream(move |events| forward(state, Filter::new(query), lines, events)))
+}
+
+/// The events `produce` sends (until it returns), as a `text/event-stream` kept open by a
+/// comment every [`KEEP_ALIVE`].
+fn event_stream<F, Fut>(produce: F) -> Sse<impl Stream<Item = Result<Event, Infallible>>>
+where
+    F: FnOnce(mpsc::Sender<Event>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let (events, receiver) = mpsc::channel(FOLLOWER_BUFFER);
-    tokio::spawn(forward(Arc::clone(&state), Filter::new(query), events));
+    tokio::spawn(produce(events));
     let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
         receiver.recv().await.map(|event| (Ok(event), receiver))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
 }
 
 /// What a follower asked for.
@@ -104,9 +120,15 @@ impl Filter {
 
 /// Sends the lines `filter` admits, from this node and the others, until the follower leaves
 /// or the server stops.
-async fn forward(state: AppState, filter: Filter, events: mpsc::Sender<Event>) {
-    let mut local = state.service.follow_logs();
-    let mut remote = state.service.follow_remote_logs();
+async fn forward(
+    state: AppState,
+    filter: Filter,
+    (mut local, mut remote): (
+        tokio::sync::broadcast::Receiver<ratchet_core::supervisor::LiveLine>,
+        tokio::sync::broadcast::Receiver<Arc<ratchet_service::log_relay::RemoteLine>>,
+    ),
+    events: mpsc::Sender<Event>,
+) {
     let mut stopping = state.stopping.clone();
     loop {
         let line = tokio::select! {
@@ -141,6 +163,84 @@ async fn forward(state: AppState, filter: Filter, events: mpsc::Sender<Event>) {
             Ok(line) if filter.admits(&line) => Event::default().event("line").json_data(&line),
             Ok(_) => continue,
             Err(RecvError::Lagged(missed)) => {
+                Event::default().event("lagged").json_data(serde_json::json!({"missed": missed}))
+            }
+            Err(RecvError::Closed) => return,
+        };
+        let Ok(event) = event else { continue };
+        if events.send(event).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventQuery {
+    /// The changes of one job only.
+    pub job_id: Option<String>,
+    /// The changes of one task's jobs only.
+    pub task: Option<String>,
+}
+
+/// A job's new state, as the `data` of a `job` event.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct JobEvent {
+    pub job_id: String,
+    pub task: String,
+    /// queued, running, retrying, completed, failed or cancelled.
+    pub status: String,
+    /// The attempt it is on (0 before its first start).
+    pub attempt: u32,
+}
+
+/// Follow jobs as they change state: a `text/event-stream` of `job` events (each a `JobEvent`)
+/// and `lagged` events (`{"missed": N}`: changes not sent one by one; read the lists again).
+/// The database stays the truth: a job rescued from an expired lease is not announced. Ends
+/// when the server stops.
+#[utoipa::path(get, path = "/api/v1/events", tag = "jobs", params(EventQuery),
+    responses((status = 200, content_type = "text/event-stream", body = JobEvent,
+        description = "`job` events, each a JobEvent; `lagged` events, {\"missed\": N}"),
+        (status = "4XX", body = ErrorBody)))]
+pub async fn follow_jobs(
+    State(state): State<AppState>,
+    query: Result<Query<EventQuery>, QueryRejection>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let Query(query) = query?;
+    // Following before the answer's headers go: a change made once they arrive is sent.
+    let feed = state.service.follow_jobs();
+    Ok(event_stream(move |events| forward_jobs(state, query, feed, events)))
+}
+
+/// Sends the job changes `query` admits until the follower leaves or the server stops.
+async fn forward_jobs(
+    state: AppState,
+    query: EventQuery,
+    mut feed: tokio::sync::broadcast::Receiver<FeedItem>,
+    events: mpsc::Sender<Event>,
+) {
+    let mut stopping = state.stopping.clone();
+    let wanted = |wanted: &Option<String>, value: &str| wanted.as_deref().is_none_or(|w| w == value);
+    loop {
+        let item = tokio::select! {
+            item = feed.recv() => item,
+            _ = stopping.wait_for(|stopped| *stopped) => return,
+            () = events.closed() => return,
+        };
+        let event = match item {
+            Ok(FeedItem::Changed(change)) => {
+                if !wanted(&query.job_id, &change.job) || !wanted(&query.task, &change.task) {
+                    continue;
+                }
+                let event = JobEvent {
+                    job_id: change.job.clone(),
+                    task: change.task.clone(),
+                    status: change.status.as_str().to_owned(),
+                    attempt: change.attempt,
+                };
+                Event::default().event("job").json_data(&event)
+            }
+            Ok(FeedItem::Missed(missed)) | Err(RecvError::Lagged(missed)) => {
                 Event::default().event("lagged").json_data(serde_json::json!({"missed": missed}))
             }
             Err(RecvError::Closed) => return,

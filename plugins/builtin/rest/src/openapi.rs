@@ -26,7 +26,7 @@ use crate as rest;
         rest::enqueue_batch, rest::queue_state, rest::pause_queue, rest::resume_queue,
         rest::list_secrets, rest::set_secret, rest::remove_secret,
         rest::list_executions, rest::get_execution, rest::execution_report, rest::replay_execution,
-        rest::search_logs, rest::failure_trends, rest::follow_logs,
+        rest::search_logs, rest::failure_trends, rest::follow_logs, rest::follow_jobs,
         rest::list_schedules, rest::add_schedule, rest::get_schedule, rest::update_schedule, rest::remove_schedule,
         rest::pause_schedule, rest::resume_schedule, rest::next_fire_times, rest::preview_cron,
         rest::list_nodes, rest::list_workers, rest::list_plugins, rest::who_am_i,
