@@ -405,7 +405,11 @@ function concerns(change) {
 let redraw = null;
 function redrawSoon() {
   if (redraw) return;
-  redraw = setTimeout(() => { redraw = null; live('feed'); }, REDRAW_MS);
+  redraw = setTimeout(() => {
+    redraw = null;
+    // A render under way may have read the page before the change: draw it again after.
+    if (rendering) redrawSoon(); else live('feed');
+  }, REDRAW_MS);
 }
 
 /** Follows job changes with the session's key (again after a drop, every 5 s); pages redraw on the changes they show. */
