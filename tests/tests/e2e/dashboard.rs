@@ -279,6 +279,9 @@ async fn acts_by_role(kind: Kind) {
     assert!(refused.as_str().unwrap().contains("unauthenticated"), "{refused}");
     sign_in(&mut browser, "runner").await;
     browser.wait_for_text("Queue").await;
+    // The job feed's WebSocket carries the key in its first message (a browser cannot give a
+    // WebSocket headers), and the server takes it.
+    browser.wait_for("the job feed", "document.getElementById('status').dataset.feed === 'live'").await;
 
     // The run form is generated from the input schema; the output shows, and so do violations.
     browser.open(&server.url("/#/tasks/addition")).await;
