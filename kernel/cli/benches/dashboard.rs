@@ -116,6 +116,14 @@ async fn measure(api: &Api, jobs: usize, loads: usize) {
         ("jobs, queued", vec!["/api/v1/me".into(), "/api/v1/jobs?limit=50&offset=0&status=queued".into()]),
         ("jobs, by task", vec!["/api/v1/me".into(), "/api/v1/jobs?limit=50&offset=0&task=addition".into()]),
         ("jobs, last page", vec!["/api/v1/me".into(), format!("/api/v1/jobs?limit=50&offset={deep}")]),
+        (
+            "jobs, completed in the last hour",
+            vec!["/api/v1/me".into(), "/api/v1/jobs?limit=50&offset=0&status=completed&since=1h".into()],
+        ),
+        (
+            "jobs, created before an hour ago",
+            vec!["/api/v1/me".into(), "/api/v1/jobs?limit=50&offset=0&until=1h".into()],
+        ),
         ("a job", vec!["/api/v1/me".into(), format!("/api/v1/jobs/{job}")]),
         ("executions, first page", vec!["/api/v1/me".into(), "/api/v1/executions?limit=50&offset=0".into()]),
         (
@@ -124,6 +132,14 @@ async fn measure(api: &Api, jobs: usize, loads: usize) {
         ),
         ("an execution", vec!["/api/v1/me".into(), format!("/api/v1/executions/{execution}")]),
         ("tasks", vec!["/api/v1/me".into(), "/api/v1/tasks?limit=50&offset=0".into()]),
+        (
+            "a task, with its versions",
+            vec![
+                "/api/v1/me".into(),
+                "/api/v1/tasks/addition".into(),
+                "/api/v1/tasks/addition/versions".into(),
+            ],
+        ),
         (
             "schedules",
             vec![
