@@ -489,20 +489,14 @@ pub struct TimeRange {
 
 impl TimeRange {
     fn bounds(&self) -> anyhow::Result<(Option<i64>, Option<i64>)> {
-        let now = now_ms();
-        let bound = |name: &str, text: &Option<String>| {
-            text.as_deref()
-                .map(|t| ratchet_core::time::parse_bound(t, now))
-                .transpose()
-                .with_context(|| format!("--{name}"))
-        };
-        let (since, until) = (bound("since", &self.since)?, bound("until", &self.until)?);
-        if let (Some(from), Some(to)) = (since, until)
-            && from >= to
-        {
-            bail!("--since ({}) must be before --until ({})", time(from), time(to));
+        use ratchet_core::time::RangeError;
+        match ratchet_core::time::parse_range(self.since.as_deref(), self.until.as_deref(), now_ms()) {
+            Ok(bounds) => Ok(bounds),
+            Err(RangeError::Empty { since, until }) => {
+                bail!("--since ({}) must be before --until ({})", time(since), time(until))
+            }
+            Err(error) => bail!("--{error}"),
         }
-        Ok((since, until))
     }
 }
 

@@ -66,6 +66,38 @@ pub fn parse_bound(text: &str, now: i64) -> Result<i64, TimeError> {
     }
 }
 
+/// Why a time range's bounds cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RangeError {
+    /// `which` (`since` or `until`) is not a bound.
+    #[error("{which}: {error}")]
+    Bound { which: &'static str, error: TimeError },
+    /// The bounds leave no time between them.
+    #[error("since ({}) must be before until ({})", format(*.since), format(*.until))]
+    Empty { since: i64, until: i64 },
+}
+
+/// The bounds of a list's time filter, each [`parse_bound`] (an empty one is no bound), with
+/// some time between them.
+pub fn parse_range(
+    since: Option<&str>,
+    until: Option<&str>,
+    now: i64,
+) -> Result<(Option<i64>, Option<i64>), RangeError> {
+    let bound = |which: &'static str, text: Option<&str>| {
+        text.filter(|t| !t.trim().is_empty())
+            .map(|t| parse_bound(t, now))
+            .transpose()
+            .map_err(|error| RangeError::Bound { which, error })
+    };
+    let (since, until) = (bound("since", since)?, bound("until", until)?);
+    match (since, until) {
+        (Some(since), Some(until)) if since >= until => Err(RangeError::Empty { since, until }),
+        _ => Ok((since, until)),
+    }
+}
+
 /// `delay` after `now`, within the range.
 pub fn after(now: i64, delay: Duration) -> Result<i64, TimeError> {
     i64::try_from(delay.as_millis())
@@ -103,6 +135,21 @@ mod tests {
         assert_eq!(parse_bound("100000000d", now), Ok(MIN_MS));
         assert_eq!(parse_bound("yesterday", now), Err(TimeError::NotABound("yesterday".into())));
         assert!(matches!(parse_bound("1969-12-31T00:00:00Z", now), Err(TimeError::OutOfRange(_))));
+    }
+
+    #[test]
+    fn a_range_names_its_bad_bound_and_needs_time_between() {
+        let now = 1_800_000_000_000;
+        assert_eq!(parse_range(Some("2h"), Some(" "), now), Ok((Some(now - 7_200_000), None)));
+        assert_eq!(
+            parse_range(Some("1h"), Some("soon"), now),
+            Err(RangeError::Bound { which: "until", error: TimeError::NotABound("soon".into()) })
+        );
+        let empty = parse_range(Some("1h"), Some("2h"), now).unwrap_err();
+        assert!(
+            empty.to_string().starts_with("since (") && matches!(empty, RangeError::Empty { .. }),
+            "{empty}"
+        );
     }
 
     #[test]

@@ -25,24 +25,8 @@ pub fn time_range(
     since: Option<&str>,
     until: Option<&str>,
 ) -> Result<(Option<i64>, Option<i64>), crate::error::ApiError> {
-    let now = ratchet_core::time::now_ms();
-    let bound = |name: &str, text: Option<&str>| {
-        text.filter(|t| !t.trim().is_empty())
-            .map(|t| ratchet_core::time::parse_bound(t, now))
-            .transpose()
-            .map_err(|error| crate::error::ApiError::invalid(format!("{name}: {error}")))
-    };
-    let (since, until) = (bound("since", since)?, bound("until", until)?);
-    if let (Some(from), Some(to)) = (since, until)
-        && from >= to
-    {
-        return Err(crate::error::ApiError::invalid(format!(
-            "since ({}) must be before until ({})",
-            ratchet_core::time::format(from),
-            ratchet_core::time::format(to)
-        )));
-    }
-    Ok((since, until))
+    ratchet_core::time::parse_range(since, until, ratchet_core::time::now_ms())
+        .map_err(|error| crate::error::ApiError::invalid(error.to_string()))
 }
 
 macro_rules! list_type {

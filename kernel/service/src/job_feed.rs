@@ -35,11 +35,21 @@ pub struct JobChange {
     pub attempt: u32,
 }
 
+impl JobChange {
+    /// Whether the change is of job `job` (any when `None`) and of a job of `task` (any when
+    /// `None`): a follower's filter.
+    pub fn concerns(&self, job: Option<&str>, task: Option<&str>) -> bool {
+        job.is_none_or(|job| job == self.job) && task.is_none_or(|task| task == self.task)
+    }
+}
+
 /// What followers of the feed receive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FeedItem {
     Changed(Arc<JobChange>),
-    /// This many changes (on another node) were not sent one by one: read the database again.
+    /// This many changes were not sent one by one (another node's that did not fit its
+    /// notification, or any made while the connection to the others was lost): read the
+    /// database again.
     Missed(u64),
 }
 
@@ -73,8 +83,13 @@ impl Service {
         self.feed.all.subscribe()
     }
 
+    /// Whether anyone hears job changes: a follower, or on PostgreSQL the other nodes.
+    pub(crate) fn announces_jobs(&self) -> bool {
+        self.feed.all.receiver_count() > 0 || self.feed.own.receiver_count() > 0
+    }
+
     /// Announces that job `job` of `task` is now `status` on `attempt`; costs nothing when no
-    /// one follows (no follower, and on SQLite no other node).
+    /// one hears ([`Service::announces_jobs`]).
     pub(crate) fn job_changed(&self, job: &str, task: &str, status: JobStatus, attempt: u32) {
         let (all, own) = (self.feed.all.receiver_count(), self.feed.own.receiver_count());
         if all == 0 && own == 0 {

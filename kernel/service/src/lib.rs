@@ -407,7 +407,12 @@ impl Service {
 
     /// [`enqueue_batch`] on this node's tasks, waking its idle consumers.
     pub async fn enqueue_batch(&self, jobs: Vec<BatchJob>) -> Result<Vec<(String, bool)>, ServiceError> {
-        let tasks: Vec<String> = jobs.iter().map(|job| job.task.clone()).collect();
+        // The task of each job, kept only when someone hears of the new jobs.
+        let tasks: Vec<String> = if self.announces_jobs() {
+            jobs.iter().map(|job| job.task.clone()).collect()
+        } else {
+            Vec::new()
+        };
         let written = enqueue_batch(&self.store, &self.registry(), &self.queue, jobs, |_| {}).await?;
         self.wake.notify_waiters();
         for ((id, created), task) in written.iter().zip(&tasks) {

@@ -51,8 +51,7 @@ impl Subscription {
         use tokio::sync::broadcast::error::RecvError;
         let feed = state(ctx)?.service.follow_jobs();
         let wanted = move |change: &ratchet_service::job_feed::JobChange| {
-            job_id.as_deref().is_none_or(|id| id == change.job)
-                && task.as_deref().is_none_or(|t| t == change.task)
+            change.concerns(job_id.as_deref(), task.as_deref())
         };
         Ok(stream::unfold((feed, wanted), |(mut feed, wanted)| async move {
             loop {

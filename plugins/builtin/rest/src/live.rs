@@ -220,7 +220,6 @@ async fn forward_jobs(
     events: mpsc::Sender<Event>,
 ) {
     let mut stopping = state.stopping.clone();
-    let wanted = |wanted: &Option<String>, value: &str| wanted.as_deref().is_none_or(|w| w == value);
     loop {
         let item = tokio::select! {
             item = feed.recv() => item,
@@ -229,7 +228,7 @@ async fn forward_jobs(
         };
         let event = match item {
             Ok(FeedItem::Changed(change)) => {
-                if !wanted(&query.job_id, &change.job) || !wanted(&query.task, &change.task) {
+                if !change.concerns(query.job_id.as_deref(), query.task.as_deref()) {
                     continue;
                 }
                 let event = JobEvent {
