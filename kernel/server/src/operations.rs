@@ -49,6 +49,10 @@ pub struct Readiness {
     pub database: String,
     /// `ok`, or why no worker can run.
     pub workers: String,
+    /// `ok`, or what this node does not hear yet from the other nodes sharing its PostgreSQL
+    /// database (job changes, live log lines). Informative: the node serves and runs jobs
+    /// without it, so it does not make the node not ready.
+    pub other_nodes: String,
     /// Jobs per status.
     #[schema(value_type = Object)]
     pub jobs: Value,
@@ -89,6 +93,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness
         status: if ok { "ready" } else { "not ready" }.into(),
         database: database.as_ref().map_or_else(Clone::clone, |_| "ok".into()),
         workers: workers.unwrap_or_else(|| "ok".into()),
+        other_nodes: service.not_hearing().unwrap_or_else(|| "ok".into()),
         jobs: Value::Object(jobs),
     };
     (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))

@@ -4,8 +4,10 @@
 //! also publishes its changes on the [`CHANNEL`] channel, at most one notification every
 //! [`BATCH`], and passes on what the other nodes publish; a batch too large for one
 //! notification goes out as a count ([`FeedItem::Missed`]) and followers read the database
-//! again. The database stays the truth: the feed says when to look, not what is there. Jobs a
-//! node rescues from an expired lease are not announced (a follower sees them at its next read).
+//! again. The database stays the truth: the feed says when to look, not what is there. Across
+//! nodes a job's changes may arrive out of order (a job enqueued on B and run at once on A is
+//! heard running and completed on A before B's batch with its enqueue arrives). Jobs a node
+//! rescues from an expired lease are not announced (a follower sees them at its next read).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +17,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 
 use super::Service;
-use crate::listening::{Hearing, listen};
+use crate::listening::{Hearing, start_listening};
 use ratchet_storage::{JobStatus, MAX_NOTIFY_PAYLOAD};
 
 /// The PostgreSQL channel the changes travel on.
@@ -121,7 +123,7 @@ pub fn start(service: &Arc<Service>, stop: watch::Receiver<bool>) -> Vec<tokio::
     };
     vec![
         tokio::spawn(publish(Arc::clone(service), own, stop.clone())),
-        tokio::spawn(listen(Arc::clone(service), hearing, stop)),
+        start_listening(service, hearing, stop),
     ]
 }
 

@@ -309,6 +309,8 @@ pub struct Service {
     consumer_commit: std::sync::OnceLock<ratchet_storage::ConsumerCommit>,
     /// Job changes for followers ([`job_feed`]).
     feed: job_feed::Feed,
+    /// The PostgreSQL channels this node listens on, and whether it hears them now.
+    pub(crate) hearing: Mutex<std::collections::BTreeMap<&'static str, bool>>,
 }
 
 impl Service {
@@ -337,6 +339,7 @@ impl Service {
             queue_seen: Mutex::new(None),
             secrets: Arc::new(secrets::Secrets::none(store_for_secrets)),
             feed: job_feed::Feed::default(),
+            hearing: Mutex::new(std::collections::BTreeMap::new()),
         }
     }
 

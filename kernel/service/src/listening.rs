@@ -20,12 +20,46 @@ pub(crate) struct Hearing {
     pub lost: fn(&Service),
 }
 
+impl Service {
+    /// What this node does not hear from the other nodes sharing its database (the channels
+    /// not listened to yet, or lost and being made again); `None` when it hears everything, or
+    /// has no one to hear (SQLite).
+    pub fn not_hearing(&self) -> Option<String> {
+        let hearing = self.hearing.lock().ok()?;
+        let deaf: Vec<&str> =
+            hearing.iter().filter(|(_, heard)| !**heard).map(|(channel, _)| *channel).collect();
+        (!deaf.is_empty()).then(|| format!("not listening yet on {} (connecting)", deaf.join(", ")))
+    }
+
+    fn set_hearing(&self, channel: &'static str, heard: bool) {
+        if let Ok(mut hearing) = self.hearing.lock() {
+            hearing.insert(channel, heard);
+        }
+    }
+}
+
+/// Starts listening (until `stop`) on PostgreSQL: until the channel is listened to, the node
+/// says so in [`Service::not_hearing`].
+pub(crate) fn start_listening(
+    service: &Arc<Service>,
+    hearing: Hearing,
+    stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    if service.store.is_shared() {
+        service.set_hearing(hearing.channel, false);
+    }
+    tokio::spawn(listen(Arc::clone(service), hearing, stop))
+}
+
 /// Listens until `stop`; nothing on SQLite.
-pub(crate) async fn listen(service: Arc<Service>, hearing: Hearing, mut stop: watch::Receiver<bool>) {
+async fn listen(service: Arc<Service>, hearing: Hearing, mut stop: watch::Receiver<bool>) {
     let Hearing { channel, what, hear, lost } = hearing;
     while !*stop.borrow() {
         let mut listener = match service.store.listen(channel).await {
-            Ok(Some(listener)) => listener,
+            Ok(Some(listener)) => {
+                service.set_hearing(channel, true);
+                listener
+            }
             Ok(None) => return,
             Err(error) => {
                 tracing::warn!("cannot listen for other nodes' {what} (retrying in 1 s): {error}");
@@ -45,6 +79,7 @@ pub(crate) async fn listen(service: Arc<Service>, hearing: Hearing, mut stop: wa
                 Ok(payload) => hear(&service, &payload),
                 Err(error) => {
                     tracing::warn!("lost the connection for other nodes' {what}: {error}");
+                    service.set_hearing(channel, false);
                     lost(&service);
                     break;
                 }

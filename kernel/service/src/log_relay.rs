@@ -14,7 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 
 use super::Service;
-use crate::listening::{Hearing, listen};
+use crate::listening::{Hearing, start_listening};
 use ratchet_core::supervisor::LiveLine;
 use ratchet_storage::MAX_NOTIFY_PAYLOAD;
 
@@ -59,7 +59,7 @@ pub fn start(service: &Arc<Service>, stop: watch::Receiver<bool>) -> Vec<tokio::
     let hearing = Hearing { channel: CHANNEL, what: "live log lines", hear, lost: |_| {} };
     vec![
         tokio::spawn(publish(Arc::clone(service), live, stop.clone())),
-        tokio::spawn(listen(Arc::clone(service), hearing, stop)),
+        start_listening(service, hearing, stop),
     ]
 }
 
