@@ -9,21 +9,38 @@ use ratchet_storage::{Claim, ConsumerCommit, Ended, Ending, Step};
 use tokio_util::sync::CancellationToken;
 
 impl Service {
+    /// Takes claimed jobs from the intake and runs them, one at a time, until `stop`; then
+    /// waits until the ends it sent are committed.
     pub(crate) async fn consume(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let poll = Duration::from_millis(self.queue.poll_interval_ms.max(1));
-        // The job claimed together with the end of the previous one.
-        let mut next: Option<Job> = None;
         while !*stop.borrow() {
-            let claimed = match next.take() {
-                Some(job) => Ok(Some(job)),
-                None => {
-                    let step = Step { end: None, claim: Some(self.claim()), now: now_ms() };
-                    self.consumer_commit().step(step).await.map(|(_, job)| job)
-                }
+            let job = tokio::select! {
+                job = self.intake.take() => job,
+                _ = stop.changed() => break,
             };
-            match claimed {
-                Ok(Some(job)) => next = self.process_then_claim(job, true).await,
-                Ok(None) => {
+            self.process(job).await;
+        }
+        self.ends_settled().await;
+    }
+
+    /// Claims jobs into the intake, as many as it has room for ([`Intake::wanted`]), until
+    /// `stop`; then gives back the jobs that did not start.
+    ///
+    /// [`Intake::wanted`]: crate::intake::Intake::wanted
+    pub(crate) async fn claim_jobs(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let poll = Duration::from_millis(self.queue.poll_interval_ms.max(1));
+        while !*stop.borrow() {
+            let wanted = self.intake.wanted();
+            if wanted == 0 {
+                tokio::select! {
+                    () = self.intake.room() => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            let step = Step { end: None, claim: Some(self.claim(wanted)), now: now_ms() };
+            match self.consumer_commit().step(step).await {
+                Ok((_, jobs)) if !jobs.is_empty() => self.intake.add(jobs),
+                Ok(_) => {
                     let idle = self.idle_wait(poll).await;
                     tokio::select! {
                         () = self.wake.notified() => {}
@@ -34,15 +51,18 @@ impl Service {
                 Err(error) => {
                     // The database may be down for a while (J9): keep trying, slowly.
                     tracing::warn!("cannot claim jobs: {error}");
-                    tokio::time::sleep(poll.max(Duration::from_secs(1))).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(poll.max(Duration::from_secs(1))) => {}
+                        _ = stop.changed() => {}
+                    }
                 }
             }
         }
-        // Claimed as the stop came: back to the queue, its attempt not used up.
-        if let Some(job) = next
-            && let Err(error) = self.store.release(&job.id, job.attempt, now_ms()).await
-        {
-            tracing::warn!(job = %job.id, "cannot release a job claimed while stopping: {error}");
+        // Claimed as the stop came: back to the queue, their attempts not used up.
+        for job in self.intake.drain() {
+            if let Err(error) = self.store.release(&job.id, job.attempt, now_ms()).await {
+                tracing::warn!(job = %job.id, "cannot release a job claimed while stopping: {error}");
+            }
         }
     }
 
@@ -55,11 +75,11 @@ impl Service {
         })
     }
 
-    fn claim(&self) -> Claim {
-        Claim { owner: self.node.clone(), lease: self.lease() }
+    fn claim(&self, up_to: usize) -> Claim {
+        Claim { owner: self.node.clone(), lease: self.lease(), up_to }
     }
 
-    /// How long an idle consumer sleeps: until the earliest time a waiting job becomes due (a
+    /// How long an idle claimer sleeps: until the earliest time a waiting job becomes due (a
     /// delayed job, a retry's backoff), at most `poll`; jobs enqueued meanwhile wake it sooner
     /// (this node's at once, other nodes' by notification or at the poll).
     async fn idle_wait(&self, poll: Duration) -> Duration {
@@ -69,19 +89,16 @@ impl Service {
         }
     }
 
-    /// Runs one claimed job to its end, under its fencing token.
-    pub async fn process(&self, job: Job) {
-        self.process_then_claim(job, false).await;
-    }
-
-    /// `process`, then (when `claim_next`) the next job, claimed in the transaction that
-    /// records this one's end.
-    async fn process_then_claim(&self, job: Job, claim_next: bool) -> Option<Job> {
+    /// Runs one job taken from the intake, under its fencing token; its end is sent to the
+    /// group commit, not waited for.
+    async fn process(self: &Arc<Self>, job: Job) {
+        let started = std::time::Instant::now();
         let task = match self.task_for(&job).await {
             Ok(task) => task,
             Err(message) => {
+                self.intake.ran(started.elapsed());
                 self.report_unknown_task(&job, message).await;
-                return None;
+                return;
             }
         };
         let execution_id = ratchet_storage::new_id();
@@ -91,20 +108,21 @@ impl Service {
         let span = tracing::warn_span!(
             "run", trace_id = %trace.trace_id(), job = %job.id, attempt = job.attempt, execution = %execution_id
         );
-        let run = self.run_job(job, task, execution_id, trace, claim_next);
+        let run = self.run_job(job, task, execution_id, trace, started);
         tracing::Instrument::instrument(run, span).await
     }
 
-    /// Runs the claimed `job` as execution `execution_id` on `trace`, records it, and reports
-    /// its end (claiming the next job in the same transaction when `claim_next`).
+    /// Runs the claimed `job` (taken at `taken`) as execution `execution_id` on `trace`, and
+    /// sends its record and end to the group commit; what the commit did is reported when it
+    /// is done, while this consumer runs its next job.
     async fn run_job(
-        &self,
+        self: &Arc<Self>,
         job: Job,
         task: Arc<ratchet_core::Task>,
         execution_id: String,
         trace: TraceContext,
-        claim_next: bool,
-    ) -> Option<Job> {
+        taken: std::time::Instant,
+    ) {
         let trace_id = trace.trace_id().to_owned();
         self.track(&job, Some(&execution_id));
         self.job_changed(&job.id, &job.task, JobStatus::Running, job.attempt);
@@ -138,8 +156,9 @@ impl Service {
             secrets: self.secrets_for(&task).await,
         };
         let execution = self.kernel.run_as(identity, &task, job.input.clone(), http).await;
-        let classification = self.classify(&job.task, &execution).await;
         heartbeat.abort();
+        self.intake.ran(taken.elapsed());
+        let classification = self.classify(&job.task, &execution).await;
         self.metrics.run(&job.task, execution.outcome.is_ok(), execution.duration);
         self.emit_outcome(&job.task, Some(&job), &trace_id, &execution, &classification);
         let run = Run {
@@ -156,21 +175,36 @@ impl Service {
             Err(error) => Ended::Failed(error.to_string()),
         };
         let end = Ending { job: job.id.clone(), attempt: job.attempt, outcome, execution: Some(record) };
-        let step = Step { end: Some(end), claim: claim_next.then(|| self.claim()), now: now_ms() };
-        let reported = self.consumer_commit().step(step).await;
-        self.track(&job, None);
-        match reported {
-            Ok((status, next)) => {
-                if let Some(status) = status {
-                    self.job_changed(&job.id, &job.task, status, job.attempt);
+        let reported = self.consumer_commit().send(Step { end: Some(end), claim: None, now: now_ms() });
+        self.ends_pending.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let service = Arc::clone(self);
+        tokio::spawn(async move {
+            let reported = reported.await;
+            service.track(&job, None);
+            match reported {
+                Ok((Some(status), _)) => {
+                    service.job_changed(&job.id, &job.task, status, job.attempt);
                     log_report(&job, Ok(status));
                 }
-                next
+                Ok((None, _)) => {}
+                Err(error) => log_report(&job, Err(error)),
             }
-            Err(error) => {
-                log_report(&job, Err(error));
-                None
+            if service.ends_pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+                service.ends_settled.notify_waiters();
             }
+        });
+    }
+
+    /// Waits until every end this node's consumers sent is committed (or refused).
+    async fn ends_settled(&self) {
+        loop {
+            let settled = self.ends_settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            if self.ends_pending.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            settled.await;
         }
     }
 

@@ -4,6 +4,7 @@
 //! result under the attempt's fencing token.
 
 mod consumer;
+pub mod intake;
 pub mod job_feed;
 mod listening;
 pub mod log_relay;
@@ -309,6 +310,11 @@ pub struct Service {
     consumer_commit: std::sync::OnceLock<ratchet_storage::ConsumerCommit>,
     /// Job changes for followers ([`job_feed`]).
     feed: job_feed::Feed,
+    /// Jobs claimed and not started yet ([`intake`]).
+    intake: intake::Intake<Job>,
+    /// Ends sent to the group commit and not yet committed, and their settling.
+    ends_pending: std::sync::atomic::AtomicUsize,
+    ends_settled: Notify,
     /// The PostgreSQL channels this node listens on, and whether it hears them now.
     pub(crate) hearing: Mutex<std::collections::BTreeMap<&'static str, bool>>,
 }
@@ -319,6 +325,11 @@ impl Service {
         store.set_concurrency_limits(concurrency_limits(&registry, &queue));
         let store_for_secrets = store.clone();
         let node = format!("{}-{}", hostname(), std::process::id());
+        let workers = kernel.config().workers.count;
+        let consumers = match queue.concurrency {
+            0 => 2 * workers,
+            n => n,
+        };
         Service {
             store,
             kernel,
@@ -340,6 +351,9 @@ impl Service {
             secrets: Arc::new(secrets::Secrets::none(store_for_secrets)),
             feed: job_feed::Feed::default(),
             hearing: Mutex::new(std::collections::BTreeMap::new()),
+            intake: intake::Intake::new(consumers, workers),
+            ends_pending: std::sync::atomic::AtomicUsize::new(0),
+            ends_settled: Notify::new(),
         }
     }
 
@@ -400,7 +414,7 @@ impl Service {
         options: EnqueueOptions,
     ) -> Result<Enqueued, ServiceError> {
         let enqueued = enqueue(&self.store, &self.registry(), &self.queue, task, input, options).await?;
-        self.wake.notify_waiters();
+        self.wake.notify_one();
         if enqueued.created {
             let job = &enqueued.job;
             self.job_changed(&job.id, &job.task, job.status, job.attempt);
@@ -417,7 +431,7 @@ impl Service {
             Vec::new()
         };
         let written = enqueue_batch(&self.store, &self.registry(), &self.queue, jobs, |_| {}).await?;
-        self.wake.notify_waiters();
+        self.wake.notify_one();
         for ((id, created), task) in written.iter().zip(&tasks) {
             if *created {
                 self.job_changed(id, task, JobStatus::Queued, 0);
@@ -455,6 +469,11 @@ impl Service {
             0 => 2 * self.kernel.config().workers.count,
             n => n,
         }
+    }
+
+    /// Jobs this node has claimed and not started yet.
+    pub fn claimed_waiting(&self) -> usize {
+        self.intake.waiting()
     }
 
     fn lease(&self) -> Duration {

@@ -72,6 +72,7 @@ impl Service {
     pub fn start(self: &Arc<Self>, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
         let mut tasks: Vec<JoinHandle<()>> =
             (0..self.concurrency()).map(|_| tokio::spawn(Arc::clone(self).consume(stop.clone()))).collect();
+        tasks.push(tokio::spawn(Arc::clone(self).claim_jobs(stop.clone())));
         tasks.push(tokio::spawn(Arc::clone(self).rescue(stop.clone())));
         tasks.push(tokio::spawn(Arc::clone(self).fire_schedules(stop.clone())));
         tasks.push(tokio::spawn(Arc::clone(self).heartbeat_node(stop.clone())));
@@ -88,7 +89,7 @@ impl Service {
             match scheduler::tick(&self.store, &self.queue, now_ms()).await {
                 Ok(report) => {
                     if !report.enqueued.is_empty() {
-                        self.wake.notify_waiters();
+                        self.wake.notify_one();
                     }
                     for fired in &report.enqueued {
                         tracing::info!(schedule = %fired.schedule, fire_time = fired.at, job = %fired.job, "schedule fired");

@@ -149,7 +149,7 @@ impl Service {
                 if scope == WHOLE_QUEUE { "the whole queue".to_owned() } else { format!("task {scope}") };
             return Err(QueueError::NotFound(format!("pause of {what} (it is not paused)")));
         }
-        self.wake.notify_waiters();
+        self.wake.notify_one();
         Ok(())
     }
 

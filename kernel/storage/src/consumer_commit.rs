@@ -74,16 +74,17 @@ impl Ended {
     }
 }
 
-/// A claim of the next job for `owner`, leased for `lease`.
+/// A claim of up to `up_to` jobs for `owner`, each leased for `lease`.
 #[derive(Debug, Clone)]
 pub struct Claim {
     pub owner: String,
     pub lease: Duration,
+    pub up_to: usize,
 }
 
-/// What a step did: the ended job's new status (when it ended one) and the job it claimed.
-/// A fenced end is [`QueueError::Fenced`], and claims nothing.
-pub type Stepped = Result<(Option<JobStatus>, Option<Job>), QueueError>;
+/// What a step did: the ended job's new status (when it ended one) and the jobs it claimed,
+/// most urgent first. A fenced end is [`QueueError::Fenced`], and claims nothing.
+pub type Stepped = Result<(Option<JobStatus>, Vec<Job>), QueueError>;
 
 /// The handle consumers share. Its task ends once the last handle is dropped and every step
 /// sent before that is committed.
@@ -111,9 +112,19 @@ impl ConsumerCommit {
 
     /// Commits `step` in the next batch, and returns what it did once that batch is committed.
     pub async fn step(&self, step: Step) -> Stepped {
+        self.send(step).await
+    }
+
+    /// Queues `step` for the next batch at once; the future answers what it did once that
+    /// batch is committed. A consumer that need not wait (the end of a job it ran) goes on
+    /// with its next job meanwhile.
+    pub fn send(&self, step: Step) -> impl std::future::Future<Output = Stepped> + Send + 'static {
         let (done, result) = oneshot::channel();
-        self.queue.send(Pending { step, done }).map_err(|_| stopped())?;
-        result.await.map_err(|_| stopped())?
+        let sent = self.queue.send(Pending { step, done }).map_err(|_| stopped());
+        async move {
+            sent?;
+            result.await.map_err(|_| stopped())?
+        }
     }
 }
 
@@ -196,9 +207,9 @@ enum EndDone<'a> {
 }
 
 impl Store {
-    /// Commits one step on its own: [`Store::finish_then_claim`], or [`Store::claim`].
+    /// Commits one step on its own: [`Store::finish_then_claim`], or [`Store::claim_up_to`].
     pub async fn step(&self, step: &Step) -> Stepped {
-        let claim = step.claim.as_ref().map(|claim| (claim.owner.as_str(), claim.lease));
+        let claim = step.claim.as_ref().map(|claim| (claim.owner.as_str(), claim.lease, claim.up_to));
         match &step.end {
             Some(end) => {
                 let outcome = end.outcome.outcome();
@@ -215,8 +226,8 @@ impl Store {
                 Ok((Some(status), next))
             }
             None => match claim {
-                Some((owner, lease)) => Ok((None, self.claim(owner, lease, step.now).await?)),
-                None => Ok((None, None)),
+                Some((owner, lease, up_to)) => Ok((None, self.claim_up_to(owner, lease, step.now, up_to).await?)),
+                None => Ok((None, Vec::new())),
             },
         }
     }
@@ -259,15 +270,15 @@ impl Store {
         Ok(results)
     }
 
-    /// Claims the next job of every step that asks for one and whose end (if any) was not
-    /// fenced, with one claim per owner and lease; the most urgent job to the first step.
+    /// Claims the jobs of every step that asks for some and whose end (if any) was not
+    /// fenced, with one claim per owner and lease; the most urgent jobs to the first step.
     async fn claim_for(
         &self,
         connection: &impl ConnectionTrait,
         steps: &[Step],
         ended: &[EndDone<'_>],
-    ) -> Result<Vec<Option<Job>>, QueueError> {
-        let mut next: Vec<Option<Job>> = vec![None; steps.len()];
+    ) -> Result<Vec<Vec<Job>>, QueueError> {
+        let mut next: Vec<Vec<Job>> = vec![Vec::new(); steps.len()];
         let mut wanting: Vec<(usize, &Claim)> = steps
             .iter()
             .zip(ended)
@@ -280,9 +291,10 @@ impl Store {
             let (same, others): (Vec<_>, Vec<_>) = wanting
                 .into_iter()
                 .partition(|(_, claim)| claim.owner == first.owner && claim.lease == first.lease);
-            let jobs = self.claim_up_to_on(connection, &first.owner, first.lease, now, same.len()).await?;
-            for ((index, _), job) in same.into_iter().zip(jobs) {
-                next[index] = Some(job);
+            let wanted = same.iter().map(|(_, claim)| claim.up_to).sum();
+            let mut jobs = self.claim_up_to_on(connection, &first.owner, first.lease, now, wanted).await?.into_iter();
+            for (index, claim) in same {
+                next[index].extend(jobs.by_ref().take(claim.up_to));
             }
             wanting = others;
         }

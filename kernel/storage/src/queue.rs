@@ -353,35 +353,37 @@ impl Store {
     /// Atomically takes the most urgent runnable job for `owner`, leasing it until
     /// `now + lease`. The returned job's `attempt` is this attempt's fencing token.
     pub async fn claim(&self, owner: &str, lease: Duration, now: i64) -> Result<Option<Job>, QueueError> {
+        Ok(self.claim_up_to(owner, lease, now, 1).await?.pop())
+    }
+
+    /// [`Store::claim`] of up to `n` jobs at once, most urgent first, each leased and fenced
+    /// on its own.
+    pub async fn claim_up_to(
+        &self,
+        owner: &str,
+        lease: Duration,
+        now: i64,
+        n: usize,
+    ) -> Result<Vec<Job>, QueueError> {
         if self.concurrency_limits().is_empty() {
-            return self.claim_on(self.writer(), owner, lease, now).await;
+            return self.claim_up_to_on(self.writer(), owner, lease, now, n).await;
         }
         // The running jobs are read and the claim made in one transaction (see `limits`).
         let mut retries = 0;
         loop {
             let transaction = self.writer().begin().await?;
-            match self.claim_on(&transaction, owner, lease, now).await {
+            match self.claim_up_to_on(&transaction, owner, lease, now, n).await {
                 Err(error) if is_slot_taken(&error) && retries < SLOT_RETRIES => {
                     retries += 1;
                     transaction.rollback().await?;
                 }
                 Err(error) => return Err(error),
-                Ok(job) => {
+                Ok(jobs) => {
                     transaction.commit().await?;
-                    return Ok(job);
+                    return Ok(jobs);
                 }
             }
         }
-    }
-
-    async fn claim_on(
-        &self,
-        connection: &impl ConnectionTrait,
-        owner: &str,
-        lease: Duration,
-        now: i64,
-    ) -> Result<Option<Job>, QueueError> {
-        Ok(self.claim_up_to_on(connection, owner, lease, now, 1).await?.pop())
     }
 
     /// Claims up to `n` runnable jobs for `owner` on `connection`, most urgent first. With
@@ -528,9 +530,9 @@ impl Store {
         attempt: u32,
         outcome: Outcome<'_>,
         execution: Option<&ExecutionRecord>,
-        claim: Option<(&str, Duration)>,
+        claim: Option<(&str, Duration, usize)>,
         now: i64,
-    ) -> Result<(JobStatus, Option<Job>), QueueError> {
+    ) -> Result<(JobStatus, Vec<Job>), QueueError> {
         let (status, sql, values) = self.end_statement(id, attempt, outcome, now).await?;
         let error = match outcome {
             Outcome::Completed(_) => None,
@@ -552,7 +554,7 @@ impl Store {
                 self.insert_execution(&transaction, execution).await?;
             }
             let next = match claim {
-                Some((owner, lease)) => match self.claim_on(&transaction, owner, lease, now).await {
+                Some((owner, lease, up_to)) => match self.claim_up_to_on(&transaction, owner, lease, now, up_to).await {
                     // Another node's claim took the slot: the whole transaction again.
                     Err(error) if is_slot_taken(&error) && retries < SLOT_RETRIES => {
                         retries += 1;
@@ -561,7 +563,7 @@ impl Store {
                     }
                     next => next?,
                 },
-                None => None,
+                None => Vec::new(),
             };
             transaction.commit().await?;
             return Ok((status, next));

@@ -328,13 +328,13 @@ async fn finishing_a_job_can_claim_the_next_in_the_same_commit() {
                 1,
                 ratchet_storage::Outcome::Completed(&output),
                 None,
-                Some(("node-a", LEASE)),
+                Some(("node-a", LEASE, 1)),
                 T0 + 2,
             )
             .await
             .unwrap();
         assert_eq!(status, JobStatus::Completed, "{backend}");
-        let next = next.expect("the next job is claimed with the end of the first");
+        let [next] = <[ratchet_storage::Job; 1]>::try_from(next).expect("the next job is claimed with the end of the first");
         assert_eq!(
             (next.id.as_str(), next.attempt, next.status),
             (b.id.as_str(), 1, JobStatus::Running),
@@ -352,7 +352,7 @@ async fn finishing_a_job_can_claim_the_next_in_the_same_commit() {
                 1,
                 ratchet_storage::Outcome::Completed(&output),
                 None,
-                Some(("node-a", LEASE)),
+                Some(("node-a", LEASE, 1)),
                 T0 + 4,
             )
             .await;
@@ -413,12 +413,12 @@ async fn limits_leave_full_tasks_and_keys_aside_without_blocking_the_rest() {
                 1,
                 ratchet_storage::Outcome::Completed(&output),
                 None,
-                Some(("node", LEASE)),
+                Some(("node", LEASE, 1)),
                 T0 + 3,
             )
             .await
             .unwrap();
-        assert_eq!(next.map(|j| j.id), Some(serial[1].clone()), "{backend}: the most urgent job runs next");
+        assert_eq!(ids(next), vec![serial[1].clone()], "{backend}: the most urgent job runs next");
         assert_eq!(
             store.claim("node", LEASE, T0 + 3).await.unwrap().map(|j| j.id),
             Some(a[1].clone()),
@@ -503,7 +503,15 @@ fn end(id: &str, attempt: u32, outcome: Ended, execution_id: &str) -> Ending {
 }
 
 fn claim_as(owner: &str) -> Option<Claim> {
-    Some(Claim { owner: owner.into(), lease: LEASE })
+    claim_n(owner, 1)
+}
+
+fn claim_n(owner: &str, up_to: usize) -> Option<Claim> {
+    Some(Claim { owner: owner.into(), lease: LEASE, up_to })
+}
+
+fn ids(jobs: Vec<ratchet_storage::Job>) -> Vec<String> {
+    jobs.into_iter().map(|job| job.id).collect()
 }
 
 /// docs/reliability.md J19: consumers' steps committed in one transaction do what each would
@@ -535,7 +543,7 @@ async fn steps_committed_together_end_fence_and_claim_as_each_would_alone() {
         let summary: Vec<_> = results
             .iter()
             .map(|result| match result {
-                Ok((status, next)) => Ok((*status, next.as_ref().map(|job| job.id.clone()))),
+                Ok((status, next)) => Ok((*status, ids(next.clone()))),
                 Err(QueueError::Fenced { .. }) => Err("fenced"),
                 Err(error) => panic!("{backend}: {error}"),
             })
@@ -543,11 +551,11 @@ async fn steps_committed_together_end_fence_and_claim_as_each_would_alone() {
         assert_eq!(
             summary,
             vec![
-                Ok((Some(JobStatus::Completed), Some(high.clone()))),
-                Ok((Some(JobStatus::Retrying), None)),
+                Ok((Some(JobStatus::Completed), vec![high.clone()])),
+                Ok((Some(JobStatus::Retrying), vec![])),
                 Err("fenced"),
-                Ok((None, Some(middle.clone()))),
-                Ok((Some(JobStatus::Completed), Some(low.clone()))),
+                Ok((None, vec![middle.clone()])),
+                Ok((Some(JobStatus::Completed), vec![low.clone()])),
             ],
             "{backend}"
         );
@@ -589,12 +597,40 @@ async fn steps_committed_together_claim_no_more_than_the_limits_allow() {
             (0..4).map(|_| Step { end: None, claim: claim_as("node"), now: T0 + 1 }).collect();
         let results = store.steps_together(&steps).await.unwrap();
         let claimed: Vec<_> =
-            results.into_iter().map(|result| result.unwrap().1.map(|job| job.task)).collect();
+            results.into_iter().map(|result| result.unwrap().1.pop().map(|job| job.task)).collect();
         assert_eq!(
             claimed,
             vec![Some("serial".into()), Some("serial".into()), Some("free".into()), None],
             "{backend}: {free}"
         );
+    })
+    .await;
+}
+
+/// docs/reliability.md J19: one claim of several jobs (a node's intake) takes them most urgent
+/// first, each leased and fenced on its own, within the concurrency limits, and leaves the rest
+/// to other nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_of_several_jobs_takes_the_most_urgent_within_the_limits() {
+    on_each_backend(|store, backend| async move {
+        store.set_concurrency_limits(limits(&[("serial", Some(1), None)]));
+        let serial = futures_ids(&store, (0..3).map(|_| NewJob { priority: 9, ..job("serial") })).await;
+        let low = store.enqueue(job("low"), T0).await.unwrap().job.id;
+        let high = store.enqueue(NewJob { priority: 5, ..job("high") }, T0).await.unwrap().job.id;
+        let spare = store.enqueue(NewJob { priority: -1, ..job("spare") }, T0).await.unwrap().job.id;
+        let step = Step { end: None, claim: claim_n("node-a", 3), now: T0 + 1 };
+        let (_, claimed) = store.step(&step).await.unwrap();
+        assert_eq!(ids(claimed.clone()), vec![serial[0].clone(), high, low], "{backend}");
+        for job in &claimed {
+            assert_eq!((job.attempt, job.status), (1, JobStatus::Running), "{backend}");
+            assert_eq!(
+                (job.lease_owner.as_deref(), job.lease_expires_at),
+                (Some("node-a"), Some(T0 + 1 + 30_000)),
+                "{backend}"
+            );
+        }
+        let other = store.claim_up_to("node-b", LEASE, T0 + 1, 10).await.unwrap();
+        assert_eq!(ids(other), vec![spare], "{backend}: another node gets the rest, the limit still held");
     })
     .await;
 }
@@ -625,7 +661,7 @@ async fn consumers_sharing_a_group_commit_run_every_job_once_within_the_limits()
                     let mut step = Step { end: None, claim: claim_as("node"), now: T0 + 1 };
                     loop {
                         let (_, next) = commit.step(step).await.expect("a step commits");
-                        let Some(job) = next else { return ran };
+                        let Some(job) = next.into_iter().next() else { return ran };
                         if job.task == "limited" {
                             let now_held = held.fetch_add(1, Ordering::SeqCst) + 1;
                             most.fetch_max(now_held, Ordering::SeqCst);

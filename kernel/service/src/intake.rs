@@ -1,0 +1,193 @@
+//! The jobs a node has claimed and not started yet, and how many more it may claim.
+//!
+//! One claimer per node takes jobs from the queue in batches (one statement for many, riding in
+//! the same group commit as the consumers' ends) and puts them here; consumers take them one at
+//! a time and run them. A consumer that ends a job sends its end to the group commit and takes
+//! its next job at once, so a worker never waits for a commit.
+//!
+//! What a node holds (running here plus waiting here) is bounded: one job per consumer, plus,
+//! for short jobs, what its workers start within [`HORIZON`] judged by recent run times (at
+//! most [`MOST_AHEAD_PER_WORKER`] per worker). Jobs that take seconds are claimed one per
+//! consumer, as before, so a node never holds more than it starts well within a lease, and
+//! other nodes get the rest.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+/// How far ahead a node claims: the jobs its workers start within this time, at recent run
+/// times.
+pub const HORIZON: Duration = Duration::from_millis(100);
+/// Most jobs a node claims ahead per worker, however short its jobs.
+pub const MOST_AHEAD_PER_WORKER: usize = 16;
+
+/// The waiting jobs (`J`: a [`ratchet_storage::Job`]) and the bookkeeping of how many to hold.
+pub(crate) struct Intake<J> {
+    state: Mutex<State<J>>,
+    /// Jobs arrived.
+    arrived: Notify,
+    /// A run ended: there may be room to claim more.
+    room: Notify,
+    /// Mean run time of recent jobs, in microseconds; 0 before the first.
+    mean_run_us: AtomicU64,
+    consumers: usize,
+    workers: usize,
+}
+
+struct State<J> {
+    waiting: VecDeque<J>,
+    running: usize,
+}
+
+impl<J> Intake<J> {
+    pub(crate) fn new(consumers: usize, workers: usize) -> Intake<J> {
+        Intake {
+            state: Mutex::new(State { waiting: VecDeque::new(), running: 0 }),
+            arrived: Notify::new(),
+            room: Notify::new(),
+            mean_run_us: AtomicU64::new(0),
+            consumers: consumers.max(1),
+            workers: workers.max(1),
+        }
+    }
+
+    /// Most jobs the node should hold now: one per consumer, plus what its workers start
+    /// within [`HORIZON`] at recent run times.
+    pub(crate) fn target(&self) -> usize {
+        let mean = self.mean_run_us.load(Ordering::Relaxed);
+        let ahead = match mean {
+            0 => 0,
+            mean => {
+                let startable = self.workers as u128 * HORIZON.as_micros() / u128::from(mean);
+                usize::try_from(startable).unwrap_or(usize::MAX).min(MOST_AHEAD_PER_WORKER * self.workers)
+            }
+        };
+        self.consumers + ahead
+    }
+
+    /// How many jobs to claim now; 0 while the node holds enough. Claims wait until a quarter
+    /// of the target is free (so each claims several), unless no job waits.
+    pub(crate) fn wanted(&self) -> usize {
+        let target = self.target();
+        let Ok(state) = self.state.lock() else { return 0 };
+        let free = target.saturating_sub(state.waiting.len() + state.running);
+        if state.waiting.is_empty() || free >= (target / 4).max(1) { free } else { 0 }
+    }
+
+    /// Jobs claimed, most urgent first.
+    pub(crate) fn add(&self, jobs: Vec<J>) {
+        if jobs.is_empty() {
+            return;
+        }
+        if let Ok(mut state) = self.state.lock() {
+            state.waiting.extend(jobs);
+        }
+        self.arrived.notify_waiters();
+    }
+
+    /// The next job, once there is one; counted as running until [`Intake::ran`]. Cancel-safe:
+    /// a job is taken only when this returns.
+    pub(crate) async fn take(&self) -> J {
+        loop {
+            let arrived = self.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            if let Some(job) = self.pop() {
+                return job;
+            }
+            arrived.await;
+        }
+    }
+
+    fn pop(&self) -> Option<J> {
+        let mut state = self.state.lock().ok()?;
+        let job = state.waiting.pop_front()?;
+        state.running += 1;
+        Some(job)
+    }
+
+    /// A run taken with [`Intake::take`] ended after `took`.
+    pub(crate) fn ran(&self, took: Duration) {
+        if let Ok(mut state) = self.state.lock() {
+            state.running = state.running.saturating_sub(1);
+        }
+        let took = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
+        // A moving mean of about the last eight runs.
+        let _ = self.mean_run_us.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |mean| {
+            Some(if mean == 0 { took } else { (mean * 7 + took) / 8 })
+        });
+        self.room.notify_one();
+    }
+
+    /// Waits until a run ends.
+    pub(crate) async fn room(&self) {
+        self.room.notified().await;
+    }
+
+    /// Every job still waiting, taken out (the node stops: they go back to the queue).
+    pub(crate) fn drain(&self) -> Vec<J> {
+        self.state.lock().map(|mut state| state.waiting.drain(..).collect()).unwrap_or_default()
+    }
+
+    /// Jobs waiting to start.
+    pub(crate) fn waiting(&self) -> usize {
+        self.state.lock().map(|state| state.waiting.len()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_claims_ahead_only_for_short_jobs_and_never_past_the_bound() {
+        let intake = Intake::<u32>::new(4, 2);
+        assert_eq!((intake.target(), intake.wanted()), (4, 4), "before any run: one per consumer");
+        intake.ran(Duration::from_secs(5));
+        assert_eq!(intake.target(), 4, "jobs of seconds: nothing ahead");
+        for _ in 0..64 {
+            intake.ran(Duration::from_micros(300));
+        }
+        assert_eq!(intake.target(), 4 + 32, "short jobs: at most 16 ahead per worker");
+        for _ in 0..64 {
+            intake.ran(Duration::from_millis(20));
+        }
+        assert_eq!(intake.target(), 4 + 10, "20 ms jobs: what two workers start in 100 ms");
+    }
+
+    #[tokio::test]
+    async fn claims_come_in_batches_and_what_a_node_holds_stays_within_its_target() {
+        let intake = Intake::<u32>::new(4, 2);
+        for _ in 0..64 {
+            intake.ran(Duration::from_micros(300));
+        }
+        assert_eq!(intake.wanted(), 36, "nothing held: claim the whole target");
+        intake.add((1..=30).collect());
+        assert_eq!(intake.wanted(), 0, "6 free of 36 is not worth a claim while jobs wait");
+        let taken = [intake.take().await, intake.take().await, intake.take().await, intake.take().await];
+        assert_eq!(taken, [1, 2, 3, 4], "in the order claimed");
+        assert_eq!(intake.wanted(), 0, "taking a job does not free a place: it runs");
+        for _ in 0..3 {
+            intake.ran(Duration::from_micros(300));
+        }
+        assert_eq!(intake.wanted(), 9, "three runs ended: a quarter of the target is free");
+        assert_eq!(intake.drain(), (5..=30).collect::<Vec<_>>(), "stopping gives back what waits");
+        assert_eq!((intake.waiting(), intake.wanted()), (0, 35), "one still runs");
+    }
+
+    #[tokio::test]
+    async fn a_consumer_waiting_for_a_job_gets_the_next_one_claimed() {
+        let intake = std::sync::Arc::new(Intake::<u32>::new(1, 1));
+        let waiting = tokio::spawn({
+            let intake = std::sync::Arc::clone(&intake);
+            async move { intake.take().await }
+        });
+        tokio::task::yield_now().await;
+        intake.add(vec![7]);
+        let taken = tokio::time::timeout(Duration::from_secs(30), waiting).await;
+        assert_eq!(taken.ok().and_then(Result::ok), Some(7));
+    }
+}
