@@ -490,8 +490,9 @@ impl Default for StorageConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
-    /// Jobs this node holds at once; 0 means two per worker (`2 * workers.count`), so a worker
-    /// never waits while the node records one job and claims the next.
+    /// Consumers: jobs this node runs or hands to its workers at once; 0 means two per worker
+    /// (`2 * workers.count`). For short jobs the node also claims ahead what its workers start
+    /// within 100 ms (at most 16 per worker).
     pub concurrency: usize,
     /// Seconds a claimed job is leased for; renewed by heartbeat every third of it.
     pub lease_secs: f64,

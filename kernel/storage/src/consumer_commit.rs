@@ -1,21 +1,20 @@
-//! Group commit of a node's consumers: the ends of the jobs they ran and their claims of the
-//! next ones, in one transaction.
+//! Group commit of a node's queue writes: the ends of the jobs its consumers ran and its
+//! claims of more, in one transaction.
 //!
-//! A consumer that ends a job records the attempt's end and its execution and claims its next
-//! job in one transaction ([`Store::finish_then_claim`]). With several consumers per node those
-//! transactions ran one after another on SQLite (one writer) and side by side on PostgreSQL,
-//! each with its own `BEGIN`, pause read, claim and `COMMIT`: the queue, not the workers, set
-//! the pace. Here the steps waiting when the writer becomes free are committed together: one
-//! fenced `UPDATE` per ended job, one insert for all their attempts and one for all their
-//! executions, then one claim of as many jobs as the consumers asked for. Nothing waits for a
-//! batch to fill: a lone step is committed alone, exactly as before, and under load a batch
-//! holds at most one step per consumer.
+//! Committed one by one, each end (the attempt's end and its execution) and each claim paid its
+//! own `BEGIN`, pause read, claim and `COMMIT`, one after another on SQLite (one writer): the
+//! queue, not the workers, set the pace. Here the steps waiting when the writer becomes free
+//! are committed together: one fenced `UPDATE` per ended job, one insert for all their
+//! attempts and one for all their executions, then one claim of as many jobs as the steps ask
+//! for ([`Claim::up_to`]). Nothing waits for a batch to fill: a lone step is committed alone,
+//! and under load a batch holds every end sent meanwhile (a consumer sends its end with
+//! [`ConsumerCommit::send`] and runs its next job while the end commits).
 //!
 //! The guarantees are the single path's. Each end is fenced by its attempt: a fenced end
-//! changes nothing about its job (its execution is still recorded) and its consumer claims
-//! nothing. A batch claims at most one job per consumer that asked, each leased and fenced
-//! like any claim, so a node never holds more jobs than it has consumers, and other nodes
-//! claim the rest. When the batch's transaction fails (another node's claim took a concurrency
+//! changes nothing about its job (its execution is still recorded) and its step claims
+//! nothing. A claim takes at most what its step asks for, each job leased and fenced like any
+//! claim; how many a node asks for is bounded by its intake (`ratchet-service`'s `intake`),
+//! and other nodes claim the rest. When the batch's transaction fails (another node's claim took a concurrency
 //! slot, a PostgreSQL deadlock with a lease rescue, a bad record) every step is committed again
 //! on its own, so that one step cannot fail the others. On PostgreSQL up to
 //! [`PARALLEL_ON_POSTGRES`] batches commit at once; on SQLite, one.
@@ -34,10 +33,11 @@ use super::{ExecutionRecord, Store};
 const MAX_BATCH: usize = 64;
 
 /// Batches committed at once on PostgreSQL, each on its own pooled connection: PostgreSQL
-/// shares WAL flushes between concurrent commits, and one batch at a time left the node
-/// waiting on one flush after another (measured over REST, 2,000 jobs, one node: 298 jobs/s
-/// one at a time). SQLite has one writer: one batch at a time.
-const PARALLEL_ON_POSTGRES: usize = 4;
+/// shares WAL flushes between concurrent commits. When consumers waited for their commits, one
+/// batch at a time left the node waiting on one flush after another (298 jobs/s over REST,
+/// 2,000 jobs, one node); now that they do not, fewer and larger batches cost less. SQLite has
+/// one writer: one batch at a time.
+const PARALLEL_ON_POSTGRES: usize = 2;
 
 /// What a consumer asks of the queue: to end the job it ran, to claim its next job, or both.
 #[derive(Debug, Clone)]
@@ -226,7 +226,9 @@ impl Store {
                 Ok((Some(status), next))
             }
             None => match claim {
-                Some((owner, lease, up_to)) => Ok((None, self.claim_up_to(owner, lease, step.now, up_to).await?)),
+                Some((owner, lease, up_to)) => {
+                    Ok((None, self.claim_up_to(owner, lease, step.now, up_to).await?))
+                }
                 None => Ok((None, Vec::new())),
             },
         }
@@ -292,7 +294,8 @@ impl Store {
                 .into_iter()
                 .partition(|(_, claim)| claim.owner == first.owner && claim.lease == first.lease);
             let wanted = same.iter().map(|(_, claim)| claim.up_to).sum();
-            let mut jobs = self.claim_up_to_on(connection, &first.owner, first.lease, now, wanted).await?.into_iter();
+            let mut jobs =
+                self.claim_up_to_on(connection, &first.owner, first.lease, now, wanted).await?.into_iter();
             for (index, claim) in same {
                 next[index].extend(jobs.by_ref().take(claim.up_to));
             }

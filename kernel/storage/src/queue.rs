@@ -554,15 +554,17 @@ impl Store {
                 self.insert_execution(&transaction, execution).await?;
             }
             let next = match claim {
-                Some((owner, lease, up_to)) => match self.claim_up_to_on(&transaction, owner, lease, now, up_to).await {
-                    // Another node's claim took the slot: the whole transaction again.
-                    Err(error) if is_slot_taken(&error) && retries < SLOT_RETRIES => {
-                        retries += 1;
-                        transaction.rollback().await?;
-                        continue;
+                Some((owner, lease, up_to)) => {
+                    match self.claim_up_to_on(&transaction, owner, lease, now, up_to).await {
+                        // Another node's claim took the slot: the whole transaction again.
+                        Err(error) if is_slot_taken(&error) && retries < SLOT_RETRIES => {
+                            retries += 1;
+                            transaction.rollback().await?;
+                            continue;
+                        }
+                        next => next?,
                     }
-                    next => next?,
-                },
+                }
                 None => Vec::new(),
             };
             transaction.commit().await?;

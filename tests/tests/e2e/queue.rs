@@ -334,7 +334,8 @@ async fn finishing_a_job_can_claim_the_next_in_the_same_commit() {
             .await
             .unwrap();
         assert_eq!(status, JobStatus::Completed, "{backend}");
-        let [next] = <[ratchet_storage::Job; 1]>::try_from(next).expect("the next job is claimed with the end of the first");
+        let [next] = <[ratchet_storage::Job; 1]>::try_from(next)
+            .expect("the next job is claimed with the end of the first");
         assert_eq!(
             (next.id.as_str(), next.attempt, next.status),
             (b.id.as_str(), 1, JobStatus::Running),
