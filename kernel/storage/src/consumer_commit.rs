@@ -19,6 +19,7 @@
 //! on its own, so that one step cannot fail the others. On PostgreSQL up to
 //! [`PARALLEL_ON_POSTGRES`] batches commit at once; on SQLite, one.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -242,14 +243,30 @@ impl Store {
         let mut ended: Vec<EndDone<'_>> = Vec::with_capacity(steps.len());
         let mut attempts = Vec::new();
         let mut executions = Vec::new();
+        let completed: Vec<(&Ending, &Value, i64)> = steps
+            .iter()
+            .filter_map(|step| match step.end.as_ref() {
+                Some(end @ Ending { outcome: Ended::Completed(output), .. }) => Some((end, output, step.now)),
+                _ => None,
+            })
+            .collect();
+        let completed = self.complete_together(&transaction, &completed).await?;
         for step in steps {
             let Some(end) = &step.end else {
                 ended.push(EndDone::NoEnd);
                 continue;
             };
-            let outcome = end.outcome.outcome();
-            let (status, sql, values) = self.end_statement(&end.job, end.attempt, outcome, step.now).await?;
-            let owned = transaction.execute_raw(self.statement(sql, values)).await?.rows_affected() == 1;
+            let (status, owned) = match &end.outcome {
+                Ended::Completed(_) => {
+                    (JobStatus::Completed, completed.contains(&(end.job.as_str(), end.attempt)))
+                }
+                Ended::Failed(_) => {
+                    let outcome = end.outcome.outcome();
+                    let (status, sql, values) =
+                        self.end_statement(&end.job, end.attempt, outcome, step.now).await?;
+                    (status, transaction.execute_raw(self.statement(sql, values)).await?.rows_affected() == 1)
+                }
+            };
             if owned {
                 attempts.push((end, step.now));
             }
@@ -302,6 +319,46 @@ impl Store {
             wanting = others;
         }
         Ok(next)
+    }
+
+    /// Completes the jobs of `ends` (each with its output, at its time) in one statement per
+    /// [`MAX_BATCH`], each fenced by its attempt; returns the ends that owned their job (the
+    /// others changed nothing).
+    async fn complete_together<'a>(
+        &self,
+        connection: &impl ConnectionTrait,
+        ends: &[(&'a Ending, &Value, i64)],
+    ) -> Result<HashSet<(&'a str, u32)>, QueueError> {
+        let mut owned = HashSet::with_capacity(ends.len());
+        for chunk in ends.chunks(MAX_BATCH) {
+            let rows = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "WITH ended (job_id, job_attempt, job_output, ended_at) AS (VALUES {rows}) \
+                 UPDATE jobs SET status = 'completed', output = ended.job_output, lease_owner = NULL, \
+                 lease_expires_at = NULL, updated_at = ended.ended_at FROM ended \
+                 WHERE jobs.id = ended.job_id AND jobs.attempt = ended.job_attempt AND jobs.status = 'running' \
+                 RETURNING id, attempt"
+            );
+            let mut values: Vec<SqlValue> = Vec::with_capacity(chunk.len() * 4);
+            for (end, output, now) in chunk {
+                values.extend([
+                    end.job.clone().into(),
+                    i64::from(end.attempt).into(),
+                    output.to_string().into(),
+                    (*now).into(),
+                ]);
+            }
+            for row in connection.query_all_raw(self.statement(&sql, values)).await? {
+                let (id, attempt) = (row.try_get::<String>("", "id")?, super::row::int(&row, "attempt")?);
+                // The end's own strings, so the answer borrows from the steps.
+                if let Some((end, _, _)) =
+                    chunk.iter().find(|(end, _, _)| end.job == id && i64::from(end.attempt) == attempt)
+                {
+                    owned.insert((end.job.as_str(), end.attempt));
+                }
+            }
+        }
+        Ok(owned)
     }
 
     /// Records the ends of `attempts` (each at its time) in one statement.

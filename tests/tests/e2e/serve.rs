@@ -209,7 +209,7 @@ fn kill_9_case(root: &Path, storage: &[&str]) {
     tasks_dir(root);
     let env = [("RATCHET_QUEUE__LEASE_SECS", "2"), ("RATCHET_WORKERS__COUNT", "2")];
     // Enqueue through the library (500 CLI processes would only test process start-up).
-    enqueue_many(storage, &root.join("tasks"), JOBS);
+    enqueue_many(storage, &root.join("tasks"), JOBS, 20);
     let completed = || {
         cli_on(root, storage, &["jobs", "list", "--status", "completed", "--limit", "1"])["total"]
             .as_u64()
@@ -302,6 +302,52 @@ fn sigterm_case(root: &Path, storage: &[&str]) {
             assert_eq!(job["attempts"][0]["outcome"], "released", "{job:#}");
             assert_eq!(job["max_attempts"], 4, "a released attempt does not use up the budget");
         }
+    }
+}
+
+#[test]
+fn sigterm_mid_drain_gives_back_the_jobs_claimed_ahead() {
+    on_sqlite(drain_stop_case);
+}
+
+#[test]
+fn sigterm_mid_drain_on_postgres_gives_back_the_jobs_claimed_ahead() {
+    on_postgres(drain_stop_case);
+}
+
+/// docs/reliability.md J8: a node stopped in the middle of a drain of short jobs (for which it
+/// claims ahead) gives back every job it claimed and did not start: none stays leased to it
+/// until its lease expires, and a restart completes every job exactly once.
+fn drain_stop_case(root: &Path, storage: &[&str]) {
+    const JOBS: usize = 300;
+    tasks_dir(root);
+    let env = [("RATCHET_WORKERS__COUNT", "2")];
+    enqueue_many(storage, &root.join("tasks"), JOBS, 20);
+    let count = |status: &str| {
+        cli_on(root, storage, &["jobs", "list", "--status", status, "--limit", "1"])["total"]
+            .as_u64()
+            .map_or(0, |n| n as usize)
+    };
+    let node = Node::start_with(root, storage, &env);
+    wait_until("some jobs to complete", Duration::from_secs(60), || count("completed") >= 30);
+    node.signal(nix::sys::signal::Signal::SIGTERM);
+    let (code, stderr) = node.wait(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(count("running"), 0, "the stopped node still holds jobs; its log:\n{stderr}");
+    assert!(count("completed") < JOBS, "the node finished everything before the stop; make the jobs slower");
+
+    let node = Node::start_with(root, storage, &env);
+    wait_until("every job to finish", Duration::from_secs(120), || count("completed") == JOBS);
+    node.signal(nix::sys::signal::Signal::SIGTERM);
+    let (code, stderr) = node.wait(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{stderr}");
+    let jobs = cli_on(root, storage, &["jobs", "list", "--all"]);
+    for job in jobs["items"].as_array().unwrap().iter().filter(|j| j["attempt"].as_u64() > Some(1)) {
+        let shown = cli_on(root, storage, &["jobs", "show", job["id"].as_str().unwrap()]);
+        let outcomes: Vec<&str> =
+            shown["attempts"].as_array().unwrap().iter().map(|a| a["outcome"].as_str().unwrap()).collect();
+        assert_eq!(outcomes.iter().filter(|o| **o == "completed").count(), 1, "{outcomes:?}");
+        assert!(outcomes.iter().all(|o| ["released", "completed"].contains(o)), "{outcomes:?}");
     }
 }
 
@@ -426,7 +472,7 @@ fn the_server_survives_an_unreachable_database_and_loses_no_queued_work() {
 }
 
 /// Enqueues `count` short jobs through the library into the database `storage` names.
-fn enqueue_many(storage: &[&str], tasks: &Path, count: usize) {
+fn enqueue_many(storage: &[&str], tasks: &Path, count: usize, ms: u64) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let config = ratchet_core::Config::default();
@@ -437,7 +483,7 @@ fn enqueue_many(storage: &[&str], tasks: &Path, count: usize) {
         };
         let (registry, _) = ratchet_service::TaskRegistry::load(&[tasks.to_owned()], &config.limits).unwrap();
         for n in 0..count {
-            let input = json!({"n": n, "ms": 20});
+            let input = json!({"n": n, "ms": ms});
             ratchet_service::enqueue(&store, &registry, &config.queue, "sleepy", input, Default::default())
                 .await
                 .unwrap();
