@@ -28,18 +28,23 @@ impl Service {
     /// [`Intake::wanted`]: crate::intake::Intake::wanted
     pub(crate) async fn claim_jobs(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let poll = Duration::from_millis(self.queue.poll_interval_ms.max(1));
+        // Well within a lease, so that a job given back was never rescued meanwhile.
+        let stale = crate::intake::STALE_AFTER.min(self.lease() / 4);
         while !*stop.borrow() {
+            self.give_back_stale(stale).await;
             let wanted = self.intake.wanted();
             if wanted == 0 {
                 tokio::select! {
                     () = self.intake.room() => {}
+                    () = tokio::time::sleep(stale / 2) => {}
                     _ = stop.changed() => {}
                 }
                 continue;
             }
+            let claimed_at = std::time::Instant::now();
             let step = Step { end: None, claim: Some(self.claim(wanted)), now: now_ms() };
             match self.consumer_commit().step(step).await {
-                Ok((_, jobs)) if !jobs.is_empty() => self.intake.add(jobs),
+                Ok((_, jobs)) if !jobs.is_empty() => self.intake.add(jobs, claimed_at),
                 Ok(_) => {
                     let idle = self.idle_wait(poll).await;
                     tokio::select! {
@@ -62,6 +67,25 @@ impl Service {
         for job in self.intake.drain() {
             if let Err(error) = self.store.release(&job.id, job.attempt, now_ms()).await {
                 tracing::warn!(job = %job.id, "cannot release a job claimed while stopping: {error}");
+            }
+        }
+    }
+
+    /// Gives back to the queue the jobs that waited over `limit` for a worker here (runs take
+    /// longer than recent ones did), so that any node may run them.
+    async fn give_back_stale(&self, limit: Duration) {
+        let stale = self.intake.take_stale(std::time::Instant::now(), limit);
+        if stale.is_empty() {
+            return;
+        }
+        tracing::info!(
+            "giving back {} job(s) claimed ahead that waited over {limit:?} for a worker (runs now take longer)",
+            stale.len()
+        );
+        for job in stale {
+            let why = "given back: it waited too long for a worker on a node that had claimed it ahead";
+            if let Err(error) = self.store.release_because(&job.id, job.attempt, why, now_ms()).await {
+                tracing::warn!(job = %job.id, "cannot give back a job claimed ahead: {error}");
             }
         }
     }

@@ -9,12 +9,14 @@
 //! for short jobs, what its workers start within [`HORIZON`] judged by recent run times (at
 //! most [`MOST_AHEAD_PER_WORKER`] per worker). Jobs that take seconds are claimed one per
 //! consumer, as before, so a node never holds more than it starts well within a lease, and
-//! other nodes get the rest.
+//! other nodes get the rest. Recent run times can mislead (short jobs, then long ones): a job
+//! that waits here longer than it should ([`Intake::take_stale`]) goes back to the queue, for
+//! any node to run, and the node stops claiming ahead until its runs are short again.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -23,6 +25,9 @@ use tokio::sync::Notify;
 pub const HORIZON: Duration = Duration::from_millis(100);
 /// Most jobs a node claims ahead per worker, however short its jobs.
 pub const MOST_AHEAD_PER_WORKER: usize = 16;
+/// How long a claimed job may wait here for a worker before it goes back to the queue (at most
+/// a quarter of the lease).
+pub const STALE_AFTER: Duration = Duration::from_secs(1);
 
 /// The waiting jobs (`J`: a [`ratchet_storage::Job`]) and the bookkeeping of how many to hold.
 pub(crate) struct Intake<J> {
@@ -38,7 +43,8 @@ pub(crate) struct Intake<J> {
 }
 
 struct State<J> {
-    waiting: VecDeque<J>,
+    /// Each job with when it was claimed.
+    waiting: VecDeque<(J, Instant)>,
     running: usize,
 }
 
@@ -77,15 +83,37 @@ impl<J> Intake<J> {
         if state.waiting.is_empty() || free >= (target / 4).max(1) { free } else { 0 }
     }
 
-    /// Jobs claimed, most urgent first.
-    pub(crate) fn add(&self, jobs: Vec<J>) {
+    /// Jobs claimed at `now`, most urgent first.
+    pub(crate) fn add(&self, jobs: Vec<J>, now: Instant) {
         if jobs.is_empty() {
             return;
         }
         if let Ok(mut state) = self.state.lock() {
-            state.waiting.extend(jobs);
+            state.waiting.extend(jobs.into_iter().map(|job| (job, now)));
         }
         self.arrived.notify_waiters();
+    }
+
+    /// The jobs that have waited longer than `limit` at `now`, taken out to go back to the
+    /// queue. Runs took longer than the recent ones: until they are short again (the mean of
+    /// recent runs falls below [`HORIZON`]), the node claims nothing ahead.
+    pub(crate) fn take_stale(&self, now: Instant, limit: Duration) -> Vec<J> {
+        let Ok(mut state) = self.state.lock() else { return Vec::new() };
+        // Claimed in order, so the oldest are first.
+        let mut stale = Vec::new();
+        while state
+            .waiting
+            .front()
+            .is_some_and(|(_, claimed)| now.saturating_duration_since(*claimed) > limit)
+        {
+            stale.extend(state.waiting.pop_front().map(|(job, _)| job));
+        }
+        if !stale.is_empty() {
+            let slow = u64::try_from(limit.max(HORIZON).as_micros()).unwrap_or(u64::MAX);
+            let workers = self.workers as u64;
+            self.mean_run_us.fetch_max(slow.saturating_mul(workers), Ordering::Relaxed);
+        }
+        stale
     }
 
     /// The next job, once there is one; counted as running until [`Intake::ran`]. Cancel-safe:
@@ -104,7 +132,7 @@ impl<J> Intake<J> {
 
     fn pop(&self) -> Option<J> {
         let mut state = self.state.lock().ok()?;
-        let job = state.waiting.pop_front()?;
+        let (job, _) = state.waiting.pop_front()?;
         state.running += 1;
         Some(job)
     }
@@ -129,7 +157,10 @@ impl<J> Intake<J> {
 
     /// Every job still waiting, taken out (the node stops: they go back to the queue).
     pub(crate) fn drain(&self) -> Vec<J> {
-        self.state.lock().map(|mut state| state.waiting.drain(..).collect()).unwrap_or_default()
+        self.state
+            .lock()
+            .map(|mut state| state.waiting.drain(..).map(|(job, _)| job).collect())
+            .unwrap_or_default()
     }
 
     /// Jobs waiting to start.
@@ -165,7 +196,7 @@ mod tests {
             intake.ran(Duration::from_micros(300));
         }
         assert_eq!(intake.wanted(), 36, "nothing held: claim the whole target");
-        intake.add((1..=30).collect());
+        intake.add((1..=30).collect(), Instant::now());
         assert_eq!(intake.wanted(), 0, "6 free of 36 is not worth a claim while jobs wait");
         let taken = [intake.take().await, intake.take().await, intake.take().await, intake.take().await];
         assert_eq!(taken, [1, 2, 3, 4], "in the order claimed");
@@ -179,6 +210,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn jobs_that_wait_too_long_go_back_and_the_node_stops_claiming_ahead() {
+        let intake = Intake::<u32>::new(4, 2);
+        for _ in 0..64 {
+            intake.ran(Duration::from_micros(300));
+        }
+        assert_eq!(intake.target(), 36, "short runs: claims ahead");
+        let start = Instant::now();
+        intake.add(vec![1, 2], start);
+        intake.add(vec![3], start + Duration::from_millis(900));
+        let limit = Duration::from_secs(1);
+        assert!(intake.take_stale(start + limit, limit).is_empty(), "none has waited over the limit yet");
+        assert_eq!(intake.target(), 36);
+        let stale = intake.take_stale(start + Duration::from_millis(1_500), limit);
+        assert_eq!((stale, intake.waiting()), (vec![1, 2], 1), "the two oldest go back; the third stays");
+        assert_eq!(intake.target(), 4, "runs are long now: one job per consumer, nothing ahead");
+        assert_eq!(intake.take().await, 3);
+        for _ in 0..64 {
+            intake.ran(Duration::from_micros(300));
+        }
+        assert_eq!(intake.target(), 36, "short runs again: claims ahead again");
+    }
+
+    #[tokio::test]
     async fn a_consumer_waiting_for_a_job_gets_the_next_one_claimed() {
         let intake = std::sync::Arc::new(Intake::<u32>::new(1, 1));
         let waiting = tokio::spawn({
@@ -186,7 +240,7 @@ mod tests {
             async move { intake.take().await }
         });
         tokio::task::yield_now().await;
-        intake.add(vec![7]);
+        intake.add(vec![7], Instant::now());
         let taken = tokio::time::timeout(Duration::from_secs(30), waiting).await;
         assert_eq!(taken.ok().and_then(Result::ok), Some(7));
     }

@@ -633,6 +633,17 @@ impl Store {
     /// up an attempt: `max_attempts` grows by one, while `attempt` stays monotonic as the
     /// fencing token. Fenced like [`Store::complete`].
     pub async fn release(&self, id: &str, attempt: u32, now: i64) -> Result<(), QueueError> {
+        self.release_because(id, attempt, "released by a draining node", now).await
+    }
+
+    /// [`Store::release`], with `why` recorded as the attempt's error.
+    pub async fn release_because(
+        &self,
+        id: &str,
+        attempt: u32,
+        why: &str,
+        now: i64,
+    ) -> Result<(), QueueError> {
         let transaction = self.writer().begin().await?;
         let sql = "UPDATE jobs SET status = 'retrying', run_at = ?, max_attempts = max_attempts + 1, lease_owner = NULL, \
                    lease_expires_at = NULL, updated_at = ? WHERE id = ? AND attempt = ? AND status = 'running'";
@@ -641,8 +652,7 @@ impl Store {
             transaction.rollback().await?;
             return Err(self.fenced(id, attempt).await);
         }
-        self.record_attempt(&transaction, id, attempt, "released", Some("released by a draining node"), now)
-            .await?;
+        self.record_attempt(&transaction, id, attempt, "released", Some(why), now).await?;
         transaction.commit().await?;
         Ok(())
     }

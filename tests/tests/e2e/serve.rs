@@ -351,6 +351,48 @@ fn drain_stop_case(root: &Path, storage: &[&str]) {
     }
 }
 
+/// docs/reliability.md J21: a node that claimed ahead while its jobs were short, then meets long
+/// ones, gives back the jobs that wait too long for its worker (for any node to run) and stops
+/// claiming ahead; every job still completes exactly once.
+#[test]
+fn jobs_claimed_ahead_that_wait_too_long_go_back_to_the_queue() {
+    on_sqlite(claimed_ahead_case);
+}
+
+fn claimed_ahead_case(root: &Path, storage: &[&str]) {
+    tasks_dir(root);
+    let env = [("RATCHET_WORKERS__COUNT", "1"), ("RATCHET_QUEUE__CONCURRENCY", "1")];
+    let count = |status: &str| {
+        cli_on(root, storage, &["jobs", "list", "--status", status, "--limit", "1"])["total"]
+            .as_u64()
+            .map_or(0, |n| n as usize)
+    };
+    let node = Node::start_with(root, storage, &env);
+    // Short runs first: the node learns to claim ahead.
+    enqueue_many(storage, &root.join("tasks"), 40, 1);
+    wait_until("the short jobs to complete", Duration::from_secs(60), || count("completed") == 40);
+    enqueue_many(storage, &root.join("tasks"), 5, 1500);
+    wait_until("every job to complete", Duration::from_secs(120), || count("completed") == 45);
+    node.signal(nix::sys::signal::Signal::SIGTERM);
+    let (code, stderr) = node.wait(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{stderr}");
+    let jobs = cli_on(root, storage, &["jobs", "list", "--all"]);
+    let mut given_back = 0;
+    for job in jobs["items"].as_array().unwrap().iter().filter(|j| j["attempt"].as_u64() > Some(1)) {
+        let shown = cli_on(root, storage, &["jobs", "show", job["id"].as_str().unwrap()]);
+        let attempts = shown["attempts"].as_array().unwrap();
+        let completed = attempts.iter().filter(|a| a["outcome"] == "completed").count();
+        assert_eq!(completed, 1, "{shown:#}");
+        given_back += attempts
+            .iter()
+            .filter(|a| {
+                a["outcome"] == "released" && a["error"].as_str().is_some_and(|e| e.contains("given back"))
+            })
+            .count();
+    }
+    assert!(given_back >= 1, "no long job claimed ahead went back to the queue; the node's log:\n{stderr}");
+}
+
 #[test]
 fn a_schedule_added_from_the_cli_fires_on_the_server_and_the_node_reports_itself() {
     let root = tempfile::tempdir().unwrap();
