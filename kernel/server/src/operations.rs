@@ -107,6 +107,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
     let jobs = tokio::time::timeout(Duration::from_secs(2), service.job_counts())
         .await
         .map_err(|_| ApiError::unavailable("the database did not answer within 2 s").retry_after(1))??;
-    let text = service.metrics.render(&jobs, &service.worker_status(), service.plugins());
+    let text =
+        service.metrics.render(&jobs, &service.worker_status(), service.plugins(), service.claimed_waiting());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text))
 }

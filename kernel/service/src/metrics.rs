@@ -63,6 +63,7 @@ pub struct Metrics {
     http_requests: Family<HttpLabels, Counter>,
     http_seconds: Histogram,
     queue_commit_steps: Histogram,
+    queue_claimed_ahead: Gauge,
 }
 
 fn run_histogram() -> Histogram {
@@ -91,6 +92,7 @@ impl Metrics {
             http_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             // 1 to 64 steps.
             queue_commit_steps: Histogram::new(exponential_buckets(1.0, 2.0, 7)),
+            queue_claimed_ahead: Gauge::default(),
         };
         registry.register("runs", "Task runs by task and outcome", metrics.runs.clone());
         registry.register("run_duration_seconds", "Task run durations", metrics.run_seconds.clone());
@@ -110,8 +112,13 @@ impl Metrics {
         );
         registry.register(
             "queue_commit_steps",
-            "Steps (a job's end, the claim of the next, or both) per transaction of this node's consumers",
+            "Steps (a job's end, a claim of jobs, or both) per transaction of this node's queue writes",
             metrics.queue_commit_steps.clone(),
+        );
+        registry.register(
+            "queue_claimed_ahead",
+            "Jobs this node has claimed and not started yet (held for its workers)",
+            metrics.queue_claimed_ahead.clone(),
         );
         *metrics.registry.lock().unwrap_or_else(|e| e.into_inner()) = registry;
         metrics
@@ -138,7 +145,15 @@ impl Metrics {
     }
 
     /// The text exposition, with the state gauges set from `jobs`, `workers` and `plugins`.
-    pub fn render(&self, jobs: &[(JobStatus, u64)], workers: &[SlotStatus], plugins: &Plugins) -> String {
+    /// The metrics as text; `claimed_ahead` is [`crate::Service::claimed_waiting`].
+    pub fn render(
+        &self,
+        jobs: &[(JobStatus, u64)],
+        workers: &[SlotStatus],
+        plugins: &Plugins,
+        claimed_ahead: usize,
+    ) -> String {
+        self.queue_claimed_ahead.set(i64::try_from(claimed_ahead).unwrap_or(i64::MAX));
         for status in JobStatus::ALL {
             let n = jobs.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
             self.queue_depth.get_or_create(&StatusLabels { status: status.as_str().into() }).set(n as i64);

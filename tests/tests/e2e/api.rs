@@ -742,6 +742,7 @@ async fn metrics_are_prometheus_text() {
     assert_eq!(value("ratchet_runs_total", &[("task", "addition"), ("outcome", "success")]), Some(1.0));
     assert_eq!(value("ratchet_runs_total", &[("task", "sleepy"), ("outcome", "failure")]), Some(1.0));
     assert_eq!(value("ratchet_queue_jobs", &[("status", "queued")]), Some(0.0));
+    assert_eq!(value("ratchet_queue_claimed_ahead", &[]), Some(0.0), "an idle node holds no job");
     assert!(value("ratchet_workers", &[]).is_some(), "{}", metrics.text);
     assert!(
         value("ratchet_http_requests_total", &[("route", "/api/v1/tasks"), ("status", "200")]) == Some(1.0),
