@@ -200,9 +200,8 @@ impl Service {
         };
         let end = Ending { job: job.id.clone(), attempt: job.attempt, outcome, execution: Some(record) };
         let reported = self.consumer_commit().send(Step { end: Some(end), claim: None, now: now_ms() });
-        self.ends_pending.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let service = Arc::clone(self);
-        tokio::spawn(async move {
+        self.ends.spawn(async move {
             let reported = reported.await;
             service.track(&job, None);
             match reported {
@@ -213,23 +212,14 @@ impl Service {
                 Ok((None, _)) => {}
                 Err(error) => log_report(&job, Err(error)),
             }
-            if service.ends_pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
-                service.ends_settled.notify_waiters();
-            }
         });
     }
 
-    /// Waits until every end this node's consumers sent is committed (or refused).
+    /// Waits until every end this node's consumers sent is committed (or refused). The node
+    /// is stopping: ends sent after this still count, and are waited for too.
     async fn ends_settled(&self) {
-        loop {
-            let settled = self.ends_settled.notified();
-            tokio::pin!(settled);
-            settled.as_mut().enable();
-            if self.ends_pending.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-                return;
-            }
-            settled.await;
-        }
+        self.ends.close();
+        self.ends.wait().await;
     }
 
     pub(crate) async fn report_unknown_task(&self, job: &Job, message: String) {

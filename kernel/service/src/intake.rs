@@ -95,8 +95,8 @@ impl<J> Intake<J> {
     }
 
     /// The jobs that have waited longer than `limit` at `now`, taken out to go back to the
-    /// queue. Runs took longer than the recent ones: until they are short again (the mean of
-    /// recent runs falls below [`HORIZON`]), the node claims nothing ahead.
+    /// queue. Runs took longer than the recent ones: the mean run time is raised to at least
+    /// `limit` per worker, so the node claims nothing ahead until short runs bring it down.
     pub(crate) fn take_stale(&self, now: Instant, limit: Duration) -> Vec<J> {
         let Ok(mut state) = self.state.lock() else { return Vec::new() };
         // Claimed in order, so the oldest are first.
@@ -173,15 +173,20 @@ impl<J> Intake<J> {
 mod tests {
     use super::*;
 
+    /// Enough runs of 300 µs that the mean is theirs.
+    fn after_short_runs(intake: &Intake<u32>) {
+        for _ in 0..64 {
+            intake.ran(Duration::from_micros(300));
+        }
+    }
+
     #[test]
     fn a_node_claims_ahead_only_for_short_jobs_and_never_past_the_bound() {
         let intake = Intake::<u32>::new(4, 2);
         assert_eq!((intake.target(), intake.wanted()), (4, 4), "before any run: one per consumer");
         intake.ran(Duration::from_secs(5));
         assert_eq!(intake.target(), 4, "jobs of seconds: nothing ahead");
-        for _ in 0..64 {
-            intake.ran(Duration::from_micros(300));
-        }
+        after_short_runs(&intake);
         assert_eq!(intake.target(), 4 + 32, "short jobs: at most 16 ahead per worker");
         for _ in 0..64 {
             intake.ran(Duration::from_millis(20));
@@ -192,9 +197,7 @@ mod tests {
     #[tokio::test]
     async fn claims_come_in_batches_and_what_a_node_holds_stays_within_its_target() {
         let intake = Intake::<u32>::new(4, 2);
-        for _ in 0..64 {
-            intake.ran(Duration::from_micros(300));
-        }
+        after_short_runs(&intake);
         assert_eq!(intake.wanted(), 36, "nothing held: claim the whole target");
         intake.add((1..=30).collect(), Instant::now());
         assert_eq!(intake.wanted(), 0, "6 free of 36 is not worth a claim while jobs wait");
@@ -212,9 +215,7 @@ mod tests {
     #[tokio::test]
     async fn jobs_that_wait_too_long_go_back_and_the_node_stops_claiming_ahead() {
         let intake = Intake::<u32>::new(4, 2);
-        for _ in 0..64 {
-            intake.ran(Duration::from_micros(300));
-        }
+        after_short_runs(&intake);
         assert_eq!(intake.target(), 36, "short runs: claims ahead");
         let start = Instant::now();
         intake.add(vec![1, 2], start);
@@ -226,9 +227,7 @@ mod tests {
         assert_eq!((stale, intake.waiting()), (vec![1, 2], 1), "the two oldest go back; the third stays");
         assert_eq!(intake.target(), 4, "runs are long now: one job per consumer, nothing ahead");
         assert_eq!(intake.take().await, 3);
-        for _ in 0..64 {
-            intake.ran(Duration::from_micros(300));
-        }
+        after_short_runs(&intake);
         assert_eq!(intake.target(), 36, "short runs again: claims ahead again");
     }
 

@@ -312,9 +312,8 @@ pub struct Service {
     feed: job_feed::Feed,
     /// Jobs claimed and not started yet ([`intake`]).
     intake: intake::Intake<Job>,
-    /// Ends sent to the group commit and not yet committed, and their settling.
-    ends_pending: std::sync::atomic::AtomicUsize,
-    ends_settled: Notify,
+    /// What consumers do once their ends are committed (tracked so a stop waits for them).
+    ends: tokio_util::task::TaskTracker,
     /// The PostgreSQL channels this node listens on, and whether it hears them now.
     pub(crate) hearing: Mutex<std::collections::BTreeMap<&'static str, bool>>,
 }
@@ -326,10 +325,7 @@ impl Service {
         let store_for_secrets = store.clone();
         let node = format!("{}-{}", hostname(), std::process::id());
         let workers = kernel.config().workers.count;
-        let consumers = match queue.concurrency {
-            0 => 2 * workers,
-            n => n,
-        };
+        let consumers = consumers(&queue, workers);
         Service {
             store,
             kernel,
@@ -352,8 +348,7 @@ impl Service {
             feed: job_feed::Feed::default(),
             hearing: Mutex::new(std::collections::BTreeMap::new()),
             intake: intake::Intake::new(consumers, workers),
-            ends_pending: std::sync::atomic::AtomicUsize::new(0),
-            ends_settled: Notify::new(),
+            ends: tokio_util::task::TaskTracker::new(),
         }
     }
 
@@ -465,10 +460,7 @@ impl Service {
     /// How many jobs this node holds at once: by default two per worker, so that recording one
     /// job and claiming the next overlap with runs (measured: +30% throughput on SQLite).
     pub fn concurrency(&self) -> usize {
-        match self.queue.concurrency {
-            0 => 2 * self.kernel.config().workers.count,
-            n => n,
-        }
+        consumers(&self.queue, self.kernel.config().workers.count)
     }
 
     /// Jobs this node has claimed and not started yet.
@@ -478,6 +470,14 @@ impl Service {
 
     fn lease(&self) -> Duration {
         Duration::from_secs_f64(self.queue.lease_secs)
+    }
+}
+
+/// `queue.concurrency` consumers, or two per worker when it is 0 ([`Service::concurrency`]).
+fn consumers(queue: &QueueConfig, workers: usize) -> usize {
+    match queue.concurrency {
+        0 => 2 * workers,
+        n => n,
     }
 }
 

@@ -84,6 +84,14 @@ impl Node {
     }
 
     /// Waits for the process to exit; returns its exit code and stderr.
+    /// SIGTERM, then the exit within `limit`, which must be clean; the node's log.
+    fn stop(self, limit: Duration) -> String {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let (code, stderr) = self.wait(limit);
+        assert_eq!(code, Some(0), "{stderr}");
+        stderr
+    }
+
     fn wait(mut self, limit: Duration) -> (Option<i32>, String) {
         let started = Instant::now();
         loop {
@@ -138,6 +146,29 @@ fn cli_on(root: &Path, storage: &[&str], args: &[&str]) -> Value {
     run.json()
 }
 
+/// How many jobs are in `status`.
+fn jobs_in(root: &Path, storage: &[&str], status: &str) -> usize {
+    cli_on(root, storage, &["jobs", "list", "--status", status, "--limit", "1"])["total"]
+        .as_u64()
+        .map_or(0, |n| n as usize)
+}
+
+/// The attempts (`jobs show`) of each job among `jobs` that ran more than once.
+fn attempts_of_retried(root: &Path, storage: &[&str], jobs: &[Value]) -> Vec<Vec<Value>> {
+    jobs.iter()
+        .filter(|job| job["attempt"].as_u64() > Some(1))
+        .map(|job| {
+            let shown = cli_on(root, storage, &["jobs", "show", job["id"].as_str().unwrap()]);
+            shown["attempts"].as_array().unwrap().clone()
+        })
+        .collect()
+}
+
+/// The outcome of each of `attempts`.
+fn outcomes(attempts: &[Value]) -> Vec<&str> {
+    attempts.iter().map(|a| a["outcome"].as_str().unwrap()).collect()
+}
+
 fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
     while !done() {
@@ -184,9 +215,7 @@ fn a_job_enqueued_from_the_cli_runs_and_is_recorded() {
         &[],
     );
     assert!(!bad.success() && bad.stderr.contains("does not match the input schema"), "{bad:?}");
-    node.signal(nix::sys::signal::Signal::SIGTERM);
-    let (code, stderr) = node.wait(Duration::from_secs(20));
-    assert_eq!(code, Some(0), "{stderr}");
+    let stderr = node.stop(Duration::from_secs(20));
     assert!(stderr.contains("stopped cleanly"), "{stderr}");
 }
 
@@ -210,11 +239,7 @@ fn kill_9_case(root: &Path, storage: &[&str]) {
     let env = [("RATCHET_QUEUE__LEASE_SECS", "2"), ("RATCHET_WORKERS__COUNT", "2")];
     // Enqueue through the library (500 CLI processes would only test process start-up).
     enqueue_many(storage, &root.join("tasks"), JOBS, 20);
-    let completed = || {
-        cli_on(root, storage, &["jobs", "list", "--status", "completed", "--limit", "1"])["total"]
-            .as_u64()
-            .map_or(0, |n| n as usize)
-    };
+    let completed = || jobs_in(root, storage, "completed");
 
     let node = Node::start_with(root, storage, &env);
     wait_until("some jobs to complete", Duration::from_secs(60), || completed() >= 50);
@@ -225,20 +250,16 @@ fn kill_9_case(root: &Path, storage: &[&str]) {
 
     let node = Node::start_with(root, storage, &env);
     wait_until("every job to finish", Duration::from_secs(120), || completed() == JOBS);
-    node.signal(nix::sys::signal::Signal::SIGTERM);
-    let (code, stderr) = node.wait(Duration::from_secs(30));
-    assert_eq!(code, Some(0), "{stderr}");
+    node.stop(Duration::from_secs(30));
 
     let jobs = cli_on(root, storage, &["jobs", "list", "--all"]);
     let jobs = jobs["items"].as_array().unwrap();
     assert_eq!(jobs.len(), JOBS);
     assert!(jobs.iter().all(|j| j["status"] == "completed"), "every job reaches a final state");
-    let rescued: Vec<&Value> = jobs.iter().filter(|j| j["attempt"].as_u64() > Some(1)).collect();
+    let rescued = attempts_of_retried(root, storage, jobs);
     assert!(!rescued.is_empty(), "jobs running at the kill were rescued and retried");
-    for job in rescued {
-        let shown = cli_on(root, storage, &["jobs", "show", job["id"].as_str().unwrap()]);
-        let outcomes: Vec<&str> =
-            shown["attempts"].as_array().unwrap().iter().map(|a| a["outcome"].as_str().unwrap()).collect();
+    for attempts in &rescued {
+        let outcomes = outcomes(attempts);
         assert_eq!(outcomes.iter().filter(|o| **o == "completed").count(), 1, "{outcomes:?}");
         assert!(outcomes.contains(&"expired"), "{outcomes:?}");
     }
@@ -293,9 +314,7 @@ fn sigterm_case(root: &Path, storage: &[&str]) {
         wait_until("the job to start", Duration::from_secs(20), || {
             cli_on(root, storage, &["jobs", "show", &id])["status"] == "running"
         });
-        node.signal(nix::sys::signal::Signal::SIGTERM);
-        let (code, stderr) = node.wait(Duration::from_secs(20));
-        assert_eq!(code, Some(0), "{stderr}");
+        node.stop(Duration::from_secs(20));
         let job = cli_on(root, storage, &["jobs", "show", &id]);
         assert_eq!(job["status"], expected, "grace {grace}s: {job:#}");
         if expected == "retrying" {
@@ -323,29 +342,19 @@ fn drain_stop_case(root: &Path, storage: &[&str]) {
     tasks_dir(root);
     let env = [("RATCHET_WORKERS__COUNT", "2")];
     enqueue_many(storage, &root.join("tasks"), JOBS, 20);
-    let count = |status: &str| {
-        cli_on(root, storage, &["jobs", "list", "--status", status, "--limit", "1"])["total"]
-            .as_u64()
-            .map_or(0, |n| n as usize)
-    };
+    let count = |status: &str| jobs_in(root, storage, status);
     let node = Node::start_with(root, storage, &env);
     wait_until("some jobs to complete", Duration::from_secs(60), || count("completed") >= 30);
-    node.signal(nix::sys::signal::Signal::SIGTERM);
-    let (code, stderr) = node.wait(Duration::from_secs(30));
-    assert_eq!(code, Some(0), "{stderr}");
+    let stderr = node.stop(Duration::from_secs(30));
     assert_eq!(count("running"), 0, "the stopped node still holds jobs; its log:\n{stderr}");
     assert!(count("completed") < JOBS, "the node finished everything before the stop; make the jobs slower");
 
     let node = Node::start_with(root, storage, &env);
     wait_until("every job to finish", Duration::from_secs(120), || count("completed") == JOBS);
-    node.signal(nix::sys::signal::Signal::SIGTERM);
-    let (code, stderr) = node.wait(Duration::from_secs(30));
-    assert_eq!(code, Some(0), "{stderr}");
+    node.stop(Duration::from_secs(30));
     let jobs = cli_on(root, storage, &["jobs", "list", "--all"]);
-    for job in jobs["items"].as_array().unwrap().iter().filter(|j| j["attempt"].as_u64() > Some(1)) {
-        let shown = cli_on(root, storage, &["jobs", "show", job["id"].as_str().unwrap()]);
-        let outcomes: Vec<&str> =
-            shown["attempts"].as_array().unwrap().iter().map(|a| a["outcome"].as_str().unwrap()).collect();
+    for attempts in attempts_of_retried(root, storage, jobs["items"].as_array().unwrap()) {
+        let outcomes = outcomes(&attempts);
         assert_eq!(outcomes.iter().filter(|o| **o == "completed").count(), 1, "{outcomes:?}");
         assert!(outcomes.iter().all(|o| ["released", "completed"].contains(o)), "{outcomes:?}");
     }
@@ -362,27 +371,19 @@ fn jobs_claimed_ahead_that_wait_too_long_go_back_to_the_queue() {
 fn claimed_ahead_case(root: &Path, storage: &[&str]) {
     tasks_dir(root);
     let env = [("RATCHET_WORKERS__COUNT", "1"), ("RATCHET_QUEUE__CONCURRENCY", "1")];
-    let count = |status: &str| {
-        cli_on(root, storage, &["jobs", "list", "--status", status, "--limit", "1"])["total"]
-            .as_u64()
-            .map_or(0, |n| n as usize)
-    };
+    let count = |status: &str| jobs_in(root, storage, status);
     let node = Node::start_with(root, storage, &env);
     // Short runs first: the node learns to claim ahead.
     enqueue_many(storage, &root.join("tasks"), 40, 1);
     wait_until("the short jobs to complete", Duration::from_secs(60), || count("completed") == 40);
     enqueue_many(storage, &root.join("tasks"), 5, 1500);
     wait_until("every job to complete", Duration::from_secs(120), || count("completed") == 45);
-    node.signal(nix::sys::signal::Signal::SIGTERM);
-    let (code, stderr) = node.wait(Duration::from_secs(30));
-    assert_eq!(code, Some(0), "{stderr}");
+    let stderr = node.stop(Duration::from_secs(30));
     let jobs = cli_on(root, storage, &["jobs", "list", "--all"]);
     let mut given_back = 0;
-    for job in jobs["items"].as_array().unwrap().iter().filter(|j| j["attempt"].as_u64() > Some(1)) {
-        let shown = cli_on(root, storage, &["jobs", "show", job["id"].as_str().unwrap()]);
-        let attempts = shown["attempts"].as_array().unwrap();
+    for attempts in attempts_of_retried(root, storage, jobs["items"].as_array().unwrap()) {
         let completed = attempts.iter().filter(|a| a["outcome"] == "completed").count();
-        assert_eq!(completed, 1, "{shown:#}");
+        assert_eq!(completed, 1, "{attempts:#?}");
         given_back += attempts
             .iter()
             .filter(|a| {
@@ -449,9 +450,7 @@ fn a_schedule_added_from_the_cli_fires_on_the_server_and_the_node_reports_itself
         "removed: no more fires"
     );
 
-    node.signal(nix::sys::signal::Signal::SIGTERM);
-    let (code, stderr) = node.wait(Duration::from_secs(20));
-    assert_eq!(code, Some(0), "{stderr}");
+    node.stop(Duration::from_secs(20));
     assert_eq!(cli(root.path(), &["nodes"])[0]["status"], "stopped");
 }
 
@@ -507,9 +506,7 @@ fn the_server_survives_an_unreachable_database_and_loses_no_queued_work() {
     wait_until("/ready again", Duration::from_secs(20), || {
         get(node.port, "/ready").is_some_and(|(s, _)| s == 200)
     });
-    node.signal(nix::sys::signal::Signal::SIGTERM);
-    let (code, stderr) = node.wait(Duration::from_secs(30));
-    assert_eq!(code, Some(0), "{stderr}");
+    node.stop(Duration::from_secs(30));
     proxy.block_on(database.drop());
 }
 
@@ -583,9 +580,7 @@ fn sinks_receive_the_events_of_real_runs() {
             )
         });
     }
-    node.signal(nix::sys::signal::Signal::SIGTERM);
-    let (code, stderr) = node.wait(Duration::from_secs(20));
-    assert_eq!(code, Some(0), "{stderr}");
+    node.stop(Duration::from_secs(20));
     let text = std::fs::read_to_string(events.join("events.jsonl")).unwrap();
     let kinds: Vec<String> = text
         .lines()
@@ -662,9 +657,7 @@ fn a_worker_killed_under_a_job_fails_the_attempt_and_the_job_retries() {
         .unwrap_or_else(|| panic!("{executions:#}"));
     assert_eq!(crashed["error"]["kind"], "worker_crashed", "{crashed:#}");
     assert_eq!(crashed["error"]["classification"][0]["pattern"], "worker-crashed", "{crashed:#}");
-    node.signal(nix::sys::signal::Signal::SIGTERM);
-    let (code, stderr) = node.wait(Duration::from_secs(20));
-    assert_eq!(code, Some(0), "{stderr}");
+    node.stop(Duration::from_secs(20));
 }
 
 /// Whether process `pid` has ended (gone, or a zombie waiting to be reaped).
