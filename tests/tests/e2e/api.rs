@@ -1105,7 +1105,10 @@ async fn job_events_reach_followers_of_every_node() {
         // later) arrives. Hence: until every state has been heard, in whatever order.
         let mut statuses = Vec::new();
         while !["queued", "running", "completed"].iter().all(|s| statuses.iter().any(|heard| heard == s)) {
-            let event = everything.next().await;
+            let event = everything.next_within(Duration::from_secs(30)).await;
+            let event = event.unwrap_or_else(|| {
+                panic!("job {id}: no event within 30 s, after {statuses:?}; node B's log:\n{}", b.log())
+            });
             assert_eq!(event["task"], "addition", "{event}");
             if event["job_id"] == id.as_str() {
                 statuses.push(event["status"].as_str().unwrap().to_owned());
@@ -1147,7 +1150,10 @@ struct Events {
 
 impl Events {
     async fn open(server: &ApiServer, path: &str) -> Events {
-        let response = server.client.get(server.url(path)).send().await.unwrap();
+        // A client of its own: the servers' client gives up on a response after 30 s in all,
+        // and a stream is read for as long as the test goes; each read has its deadline.
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let response = client.get(server.url(path)).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
         assert_eq!(response.headers()["content-type"], "text/event-stream", "{path}");
         Events { response, buffer: String::new() }
