@@ -1,11 +1,12 @@
-//! Packs the `ratchet` binary's relative relocations (DT_RELR) when the binary is built for the
-//! machine that builds it and that machine's glibc loads them (2.36 and later).
+//! Packs the relative relocations (DT_RELR) of the `ratchet` and `ratchet-full` binaries when
+//! they are built for the machine that builds them and that machine's glibc loads them (2.36
+//! and later).
 //!
-//! The binary is position-independent: without RELR the loader reads about 2.5 MiB of
-//! relocation entries at every start (109,000 of them), which is most of the difference between
-//! a cold `ratchet run-once` under and over 15 MiB of peak memory. A binary with RELR does not
-//! start on an older glibc, so it is only packed for the glibc that will run it; cross builds
-//! and other targets are left as they are (docs/dependencies.md).
+//! The binaries are position-independent: without RELR the loader reads about 2.5 MiB of
+//! `ratchet-full`'s relocation entries at every start (109,000 of them), once most of the
+//! difference between a cold `run-once` under and over 15 MiB of peak memory. A binary with
+//! RELR does not start on an older glibc, so it is only packed for the glibc that will run it;
+//! cross builds and other targets are left as they are (docs/dependencies.md).
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");

@@ -15,7 +15,7 @@ pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary knows its path");
     // target/debug/deps/e2e-<hash> -> target/debug
     let dir = exe.parent().and_then(Path::parent).expect("test binaries live in target/<profile>/deps");
-    for binary in ["ratchet", "ratchet-worker"] {
+    for binary in ["ratchet", "ratchet-full", "ratchet-worker"] {
         assert!(
             dir.join(binary).is_file(),
             "{binary} is not built in {}; run the suite with `cargo xtask ci` or build first with \

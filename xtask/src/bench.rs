@@ -1,7 +1,8 @@
 //! `cargo xtask bench`: the performance figures of the foundation, in release mode.
 //!
 //! 1. Cold `ratchet run-once` of the `addition` sample: wall time (median and p90 of 20
-//!    process runs) and the peak resident memory of the kernel and of its worker.
+//!    process runs) and the peak resident memory of the kernel and of its worker; then the
+//!    same through `ratchet-full`, the binary that links everything, for comparison.
 //! 2. Warm pool: the `warm_pool` bench target drives one kernel with 2 workers through 1,000
 //!    trivial runs, sequentially (latency) and from 4 concurrent clients (throughput), and
 //!    measures one `fetch` round trip.
@@ -40,7 +41,8 @@ const COLD_RUNS: usize = 20;
 
 pub fn run(quick: bool) -> anyhow::Result<()> {
     cargo(&["build", "--release", "-p", "ratchet-cli", "-p", "boa-worker"])?;
-    cold_run_once(if quick { 5 } else { COLD_RUNS })?;
+    cold_run_once("ratchet", if quick { 5 } else { COLD_RUNS })?;
+    cold_run_once("ratchet-full", if quick { 5 } else { COLD_RUNS })?;
     let worker = root().join("target/release/ratchet-worker");
     let ratchet = root().join("target/release/ratchet");
     let worker_env = [("RATCHET_WORKER_BIN", worker.as_path())];
@@ -81,8 +83,8 @@ fn bench(package: &str, target: &str, args: &[&str], env: &[(&str, &std::path::P
     Ok(())
 }
 
-fn cold_run_once(runs: usize) -> anyhow::Result<()> {
-    let ratchet = root().join("target/release/ratchet");
+fn cold_run_once(binary: &str, runs: usize) -> anyhow::Result<()> {
+    let ratchet = root().join("target/release").join(binary);
     let task = root().join("examples/tasks/addition");
     let mut walls = Vec::with_capacity(runs);
     let mut kernel_peak = 0u64;
@@ -107,7 +109,7 @@ fn cold_run_once(runs: usize) -> anyhow::Result<()> {
     let median = walls[walls.len() / 2];
     let p90 = walls[(walls.len() * 9 / 10).min(walls.len() - 1)];
     println!(
-        "cold run-once (addition, {runs} runs): median {median:.2} ms, p90 {p90:.2} ms, min {:.2} ms; \
+        "cold {binary} run-once (addition, {runs} runs): median {median:.2} ms, p90 {p90:.2} ms, min {:.2} ms; \
          peak RSS kernel {:.1} MiB, worker {:.1} MiB",
         walls[0],
         kernel_peak as f64 / 1024.0,

@@ -15,9 +15,9 @@ pub fn run(check: bool) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut drifted = Vec::new();
     for (command, file) in CONTRACTS {
-        println!("$ cargo run -q -p ratchet-cli --bin ratchet -- api {command}");
+        println!("$ cargo run -q -p ratchet-cli --bin ratchet-full -- api {command}");
         let output = Command::new(&cargo)
-            .args(["run", "-q", "-p", "ratchet-cli", "--bin", "ratchet", "--", "api", command])
+            .args(["run", "-q", "-p", "ratchet-cli", "--bin", "ratchet-full", "--", "api", command])
             .current_dir(root())
             .output()
             .with_context(|| format!("cannot run {cargo}"))?;

@@ -83,7 +83,7 @@ pub fn man(args: &[String]) -> anyhow::Result<()> {
         _ => bail!("usage: cargo xtask man [--out DIR]"),
     };
     let out = out.to_str().context("the output folder must be UTF-8")?.to_owned();
-    cargo(&["run", "--quiet", "-p", "ratchet-cli", "--bin", "ratchet", "--", "man", "--out", &out])
+    cargo(&["run", "--quiet", "-p", "ratchet-cli", "--bin", "ratchet-full", "--", "man", "--out", &out])
 }
 
 /// The workspace root: xtask lives one folder below it.

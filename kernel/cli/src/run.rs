@@ -34,34 +34,40 @@ pub struct RunOnceArgs {
     record: Option<PathBuf>,
 }
 
-pub async fn run_once(mut config: Config, args: RunOnceArgs) -> anyhow::Result<ExitCode> {
+/// Runs the task once. `secrets` gives the secrets the task declares: from the configured
+/// database in `ratchet-full` ([`secrets_from_store`]); the front refuses a task that declares
+/// any ([`NeedsStore`]) and hands the command over, so that it links no database.
+pub async fn run_once<S>(mut config: Config, args: RunOnceArgs, secrets: S) -> anyhow::Result<ExitCode>
+where
+    S: AsyncFnOnce(&Config, &ratchet_core::Task) -> anyhow::Result<BTreeMap<String, String>>,
+{
     let input = read_input(&args)?;
     args.egress.apply(&mut config)?;
     // The worker starts while the task loads.
     let kernel = Kernel::start(config, 1)?;
-    let task = ratchet_core::task::load(&args.from_fs, &kernel.config().limits);
-    let task = match task {
-        Ok(task) => {
-            for warning in &task.warnings {
-                eprintln!("warning: {warning}");
-            }
-            task
-        }
+    let task = match ratchet_core::task::load(&args.from_fs, &kernel.config().limits) {
+        Ok(task) => task,
         Err(error) => {
             kernel.shutdown().await;
             bail!(error);
         }
     };
-    let secrets = match task_secrets(kernel.config(), &task).await {
+    let secrets = match secrets(kernel.config(), &task).await {
         Ok(secrets) => secrets,
         Err(error) => {
             kernel.shutdown().await;
             return Err(error);
         }
     };
+    for warning in &task.warnings {
+        eprintln!("warning: {warning}");
+    }
     let identity = RunIdentity { secrets, ..RunIdentity::new(ratchet_core::time::new_id()) };
     let execution = kernel.run_as(identity, &task, input.clone(), kernel.live_http(&task)).await;
-    kernel.shutdown().await;
+    // Not `kernel.shutdown()`: the worker has answered and holds nothing, and waiting for it to
+    // leave (it builds its next realm first) and be reaped took a millisecond or two of every
+    // run. It is killed when the runtime drops its process (`kill_on_drop`).
+    drop(kernel);
     if let Some(dir) = &args.record {
         ratchet_core::recording::write(dir, &task, &input, &execution)?;
         eprintln!(
@@ -80,7 +86,7 @@ pub async fn run_once(mut config: Config, args: RunOnceArgs) -> anyhow::Result<E
 
 /// The secrets `task` declares, from the configured database and key, as a node would give
 /// them; none when it declares none.
-async fn task_secrets(
+pub async fn secrets_from_store(
     config: &Config,
     task: &ratchet_core::Task,
 ) -> anyhow::Result<BTreeMap<String, String>> {
@@ -93,6 +99,19 @@ async fn task_secrets(
     let key = ratchet_service::secrets::SecretKey::load(config)?;
     let secrets = ratchet_service::secrets::Secrets::open(store, key).await?;
     Ok(secrets.for_task(task).await?)
+}
+
+/// A task declares secrets, which only `ratchet-full` can read (they are in the database).
+#[derive(Debug, thiserror::Error)]
+#[error("the task declares secrets; `ratchet-full` reads them from the database")]
+pub struct NeedsStore;
+
+/// The front's secrets: none for a task that declares none, else [`NeedsStore`].
+pub async fn secrets_without_store(
+    _config: &Config,
+    task: &ratchet_core::Task,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    if task.metadata.secrets.is_empty() { Ok(BTreeMap::new()) } else { Err(NeedsStore.into()) }
 }
 
 fn read_input(args: &RunOnceArgs) -> anyhow::Result<Value> {

@@ -362,3 +362,62 @@ async fn the_kernels_log_is_json_lines_on_request() {
         .unwrap_or_else(|| panic!("{log}"));
     assert_eq!(warning["level"], "WARN");
 }
+
+/// `ratchet` runs `run-once` on the core alone: none of the database drivers, the HTTP server,
+/// GraphQL, the plugin host or the WASM runtime is linked into it (their code, and the panic
+/// locations naming their sources, would be in the file).
+#[test]
+fn the_ratchet_binary_links_only_the_core() {
+    let front = std::fs::read(ratchet_bin()).unwrap();
+    let full = std::fs::read(tests::bin_dir().join("ratchet-full")).unwrap();
+    let holds = |binary: &[u8], needle: &str| binary.windows(needle.len()).any(|w| w == needle.as_bytes());
+    for crate_name in ["sea_orm", "sqlx_core", "wasmtime", "async_graphql", "axum", "libloading"] {
+        assert!(holds(&full, crate_name), "the test's needle {crate_name} is not in ratchet-full either");
+        assert!(!holds(&front, crate_name), "the `ratchet` binary links {crate_name}");
+    }
+    assert!(front.len() * 2 < full.len(), "ratchet {} bytes, ratchet-full {}", front.len(), full.len());
+}
+
+/// Every command other than `run-once` is `ratchet-full`'s, reached by exec with the same
+/// arguments; without it, those commands name what is missing while `run-once` still works.
+#[test]
+fn ratchet_hands_other_commands_to_ratchet_full_and_says_when_it_is_missing() {
+    let openapi = ratchet_in(Path::new("."), &["api", "openapi"], &[]);
+    assert!(openapi.success(), "{openapi:?}");
+    assert!(openapi.stdout.contains("\"openapi\""), "{}", openapi.stdout);
+    let alone = tempfile::tempdir().unwrap();
+    let lone = alone.path().join("ratchet");
+    std::fs::copy(ratchet_bin(), &lone).unwrap();
+    let worker = tests::worker_bin();
+    let env = [("RATCHET_WORKER_BIN", worker.to_str().unwrap())];
+    let run = |args: &[&str]| {
+        let output = Command::new(&lone)
+            .args(args)
+            .current_dir(alone.path())
+            .env_remove("RATCHET_LOG")
+            .env_remove("RATCHET_FULL_BIN")
+            .envs(env)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, _, stderr) = run(&["jobs", "list"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("needs `ratchet-full`") && stderr.contains("RATCHET_FULL_BIN"), "{stderr}");
+    let task = example_task("addition");
+    let (code, stdout, stderr) =
+        run(&["run-once", "--from-fs", task.to_str().unwrap(), "--input-json", r#"{"num1": 2, "num2": 3}"#]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout.trim(), r#"{"sum":5}"#);
+    // Parsing is the same in both binaries: a mistake is reported before any hand-over.
+    let (code, _, stderr) = run(&["jobs", "lisst"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("unrecognized subcommand 'lisst'") && stderr.contains("Usage: ratchet jobs"),
+        "{stderr}"
+    );
+}

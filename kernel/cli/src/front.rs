@@ -1,0 +1,90 @@
+//! The `ratchet` binary: pay only for what a command uses.
+//!
+//! `ratchet run-once` is the command people time: a task run from a shell or a script, where
+//! the process's start is most of the cost. A binary that holds the database drivers, the HTTP
+//! server, the plugin host and WASM runtime loads and relocates all of them at every start,
+//! even when the command touches none. So `ratchet` links only what `run-once` needs (the core,
+//! through [`crate::run`]), and every other command, like a `run-once` whose task declares
+//! secrets (they live in the database), is handed to `ratchet-full` by `exec`: same process,
+//! same arguments, same exit status and signals.
+//!
+//! Both binaries parse the one [`Cli`], so help, errors and flags are the same whichever runs.
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use crate::run::{self, NeedsStore};
+use crate::{Cli, Command};
+
+/// The binary that runs every command, found beside `ratchet`.
+pub const FULL_BINARY: &str = "ratchet-full";
+/// Where `ratchet-full` is when it is not beside `ratchet`.
+pub const FULL_BINARY_ENV: &str = "RATCHET_FULL_BIN";
+
+/// `ratchet`'s `main`.
+pub fn front_main() -> ExitCode {
+    crate::exit_quietly_on_broken_pipe();
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::RunOnce(_)) {
+        return hand_over();
+    }
+    let mut needs_store = false;
+    let code = crate::run_command(cli, async |cli: Cli| {
+        let Command::RunOnce(args) = cli.command else {
+            return Ok(hand_over());
+        };
+        let config = ratchet_core::Config::load(cli.config.as_deref())
+            .map_err(anyhow::Error::from)
+            .map_err(|e| e.context("loading configuration"))?;
+        match run::run_once(config, args, run::secrets_without_store).await {
+            Err(error) if error.is::<NeedsStore>() => {
+                needs_store = true;
+                Ok(ExitCode::SUCCESS)
+            }
+            other => other,
+        }
+    });
+    // Handed over once the runtime and its worker are gone.
+    if needs_store { hand_over() } else { code }
+}
+
+/// Replaces this process with `ratchet-full`, given the same arguments; returns only when
+/// that fails.
+fn hand_over() -> ExitCode {
+    let mut args = std::env::args_os();
+    let name = args.next().unwrap_or_else(|| OsString::from("ratchet"));
+    let full = match full_binary() {
+        Ok(full) => full,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The name stays `ratchet`, so that usage lines and errors say what the user typed.
+    let error = std::process::Command::new(&full).arg0(name).args(args).exec();
+    eprintln!("error: cannot start {}: {error}", full.display());
+    ExitCode::FAILURE
+}
+
+/// `RATCHET_FULL_BIN`, or `ratchet-full` beside this binary.
+fn full_binary() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os(FULL_BINARY_ENV) {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary's folder: {e}"))?;
+    let dir = exe.parent().unwrap_or(Path::new("."));
+    let full = dir.join(FULL_BINARY);
+    if full.is_file() {
+        Ok(full)
+    } else {
+        Err(format!(
+            "this command needs `{FULL_BINARY}`, which is not in {} (build it with `cargo build -p \
+             ratchet-cli`, install it beside `ratchet`, or set {FULL_BINARY_ENV})",
+            dir.display()
+        ))
+    }
+}
