@@ -15,6 +15,7 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::Parser as _;
 
 use crate::run::{self, NeedsStore};
@@ -32,24 +33,17 @@ pub fn front_main() -> ExitCode {
     if !matches!(cli.command, Command::RunOnce(_)) {
         return hand_over();
     }
-    let mut needs_store = false;
-    let code = crate::run_command(cli, async |cli: Cli| {
+    crate::run_command(cli, async |cli: Cli| {
         let Command::RunOnce(args) = cli.command else {
             return Ok(hand_over());
         };
-        let config = ratchet_core::Config::load(cli.config.as_deref())
-            .map_err(anyhow::Error::from)
-            .map_err(|e| e.context("loading configuration"))?;
+        let config = ratchet_core::Config::load(cli.config.as_deref()).context("loading configuration")?;
         match run::run_once(config, args, run::secrets_without_store).await {
-            Err(error) if error.is::<NeedsStore>() => {
-                needs_store = true;
-                Ok(ExitCode::SUCCESS)
-            }
+            // The kernel and its worker are gone; `exec` leaves the runtime's threads behind.
+            Err(error) if error.is::<NeedsStore>() => Ok(hand_over()),
             other => other,
         }
-    });
-    // Handed over once the runtime and its worker are gone.
-    if needs_store { hand_over() } else { code }
+    })
 }
 
 /// Replaces this process with `ratchet-full`, given the same arguments; returns only when

@@ -507,7 +507,8 @@ where
     F: std::future::Future<Output = anyhow::Result<ExitCode>>,
 {
     // The log's format is the configuration's; a configuration that does not load is reported
-    // by the command, in text.
+    // by the command, in text. The command loads it again, so that what loading logs (which
+    // file, if any) reaches the log set up here.
     let format = Config::load(args.config.as_deref()).map_or(LogFormat::Text, |config| config.logging.format);
     init_tracing(args.color, format);
     // One tokio thread per core: under many concurrent API requests a single thread is the
