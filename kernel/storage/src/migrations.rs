@@ -31,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(ConcurrencySlots),
             Box::new(WriteProbes),
             Box::new(ListingIndexes),
+            Box::new(DropUnusedJobIndexes),
         ]
     }
 }
@@ -680,6 +681,39 @@ impl MigrationTrait for ListingIndexes {
         for (name, _) in LISTING_INDEXES {
             db.execute_unprepared(&format!("DROP INDEX IF EXISTS {name}")).await?;
         }
+        Ok(())
+    }
+}
+
+/// Drops the two indexes of the first schema that no query uses any more, each of which every
+/// job paid for on each of its writes: a change of status is never a heap-only update, so a job
+/// added, claimed and finished wrote six entries into them. The claim reads `jobs_claim_order`,
+/// the wake-up `jobs_waiting_due`, and the lease rescue scans the running jobs through
+/// `jobs_running` (its predicate is `status = 'running'`). `pg_stat_user_indexes` showed 0
+/// scans of both after a 2,000-job drain. A lease renewal, which changes only
+/// `lease_expires_at`, can now update its row in place.
+struct DropUnusedJobIndexes;
+
+impl MigrationName for DropUnusedJobIndexes {
+    fn name(&self) -> &str {
+        "m20261201_000018_drop_unused_job_indexes"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for DropUnusedJobIndexes {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared("DROP INDEX IF EXISTS jobs_claimable").await?;
+        db.execute_unprepared("DROP INDEX IF EXISTS jobs_leases").await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared("CREATE INDEX IF NOT EXISTS jobs_claimable ON jobs (status, run_at)").await?;
+        db.execute_unprepared("CREATE INDEX IF NOT EXISTS jobs_leases ON jobs (status, lease_expires_at)")
+            .await?;
         Ok(())
     }
 }
