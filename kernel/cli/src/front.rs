@@ -18,6 +18,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser as _;
 
+use ratchet_core::Kernel;
+use ratchet_core::supervisor::EarlyWorker;
+
 use crate::run::{self, NeedsStore};
 use crate::{Cli, Command};
 
@@ -29,21 +32,48 @@ pub const FULL_BINARY_ENV: &str = "RATCHET_FULL_BIN";
 /// `ratchet`'s `main`.
 pub fn front_main() -> ExitCode {
     crate::exit_quietly_on_broken_pipe();
+    // `ratchet run-once ...` starts its worker before it parses its arguments and reads its
+    // configuration (about a millisecond here). Were the arguments wrong, clap ends the process
+    // and the worker, whose stdin then closes, ends too.
+    let starts_run_once = std::env::args_os().nth(1).is_some_and(|first| first == "run-once");
+    let (runtime, early) = if starts_run_once {
+        let Ok(runtime) = crate::new_runtime() else { return ExitCode::FAILURE };
+        let early = start_worker_early(&runtime);
+        (Some(runtime), early)
+    } else {
+        (None, None)
+    };
     let cli = Cli::parse();
     if !matches!(cli.command, Command::RunOnce(_)) {
         return hand_over();
     }
-    crate::run_command(cli, async |cli: Cli| {
+    let runtime = match runtime.map_or_else(crate::new_runtime, Ok) {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    // Options before the command (`ratchet --config FILE run-once ...`): start it now.
+    let early = early.or_else(|| start_worker_early(&runtime));
+    crate::run_command_on(&runtime, cli, async |cli: Cli| {
         let Command::RunOnce(args) = cli.command else {
             return Ok(hand_over());
         };
         let config = ratchet_core::Config::load(cli.config.as_deref()).context("loading configuration")?;
-        match run::run_once(config, args, run::secrets_without_store).await {
+        match run::run_once(config, args, run::secrets_without_store, early).await {
             // The kernel and its worker are gone; `exec` leaves the runtime's threads behind.
             Err(error) if error.is::<NeedsStore>() => Ok(hand_over()),
             other => other,
         }
     })
+}
+
+/// Starts the run's worker before anything else: its start (exec, then its first realm) is
+/// the longest step of a `run-once`, and it needs nothing from the configuration that the
+/// default configuration does not guess right. When the configuration says otherwise (another
+/// worker binary, another frame limit), the kernel stops this one and starts its own.
+fn start_worker_early(runtime: &tokio::runtime::Runtime) -> Option<EarlyWorker> {
+    let spec = Kernel::pool_spec(&ratchet_core::Config::default(), 1).ok()?;
+    let _entered = runtime.enter();
+    Some(EarlyWorker::start(&spec))
 }
 
 /// Replaces this process with `ratchet-full`, given the same arguments; returns only when

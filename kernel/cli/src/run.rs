@@ -7,7 +7,8 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use std::collections::BTreeMap;
 
-use ratchet_core::execution::RunIdentity;
+use ratchet_core::execution::{KernelStart, RunIdentity};
+use ratchet_core::supervisor::EarlyWorker;
 use ratchet_core::{Config, Execution, ExecutionError, Kernel};
 use serde_json::{Value, json};
 
@@ -37,14 +38,19 @@ pub struct RunOnceArgs {
 /// Runs the task once. `secrets` gives the secrets the task declares: from the configured
 /// database in `ratchet-full` ([`secrets_from_store`]); the front refuses a task that declares
 /// any ([`NeedsStore`]) and hands the command over, so that it links no database.
-pub async fn run_once<S>(mut config: Config, args: RunOnceArgs, secrets: S) -> anyhow::Result<ExitCode>
+pub async fn run_once<S>(
+    mut config: Config,
+    args: RunOnceArgs,
+    secrets: S,
+    early: Option<EarlyWorker>,
+) -> anyhow::Result<ExitCode>
 where
     S: AsyncFnOnce(&Config, &ratchet_core::Task) -> anyhow::Result<BTreeMap<String, String>>,
 {
     let input = read_input(&args)?;
     args.egress.apply(&mut config)?;
-    // The worker starts while the task loads.
-    let kernel = Kernel::start(config, 1)?;
+    // The worker starts while the task loads, unless it started earlier still (`early`).
+    let kernel = Kernel::start_with(config, 1, KernelStart { early, no_followers: true })?;
     let task = match ratchet_core::task::load(&args.from_fs, &kernel.config().limits) {
         Ok(task) => task,
         Err(error) => {

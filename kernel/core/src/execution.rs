@@ -10,7 +10,7 @@ use worker_protocol::{FRAME_HEADROOM, JsError, RunContext, RunMode, RunOutcome};
 
 use crate::config::Config;
 use crate::http::{Egress, Exchange, HttpMode, HttpSession, MASK, Masker, RecordingBudget};
-use crate::supervisor::{LogLine, PoolSpec, RunLabel, RunRequest, WorkerFailure, WorkerPool};
+use crate::supervisor::{EarlyWorker, LogLine, PoolSpec, RunLabel, RunRequest, WorkerFailure, WorkerPool};
 use crate::task::{SchemaViolation, Task, TaskError};
 use crate::trace::TraceContext;
 
@@ -25,7 +25,8 @@ pub struct Kernel {
     config: Config,
     pool: WorkerPool,
     egress: Arc<Egress>,
-    live: crate::supervisor::LiveLogs,
+    /// `None` when started with [`KernelStart::no_followers`].
+    live: Option<crate::supervisor::LiveLogs>,
     /// `recording.mask_names` on the built-in rules.
     masker: Masker,
 }
@@ -145,6 +146,19 @@ fn violations_text(violations: &[SchemaViolation]) -> String {
     }
 }
 
+/// How a kernel starts, besides its configuration.
+#[derive(Default)]
+pub struct KernelStart {
+    /// A worker started before the kernel, for its first slot when it fits (see
+    /// [`EarlyWorker`]).
+    pub early: Option<EarlyWorker>,
+    /// No one will follow runs' log lines as they are written ([`Kernel::follow_logs`]): a
+    /// command that runs one task and prints its record. The followers' buffer of
+    /// [`LIVE_LOG_BUFFER`] lines is then not allocated (a quarter of a millisecond of a cold
+    /// `run-once`).
+    pub no_followers: bool,
+}
+
 /// Errors starting the kernel.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -161,27 +175,40 @@ pub enum KernelError {
 impl Kernel {
     /// Starts a kernel whose pool holds `workers` processes.
     pub fn start(config: Config, workers: usize) -> Result<Kernel, KernelError> {
-        let binary = find_worker_binary(config.workers.binary.as_deref())?;
-        let spec = PoolSpec {
+        Kernel::start_with(config, workers, KernelStart::default())
+    }
+
+    /// [`Kernel::start`], as `how` says.
+    pub fn start_with(config: Config, workers: usize, how: KernelStart) -> Result<Kernel, KernelError> {
+        let spec = Kernel::pool_spec(&config, workers)?;
+        let egress = Arc::new(Egress::new(&config.egress).map_err(KernelError::Egress)?);
+        let live = (!how.no_followers).then(|| tokio::sync::broadcast::channel(LIVE_LOG_BUFFER).0);
+        let masker = Masker::new(&config.recording.mask_names);
+        Ok(Kernel { pool: WorkerPool::start_with(spec, how.early), config, egress, live, masker })
+    }
+
+    /// How `config` starts a pool of `workers` processes.
+    pub fn pool_spec(config: &Config, workers: usize) -> Result<PoolSpec, KernelError> {
+        Ok(PoolSpec {
             size: workers.max(1),
             max_runs: config.workers.max_runs,
-            binary,
+            binary: find_worker_binary(config.workers.binary.as_deref())?,
             max_frame_bytes: config.workers.max_frame_bytes,
             address_space_cap: config.limits.max_memory_limit.0.saturating_add(ADDRESS_SPACE_HEADROOM),
             ping_interval: Duration::from_secs(config.workers.ping_interval_secs.max(1)),
             start_timeout: Duration::from_secs(config.workers.start_timeout_secs.max(1)),
-        };
-        let egress = Arc::new(Egress::new(&config.egress).map_err(KernelError::Egress)?);
-        let (live, _) = tokio::sync::broadcast::channel(LIVE_LOG_BUFFER);
-        let masker = Masker::new(&config.recording.mask_names);
-        Ok(Kernel { pool: WorkerPool::start(spec), config, egress, live, masker })
+        })
     }
 
     /// The log lines of every run from now on, as the tasks write them. A follower that falls
     /// more than [`LIVE_LOG_BUFFER`] lines behind misses some (the recorded execution keeps
-    /// them all).
+    /// them all). A kernel started with [`KernelStart::no_followers`] has none: its follower
+    /// hears the channel closed.
     pub fn follow_logs(&self) -> tokio::sync::broadcast::Receiver<crate::supervisor::LiveLine> {
-        self.live.subscribe()
+        match &self.live {
+            Some(live) => live.subscribe(),
+            None => tokio::sync::broadcast::channel(1).1,
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -341,7 +368,7 @@ impl Kernel {
             },
             http,
             max_log_bytes: self.config.recording.max_log_bytes.0,
-            live: Some(self.live.clone()),
+            live: self.live.clone(),
             cancel: None,
             label: RunLabel { task: task.name().into(), trace_id: None },
         }

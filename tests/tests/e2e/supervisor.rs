@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ratchet_core::supervisor::SlotState;
+use ratchet_core::execution::KernelStart;
 use ratchet_core::{Config, Execution, Kernel};
 use serde_json::{Value, json};
 use tests::{FAKE_HANDSHAKE, fake_worker, kernel_config, load, task};
@@ -369,4 +370,67 @@ async fn a_result_for_another_run_is_refused() {
     let frame = r#"{"protocol_version":2,"timestamp":0,"message":{"type":"TaskResult","correlation_id":999,"outcome":{"status":"success","output":"forged"},"stats":{"duration_us":0,"peak_rss_kib":0}}}"#;
     let execution = fake_run(&format!("echo '{frame}'"), |_| {}).await;
     assert_eq!(kind(&execution), "protocol_error", "{execution:?}");
+}
+
+/// The worker binary under another name in `dir`, so that its processes can be told apart
+/// from every other test's workers.
+fn worker_alias(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let alias = dir.join(name);
+    std::os::unix::fs::symlink(tests::worker_bin(), &alias).unwrap();
+    alias
+}
+
+async fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !condition() {
+        assert!(started.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_worker_that_fits_serves_the_first_run_under_the_configured_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let alias = worker_alias(dir.path(), "early-worker");
+    let mut guessed = kernel_config();
+    guessed.workers.binary = Some(alias.clone());
+    let early =
+        ratchet_core::supervisor::EarlyWorker::start(&Kernel::pool_spec(&guessed, 1).expect("a pool spec"));
+    // The configuration differs only in what the pool applies itself: the memory cap.
+    let mut config = guessed.clone();
+    config.limits.max_memory_limit = "512MB".parse().unwrap();
+    let kernel = Kernel::start_with(config, 1, KernelStart { early: Some(early), ..KernelStart::default() })
+        .expect("the kernel starts");
+    wait_for(&kernel, "an idle worker", |s| s[0].state == SlotState::Idle).await;
+    let pid = kernel.pool().status()[0].pid.unwrap();
+    assert_eq!(processes_of(&alias), vec![pid], "the early worker serves the slot, and no other was started");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max address space")).unwrap();
+    let expected = (512 + 256) * 1024 * 1024u64;
+    assert!(line.split_whitespace().filter(|w| *w == expected.to_string()).count() == 2, "{line}");
+    let execution = run(&kernel, "function main(i) { return { sum: i.a + 1 }; }", json!({}), json!({"a": 1})).await;
+    assert_eq!(kind(&execution), "success", "{}", message(&execution));
+    kernel.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_worker_that_does_not_fit_is_stopped_and_the_configured_one_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (guess, configured) = (worker_alias(dir.path(), "guessed-worker"), worker_alias(dir.path(), "configured-worker"));
+    let mut guessed = kernel_config();
+    guessed.workers.binary = Some(guess.clone());
+    let early =
+        ratchet_core::supervisor::EarlyWorker::start(&Kernel::pool_spec(&guessed, 1).expect("a pool spec"));
+    wait_until("the early worker to start", || !processes_of(&guess).is_empty()).await;
+    let mut config = kernel_config();
+    config.workers.binary = Some(configured.clone());
+    let kernel = Kernel::start_with(config, 1, KernelStart { early: Some(early), ..KernelStart::default() })
+        .expect("the kernel starts");
+    wait_for(&kernel, "an idle worker", |s| s[0].state == SlotState::Idle).await;
+    let pid = kernel.pool().status()[0].pid.unwrap();
+    assert_eq!(processes_of(&configured), vec![pid], "the configured binary serves the slot");
+    wait_until("the early worker to be stopped", || processes_of(&guess).is_empty()).await;
+    let execution = run(&kernel, "function main(i) { return { sum: i.a + 1 }; }", json!({}), json!({"a": 1})).await;
+    assert_eq!(kind(&execution), "success", "{}", message(&execution));
+    kernel.shutdown().await;
 }

@@ -186,9 +186,60 @@ pub struct WorkerPool {
     slots: Mutex<Vec<JoinHandle<()>>>,
 }
 
+/// A worker started before the kernel that will use it: a short command (`run-once`) starts
+/// its worker first, so that the worker's own start (a few milliseconds: exec, its first
+/// realm) overlaps the command's (configuration, task loading) instead of following it.
+///
+/// It is started from a guess at the pool's spec (the default configuration). The pool adopts
+/// it only when the real spec would have started it the same way (same binary and frame
+/// limit), and caps its memory with the real limit; otherwise it is stopped and the pool starts
+/// its own. Dropped unadopted, it is killed.
+pub struct EarlyWorker {
+    binary: PathBuf,
+    max_frame_bytes: usize,
+    started: Option<Successor>,
+}
+
+impl EarlyWorker {
+    /// Starts a worker as `spec` says: the process now, on this thread; its handshake in the
+    /// background. Call from within a Tokio runtime.
+    pub fn start(spec: &PoolSpec) -> EarlyWorker {
+        let (binary, max_frame_bytes, start_timeout) =
+            (spec.binary.clone(), spec.max_frame_bytes, spec.start_timeout);
+        let started = WorkerProcess::start(spec, worker_id(0, 1));
+        let started = tokio::spawn(async move { started?.ready(start_timeout).await });
+        EarlyWorker { binary, max_frame_bytes, started: Some(started) }
+    }
+
+    /// The started worker, when `spec` would have started it the same way.
+    fn adopt_for(mut self, spec: &PoolSpec) -> Option<Successor> {
+        if self.binary == spec.binary && self.max_frame_bytes == spec.max_frame_bytes {
+            self.started.take()
+        } else {
+            tracing::debug!("the worker started early does not fit the configured pool; starting another");
+            None
+        }
+    }
+}
+
+impl Drop for EarlyWorker {
+    fn drop(&mut self) {
+        // Aborting drops the spawn's future and with it the child (`kill_on_drop`).
+        if let Some(started) = self.started.take() {
+            started.abort();
+        }
+    }
+}
+
 impl WorkerPool {
     /// Starts the slots; workers spawn in the background.
     pub fn start(spec: PoolSpec) -> WorkerPool {
+        WorkerPool::start_with(spec, None)
+    }
+
+    /// Starts the slots, the first with `early` when it fits `spec` (see [`EarlyWorker`]).
+    pub fn start_with(spec: PoolSpec, early: Option<EarlyWorker>) -> WorkerPool {
+        let mut early = early.and_then(|early| early.adopt_for(&spec));
         let (sender, receiver) = mpsc::channel(1024);
         let initial = SlotStatus {
             state: SlotState::Starting,
@@ -203,8 +254,9 @@ impl WorkerPool {
             spec,
             queue: tokio::sync::Mutex::new(receiver),
         });
-        let slots =
-            (0..shared.spec.size).map(|index| tokio::spawn(slot_main(index, Arc::clone(&shared)))).collect();
+        let slots = (0..shared.spec.size)
+            .map(|index| tokio::spawn(slot_main(index, Arc::clone(&shared), early.take())))
+            .collect();
         WorkerPool { sender: Mutex::new(Some(sender)), shared, slots: Mutex::new(slots) }
     }
 
@@ -267,19 +319,27 @@ impl RunReply {
 /// A worker started ahead of its predecessor's retirement.
 type Successor = JoinHandle<Result<WorkerProcess, String>>;
 
-async fn slot_main(index: usize, shared: Arc<Shared>) {
+/// Runs slot `index` until the pool closes; `early` is a worker started for it before the pool
+/// (see [`EarlyWorker`]).
+async fn slot_main(index: usize, shared: Arc<Shared>, early: Option<Successor>) {
     let mut generation = 0u64;
     let mut successor: Option<Successor> = None;
+    let mut early = early;
     loop {
         generation += 1;
         let id = worker_id(index, generation);
-        // A successor may have waited a while unwatched: it must answer before it gets a run.
-        let spare = match successor.take() {
-            Some(spare) => match spare.await {
+        let spare = match (early.take(), successor.take()) {
+            // Handshaken moments ago, and started from a guess: it gets the configured cap.
+            (Some(early), _) => match early.await {
+                Ok(Ok(worker)) => worker.cap(shared.spec.address_space_cap).then_some(worker),
+                _ => None,
+            },
+            // A successor may have waited a while unwatched: it must answer before it gets a run.
+            (None, Some(spare)) => match spare.await {
                 Ok(Ok(mut worker)) => worker.ping(PING_TIMEOUT).await.then_some(worker),
                 _ => None,
             },
-            None => None,
+            (None, None) => None,
         };
         let worker = match spare {
             Some(worker) => {

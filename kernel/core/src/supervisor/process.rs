@@ -45,6 +45,13 @@ pub(super) struct WorkerProcess {
 
 impl WorkerProcess {
     pub(super) async fn spawn(spec: &PoolSpec, id: String) -> Result<WorkerProcess, String> {
+        WorkerProcess::start(spec, id)?.ready(spec.start_timeout).await
+    }
+
+    /// Starts the process, without waiting for its handshake ([`WorkerProcess::ready`]).
+    /// Synchronous, so that a caller in a hurry starts it on its own thread; call it within a
+    /// Tokio runtime.
+    pub(super) fn start(spec: &PoolSpec, id: String) -> Result<WorkerProcess, String> {
         let mut child = command(spec, &id)
             .spawn()
             .map_err(|e| format!("cannot start worker binary {}: {e}", spec.binary.display()))?;
@@ -61,7 +68,7 @@ impl WorkerProcess {
         };
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
         let stderr_reader = tokio::spawn(collect_stderr(stderr, Arc::clone(&stderr_tail), id.clone()));
-        let mut worker = WorkerProcess {
+        Ok(WorkerProcess {
             child,
             stdin,
             stdout: BufReader::new(stdout),
@@ -73,16 +80,33 @@ impl WorkerProcess {
             sent: HashSet::new(),
             next_correlation: 1,
             max_frame_bytes: spec.max_frame_bytes,
-        };
-        match timeout(spec.start_timeout, worker.handshake()).await {
-            Ok(Ok(())) => Ok(worker),
-            Ok(Err(reason)) => Err(worker.fail_start(&reason).await),
-            Err(_) => Err(worker.fail_start(&format!("no handshake within {:?}", spec.start_timeout)).await),
+        })
+    }
+
+    /// The started worker once it has said it is ready, within `start_timeout`.
+    pub(super) async fn ready(mut self, start_timeout: Duration) -> Result<WorkerProcess, String> {
+        match timeout(start_timeout, self.handshake()).await {
+            Ok(Ok(())) => Ok(self),
+            Ok(Err(reason)) => Err(self.fail_start(&reason).await),
+            Err(_) => Err(self.fail_start(&format!("no handshake within {start_timeout:?}")).await),
         }
     }
 
     pub(super) fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+
+    /// Caps the worker's address space at `cap` bytes; false (and a warning) when that fails,
+    /// and the worker must not be used.
+    pub(super) fn cap(&self, cap: u64) -> bool {
+        let Some(pid) = self.pid() else { return false };
+        match cap_address_space(pid, cap) {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(worker = %self.id, "{error}; starting another worker");
+                false
+            }
+        }
     }
 
     async fn handshake(&mut self) -> Result<(), String> {
