@@ -41,7 +41,9 @@ fn main() {
         Some(&nodes) => vec![nodes],
         None => vec![1, 3],
     };
-    let only = |store: &str| !args.iter().any(|a| a == "sqlite" || a == "postgres") || args.iter().any(|a| a == store);
+    let only = |store: &str| {
+        !args.iter().any(|a| a == "sqlite" || a == "postgres") || args.iter().any(|a| a == store)
+    };
     let _ = rustls::crypto::ring::default_provider().install_default();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let ratchet =

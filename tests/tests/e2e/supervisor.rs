@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ratchet_core::supervisor::SlotState;
 use ratchet_core::execution::KernelStart;
+use ratchet_core::supervisor::SlotState;
 use ratchet_core::{Config, Execution, Kernel};
 use serde_json::{Value, json};
 use tests::{FAKE_HANDSHAKE, fake_worker, kernel_config, load, task};
@@ -388,27 +388,61 @@ async fn wait_until(what: &str, condition: impl Fn() -> bool) {
     }
 }
 
+/// An early worker started from `guessed`, handshaken, and its pid.
+async fn early_worker(
+    guessed: &Config,
+    binary: &std::path::Path,
+) -> (ratchet_core::supervisor::EarlyWorker, u32) {
+    let early =
+        ratchet_core::supervisor::EarlyWorker::start(&Kernel::pool_spec(guessed, 1).expect("a pool spec"));
+    wait_until("the early worker to start", || processes_of(binary).len() == 1).await;
+    (early, processes_of(binary)[0])
+}
+
+fn address_space_cap(pid: u32) -> String {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    limits.lines().find(|l| l.starts_with("Max address space")).unwrap().to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_early_worker_that_fits_serves_the_first_run_under_the_configured_cap() {
+async fn an_early_worker_that_fits_serves_the_first_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let alias = worker_alias(dir.path(), "early-worker");
+    let mut config = kernel_config();
+    config.workers.binary = Some(alias.clone());
+    let (early, early_pid) = early_worker(&config, &alias).await;
+    let kernel = Kernel::start_with(config, 1, KernelStart { early: Some(early), ..KernelStart::default() })
+        .expect("the kernel starts");
+    wait_for(&kernel, "an idle worker", |s| s[0].state == SlotState::Idle).await;
+    assert_eq!(kernel.pool().status()[0].pid, Some(early_pid), "the early worker serves the slot");
+    assert_eq!(processes_of(&alias), vec![early_pid], "no other worker was started");
+    let execution =
+        run(&kernel, "function main(i) { return { sum: i.a + 1 }; }", json!({}), json!({"a": 1})).await;
+    assert_eq!(kind(&execution), "success", "{}", message(&execution));
+    kernel.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_worker_started_for_another_memory_limit_is_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let alias = worker_alias(dir.path(), "early-worker");
     let mut guessed = kernel_config();
     guessed.workers.binary = Some(alias.clone());
-    let early =
-        ratchet_core::supervisor::EarlyWorker::start(&Kernel::pool_spec(&guessed, 1).expect("a pool spec"));
-    // The configuration differs only in what the pool applies itself: the memory cap.
+    let (early, early_pid) = early_worker(&guessed, &alias).await;
+    // A cap lowered under a running worker would fail its next mapping: it must be restarted.
     let mut config = guessed.clone();
     config.limits.max_memory_limit = "512MB".parse().unwrap();
     let kernel = Kernel::start_with(config, 1, KernelStart { early: Some(early), ..KernelStart::default() })
         .expect("the kernel starts");
     wait_for(&kernel, "an idle worker", |s| s[0].state == SlotState::Idle).await;
     let pid = kernel.pool().status()[0].pid.unwrap();
-    assert_eq!(processes_of(&alias), vec![pid], "the early worker serves the slot, and no other was started");
-    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    let line = limits.lines().find(|l| l.starts_with("Max address space")).unwrap();
-    let expected = (512 + 256) * 1024 * 1024u64;
-    assert!(line.split_whitespace().filter(|w| *w == expected.to_string()).count() == 2, "{line}");
-    let execution = run(&kernel, "function main(i) { return { sum: i.a + 1 }; }", json!({}), json!({"a": 1})).await;
+    assert_ne!(pid, early_pid, "a worker started under the configured cap serves the slot");
+    wait_until("the early worker to be stopped", || processes_of(&alias) == vec![pid]).await;
+    let expected = ((512 + 256) * 1024 * 1024u64).to_string();
+    let line = address_space_cap(pid);
+    assert!(line.split_whitespace().filter(|w| *w == expected).count() == 2, "{line}");
+    let execution =
+        run(&kernel, "function main(i) { return { sum: i.a + 1 }; }", json!({}), json!({"a": 1})).await;
     assert_eq!(kind(&execution), "success", "{}", message(&execution));
     kernel.shutdown().await;
 }
@@ -416,12 +450,11 @@ async fn an_early_worker_that_fits_serves_the_first_run_under_the_configured_cap
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_early_worker_that_does_not_fit_is_stopped_and_the_configured_one_serves() {
     let dir = tempfile::tempdir().unwrap();
-    let (guess, configured) = (worker_alias(dir.path(), "guessed-worker"), worker_alias(dir.path(), "configured-worker"));
+    let (guess, configured) =
+        (worker_alias(dir.path(), "guessed-worker"), worker_alias(dir.path(), "configured-worker"));
     let mut guessed = kernel_config();
     guessed.workers.binary = Some(guess.clone());
-    let early =
-        ratchet_core::supervisor::EarlyWorker::start(&Kernel::pool_spec(&guessed, 1).expect("a pool spec"));
-    wait_until("the early worker to start", || !processes_of(&guess).is_empty()).await;
+    let (early, _) = early_worker(&guessed, &guess).await;
     let mut config = kernel_config();
     config.workers.binary = Some(configured.clone());
     let kernel = Kernel::start_with(config, 1, KernelStart { early: Some(early), ..KernelStart::default() })
@@ -430,7 +463,8 @@ async fn an_early_worker_that_does_not_fit_is_stopped_and_the_configured_one_ser
     let pid = kernel.pool().status()[0].pid.unwrap();
     assert_eq!(processes_of(&configured), vec![pid], "the configured binary serves the slot");
     wait_until("the early worker to be stopped", || processes_of(&guess).is_empty()).await;
-    let execution = run(&kernel, "function main(i) { return { sum: i.a + 1 }; }", json!({}), json!({"a": 1})).await;
+    let execution =
+        run(&kernel, "function main(i) { return { sum: i.a + 1 }; }", json!({}), json!({"a": 1})).await;
     assert_eq!(kind(&execution), "success", "{}", message(&execution));
     kernel.shutdown().await;
 }

@@ -191,12 +191,14 @@ pub struct WorkerPool {
 /// realm) overlaps the command's (configuration, task loading) instead of following it.
 ///
 /// It is started from a guess at the pool's spec (the default configuration). The pool adopts
-/// it only when the real spec would have started it the same way (same binary and frame
-/// limit), and caps its memory with the real limit; otherwise it is stopped and the pool starts
-/// its own. Dropped unadopted, it is killed.
+/// it only when the real spec would have started it the same way: same binary, frame limit and
+/// memory cap. The cap cannot be lowered afterwards: a worker already past it (its heap, its
+/// threads' stacks) would fail its next mapping and crash. Otherwise it is stopped and the pool
+/// starts its own. Dropped unadopted, it is killed.
 pub struct EarlyWorker {
     binary: PathBuf,
     max_frame_bytes: usize,
+    address_space_cap: u64,
     started: Option<Successor>,
 }
 
@@ -204,16 +206,19 @@ impl EarlyWorker {
     /// Starts a worker as `spec` says: the process now, on this thread; its handshake in the
     /// background. Call from within a Tokio runtime.
     pub fn start(spec: &PoolSpec) -> EarlyWorker {
-        let (binary, max_frame_bytes, start_timeout) =
-            (spec.binary.clone(), spec.max_frame_bytes, spec.start_timeout);
+        let (binary, max_frame_bytes, address_space_cap, start_timeout) =
+            (spec.binary.clone(), spec.max_frame_bytes, spec.address_space_cap, spec.start_timeout);
         let started = WorkerProcess::start(spec, worker_id(0, 1));
         let started = tokio::spawn(async move { started?.ready(start_timeout).await });
-        EarlyWorker { binary, max_frame_bytes, started: Some(started) }
+        EarlyWorker { binary, max_frame_bytes, address_space_cap, started: Some(started) }
     }
 
     /// The started worker, when `spec` would have started it the same way.
     fn adopt_for(mut self, spec: &PoolSpec) -> Option<Successor> {
-        if self.binary == spec.binary && self.max_frame_bytes == spec.max_frame_bytes {
+        if self.binary == spec.binary
+            && self.max_frame_bytes == spec.max_frame_bytes
+            && self.address_space_cap == spec.address_space_cap
+        {
             self.started.take()
         } else {
             tracing::debug!("the worker started early does not fit the configured pool; starting another");
@@ -329,11 +334,8 @@ async fn slot_main(index: usize, shared: Arc<Shared>, early: Option<Successor>) 
         generation += 1;
         let id = worker_id(index, generation);
         let spare = match (early.take(), successor.take()) {
-            // Handshaken moments ago, and started from a guess: it gets the configured cap.
-            (Some(early), _) => match early.await {
-                Ok(Ok(worker)) => worker.cap(shared.spec.address_space_cap).then_some(worker),
-                _ => None,
-            },
+            // Handshaken moments ago, as this pool would have started it.
+            (Some(early), _) => early.await.ok().and_then(Result::ok),
             // A successor may have waited a while unwatched: it must answer before it gets a run.
             (None, Some(spare)) => match spare.await {
                 Ok(Ok(mut worker)) => worker.ping(PING_TIMEOUT).await.then_some(worker),

@@ -96,19 +96,6 @@ impl WorkerProcess {
         self.child.id()
     }
 
-    /// Caps the worker's address space at `cap` bytes; false (and a warning) when that fails,
-    /// and the worker must not be used.
-    pub(super) fn cap(&self, cap: u64) -> bool {
-        let Some(pid) = self.pid() else { return false };
-        match cap_address_space(pid, cap) {
-            Ok(()) => true,
-            Err(error) => {
-                tracing::warn!(worker = %self.id, "{error}; starting another worker");
-                false
-            }
-        }
-    }
-
     async fn handshake(&mut self) -> Result<(), String> {
         match self.read_frame().await {
             Ok(Some(WorkerMessage::WorkerReady(ready))) if ready.protocol_version == PROTOCOL_VERSION => {
