@@ -454,20 +454,13 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The kernel's own peak resident memory, in KiB: `VmHWM`, this process image's high-water
-/// mark. Not `getrusage`'s `ru_maxrss`, which Linux carries over `fork` and `exec`: started
-/// by a process larger than itself (a Python script, a test harness), the kernel reported its
-/// parent's size.
+/// The kernel's own peak resident memory, in KiB ([`worker_protocol::vm_hwm_kib`]).
 fn kernel_peak_rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| {
-            use nix::sys::resource::{UsageWho, getrusage};
-            getrusage(UsageWho::RUSAGE_SELF).map_or(0, |u| u.max_rss().max(0) as u64)
-        })
+    worker_protocol::vm_hwm_kib(&status).unwrap_or_else(|| {
+        use nix::sys::resource::{UsageWho, getrusage};
+        getrusage(UsageWho::RUSAGE_SELF).map_or(0, |u| u.max_rss().max(0) as u64)
+    })
 }
 
 /// A reader that goes away (`ratchet jobs list | head`) ends the command quietly with the

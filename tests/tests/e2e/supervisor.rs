@@ -35,13 +35,15 @@ async fn wait_for(
     what: &str,
     condition: impl Fn(&[ratchet_core::supervisor::SlotStatus]) -> bool,
 ) {
+    let status = || kernel.pool().status();
+    wait_until(what, || condition(&status()), || format!("{:?}", status())).await;
+}
+
+/// Polls `condition` for up to 20 s; `state` says what was seen when it times out.
+async fn wait_until(what: &str, condition: impl Fn() -> bool, state: impl Fn() -> String) {
     let started = Instant::now();
-    while !condition(&kernel.pool().status()) {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}: {:?}",
-            kernel.pool().status()
-        );
+    while !condition() {
+        assert!(started.elapsed() < Duration::from_secs(20), "timed out waiting for {what}: {}", state());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -380,14 +382,6 @@ fn worker_alias(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
     alias
 }
 
-async fn wait_until(what: &str, condition: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !condition() {
-        assert!(started.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// An early worker started from `guessed`, handshaken, and its pid.
 async fn early_worker(
     guessed: &Config,
@@ -395,8 +389,28 @@ async fn early_worker(
 ) -> (ratchet_core::supervisor::EarlyWorker, u32) {
     let early =
         ratchet_core::supervisor::EarlyWorker::start(&Kernel::pool_spec(guessed, 1).expect("a pool spec"));
-    wait_until("the early worker to start", || processes_of(binary).len() == 1).await;
+    wait_until(
+        "the early worker to start",
+        || processes_of(binary).len() == 1,
+        || format!("{:?}", processes_of(binary)),
+    )
+    .await;
     (early, processes_of(binary)[0])
+}
+
+/// A one-worker kernel for `config` given `early`, once its worker is idle.
+async fn kernel_with_early(config: Config, early: ratchet_core::supervisor::EarlyWorker) -> Kernel {
+    let kernel = Kernel::start_with(config, 1, KernelStart { early: Some(early), ..KernelStart::default() })
+        .expect("the kernel starts");
+    wait_for(&kernel, "an idle worker", |s| s[0].state == SlotState::Idle).await;
+    kernel
+}
+
+/// A trivial task succeeds on `kernel`.
+async fn assert_runs(kernel: &Kernel) {
+    let execution =
+        run(kernel, "function main(i) { return { sum: i.a + 1 }; }", json!({}), json!({"a": 1})).await;
+    assert_eq!(kind(&execution), "success", "{}", message(&execution));
 }
 
 fn address_space_cap(pid: u32) -> String {
@@ -411,14 +425,10 @@ async fn an_early_worker_that_fits_serves_the_first_run() {
     let mut config = kernel_config();
     config.workers.binary = Some(alias.clone());
     let (early, early_pid) = early_worker(&config, &alias).await;
-    let kernel = Kernel::start_with(config, 1, KernelStart { early: Some(early), ..KernelStart::default() })
-        .expect("the kernel starts");
-    wait_for(&kernel, "an idle worker", |s| s[0].state == SlotState::Idle).await;
+    let kernel = kernel_with_early(config, early).await;
     assert_eq!(kernel.pool().status()[0].pid, Some(early_pid), "the early worker serves the slot");
     assert_eq!(processes_of(&alias), vec![early_pid], "no other worker was started");
-    let execution =
-        run(&kernel, "function main(i) { return { sum: i.a + 1 }; }", json!({}), json!({"a": 1})).await;
-    assert_eq!(kind(&execution), "success", "{}", message(&execution));
+    assert_runs(&kernel).await;
     kernel.shutdown().await;
 }
 
@@ -432,18 +442,19 @@ async fn an_early_worker_started_for_another_memory_limit_is_replaced() {
     // A cap lowered under a running worker would fail its next mapping: it must be restarted.
     let mut config = guessed.clone();
     config.limits.max_memory_limit = "512MB".parse().unwrap();
-    let kernel = Kernel::start_with(config, 1, KernelStart { early: Some(early), ..KernelStart::default() })
-        .expect("the kernel starts");
-    wait_for(&kernel, "an idle worker", |s| s[0].state == SlotState::Idle).await;
+    let kernel = kernel_with_early(config, early).await;
     let pid = kernel.pool().status()[0].pid.unwrap();
     assert_ne!(pid, early_pid, "a worker started under the configured cap serves the slot");
-    wait_until("the early worker to be stopped", || processes_of(&alias) == vec![pid]).await;
+    wait_until(
+        "the early worker to be stopped",
+        || processes_of(&alias) == vec![pid],
+        || format!("{:?}", processes_of(&alias)),
+    )
+    .await;
     let expected = ((512 + 256) * 1024 * 1024u64).to_string();
     let line = address_space_cap(pid);
     assert!(line.split_whitespace().filter(|w| *w == expected).count() == 2, "{line}");
-    let execution =
-        run(&kernel, "function main(i) { return { sum: i.a + 1 }; }", json!({}), json!({"a": 1})).await;
-    assert_eq!(kind(&execution), "success", "{}", message(&execution));
+    assert_runs(&kernel).await;
     kernel.shutdown().await;
 }
 
@@ -457,14 +468,15 @@ async fn an_early_worker_that_does_not_fit_is_stopped_and_the_configured_one_ser
     let (early, _) = early_worker(&guessed, &guess).await;
     let mut config = kernel_config();
     config.workers.binary = Some(configured.clone());
-    let kernel = Kernel::start_with(config, 1, KernelStart { early: Some(early), ..KernelStart::default() })
-        .expect("the kernel starts");
-    wait_for(&kernel, "an idle worker", |s| s[0].state == SlotState::Idle).await;
+    let kernel = kernel_with_early(config, early).await;
     let pid = kernel.pool().status()[0].pid.unwrap();
     assert_eq!(processes_of(&configured), vec![pid], "the configured binary serves the slot");
-    wait_until("the early worker to be stopped", || processes_of(&guess).is_empty()).await;
-    let execution =
-        run(&kernel, "function main(i) { return { sum: i.a + 1 }; }", json!({}), json!({"a": 1})).await;
-    assert_eq!(kind(&execution), "success", "{}", message(&execution));
+    wait_until(
+        "the early worker to be stopped",
+        || processes_of(&guess).is_empty(),
+        || format!("{:?}", processes_of(&guess)),
+    )
+    .await;
+    assert_runs(&kernel).await;
     kernel.shutdown().await;
 }

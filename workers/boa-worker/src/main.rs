@@ -209,10 +209,8 @@ fn run(
     TaskResult { correlation_id, outcome, stats }
 }
 
-/// This process image's peak resident memory (`VmHWM`), in KiB. Not `getrusage`'s
-/// `ru_maxrss`, which Linux carries over the kernel's `vfork` and our `exec`: it counted the
-/// node's size at the spawn. `/proc/self/status` stays open between runs, and is read again
-/// from its start after each.
+/// This process image's peak resident memory, in KiB ([`worker_protocol::vm_hwm_kib`]).
+/// `/proc/self/status` stays open between runs, and is read again from its start after each.
 fn peak_rss_kib() -> u64 {
     use std::os::unix::fs::FileExt as _;
     thread_local! {
@@ -221,12 +219,8 @@ fn peak_rss_kib() -> u64 {
     let mut buffer = [0u8; 4096];
     let read = STATUS.with(|status| status.as_ref().and_then(|file| file.read_at(&mut buffer, 0).ok()));
     let status = read.map(|n| String::from_utf8_lossy(&buffer[..n]).into_owned()).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| {
-            use nix::sys::resource::{UsageWho, getrusage};
-            getrusage(UsageWho::RUSAGE_SELF).map_or(0, |usage| usage.max_rss().max(0) as u64)
-        })
+    worker_protocol::vm_hwm_kib(&status).unwrap_or_else(|| {
+        use nix::sys::resource::{UsageWho, getrusage};
+        getrusage(UsageWho::RUSAGE_SELF).map_or(0, |usage| usage.max_rss().max(0) as u64)
+    })
 }

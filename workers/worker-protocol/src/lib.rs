@@ -264,8 +264,17 @@ pub struct JsError {
 pub struct RunStats {
     /// Time inside the worker, from receiving the frame to writing the result.
     pub duration_us: u64,
-    /// Peak resident memory of the worker process so far, in KiB.
+    /// Peak resident memory of the worker process so far, in KiB ([`vm_hwm_kib`]).
     pub peak_rss_kib: u64,
+}
+
+/// The `VmHWM` line of a `/proc/<pid>/status` text: the process image's peak resident memory,
+/// in KiB. Kernel and worker report their peaks from it rather than from `getrusage`'s
+/// `ru_maxrss`, which Linux carries over `fork` and `exec` (a process started by a larger one
+/// reports its parent's size).
+pub fn vm_hwm_kib(status: &str) -> Option<u64> {
+    let value = status.lines().find_map(|line| line.strip_prefix("VmHWM:"))?;
+    value.trim().trim_end_matches("kB").trim().parse().ok()
 }
 
 /// Why a frame was refused.
@@ -306,5 +315,18 @@ impl<R: BufRead> FrameReader<R> {
                 return decode(&line, self.buffer.limit()).map(Some);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::vm_hwm_kib;
+
+    #[test]
+    fn the_peak_is_read_from_the_vm_hwm_line() {
+        let status = "Name:\tratchet\nVmPeak:\t  123456 kB\nVmHWM:\t   11240 kB\nVmRSS:\t   11008 kB\n";
+        assert_eq!(vm_hwm_kib(status), Some(11_240));
+        assert_eq!(vm_hwm_kib("Name:\tratchet\n"), None);
+        assert_eq!(vm_hwm_kib("VmHWM:\tlots kB\n"), None);
     }
 }
