@@ -128,3 +128,35 @@ fn bad_arguments_print_usage() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("usage: ratchet-worker"));
 }
+
+/// A field of `/proc/<pid>/status`, in kB.
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn the_worker_caps_its_address_space_before_it_allocates() {
+    // Below the 1 GiB arena mimalloc reserves on a first allocation made without a cap: a cap
+    // applied after that allocation (by the kernel's prlimit, racing with the start-up) left
+    // the worker past its cap and its next mapping failed.
+    let cap = 768 * 1024 * 1024u64;
+    let mut worker = Worker::start(&["--address-space-cap", &cap.to_string()]);
+    let pid = worker.child.id();
+    worker.send(execute(1, "k1", Some("(function (input) { return input.x + 1; })"), "run"));
+    assert_eq!(outcome(worker.receive()), json!({"status": "success", "output": 2}));
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max address space")).unwrap();
+    assert_eq!(line.split_whitespace().filter(|w| *w == cap.to_string()).count(), 2, "{line}");
+    let peak = status_kib(pid, "VmPeak:");
+    assert!(peak * 1024 <= cap, "the worker mapped {peak} kB, more than its cap of {cap} bytes");
+}
+
+#[test]
+fn a_bad_address_space_cap_is_named() {
+    let output = Command::new(worker_bin()).args(["--address-space-cap", "lots"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--address-space-cap: not a byte count"), "{stderr}");
+}

@@ -10,7 +10,7 @@
 //! (`cargo xtask bench`).
 
 use std::alloc::{GlobalAlloc, Layout};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use mimalloc::MiMalloc;
 use worker_protocol::EXIT_MEMORY_LIMIT;
@@ -18,11 +18,17 @@ use worker_protocol::EXIT_MEMORY_LIMIT;
 pub struct BudgetAllocator {
     live: AtomicUsize,
     budget: AtomicUsize,
+    /// Whether the first allocation has applied `--address-space-cap` (see [`crate::cap`]).
+    capped: AtomicBool,
 }
 
 impl BudgetAllocator {
     pub const fn new() -> Self {
-        BudgetAllocator { live: AtomicUsize::new(0), budget: AtomicUsize::new(usize::MAX) }
+        BudgetAllocator {
+            live: AtomicUsize::new(0),
+            budget: AtomicUsize::new(usize::MAX),
+            capped: AtomicBool::new(false),
+        }
     }
 
     /// Sets the most heap the process may hold from now on.
@@ -35,10 +41,24 @@ impl BudgetAllocator {
     }
 
     fn charge(&self, size: usize) {
+        if !self.capped.load(Ordering::Relaxed) {
+            self.cap_before_the_first_allocation();
+        }
         let live = self.live.fetch_add(size, Ordering::Relaxed) + size;
         if live > self.budget.load(Ordering::Relaxed) {
             exceeded();
         }
+    }
+}
+
+impl BudgetAllocator {
+    /// Applies the address-space cap before mimalloc maps its first arena. Std allocates
+    /// before `main` (the main thread's name), so `main` would be too late; `main` checks the
+    /// outcome by applying the cap again. Two threads racing here would set the same cap twice.
+    #[cold]
+    fn cap_before_the_first_allocation(&self) {
+        self.capped.store(true, Ordering::Relaxed);
+        let _ = crate::cap::apply_from_cmdline();
     }
 }
 

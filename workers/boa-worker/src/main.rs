@@ -5,6 +5,7 @@
 //! outlives its timeout.
 
 mod alloc;
+mod cap;
 mod fetch;
 mod globals;
 mod host;
@@ -24,7 +25,7 @@ use worker_protocol::{
 #[global_allocator]
 static ALLOCATOR: alloc::BudgetAllocator = alloc::BudgetAllocator::new();
 
-const USAGE: &str = "usage: ratchet-worker [--worker-id ID] [--max-frame-bytes N]\n\
+const USAGE: &str = "usage: ratchet-worker [--worker-id ID] [--max-frame-bytes N] [--address-space-cap BYTES]\n\
                      Started by the Ratchet kernel; speaks its protocol on stdin and stdout.";
 
 struct Args {
@@ -45,6 +46,10 @@ fn parse_args() -> Result<Args, String> {
                 args.max_frame_bytes =
                     raw.parse().map_err(|_| format!("--max-frame-bytes: `{raw}` is not a byte count"))?;
             }
+            // Applied before the first allocation (see `cap`).
+            cap::FLAG => {
+                cap::parse_bytes(value()?.as_bytes())?;
+            }
             "--version" => return Err(format!("ratchet-worker protocol {PROTOCOL_VERSION}")),
             other => return Err(format!("unknown argument `{other}`")),
         }
@@ -53,6 +58,11 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
+    // Already applied by the first allocation (see `cap`); again here to report a bad value.
+    if let Err(message) = cap::apply_from_cmdline() {
+        eprintln!("ratchet-worker: {message}\n{USAGE}");
+        return ExitCode::from(2);
+    }
     let args = match parse_args() {
         Ok(args) => args,
         Err(message) => {

@@ -356,6 +356,8 @@ fn command(spec: &PoolSpec, id: &str) -> tokio::process::Command {
         .arg(id)
         .arg("--max-frame-bytes")
         .arg(spec.max_frame_bytes.to_string())
+        .arg("--address-space-cap")
+        .arg(spec.address_space_cap.to_string())
         .env_clear()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -366,10 +368,12 @@ fn command(spec: &PoolSpec, id: &str) -> tokio::process::Command {
 
 /// Caps the worker's address space with prlimit(2) from the kernel, right after spawn.
 ///
-/// Not in `pre_exec`: a pre-exec hook forces fork+exec of the whole kernel instead of
-/// posix_spawn, which costs milliseconds once the kernel is large. The gap is harmless: the
-/// worker runs only its own start-up code until its handshake, and the kernel sends it no task
-/// before then.
+/// `ratchet-worker` caps itself first, from `--address-space-cap`, before its first
+/// allocation; this call only makes sure that a worker binary which does not (another build,
+/// a test's fake) is capped too. It cannot be the only cap: it races with the worker's
+/// start-up, and a worker whose allocator had already reserved more than the cap failed its
+/// next mapping. Not in `pre_exec` either: a pre-exec hook forces fork+exec of the whole
+/// kernel instead of posix_spawn, which costs milliseconds once the kernel is large.
 fn cap_address_space(pid: u32, cap: u64) -> Result<(), String> {
     let limit = libc::rlimit { rlim_cur: cap, rlim_max: cap };
     #[allow(unsafe_code)]
