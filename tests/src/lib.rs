@@ -19,7 +19,7 @@ pub fn bin_dir() -> PathBuf {
         assert!(
             dir.join(binary).is_file(),
             "{binary} is not built in {}; run the suite with `cargo xtask ci` or build first with \
-             `cargo build -p ratchet-cli -p boa-worker`",
+             `cargo build -p ratchet-front -p ratchet-cli -p boa-worker`",
             dir.display()
         );
     }

@@ -40,7 +40,7 @@ use crate::{cargo, root};
 const COLD_RUNS: usize = 20;
 
 pub fn run(quick: bool) -> anyhow::Result<()> {
-    cargo(&["build", "--release", "-p", "ratchet-cli", "-p", "boa-worker"])?;
+    cargo(&["build", "--release", "-p", "ratchet-front", "-p", "ratchet-cli", "-p", "boa-worker"])?;
     cold_run_once("ratchet", if quick { 5 } else { COLD_RUNS })?;
     cold_run_once("ratchet-full", if quick { 5 } else { COLD_RUNS })?;
     let worker = root().join("target/release/ratchet-worker");

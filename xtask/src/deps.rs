@@ -36,6 +36,7 @@ const NOT_IN_CORE: &[&str] = &[
 /// The kernel's own crates, which plugins and the plugin API never depend on.
 const KERNEL: &[&str] = &[
     "ratchet-core",
+    "ratchet-front",
     "ratchet-storage",
     "ratchet-plugin-host",
     "ratchet-service",
@@ -56,6 +57,28 @@ const RULES: &[Rule] = &[
         // The egress client (reqwest) uses tower and tower-http as client middleware.
         through: &["reqwest"],
         why: "the core links no database driver, HTTP server, WASM runtime, CLI parser or JS engine",
+    },
+    Rule {
+        package: "ratchet-front",
+        forbidden: &[
+            "axum",
+            "tower-http",
+            "async-graphql",
+            "utoipa",
+            "sea-orm",
+            "sqlx",
+            "wasmtime",
+            "libloading",
+            "boa_engine",
+            "rmcp",
+            "ratchet-storage",
+            "ratchet-plugin-host",
+            "ratchet-service",
+            "ratchet-server",
+            "ratchet-cli",
+        ],
+        through: &["reqwest"],
+        why: "`ratchet` runs run-once on the core alone: no database, server or plugin host in the binary a one-off run starts",
     },
     Rule {
         package: "ratchet-storage",

@@ -1,15 +1,15 @@
 //! The command line, and the composition root of `ratchet serve`: parsing and dispatch live
 //! here, each command in a module of its own.
 //!
-//! Two binaries share it. `ratchet-full` (src/full.rs) runs every command. `ratchet`
-//! (src/main.rs, [`front`]) parses the same command line, runs `run-once` itself on the core
-//! alone, and hands every other command to `ratchet-full` by `exec`: a one-off run then loads a
-//! binary that holds no database, HTTP server or plugin host (docs/architecture.md, "Two
-//! binaries").
+//! It builds `ratchet-full` (src/full.rs), which runs every command. The `ratchet` binary is
+//! the crate `ratchet-front` (kernel/front): it runs `run-once` itself on the core alone and
+//! hands every other command to `ratchet-full` by `exec`, so a one-off run loads a binary that
+//! holds no database, HTTP server or plugin host (docs/architecture.md, "Two binaries").
+//! What both binaries share (the global options, `run-once`, logging, how a command reports
+//! its error) lives there, and this crate re-exports it.
 
 mod config;
 mod explain;
-pub mod front;
 mod generate;
 mod jobs;
 mod logs;
@@ -26,32 +26,27 @@ mod secrets;
 mod serve;
 mod tasks;
 
-use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use ratchet_core::Config;
-use ratchet_core::config::LogFormat;
+pub use ratchet_front::{ColorChoice, EgressArgs, Format, GlobalArgs, init_tracing, log_line};
 
 #[derive(Debug, Parser)]
-#[command(name = "ratchet", version, about = "Run JavaScript tasks in supervised, isolated workers")]
+#[command(name = "ratchet", version, about = ratchet_front::ABOUT)]
 pub struct Cli {
-    /// Configuration file (default: ./ratchet.yaml if present).
-    #[arg(long, global = true, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Colour in logs: auto (when stderr is a terminal and NO_COLOR is unset), always, never.
-    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t)]
-    color: ColorChoice,
+    #[command(flatten)]
+    globals: GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Run a task once and print its output.
-    RunOnce(run::RunOnceArgs),
+    #[command(about = ratchet_front::RUN_ONCE_ABOUT)]
+    RunOnce(ratchet_front::run::RunOnceArgs),
     /// Check a task (files, schemas, script) without running it.
     Validate(TaskArg),
     /// Run the cases in a task's tests/ folder.
@@ -118,29 +113,6 @@ pub(crate) enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
-}
-
-/// When to colour what the CLI writes for people.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum ColorChoice {
-    /// When the stream is a terminal and `NO_COLOR` is unset or empty.
-    #[default]
-    Auto,
-    Always,
-    Never,
-}
-
-impl ColorChoice {
-    /// Whether to colour stderr.
-    fn stderr(self) -> bool {
-        match self {
-            ColorChoice::Always => true,
-            ColorChoice::Never => false,
-            ColorChoice::Auto => {
-                std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-            }
-        }
-    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -310,25 +282,6 @@ struct TestArgs {
     egress: EgressArgs,
 }
 
-/// Widening the egress policy for one invocation.
-#[derive(Debug, Args)]
-pub struct EgressArgs {
-    /// Let tasks reach HOST (or HOST:PORT) even at a loopback or private address. Repeatable.
-    #[arg(long = "allow-host", value_name = "HOST[:PORT]")]
-    allow_hosts: Vec<String>,
-}
-
-impl EgressArgs {
-    /// Adds the hosts to the configuration's allow-list, checking each.
-    pub fn apply(&self, config: &mut Config) -> anyhow::Result<()> {
-        for host in &self.allow_hosts {
-            ratchet_core::http::HostRule::parse(host).map_err(|e| anyhow::anyhow!("--allow-host: {e}"))?;
-            config.egress.allow_hosts.push(host.clone());
-        }
-        Ok(())
-    }
-}
-
 #[derive(Debug, Subcommand)]
 enum Generate {
     /// Scaffold a working task with schemas and tests.
@@ -341,54 +294,6 @@ enum Generate {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum Format {
-    /// Human-readable text.
-    #[default]
-    Text,
-    /// One JSON document, for scripts.
-    Json,
-}
-
-/// Whether the kernel's log is JSON lines (`logging.format: json`), for [`say!`].
-static JSON_LOG: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-
-pub fn init_tracing(color: ColorChoice, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RATCHET_LOG")
-        // Warnings, what a node says of itself (start, stop), which task versions it reloads
-        // (one line per change), the compiles of large plugins (seconds each), and the audit
-        // of MCP tool calls.
-        .unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new(
-                "warn,ratchet::node=info,ratchet_service::reload=info,ratchet::plugins=info,ratchet::audit=info",
-            )
-        });
-    let json = format == LogFormat::Json;
-    let _ = JSON_LOG.set(json);
-    let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if json {
-        // A line logged during a run carries the run's span: its trace id, job and execution.
-        subscriber.json().with_current_span(true).with_span_list(false).init();
-    } else {
-        subscriber.with_ansi(color.stderr()).init();
-    }
-}
-
-/// A line for the operator on stderr: as it is in a text log, or as a JSON log line (target
-/// `ratchet::node`) under `logging.format: json`, so a log shipper sees one format.
-pub fn log_line(level: tracing::Level, text: &str) {
-    if JSON_LOG.get() != Some(&true) {
-        eprintln!("{text}");
-        return;
-    }
-    let text = text.strip_prefix("warning: ").or_else(|| text.strip_prefix("error: ")).unwrap_or(text);
-    match level {
-        tracing::Level::ERROR => tracing::error!(target: "ratchet::node", "{text}"),
-        tracing::Level::WARN => tracing::warn!(target: "ratchet::node", "{text}"),
-        _ => tracing::info!(target: "ratchet::node", "{text}"),
-    }
-}
-
 /// `eprintln!` for what a node says of itself, in the log's format ([`log_line`]).
 #[macro_export]
 macro_rules! say {
@@ -398,9 +303,11 @@ macro_rules! say {
 }
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let load_config = || Config::load(cli.config.as_deref()).context("loading configuration");
+    let load_config = || Config::load(cli.globals.config.as_deref()).context("loading configuration");
     match cli.command {
-        Command::RunOnce(args) => run::run_once(load_config()?, args, run::secrets_from_store, None).await,
+        Command::RunOnce(args) => {
+            ratchet_front::run::run_once(load_config()?, args, run::secrets_from_store, None).await
+        }
         Command::Validate(task) => tasks::validate(load_config()?, &task.from_fs).await,
         Command::Test(args) => {
             let mut config = load_config()?;
@@ -454,98 +361,15 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The kernel's own peak resident memory, in KiB ([`worker_protocol::vm_hwm_kib`]).
-fn kernel_peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    worker_protocol::vm_hwm_kib(&status).unwrap_or_else(|| {
-        use nix::sys::resource::{UsageWho, getrusage};
-        getrusage(UsageWho::RUSAGE_SELF).map_or(0, |u| u.max_rss().max(0) as u64)
-    })
-}
-
-/// A reader that goes away (`ratchet jobs list | head`) ends the command quietly with the
-/// status a shell gives a process killed by SIGPIPE (128 + 13), as `cat` or `ls` would, rather
-/// than with a panic from `println!`. Rust ignores SIGPIPE, and the kernel keeps it ignored: a
-/// worker that dies must not kill it through the pipe to its stdin.
-const BROKEN_PIPE_STATUS: u8 = 141;
-
-pub(crate) fn exit_quietly_on_broken_pipe() {
-    let report = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let payload = info.payload();
-        let message = payload
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| payload.downcast_ref::<&str>().copied())
-            .unwrap_or_default();
-        // `print!` and `eprint!` panic with "failed printing to stdout: Broken pipe (os error 32)".
-        if message.starts_with("failed printing to")
-            && message
-                .ends_with(&std::io::Error::from_raw_os_error(nix::errno::Errno::EPIPE as i32).to_string())
-        {
-            std::process::exit(i32::from(BROKEN_PIPE_STATUS));
-        }
-        report(info);
-    }));
-}
-
-/// Whether `error` is a write to a reader that went away.
-fn is_broken_pipe(error: &anyhow::Error) -> bool {
-    error
-        .chain()
-        .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
-        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-}
-
 /// `ratchet-full`: runs every command.
 pub fn full_main() -> ExitCode {
-    exit_quietly_on_broken_pipe();
-    run_command(Cli::parse(), dispatch)
-}
-
-/// Runs a parsed command on a fresh runtime, with the configured log format, and reports its
-/// error.
-pub(crate) fn run_command<F>(args: Cli, dispatch: impl FnOnce(Cli) -> F) -> ExitCode
-where
-    F: std::future::Future<Output = anyhow::Result<ExitCode>>,
-{
-    match new_runtime() {
-        Ok(runtime) => run_command_on(&runtime, args, dispatch),
-        Err(code) => code,
-    }
-}
-
-/// The runtime commands run on. One tokio thread per core: under many concurrent API requests
-/// a single thread is the bottleneck (about a fifth more synchronous runs per second with 16
-/// clients on 2 cores). `run-once` needs a second thread too: its worker starts while the task
-/// loads.
-pub(crate) fn new_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|error| {
-        eprintln!("error: cannot start the async runtime: {error}");
-        ExitCode::FAILURE
-    })
-}
-
-/// [`run_command`] on `runtime`.
-pub(crate) fn run_command_on<F>(
-    runtime: &tokio::runtime::Runtime,
-    args: Cli,
-    dispatch: impl FnOnce(Cli) -> F,
-) -> ExitCode
-where
-    F: std::future::Future<Output = anyhow::Result<ExitCode>>,
-{
-    // The log's format is the configuration's; a configuration that does not load is reported
-    // by the command, in text. The command loads it again, so that what loading logs (which
-    // file, if any) reaches the log set up here.
-    let format = Config::load(args.config.as_deref()).map_or(LogFormat::Text, |config| config.logging.format);
-    init_tracing(args.color, format);
-    match runtime.block_on(dispatch(args)) {
-        Ok(code) => code,
-        Err(error) if is_broken_pipe(&error) => ExitCode::from(BROKEN_PIPE_STATUS),
-        Err(error) => {
-            say!(error: "error: {error:#}");
-            ExitCode::FAILURE
+    ratchet_front::exit_quietly_on_broken_pipe();
+    let cli = Cli::parse();
+    match ratchet_front::new_runtime() {
+        Ok(runtime) => {
+            let globals = cli.globals.clone();
+            ratchet_front::run_on(&runtime, &globals, dispatch(cli))
         }
+        Err(code) => code,
     }
 }

@@ -43,7 +43,7 @@ pub async fn replay(mut config: Config, args: ReplayArgs) -> anyhow::Result<Exit
     let verdict = recording.compare(&execution.outcome);
     match args.format {
         Format::Text => {
-            super::run::print_text(&execution);
+            ratchet_front::run::print_text(&execution);
             match &verdict {
                 Ok(()) => eprintln!(
                     "replay matches the recording ({} request(s) served from it)",
@@ -53,7 +53,7 @@ pub async fn replay(mut config: Config, args: ReplayArgs) -> anyhow::Result<Exit
             }
         }
         Format::Json => {
-            let mut envelope = super::run::envelope(&execution);
+            let mut envelope = ratchet_front::run::envelope(&execution);
             envelope["matches"] = serde_json::json!(verdict.is_ok());
             if let Err(difference) = &verdict {
                 envelope["difference"] = serde_json::json!(difference);

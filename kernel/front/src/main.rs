@@ -1,6 +1,6 @@
 //! `ratchet`: the command line. Runs `run-once` on the core alone and hands every other command
-//! to `ratchet-full` (see `ratchet_cli::front`).
+//! to `ratchet-full` (see `ratchet_front::front`).
 
 fn main() -> std::process::ExitCode {
-    ratchet_cli::front::front_main()
+    ratchet_front::front::front_main()
 }

@@ -8,21 +8,39 @@
 //! secrets (they live in the database), is handed to `ratchet-full` by `exec`: same process,
 //! same arguments, same exit status and signals.
 //!
-//! Both binaries parse the one [`Cli`], so help, errors and flags are the same whichever runs.
+//! `ratchet` parses only what `run-once` takes (the same [`GlobalArgs`] and
+//! [`RunOnceArgs`] that `ratchet-full` parses, so its help and errors are the same), and hands
+//! any other command over before parsing it: `ratchet-full` then parses the whole command line.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::Parser as _;
+use clap::{Parser, Subcommand};
 
 use ratchet_core::Kernel;
 use ratchet_core::supervisor::EarlyWorker;
 
-use crate::run::{self, NeedsStore};
-use crate::{Cli, Command};
+use crate::run::{self, NeedsStore, RunOnceArgs};
+use crate::{ABOUT, GlobalArgs, RUN_ONCE_ABOUT};
+
+/// The command line `ratchet` runs itself: `run-once`, with the global options.
+#[derive(Debug, Parser)]
+#[command(name = "ratchet", version, about = ABOUT)]
+struct FrontCli {
+    #[command(flatten)]
+    globals: GlobalArgs,
+    #[command(subcommand)]
+    command: FrontCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum FrontCommand {
+    #[command(about = RUN_ONCE_ABOUT)]
+    RunOnce(RunOnceArgs),
+}
 
 /// The binary that runs every command, found beside `ratchet`.
 pub const FULL_BINARY: &str = "ratchet-full";
@@ -32,38 +50,49 @@ pub const FULL_BINARY_ENV: &str = "RATCHET_FULL_BIN";
 /// `ratchet`'s `main`.
 pub fn front_main() -> ExitCode {
     crate::exit_quietly_on_broken_pipe();
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if command_word(&args) != Some(OsStr::new("run-once")) {
+        return hand_over();
+    }
     // `ratchet run-once ...` starts its worker before it parses its arguments and reads its
     // configuration (about a millisecond here). Were the arguments wrong, clap ends the process
     // and the worker, whose stdin then closes, ends too.
-    let starts_run_once = std::env::args_os().nth(1).is_some_and(|first| first == "run-once");
-    let (runtime, early) = if starts_run_once {
-        let Ok(runtime) = crate::new_runtime() else { return ExitCode::FAILURE };
-        let early = start_worker_early(&runtime);
-        (Some(runtime), early)
+    let Ok(runtime) = crate::new_runtime() else { return ExitCode::FAILURE };
+    let early = if args.first().is_some_and(|first| first == "run-once") {
+        start_worker_early(&runtime)
     } else {
-        (None, None)
+        None
     };
-    let cli = Cli::parse();
-    if !matches!(cli.command, Command::RunOnce(_)) {
-        return hand_over();
-    }
-    let runtime = match runtime.map_or_else(crate::new_runtime, Ok) {
-        Ok(runtime) => runtime,
-        Err(code) => return code,
-    };
+    let cli = FrontCli::parse();
     // Options before the command (`ratchet --config FILE run-once ...`): start it now.
     let early = early.or_else(|| start_worker_early(&runtime));
-    crate::run_command_on(&runtime, cli, async |cli: Cli| {
-        let Command::RunOnce(args) = cli.command else {
-            return Ok(hand_over());
-        };
-        let config = ratchet_core::Config::load(cli.config.as_deref()).context("loading configuration")?;
+    let FrontCommand::RunOnce(args) = cli.command;
+    let globals = cli.globals;
+    crate::run_on(&runtime, &globals.clone(), async move {
+        let config =
+            ratchet_core::Config::load(globals.config.as_deref()).context("loading configuration")?;
         match run::run_once(config, args, run::secrets_without_store, early).await {
             // The kernel and its worker are gone; `exec` leaves the runtime's threads behind.
             Err(error) if error.is::<NeedsStore>() => Ok(hand_over()),
             other => other,
         }
     })
+}
+
+/// The command `args` (the program's name left out) names: the first word that is neither a
+/// global option nor its value.
+fn command_word(args: &[OsString]) -> Option<&OsStr> {
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        match word.to_str() {
+            Some("--config" | "--color") => {
+                words.next();
+            }
+            Some(option) if option.starts_with("--config=") || option.starts_with("--color=") => {}
+            _ => return Some(word),
+        }
+    }
+    None
 }
 
 /// Starts the run's worker before anything else: its start (exec, then its first realm) is
@@ -110,5 +139,24 @@ fn full_binary() -> Result<PathBuf, String> {
              ratchet-cli`, install it beside `ratchet`, or set {FULL_BINARY_ENV})",
             dir.display()
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(line: &str) -> Vec<OsString> {
+        line.split_whitespace().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn the_command_is_found_after_the_global_options() {
+        let command = |line: &str| command_word(&words(line)).map(|w| w.to_string_lossy().into_owned());
+        assert_eq!(command("run-once --from-fs t").as_deref(), Some("run-once"));
+        assert_eq!(command("--config run-once.yaml jobs list").as_deref(), Some("jobs"));
+        assert_eq!(command("--color=never --config c.yaml run-once").as_deref(), Some("run-once"));
+        assert_eq!(command("--version").as_deref(), Some("--version"));
+        assert_eq!(command("--config c.yaml"), None);
     }
 }
