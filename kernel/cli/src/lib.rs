@@ -32,7 +32,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use ratchet_core::Config;
-pub use ratchet_front::{ColorChoice, EgressArgs, Format, GlobalArgs, init_tracing, log_line};
+pub use ratchet_front::{EgressArgs, Format, GlobalArgs, log_line};
 
 #[derive(Debug, Parser)]
 #[command(name = "ratchet", version, about = ratchet_front::ABOUT)]

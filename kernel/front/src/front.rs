@@ -63,14 +63,12 @@ pub fn front_main() -> ExitCode {
     } else {
         None
     };
-    let cli = FrontCli::parse();
+    let FrontCli { globals, command: FrontCommand::RunOnce(args) } = FrontCli::parse();
     // Options before the command (`ratchet --config FILE run-once ...`): start it now.
     let early = early.or_else(|| start_worker_early(&runtime));
-    let FrontCommand::RunOnce(args) = cli.command;
-    let globals = cli.globals;
-    crate::run_on(&runtime, &globals.clone(), async move {
-        let config =
-            ratchet_core::Config::load(globals.config.as_deref()).context("loading configuration")?;
+    let config_file = globals.config.clone();
+    crate::run_on(&runtime, &globals, async move {
+        let config = ratchet_core::Config::load(config_file.as_deref()).context("loading configuration")?;
         match run::run_once(config, args, run::secrets_without_store, early).await {
             // The kernel and its worker are gone; `exec` leaves the runtime's threads behind.
             Err(error) if error.is::<NeedsStore>() => Ok(hand_over()),
@@ -98,7 +96,7 @@ fn command_word(args: &[OsString]) -> Option<&OsStr> {
 /// Starts the run's worker before anything else: its start (exec, then its first realm) is
 /// the longest step of a `run-once`, and it needs nothing from the configuration that the
 /// default configuration does not guess right. When the configuration says otherwise (another
-/// worker binary, another frame limit), the kernel stops this one and starts its own.
+/// worker binary, frame limit or memory limit), the kernel stops this one and starts its own.
 fn start_worker_early(runtime: &tokio::runtime::Runtime) -> Option<EarlyWorker> {
     let spec = Kernel::pool_spec(&ratchet_core::Config::default(), 1).ok()?;
     let _entered = runtime.enter();
