@@ -11,7 +11,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::AppState;
@@ -53,10 +53,15 @@ pub struct Readiness {
     /// database (job changes, live log lines). Informative: the node serves and runs jobs
     /// without it, so it does not make the node not ready.
     pub other_nodes: String,
-    /// Jobs per status.
+    /// Jobs per status, as this node's heartbeat last counted them (every 10 s; empty before
+    /// the first count). Readiness itself never counts: a count scans every job kept, and on a
+    /// database holding months of history it would outlast the probe's 2 s.
     #[schema(value_type = Object)]
     pub jobs: Value,
 }
+
+/// How long readiness waits for the database.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Readiness: the database answers within 2 s and a worker can run.
 #[utoipa::path(get, path = "/ready", tag = "operations", security(()),
@@ -64,37 +69,37 @@ pub struct Readiness {
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let service = &state.service;
     // The pool waits up to 30 s for a connection; readiness must answer fast.
-    let database = match tokio::time::timeout(Duration::from_secs(2), service.job_counts()).await {
-        Ok(counts) => counts.map_err(|e| e.to_string()),
+    let database = match tokio::time::timeout(READY_TIMEOUT, service.database_ping()).await {
+        Ok(answer) => answer.map_err(|e| e.to_string()),
         Err(_) => Err("no answer within 2 s".to_owned()),
     };
     // Reads may work while writes fail (a full disk): see whether they work again.
     let database = match (database, service.write_failure()) {
-        (Ok(counts), Some(_)) => {
-            let _ = tokio::time::timeout(Duration::from_secs(2), service.probe_writes()).await;
+        (Ok(()), Some(_)) => {
+            let _ = tokio::time::timeout(READY_TIMEOUT, service.probe_writes()).await;
             match service.write_failure() {
                 Some(failure) => Err(format!(
                     "cannot write since {}: {}",
                     ratchet_core::time::format(failure.since_ms),
                     failure.message
                 )),
-                None => Ok(counts),
+                None => Ok(()),
             }
         }
         (database, _) => database,
     };
     let workers = service.workers_unavailable();
     let ok = database.is_ok() && workers.is_none();
-    let jobs: serde_json::Map<String, Value> = match &database {
-        Ok(counts) => counts.iter().map(|(s, n)| (s.to_string(), json!(n))).collect(),
-        Err(_) => serde_json::Map::new(),
+    let jobs = match (&database, service.queue_as_counted()) {
+        (Ok(()), Some((_, counts))) => counts,
+        _ => Value::Object(serde_json::Map::new()),
     };
     let body = Readiness {
         status: if ok { "ready" } else { "not ready" }.into(),
         database: database.as_ref().map_or_else(Clone::clone, |_| "ok".into()),
         workers: workers.unwrap_or_else(|| "ok".into()),
         other_nodes: service.not_hearing().unwrap_or_else(|| "ok".into()),
-        jobs: Value::Object(jobs),
+        jobs,
     };
     (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
 }

@@ -158,9 +158,20 @@ impl Service {
         self.store.pauses().await
     }
 
-    /// Jobs per status.
+    /// Jobs per status, counted now (a scan of every job kept).
     pub async fn job_counts(&self) -> Result<Vec<(JobStatus, u64)>, QueueError> {
         self.store.job_counts().await
+    }
+
+    /// Whether the database answers, in constant time (readiness).
+    pub async fn database_ping(&self) -> Result<(), QueueError> {
+        self.store.ping().await
+    }
+
+    /// Jobs per status as this node's heartbeat last counted them (every [`crate::NODE_HEARTBEAT`]),
+    /// and when; `None` before the first count.
+    pub fn queue_as_counted(&self) -> Option<(i64, Value)> {
+        self.queue_seen.lock().ok().and_then(|seen| seen.clone())
     }
 
     pub async fn execution(&self, id: &str) -> Result<ExecutionRecord, QueueError> {

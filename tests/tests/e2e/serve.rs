@@ -819,3 +819,31 @@ fn limits_case(root: &Path, storage: &[&str]) {
     assert!(beside, "runs of key b went on beside runs of key a: {a:?} {b:?}");
     runtime.block_on(store.close());
 }
+
+/// docs/reliability.md J22: readiness asks the database a question that takes the same time
+/// whatever it holds. It used to count every job kept, which outlasted the probe's 2 s on a
+/// table that was locked or held months of history, and the node was reported not ready.
+#[test]
+fn readiness_does_not_wait_for_a_scan_of_the_jobs() {
+    on_postgres(|root, storage| {
+        use sea_orm::{ConnectionTrait as _, TransactionTrait as _};
+        tasks_dir(root);
+        let node = Node::start_with(root, storage, &[]);
+        let ["--database-url", url] = storage else { panic!("a PostgreSQL URL: {storage:?}") };
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        // The connection is dropped within the runtime, also when an assertion fails.
+        let _entered = runtime.enter();
+        // Whoever reads the jobs table now waits until the lock goes.
+        let lock = runtime.block_on(async {
+            let database = sea_orm::Database::connect(*url).await.unwrap();
+            let locked = database.begin().await.unwrap();
+            locked.execute_unprepared("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE").await.unwrap();
+            (database, locked)
+        });
+        let (status, body) = get(node.port, "/ready").unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains(r#""database":"ok""#), "{body}");
+        runtime.block_on(lock.1.rollback()).unwrap();
+        node.stop(Duration::from_secs(20));
+    });
+}
