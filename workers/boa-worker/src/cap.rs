@@ -8,9 +8,10 @@
 //! machine it lost, and a worker capped at 768 MiB died on its first run.
 //!
 //! The first allocation happens before `main` (std names the main thread), so the global
-//! allocator applies the cap on its first call ([`crate::alloc`]), and `main` applies it again
-//! to report a bad value. Nothing here allocates: the command line is read from
-//! `/proc/self/cmdline` into a buffer on the stack.
+//! allocator applies the cap on its first call ([`crate::alloc`]), as best it can: nothing
+//! here allocates, so the command line is read from `/proc/self/cmdline` into a buffer on the
+//! stack. `main` then parses its arguments as usual, reports a bad value, and applies the cap
+//! again: the same cap, or the cap at last where `/proc` could not be read.
 
 /// The flag the kernel passes the cap with.
 pub const FLAG: &str = "--address-space-cap";
@@ -18,7 +19,8 @@ pub const FLAG: &str = "--address-space-cap";
 /// Room for the command line: the binary's path (up to `PATH_MAX`) and a few short flags.
 const CMDLINE_BYTES: usize = 8192;
 
-/// Applies `--address-space-cap` when it is given. Allocates nothing.
+/// Applies `--address-space-cap` when it is given. Allocates nothing; an error means the cap
+/// is not applied.
 pub fn apply_from_cmdline() -> Result<(), &'static str> {
     let mut buffer = [0u8; CMDLINE_BYTES];
     let len = read_cmdline(&mut buffer)?;
@@ -73,7 +75,7 @@ pub fn parse_bytes(value: &[u8]) -> Result<u64, &'static str> {
         .ok_or("--address-space-cap: not a byte count")
 }
 
-fn set_address_space_limit(cap: u64) -> Result<(), &'static str> {
+pub fn set_address_space_limit(cap: u64) -> Result<(), &'static str> {
     let limit = libc::rlimit { rlim_cur: cap, rlim_max: cap };
     #[allow(unsafe_code)]
     // SAFETY: setrlimit(2) with a pointer to an initialised rlimit that outlives the call.

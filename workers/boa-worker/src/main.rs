@@ -31,11 +31,15 @@ const USAGE: &str = "usage: ratchet-worker [--worker-id ID] [--max-frame-bytes N
 struct Args {
     worker_id: String,
     max_frame_bytes: usize,
+    address_space_cap: Option<u64>,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args =
-        Args { worker_id: std::process::id().to_string(), max_frame_bytes: DEFAULT_MAX_FRAME_BYTES };
+    let mut args = Args {
+        worker_id: std::process::id().to_string(),
+        max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+        address_space_cap: None,
+    };
     let mut iter = std::env::args().skip(1);
     while let Some(flag) = iter.next() {
         let mut value = || iter.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -46,10 +50,7 @@ fn parse_args() -> Result<Args, String> {
                 args.max_frame_bytes =
                     raw.parse().map_err(|_| format!("--max-frame-bytes: `{raw}` is not a byte count"))?;
             }
-            // Applied before the first allocation (see `cap`).
-            cap::FLAG => {
-                cap::parse_bytes(value()?.as_bytes())?;
-            }
+            cap::FLAG => args.address_space_cap = Some(cap::parse_bytes(value()?.as_bytes())?),
             "--version" => return Err(format!("ratchet-worker protocol {PROTOCOL_VERSION}")),
             other => return Err(format!("unknown argument `{other}`")),
         }
@@ -58,11 +59,6 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
-    // Already applied by the first allocation (see `cap`); again here to report a bad value.
-    if let Err(message) = cap::apply_from_cmdline() {
-        eprintln!("ratchet-worker: {message}\n{USAGE}");
-        return ExitCode::from(2);
-    }
     let args = match parse_args() {
         Ok(args) => args,
         Err(message) => {
@@ -70,6 +66,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The first allocation applied the cap already (see `cap`); this is the same cap again, or
+    // the cap at last when that could not read the command line (no /proc).
+    if let Some(cap) = args.address_space_cap
+        && let Err(message) = cap::set_address_space_limit(cap)
+    {
+        eprintln!("ratchet-worker: {message}");
+        return ExitCode::from(2);
+    }
     host::install(args.max_frame_bytes);
     watch_parent();
     // The first run's realm is ready before the kernel hears from us.
