@@ -53,9 +53,10 @@ pub struct Readiness {
     /// database (job changes, live log lines). Informative: the node serves and runs jobs
     /// without it, so it does not make the node not ready.
     pub other_nodes: String,
-    /// Jobs per status, as this node's heartbeat last counted them (every 10 s; empty before
-    /// the first count). Readiness itself never counts: a count scans every job kept, and on a
-    /// database holding months of history it would outlast the probe's 2 s.
+    /// Jobs waiting and running (`queued`, `retrying`, `running`), as this node's heartbeat
+    /// last counted them (every 10 s; empty before the first count). Readiness itself never
+    /// counts: a count of every job kept, on a database holding months of history, would
+    /// outlast the probe's 2 s.
     #[schema(value_type = Object)]
     pub jobs: Value,
 }

@@ -123,9 +123,11 @@ impl Service {
         }
     }
 
-    /// Counts the jobs per status for [`Service::system_state`].
+    /// Counts the jobs waiting and running, per status, for [`Service::system_state`] and
+    /// readiness. Not the finished ones: counting those scans the whole history, on every
+    /// node at every heartbeat.
     pub(crate) async fn count_queue(&self) {
-        if let Ok(counts) = self.store.job_counts().await {
+        if let Ok(counts) = self.store.live_job_counts().await {
             let counts: serde_json::Map<String, Value> =
                 counts.into_iter().map(|(status, n)| (status.as_str().to_owned(), Value::from(n))).collect();
             if let Ok(mut seen) = self.queue_seen.lock() {

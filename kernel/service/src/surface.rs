@@ -168,8 +168,8 @@ impl Service {
         self.store.ping().await
     }
 
-    /// Jobs per status as this node's heartbeat last counted them (every [`crate::NODE_HEARTBEAT`]),
-    /// and when; `None` before the first count.
+    /// Jobs waiting and running, per status, as this node's heartbeat last counted them (every
+    /// [`crate::NODE_HEARTBEAT`]), and when; `None` before the first count.
     pub fn queue_as_counted(&self) -> Option<(i64, Value)> {
         self.queue_seen.lock().ok().and_then(|seen| seen.clone())
     }

@@ -71,6 +71,12 @@ async fn claims_follow_priority_and_run_at_and_complete_records_the_attempt() {
         assert_eq!(store.claim("node-a", LEASE, T0 + 60_000).await.unwrap().unwrap().id, later.id);
 
         store.complete(&first.id, 1, &json!({"sum": 3}), T0 + 10).await.unwrap();
+        // Every job, or only those waiting and running (readiness, heartbeats).
+        let mut all = store.job_counts().await.unwrap();
+        all.sort_by_key(|(status, _)| status.as_str());
+        assert_eq!(all, vec![(JobStatus::Completed, 1), (JobStatus::Running, 2)], "{backend}");
+        let live = store.live_job_counts().await.unwrap();
+        assert_eq!(live, vec![(JobStatus::Running, 2)], "{backend}");
         let done = store.job(&first.id).await.unwrap();
         assert_eq!((done.status, done.output), (JobStatus::Completed, Some(json!({"sum": 3}))), "{backend}");
         assert_eq!(done.lease_owner, None);
