@@ -34,6 +34,15 @@ pub fn worker_bin() -> PathBuf {
     bin_dir().join("ratchet-worker")
 }
 
+/// Asserts that process `pid` runs under an address-space cap (`RLIMIT_AS`) of `bytes`, soft
+/// and hard.
+pub fn assert_address_space_cap(pid: u32, bytes: u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("the process's limits");
+    let line = limits.lines().find(|l| l.starts_with("Max address space")).expect("its address-space line");
+    let expected = bytes.to_string();
+    assert_eq!(line.split_whitespace().filter(|w| *w == expected).count(), 2, "{line}");
+}
+
 /// The workspace root, for the sample tasks.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace").to_owned()

@@ -146,9 +146,7 @@ fn the_worker_caps_its_address_space_before_it_allocates() {
     let pid = worker.child.id();
     worker.send(execute(1, "k1", Some("(function (input) { return input.x + 1; })"), "run"));
     assert_eq!(outcome(worker.receive()), json!({"status": "success", "output": 2}));
-    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    let line = limits.lines().find(|l| l.starts_with("Max address space")).unwrap();
-    assert_eq!(line.split_whitespace().filter(|w| *w == cap.to_string()).count(), 2, "{line}");
+    tests::assert_address_space_cap(pid, cap);
     let peak = status_kib(pid, "VmPeak:");
     assert!(peak * 1024 <= cap, "the worker mapped {peak} kB, more than its cap of {cap} bytes");
 }

@@ -291,10 +291,7 @@ async fn workers_get_no_environment_and_a_memory_cap() {
     let pid = kernel.pool().status()[0].pid.unwrap();
     let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
     assert!(environ.is_empty(), "worker environment: {}", String::from_utf8_lossy(&environ));
-    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    let line = limits.lines().find(|l| l.starts_with("Max address space")).unwrap();
-    let expected = (512 + 256) * 1024 * 1024u64;
-    assert!(line.split_whitespace().filter(|w| *w == expected.to_string()).count() == 2, "{line}");
+    tests::assert_address_space_cap(pid, (512 + 256) * 1024 * 1024);
     kernel.shutdown().await;
 }
 
@@ -413,11 +410,6 @@ async fn assert_runs(kernel: &Kernel) {
     assert_eq!(kind(&execution), "success", "{}", message(&execution));
 }
 
-fn address_space_cap(pid: u32) -> String {
-    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    limits.lines().find(|l| l.starts_with("Max address space")).unwrap().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_early_worker_that_fits_serves_the_first_run() {
     let dir = tempfile::tempdir().unwrap();
@@ -451,9 +443,7 @@ async fn an_early_worker_started_for_another_memory_limit_is_replaced() {
         || format!("{:?}", processes_of(&alias)),
     )
     .await;
-    let expected = ((512 + 256) * 1024 * 1024u64).to_string();
-    let line = address_space_cap(pid);
-    assert!(line.split_whitespace().filter(|w| *w == expected).count() == 2, "{line}");
+    tests::assert_address_space_cap(pid, (512 + 256) * 1024 * 1024);
     assert_runs(&kernel).await;
     kernel.shutdown().await;
 }

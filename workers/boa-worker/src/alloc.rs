@@ -49,12 +49,10 @@ impl BudgetAllocator {
             exceeded();
         }
     }
-}
 
-impl BudgetAllocator {
     /// Applies the address-space cap before mimalloc maps its first arena. Std allocates
-    /// before `main` (the main thread's name), so `main` would be too late; `main` checks the
-    /// outcome by applying the cap again. Two threads racing here would set the same cap twice.
+    /// before `main` (the main thread's name), so `main` would be too late; `main` applies it
+    /// again, from its parsed arguments. Two threads racing here would set the same cap twice.
     #[cold]
     fn cap_before_the_first_allocation(&self) {
         self.capped.store(true, Ordering::Relaxed);
