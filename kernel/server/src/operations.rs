@@ -72,7 +72,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness
     // The pool waits up to 30 s for a connection; readiness must answer fast.
     let database = match tokio::time::timeout(READY_TIMEOUT, service.database_ping()).await {
         Ok(answer) => answer.map_err(|e| e.to_string()),
-        Err(_) => Err("no answer within 2 s".to_owned()),
+        Err(_) => Err(format!("no answer within {} s", READY_TIMEOUT.as_secs())),
     };
     // Reads may work while writes fail (a full disk): see whether they work again.
     let database = match (database, service.write_failure()) {
