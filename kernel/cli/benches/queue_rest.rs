@@ -92,7 +92,8 @@ async fn measure(cluster: &Cluster, store: &str, jobs: usize, singles: usize) {
         "  {label}: drain of {jobs} jobs: {seconds:.2} s, {rate:.0} jobs/s ({per_commit:.1} consumer steps per \
          commit; {cpu_per_job:.2} ms of CPU per job, whole machine)"
     );
-    if cluster.ports.len() == 1 {
+    // SINGLES = 0 measures the drain alone.
+    if cluster.ports.len() == 1 && singles > 0 {
         let mut latencies = Vec::with_capacity(singles);
         for _ in 0..singles {
             latencies.push(api.one_job(None).await);

@@ -32,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(WriteProbes),
             Box::new(ListingIndexes),
             Box::new(DropUnusedJobIndexes),
+            Box::new(PartialIdempotencyIndex),
         ]
     }
 }
@@ -714,6 +715,50 @@ impl MigrationTrait for DropUnusedJobIndexes {
         db.execute_unprepared("CREATE INDEX IF NOT EXISTS jobs_claimable ON jobs (status, run_at)").await?;
         db.execute_unprepared("CREATE INDEX IF NOT EXISTS jobs_leases ON jobs (status, lease_expires_at)")
             .await?;
+        Ok(())
+    }
+}
+
+/// On PostgreSQL, the uniqueness of idempotency keys moves from the column's constraint to a
+/// partial unique index over the keys that are set. A B-tree indexes NULL too, and no job
+/// update is heap-only (each changes `status`, which other indexes hold), so every job without
+/// a key (nearly all of them) wrote three entries into the constraint's index: when added,
+/// claimed and finished. SQLite keeps its constraint: dropping it means copying the table.
+/// Inserts name the predicate in their conflict target, which both forms satisfy.
+struct PartialIdempotencyIndex;
+
+impl MigrationName for PartialIdempotencyIndex {
+    fn name(&self) -> &str {
+        "m20261201_000019_partial_idempotency_index"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for PartialIdempotencyIndex {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() != sea_orm::DbBackend::Postgres {
+            return Ok(());
+        }
+        let db = manager.get_connection();
+        db.execute_unprepared(
+            "CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_idempotency_key ON jobs (idempotency_key) \
+             WHERE idempotency_key IS NOT NULL",
+        )
+        .await?;
+        db.execute_unprepared("ALTER TABLE jobs DROP CONSTRAINT IF EXISTS jobs_idempotency_key_key").await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() != sea_orm::DbBackend::Postgres {
+            return Ok(());
+        }
+        let db = manager.get_connection();
+        db.execute_unprepared(
+            "ALTER TABLE jobs ADD CONSTRAINT jobs_idempotency_key_key UNIQUE (idempotency_key)",
+        )
+        .await?;
+        db.execute_unprepared("DROP INDEX IF EXISTS jobs_by_idempotency_key").await?;
         Ok(())
     }
 }

@@ -245,6 +245,11 @@ fn new_row(id: &str, new: &NewJob, now: i64) -> Vec<SqlValue> {
     ]
 }
 
+/// What an insert does when its idempotency key is taken. The predicate names the partial
+/// unique index PostgreSQL keeps over the keys (see the migration
+/// `m20261201_000019_partial_idempotency_index`); SQLite's full unique constraint satisfies it too.
+const ON_KEY_TAKEN: &str = "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING";
+
 pub(super) const COLUMNS: &str = "id, task, input, priority, run_at, status, attempt, max_attempts, backoff_base_ms, \
      backoff_max_ms, timeout_ms, idempotency_key, lease_owner, lease_expires_at, output, last_error, \
      created_at, updated_at, task_digest, trace_id, concurrency_key";
@@ -276,8 +281,7 @@ impl Store {
         new: &NewJob,
         now: i64,
     ) -> Result<bool, QueueError> {
-        let sql =
-            format!("INSERT INTO jobs ({COLUMNS}) VALUES {NEW_ROW} ON CONFLICT (idempotency_key) DO NOTHING");
+        let sql = format!("INSERT INTO jobs ({COLUMNS}) VALUES {NEW_ROW} {ON_KEY_TAKEN}");
         Ok(connection.execute_raw(self.statement(&sql, new_row(id, new, now))).await?.rows_affected() == 1)
     }
 
@@ -322,9 +326,7 @@ impl Store {
                 progress(written.len());
                 continue;
             }
-            let sql = format!(
-                "INSERT INTO jobs ({COLUMNS}) VALUES {rows} ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
-            );
+            let sql = format!("INSERT INTO jobs ({COLUMNS}) VALUES {rows} {ON_KEY_TAKEN} RETURNING id");
             let inserted: std::collections::HashSet<String> = transaction
                 .query_all_raw(self.statement(&sql, values))
                 .await?

@@ -9,6 +9,7 @@ use ratchet_storage::{
     Backoff, Claim, ConcurrencyLimits, ConsumerCommit, Ended, Ending, ExecutionRecord, JobStatus, NewJob,
     QueueError, Step, Store, TaskLimit, Waiting,
 };
+use sea_orm::ConnectionTrait;
 use serde_json::json;
 use tests::databases::{on_each_backend, on_each_database};
 
@@ -141,6 +142,39 @@ async fn concurrent_enqueues_with_one_idempotency_key_make_one_job() {
         }
         assert_eq!((ids.len(), created), (1, 1), "{backend}");
         assert_eq!(store.jobs(None, 100).await.unwrap().len(), 1, "{backend}");
+    })
+    .await;
+}
+
+/// On PostgreSQL only the jobs that have an idempotency key are in its unique index: the
+/// others (nearly all) would each write an entry on every change of status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_indexes_only_the_idempotency_keys_that_are_set() {
+    tests::databases::on_postgres(|url| async move {
+        let store = Store::connect(&url).await.unwrap();
+        let keyed = NewJob { idempotency_key: Some("order-7".into()), ..job("charge") };
+        let first = store.enqueue(keyed.clone(), T0).await.unwrap();
+        let again = store.enqueue(keyed, T0).await.unwrap();
+        assert!(first.created && !again.created && first.job.id == again.job.id);
+        let ids: Vec<String> = futures_ids(&store, (0..3).map(|_| job("charge"))).await;
+        assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 3, "jobs without a key are all added");
+
+        let db = sea_orm::Database::connect(&url).await.unwrap();
+        let rows = db
+            .query_all_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT indexdef FROM pg_indexes WHERE tablename = 'jobs' AND indexdef LIKE '%idempotency_key%'",
+            ))
+            .await
+            .unwrap();
+        let definitions: Vec<String> = rows.iter().map(|row| row.try_get("", "indexdef").unwrap()).collect();
+        assert_eq!(definitions.len(), 1, "one index over the keys: {definitions:?}");
+        assert!(
+            definitions[0].contains("UNIQUE") && definitions[0].contains("WHERE (idempotency_key IS NOT NULL)"),
+            "{definitions:?}"
+        );
+        db.close().await.unwrap();
+        store.close().await;
     })
     .await;
 }
