@@ -5,7 +5,7 @@
 //! own `BEGIN`, pause read, claim and `COMMIT`, one after another on SQLite (one writer): the
 //! queue, not the workers, set the pace. Here the steps waiting when the writer becomes free
 //! are committed together: one fenced `UPDATE` per ended job, one insert for all their
-//! attempts and one for all their executions, then one claim of as many jobs as the steps ask
+//! failed attempts and one for all their executions, then one claim of as many jobs as the steps ask
 //! for ([`Claim::up_to`]). Nothing waits for a batch to fill: a lone step is committed alone,
 //! and under load a batch holds every end sent meanwhile (a consumer sends its end with
 //! [`ConsumerCommit::send`] and runs its next job while the end commits).
@@ -241,7 +241,7 @@ impl Store {
         let transaction = self.writer().begin().await?;
         // Per step: `None` when it ends nothing, else the ended job's status (`None`: fenced).
         let mut ended: Vec<EndDone<'_>> = Vec::with_capacity(steps.len());
-        let mut attempts = Vec::new();
+        let mut failures = Vec::new();
         let mut executions = Vec::new();
         let completed: Vec<(&Ending, &Value, i64)> = steps
             .iter()
@@ -267,13 +267,14 @@ impl Store {
                     (status, transaction.execute_raw(self.statement(sql, values)).await?.rows_affected() == 1)
                 }
             };
-            if owned {
-                attempts.push((end, step.now));
+            // A completed attempt is read from its job's row (see `Store::attempts`).
+            if let (true, Ended::Failed(error)) = (owned, &end.outcome) {
+                failures.push((end, error.as_str(), step.now));
             }
             executions.extend(end.execution.as_ref());
             ended.push(if owned { EndDone::Owned(status) } else { EndDone::Fenced(end) });
         }
-        self.insert_attempts(&transaction, &attempts).await?;
+        self.insert_failures(&transaction, &failures).await?;
         self.insert_executions(&transaction, &executions).await?;
         let next = self.claim_for(&transaction, steps, &ended).await?;
         transaction.commit().await?;
@@ -361,29 +362,25 @@ impl Store {
         Ok(owned)
     }
 
-    /// Records the ends of `attempts` (each at its time) in one statement.
-    async fn insert_attempts(
+    /// Records the failed ends of `failures` (each with its error, at its time) in one
+    /// statement. A completed attempt needs no row: its job's row says how it ended.
+    async fn insert_failures(
         &self,
         connection: &impl ConnectionTrait,
-        attempts: &[(&Ending, i64)],
+        failures: &[(&Ending, &str, i64)],
     ) -> Result<(), QueueError> {
-        if attempts.is_empty() {
+        if failures.is_empty() {
             return Ok(());
         }
-        let rows = vec!["(?, ?, ?, ?, ?)"; attempts.len()].join(", ");
+        let rows = vec!["(?, ?, 'failed', ?, ?)"; failures.len()].join(", ");
         let sql =
             format!("INSERT INTO job_attempts (job_id, attempt, outcome, error, finished_at) VALUES {rows}");
-        let mut values: Vec<SqlValue> = Vec::with_capacity(attempts.len() * 5);
-        for (end, now) in attempts {
-            let (outcome, error) = match &end.outcome {
-                Ended::Completed(_) => ("completed", None),
-                Ended::Failed(error) => ("failed", Some(error.clone())),
-            };
+        let mut values: Vec<SqlValue> = Vec::with_capacity(failures.len() * 4);
+        for (end, error, now) in failures {
             values.extend([
                 end.job.clone().into(),
                 i64::from(end.attempt).into(),
-                outcome.into(),
-                error.into(),
+                (*error).into(),
                 (*now).into(),
             ]);
         }

@@ -250,6 +250,57 @@ async fn a_job_that_keeps_failing_backs_off_then_fails_with_every_error_kept() {
     .await;
 }
 
+/// The attempt that completes a job is read from the job's row, after the failed ones kept in
+/// `job_attempts`, whichever path completed it; a row written for it by an older version is
+/// read once, not twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_completing_attempt_follows_the_failed_ones_on_every_path() {
+    on_each_database(|url, backend| async move {
+        let store = Store::connect(&url).await.unwrap();
+        let outcomes = |attempts: Vec<ratchet_storage::Attempt>| {
+            attempts.into_iter().map(|a| (a.attempt, a.outcome, a.error, a.finished_at)).collect::<Vec<_>>()
+        };
+        let backoff = Backoff { base: Duration::from_millis(1), max: Duration::from_millis(1) };
+        let flaky = store.enqueue(NewJob { backoff, ..job("flaky") }, T0).await.unwrap().job.id;
+        store.claim("node", LEASE, T0).await.unwrap().unwrap();
+        store.fail(&flaky, 1, "boom", T0 + 1).await.unwrap();
+        assert_eq!(store.claim("node", LEASE, T0 + 10).await.unwrap().unwrap().id, flaky);
+        let ended = Step { end: Some(end(&flaky, 2, Ended::Completed(json!(1)), "e-flaky")), claim: None, now: T0 + 20 };
+        store.steps_together(&[ended]).await.unwrap().pop().unwrap().unwrap();
+        assert_eq!(
+            outcomes(store.attempts(&flaky).await.unwrap()),
+            [(1, "failed".into(), Some("boom".into()), T0 + 1), (2, "completed".into(), None, T0 + 20)],
+            "{backend}: the batch path"
+        );
+
+        let single = store.enqueue(job("single"), T0).await.unwrap().job.id;
+        store.claim("node", LEASE, T0 + 30).await.unwrap().unwrap();
+        store.complete(&single, 1, &json!(2), T0 + 40).await.unwrap();
+        assert_eq!(
+            outcomes(store.attempts(&single).await.unwrap()),
+            [(1, "completed".into(), None, T0 + 40)],
+            "{backend}: the single path"
+        );
+        let waiting = store.enqueue(job("waiting"), T0).await.unwrap().job.id;
+        assert!(store.attempts(&waiting).await.unwrap().is_empty(), "{backend}");
+
+        // The row an older version wrote for the completing attempt.
+        let db = sea_orm::Database::connect(&url).await.unwrap();
+        let sql = format!(
+            "INSERT INTO job_attempts (job_id, attempt, outcome, error, finished_at) VALUES ('{single}', 1, 'completed', NULL, 7)"
+        );
+        db.execute_unprepared(&sql).await.unwrap();
+        db.close().await.unwrap();
+        assert_eq!(
+            outcomes(store.attempts(&single).await.unwrap()),
+            [(1, "completed".into(), None, 7)],
+            "{backend}: an older row"
+        );
+        store.close().await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_last_attempt_fails_the_job() {
     on_each_backend(|store, backend| async move {
