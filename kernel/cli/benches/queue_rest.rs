@@ -17,6 +17,9 @@
 //! `-- [JOBS [SINGLES]] [sqlite|postgres] [1|3]` (the last two keep one store or one cluster
 //! size); RATCHET_TEST_POSTGRES names the PostgreSQL server (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`), whose `psql` creates and drops the database.
+//! `postgres://postgres@localhost/postgres?host=/var/run/postgresql` measures the Unix socket
+//! the README recommends for a local server: no TCP and no TLS (sqlx's default `sslmode` is
+//! `prefer`, so a server with `ssl = on` encrypts even loopback traffic).
 
 mod common;
 
