@@ -5,8 +5,8 @@
 //! own `BEGIN`, pause read, claim and `COMMIT`, one after another on SQLite (one writer): the
 //! queue, not the workers, set the pace. Here the steps waiting when the writer becomes free
 //! are committed together: one fenced `UPDATE` per ended job, one insert for all their
-//! failed attempts and one for all their executions, then one claim of as many jobs as the steps ask
-//! for ([`Claim::up_to`]). Nothing waits for a batch to fill: a lone step is committed alone,
+//! failed attempts and one for all their executions, then one claim of as many jobs as the
+//! steps ask for ([`Claim::up_to`]). Nothing waits for a batch to fill: a lone step is committed alone,
 //! and under load a batch holds every end sent meanwhile (a consumer sends its end with
 //! [`ConsumerCommit::send`] and runs its next job while the end commits).
 //!
