@@ -26,7 +26,7 @@ use sea_orm::{ConnectionTrait, TransactionTrait, Value as SqlValue};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::queue::{ClaimIn, Job, JobStatus, Outcome, QueueError};
+use super::queue::{Job, JobStatus, Outcome, QueueError};
 use super::{ExecutionRecord, Store};
 
 /// Most steps one transaction commits.
@@ -284,17 +284,13 @@ impl Store {
             .filter_map(|(index, (step, _))| step.claim.as_ref().map(|claim| (index, claim)))
             .collect();
         let now = steps.iter().map(|step| step.now).max().unwrap_or_default();
-        let within =
-            if steps.iter().any(|step| step.end.is_some()) { ClaimIn::WithEnds } else { ClaimIn::Alone };
         while let Some(&(_, first)) = wanting.first() {
             let (same, others): (Vec<_>, Vec<_>) = wanting
                 .into_iter()
                 .partition(|(_, claim)| claim.owner == first.owner && claim.lease == first.lease);
             let wanted = same.iter().map(|(_, claim)| claim.up_to).sum();
-            let mut jobs = self
-                .claim_up_to_on(connection, within, &first.owner, first.lease, now, wanted)
-                .await?
-                .into_iter();
+            let mut jobs =
+                self.claim_up_to_on(connection, &first.owner, first.lease, now, wanted).await?.into_iter();
             for (index, claim) in same {
                 next[index].extend(jobs.by_ref().take(claim.up_to));
             }

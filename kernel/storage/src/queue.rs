@@ -251,42 +251,6 @@ fn new_row(id: &str, new: &NewJob, now: i64) -> Vec<SqlValue> {
 /// `m20261201_000019_partial_idempotency_index`); SQLite's full unique constraint satisfies it too.
 const ON_KEY_TAKEN: &str = "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING";
 
-/// What else the transaction a claim is part of writes, which decides how it commits on
-/// PostgreSQL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ClaimIn {
-    /// A transaction that also ends jobs: its commit waits for the WAL flush, as every end's
-    /// does (an acknowledged end and its execution survive a PostgreSQL crash).
-    WithEnds,
-    /// A transaction of claims alone: its commit does not wait for the WAL flush
-    /// (`synchronous_commit` off for that transaction only, see [`LAZY_COMMIT`]).
-    Alone,
-}
-
-/// What one claim statement asks for: up to `n` jobs for `owner`, each leased for `lease` from
-/// `now`, in a transaction that writes what `within` says.
-#[derive(Clone, Copy)]
-struct Ask<'a> {
-    within: ClaimIn,
-    owner: &'a str,
-    lease: Duration,
-    now: i64,
-    n: usize,
-}
-
-/// The claim's condition that turns `synchronous_commit` off until the end of its transaction,
-/// on PostgreSQL. It is on the path from a job's due time to its start, and a one-row update
-/// that waited for its flush took 0.33-0.44 ms here on an idle machine against 0.16 ms without,
-/// and 3.4-4.1 ms against 0.2-0.3 ms while a build wrote to the disk (`pgbench -M extended`,
-/// 1,000-2,000 updates each way). Losing a claim costs nothing that a lease expiry does not: a
-/// PostgreSQL crash that loses it leaves the job queued with its earlier attempt, so it runs
-/// again (at least once); the run that started from the lost claim is fenced by attempt number
-/// and status like any other, so at most it completes the job's next attempt of that number
-/// with its own result. Any later synchronous commit (each end's) flushes the WAL up to itself,
-/// the claim included. The condition is evaluated for each row the claim takes and sets the
-/// transaction's setting, as `SET LOCAL` would, without a statement of its own.
-const LAZY_COMMIT: &str = " AND set_config('synchronous_commit', 'off', true) = 'off'";
-
 pub(super) const COLUMNS: &str = "id, task, input, priority, run_at, status, attempt, max_attempts, backoff_base_ms, \
      backoff_max_ms, timeout_ms, idempotency_key, lease_owner, lease_expires_at, output, last_error, \
      created_at, updated_at, task_digest, trace_id, concurrency_key";
@@ -405,13 +369,13 @@ impl Store {
         n: usize,
     ) -> Result<Vec<Job>, QueueError> {
         if self.concurrency_limits().is_empty() {
-            return self.claim_up_to_on(self.writer(), ClaimIn::Alone, owner, lease, now, n).await;
+            return self.claim_up_to_on(self.writer(), owner, lease, now, n).await;
         }
         // The running jobs are read and the claim made in one transaction (see `limits`).
         let mut retries = 0;
         loop {
             let transaction = self.writer().begin().await?;
-            match self.claim_up_to_on(&transaction, ClaimIn::Alone, owner, lease, now, n).await {
+            match self.claim_up_to_on(&transaction, owner, lease, now, n).await {
                 Err(error) if is_slot_taken(&error) && retries < SLOT_RETRIES => {
                     retries += 1;
                     transaction.rollback().await?;
@@ -430,7 +394,6 @@ impl Store {
     pub(crate) async fn claim_up_to_on(
         &self,
         connection: &impl ConnectionTrait,
-        within: ClaimIn,
         owner: &str,
         lease: Duration,
         now: i64,
@@ -438,13 +401,11 @@ impl Store {
     ) -> Result<Vec<Job>, QueueError> {
         let limits = self.concurrency_limits();
         if limits.is_empty() {
-            let ask = Ask { within, owner, lease, now, n };
-            return self.claim_together(connection, &limits, ask).await;
+            return self.claim_together(connection, &limits, owner, lease, now, n).await;
         }
         let mut claimed = Vec::with_capacity(n);
         while claimed.len() < n {
-            let ask = Ask { within, owner, lease, now, n: 1 };
-            match self.claim_together(connection, &limits, ask).await?.pop() {
+            match self.claim_together(connection, &limits, owner, lease, now, 1).await?.pop() {
                 Some(job) => claimed.push(job),
                 None => break,
             }
@@ -458,9 +419,11 @@ impl Store {
         &self,
         connection: &impl ConnectionTrait,
         limits: &super::ConcurrencyLimits,
-        ask: Ask<'_>,
+        owner: &str,
+        lease: Duration,
+        now: i64,
+        n: usize,
     ) -> Result<Vec<Job>, QueueError> {
-        let Ask { within, owner, lease, now, n } = ask;
         if n == 0 {
             return Ok(Vec::new());
         }
@@ -470,10 +433,6 @@ impl Store {
         let (lock, order) = match self.backend() {
             sea_orm::DbBackend::Postgres => (" FOR UPDATE SKIP LOCKED", ""),
             _ => ("", " INDEXED BY jobs_claim_order"),
-        };
-        let lazy = match (self.backend(), within) {
-            (sea_orm::DbBackend::Postgres, ClaimIn::Alone) => LAZY_COMMIT,
-            _ => "",
         };
         // The pauses are read first, and the claim names the paused tasks: a pause check inside
         // the claim's subquery made every claim several times slower on PostgreSQL through
@@ -495,7 +454,7 @@ impl Store {
         let sql = format!(
             "UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = ?, lease_expires_at = ?, \
              updated_at = ?{slots} WHERE id {matches} (SELECT id FROM jobs{order} WHERE status IN ('queued', 'retrying') \
-             AND run_at <= ?{left_aside} ORDER BY priority DESC, run_at, created_at, id LIMIT ?{lock}){lazy} RETURNING {COLUMNS}"
+             AND run_at <= ?{left_aside} ORDER BY priority DESC, run_at, created_at, id LIMIT ?{lock}) RETURNING {COLUMNS}"
         );
         let mut values: Vec<SqlValue> = vec![owner.into(), (now + millis(lease)).into(), now.into()];
         values.extend(slot_values);
@@ -601,8 +560,7 @@ impl Store {
             }
             let next = match claim {
                 Some((owner, lease, up_to)) => {
-                    match self.claim_up_to_on(&transaction, ClaimIn::WithEnds, owner, lease, now, up_to).await
-                    {
+                    match self.claim_up_to_on(&transaction, owner, lease, now, up_to).await {
                         // Another node's claim took the slot: the whole transaction again.
                         Err(error) if is_slot_taken(&error) && retries < SLOT_RETRIES => {
                             retries += 1;

@@ -216,61 +216,6 @@ async fn expired_leases_are_rescued_and_late_results_are_fenced() {
     .await;
 }
 
-/// A claim committed alone does not wait for its WAL flush on PostgreSQL, so a crash of the
-/// database can lose it: recovery leaves the job as it was before the claim (queued, its earlier
-/// attempt). The run that started from the lost claim is then fenced like a rescued one: its end
-/// changes nothing while the job waits, and once the job is claimed again under the same attempt
-/// number, at most one of the two runs completes it. Here the loss is what recovery leaves,
-/// written over the claim.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_claim_lost_to_a_database_crash_runs_its_job_again_and_completes_it_once() {
-    on_each_database(|url, backend| async move {
-        let store = Store::connect(&url).await.unwrap();
-        let db = sea_orm::Database::connect(&url).await.unwrap();
-        let lose_claim = |id: String| {
-            format!(
-                "UPDATE jobs SET status = 'queued', attempt = 0, lease_owner = NULL, lease_expires_at = NULL \
-                 WHERE id = '{id}'"
-            )
-        };
-
-        // The lost run ends while its job waits: fenced, and the job runs again.
-        let waits = store.enqueue(job("waits"), T0).await.unwrap().job.id;
-        let lost = store.claim("node-a", LEASE, T0).await.unwrap().unwrap();
-        db.execute_unprepared(&lose_claim(waits.clone())).await.unwrap();
-        let late = store.complete(&waits, lost.attempt, &json!("lost run"), T0 + 10).await;
-        assert!(
-            matches!(late, Err(QueueError::Fenced { status: JobStatus::Queued, current: 0, .. })),
-            "{backend}: {late:?}"
-        );
-        let again = store.claim("node-b", LEASE, T0 + 20).await.unwrap().unwrap();
-        assert_eq!((again.id.as_str(), again.attempt), (waits.as_str(), 1), "{backend}");
-        store.complete(&waits, again.attempt, &json!("second run"), T0 + 30).await.unwrap();
-        let done = store.job(&waits).await.unwrap();
-        assert_eq!(
-            (done.status, done.output),
-            (JobStatus::Completed, Some(json!("second run"))),
-            "{backend}"
-        );
-
-        // The lost run ends after the job was claimed again: one of the two completes it.
-        let raced = store.enqueue(job("raced"), T0).await.unwrap().job.id;
-        let lost = store.claim("node-a", LEASE, T0 + 40).await.unwrap().unwrap();
-        db.execute_unprepared(&lose_claim(raced.clone())).await.unwrap();
-        let again = store.claim("node-b", LEASE, T0 + 50).await.unwrap().unwrap();
-        assert_eq!(again.attempt, lost.attempt, "{backend}: the same attempt number, claimed again");
-        store.complete(&raced, lost.attempt, &json!("lost run"), T0 + 60).await.unwrap();
-        let second = store.complete(&raced, again.attempt, &json!("second run"), T0 + 70).await;
-        assert!(matches!(second, Err(QueueError::Fenced { .. })), "{backend}: {second:?}");
-        let done = store.job(&raced).await.unwrap();
-        assert_eq!((done.status, done.output), (JobStatus::Completed, Some(json!("lost run"))), "{backend}");
-        assert!(store.claim("node-c", LEASE, T0 + 80).await.unwrap().is_none(), "{backend}: nothing left");
-        db.close().await.unwrap();
-        store.close().await;
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_that_keeps_failing_backs_off_then_fails_with_every_error_kept() {
     on_each_backend(|store, backend| async move {
