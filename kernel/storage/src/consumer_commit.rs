@@ -6,9 +6,9 @@
 //! queue, not the workers, set the pace. Here the steps waiting when the writer becomes free
 //! are committed together: one fenced `UPDATE` per ended job, one insert for all their
 //! failed attempts and one for all their executions, then one claim of as many jobs as the
-//! steps ask for ([`Claim::up_to`]). Nothing waits for a batch to fill: a lone step is committed alone,
-//! and under load a batch holds every end sent meanwhile (a consumer sends its end with
-//! [`ConsumerCommit::send`] and runs its next job while the end commits).
+//! steps ask for ([`Claim::up_to`]). Nothing waits for a batch to fill: a lone step is
+//! committed alone, and under load a batch holds every end sent meanwhile (a consumer sends its
+//! end with [`ConsumerCommit::send`] and runs its next job while the end commits).
 //!
 //! The guarantees are the single path's. Each end is fenced by its attempt: a fenced end
 //! changes nothing about its job (its execution is still recorded) and its step claims
@@ -139,9 +139,12 @@ async fn commit_batches(
     mut queue: mpsc::UnboundedReceiver<Pending>,
     observe: Option<BatchObserver>,
 ) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        commit_batch(&store, std::mem::take(&mut batch), observe.as_deref()).await;
+    loop {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        if queue.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            break;
+        }
+        commit_batch(&store, batch, observe.as_deref()).await;
     }
 }
 
