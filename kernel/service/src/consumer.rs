@@ -100,7 +100,7 @@ impl Service {
     }
 
     fn claim(&self, up_to: usize) -> Claim {
-        Claim { owner: self.node.clone(), lease: self.lease(), up_to }
+        Claim { owner: self.node.clone(), lease: self.lease(), up_to, idle: self.intake.holds_nothing() }
     }
 
     /// How long an idle claimer sleeps: until the earliest time a waiting job becomes due (a

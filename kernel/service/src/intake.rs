@@ -163,6 +163,11 @@ impl<J> Intake<J> {
             .unwrap_or_default()
     }
 
+    /// Whether the node neither runs nor holds a job taken from here.
+    pub(crate) fn holds_nothing(&self) -> bool {
+        self.state.lock().is_ok_and(|state| state.waiting.is_empty() && state.running == 0)
+    }
+
     /// Jobs waiting to start.
     pub(crate) fn waiting(&self) -> usize {
         self.state.lock().map(|state| state.waiting.len()).unwrap_or(0)
@@ -199,7 +204,9 @@ mod tests {
         let intake = Intake::<u32>::new(4, 2);
         after_short_runs(&intake);
         assert_eq!(intake.wanted(), 36, "nothing held: claim the whole target");
+        assert!(intake.holds_nothing(), "an idle node's claim may commit lazily");
         intake.add((1..=30).collect(), Instant::now());
+        assert!(!intake.holds_nothing(), "jobs wait");
         assert_eq!(intake.wanted(), 0, "6 free of 36 is not worth a claim while jobs wait");
         let taken = [intake.take().await, intake.take().await, intake.take().await, intake.take().await];
         assert_eq!(taken, [1, 2, 3, 4], "in the order claimed");
@@ -210,6 +217,9 @@ mod tests {
         assert_eq!(intake.wanted(), 9, "three runs ended: a quarter of the target is free");
         assert_eq!(intake.drain(), (5..=30).collect::<Vec<_>>(), "stopping gives back what waits");
         assert_eq!((intake.waiting(), intake.wanted()), (0, 35), "one still runs");
+        assert!(!intake.holds_nothing(), "one still runs");
+        intake.ran(Duration::from_micros(300));
+        assert!(intake.holds_nothing(), "the last run ended");
     }
 
     #[tokio::test]

@@ -26,7 +26,7 @@ use sea_orm::{ConnectionTrait, TransactionTrait, Value as SqlValue};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::queue::{Job, JobStatus, Outcome, QueueError};
+use super::queue::{Ask, ClaimCommit, Job, JobStatus, Outcome, QueueError};
 use super::{ExecutionRecord, Store};
 
 /// Most steps one transaction commits.
@@ -73,6 +73,10 @@ pub struct Claim {
     pub owner: String,
     pub lease: Duration,
     pub up_to: usize,
+    /// The claiming node runs and holds no job: its claim is the whole path from a job's due
+    /// time to its start. On PostgreSQL such a claim, when committed on its own, does not wait
+    /// for its WAL flush (see `queue::LAZY_COMMIT`).
+    pub idle: bool,
 }
 
 /// What a step did: the ended job's new status (when it ended one) and the jobs it claimed,
@@ -206,9 +210,17 @@ impl Store {
                     .await?;
                 Ok((Some(status), next))
             }
-            None => match claim {
-                Some((owner, lease, up_to)) => {
-                    Ok((None, self.claim_up_to(owner, lease, step.now, up_to).await?))
+            None => match &step.claim {
+                Some(claim) => {
+                    let commit = if claim.idle { ClaimCommit::Lazy } else { ClaimCommit::Durable };
+                    let ask = Ask {
+                        commit,
+                        owner: &claim.owner,
+                        lease: claim.lease,
+                        now: step.now,
+                        n: claim.up_to,
+                    };
+                    Ok((None, self.claim_committed(ask).await?))
                 }
                 None => Ok((None, Vec::new())),
             },
@@ -292,8 +304,10 @@ impl Store {
                 .into_iter()
                 .partition(|(_, claim)| claim.owner == first.owner && claim.lease == first.lease);
             let wanted = same.iter().map(|(_, claim)| claim.up_to).sum();
-            let mut jobs =
-                self.claim_up_to_on(connection, &first.owner, first.lease, now, wanted).await?.into_iter();
+            // A batch of several steps is a busy node's: its claims wait for the flush.
+            let ask =
+                Ask { commit: ClaimCommit::Durable, owner: &first.owner, lease: first.lease, now, n: wanted };
+            let mut jobs = self.claim_up_to_on(connection, ask).await?.into_iter();
             for (index, claim) in same {
                 next[index].extend(jobs.by_ref().take(claim.up_to));
             }

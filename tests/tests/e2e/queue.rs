@@ -179,6 +179,78 @@ async fn postgres_indexes_only_the_idempotency_keys_that_are_set() {
     .await;
 }
 
+/// docs/reliability.md J23: an idle node's claim, committed on its own, does not wait for its
+/// WAL flush on PostgreSQL, so a crash of the database can lose it: recovery leaves the job as
+/// it was before the claim (queued, its earlier attempt). The run that started from the lost
+/// claim is then fenced like a rescued one: its end changes nothing while the job waits, and
+/// once the job is claimed again under the same attempt number, at most one of the two runs
+/// completes it. The claims here go through the idle path; the loss is what recovery leaves,
+/// written over the claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_lost_to_a_database_crash_runs_its_job_again_and_completes_it_once() {
+    on_each_database(|url, backend| async move {
+        let store = Store::connect(&url).await.unwrap();
+        let db = sea_orm::Database::connect(&url).await.unwrap();
+        let idle_claim = |owner: &str, now: i64| {
+            let claim = Claim { owner: owner.into(), lease: LEASE, up_to: 1, idle: true };
+            let store = store.clone();
+            async move {
+                let (ended, mut jobs) =
+                    store.step(&Step { end: None, claim: Some(claim), now }).await.unwrap();
+                assert!(ended.is_none());
+                jobs.pop()
+            }
+        };
+        let lose_claim = |id: String| {
+            format!(
+                "UPDATE jobs SET status = 'queued', attempt = 0, lease_owner = NULL, lease_expires_at = NULL \
+                 WHERE id = '{id}'"
+            )
+        };
+
+        // The lost run ends while its job waits: fenced, and the job runs again.
+        let waits = store.enqueue(job("waits"), T0).await.unwrap().job.id;
+        let lost = idle_claim("node-a", T0).await.expect("an idle claim takes the job");
+        let running = store.job(&waits).await.unwrap();
+        assert_eq!(
+            (running.status, running.attempt, running.lease_owner.as_deref()),
+            (JobStatus::Running, 1, Some("node-a")),
+            "{backend}: an idle claim leases and fences like any other"
+        );
+        db.execute_unprepared(&lose_claim(waits.clone())).await.unwrap();
+        let late = store.complete(&waits, lost.attempt, &json!("lost run"), T0 + 10).await;
+        assert!(
+            matches!(late, Err(QueueError::Fenced { status: JobStatus::Queued, current: 0, .. })),
+            "{backend}: {late:?}"
+        );
+        let again = idle_claim("node-b", T0 + 20).await.expect("the job is claimable again");
+        assert_eq!((again.id.as_str(), again.attempt), (waits.as_str(), 1), "{backend}");
+        store.complete(&waits, again.attempt, &json!("second run"), T0 + 30).await.unwrap();
+        let done = store.job(&waits).await.unwrap();
+        assert_eq!(
+            (done.status, done.output),
+            (JobStatus::Completed, Some(json!("second run"))),
+            "{backend}"
+        );
+
+        // The lost run ends after the job was claimed again: one of the two completes it.
+        let raced = store.enqueue(job("raced"), T0).await.unwrap().job.id;
+        let lost = idle_claim("node-a", T0 + 40).await.expect("an idle claim takes the job");
+        db.execute_unprepared(&lose_claim(raced.clone())).await.unwrap();
+        let again = store.claim("node-b", LEASE, T0 + 50).await.unwrap().unwrap();
+        assert_eq!(again.attempt, lost.attempt, "{backend}: the same attempt number, claimed again");
+        store.complete(&raced, lost.attempt, &json!("lost run"), T0 + 60).await.unwrap();
+        let second = store.complete(&raced, again.attempt, &json!("second run"), T0 + 70).await;
+        assert!(matches!(second, Err(QueueError::Fenced { .. })), "{backend}: {second:?}");
+        let done = store.job(&raced).await.unwrap();
+        assert_eq!((done.status, done.output), (JobStatus::Completed, Some(json!("lost run"))), "{backend}");
+        assert!(idle_claim("node-c", T0 + 80).await.is_none(), "{backend}: nothing left");
+        db.close().await.unwrap();
+        store.close().await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_leases_are_rescued_and_late_results_are_fenced() {
     on_each_backend(|store, backend| async move {
@@ -599,7 +671,7 @@ fn claim_as(owner: &str) -> Option<Claim> {
 }
 
 fn claim_n(owner: &str, up_to: usize) -> Option<Claim> {
-    Some(Claim { owner: owner.into(), lease: LEASE, up_to })
+    Some(Claim { owner: owner.into(), lease: LEASE, up_to, idle: false })
 }
 
 fn ids(jobs: Vec<ratchet_storage::Job>) -> Vec<String> {
