@@ -17,6 +17,7 @@ pub mod report;
 mod runs;
 pub mod scheduler;
 pub mod secrets;
+pub mod shared_count;
 mod surface;
 mod versions;
 
@@ -304,6 +305,8 @@ pub struct Service {
     /// Jobs per status as the node heartbeat last counted them, and when: what a failure's
     /// record says of the queue without a query per failure.
     queue_seen: Mutex<Option<(i64, Value)>>,
+    /// Jobs per status, as the last count found them (see [`shared_count`]).
+    job_counts: shared_count::SharedCount<Vec<(JobStatus, u64)>>,
     /// The secrets tasks declare, opened with this node's key.
     secrets: Arc<secrets::Secrets>,
     /// Commits the consumers' ends and claims together; started with the first consumer.
@@ -344,6 +347,7 @@ impl Service {
             plugins: Arc::new(Plugins::none()),
             metrics: Arc::new(Metrics::new()),
             queue_seen: Mutex::new(None),
+            job_counts: shared_count::SharedCount::default(),
             secrets: Arc::new(secrets::Secrets::none(store_for_secrets)),
             feed: job_feed::Feed::default(),
             hearing: Mutex::new(std::collections::BTreeMap::new()),
