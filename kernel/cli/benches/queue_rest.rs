@@ -13,6 +13,8 @@
 //! Each drain also reports the CPU time the whole machine spent per job (servers, workers,
 //! PostgreSQL and this client, from `/proc/stat`): on 2 cores the drain is CPU-bound, so this
 //! is the figure that moves the ceiling, and it is steadier than the wall time of a busy VM.
+//! It is split by role from `/proc` ([`CpuSplit`]): the workers (Boa), the nodes (SQLite's
+//! writes included) and PostgreSQL; the rest is the client and the system.
 //!
 //! `-- [JOBS [SINGLES]] [sqlite|postgres] [1|3]` (the last two keep one store or one cluster
 //! size); RATCHET_TEST_POSTGRES names the PostgreSQL server (default
@@ -91,15 +93,19 @@ async fn measure(cluster: &Cluster, store: &str, jobs: usize, singles: usize) {
     let api = Api { client, base: format!("http://127.0.0.1:{}/api/v1", cluster.ports[0]) };
     let label =
         format!("{store}, {} node{}", cluster.ports.len(), if cluster.ports.len() == 1 { "" } else { "s" });
-    drain(&api, 200).await; // warm-up: workers, connections, pages
+    drain(&api, &cluster.pids(), 200).await; // warm-up: workers, connections, pages
     let commits_before = commit_steps(&api.client, &cluster.ports).await;
-    let (seconds, rate, cpu) = drain(&api, jobs).await;
+    let (seconds, rate, cpu, split) = drain(&api, &cluster.pids(), jobs).await;
     let (steps, commits) = commit_steps(&api.client, &cluster.ports).await;
     let per_commit = (steps - commits_before.0) / (commits - commits_before.1).max(1.0);
-    let cpu_per_job = cpu.as_secs_f64() * 1000.0 / jobs as f64;
+    let per_job = |cpu: Duration| cpu.as_secs_f64() * 1000.0 / jobs as f64;
     println!(
         "  {label}: drain of {jobs} jobs: {seconds:.2} s, {rate:.0} jobs/s ({per_commit:.1} consumer steps per \
-         commit; {cpu_per_job:.2} ms of CPU per job, whole machine)"
+         commit; {:.2} ms of CPU per job, whole machine: workers {:.2}, nodes {:.2}, PostgreSQL {:.2})",
+        per_job(cpu),
+        per_job(split.workers),
+        per_job(split.nodes),
+        per_job(split.postgres),
     );
     // SINGLES = 0 measures the drain alone.
     if cluster.ports.len() == 1 && singles > 0 {
@@ -118,8 +124,9 @@ async fn measure(cluster: &Cluster, store: &str, jobs: usize, singles: usize) {
 
 /// Enqueues `jobs` jobs on a paused queue, resumes it, and waits for the last execution:
 /// seconds from the resume to the last `finished_at`, jobs per second, and the CPU time the
-/// machine spent from the resume until the last job was seen completed.
-async fn drain(api: &Api, jobs: usize) -> (f64, f64, Duration) {
+/// machine spent from the resume until the last job was seen completed, in all and by role
+/// (`nodes` are the nodes' process ids).
+async fn drain(api: &Api, nodes: &[u32], jobs: usize) -> (f64, f64, Duration, CpuSplit) {
     let before = api.completed().await;
     api.post("/queue/pause", json!({})).await;
     let mut left = jobs;
@@ -131,18 +138,18 @@ async fn drain(api: &Api, jobs: usize) -> (f64, f64, Duration) {
         left -= n;
     }
     let resumed = now_ms();
-    let cpu_before = machine_cpu();
+    let (cpu_before, split_before) = (machine_cpu(), CpuSplit::now(nodes));
     api.post("/queue/resume", json!({})).await;
     let started = Instant::now();
     while api.completed().await < before + jobs as u64 {
         assert!(started.elapsed() < DRAIN_DEADLINE, "the drain did not end within {DRAIN_DEADLINE:?}");
         tokio::time::sleep(DRAIN_POLL).await;
     }
-    let cpu = machine_cpu().saturating_sub(cpu_before);
+    let (cpu, split) = (machine_cpu().saturating_sub(cpu_before), CpuSplit::now(nodes).since(&split_before));
     let last = api.get("/executions?sort=-finished_at&limit=1").await;
     let finished = time_of(&last["items"][0], "finished_at");
     let seconds = (finished - resumed).max(1) as f64 / 1000.0;
-    (seconds, jobs as f64 / seconds, cpu)
+    (seconds, jobs as f64 / seconds, cpu, split)
 }
 
 /// The CPU time every core of the machine has spent busy since boot (`/proc/stat`: user,
@@ -155,6 +162,73 @@ fn machine_cpu() -> Duration {
     // In USER_HZ, which the kernel fixes at 100 for user space on every architecture Linux
     // runs this on (`sysconf(_SC_CLK_TCK)`).
     Duration::from_millis(busy * 10)
+}
+
+/// CPU time (user and system) by role, from `/proc`: the nodes' own (SQLite's thread included),
+/// their workers' (the live ones, and those the nodes recycled and reaped), and every process
+/// named `postgres` (the server this bench drives; on a shared server, others' load too).
+/// Sampled when [`machine_cpu`] is, so it spans the drain and the bench's polls.
+#[derive(Default)]
+struct CpuSplit {
+    nodes: Duration,
+    workers: Duration,
+    postgres: Duration,
+}
+
+impl CpuSplit {
+    fn now(nodes: &[u32]) -> CpuSplit {
+        let mut split = CpuSplit::default();
+        let Ok(processes) = std::fs::read_dir("/proc") else { return split };
+        for process in processes.flatten() {
+            let Some(pid) = process.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Some(stat) = ProcStat::read(pid) else { continue };
+            if nodes.contains(&pid) {
+                split.nodes += stat.own;
+                split.workers += stat.reaped_children;
+            } else if nodes.contains(&stat.parent) {
+                split.workers += stat.own;
+            } else if stat.name == "postgres" {
+                split.postgres += stat.own;
+            }
+        }
+        split
+    }
+
+    fn since(&self, before: &CpuSplit) -> CpuSplit {
+        CpuSplit {
+            nodes: self.nodes.saturating_sub(before.nodes),
+            workers: self.workers.saturating_sub(before.workers),
+            postgres: self.postgres.saturating_sub(before.postgres),
+        }
+    }
+}
+
+/// What `/proc/PID/stat` says of a process's CPU time (in USER_HZ ticks of 10 ms, see
+/// [`machine_cpu`]).
+struct ProcStat {
+    name: String,
+    parent: u32,
+    own: Duration,
+    reaped_children: Duration,
+}
+
+impl ProcStat {
+    fn read(pid: u32) -> Option<ProcStat> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The name is in parentheses and may hold spaces; the fields after it are plain.
+        let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let tick = |index: usize| fields.get(index).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        // After the name: state (0), ppid (1), ... utime (11), stime (12), cutime (13), cstime (14).
+        Some(ProcStat {
+            name: stat[open + 1..close].to_owned(),
+            parent: u32::try_from(tick(1)).ok()?,
+            own: Duration::from_millis((tick(11) + tick(12)) * 10),
+            reaped_children: Duration::from_millis((tick(13) + tick(14)) * 10),
+        })
+    }
 }
 
 /// The consumers' steps and commits so far, over every node (`ratchet_queue_commit_steps`).
@@ -271,6 +345,12 @@ impl Cluster {
             cluster.ports.push(port);
         }
         cluster
+    }
+}
+
+impl Cluster {
+    fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().map(Child::id).collect()
     }
 }
 
