@@ -158,10 +158,13 @@ fn machine_cpu() -> Duration {
     let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
     let line = stat.lines().next().expect("the first line of /proc/stat");
     let ticks: Vec<u64> = line.split_whitespace().skip(1).filter_map(|n| n.parse().ok()).collect();
-    let busy = [0, 1, 2, 5, 6].iter().filter_map(|&i| ticks.get(i)).sum::<u64>();
-    // In USER_HZ, which the kernel fixes at 100 for user space on every architecture Linux
-    // runs this on (`sysconf(_SC_CLK_TCK)`).
-    Duration::from_millis(busy * 10)
+    clock_ticks([0, 1, 2, 5, 6].iter().filter_map(|&i| ticks.get(i)).sum())
+}
+
+/// `/proc`'s CPU times are in USER_HZ, which the kernel fixes at 100 for user space on every
+/// architecture Linux runs this on (`sysconf(_SC_CLK_TCK)`).
+fn clock_ticks(ticks: u64) -> Duration {
+    Duration::from_millis(ticks * 10)
 }
 
 /// CPU time (user and system) by role, from `/proc`: the nodes' own (SQLite's thread included),
@@ -205,8 +208,7 @@ impl CpuSplit {
     }
 }
 
-/// What `/proc/PID/stat` says of a process's CPU time (in USER_HZ ticks of 10 ms, see
-/// [`machine_cpu`]).
+/// What `/proc/PID/stat` says of a process's CPU time.
 struct ProcStat {
     name: String,
     parent: u32,
@@ -225,8 +227,8 @@ impl ProcStat {
         Some(ProcStat {
             name: stat[open + 1..close].to_owned(),
             parent: u32::try_from(tick(1)).ok()?,
-            own: Duration::from_millis((tick(11) + tick(12)) * 10),
-            reaped_children: Duration::from_millis((tick(13) + tick(14)) * 10),
+            own: clock_ticks(tick(11) + tick(12)),
+            reaped_children: clock_ticks(tick(13) + tick(14)),
         })
     }
 }
