@@ -4,8 +4,13 @@
 //! only a pattern that needs backtracking (lookaround, backreferences) runs on `fancy-regex`,
 //! and then with three bounds: a backtracking limit per match, a longest string it is matched
 //! against, and a wall-clock budget for the whole check, looked at before every match. A check
-//! that runs out of budget fails with a violation of the `pattern` rule saying so. Checks run
-//! on blocking threads ([`Schema::check`]), never on the async executor's.
+//! that runs out of budget fails with a violation of the `pattern` rule saying so.
+//!
+//! [`Schema::check`] runs a check on a blocking thread unless it is small: no backtracking
+//! pattern, and the schema's size times the instance's at most [`INLINE_WORK`]. A queued job
+//! is checked twice (its input, its output), and handing each small check to a blocking thread
+//! and back cost more than the check itself (in a PostgreSQL drain, the blocking pool's wake-ups
+//! were a tenth of the node's CPU and 10,000 context switches a second).
 
 use std::cell::Cell;
 use std::fmt;
@@ -21,6 +26,11 @@ const MAX_VIOLATIONS: usize = 20;
 /// Wall-clock time one check of one instance may take, for schemas whose patterns need
 /// backtracking (checks on the linear engine are bounded by the input size).
 pub const VALIDATION_BUDGET: Duration = Duration::from_secs(1);
+
+/// Most work a check may do on the async executor's thread, as the schema's size (its JSON
+/// values) times the instance's ([`instance_weight`]): a few thousand keyword evaluations, tens
+/// of microseconds. Anything bigger runs on a blocking thread.
+pub const INLINE_WORK: usize = 4_096;
 
 /// Backtracking steps one match of a backtracking pattern may take.
 const BACKTRACK_LIMIT: usize = 10_000;
@@ -41,6 +51,8 @@ pub struct Schema {
     pub document: Value,
     /// Patterns of this schema that need a backtracking engine.
     backtracking: Vec<String>,
+    /// The document's JSON values, counted up to [`INLINE_WORK`].
+    size: usize,
 }
 
 impl fmt::Debug for Schema {
@@ -93,7 +105,8 @@ impl Schema {
         let mut backtracking = backtracking.lock().map(|found| found.clone()).unwrap_or_default();
         backtracking.sort();
         backtracking.dedup();
-        Ok(Schema { validator: Arc::new(validator), document, backtracking })
+        let size = weight(&document, INLINE_WORK);
+        Ok(Schema { validator: Arc::new(validator), document, backtracking, size })
     }
 
     /// The schema's `pattern`s that need a backtracking engine (lookaround, backreferences):
@@ -108,8 +121,13 @@ impl Schema {
         violations_of(&self.validator, instance)
     }
 
-    /// [`Schema::violations`] on a blocking thread; hands the instance back.
+    /// [`Schema::violations`], on a blocking thread unless the check is small
+    /// ([`Schema::checks_inline`]); hands the instance back.
     pub async fn check(&self, instance: Value) -> (Value, Vec<SchemaViolation>) {
+        if self.checks_inline(&instance) {
+            let violations = violations_of(&self.validator, &instance);
+            return (instance, violations);
+        }
         let validator = Arc::clone(&self.validator);
         let checked = tokio::task::spawn_blocking(move || {
             let violations = violations_of(&validator, &instance);
@@ -128,6 +146,49 @@ impl Schema {
             ),
         }
     }
+}
+
+impl Schema {
+    /// Whether [`Schema::check`] checks `instance` on the calling thread: no backtracking
+    /// pattern, and at most [`INLINE_WORK`] of work.
+    pub fn checks_inline(&self, instance: &Value) -> bool {
+        if !self.backtracking.is_empty() || self.size > INLINE_WORK {
+            return false;
+        }
+        let budget = INLINE_WORK / self.size.max(1);
+        weight(instance, budget + 1) <= budget
+    }
+}
+
+/// How much `value` weighs for a check: its JSON values, plus one per 64 bytes of each string
+/// and key (a pattern or a format reads the whole string); counted up to `cap`.
+fn weight(value: &Value, cap: usize) -> usize {
+    // Each value is counted when it is found, so a huge array stops the count before its
+    // elements are visited.
+    let mut total = 1;
+    let mut pending = vec![value];
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::String(text) => total += text.len() / 64,
+            Value::Array(items) => {
+                total += items.len();
+                if total <= cap {
+                    pending.extend(items);
+                }
+            }
+            Value::Object(fields) => {
+                total += fields.len() + fields.keys().map(|key| key.len() / 64).sum::<usize>();
+                if total <= cap {
+                    pending.extend(fields.values());
+                }
+            }
+            _ => {}
+        }
+        if total > cap {
+            return total;
+        }
+    }
+    total
 }
 
 fn violations_of(validator: &jsonschema::Validator, instance: &Value) -> Vec<SchemaViolation> {
@@ -254,6 +315,39 @@ mod tests {
     use serde_json::json;
 
     use super::Schema;
+
+    #[test]
+    fn small_checks_run_inline_and_big_or_backtracking_ones_do_not() {
+        let schema = Schema::compile(json!({
+            "type": "object",
+            "properties": {"num1": {"type": "number"}, "num2": {"type": "number"}},
+            "required": ["num1", "num2"]
+        }))
+        .unwrap();
+        assert!(schema.checks_inline(&json!({"num1": 1, "num2": 2})));
+        assert!(!schema.checks_inline(&json!({"num1": vec![0; super::INLINE_WORK]})));
+        assert!(!schema.checks_inline(&json!({"num1": "x".repeat(64 * super::INLINE_WORK)})));
+        let backtracking = Schema::compile(json!({"type": "string", "pattern": "^(?=a)a$"})).unwrap();
+        assert!(!backtracking.checks_inline(&json!("a")));
+        let properties: serde_json::Map<String, serde_json::Value> =
+            (0..super::INLINE_WORK).map(|i| (format!("p{i}"), json!({"type": "number"}))).collect();
+        let huge = Schema::compile(json!({"type": "object", "properties": properties})).unwrap();
+        assert!(!huge.checks_inline(&json!({})));
+    }
+
+    #[tokio::test]
+    async fn a_check_finds_the_same_violations_inline_and_on_a_blocking_thread() {
+        let schema =
+            Schema::compile(json!({"type": "array", "items": {"type": "number", "minimum": 0}})).unwrap();
+        let small = json!([1, -2]);
+        let big =
+            json!((0..super::INLINE_WORK as i64).map(|i| if i == 7 { -1 } else { i }).collect::<Vec<_>>());
+        assert!(schema.checks_inline(&small) && !schema.checks_inline(&big));
+        let (back, inline) = schema.check(small.clone()).await;
+        assert_eq!((back, inline.len(), inline[0].pointer.as_str()), (small, 1, "/1"));
+        let (_, blocking) = schema.check(big).await;
+        assert_eq!((blocking.len(), blocking[0].pointer.as_str()), (1, "/7"));
+    }
 
     #[test]
     fn violation_names_pointer_rule_and_value() {
