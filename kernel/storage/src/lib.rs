@@ -51,7 +51,9 @@ pub const SQLITE_FILE: &str = "ratchet.db";
 /// On SQLite every write goes through one dedicated connection (`writer`): SQLite admits one
 /// writer at a time, and writers that contend on its lock wait in its busy handler, which
 /// sleeps in steps of milliseconds. Queueing them in the pool instead keeps each write at its
-/// own cost. Reads use the shared pool. On PostgreSQL both are the same pool.
+/// own cost. Reads use the shared pool. On PostgreSQL writes have a pool of their own as well
+/// ([`WRITERS`] connections), whose sessions plan without sorting where they can
+/// ([`postgres_writer_options`]).
 ///
 /// On SQLite a background task also checkpoints the write-ahead log (see [`Checkpointer`]).
 /// The records of runs outside the queue are committed in groups there (see [`group_commit`]).
@@ -235,6 +237,12 @@ impl Store {
                     group_commit::GroupCommit::start(writer.clone(), executions::INSERT.as_str());
                 (writer, Some(checkpointer), Some(group_commit))
             }
+            DbBackend::Postgres => {
+                let writer = Database::connect(postgres_writer_options(url))
+                    .await
+                    .map_err(|e| StoreError::Connect { url: shown, message: e.to_string() })?;
+                (writer, None, None)
+            }
             _ => (db.clone(), None, None),
         };
         Ok(Store {
@@ -339,6 +347,30 @@ async fn lock_file(database: &Path) -> Result<std::fs::File, String> {
         .await
         .map_err(|e| format!("the migration lock's waiter failed: {e}"))?
         .map_err(|e| format!("cannot lock {}: {e}", path.display()))
+}
+
+/// Connections of PostgreSQL's write pool (the reads' pool has 16).
+const WRITERS: u32 = 8;
+
+/// The options of PostgreSQL's write pool: each session runs `SET enable_sort = off`, so a
+/// claim walks `jobs_claim_order` in the queue's order instead of sorting every due job (what
+/// SQLite's claim forces with `INDEXED BY`). The planner judges by the table's statistics,
+/// and a burst of new jobs makes them wrong until autovacuum analyzes the table again (up to a
+/// minute on a default server): statistics gathered while nearly every job had ended predict
+/// a few waiting jobs, and sorting a few looks cheaper than walking the index. Each claim then
+/// sorted the whole burst: 12-15 ms a claim with 10,000 jobs waiting, instead of 0.3 ms. A write
+/// that cannot avoid a sort still sorts; `enable_sort` only steers the planner's choice.
+fn postgres_writer_options(url: &str) -> ConnectOptions {
+    let mut options = options(url, WRITERS);
+    options.map_sqlx_postgres_pool_opts(|pool| {
+        pool.after_connect(|connection, _| {
+            Box::pin(async move {
+                use sea_orm::sqlx::Executor;
+                connection.execute("SET enable_sort = off").await.map(|_| ())
+            })
+        })
+    });
+    options
 }
 
 fn options(url: &str, connections: u32) -> ConnectOptions {

@@ -179,6 +179,50 @@ async fn postgres_indexes_only_the_idempotency_keys_that_are_set() {
     .await;
 }
 
+/// docs/reliability.md J24: on PostgreSQL a claim walks `jobs_claim_order` even while the
+/// table's statistics predict a few waiting jobs (a table never analyzed, then a burst): the
+/// planner would otherwise sort every due job on each claim. Which index the claim read is
+/// PostgreSQL's own count of index scans, which a backend reports within seconds of going idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_claims_in_index_order_when_statistics_predict_few_waiting_jobs() {
+    tests::databases::on_postgres(|url| async move {
+        let store = Store::connect(&url).await.unwrap();
+        let burst: Vec<NewJob> = (0..5_000).map(|_| job("burst")).collect();
+        store.enqueue_batch(&burst, T0, |_| {}).await.unwrap();
+        let db = sea_orm::Database::connect(&url).await.unwrap();
+        let scans = || async {
+            let rows = db
+                .query_all_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Postgres,
+                    "SELECT indexrelname AS name, idx_scan AS scans FROM pg_stat_user_indexes \
+                     WHERE indexrelname IN ('jobs_claim_order', 'jobs_waiting_due') ORDER BY indexrelname",
+                ))
+                .await
+                .unwrap();
+            rows.iter().map(|row| row.try_get::<i64>("", "scans").unwrap()).collect::<Vec<_>>()
+        };
+        let before = scans().await;
+        assert_eq!(before.len(), 2, "both indexes exist");
+        let claimed = store.claim_up_to("node", LEASE, T0 + 1, 10).await.unwrap();
+        assert_eq!(claimed.len(), 10);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut after = scans().await;
+        while after == before {
+            assert!(std::time::Instant::now() < deadline, "PostgreSQL never reported the claim's index scan");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            after = scans().await;
+        }
+        assert!(after[0] > before[0], "the claim walked jobs_claim_order: {before:?} -> {after:?}");
+        assert_eq!(
+            after[1], before[1],
+            "the claim did not read jobs_waiting_due and sort: {before:?} -> {after:?}"
+        );
+        db.close().await.unwrap();
+        store.close().await;
+    })
+    .await;
+}
+
 /// docs/reliability.md J23: an idle node's claim, committed on its own, does not wait for its
 /// WAL flush on PostgreSQL, so a crash of the database can lose it: recovery leaves the job as
 /// it was before the claim (queued, its earlier attempt). The run that started from the lost
