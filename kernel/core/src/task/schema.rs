@@ -7,7 +7,8 @@
 //! that runs out of budget fails with a violation of the `pattern` rule saying so.
 //!
 //! [`Schema::check`] runs a check on a blocking thread unless it is small: no backtracking
-//! pattern, and the schema's size times the instance's at most [`INLINE_WORK`]. A queued job
+//! pattern, no `uniqueItems`, and the schema's size times the instance's at most
+//! [`INLINE_WORK`]. A queued job
 //! is checked twice (its input, its output), and handing each small check to a blocking thread
 //! and back cost more than the check itself (in a PostgreSQL drain, the blocking pool's wake-ups
 //! were a tenth of the node's CPU and 10,000 context switches a second).
@@ -51,7 +52,9 @@ pub struct Schema {
     pub document: Value,
     /// Patterns of this schema that need a backtracking engine.
     backtracking: Vec<String>,
-    /// The document's JSON values, counted up to [`INLINE_WORK`].
+    /// The document's JSON values, counted up to [`INLINE_WORK`]; past it when the document
+    /// uses `uniqueItems`, whose check compares every pair of items, so that no check of it
+    /// runs inline.
     size: usize,
 }
 
@@ -105,7 +108,11 @@ impl Schema {
         let mut backtracking = backtracking.lock().map(|found| found.clone()).unwrap_or_default();
         backtracking.sort();
         backtracking.dedup();
-        let size = weight(&document, INLINE_WORK);
+        let size = if uses_keyword(&document, "uniqueItems") {
+            INLINE_WORK + 1
+        } else {
+            weight(&document, INLINE_WORK)
+        };
         Ok(Schema { validator: Arc::new(validator), document, backtracking, size })
     }
 
@@ -157,6 +164,17 @@ impl Schema {
         }
         let budget = INLINE_WORK / self.size.max(1);
         weight(instance, budget + 1) <= budget
+    }
+}
+
+/// Whether `keyword` is a key anywhere in the schema `document`.
+fn uses_keyword(document: &Value, keyword: &str) -> bool {
+    match document {
+        Value::Object(fields) => {
+            fields.contains_key(keyword) || fields.values().any(|value| uses_keyword(value, keyword))
+        }
+        Value::Array(items) => items.iter().any(|item| uses_keyword(item, keyword)),
+        _ => false,
     }
 }
 
@@ -333,6 +351,9 @@ mod tests {
             (0..super::INLINE_WORK).map(|i| (format!("p{i}"), json!({"type": "number"}))).collect();
         let huge = Schema::compile(json!({"type": "object", "properties": properties})).unwrap();
         assert!(!huge.checks_inline(&json!({})));
+        let pairs =
+            Schema::compile(json!({"type": "object", "properties": {"ids": {"uniqueItems": true}}})).unwrap();
+        assert!(!pairs.checks_inline(&json!({"ids": [1, 2]})), "uniqueItems compares every pair");
     }
 
     #[tokio::test]
