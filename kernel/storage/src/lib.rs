@@ -223,7 +223,7 @@ impl Store {
 
     pub async fn connect_with(url: &str, store_options: StoreOptions) -> Result<Store, StoreError> {
         let shown = redact(url);
-        let db = Database::connect(options(url, 16))
+        let db = Database::connect(options(url, READERS))
             .await
             .map_err(|e| StoreError::Connect { url: shown.clone(), message: e.to_string() })?;
         migrate(url, &db).await.map_err(|message| StoreError::Migrate { url: shown.clone(), message })?;
@@ -349,7 +349,9 @@ async fn lock_file(database: &Path) -> Result<std::fs::File, String> {
         .map_err(|e| format!("cannot lock {}: {e}", path.display()))
 }
 
-/// Connections of PostgreSQL's write pool (the reads' pool has 16).
+/// Connections of the pool for reads (on SQLite, of the pool for everything but writes).
+const READERS: u32 = 16;
+/// Connections of PostgreSQL's write pool.
 const WRITERS: u32 = 8;
 
 /// The options of PostgreSQL's write pool: each session runs `SET enable_sort = off`, so a

@@ -8,10 +8,10 @@
 //!
 //! [`Schema::check`] runs a check on a blocking thread unless it is small: no backtracking
 //! pattern, no `uniqueItems`, and the schema's size times the instance's at most
-//! [`INLINE_WORK`]. A queued job
-//! is checked twice (its input, its output), and handing each small check to a blocking thread
-//! and back cost more than the check itself (in a PostgreSQL drain, the blocking pool's wake-ups
-//! were a tenth of the node's CPU and 10,000 context switches a second).
+//! [`INLINE_WORK`]. A queued job is checked twice (its input, its output), and handing each
+//! small check to a blocking thread and back cost more than the check itself (in a PostgreSQL
+//! drain, the blocking pool's wake-ups were a tenth of the node's CPU and 10,000 context
+//! switches a second).
 
 use std::cell::Cell;
 use std::fmt;
@@ -29,7 +29,7 @@ const MAX_VIOLATIONS: usize = 20;
 pub const VALIDATION_BUDGET: Duration = Duration::from_secs(1);
 
 /// Most work a check may do on the async executor's thread, as the schema's size (its JSON
-/// values) times the instance's ([`instance_weight`]): a few thousand keyword evaluations, tens
+/// values) times the instance's ([`weight`]): a few thousand keyword evaluations, tens
 /// of microseconds. Anything bigger runs on a blocking thread.
 pub const INLINE_WORK: usize = 4_096;
 
@@ -37,7 +37,7 @@ pub const INLINE_WORK: usize = 4_096;
 const BACKTRACK_LIMIT: usize = 10_000;
 
 /// Longest string (in bytes) a backtracking pattern is matched against: each backtracking step
-/// may scan the string once, so this and [`BACKTRACK_LIMIT`] bound one match (a lookahead
+/// may scan the string once, so this and `BACKTRACK_LIMIT` bound one match (a lookahead
 /// inside a repetition makes a match quadratic in the length of the string).
 pub const MAX_BACKTRACKING_SUBJECT: usize = 4 * 1024;
 
@@ -52,10 +52,9 @@ pub struct Schema {
     pub document: Value,
     /// Patterns of this schema that need a backtracking engine.
     backtracking: Vec<String>,
-    /// The document's JSON values, counted up to [`INLINE_WORK`]; past it when the document
-    /// uses `uniqueItems`, whose check compares every pair of items, so that no check of it
-    /// runs inline.
-    size: usize,
+    /// How much an instance may weigh ([`weight`]) to be checked inline; `None` when no check
+    /// of this schema is ([`inline_budget`]).
+    inline_budget: Option<usize>,
 }
 
 impl fmt::Debug for Schema {
@@ -108,12 +107,8 @@ impl Schema {
         let mut backtracking = backtracking.lock().map(|found| found.clone()).unwrap_or_default();
         backtracking.sort();
         backtracking.dedup();
-        let size = if uses_keyword(&document, "uniqueItems") {
-            INLINE_WORK + 1
-        } else {
-            weight(&document, INLINE_WORK)
-        };
-        Ok(Schema { validator: Arc::new(validator), document, backtracking, size })
+        let inline_budget = inline_budget(&document, &backtracking);
+        Ok(Schema { validator: Arc::new(validator), document, backtracking, inline_budget })
     }
 
     /// The schema's `pattern`s that need a backtracking engine (lookaround, backreferences):
@@ -126,6 +121,12 @@ impl Schema {
     /// valid. Blocks for up to [`VALIDATION_BUDGET`]: async code calls [`Schema::check`].
     pub fn violations(&self, instance: &Value) -> Vec<SchemaViolation> {
         violations_of(&self.validator, instance)
+    }
+
+    /// Whether [`Schema::check`] checks `instance` on the calling thread: no backtracking
+    /// pattern, no `uniqueItems`, and at most `INLINE_WORK` of work.
+    pub fn checks_inline(&self, instance: &Value) -> bool {
+        self.inline_budget.is_some_and(|budget| weight(instance, budget + 1) <= budget)
     }
 
     /// [`Schema::violations`], on a blocking thread unless the check is small
@@ -155,16 +156,16 @@ impl Schema {
     }
 }
 
-impl Schema {
-    /// Whether [`Schema::check`] checks `instance` on the calling thread: no backtracking
-    /// pattern, and at most [`INLINE_WORK`] of work.
-    pub fn checks_inline(&self, instance: &Value) -> bool {
-        if !self.backtracking.is_empty() || self.size > INLINE_WORK {
-            return false;
-        }
-        let budget = INLINE_WORK / self.size.max(1);
-        weight(instance, budget + 1) <= budget
+/// The heaviest instance ([`weight`]) that a check of `document` may run inline on:
+/// [`INLINE_WORK`] divided by the document's size. `None` when no check of it may: a pattern
+/// needs backtracking (`backtracking`), the document uses `uniqueItems` (whose check compares
+/// every pair of items), or it is bigger than [`INLINE_WORK`] itself.
+fn inline_budget(document: &Value, backtracking: &[String]) -> Option<usize> {
+    if !backtracking.is_empty() || uses_keyword(document, "uniqueItems") {
+        return None;
     }
+    let size = weight(document, INLINE_WORK);
+    (size <= INLINE_WORK).then(|| INLINE_WORK / size)
 }
 
 /// Whether `keyword` is a key anywhere in the schema `document`.
