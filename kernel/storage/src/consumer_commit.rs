@@ -6,9 +6,11 @@
 //! queue, not the workers, set the pace. Here the steps waiting when the writer becomes free
 //! are committed together: one fenced `UPDATE` per ended job, one insert for all their
 //! failed attempts and one for all their executions, then one claim of as many jobs as the
-//! steps ask for ([`Claim::up_to`]). Nothing waits for a batch to fill: a lone step is
-//! committed alone, and under load a batch holds every end sent meanwhile (a consumer sends its
-//! end with [`ConsumerCommit::send`] and runs its next job while the end commits).
+//! steps ask for ([`Claim::up_to`]). A lone step is committed alone, and under load a batch
+//! holds every end sent meanwhile (a consumer sends its end with [`ConsumerCommit::send`] and
+//! runs its next job while the end commits). A batch of several ends and no claim waits a few
+//! milliseconds for more ends ([`Gather`]): nobody waits for an end's commit, and fuller
+//! batches cost the database less per job; a claim never waits.
 //!
 //! The guarantees are the single path's. Each end is fenced by its attempt: a fenced end
 //! changes nothing about its job (its execution is still recorded) and its step claims
@@ -31,6 +33,30 @@ use super::{ExecutionRecord, Store};
 
 /// Most steps one transaction commits.
 const MAX_BATCH: usize = 64;
+
+/// How long a batch of ends waits for more before it commits, and how many it waits for.
+///
+/// Only a batch of at least two ends and no claim waits: a claim (an idle node's, or one
+/// feeding consumers that ran out of jobs) commits at once, and so does a lone end (a node that
+/// runs few jobs, a serial task). Nobody waits for an end's commit (consumers run their next
+/// job meanwhile): the wait costs an end's job only the time until its status shows.
+/// Measured (10,000-job drains over REST, one release build with the window switched by a
+/// temporary setting, interleaved): three PostgreSQL nodes committed 9.0-9.4 consumer steps per
+/// commit with 6 ms against 4.4-4.6 without, PostgreSQL's CPU per job 0.30-0.31 ms against
+/// 0.37-0.47, 1,690-1,791 jobs/s against 1,260-1,633; one node 2,151-2,329 against
+/// 2,056-2,180 (PostgreSQL) and 2,481-2,830 against 2,326-2,617 (SQLite), each with fewer
+/// commits and less CPU per job.
+#[derive(Debug, Clone, Copy)]
+pub struct Gather {
+    /// The longest a batch of ends waits, from when its first step arrived.
+    pub window: Duration,
+    /// A batch this large commits without waiting further.
+    pub fill: usize,
+}
+
+impl Gather {
+    pub const DEFAULT: Gather = Gather { window: Duration::from_millis(6), fill: 32 };
+}
 
 /// What a consumer asks of the queue: to end the job it ran, to claim its next job, or both.
 #[derive(Debug, Clone)]
@@ -102,8 +128,13 @@ impl ConsumerCommit {
     /// Starts the task that commits steps on `store`, on the current Tokio runtime; `observe`
     /// hears the size of each batch once it is committed.
     pub fn start(store: Store, observe: Option<BatchObserver>) -> ConsumerCommit {
+        ConsumerCommit::gathering(store, Gather::DEFAULT, observe)
+    }
+
+    /// [`ConsumerCommit::start`], with batches of ends gathered as `gather` says.
+    pub fn gathering(store: Store, gather: Gather, observe: Option<BatchObserver>) -> ConsumerCommit {
         let (queue, pending) = mpsc::unbounded_channel();
-        tokio::spawn(commit_batches(store, pending, observe));
+        tokio::spawn(commit_batches(store, pending, gather, observe));
         ConsumerCommit { queue }
     }
 
@@ -141,6 +172,7 @@ fn stopped() -> QueueError {
 async fn commit_batches(
     store: Store,
     mut queue: mpsc::UnboundedReceiver<Pending>,
+    gather: Gather,
     observe: Option<BatchObserver>,
 ) {
     loop {
@@ -148,7 +180,27 @@ async fn commit_batches(
         if queue.recv_many(&mut batch, MAX_BATCH).await == 0 {
             break;
         }
+        gather_ends(&mut queue, &mut batch, gather).await;
         commit_batch(&store, batch, observe.as_deref()).await;
+    }
+}
+
+/// Adds to `batch` the steps that arrive within `gather`'s window while it holds only ends, at
+/// least two, and fewer than its fill (see [`Gather`]).
+async fn gather_ends(queue: &mut mpsc::UnboundedReceiver<Pending>, batch: &mut Vec<Pending>, gather: Gather) {
+    let only_ends = |batch: &[Pending]| {
+        batch.iter().all(|pending| pending.step.end.is_some() && pending.step.claim.is_none())
+    };
+    if batch.len() < 2 || !only_ends(batch) {
+        return;
+    }
+    let until = tokio::time::Instant::now() + gather.window;
+    while batch.len() < gather.fill.min(MAX_BATCH) && only_ends(batch) {
+        match tokio::time::timeout_at(until, queue.recv()).await {
+            Ok(Some(pending)) => batch.push(pending),
+            // The window passed, or every handle is gone: commit what is here.
+            Ok(None) | Err(_) => return,
+        }
     }
 }
 

@@ -29,7 +29,7 @@ use std::time::Duration;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
 use sea_orm_migration::MigratorTrait;
 
-pub use consumer_commit::{BatchObserver, Claim, ConsumerCommit, Ended, Ending, Step, Stepped};
+pub use consumer_commit::{BatchObserver, Claim, ConsumerCommit, Ended, Ending, Gather, Step, Stepped};
 pub use executions::ExecutionRecord;
 pub use limits::{ConcurrencyLimits, TaskLimit, Waiting};
 pub use listing::{ExecutionFilter, JobFilter, Listed, Page};

@@ -1,13 +1,13 @@
 //! Storage conformance: the same queue cases on SQLite and on PostgreSQL (docs/reliability.md J3,
-//! J4, J5, J7, J17, J19 and the rescue half of J1/J2), with an injected clock.
+//! J4, J5, J7, J17, J19, J24, J25 and the rescue half of J1/J2), with an injected clock.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ratchet_storage::{
-    Backoff, Claim, ConcurrencyLimits, ConsumerCommit, Ended, Ending, ExecutionRecord, JobStatus, NewJob,
-    QueueError, Step, Store, TaskLimit, Waiting,
+    Backoff, Claim, ConcurrencyLimits, ConsumerCommit, Ended, Ending, ExecutionRecord, Gather, JobStatus,
+    NewJob, QueueError, Step, Store, TaskLimit, Waiting,
 };
 use sea_orm::ConnectionTrait;
 use serde_json::json;
@@ -839,6 +839,62 @@ async fn a_claim_of_several_jobs_takes_the_most_urgent_within_the_limits() {
         }
         let other = store.claim_up_to("node-b", LEASE, T0 + 1, 10).await.unwrap();
         assert_eq!(ids(other), vec![spare], "{backend}: another node gets the rest, the limit still held");
+    })
+    .await;
+}
+
+/// docs/reliability.md J25: a batch of ends waits for more (up to its fill), but a lone end
+/// and a batch with a claim commit at once. The window is ten minutes, so a step held by it
+/// fails the test's one-minute wait.
+#[tokio::test]
+async fn a_batch_of_ends_waits_for_more_but_a_claim_or_a_lone_end_does_not() {
+    on_each_backend(|store, backend| async move {
+        futures_ids(&store, (0..8).map(|_| job("run"))).await;
+        let running = store.claim_up_to("node", LEASE, T0 + 1, 7).await.unwrap();
+        let batches = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sizes = Arc::clone(&batches);
+        let observe = Box::new(move |n: usize| sizes.lock().unwrap().push(n));
+        let gather = Gather { window: Duration::from_secs(600), fill: 4 };
+        let commit = ConsumerCommit::gathering(store.clone(), gather, Some(observe));
+        let ending = |n: usize| {
+            let ending =
+                end(&running[n].id, running[n].attempt, Ended::Completed(json!(n)), &format!("run-{n}"));
+            Step { end: Some(ending), claim: None, now: T0 + 2 }
+        };
+        fn within<F: std::future::Future>(step: F) -> tokio::time::Timeout<F> {
+            tokio::time::timeout(Duration::from_secs(60), step)
+        }
+        // Lets the commit task take what was sent (a current-thread runtime runs it here).
+        let settle = || async {
+            for _ in 0..20 {
+                tokio::task::yield_now().await;
+            }
+        };
+
+        let lone = within(commit.step(ending(0))).await.expect("a lone end is not held");
+        assert_eq!(lone.unwrap().0, Some(JobStatus::Completed), "{backend}");
+
+        let waiting = [commit.send(ending(1)), commit.send(ending(2))];
+        settle().await;
+        let filled = [commit.send(ending(3)), commit.send(ending(4))];
+        for step in waiting.into_iter().chain(filled) {
+            let stepped = within(step).await.expect("a full batch commits");
+            assert_eq!(stepped.unwrap().0, Some(JobStatus::Completed), "{backend}");
+        }
+        assert_eq!(*batches.lock().unwrap(), vec![1, 4], "{backend}: two ends waited for two more");
+
+        let waiting = commit.send(ending(5));
+        let also = commit.send(ending(6));
+        settle().await;
+        let claim = within(commit.step(Step { end: None, claim: claim_as("node"), now: T0 + 3 }))
+            .await
+            .expect("a claim is not held");
+        assert_eq!(claim.unwrap().1.len(), 1, "{backend}: the eighth job");
+        for step in [waiting, also] {
+            let stepped = within(step).await.expect("committed with the claim");
+            assert_eq!(stepped.unwrap().0, Some(JobStatus::Completed), "{backend}");
+        }
+        assert_eq!(*batches.lock().unwrap(), vec![1, 4, 3], "{backend}: the claim joined the waiting ends");
     })
     .await;
 }
