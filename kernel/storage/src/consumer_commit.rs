@@ -48,7 +48,7 @@ const MAX_BATCH: usize = 64;
 /// commits and less CPU per job.
 #[derive(Debug, Clone, Copy)]
 pub struct Gather {
-    /// The longest a batch of ends waits, from when its first step arrived.
+    /// The longest a batch of ends waits, from when the commit task took it up.
     pub window: Duration,
     /// A batch this large commits without waiting further.
     pub fill: usize,
@@ -186,18 +186,22 @@ async fn commit_batches(
 }
 
 /// Adds to `batch` the steps that arrive within `gather`'s window while it holds only ends, at
-/// least two, and fewer than its fill (see [`Gather`]).
+/// least two, and fewer than its fill (see [`Gather`]); a claim arriving ends the wait.
 async fn gather_ends(queue: &mut mpsc::UnboundedReceiver<Pending>, batch: &mut Vec<Pending>, gather: Gather) {
-    let only_ends = |batch: &[Pending]| {
-        batch.iter().all(|pending| pending.step.end.is_some() && pending.step.claim.is_none())
-    };
-    if batch.len() < 2 || !only_ends(batch) {
+    let only_ends = |pending: &Pending| pending.step.end.is_some() && pending.step.claim.is_none();
+    if batch.len() < 2 || !batch.iter().all(only_ends) {
         return;
     }
     let until = tokio::time::Instant::now() + gather.window;
-    while batch.len() < gather.fill.min(MAX_BATCH) && only_ends(batch) {
+    while batch.len() < gather.fill.min(MAX_BATCH) {
         match tokio::time::timeout_at(until, queue.recv()).await {
-            Ok(Some(pending)) => batch.push(pending),
+            Ok(Some(pending)) => {
+                let more = only_ends(&pending);
+                batch.push(pending);
+                if !more {
+                    return;
+                }
+            }
             // The window passed, or every handle is gone: commit what is here.
             Ok(None) | Err(_) => return,
         }
