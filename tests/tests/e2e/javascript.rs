@@ -1,4 +1,4 @@
-//! What task code sees and how its results and failures come back (sandbox rows S3, S5, S7).
+//! What task code sees and how its results and failures come back (sandbox rows S3, S5, S7, S19).
 
 use serde_json::json;
 use tests::{check_task, run_code, task_with};
@@ -314,4 +314,42 @@ fn a_forged_frame_in_console_output_stays_a_log_line() {
     let code = format!("(function () {{ console.log({forged:?} + '\\n' + {forged:?}); return 'real'; }})");
     let envelope = check_task(&code, json!(null), Ok(json!("real")));
     assert_eq!(envelope["logs"][0]["message"], format!("{forged}\n{forged}"));
+}
+
+/// Boa's default module loader reads any module file under the worker's working directory;
+/// the worker refuses every `import()` instead, naming the specifier and the fix.
+#[test]
+fn import_loads_no_module_from_the_disk() {
+    let task = tests::task(
+        "(async function (input) {
+            const tried = [];
+            for (const specifier of [input.absolute, './lib.mjs', 'node:fs']) {
+                try { tried.push((await import(specifier)).secret); } catch (e) { tried.push(`${e.name}: ${e.message}`); }
+            }
+            return tried;
+        })",
+    );
+    task.write("lib.mjs", "export const secret = 'read from disk';");
+    let absolute = task.path().join("lib.mjs");
+    let input = json!({"absolute": absolute}).to_string();
+    let path = task.path();
+    // The task's folder is the working directory, so the module is inside the default loader's root.
+    let run = tests::ratchet_in(
+        &path,
+        &["run-once", "--from-fs", path.to_str().unwrap(), "--input-json", &input, "--format", "json"],
+        &[],
+    );
+    let envelope = run.json();
+    let tried = envelope["output"].as_array().unwrap_or_else(|| panic!("no output: {envelope:#}"));
+    let specifiers = [absolute.to_str().unwrap(), "./lib.mjs", "node:fs"];
+    assert_eq!(tried.len(), specifiers.len(), "{envelope:#}");
+    for (outcome, specifier) in tried.iter().zip(specifiers) {
+        let outcome = outcome.as_str().unwrap_or_default();
+        assert!(
+            outcome.starts_with("TypeError: import() is not available to tasks")
+                && outcome.contains(&format!("`{specifier}`"))
+                && outcome.contains("bundle"),
+            "{specifier}: {outcome}"
+        );
+    }
 }

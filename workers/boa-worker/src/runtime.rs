@@ -8,12 +8,15 @@
 //! returned promise to completion with a small event loop over Boa's job queue and the
 //! timers, sleeping (not spinning) until the next timer is due.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::Duration;
 
 use boa_engine::builtins::promise::PromiseState;
 use boa_engine::error::{EngineError, RuntimeLimitError};
+use boa_engine::module::{Module, ModuleLoader, ModuleRequest, Referrer};
 use boa_engine::object::JsObject;
-use boa_engine::{Context, JsError, JsResult, JsValue, Source, js_string};
+use boa_engine::{Context, JsError, JsNativeError, JsResult, JsValue, Source, js_string};
 
 use crate::globals::{self, Installed, NextTimer, Serialize};
 use serde_json::Value;
@@ -40,12 +43,35 @@ pub struct FreshRealm {
 
 impl FreshRealm {
     pub fn build() -> Result<FreshRealm, WireError> {
-        let mut context = Context::default();
+        let mut context = Context::builder().module_loader(Rc::new(NoModules)).build().map_err(|error| {
+            WireError { name: "EngineError".into(), message: format!("cannot build a realm: {error}"), stack: None }
+        })?;
         context.runtime_limits_mut().set_recursion_limit(RECURSION_LIMIT);
         match globals::install(&mut context) {
             Ok(installed) => Ok(FreshRealm { context, installed }),
             Err(error) => Err(describe(error, &mut context)),
         }
+    }
+}
+
+/// Refuses every `import()`. A task is its `main.js` alone, and Boa's default loader would
+/// read and run any module file under the worker's working directory (all of the filesystem
+/// when that is `/`).
+struct NoModules;
+
+impl ModuleLoader for NoModules {
+    fn load_imported_module(
+        self: Rc<Self>,
+        _referrer: Referrer,
+        request: ModuleRequest,
+        _context: &RefCell<&mut Context>,
+    ) -> impl Future<Output = JsResult<Module>> {
+        let message = format!(
+            "import() is not available to tasks: `{}` was not loaded; a task is its main.js alone, \
+             so bundle what it needs into that file",
+            request.specifier().to_std_string_escaped()
+        );
+        std::future::ready(Err(JsNativeError::typ().with_message(message).into()))
     }
 }
 
