@@ -43,9 +43,12 @@ pub struct FreshRealm {
 
 impl FreshRealm {
     pub fn build() -> Result<FreshRealm, WireError> {
-        let mut context = Context::builder().module_loader(Rc::new(NoModules)).build().map_err(|error| {
-            WireError { name: "EngineError".into(), message: format!("cannot build a realm: {error}"), stack: None }
-        })?;
+        let mut context =
+            Context::builder().module_loader(Rc::new(NoModules)).build().map_err(|error| WireError {
+                name: "EngineError".into(),
+                message: format!("cannot build a realm: {error}"),
+                stack: None,
+            })?;
         context.runtime_limits_mut().set_recursion_limit(RECURSION_LIMIT);
         match globals::install(&mut context) {
             Ok(installed) => Ok(FreshRealm { context, installed }),
