@@ -321,9 +321,9 @@ fn a_forged_frame_in_console_output_stays_a_log_line() {
 #[test]
 fn import_loads_no_module_from_the_disk() {
     let task = tests::task(
-        "(async function (input) {
+        "(async function (specifiers) {
             const tried = [];
-            for (const specifier of [input.absolute, './lib.mjs', 'node:fs']) {
+            for (const specifier of specifiers) {
                 try { tried.push((await import(specifier)).secret); } catch (e) { tried.push(`${e.name}: ${e.message}`); }
             }
             return tried;
@@ -331,7 +331,8 @@ fn import_loads_no_module_from_the_disk() {
     );
     task.write("lib.mjs", "export const secret = 'read from disk';");
     let absolute = task.path().join("lib.mjs");
-    let input = json!({"absolute": absolute}).to_string();
+    let specifiers = [absolute.to_str().unwrap(), "./lib.mjs", "node:fs"];
+    let input = json!(specifiers).to_string();
     let path = task.path();
     // The task's folder is the working directory, so the module is inside the default loader's root.
     let run = tests::ratchet_in(
@@ -341,7 +342,6 @@ fn import_loads_no_module_from_the_disk() {
     );
     let envelope = run.json();
     let tried = envelope["output"].as_array().unwrap_or_else(|| panic!("no output: {envelope:#}"));
-    let specifiers = [absolute.to_str().unwrap(), "./lib.mjs", "node:fs"];
     assert_eq!(tried.len(), specifiers.len(), "{envelope:#}");
     for (outcome, specifier) in tried.iter().zip(specifiers) {
         let outcome = outcome.as_str().unwrap_or_default();
