@@ -1,13 +1,11 @@
 //! `ratchet-full`: every command of the `ratchet` command line. The `ratchet` binary hands it
 //! the commands it does not run itself (see `ratchet_cli::front`).
-
-/// mimalloc rather than glibc's allocator: a node's hot path (a job's frames, records and SQL
-/// statements) allocates and frees many short-lived buffers across Tokio's threads, and under
-/// glibc `malloc`, `free` and `realloc` took about a tenth of the node's CPU in a queue drain
-/// (perf, PostgreSQL); with mimalloc the node's CPU per job in 10,000-job drains fell from a
-/// median 0.20 ms to 0.17 (4 interleaved pairs, one sitting).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+//!
+//! The node keeps the system allocator, although mimalloc took a sixth off its CPU per queued
+//! job: native plugins are shared libraries whose values (their sink, their manifest, their
+//! errors) the kernel drops, and a library's Rust code allocates with the system allocator, so
+//! the kernel must free with it too (with mimalloc here, `ratchet serve` with a native plugin
+//! died with SIGSEGV).
 
 fn main() -> std::process::ExitCode {
     ratchet_cli::full_main()
