@@ -16,8 +16,9 @@
 //! It is split by role from `/proc` ([`CpuSplit`]): the workers (Boa), the nodes (SQLite's
 //! writes included) and PostgreSQL; the rest is the client and the system.
 //!
-//! `-- [JOBS [SINGLES]] [sqlite|postgres] [1|3]` (the last two keep one store or one cluster
-//! size); RATCHET_TEST_POSTGRES names the PostgreSQL server (default
+//! `-- [JOBS [SINGLES]] [sqlite|postgres] [1|3] [pairs=N]` (`sqlite`/`postgres` and `1`/`3`
+//! keep one store or one cluster size; `pairs=N` drains with one node and with three, N times
+//! interleaved, and reports the ratio of each pair: see [`Bench::pairs`]); RATCHET_TEST_POSTGRES names the PostgreSQL server (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`), whose `psql` creates and drops the database.
 //! `postgres://postgres@localhost/postgres?host=/var/run/postgresql` measures the Unix socket
 //! the README recommends for a local server: no TCP and no TLS (sqlx's default `sslmode` is
@@ -52,40 +53,141 @@ fn main() {
         Some(&nodes) => vec![nodes],
         None => vec![1, 3],
     };
-    let only = |store: &str| {
-        !args.iter().any(|a| a == "sqlite" || a == "postgres") || args.iter().any(|a| a == store)
-    };
+    let pairs = args.iter().find_map(|a| a.strip_prefix("pairs=")).map(|n| {
+        n.parse::<usize>().ok().filter(|&n| n > 0).unwrap_or_else(|| panic!("pairs={n}: expected a count"))
+    });
+    let stores: Vec<Store> = [Store::Sqlite, Store::Postgres]
+        .into_iter()
+        .filter(|store| {
+            !args.iter().any(|a| a == "sqlite" || a == "postgres") || args.iter().any(|a| a == store.arg())
+        })
+        .collect();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let ratchet =
         std::env::var("RATCHET_BIN").map_or_else(|_| root.join("target/release/ratchet"), PathBuf::from);
+    let bench = Bench { ratchet, root, jobs };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     println!("queue over REST: {jobs} jobs per drain, {singles} single jobs, 2 workers per node");
-    for nodes in sizes {
-        let dir =
-            std::env::temp_dir().join(format!("ratchet-bench-queue-rest-{}-{nodes}", std::process::id()));
-        let data = dir.join("data");
-        if only("sqlite") {
-            let cluster =
-                Cluster::start(&ratchet, &root, &dir, &["--data-dir", data.to_str().unwrap()], nodes);
-            runtime.block_on(measure(&cluster, "SQLite", jobs, singles));
-            drop(cluster);
-            let _ = std::fs::remove_dir_all(&dir);
+    match pairs {
+        None => {
+            for nodes in sizes {
+                for &store in &stores {
+                    runtime.block_on(bench.run(store, nodes, singles));
+                }
+            }
         }
-        if !only("postgres") {
-            continue;
+        Some(pairs) => {
+            for &store in &stores {
+                runtime.block_on(bench.pairs(store, pairs));
+            }
         }
-        let Some(database) = Postgres::create(nodes) else { continue };
-        let dir =
-            std::env::temp_dir().join(format!("ratchet-bench-queue-rest-pg-{}-{nodes}", std::process::id()));
-        let cluster = Cluster::start(&ratchet, &root, &dir, &["--database-url", &database.url], nodes);
-        runtime.block_on(measure(&cluster, "PostgreSQL", jobs, singles));
-        drop(cluster);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
-async fn measure(cluster: &Cluster, store: &str, jobs: usize, singles: usize) {
+#[derive(Debug, Clone, Copy)]
+enum Store {
+    Sqlite,
+    Postgres,
+}
+
+impl Store {
+    fn arg(self) -> &'static str {
+        match self {
+            Store::Sqlite => "sqlite",
+            Store::Postgres => "postgres",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Store::Sqlite => "SQLite",
+            Store::Postgres => "PostgreSQL",
+        }
+    }
+}
+
+struct Bench {
+    ratchet: PathBuf,
+    root: PathBuf,
+    jobs: usize,
+}
+
+impl Bench {
+    /// Starts `nodes` nodes on a new database of `store`, measures them, and stops them: the
+    /// drain's jobs per second, or `None` when PostgreSQL cannot be reached.
+    async fn run(&self, store: Store, nodes: usize, singles: usize) -> Option<f64> {
+        let dir = std::env::temp_dir().join(format!(
+            "ratchet-bench-queue-rest-{}-{}-{nodes}",
+            store.arg(),
+            std::process::id()
+        ));
+        let data = dir.join("data");
+        let (database, storage) = match store {
+            Store::Sqlite => (None, vec!["--data-dir".to_owned(), data.to_string_lossy().into_owned()]),
+            Store::Postgres => {
+                let database = Postgres::create(nodes)?;
+                let url = database.url.clone();
+                (Some(database), vec!["--database-url".to_owned(), url])
+            }
+        };
+        let storage: Vec<&str> = storage.iter().map(String::as_str).collect();
+        let cluster = Cluster::start(&self.ratchet, &self.root, &dir, &storage, nodes);
+        let rate = measure(&cluster, store.label(), self.jobs, singles).await;
+        drop(cluster);
+        drop(database);
+        let _ = std::fs::remove_dir_all(&dir);
+        Some(rate)
+    }
+
+    /// One node against three, `pairs` times, interleaved (the order swaps every pair), each
+    /// on a new database: a busy VM changes speed by more than the difference measured, so
+    /// only drains taken side by side compare. Prints each pair's ratio and the medians.
+    async fn pairs(&self, store: Store, pairs: usize) {
+        let (mut one, mut three, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for pair in 0..pairs {
+            let order = if pair % 2 == 0 { [1, 3] } else { [3, 1] };
+            let mut rates = [0.0; 2];
+            for nodes in order {
+                let Some(rate) = self.run(store, nodes, 0).await else { return };
+                rates[usize::from(nodes == 3)] = rate;
+            }
+            println!("  {}, pair {}: 3 nodes / 1 node = {:.2}", store.label(), pair + 1, rates[1] / rates[0]);
+            one.push(rates[0]);
+            three.push(rates[1]);
+            ratios.push(rates[1] / rates[0]);
+        }
+        println!(
+            "  {}: {pairs} interleaved pairs: 1 node {}, 3 nodes {} jobs/s; 3 nodes / 1 node: median {:.2}, {} of \
+             {pairs} pairs at or above 1",
+            store.label(),
+            spread(&one),
+            spread(&three),
+            median(&ratios),
+            ratios.iter().filter(|&&r| r >= 1.0).count(),
+        );
+    }
+}
+
+/// "median M (min-max)" of jobs per second.
+fn spread(rates: &[f64]) -> String {
+    let low = rates.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = rates.iter().copied().fold(0.0, f64::max);
+    format!("median {:.0} ({low:.0}-{high:.0})", median(rates))
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// The drain's jobs per second (and prints what it measured).
+async fn measure(cluster: &Cluster, store: &str, jobs: usize, singles: usize) -> f64 {
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     for port in &cluster.ports {
         common::wait_until_ready(&client, *port, Duration::from_secs(60)).await;
@@ -120,6 +222,7 @@ async fn measure(cluster: &Cluster, store: &str, jobs: usize, singles: usize) {
         }
         println!("  {label}: due-to-start (jobs delayed 50 ms): {}", summary(&latencies));
     }
+    rate
 }
 
 /// Enqueues `jobs` jobs on a paused queue, resumes it, and waits for the last execution:
