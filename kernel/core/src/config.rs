@@ -492,11 +492,13 @@ impl Default for StorageConfig {
 pub struct QueueConfig {
     /// Consumers: jobs this node runs or hands to its workers at once; 0 means two per worker
     /// (`2 * workers.count`). For short jobs the node also claims ahead what its workers start
-    /// within 100 ms (at most 16 per worker).
+    /// within 100 ms (at most 32 per worker).
     pub concurrency: usize,
     /// Seconds a claimed job is leased for; renewed by heartbeat every third of it.
     pub lease_secs: f64,
-    /// Milliseconds between polls for jobs other processes enqueued.
+    /// Milliseconds between polls for jobs other processes enqueued. On PostgreSQL the
+    /// database also wakes idle nodes when jobs are added or a pause is lifted, so the poll
+    /// only catches what a lost connection missed; on SQLite the CLI's jobs wait for it.
     pub poll_interval_ms: u64,
     /// Defaults of `ratchet jobs enqueue`.
     pub max_attempts: u32,

@@ -8,6 +8,12 @@
 //! nodes a job's changes may arrive out of order (a job enqueued on B and run at once on A is
 //! heard running and completed on A before B's batch with its enqueue arrives). Jobs a node
 //! rescues from an expired lease are not announced (a follower sees them at its next read).
+//!
+//! The database speaks on the channel too: each statement that adds jobs or lifts a pause
+//! sends [`ratchet_storage::WAKE_PAYLOAD`] (a trigger, see `ratchet-storage`'s migrations),
+//! and a node that hears it (or lost its connection, and with it what was said meanwhile)
+//! wakes its idle claimer. Jobs enqueued by the CLI or another node, and a resume, reach an
+//! idle node at once instead of at its next poll (`queue.poll_interval_ms`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +27,7 @@ use crate::listening::{Hearing, start_listening};
 use ratchet_storage::{JobStatus, MAX_NOTIFY_PAYLOAD};
 
 /// The PostgreSQL channel the changes travel on.
-pub const CHANNEL: &str = "ratchet_jobs";
+pub const CHANNEL: &str = ratchet_storage::JOBS_CHANNEL;
 /// How long a node gathers changes before it publishes them.
 const BATCH: Duration = Duration::from_millis(50);
 /// Changes a slow follower may fall behind by before it is told it missed some.
@@ -64,6 +70,9 @@ struct Batch {
     changes: Vec<JobChange>,
     #[serde(default)]
     missed: u64,
+    /// Jobs may have become claimable: sent by the database ([`ratchet_storage::WAKE_PAYLOAD`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    wake: bool,
 }
 
 /// The broadcasts behind the feed: everything followers see, and this node's own changes (which
@@ -116,9 +125,10 @@ pub fn start(service: &Arc<Service>, stop: watch::Receiver<bool>) -> Vec<tokio::
         channel: CHANNEL,
         what: "job changes",
         hear,
-        // Changes may have been missed meanwhile.
+        // Changes and wake-ups may have been missed meanwhile.
         lost: |service| {
             let _ = service.feed.all.send(FeedItem::Missed(1));
+            service.wake.notify_one();
         },
     };
     vec![
@@ -165,21 +175,31 @@ async fn publish(
 /// One notification of `changes` (and `missed` more), within [`MAX_NOTIFY_PAYLOAD`]: the
 /// changes themselves when they fit, otherwise only how many there were.
 fn payload(node: &str, changes: &[Arc<JobChange>], missed: u64) -> String {
-    let batch =
-        Batch { node: node.to_owned(), changes: changes.iter().map(|c| (**c).clone()).collect(), missed };
+    let batch = Batch {
+        node: node.to_owned(),
+        changes: changes.iter().map(|c| (**c).clone()).collect(),
+        missed,
+        wake: false,
+    };
     match serde_json::to_string(&batch) {
         Ok(json) if json.len() <= MAX_NOTIFY_PAYLOAD => json,
         _ => {
-            let count =
-                Batch { node: node.to_owned(), changes: Vec::new(), missed: missed + changes.len() as u64 };
+            let count = Batch {
+                node: node.to_owned(),
+                changes: Vec::new(),
+                missed: missed + changes.len() as u64,
+                wake: false,
+            };
             serde_json::to_string(&count).unwrap_or_default()
         }
     }
 }
 
-/// Hands another node's batch to this node's followers.
+/// Hands another node's batch to this node's followers, and wakes the idle claimer when the
+/// database says jobs may be claimable.
 fn hear(service: &Service, payload: &str) {
     match serde_json::from_str::<Batch>(payload) {
+        Ok(Batch { wake: true, .. }) => service.wake.notify_one(),
         Ok(batch) if batch.node != service.node => {
             for change in batch.changes {
                 let _ = service.feed.all.send(FeedItem::Changed(Arc::new(change)));
@@ -218,5 +238,13 @@ mod tests {
         assert!(json.len() <= MAX_NOTIFY_PAYLOAD, "{} bytes", json.len());
         let batch: Batch = serde_json::from_str(&json).unwrap();
         assert_eq!((batch.changes.len(), batch.missed), (0, 1_003));
+        assert!(!json.contains("wake"), "{json}");
+    }
+
+    #[test]
+    fn the_databases_wake_up_reads_as_a_wake_up_with_no_changes() {
+        let batch: Batch = serde_json::from_str(ratchet_storage::WAKE_PAYLOAD).unwrap();
+        assert!(batch.wake);
+        assert_eq!((batch.node.as_str(), batch.changes.len(), batch.missed), ("", 0, 0));
     }
 }

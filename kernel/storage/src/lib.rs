@@ -35,7 +35,7 @@ pub use limits::{ConcurrencyLimits, TaskLimit, Waiting};
 pub use listing::{ExecutionFilter, JobFilter, Listed, Page};
 pub use logs::{LogHit, LogSearch, LogsFound, MAX_SCANNED, TrendBucket, level_rank};
 pub use nodes::{KnownVersion, Node, TaskRow, TaskVersion, WorkerRow};
-pub use notify::{Listener, MAX_NOTIFY_PAYLOAD};
+pub use notify::{JOBS_CHANNEL, Listener, MAX_NOTIFY_PAYLOAD, WAKE_PAYLOAD};
 pub use pauses::{Pause, WHOLE_QUEUE};
 pub use queue::{Attempt, Backoff, Enqueued, Job, JobStatus, NewJob, Outcome, QueueError};
 pub use retention::Pruned;

@@ -33,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(ListingIndexes),
             Box::new(DropUnusedJobIndexes),
             Box::new(PartialIdempotencyIndex),
+            Box::new(WakeNodes),
         ]
     }
 }
@@ -759,6 +760,59 @@ impl MigrationTrait for PartialIdempotencyIndex {
         )
         .await?;
         db.execute_unprepared("DROP INDEX IF EXISTS jobs_by_idempotency_key").await?;
+        Ok(())
+    }
+}
+
+/// On PostgreSQL, the database itself tells every node when jobs may have become claimable:
+/// each statement that adds jobs (whoever runs it: a node, the CLI, a scheduler) and each that
+/// lifts a pause sends [`WAKE_PAYLOAD`](crate::WAKE_PAYLOAD) on the job feed's channel, at its
+/// commit. Nodes that sleep until their next poll claim at once. Statement triggers: one
+/// notification per statement (a batch of 10,000 jobs is one), none per row, and PostgreSQL
+/// folds equal notifications of one transaction into one.
+struct WakeNodes;
+
+impl MigrationName for WakeNodes {
+    fn name(&self) -> &str {
+        "m20261203_000020_wake_nodes"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for WakeNodes {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() != sea_orm::DbBackend::Postgres {
+            return Ok(());
+        }
+        let db = manager.get_connection();
+        db.execute_unprepared(&format!(
+            "CREATE OR REPLACE FUNCTION ratchet_wake_nodes() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN PERFORM pg_notify('{}', '{}'); RETURN NULL; END $$",
+            crate::JOBS_CHANNEL,
+            crate::WAKE_PAYLOAD,
+        ))
+        .await?;
+        db.execute_unprepared(
+            "CREATE TRIGGER jobs_wake_nodes AFTER INSERT ON jobs \
+             FOR EACH STATEMENT EXECUTE FUNCTION ratchet_wake_nodes()",
+        )
+        .await?;
+        db.execute_unprepared(
+            "CREATE TRIGGER queue_pauses_wake_nodes AFTER DELETE ON queue_pauses \
+             FOR EACH STATEMENT EXECUTE FUNCTION ratchet_wake_nodes()",
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() != sea_orm::DbBackend::Postgres {
+            return Ok(());
+        }
+        let db = manager.get_connection();
+        db.execute_unprepared("DROP TRIGGER IF EXISTS jobs_wake_nodes ON jobs").await?;
+        db.execute_unprepared("DROP TRIGGER IF EXISTS queue_pauses_wake_nodes ON queue_pauses").await?;
+        db.execute_unprepared("DROP FUNCTION IF EXISTS ratchet_wake_nodes()").await?;
         Ok(())
     }
 }

@@ -847,3 +847,39 @@ fn readiness_does_not_wait_for_a_scan_of_the_jobs() {
         node.stop(Duration::from_secs(20));
     });
 }
+
+/// docs/reliability.md J26: on PostgreSQL the database wakes idle nodes. A node whose poll
+/// interval is a minute runs a job the CLI enqueued (straight into the database: no node heard
+/// the request) and a job whose pause the CLI lifted within seconds, not at its next poll.
+#[test]
+fn postgres_wakes_an_idle_node_for_jobs_and_resumes_from_elsewhere() {
+    on_postgres(|root, storage| {
+        tasks_dir(root);
+        let node = Node::start_with(root, storage, &[("RATCHET_QUEUE__POLL_INTERVAL_MS", "60000")]);
+        wait_until("the node to hear the other nodes' channels", Duration::from_secs(20), || {
+            get(node.port, "/ready").is_some_and(|(_, body)| body.contains(r#""other_nodes":"ok""#))
+        });
+        let enqueue = |n: u64| {
+            let input = json!({"n": n, "ms": 1}).to_string();
+            cli_on(root, storage, &["jobs", "enqueue", "sleepy", "--input-json", &input])["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        let status = |id: &str| cli_on(root, storage, &["jobs", "show", id])["status"].clone();
+        // Far sooner than the minute's poll, and generous for a busy machine.
+        let soon = Duration::from_secs(20);
+
+        let id = enqueue(1);
+        wait_until("the CLI's job to complete", soon, || status(&id) == "completed");
+
+        cli_on(root, storage, &["queue", "pause"]);
+        let id = enqueue(2);
+        // The node woke for the job, found the queue paused, and went back to its poll.
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(status(&id), "queued", "a job ran while the queue was paused");
+        cli_on(root, storage, &["queue", "resume"]);
+        wait_until("the resumed job to complete", soon, || status(&id) == "completed");
+        node.stop(Duration::from_secs(20));
+    });
+}
