@@ -415,8 +415,10 @@ impl Service {
         let enqueued = enqueue(&self.store, &self.registry(), &self.queue, task, input, options).await?;
         self.wake.notify_one();
         if enqueued.created {
+            // The change this node made: the job as read back may already run on another node,
+            // which announces that itself.
             let job = &enqueued.job;
-            self.job_changed(&job.id, &job.task, job.status, job.attempt);
+            self.job_changed(&job.id, &job.task, JobStatus::Queued, 0);
         }
         Ok(enqueued)
     }
