@@ -54,6 +54,23 @@ impl Store {
         Ok(())
     }
 
+    /// Tells every node that jobs may have become claimable ([`WAKE_PAYLOAD`]) when the
+    /// transaction `connection` is in commits (PostgreSQL delivers notifications at commit,
+    /// and none when it rolls back), for what the migrations' triggers do not see: jobs given
+    /// back or rescued (updates, which would cost every completion a trigger call). Nothing on
+    /// SQLite.
+    pub(crate) async fn wake_nodes_at_commit(
+        &self,
+        connection: &impl ConnectionTrait,
+    ) -> Result<(), QueueError> {
+        if !self.is_shared() {
+            return Ok(());
+        }
+        let values = vec![JOBS_CHANNEL.into(), WAKE_PAYLOAD.into()];
+        connection.execute_raw(self.statement("SELECT pg_notify(?, ?)", values)).await?;
+        Ok(())
+    }
+
     /// Listens on `channel`; `None` on SQLite.
     pub async fn listen(&self, channel: &str) -> Result<Option<Listener>, QueueError> {
         if !self.is_shared() {

@@ -671,6 +671,9 @@ impl Store {
             let attempt: i32 = row.try_get("", "attempt")?;
             self.record_attempt(&transaction, &id, attempt as u32, "expired", Some(ERROR), now).await?;
         }
+        if !rescued.is_empty() {
+            self.wake_nodes_at_commit(&transaction).await?;
+        }
         transaction.commit().await?;
         Ok(rescued.len() as u64)
     }
@@ -699,6 +702,7 @@ impl Store {
             return Err(self.fenced(id, attempt).await);
         }
         self.record_attempt(&transaction, id, attempt, "released", Some(why), now).await?;
+        self.wake_nodes_at_commit(&transaction).await?;
         transaction.commit().await?;
         Ok(())
     }

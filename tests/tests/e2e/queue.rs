@@ -1,5 +1,5 @@
 //! Storage conformance: the same queue cases on SQLite and on PostgreSQL (docs/reliability.md J3,
-//! J4, J5, J7, J17, J19, J24, J25 and the rescue half of J1/J2), with an injected clock.
+//! J4, J5, J7, J17, J19, J24, J25, J26 and the rescue half of J1/J2), with an injected clock.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -958,4 +958,72 @@ async fn consumers_sharing_a_group_commit_run_every_job_once_within_the_limits()
         );
     })
     .await;
+}
+
+/// docs/reliability.md J26: on PostgreSQL the database tells the nodes, on the job feed's
+/// channel, each time jobs may have become claimable: jobs added (one statement of a batch is
+/// one notification), a pause lifted, a running job given back, an expired lease rescued. A
+/// claim, a completion and a pause say nothing (a busy queue does not wake idle nodes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_wakes_the_nodes_whenever_jobs_may_have_become_claimable() {
+    tests::databases::on_postgres(|url| async move {
+        let store = Store::connect(&url).await.unwrap();
+        let mut listener = store.listen(ratchet_storage::JOBS_CHANNEL).await.unwrap().unwrap();
+        // LEASE is generous for a busy machine: a notification arrives within milliseconds of
+        // its commit.
+        let quiet = Duration::from_millis(300);
+
+        store.enqueue(job("t"), T0).await.unwrap();
+        assert_eq!(
+            heard(&mut listener, LEASE).await.as_deref(),
+            Some(ratchet_storage::WAKE_PAYLOAD),
+            "enqueue"
+        );
+        store.enqueue_batch(&[job("t"), job("t"), job("t")], T0, |_| {}).await.unwrap();
+        assert_eq!(
+            heard(&mut listener, LEASE).await.as_deref(),
+            Some(ratchet_storage::WAKE_PAYLOAD),
+            "batch"
+        );
+        assert_eq!(heard(&mut listener, quiet).await, None, "one notification for the batch");
+
+        let first = store.claim("node-a", LEASE, T0 + 1).await.unwrap().unwrap();
+        store.complete(&first.id, first.attempt, &json!(1), T0 + 2).await.unwrap();
+        store.pause(ratchet_storage::WHOLE_QUEUE, false, None, T0 + 3).await.unwrap();
+        assert_eq!(heard(&mut listener, quiet).await, None, "a claim, a completion and a pause");
+
+        assert!(store.resume(ratchet_storage::WHOLE_QUEUE).await.unwrap());
+        assert_eq!(
+            heard(&mut listener, LEASE).await.as_deref(),
+            Some(ratchet_storage::WAKE_PAYLOAD),
+            "resume"
+        );
+
+        let given_back = store.claim("node-a", LEASE, T0 + 4).await.unwrap().unwrap();
+        assert_eq!(heard(&mut listener, quiet).await, None, "a claim");
+        store.release(&given_back.id, given_back.attempt, T0 + 5).await.unwrap();
+        assert_eq!(
+            heard(&mut listener, LEASE).await.as_deref(),
+            Some(ratchet_storage::WAKE_PAYLOAD),
+            "release"
+        );
+
+        store.claim("node-a", LEASE, T0 + 6).await.unwrap().unwrap();
+        assert_eq!(store.rescue_expired(T0 + 6 + 31_000).await.unwrap(), 1);
+        assert_eq!(
+            heard(&mut listener, LEASE).await.as_deref(),
+            Some(ratchet_storage::WAKE_PAYLOAD),
+            "rescue"
+        );
+        assert_eq!(store.rescue_expired(T0 + 6 + 32_000).await.unwrap(), 0);
+        assert_eq!(heard(&mut listener, quiet).await, None, "a rescue of nothing");
+        drop(listener);
+        store.close().await;
+    })
+    .await;
+}
+
+/// The next notification `listener` hears within `within`.
+async fn heard(listener: &mut ratchet_storage::Listener, within: Duration) -> Option<String> {
+    tokio::time::timeout(within, listener.next()).await.ok().map(Result::unwrap)
 }
