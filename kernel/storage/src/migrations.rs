@@ -785,12 +785,13 @@ impl MigrationTrait for WakeNodes {
             return Ok(());
         }
         let db = manager.get_connection();
-        db.execute_unprepared(&format!(
-            "CREATE OR REPLACE FUNCTION ratchet_wake_nodes() RETURNS trigger LANGUAGE plpgsql AS $$ \
-             BEGIN PERFORM pg_notify('{}', '{}'); RETURN NULL; END $$",
-            crate::JOBS_CHANNEL,
-            crate::WAKE_PAYLOAD,
-        ))
+        // Written out, not formatted from the constants: a released migration never changes.
+        // `queue::postgres_wakes_the_nodes_whenever_jobs_may_have_become_claimable` (tests) hears
+        // JOBS_CHANNEL and WAKE_PAYLOAD from these triggers.
+        db.execute_unprepared(
+            r#"CREATE OR REPLACE FUNCTION ratchet_wake_nodes() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN PERFORM pg_notify('ratchet_jobs', '{"node":"","wake":true}'); RETURN NULL; END $$"#,
+        )
         .await?;
         db.execute_unprepared(
             "CREATE TRIGGER jobs_wake_nodes AFTER INSERT ON jobs \
