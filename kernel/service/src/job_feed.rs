@@ -10,10 +10,11 @@
 //! rescues from an expired lease are not announced (a follower sees them at its next read).
 //!
 //! The database speaks on the channel too: each statement that adds jobs or lifts a pause
-//! sends [`ratchet_storage::WAKE_PAYLOAD`] (a trigger, see `ratchet-storage`'s migrations),
-//! and a node that hears it (or lost its connection, and with it what was said meanwhile)
-//! wakes its idle claimer. Jobs enqueued by the CLI or another node, and a resume, reach an
-//! idle node at once instead of at its next poll (`queue.poll_interval_ms`).
+//! (triggers, see `ratchet-storage`'s migrations) and each transaction that gives a job back
+//! or rescues expired leases sends [`ratchet_storage::WAKE_PAYLOAD`], and a node that hears
+//! it (or lost its connection, and with it what was said meanwhile) wakes its idle claimer.
+//! Jobs enqueued or given back by the CLI or another node, and a resume, reach an idle node at
+//! once instead of at its next poll (`queue.poll_interval_ms`).
 
 use std::sync::Arc;
 use std::time::Duration;
