@@ -127,6 +127,15 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned()))
 }
 
+/// How many batches of queue steps (claims and ends) the node has committed, from `/metrics`.
+fn commit_steps(port: u16) -> u64 {
+    let (_, metrics) = get(port, "/metrics").expect("the node answers /metrics");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("ratchet_queue_commit_steps_count ")?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no ratchet_queue_commit_steps_count in /metrics:\n{metrics}"))
+}
+
 fn cli(root: &Path, args: &[&str]) -> Value {
     let data = root.join("data");
     cli_on(root, &["--data-dir", data.to_str().unwrap()], args)
@@ -874,9 +883,11 @@ fn postgres_wakes_an_idle_node_for_jobs_and_resumes_from_elsewhere() {
         wait_until("the CLI's job to complete", soon, || status(&id) == "completed");
 
         cli_on(root, storage, &["queue", "pause"]);
+        let steps_before = commit_steps(node.port);
         let id = enqueue(2);
-        // The node woke for the job, found the queue paused, and went back to its poll.
-        std::thread::sleep(Duration::from_millis(500));
+        // The node woke for the job (a claim is a committed step), found the queue paused, and
+        // went back to its poll.
+        wait_until("the node to claim after the enqueue", soon, || commit_steps(node.port) > steps_before);
         assert_eq!(status(&id), "queued", "a job ran while the queue was paused");
         cli_on(root, storage, &["queue", "resume"]);
         wait_until("the resumed job to complete", soon, || status(&id) == "completed");
