@@ -99,8 +99,17 @@ impl Service {
         })
     }
 
+    /// A claim of up to `up_to` jobs. It may wait to ride in a fuller group commit for half
+    /// the time the jobs already claimed keep the workers busy (the other half is left for the
+    /// commit itself), so the workers do not run dry waiting for it.
     fn claim(&self, up_to: usize) -> Claim {
-        Claim { owner: self.node.clone(), lease: self.lease(), up_to, idle: self.intake.holds_nothing() }
+        Claim {
+            owner: self.node.clone(),
+            lease: self.lease(),
+            up_to,
+            idle: self.intake.holds_nothing(),
+            may_wait: self.intake.lasts() / 2,
+        }
     }
 
     /// How long an idle claimer sleeps: until the earliest time a waiting job becomes due (a

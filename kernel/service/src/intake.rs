@@ -172,6 +172,14 @@ impl<J> Intake<J> {
         self.state.lock().is_ok_and(|state| state.waiting.is_empty() && state.running == 0)
     }
 
+    /// How long the jobs waiting here keep the workers busy at recent run times; zero when
+    /// none waits or before the first run.
+    pub(crate) fn lasts(&self) -> Duration {
+        let mean = self.mean_run_us.load(Ordering::Relaxed);
+        let busy_us = (self.waiting() as u64).saturating_mul(mean) / self.workers as u64;
+        Duration::from_micros(busy_us)
+    }
+
     /// Jobs waiting to start.
     pub(crate) fn waiting(&self) -> usize {
         self.state.lock().map(|state| state.waiting.len()).unwrap_or(0)
@@ -212,6 +220,7 @@ mod tests {
         intake.add((1..=55).collect(), Instant::now());
         assert!(!intake.holds_nothing(), "jobs wait");
         assert_eq!(intake.wanted(), 0, "13 free of 68 is not worth a claim while jobs wait");
+        assert_eq!(intake.lasts(), Duration::from_micros(55 * 300 / 2), "55 runs of 300 µs on two workers");
         let mut taken = Vec::new();
         for _ in 0..5 {
             taken.push(intake.take().await);
@@ -224,6 +233,7 @@ mod tests {
         assert_eq!(intake.wanted(), 17, "four runs ended: a quarter of the target is free");
         assert_eq!(intake.drain(), (6..=55).collect::<Vec<_>>(), "stopping gives back what waits");
         assert_eq!((intake.waiting(), intake.wanted()), (0, 67), "one still runs");
+        assert_eq!(intake.lasts(), Duration::ZERO, "nothing waits: a claim is needed now");
         assert!(!intake.holds_nothing(), "one still runs");
         intake.ran(Duration::from_micros(300));
         assert!(intake.holds_nothing(), "the last run ended");

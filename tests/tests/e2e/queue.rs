@@ -236,7 +236,8 @@ async fn a_claim_lost_to_a_database_crash_runs_its_job_again_and_completes_it_on
         let store = Store::connect(&url).await.unwrap();
         let db = sea_orm::Database::connect(&url).await.unwrap();
         let idle_claim = |owner: &str, now: i64| {
-            let claim = Claim { owner: owner.into(), lease: LEASE, up_to: 1, idle: true };
+            let claim =
+                Claim { owner: owner.into(), lease: LEASE, up_to: 1, idle: true, may_wait: Duration::ZERO };
             let store = store.clone();
             async move {
                 let (ended, mut jobs) =
@@ -715,7 +716,7 @@ fn claim_as(owner: &str) -> Option<Claim> {
 }
 
 fn claim_n(owner: &str, up_to: usize) -> Option<Claim> {
-    Some(Claim { owner: owner.into(), lease: LEASE, up_to, idle: false })
+    Some(Claim { owner: owner.into(), lease: LEASE, up_to, idle: false, may_wait: Duration::ZERO })
 }
 
 fn ids(jobs: Vec<ratchet_storage::Job>) -> Vec<String> {
@@ -843,14 +844,14 @@ async fn a_claim_of_several_jobs_takes_the_most_urgent_within_the_limits() {
     .await;
 }
 
-/// docs/reliability.md J25: a batch of ends waits for more (up to its fill), but a lone end
-/// and a batch with a claim commit at once. The window is ten minutes, so a step held by it
-/// fails the test's one-minute wait.
+/// docs/reliability.md J25: a batch of ends waits for more (up to its fill), and so does a
+/// claim that may wait, within its allowance; a lone end and a claim needed now commit at
+/// once. The window is ten minutes, so a step held by it fails the test's one-minute wait.
 #[tokio::test]
-async fn a_batch_of_ends_waits_for_more_but_a_claim_or_a_lone_end_does_not() {
+async fn a_batch_of_ends_waits_for_more_but_a_claim_needed_now_or_a_lone_end_does_not() {
     on_each_backend(|store, backend| async move {
-        futures_ids(&store, (0..8).map(|_| job("run"))).await;
-        let running = store.claim_up_to("node", LEASE, T0 + 1, 7).await.unwrap();
+        futures_ids(&store, (0..13).map(|_| job("run"))).await;
+        let running = store.claim_up_to("node", LEASE, T0 + 1, 12).await.unwrap();
         let batches = Arc::new(std::sync::Mutex::new(Vec::new()));
         let sizes = Arc::clone(&batches);
         let observe = Box::new(move |n: usize| sizes.lock().unwrap().push(n));
@@ -889,12 +890,45 @@ async fn a_batch_of_ends_waits_for_more_but_a_claim_or_a_lone_end_does_not() {
         let claim = within(commit.step(Step { end: None, claim: claim_as("node"), now: T0 + 3 }))
             .await
             .expect("a claim is not held");
-        assert_eq!(claim.unwrap().1.len(), 1, "{backend}: the eighth job");
+        assert_eq!(claim.unwrap().1.len(), 1, "{backend}: the thirteenth job");
         for step in [waiting, also] {
             let stepped = within(step).await.expect("committed with the claim");
             assert_eq!(stepped.unwrap().0, Some(JobStatus::Completed), "{backend}");
         }
         assert_eq!(*batches.lock().unwrap(), vec![1, 4, 3], "{backend}: the claim joined the waiting ends");
+
+        // A claim that may wait the whole window stays with the ends until the batch is full.
+        let patient = |may_wait: Duration| Step {
+            end: None,
+            claim: claim_as("node").map(|claim| Claim { may_wait, ..claim }),
+            now: T0 + 4,
+        };
+        let waiting = [commit.send(ending(7)), commit.send(ending(8))];
+        settle().await;
+        let claim = commit.send(patient(Duration::from_secs(600)));
+        settle().await;
+        let filled = commit.send(ending(9));
+        let claimed = within(claim).await.expect("a full batch commits");
+        assert!(claimed.unwrap().1.is_empty(), "{backend}: every job is claimed");
+        for step in waiting.into_iter().chain([filled]) {
+            let stepped = within(step).await.expect("committed with the claim");
+            assert_eq!(stepped.unwrap().0, Some(JobStatus::Completed), "{backend}");
+        }
+        assert_eq!(*batches.lock().unwrap(), vec![1, 4, 3, 4], "{backend}: the claim waited for the fill");
+
+        // A claim's allowance shortens the window: the batch commits once it has passed.
+        let waiting = commit.send(ending(10));
+        let also = commit.send(ending(11));
+        settle().await;
+        let claim = within(commit.step(patient(Duration::from_millis(20))))
+            .await
+            .expect("a claim is held no longer than it may wait");
+        assert!(claim.unwrap().1.is_empty(), "{backend}");
+        for step in [waiting, also] {
+            let stepped = within(step).await.expect("committed with the claim");
+            assert_eq!(stepped.unwrap().0, Some(JobStatus::Completed), "{backend}");
+        }
+        assert_eq!(*batches.lock().unwrap(), vec![1, 4, 3, 4, 3], "{backend}");
     })
     .await;
 }
