@@ -185,12 +185,7 @@ fn payload(node: &str, changes: &[Arc<JobChange>], missed: u64) -> String {
     match serde_json::to_string(&batch) {
         Ok(json) if json.len() <= MAX_NOTIFY_PAYLOAD => json,
         _ => {
-            let count = Batch {
-                node: node.to_owned(),
-                changes: Vec::new(),
-                missed: missed + changes.len() as u64,
-                wake: false,
-            };
+            let count = Batch { missed: missed + changes.len() as u64, changes: Vec::new(), ..batch };
             serde_json::to_string(&count).unwrap_or_default()
         }
     }

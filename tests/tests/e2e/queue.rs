@@ -1008,17 +1008,9 @@ async fn postgres_wakes_the_nodes_whenever_jobs_may_have_become_claimable() {
         let quiet = Duration::from_millis(300);
 
         store.enqueue(job("t"), T0).await.unwrap();
-        assert_eq!(
-            heard(&mut listener, LEASE).await.as_deref(),
-            Some(ratchet_storage::WAKE_PAYLOAD),
-            "enqueue"
-        );
+        woke(&mut listener, "enqueue").await;
         store.enqueue_batch(&[job("t"), job("t"), job("t")], T0, |_| {}).await.unwrap();
-        assert_eq!(
-            heard(&mut listener, LEASE).await.as_deref(),
-            Some(ratchet_storage::WAKE_PAYLOAD),
-            "batch"
-        );
+        woke(&mut listener, "batch").await;
         assert_eq!(heard(&mut listener, quiet).await, None, "one notification for the batch");
 
         let first = store.claim("node-a", LEASE, T0 + 1).await.unwrap().unwrap();
@@ -1027,34 +1019,27 @@ async fn postgres_wakes_the_nodes_whenever_jobs_may_have_become_claimable() {
         assert_eq!(heard(&mut listener, quiet).await, None, "a claim, a completion and a pause");
 
         assert!(store.resume(ratchet_storage::WHOLE_QUEUE).await.unwrap());
-        assert_eq!(
-            heard(&mut listener, LEASE).await.as_deref(),
-            Some(ratchet_storage::WAKE_PAYLOAD),
-            "resume"
-        );
+        woke(&mut listener, "resume").await;
 
         let given_back = store.claim("node-a", LEASE, T0 + 4).await.unwrap().unwrap();
         assert_eq!(heard(&mut listener, quiet).await, None, "a claim");
         store.release(&given_back.id, given_back.attempt, T0 + 5).await.unwrap();
-        assert_eq!(
-            heard(&mut listener, LEASE).await.as_deref(),
-            Some(ratchet_storage::WAKE_PAYLOAD),
-            "release"
-        );
+        woke(&mut listener, "release").await;
 
         store.claim("node-a", LEASE, T0 + 6).await.unwrap().unwrap();
         assert_eq!(store.rescue_expired(T0 + 6 + 31_000).await.unwrap(), 1);
-        assert_eq!(
-            heard(&mut listener, LEASE).await.as_deref(),
-            Some(ratchet_storage::WAKE_PAYLOAD),
-            "rescue"
-        );
+        woke(&mut listener, "rescue").await;
         assert_eq!(store.rescue_expired(T0 + 6 + 32_000).await.unwrap(), 0);
         assert_eq!(heard(&mut listener, quiet).await, None, "a rescue of nothing");
         drop(listener);
         store.close().await;
     })
     .await;
+}
+
+/// Asserts that `listener` hears the database's wake-up (within [`LEASE`]) after `what`.
+async fn woke(listener: &mut ratchet_storage::Listener, what: &str) {
+    assert_eq!(heard(listener, LEASE).await.as_deref(), Some(ratchet_storage::WAKE_PAYLOAD), "{what}");
 }
 
 /// The next notification `listener` hears within `within`.
