@@ -14,7 +14,8 @@
 //! PostgreSQL and this client, from `/proc/stat`): on 2 cores the drain is CPU-bound, so this
 //! is the figure that moves the ceiling, and it is steadier than the wall time of a busy VM.
 //! It is split by role from `/proc` ([`CpuSplit`]): the workers (Boa), the nodes (SQLite's
-//! writes included) and PostgreSQL; the rest is the client and the system.
+//! writes included) and PostgreSQL; the rest is the client and the system. Several nodes on
+//! PostgreSQL also report how the drain spread over them ([`spread_over_nodes`]).
 //!
 //! `-- [JOBS [SINGLES]] [sqlite|postgres] [1|3] [pairs=N]` (`sqlite`/`postgres` and `1`/`3`
 //! keep one store or one cluster size; `pairs=N` drains with one node and with three, N times
@@ -133,7 +134,8 @@ impl Bench {
         };
         let storage: Vec<&str> = storage.iter().map(String::as_str).collect();
         let cluster = Cluster::start(&self.ratchet, &self.root, &dir, &storage, nodes);
-        let rate = measure(&cluster, store.label(), self.jobs, singles).await;
+        let url = database.as_ref().map(|database| database.url.as_str());
+        let rate = measure(&cluster, store.label(), url, self.jobs, singles).await;
         drop(cluster);
         drop(database);
         let _ = std::fs::remove_dir_all(&dir);
@@ -186,8 +188,8 @@ fn median(values: &[f64]) -> f64 {
     }
 }
 
-/// The drain's jobs per second (and prints what it measured).
-async fn measure(cluster: &Cluster, store: &str, jobs: usize, singles: usize) -> f64 {
+/// The drain's jobs per second (and prints what it measured); `database` is PostgreSQL's URL.
+async fn measure(cluster: &Cluster, store: &str, database: Option<&str>, jobs: usize, singles: usize) -> f64 {
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     for port in &cluster.ports {
         common::wait_until_ready(&client, *port, Duration::from_secs(60)).await;
@@ -197,7 +199,7 @@ async fn measure(cluster: &Cluster, store: &str, jobs: usize, singles: usize) ->
         format!("{store}, {} node{}", cluster.ports.len(), if cluster.ports.len() == 1 { "" } else { "s" });
     drain(&api, &cluster.pids(), 200).await; // warm-up: workers, connections, pages
     let commits_before = commit_steps(&api.client, &cluster.ports).await;
-    let (seconds, rate, cpu, split) = drain(&api, &cluster.pids(), jobs).await;
+    let Drained { resumed, seconds, rate, cpu, split } = drain(&api, &cluster.pids(), jobs).await;
     let (steps, commits) = commit_steps(&api.client, &cluster.ports).await;
     let per_commit = (steps - commits_before.0) / (commits - commits_before.1).max(1.0);
     let per_job = |cpu: Duration| cpu.as_secs_f64() * 1000.0 / jobs as f64;
@@ -209,6 +211,9 @@ async fn measure(cluster: &Cluster, store: &str, jobs: usize, singles: usize) ->
         per_job(split.nodes),
         per_job(split.postgres),
     );
+    if let (Some(url), true) = (database, cluster.ports.len() > 1) {
+        println!("  {label}: {}", spread_over_nodes(url, resumed));
+    }
     // SINGLES = 0 measures the drain alone.
     if cluster.ports.len() == 1 && singles > 0 {
         let mut latencies = Vec::with_capacity(singles);
@@ -225,11 +230,23 @@ async fn measure(cluster: &Cluster, store: &str, jobs: usize, singles: usize) ->
     rate
 }
 
-/// Enqueues `jobs` jobs on a paused queue, resumes it, and waits for the last execution:
-/// seconds from the resume to the last `finished_at`, jobs per second, and the CPU time the
-/// machine spent from the resume until the last job was seen completed, in all and by role
+/// What one drain measured.
+struct Drained {
+    /// When the queue was resumed (this machine's clock, milliseconds).
+    resumed: i64,
+    /// From the resume to the last execution's `finished_at`.
+    seconds: f64,
+    /// Jobs per second.
+    rate: f64,
+    /// The CPU time the machine spent from the resume until the last job was seen completed,
+    /// in all and by role.
+    cpu: Duration,
+    split: CpuSplit,
+}
+
+/// Enqueues `jobs` jobs on a paused queue, resumes it, and waits for the last execution
 /// (`nodes` are the nodes' process ids).
-async fn drain(api: &Api, nodes: &[u32], jobs: usize) -> (f64, f64, Duration, CpuSplit) {
+async fn drain(api: &Api, nodes: &[u32], jobs: usize) -> Drained {
     let before = api.completed().await;
     api.post("/queue/pause", json!({})).await;
     let mut left = jobs;
@@ -252,7 +269,7 @@ async fn drain(api: &Api, nodes: &[u32], jobs: usize) -> (f64, f64, Duration, Cp
     let last = api.get("/executions?sort=-finished_at&limit=1").await;
     let finished = time_of(&last["items"][0], "finished_at");
     let seconds = (finished - resumed).max(1) as f64 / 1000.0;
-    (seconds, jobs as f64 / seconds, cpu, split)
+    Drained { resumed, seconds, rate: jobs as f64 / seconds, cpu, split }
 }
 
 /// The CPU time every core of the machine has spent busy since boot (`/proc/stat`: user,
@@ -496,6 +513,32 @@ impl Drop for Postgres {
             eprintln!("cannot drop the bench's database {}: {problem}", self.name);
         }
     }
+}
+
+/// How the drain resumed at `since` spread over the nodes: each node's share of its
+/// executions, when its first started after the resume and how long before the drain's last
+/// end its own last ended (a node that ran dry early idles while the others finish).
+fn spread_over_nodes(url: &str, since: i64) -> String {
+    let sql = format!(
+        "SELECT count(*), min(started_at) - {since}, \
+         (SELECT max(finished_at) FROM executions WHERE started_at >= {since}) - max(finished_at) \
+         FROM executions WHERE started_at >= {since} GROUP BY node ORDER BY node"
+    );
+    let output = match Command::new("psql").args([url, "-At", "-F", " ", "-c", &sql]).output() {
+        Ok(output) if output.status.success() => output,
+        Ok(output) => {
+            return format!("no spread over nodes: {}", String::from_utf8_lossy(&output.stderr).trim());
+        }
+        Err(error) => return format!("no spread over nodes: psql: {error}"),
+    };
+    let nodes: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| match line.split(' ').collect::<Vec<_>>()[..] {
+            [runs, first, idle] => format!("{runs} runs, first at {first} ms, idle {idle} ms at the end"),
+            _ => line.to_owned(),
+        })
+        .collect();
+    format!("per node: {}", nodes.join("; "))
 }
 
 fn psql(url: &str, sql: &str) -> Result<(), String> {

@@ -422,15 +422,7 @@ impl Store {
     ) -> Result<HashSet<(&'a str, u32)>, QueueError> {
         let mut owned = HashSet::with_capacity(ends.len());
         for chunk in ends.chunks(MAX_BATCH) {
-            let rows = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
-            let sql = format!(
-                "WITH ended (job_id, job_attempt, job_output, ended_at) AS (VALUES {rows}) \
-                 UPDATE jobs SET status = 'completed', output = ended.job_output, lease_owner = NULL, \
-                 lease_expires_at = NULL, updated_at = ended.ended_at FROM ended \
-                 WHERE jobs.id = ended.job_id AND jobs.attempt = ended.job_attempt AND jobs.status = 'running' \
-                 RETURNING id, attempt"
-            );
-            let mut values: Vec<SqlValue> = Vec::with_capacity(chunk.len() * 4);
+            let mut values: Vec<SqlValue> = Vec::with_capacity(chunk.len().next_power_of_two() * 4);
             for (end, output, now) in chunk {
                 values.extend([
                     end.job.clone().into(),
@@ -439,6 +431,15 @@ impl Store {
                     (*now).into(),
                 ]);
             }
+            // A padding row's NULL id matches no job.
+            let rows = super::padded_rows("(?, ?, ?, ?)", 4, &mut values);
+            let sql = format!(
+                "WITH ended (job_id, job_attempt, job_output, ended_at) AS (VALUES {rows}) \
+                 UPDATE jobs SET status = 'completed', output = ended.job_output, lease_owner = NULL, \
+                 lease_expires_at = NULL, updated_at = ended.ended_at FROM ended \
+                 WHERE jobs.id = ended.job_id AND jobs.attempt = ended.job_attempt AND jobs.status = 'running' \
+                 RETURNING id, attempt"
+            );
             for row in connection.query_all_raw(self.statement(&sql, values)).await? {
                 let (id, attempt) = (row.try_get::<String>("", "id")?, super::row::int(&row, "attempt")?);
                 // The end's own strings, so the answer borrows from the steps.

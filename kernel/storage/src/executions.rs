@@ -40,6 +40,9 @@ pub struct ExecutionRecord {
 pub(super) const COLUMNS: &str = "id, job_id, attempt, task, status, input, output, error, logs, http, started_at, \
      finished_at, duration_us, worker, node, caused_by, trace_id";
 
+/// How many columns [`COLUMNS`] names.
+const COLUMN_COUNT: usize = 17;
+
 /// One record's placeholders, for its values in [`values`]' order.
 const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
@@ -79,9 +82,13 @@ impl Store {
         records: &[&ExecutionRecord],
     ) -> Result<(), QueueError> {
         for chunk in records.chunks(ROWS_PER_INSERT) {
-            let sql =
-                format!("INSERT INTO executions ({COLUMNS}) VALUES {}", vec![ROW; chunk.len()].join(", "));
-            let values = chunk.iter().flat_map(|record| values(record)).collect();
+            let mut values: Vec<SqlValue> = chunk.iter().flat_map(|record| values(record)).collect();
+            // A padding row (its `id`, the first column, NULL) is left out.
+            let rows = super::padded_rows(ROW, COLUMN_COUNT, &mut values);
+            let sql = format!(
+                "INSERT INTO executions ({COLUMNS}) SELECT * FROM (VALUES {rows}) AS batch \
+                 WHERE batch.column1 IS NOT NULL"
+            );
             connection.execute_raw(self.statement(&sql, values)).await?;
         }
         Ok(())

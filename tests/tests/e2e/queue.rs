@@ -794,6 +794,52 @@ async fn steps_committed_together_end_fence_and_claim_as_each_would_alone() {
     .await;
 }
 
+/// docs/reliability.md J19: a batch of any size ends each of its jobs and stores each of its
+/// executions once. Batches are written padded with rows of NULLs to a power of two (so that
+/// PostgreSQL prepares a few statements, not one per size): 3 ends and 5 records are padded to
+/// 4 and 8, and the padding must neither end a job nor store a record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_any_size_ends_its_jobs_and_stores_its_executions_once_each() {
+    on_each_backend(|store, backend| async move {
+        let jobs = futures_ids(&store, (0..8).map(|_| job("t"))).await;
+        for _ in 0..8 {
+            store.claim("node", LEASE, T0 + 1).await.unwrap().unwrap();
+        }
+        let mut stored = 0;
+        for batch in [&jobs[..3], &jobs[3..8]] {
+            let steps: Vec<Step> = batch
+                .iter()
+                .map(|id| Step {
+                    end: Some(end(id, 1, Ended::Completed(json!({"of": id})), &format!("x-{id}"))),
+                    claim: None,
+                    now: T0 + 2,
+                })
+                .collect();
+            for result in store.steps_together(&steps).await.unwrap() {
+                assert_eq!(result.unwrap().0, Some(JobStatus::Completed), "{backend}");
+            }
+            stored += batch.len();
+            let executions = store.executions(None, 100).await.unwrap();
+            assert_eq!(executions.len(), stored, "{backend}: one record per end, none for the padding");
+        }
+        for id in &jobs {
+            let done = store.job(id).await.unwrap();
+            assert_eq!(
+                (done.status, done.output),
+                (JobStatus::Completed, Some(json!({"of": id}))),
+                "{backend}"
+            );
+            let executions = store.executions(Some(id), 10).await.unwrap();
+            assert_eq!(ids_of(&executions), vec![format!("x-{id}")], "{backend}");
+        }
+    })
+    .await;
+}
+
+fn ids_of(executions: &[ExecutionRecord]) -> Vec<String> {
+    executions.iter().map(|execution| execution.id.clone()).collect()
+}
+
 /// docs/reliability.md J19: the claims of one batch respect the concurrency limits, and a
 /// batch asking for more jobs of a full task than its limit gets only what the limit leaves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
