@@ -524,14 +524,11 @@ fn spread_over_nodes(url: &str, since: i64) -> String {
          (SELECT max(finished_at) FROM executions WHERE started_at >= {since}) - max(finished_at) \
          FROM executions WHERE started_at >= {since} GROUP BY node ORDER BY node"
     );
-    let output = match Command::new("psql").args([url, "-At", "-F", " ", "-c", &sql]).output() {
-        Ok(output) if output.status.success() => output,
-        Ok(output) => {
-            return format!("no spread over nodes: {}", String::from_utf8_lossy(&output.stderr).trim());
-        }
-        Err(error) => return format!("no spread over nodes: psql: {error}"),
+    let rows = match psql(url, &sql) {
+        Ok(rows) => rows,
+        Err(problem) => return format!("no spread over nodes: {problem}"),
     };
-    let nodes: Vec<String> = String::from_utf8_lossy(&output.stdout)
+    let nodes: Vec<String> = rows
         .lines()
         .map(|line| match line.split(' ').collect::<Vec<_>>()[..] {
             [runs, first, idle] => format!("{runs} runs, first at {first} ms, idle {idle} ms at the end"),
@@ -541,11 +538,14 @@ fn spread_over_nodes(url: &str, since: i64) -> String {
     format!("per node: {}", nodes.join("; "))
 }
 
-fn psql(url: &str, sql: &str) -> Result<(), String> {
-    let output =
-        Command::new("psql").args([url, "-q", "-c", sql]).output().map_err(|e| format!("psql: {e}"))?;
+/// Runs `sql` on `url`: its rows, unaligned, columns separated by a space.
+fn psql(url: &str, sql: &str) -> Result<String, String> {
+    let output = Command::new("psql")
+        .args([url, "-q", "-At", "-F", " ", "-c", sql])
+        .output()
+        .map_err(|e| format!("psql: {e}"))?;
     if output.status.success() {
-        Ok(())
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {
         Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
     }

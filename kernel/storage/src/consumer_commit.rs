@@ -432,7 +432,7 @@ impl Store {
                 ]);
             }
             // A padding row's NULL id matches no job.
-            let rows = super::padded_rows("(?, ?, ?, ?)", 4, &mut values);
+            let rows = super::padded_rows("(?, ?, ?, ?)", &mut values);
             let sql = format!(
                 "WITH ended (job_id, job_attempt, job_output, ended_at) AS (VALUES {rows}) \
                  UPDATE jobs SET status = 'completed', output = ended.job_output, lease_owner = NULL, \

@@ -40,9 +40,6 @@ pub struct ExecutionRecord {
 pub(super) const COLUMNS: &str = "id, job_id, attempt, task, status, input, output, error, logs, http, started_at, \
      finished_at, duration_us, worker, node, caused_by, trace_id";
 
-/// How many columns [`COLUMNS`] names.
-const COLUMN_COUNT: usize = 17;
-
 /// One record's placeholders, for its values in [`values`]' order.
 const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
@@ -84,7 +81,7 @@ impl Store {
         for chunk in records.chunks(ROWS_PER_INSERT) {
             let mut values: Vec<SqlValue> = chunk.iter().flat_map(|record| values(record)).collect();
             // A padding row (its `id`, the first column, NULL) is left out.
-            let rows = super::padded_rows(ROW, COLUMN_COUNT, &mut values);
+            let rows = super::padded_rows(ROW, &mut values);
             let sql = format!(
                 "INSERT INTO executions ({COLUMNS}) SELECT * FROM (VALUES {rows}) AS batch \
                  WHERE batch.column1 IS NOT NULL"

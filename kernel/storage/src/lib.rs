@@ -424,15 +424,17 @@ pub(crate) fn statement(backend: DbBackend, sql: &str, values: Vec<sea_orm::Valu
     Statement::from_sql_and_values(backend, sql, values)
 }
 
-/// The rows of a multi-row `VALUES` list for `values` (`per_row` to a row, each `row`), padded
+/// The rows of a multi-row `VALUES` list for `values` (each `row`, as many to a row as it has
+/// placeholders), padded
 /// with rows of NULLs to the next power of two, the NULLs added to `values`. A database that
 /// prepares statements (PostgreSQL, through sqlx's cache of each connection's statements) then
 /// sees a handful of texts, each parsed and planned once and reused, instead of one per batch
 /// size: three PostgreSQL nodes, whose batches vary more, parsed and planned their ends' and
 /// executions' statements seven times as often as one node (docs/benchmarks.md). The statement
 /// must make a padding row change nothing: match no row, or be filtered out.
-pub(crate) fn padded_rows(row: &str, per_row: usize, values: &mut Vec<sea_orm::Value>) -> String {
-    let rows = values.len() / per_row.max(1);
+pub(crate) fn padded_rows(row: &str, values: &mut Vec<sea_orm::Value>) -> String {
+    let per_row = row.matches('?').count().max(1);
+    let rows = values.len() / per_row;
     if rows == 0 {
         return String::new();
     }
@@ -487,13 +489,13 @@ mod tests {
     fn rows_are_padded_to_a_power_of_two_with_nulls_of_the_first_rows_types() {
         let row = |n: i64| [sea_orm::Value::from(format!("id{n}")), sea_orm::Value::from(n)];
         let mut values: Vec<sea_orm::Value> = (0..3).flat_map(row).collect();
-        assert_eq!(padded_rows("(?, ?)", 2, &mut values), "(?, ?), (?, ?), (?, ?), (?, ?)");
+        assert_eq!(padded_rows("(?, ?)", &mut values), "(?, ?), (?, ?), (?, ?), (?, ?)");
         let padding = [sea_orm::Value::String(None), sea_orm::Value::BigInt(None)];
         assert_eq!(values[6..], padding);
         let mut four: Vec<sea_orm::Value> = (0..4).flat_map(row).collect();
-        assert_eq!(padded_rows("(?, ?)", 2, &mut four).matches('?').count(), 8, "a power of two stays");
+        assert_eq!(padded_rows("(?, ?)", &mut four).matches('?').count(), 8, "a power of two stays");
         assert_eq!(four.len(), 8);
-        assert_eq!(padded_rows("(?, ?)", 2, &mut Vec::new()), "", "no rows, no list");
+        assert_eq!(padded_rows("(?, ?)", &mut Vec::new()), "", "no rows, no list");
     }
 
     /// A transaction that SQLite rolled back by itself (as it does on a full disk; here a
