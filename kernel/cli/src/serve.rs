@@ -106,7 +106,8 @@ impl Node {
             &config.egress,
             &config.storage.data_dir.join("plugin-cache"),
         )?;
-        let options = ratchet_storage::StoreOptions { keep_reserve: true, ..Default::default() };
+        let options =
+            ratchet_storage::StoreOptions { keep_reserve: true, ring_doorbell: false, ..Default::default() };
         let store = super::open_store_with(&config, options).await?;
         for plugin in plugins.list() {
             crate::say!("plugin {plugin}");

@@ -115,7 +115,8 @@ impl Service {
     /// How long an idle claimer sleeps: until the earliest time a waiting job becomes due (a
     /// delayed job, a retry's backoff), at most `poll`; jobs enqueued meanwhile wake it sooner
     /// (this node's at once; on PostgreSQL anyone's, and a resume, by the database's
-    /// notification: see `job_feed`; on SQLite another process's at the poll).
+    /// notification: see `job_feed`; on SQLite another process's by its doorbell: see
+    /// `doorbell`).
     async fn idle_wait(&self, poll: Duration) -> Duration {
         match self.store.next_due(now_ms()).await {
             Ok(Some(due)) => Duration::from_millis(due.saturating_sub(now_ms()).max(0) as u64).min(poll),

@@ -4,6 +4,7 @@
 //! result under the attempt's fencing token.
 
 mod consumer;
+mod doorbell;
 pub mod intake;
 pub mod job_feed;
 mod listening;

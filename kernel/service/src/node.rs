@@ -78,6 +78,7 @@ impl Service {
         tasks.push(tokio::spawn(Arc::clone(self).heartbeat_node(stop.clone())));
         tasks.extend(log_relay::start(self, stop.clone()));
         tasks.extend(job_feed::start(self, stop.clone()));
+        tasks.extend(doorbell::start(self, stop.clone()));
         tasks.push(tokio::spawn(Arc::clone(self).retain(stop)));
         tasks
     }

@@ -6,6 +6,7 @@
 //! PostgreSQL's `FOR UPDATE SKIP LOCKED` when claiming (SQLite serialises writers anyway).
 
 mod consumer_commit;
+mod doorbell;
 mod executions;
 mod group_commit;
 mod limits;
@@ -71,6 +72,8 @@ pub struct Store {
     write_failure: Arc<std::sync::Mutex<Option<WriteFailure>>>,
     /// The concurrency limits this node's claims enforce ([`limits`]).
     limits: limits::SharedLimits,
+    /// On an SQLite file, what wakes an idle node in another process ([`doorbell`]).
+    doorbell: Option<Arc<doorbell::Doorbell>>,
 }
 
 /// The file in the data folder that keeps room to open the database on a full disk.
@@ -154,11 +157,15 @@ pub struct StoreOptions {
     /// Keep the data folder's reserve file ([`RESERVE_FILE`]): a long-running node does, so
     /// that it can start again on a full disk; a one-off command leaves the folder alone.
     pub keep_reserve: bool,
+    /// On SQLite, write the file beside the database that idle nodes watch after each commit
+    /// that may make jobs claimable ([`Store::doorbell`]). A node's own store does not: the
+    /// node wakes its claimer in-process, and would only wake itself a second time.
+    pub ring_doorbell: bool,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { checkpoint_every: CHECKPOINT_EVERY, keep_reserve: false }
+        StoreOptions { checkpoint_every: CHECKPOINT_EVERY, keep_reserve: false, ring_doorbell: true }
     }
 }
 
@@ -245,6 +252,8 @@ impl Store {
             }
             _ => (db.clone(), None, None),
         };
+        let doorbell = sqlite_file(url)
+            .map(|file| Arc::new(doorbell::Doorbell::beside(&file, store_options.ring_doorbell)));
         Ok(Store {
             db,
             writer,
@@ -252,6 +261,7 @@ impl Store {
             group_commit,
             write_failure: Arc::default(),
             limits: Arc::default(),
+            doorbell,
         })
     }
 
@@ -280,6 +290,22 @@ impl Store {
         let before = *done.borrow_and_update();
         checkpointer.wake.notify_one();
         let _ = done.wait_for(|count| *count > before).await;
+    }
+
+    /// The file an idle node watches to hear of jobs other processes made claimable, on an
+    /// SQLite file (`DATABASE-wake`; on PostgreSQL the database notifies instead, see
+    /// [`WAKE_PAYLOAD`]). It changes after each commit that adds jobs, lifts a pause, gives a
+    /// job back or rescues leases, by any process but a node ([`StoreOptions::ring_doorbell`]).
+    pub fn doorbell(&self) -> Option<&Path> {
+        self.doorbell.as_deref().map(doorbell::Doorbell::path)
+    }
+
+    /// Tells idle nodes in other processes that jobs may have become claimable, after the
+    /// commit that made them so (a node woken before it would not see them).
+    pub(crate) fn ring_doorbell(&self) {
+        if let Some(doorbell) = &self.doorbell {
+            doorbell.ring();
+        }
     }
 
     /// The connection for writes (see [`Store`]).
@@ -496,6 +522,49 @@ mod tests {
         assert_eq!(padded_rows("(?, ?)", &mut four).matches('?').count(), 8, "a power of two stays");
         assert_eq!(four.len(), 8);
         assert_eq!(padded_rows("(?, ?)", &mut Vec::new()), "", "no rows, no list");
+    }
+
+    /// The doorbell (an idle node's wake-up on SQLite) rings after the commits that make jobs
+    /// claimable, from any process but a node, and not for those that do not.
+    #[tokio::test]
+    async fn commits_that_make_jobs_claimable_ring_the_doorbell_unless_a_node_made_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let quiet = StoreOptions { ring_doorbell: false, ..StoreOptions::default() };
+        let node = Store::open_data_dir_with(dir.path(), quiet).await.unwrap();
+        let cli = Store::open_data_dir(dir.path()).await.unwrap();
+        let bell = node.doorbell().unwrap().to_owned();
+        assert_eq!(bell, dir.path().join("ratchet.db-wake"));
+        assert_eq!(cli.doorbell(), Some(bell.as_path()));
+        // A ring writes one byte into the file; the test empties it again between steps.
+        let rung = || {
+            let rung = std::fs::metadata(&bell).unwrap().len() > 0;
+            std::fs::File::options().write(true).open(&bell).unwrap().set_len(0).unwrap();
+            rung
+        };
+        let job = || NewJob::new("t", serde_json::json!({}));
+        node.enqueue(job(), now_ms()).await.unwrap();
+        assert!(!rung(), "a node's store rang for its own job");
+        cli.enqueue(job(), now_ms()).await.unwrap();
+        assert!(rung(), "adding a job did not ring");
+        cli.enqueue_batch(&[job(), job()], now_ms(), |_| {}).await.unwrap();
+        assert!(rung(), "adding jobs together did not ring");
+        cli.pause(WHOLE_QUEUE, false, None, now_ms()).await.unwrap();
+        assert!(!rung(), "a pause rang");
+        assert!(!cli.resume("no-such-task").await.unwrap());
+        assert!(!rung(), "lifting no pause rang");
+        assert!(cli.resume(WHOLE_QUEUE).await.unwrap());
+        assert!(rung(), "lifting the pause did not ring");
+        let claimed = cli.claim("a node", Duration::from_secs(30), now_ms()).await.unwrap().unwrap();
+        assert!(!rung(), "a claim rang");
+        cli.release(&claimed.id, claimed.attempt, now_ms()).await.unwrap();
+        assert!(rung(), "giving a job back did not ring");
+        cli.claim("a node", Duration::from_secs(30), now_ms()).await.unwrap().unwrap();
+        assert_eq!(cli.rescue_expired(now_ms()).await.unwrap(), 0);
+        assert!(!rung(), "rescuing no lease rang");
+        assert_eq!(cli.rescue_expired(now_ms() + 60_000).await.unwrap(), 1);
+        assert!(rung(), "rescuing a lease did not ring");
+        cli.close().await;
+        node.close().await;
     }
 
     /// A transaction that SQLite rolled back by itself (as it does on a full disk; here a

@@ -1,5 +1,6 @@
 //! PostgreSQL's `NOTIFY` and `LISTEN`: messages between the nodes sharing one database. SQLite
-//! serves one node, which has no one to tell.
+//! serves one node, which has no one to tell; the CLI wakes it through a file instead
+//! ([`doorbell`](crate::doorbell)).
 
 use sea_orm::sqlx::postgres::{PgListener, PgNotification};
 use sea_orm::{ConnectionTrait, DbBackend};
@@ -59,7 +60,7 @@ impl Store {
     /// transaction `connection` is in commits (PostgreSQL delivers notifications at commit,
     /// and none when it rolls back), for what the migrations' triggers do not see: jobs given
     /// back or rescued (updates, which would cost every completion a trigger call). Nothing on
-    /// SQLite.
+    /// SQLite, where the caller rings the doorbell after the commit ([`Store::doorbell`]).
     pub(crate) async fn wake_nodes_at_commit(
         &self,
         connection: &impl ConnectionTrait,

@@ -77,8 +77,12 @@ impl Store {
     /// Lifts the pause of `scope`; false when it was not paused.
     pub async fn resume(&self, scope: &str) -> Result<bool, QueueError> {
         let sql = "DELETE FROM queue_pauses WHERE scope = ?";
-        let deleted = self.writer().execute_raw(self.statement(sql, vec![scope.into()])).await?;
-        Ok(deleted.rows_affected() == 1)
+        let deleted =
+            self.writer().execute_raw(self.statement(sql, vec![scope.into()])).await?.rows_affected() == 1;
+        if deleted {
+            self.ring_doorbell();
+        }
+        Ok(deleted)
     }
 
     /// The pauses in force, the whole queue's first.

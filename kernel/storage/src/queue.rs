@@ -299,14 +299,20 @@ impl Store {
         if new.idempotency_key.as_deref().is_some_and(str::is_empty) {
             return Err(QueueError::Invalid("an idempotency key must not be empty".into()));
         }
-        let id = crate::new_id();
-        let inserted = self.insert_job(self.writer(), &id, &new, now).await?;
-        let job = match (inserted, &new.idempotency_key) {
-            (true, _) => self.job(&id).await?,
-            (false, Some(key)) => self.job_by_key(key).await?,
-            (false, None) => return Err(QueueError::Corrupt("insert affected no row".into())),
-        };
-        Ok(Enqueued { job, created: inserted })
+        // The new row comes back from the insert itself: reading it back would cost a round
+        // trip before the node's idle claimer is woken.
+        let sql = format!("INSERT INTO jobs ({COLUMNS}) VALUES {NEW_ROW} {ON_KEY_TAKEN} RETURNING {COLUMNS}");
+        let row =
+            self.writer().query_one_raw(self.statement(&sql, new_row(&crate::new_id(), &new, now))).await?;
+        let inserted = row.map(|row| job_from_row(&row)).transpose()?;
+        if inserted.is_some() {
+            self.ring_doorbell();
+        }
+        match (inserted, &new.idempotency_key) {
+            (Some(job), _) => Ok(Enqueued { job, created: true }),
+            (None, Some(key)) => Ok(Enqueued { job: self.job_by_key(key).await?, created: false }),
+            (None, None) => Err(QueueError::Corrupt("insert affected no row".into())),
+        }
     }
 
     /// Inserts a job unless its idempotency key is taken; true when inserted.
@@ -385,6 +391,7 @@ impl Store {
             progress(written.len());
         }
         transaction.commit().await?;
+        self.ring_doorbell();
         Ok(written)
     }
 
@@ -675,6 +682,9 @@ impl Store {
             self.wake_nodes_at_commit(&transaction).await?;
         }
         transaction.commit().await?;
+        if !rescued.is_empty() {
+            self.ring_doorbell();
+        }
         Ok(rescued.len() as u64)
     }
 
@@ -704,6 +714,7 @@ impl Store {
         self.record_attempt(&transaction, id, attempt, "released", Some(why), now).await?;
         self.wake_nodes_at_commit(&transaction).await?;
         transaction.commit().await?;
+        self.ring_doorbell();
         Ok(())
     }
 

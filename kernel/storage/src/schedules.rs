@@ -240,6 +240,9 @@ impl Store {
             return Ok(None);
         }
         transaction.commit().await?;
+        if created.iter().any(Option::is_some) {
+            self.ring_doorbell();
+        }
         Ok(Some(created))
     }
 }

@@ -284,8 +284,6 @@ fn sigterm_on_postgres_lets_running_jobs_finish_or_releases_them() {
     on_postgres(sigterm_case);
 }
 
-/// Runs `case` against a fresh PostgreSQL database (its Unix socket when there is one), then
-/// drops the database, also when the case fails.
 /// Runs `case` with a new SQLite database in a scratch folder.
 fn on_sqlite(case: impl FnOnce(&Path, &[&str])) {
     let root = tempfile::tempdir().unwrap();
@@ -293,6 +291,8 @@ fn on_sqlite(case: impl FnOnce(&Path, &[&str])) {
     case(root.path(), &["--data-dir", data.to_str().unwrap()]);
 }
 
+/// Runs `case` against a fresh PostgreSQL database (its Unix socket when there is one), then
+/// drops the database, also when the case fails.
 fn on_postgres(case: impl FnOnce(&Path, &[&str]) + std::panic::UnwindSafe) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let database = runtime.block_on(tests::databases::PostgresDatabase::create());
@@ -857,40 +857,60 @@ fn readiness_does_not_wait_for_a_scan_of_the_jobs() {
     });
 }
 
-/// docs/reliability.md J26: on PostgreSQL the database wakes idle nodes. A node whose poll
-/// interval is a minute runs a job the CLI enqueued (straight into the database: no node heard
-/// the request) and a job whose pause the CLI lifted within seconds, not at its next poll.
+/// docs/reliability.md J26: on PostgreSQL the database wakes idle nodes, for the jobs the CLI
+/// writes straight into the database (no node heard the request).
 #[test]
 fn postgres_wakes_an_idle_node_for_jobs_and_resumes_from_elsewhere() {
-    on_postgres(|root, storage| {
-        tasks_dir(root);
-        let node = Node::start_with(root, storage, &[("RATCHET_QUEUE__POLL_INTERVAL_MS", "60000")]);
-        wait_until("the node to hear the other nodes' channels", Duration::from_secs(20), || {
-            get(node.port, "/ready").is_some_and(|(_, body)| body.contains(r#""other_nodes":"ok""#))
-        });
-        let enqueue = |n: u64| {
-            let input = json!({"n": n, "ms": 1}).to_string();
-            cli_on(root, storage, &["jobs", "enqueue", "sleepy", "--input-json", &input])["id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        };
-        let status = |id: &str| cli_on(root, storage, &["jobs", "show", id])["status"].clone();
-        // Far sooner than the minute's poll, and generous for a busy machine.
-        let soon = Duration::from_secs(20);
+    on_postgres(an_idle_node_wakes_for_jobs_and_resumes_from_the_cli);
+}
 
-        let id = enqueue(1);
-        wait_until("the CLI's job to complete", soon, || status(&id) == "completed");
-
-        cli_on(root, storage, &["queue", "pause"]);
-        let steps_before = commit_steps(node.port);
-        let id = enqueue(2);
-        // The node woke for the job (a claim is a committed step), found the queue paused, and
-        // went back to its poll.
-        wait_until("the node to claim after the enqueue", soon, || commit_steps(node.port) > steps_before);
-        assert_eq!(status(&id), "queued", "a job ran while the queue was paused");
-        cli_on(root, storage, &["queue", "resume"]);
-        wait_until("the resumed job to complete", soon, || status(&id) == "completed");
-        node.stop(Duration::from_secs(20));
+/// docs/reliability.md J26: on SQLite the CLI rings the doorbell beside the database, which
+/// the node watches.
+#[test]
+fn sqlite_wakes_an_idle_node_for_jobs_and_resumes_from_the_cli() {
+    on_sqlite(|root, storage| {
+        an_idle_node_wakes_for_jobs_and_resumes_from_the_cli(root, storage);
+        let doorbell = root.join("data").join("ratchet.db-wake");
+        assert!(doorbell.is_file(), "no doorbell at {}", doorbell.display());
     });
+}
+
+/// A node whose poll is a minute away starts the jobs the CLI adds (one, then a file of them)
+/// and resumes the queue when the CLI lifts its pause, within seconds: the database's
+/// notification (PostgreSQL) or the doorbell file (SQLite) wakes it.
+fn an_idle_node_wakes_for_jobs_and_resumes_from_the_cli(root: &Path, storage: &[&str]) {
+    tasks_dir(root);
+    let node = Node::start_with(root, storage, &[("RATCHET_QUEUE__POLL_INTERVAL_MS", "60000")]);
+    wait_until("the node to hear the other nodes' channels", Duration::from_secs(20), || {
+        get(node.port, "/ready").is_some_and(|(_, body)| body.contains(r#""other_nodes":"ok""#))
+    });
+    let enqueue = |n: u64| {
+        let input = json!({"n": n, "ms": 1}).to_string();
+        cli_on(root, storage, &["jobs", "enqueue", "sleepy", "--input-json", &input])["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let status = |id: &str| cli_on(root, storage, &["jobs", "show", id])["status"].clone();
+    // Far sooner than the minute's poll, and generous for a busy machine.
+    let soon = Duration::from_secs(20);
+
+    let id = enqueue(1);
+    wait_until("the CLI's job to complete", soon, || status(&id) == "completed");
+
+    let file = root.join("batch.jsonl");
+    std::fs::write(&file, "{\"n\": 2, \"ms\": 1}\n{\"n\": 3, \"ms\": 1}\n").unwrap();
+    cli_on(root, storage, &["jobs", "enqueue", "sleepy", "--input-file", file.to_str().unwrap()]);
+    wait_until("the CLI's file of jobs to complete", soon, || jobs_in(root, storage, "completed") == 3);
+
+    cli_on(root, storage, &["queue", "pause"]);
+    let steps_before = commit_steps(node.port);
+    let id = enqueue(4);
+    // The node woke for the job (a claim is a committed step), found the queue paused, and
+    // went back to its poll.
+    wait_until("the node to claim after the enqueue", soon, || commit_steps(node.port) > steps_before);
+    assert_eq!(status(&id), "queued", "a job ran while the queue was paused");
+    cli_on(root, storage, &["queue", "resume"]);
+    wait_until("the resumed job to complete", soon, || status(&id) == "completed");
+    node.stop(Duration::from_secs(20));
 }
