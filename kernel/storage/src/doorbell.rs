@@ -14,31 +14,21 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub(crate) struct Doorbell {
     path: PathBuf,
-    /// Kept open, so that a ring is one system call. `None` when it could not be opened.
+    /// Kept open, so that a ring is one system call. `None` in a process that does not ring
+    /// (a node wakes its own claimer in-process: see `StoreOptions::ring_doorbell`), or when
+    /// the file could not be opened.
     file: Option<std::fs::File>,
-    /// Whether this process rings: a node does not, as it wakes its own claimer in-process
-    /// (see `StoreOptions::ring_doorbell`).
-    rings: bool,
 }
 
 impl Doorbell {
-    /// The bell beside `database`, created when missing.
+    /// The bell beside `database`; opened (made when missing) when this process `rings` it.
+    /// A node only watches it, and makes it itself (`ratchet-service`'s `doorbell`).
     pub(crate) fn beside(database: &Path, rings: bool) -> Doorbell {
         let mut name = database.as_os_str().to_owned();
         name.push("-wake");
         let path = PathBuf::from(name);
-        let opened = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path);
-        let file = match opened {
-            Ok(file) => Some(file),
-            Err(error) => {
-                tracing::debug!(
-                    "cannot open {} (idle nodes find new jobs at their next poll): {error}",
-                    path.display()
-                );
-                None
-            }
-        };
-        Doorbell { path, file, rings }
+        let file = if rings { open(&path) } else { None };
+        Doorbell { path, file }
     }
 
     /// The file a node watches.
@@ -49,7 +39,7 @@ impl Doorbell {
     /// Writes the file (one byte, in place), so that a node watching it wakes.
     pub(crate) fn ring(&self) {
         use std::os::unix::fs::FileExt as _;
-        let Some(file) = self.file.as_ref().filter(|_| self.rings) else { return };
+        let Some(file) = &self.file else { return };
         if let Err(error) = file.write_at(b"1", 0) {
             tracing::debug!(
                 "cannot ring {} (idle nodes find new jobs at their next poll): {error}",
@@ -57,4 +47,18 @@ impl Doorbell {
             );
         }
     }
+}
+
+/// The file at `path` for writing, made when missing; `None` (said at debug level) when it
+/// cannot be opened.
+fn open(path: &Path) -> Option<std::fs::File> {
+    let opened = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path);
+    opened
+        .map_err(|error| {
+            tracing::debug!(
+                "cannot open {} (idle nodes find new jobs at their next poll): {error}",
+                path.display()
+            )
+        })
+        .ok()
 }

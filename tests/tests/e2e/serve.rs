@@ -162,6 +162,18 @@ fn jobs_in(root: &Path, storage: &[&str], status: &str) -> usize {
         .map_or(0, |n| n as usize)
 }
 
+/// Enqueues a job of the `sleepy` task with the CLI; its id.
+fn enqueue_sleepy(root: &Path, storage: &[&str], n: u64, ms: u64) -> String {
+    let input = json!({"n": n, "ms": ms}).to_string();
+    let enqueued = cli_on(root, storage, &["jobs", "enqueue", "sleepy", "--input-json", &input]);
+    enqueued["id"].as_str().unwrap().to_owned()
+}
+
+/// Job `id`'s status, as `jobs show` gives it.
+fn job_status(root: &Path, storage: &[&str], id: &str) -> Value {
+    cli_on(root, storage, &["jobs", "show", id])["status"].clone()
+}
+
 /// The attempts (`jobs show`) of each job among `jobs` that ran more than once.
 fn attempts_of_retried(root: &Path, storage: &[&str], jobs: &[Value]) -> Vec<Vec<Value>> {
     jobs.iter()
@@ -315,13 +327,9 @@ fn sigterm_case(root: &Path, storage: &[&str]) {
     tasks_dir(root);
     for (grace, ms, expected) in [("10", 800, "completed"), ("0.2", 5000, "retrying")] {
         let node = Node::start_with(root, storage, &[("RATCHET_SERVER__SHUTDOWN_GRACE_SECS", grace)]);
-        let input = json!({"n": 1, "ms": ms}).to_string();
-        let id = cli_on(root, storage, &["jobs", "enqueue", "sleepy", "--input-json", &input])["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let id = enqueue_sleepy(root, storage, 1, ms);
         wait_until("the job to start", Duration::from_secs(20), || {
-            cli_on(root, storage, &["jobs", "show", &id])["status"] == "running"
+            job_status(root, storage, &id) == "running"
         });
         node.stop(Duration::from_secs(20));
         let job = cli_on(root, storage, &["jobs", "show", &id]);
@@ -878,13 +886,9 @@ fn sqlite_wakes_an_idle_node_for_jobs_and_resumes_from_the_cli() {
         wait_until("the node to make the removed doorbell again", Duration::from_secs(30), || {
             doorbell.is_file()
         });
-        let input = json!({"n": 5, "ms": 1}).to_string();
-        let id = cli_on(root, storage, &["jobs", "enqueue", "sleepy", "--input-json", &input])["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let id = enqueue_sleepy(root, storage, 5, 1);
         wait_until("the job rung on the new doorbell to complete", Duration::from_secs(20), || {
-            cli_on(root, storage, &["jobs", "show", &id])["status"] == "completed"
+            job_status(root, storage, &id) == "completed"
         });
         node.stop(Duration::from_secs(20));
     });
@@ -900,14 +904,8 @@ fn an_idle_node_wakes_for_jobs_and_resumes_from_the_cli(root: &Path, storage: &[
     wait_until("the node to hear the other nodes' channels", Duration::from_secs(20), || {
         get(node.port, "/ready").is_some_and(|(_, body)| body.contains(r#""other_nodes":"ok""#))
     });
-    let enqueue = |n: u64| {
-        let input = json!({"n": n, "ms": 1}).to_string();
-        cli_on(root, storage, &["jobs", "enqueue", "sleepy", "--input-json", &input])["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    let status = |id: &str| cli_on(root, storage, &["jobs", "show", id])["status"].clone();
+    let enqueue = |n: u64| enqueue_sleepy(root, storage, n, 1);
+    let status = |id: &str| job_status(root, storage, id);
     // Far sooner than the minute's poll, and generous for a busy machine.
     let soon = Duration::from_secs(20);
 
