@@ -1,6 +1,7 @@
 //! Hearing the other processes on SQLite: a node watches its database's doorbell (the file
-//! `Store::doorbell` names, which the CLI writes after adding jobs, lifting a pause or giving a
-//! job back) and wakes its idle claimer when it changes, as PostgreSQL's notification does
+//! `Store::doorbell` names, which the CLI, and nodes that share the file with others, write
+//! after adding jobs, lifting a pause or giving a job back) and wakes its idle claimer when
+//! another process rang it, as PostgreSQL's notification does
 //! (see [`job_feed`](crate::job_feed)). Without the watch, such jobs wait for the node's poll
 //! (`queue.poll_interval_ms`).
 //!
@@ -99,13 +100,19 @@ fn watch_file(path: &Path, node: Weak<Service>) -> Result<(notify::RecommendedWa
     Ok((watcher, inode))
 }
 
-/// Wakes the idle claimer for a change of the doorbell (and for an error, which may hide one).
+/// Wakes the idle claimer for another process's ring of the doorbell (and for an error, which
+/// may hide one). The node's own rings (made while other nodes share its database) are not
+/// for it: it woke its claimer in-process when it made the jobs.
 fn hear(node: &Weak<Service>, event: notify::Result<notify::Event>) {
     let Some(service) = node.upgrade() else { return };
     match event {
         // Opening and closing the file ring nothing.
         Ok(event) if matches!(event.kind, EventKind::Access(_)) => {}
-        Ok(_) => service.wake.notify_one(),
+        Ok(_) => {
+            if service.store.doorbell_rung_by_another() {
+                service.wake.notify_one();
+            }
+        }
         Err(error) => {
             tracing::warn!("watching the doorbell: {error}");
             service.wake.notify_one();

@@ -112,6 +112,7 @@ impl Service {
 
     async fn heartbeat_node(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         self.count_queue().await;
+        self.ring_for_other_nodes().await;
         while !*stop.borrow() {
             tokio::select! {
                 () = tokio::time::sleep(NODE_HEARTBEAT) => {}
@@ -121,6 +122,35 @@ impl Service {
                 tracing::warn!("node heartbeat failed: {error}");
             }
             self.count_queue().await;
+            self.ring_for_other_nodes().await;
+        }
+    }
+
+    /// On an SQLite file, rings the doorbell after this node's enqueues (and the other
+    /// commits that make jobs claimable) while other nodes run on the same file, so that they
+    /// need not wait for their poll; a lone node does not, as it wakes its own claimer
+    /// in-process. Other nodes are counted at each heartbeat: one that starts is rung for
+    /// from this node's next heartbeat ([`NODE_HEARTBEAT`]) on.
+    async fn ring_for_other_nodes(&self) {
+        if self.store.doorbell().is_none() {
+            return;
+        }
+        match self.store.other_running_nodes(&self.node, now_ms(), NODE_STALE_AFTER_MS).await {
+            Ok(others) => {
+                let rings = others > 0;
+                if self.store.set_doorbell_ringing(rings) != rings {
+                    tracing::info!(
+                        "{} the doorbell {}",
+                        if rings {
+                            "other nodes run on this database: ringing"
+                        } else {
+                            "no other node runs on this database: not ringing"
+                        },
+                        self.store.doorbell().map(|path| path.display().to_string()).unwrap_or_default()
+                    );
+                }
+            }
+            Err(error) => tracing::debug!("cannot count the other nodes on this database: {error}"),
         }
     }
 

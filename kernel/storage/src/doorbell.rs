@@ -1,34 +1,44 @@
 //! SQLite's counterpart of PostgreSQL's wake-up notification: a file beside the database
-//! (`DATABASE-wake`) that a process writes one byte into after each commit that may have made
-//! jobs claimable (jobs added, a pause lifted, a job given back, leases rescued). A node
-//! watches the file (`ratchet-service` does, with notify) and claims at once when it changes,
-//! so jobs the CLI adds while a node runs start without waiting for the node's poll.
+//! (`DATABASE-wake`) that a process writes after each commit that may have made jobs
+//! claimable (jobs added, a pause lifted, a job given back, leases rescued). A node watches the
+//! file (`ratchet-service` does, with notify) and claims at once when another process rang it,
+//! so jobs the CLI or another node adds start without waiting for the node's poll.
 //!
-//! The file holds one byte; only its changes matter. Ringing is best-effort: a process that
-//! cannot write the file (a read-only folder, another user's file) leaves the jobs to the
-//! node's poll, as before the bell existed.
+//! A ring writes the ringer's [`Token`] at the start of the file. The file changes for every
+//! ring, the watcher's own included; the token lets a node tell the rings of its own store
+//! (after which it has already woken its claimer in-process) from those of other processes.
+//! Ringing is best-effort: a process that cannot write the file (a read-only folder, another
+//! user's file) leaves the jobs to the nodes' polls, as before the bell existed.
 
+use std::io::Read as _;
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+/// Who rang: this process's id and the number of the store in it, unique among the processes
+/// that share a database file on one machine.
+type Token = [u8; 8];
 
 /// The bell of one SQLite database file.
 #[derive(Debug)]
 pub(crate) struct Doorbell {
     path: PathBuf,
-    /// Kept open, so that a ring is one system call. `None` in a process that does not ring
-    /// (a node wakes its own claimer in-process: see `StoreOptions::ring_doorbell`), or when
-    /// the file could not be opened.
-    file: Option<std::fs::File>,
+    token: Token,
+    /// Whether this store rings: the CLI's always does; a node's while other nodes share its
+    /// database (`Store::set_doorbell_ringing`).
+    rings: AtomicBool,
 }
 
 impl Doorbell {
-    /// The bell beside `database`; opened (made when missing) when this process `rings` it.
-    /// A node only watches it, and makes it itself (`ratchet-service`'s `doorbell`).
+    /// The bell beside `database`; this store rings it when `rings`.
     pub(crate) fn beside(database: &Path, rings: bool) -> Doorbell {
+        static STORES: AtomicU32 = AtomicU32::new(0);
         let mut name = database.as_os_str().to_owned();
         name.push("-wake");
-        let path = PathBuf::from(name);
-        let file = if rings { open(&path) } else { None };
-        Doorbell { path, file }
+        let mut token = [0; 8];
+        token[..4].copy_from_slice(&std::process::id().to_be_bytes());
+        token[4..].copy_from_slice(&STORES.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+        Doorbell { path: PathBuf::from(name), token, rings: AtomicBool::new(rings) }
     }
 
     /// The file a node watches.
@@ -36,29 +46,32 @@ impl Doorbell {
         &self.path
     }
 
-    /// Writes the file (one byte, in place), so that a node watching it wakes.
+    pub(crate) fn set_ringing(&self, rings: bool) -> bool {
+        self.rings.swap(rings, Ordering::Relaxed)
+    }
+
+    /// Writes this store's token into the file (made when missing), so that the nodes
+    /// watching it wake. Opened by name at each ring: a file removed or replaced meanwhile
+    /// (which watching nodes notice and watch again) is the one rung.
     pub(crate) fn ring(&self) {
-        use std::os::unix::fs::FileExt as _;
-        let Some(file) = &self.file else { return };
-        if let Err(error) = file.write_at(b"1", 0) {
+        if !self.rings.load(Ordering::Relaxed) {
+            return;
+        }
+        let opened = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&self.path);
+        if let Err(error) = opened.and_then(|file| file.write_all_at(&self.token, 0)) {
             tracing::debug!(
                 "cannot ring {} (idle nodes find new jobs at their next poll): {error}",
                 self.path.display()
             );
         }
     }
-}
 
-/// The file at `path` for writing, made when missing; `None` (said at debug level) when it
-/// cannot be opened.
-fn open(path: &Path) -> Option<std::fs::File> {
-    let opened = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path);
-    opened
-        .map_err(|error| {
-            tracing::debug!(
-                "cannot open {} (idle nodes find new jobs at their next poll): {error}",
-                path.display()
-            )
-        })
-        .ok()
+    /// Whether the last ring was another store's (or cannot be told from this store's: a file
+    /// that cannot be read, or rung by a version that wrote one byte).
+    pub(crate) fn rung_by_another(&self) -> bool {
+        let mut last = Vec::with_capacity(self.token.len());
+        let read = std::fs::File::open(&self.path)
+            .and_then(|file| file.take(self.token.len() as u64).read_to_end(&mut last));
+        read.is_err() || last != self.token
+    }
 }

@@ -157,9 +157,10 @@ pub struct StoreOptions {
     /// Keep the data folder's reserve file ([`RESERVE_FILE`]): a long-running node does, so
     /// that it can start again on a full disk; a one-off command leaves the folder alone.
     pub keep_reserve: bool,
-    /// On SQLite, write the file beside the database that idle nodes watch after each commit
-    /// that may make jobs claimable ([`Store::doorbell`]). A node's own store does not: the
-    /// node wakes its claimer in-process, and would only wake itself a second time.
+    /// On SQLite, ring the file beside the database that idle nodes watch after each commit
+    /// that may make jobs claimable ([`Store::doorbell`]) from the start. A node's store starts
+    /// without: a node wakes its own claimer in-process, and rings only while other nodes share
+    /// its database ([`Store::set_doorbell_ringing`]).
     pub ring_doorbell: bool,
 }
 
@@ -295,9 +296,24 @@ impl Store {
     /// The file an idle node watches to hear of jobs other processes made claimable, on an
     /// SQLite file (`DATABASE-wake`; on PostgreSQL the database notifies instead, see
     /// [`WAKE_PAYLOAD`]). It changes after each commit that adds jobs, lifts a pause, gives a
-    /// job back or rescues leases, by any process but a node ([`StoreOptions::ring_doorbell`]).
+    /// job back or rescues leases, by the CLI and by nodes that share the database with others
+    /// ([`Store::set_doorbell_ringing`]); [`Store::doorbell_rung_by_another`] tells a node
+    /// whether a change was another process's.
     pub fn doorbell(&self) -> Option<&Path> {
         self.doorbell.as_deref().map(doorbell::Doorbell::path)
+    }
+
+    /// Whether this store rings the doorbell from now on (a node: while other nodes share its
+    /// database); whether it did before. Nothing on PostgreSQL or an in-memory database.
+    pub fn set_doorbell_ringing(&self, rings: bool) -> bool {
+        self.doorbell.as_ref().is_some_and(|doorbell| doorbell.set_ringing(rings))
+    }
+
+    /// Whether the doorbell's last ring came from another store than this one (another
+    /// process, most often): what a node that heard the file change asks before it claims.
+    /// True when it cannot be told.
+    pub fn doorbell_rung_by_another(&self) -> bool {
+        self.doorbell.as_ref().is_none_or(|doorbell| doorbell.rung_by_another())
     }
 
     /// Tells idle nodes in other processes that jobs may have become claimable, after the
@@ -525,9 +541,10 @@ mod tests {
     }
 
     /// The doorbell (an idle node's wake-up on SQLite) rings after the commits that make jobs
-    /// claimable, from any process but a node, and not for those that do not.
+    /// claimable, and not for those that do not; a node's store rings only once told that
+    /// other nodes share its database, and each store tells another's ring from its own.
     #[tokio::test]
-    async fn commits_that_make_jobs_claimable_ring_the_doorbell_unless_a_node_made_them() {
+    async fn commits_that_make_jobs_claimable_ring_the_doorbell_and_name_the_ringer() {
         let dir = tempfile::tempdir().unwrap();
         let quiet = StoreOptions { ring_doorbell: false, ..StoreOptions::default() };
         let node = Store::open_data_dir_with(dir.path(), quiet).await.unwrap();
@@ -535,16 +552,28 @@ mod tests {
         let bell = node.doorbell().unwrap().to_owned();
         assert_eq!(bell, dir.path().join("ratchet.db-wake"));
         assert_eq!(cli.doorbell(), Some(bell.as_path()));
-        // A ring writes one byte into the file; the test empties it again between steps.
+        // A ring writes the ringer's token into the file; the test empties it between steps.
         let rung = || {
-            let rung = std::fs::metadata(&bell).unwrap().len() > 0;
-            std::fs::File::options().write(true).open(&bell).unwrap().set_len(0).unwrap();
+            let rung = std::fs::metadata(&bell).is_ok_and(|file| file.len() > 0);
+            if rung {
+                std::fs::File::options().write(true).open(&bell).unwrap().set_len(0).unwrap();
+            }
             rung
         };
         let job = || NewJob::new("t", serde_json::json!({}));
         node.enqueue(job(), now_ms()).await.unwrap();
-        assert!(!rung(), "a node's store rang for its own job");
+        assert!(!rung(), "a lone node's store rang for its own job");
+        assert!(!node.set_doorbell_ringing(true), "the node's store rang before it was told to");
+        node.enqueue(job(), now_ms()).await.unwrap();
+        assert!(!node.doorbell_rung_by_another(), "the node's store took its own ring for another's");
+        assert!(cli.doorbell_rung_by_another(), "the CLI took the node's ring for its own");
+        assert!(rung(), "a node sharing its database did not ring for its job");
+        assert!(node.set_doorbell_ringing(false));
+        node.enqueue(job(), now_ms()).await.unwrap();
+        assert!(!rung(), "a node's store rang after it was told to stop");
         cli.enqueue(job(), now_ms()).await.unwrap();
+        assert!(node.doorbell_rung_by_another(), "the node took the CLI's ring for its own");
+        assert!(!cli.doorbell_rung_by_another());
         assert!(rung(), "adding a job did not ring");
         cli.enqueue_batch(&[job(), job()], now_ms(), |_| {}).await.unwrap();
         assert!(rung(), "adding jobs together did not ring");
@@ -565,6 +594,28 @@ mod tests {
         assert!(rung(), "rescuing a lease did not ring");
         cli.close().await;
         node.close().await;
+    }
+
+    /// A node counts the others that run on its database: not itself, not a stopped one, not
+    /// one whose heartbeat is older than the bound.
+    #[tokio::test]
+    async fn a_node_counts_the_other_nodes_that_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_data_dir(dir.path()).await.unwrap();
+        for node in ["a", "b", "c"] {
+            store.register_node(node, "host", 1, 1_000).await.unwrap();
+        }
+        assert_eq!(store.other_running_nodes("a", 1_000, 30_000).await.unwrap(), 2);
+        store.stop_node("c", 2_000).await.unwrap();
+        assert_eq!(store.other_running_nodes("a", 2_000, 30_000).await.unwrap(), 1);
+        store.node_heartbeat("a", &[], 40_000).await.unwrap();
+        assert_eq!(
+            store.other_running_nodes("a", 40_000, 30_000).await.unwrap(),
+            0,
+            "b's heartbeat is stale"
+        );
+        assert_eq!(store.other_running_nodes("b", 40_000, 30_000).await.unwrap(), 1);
+        store.close().await;
     }
 
     /// A transaction that SQLite rolled back by itself (as it does on a full disk; here a

@@ -154,6 +154,22 @@ impl Store {
             .collect()
     }
 
+    /// How many nodes other than `id` run against this database: those marked running whose
+    /// last heartbeat is at most `stale_after_ms` old.
+    pub async fn other_running_nodes(
+        &self,
+        id: &str,
+        now: i64,
+        stale_after_ms: i64,
+    ) -> Result<u64, QueueError> {
+        let sql =
+            "SELECT COUNT(*) AS n FROM nodes WHERE status = 'running' AND id <> ? AND heartbeat_at >= ?";
+        let values = vec![id.into(), (now - stale_after_ms).into()];
+        let row = self.connection().query_one_raw(self.statement(sql, values)).await?;
+        let count = row.map(|row| row.try_get::<i64>("", "n")).transpose()?.unwrap_or(0);
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     /// The workers of running nodes, as last reported.
     pub async fn workers(&self) -> Result<Vec<WorkerRow>, QueueError> {
         let sql = "SELECT id, node, pid, state, runs, last_error, updated_at FROM workers ORDER BY node, id";

@@ -127,6 +127,22 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned()))
 }
 
+/// A plain HTTP `POST` of the JSON `body`; the status and the response's body.
+fn post(port: u16, path: &str, body: &Value) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let body = body.to_string();
+    write!(
+        stream,
+        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned())
+}
+
 /// How many batches of queue steps (claims and ends) the node has committed, from `/metrics`.
 fn commit_steps(port: u16) -> u64 {
     let (_, metrics) = get(port, "/metrics").expect("the node answers /metrics");
@@ -891,6 +907,43 @@ fn sqlite_wakes_an_idle_node_for_jobs_and_resumes_from_the_cli() {
             job_status(root, storage, &id) == "completed"
         });
         node.stop(Duration::from_secs(20));
+    });
+}
+
+/// docs/reliability.md J26: nodes that share one SQLite file ring its doorbell for each other.
+/// A job added through the API of a node that cannot take it (its one consumer holds a long
+/// job) starts on an idle node whose poll is ten minutes away.
+#[test]
+fn sqlite_nodes_sharing_a_file_ring_for_each_other() {
+    on_sqlite(|root, storage| {
+        let tasks = tasks_dir(root);
+        // The long job must outlast the test (sleepy's own timeout is 30 s).
+        let metadata = r#"{"name": "sleepy", "version": "1.0.0", "timeout": 900}"#;
+        std::fs::write(tasks.join("sleepy/metadata.json"), metadata).unwrap();
+        let slow_poll = ("RATCHET_QUEUE__POLL_INTERVAL_MS", "600000");
+        let one = [slow_poll, ("RATCHET_WORKERS__COUNT", "1"), ("RATCHET_QUEUE__CONCURRENCY", "1")];
+        let busy = Node::start_with(root, storage, &one);
+        let long = enqueue_sleepy(root, storage, 0, 600_000);
+        wait_until("the busy node to start its long job", Duration::from_secs(20), || {
+            job_status(root, storage, &long) == "running"
+        });
+        let idle = Node::start_with(root, storage, &[slow_poll]);
+        // The busy node counts the other nodes at each heartbeat (every 10 s): until it has
+        // seen the idle one, its jobs wait for that node's poll. Jobs go in until one ran.
+        let mut added = 0;
+        wait_until(
+            "a job added through the busy node to complete on the idle one",
+            Duration::from_secs(60),
+            || {
+                added += 1;
+                let job = json!({"task": "sleepy", "input": {"n": added, "ms": 1}});
+                let (status, body) = post(busy.port, "/api/v1/jobs", &job);
+                assert_eq!(status, 201, "{body}");
+                jobs_in(root, storage, "completed") > 0
+            },
+        );
+        assert_eq!(job_status(root, storage, &long), "running", "the busy node's long job ended");
+        idle.stop(Duration::from_secs(20));
     });
 }
 
