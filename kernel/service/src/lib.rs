@@ -289,6 +289,9 @@ pub struct Service {
     queue: QueueConfig,
     /// Wakes idle consumers when this process enqueues.
     wake: Notify,
+    /// Wakes the heartbeat to count the other nodes on this SQLite file again: another process
+    /// rang the doorbell while this node did not ring (a node that started announces itself).
+    peers_changed: Notify,
     /// Jobs this node is running: id to attempt and execution id.
     in_flight: Mutex<HashMap<String, (u32, String)>>,
     /// Synchronous runs this node is running: execution ids.
@@ -339,6 +342,7 @@ impl Service {
             node,
             queue,
             wake: Notify::new(),
+            peers_changed: Notify::new(),
             in_flight: Mutex::new(HashMap::new()),
             consumer_commit: std::sync::OnceLock::new(),
             running_now: Mutex::new(std::collections::HashSet::new()),

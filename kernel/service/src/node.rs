@@ -3,6 +3,13 @@
 
 use super::*;
 
+/// When a node counted the other nodes on its SQLite file (for its log).
+#[derive(Clone, Copy)]
+enum Counted {
+    AtHeartbeat,
+    OnAnotherRing,
+}
+
 impl Service {
     /// Records this node and the versions of the tasks it loaded.
     pub async fn register(&self) -> Result<(), QueueError> {
@@ -10,6 +17,9 @@ impl Service {
         self.store.note_write(&registered);
         if registered.is_ok() {
             self.registered.store(true, std::sync::atomic::Ordering::Relaxed);
+            // The nodes already running on this SQLite file hear it, count their peers and ring
+            // for this one from now on.
+            self.store.announce_on_doorbell();
         }
         registered
     }
@@ -112,26 +122,33 @@ impl Service {
 
     async fn heartbeat_node(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         self.count_queue().await;
-        self.ring_for_other_nodes().await;
+        self.ring_for_other_nodes(Counted::AtHeartbeat).await;
+        let mut next_beat = tokio::time::Instant::now() + NODE_HEARTBEAT;
         while !*stop.borrow() {
             tokio::select! {
-                () = tokio::time::sleep(NODE_HEARTBEAT) => {}
+                () = tokio::time::sleep_until(next_beat) => {}
+                () = self.peers_changed.notified() => {
+                    self.ring_for_other_nodes(Counted::OnAnotherRing).await;
+                    continue;
+                }
                 _ = stop.changed() => return,
             }
+            next_beat = tokio::time::Instant::now() + NODE_HEARTBEAT;
             if let Err(error) = self.beat().await {
                 tracing::warn!("node heartbeat failed: {error}");
             }
             self.count_queue().await;
-            self.ring_for_other_nodes().await;
+            self.ring_for_other_nodes(Counted::AtHeartbeat).await;
         }
     }
 
     /// On an SQLite file, rings the doorbell after this node's enqueues (and the other
     /// commits that make jobs claimable) while other nodes run on the same file, so that they
     /// need not wait for their poll; a lone node does not, as it wakes its own claimer
-    /// in-process. Other nodes are counted at each heartbeat: one that starts is rung for
-    /// from this node's next heartbeat ([`NODE_HEARTBEAT`]) on.
-    async fn ring_for_other_nodes(&self) {
+    /// in-process. Other nodes are counted at each heartbeat ([`NODE_HEARTBEAT`]) and when
+    /// another process rings while this node does not: a node that starts rings once
+    /// ([`Store::announce_on_doorbell`]), so it is rung for as soon as the others hear it.
+    async fn ring_for_other_nodes(&self, counted: Counted) {
         if self.store.doorbell().is_none() {
             return;
         }
@@ -140,12 +157,17 @@ impl Service {
                 let rings = others > 0;
                 if self.store.set_doorbell_ringing(rings) != rings {
                     tracing::info!(
-                        "{} the doorbell {}",
+                        "{} (counted {}): {} the doorbell {}",
                         if rings {
-                            "other nodes run on this database: ringing"
+                            "other nodes run on this database"
                         } else {
-                            "no other node runs on this database: not ringing"
+                            "no other node runs on this database"
                         },
+                        match counted {
+                            Counted::AtHeartbeat => "at this node's heartbeat",
+                            Counted::OnAnotherRing => "when another process rang",
+                        },
+                        if rings { "ringing" } else { "not ringing" },
                         self.store.doorbell().map(|path| path.display().to_string()).unwrap_or_default()
                     );
                 }

@@ -54,9 +54,19 @@ impl Doorbell {
     /// watching it wake. Opened by name at each ring: a file removed or replaced meanwhile
     /// (which watching nodes notice and watch again) is the one rung.
     pub(crate) fn ring(&self) {
-        if !self.rings.load(Ordering::Relaxed) {
-            return;
+        if self.rings() {
+            self.ring_anyway();
         }
+    }
+
+    /// Whether this store rings after its commits.
+    pub(crate) fn rings(&self) -> bool {
+        self.rings.load(Ordering::Relaxed)
+    }
+
+    /// Rings whether or not this store rings after its commits: a node that starts tells the
+    /// nodes already running that another shares their database.
+    pub(crate) fn ring_anyway(&self) {
         let opened = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&self.path);
         if let Err(error) = opened.and_then(|file| file.write_all_at(&self.token, 0)) {
             tracing::debug!(

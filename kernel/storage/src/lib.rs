@@ -309,6 +309,20 @@ impl Store {
         self.doorbell.as_ref().is_some_and(|doorbell| doorbell.set_ringing(rings))
     }
 
+    /// Whether this store rings the doorbell after its commits now.
+    pub fn rings_doorbell(&self) -> bool {
+        self.doorbell.as_ref().is_some_and(|doorbell| doorbell.rings())
+    }
+
+    /// Rings the doorbell once, whether or not this store rings after its commits: a node that
+    /// has just recorded itself tells the nodes already running on the file, which count
+    /// their peers again when they hear another's ring while they do not ring themselves.
+    pub fn announce_on_doorbell(&self) {
+        if let Some(doorbell) = &self.doorbell {
+            doorbell.ring_anyway();
+        }
+    }
+
     /// Whether the doorbell's last ring came from another store than this one (another
     /// process, most often): what a node that heard the file change asks before it claims.
     /// True when it cannot be told.
@@ -563,7 +577,14 @@ mod tests {
         let job = || NewJob::new("t", serde_json::json!({}));
         node.enqueue(job(), now_ms()).await.unwrap();
         assert!(!rung(), "a lone node's store rang for its own job");
+        assert!(!node.rings_doorbell());
+        node.announce_on_doorbell();
+        assert!(!node.doorbell_rung_by_another(), "the node took its own announcement for another's ring");
+        assert!(cli.doorbell_rung_by_another(), "the others took a node's announcement for their own ring");
+        assert!(rung(), "a node that started did not announce itself");
+        assert!(!node.rings_doorbell(), "announcing made the node ring after its commits");
         assert!(!node.set_doorbell_ringing(true), "the node's store rang before it was told to");
+        assert!(node.rings_doorbell());
         node.enqueue(job(), now_ms()).await.unwrap();
         assert!(!node.doorbell_rung_by_another(), "the node's store took its own ring for another's");
         assert!(cli.doorbell_rung_by_another(), "the CLI took the node's ring for its own");

@@ -912,7 +912,8 @@ fn sqlite_wakes_an_idle_node_for_jobs_and_resumes_from_the_cli() {
 
 /// docs/reliability.md J26: nodes that share one SQLite file ring its doorbell for each other.
 /// A job added through the API of a node that cannot take it (its one consumer holds a long
-/// job) starts on an idle node whose poll is ten minutes away.
+/// job) starts on an idle node whose poll is ten minutes away. The busy node rings for the idle
+/// one from the moment the idle one announced itself, not from the busy node's next heartbeat.
 #[test]
 fn sqlite_nodes_sharing_a_file_ring_for_each_other() {
     on_sqlite(|root, storage| {
@@ -921,19 +922,24 @@ fn sqlite_nodes_sharing_a_file_ring_for_each_other() {
         let metadata = r#"{"name": "sleepy", "version": "1.0.0", "timeout": 900}"#;
         std::fs::write(tasks.join("sleepy/metadata.json"), metadata).unwrap();
         let slow_poll = ("RATCHET_QUEUE__POLL_INTERVAL_MS", "600000");
-        let one = [slow_poll, ("RATCHET_WORKERS__COUNT", "1"), ("RATCHET_QUEUE__CONCURRENCY", "1")];
-        let busy = Node::start_with(root, storage, &one);
+        let busy_env = [
+            slow_poll,
+            ("RATCHET_WORKERS__COUNT", "1"),
+            ("RATCHET_QUEUE__CONCURRENCY", "1"),
+            ("RATCHET_LOG", "warn,ratchet_service::node=info"),
+        ];
+        let busy = Node::start_with(root, storage, &busy_env);
         let long = enqueue_sleepy(root, storage, 0, 600_000);
         wait_until("the busy node to start its long job", Duration::from_secs(20), || {
             job_status(root, storage, &long) == "running"
         });
         let idle = Node::start_with(root, storage, &[slow_poll]);
-        // The busy node counts the other nodes at each heartbeat (every 10 s): until it has
-        // seen the idle one, its jobs wait for that node's poll. Jobs go in until one ran.
+        // The busy node hears the announcement a moment after the idle node is up: jobs go in
+        // until one ran.
         let mut added = 0;
         wait_until(
             "a job added through the busy node to complete on the idle one",
-            Duration::from_secs(60),
+            Duration::from_secs(20),
             || {
                 added += 1;
                 let job = json!({"task": "sleepy", "input": {"n": added, "ms": 1}});
@@ -944,6 +950,14 @@ fn sqlite_nodes_sharing_a_file_ring_for_each_other() {
         );
         assert_eq!(job_status(root, storage, &long), "running", "the busy node's long job ended");
         idle.stop(Duration::from_secs(20));
+        busy.signal(nix::sys::signal::Signal::SIGKILL);
+        let (_, log) = busy.wait(Duration::from_secs(20));
+        // Its heartbeat (every 10 s) would also have counted the idle node, but later; it can
+        // only come first in the moment between the idle node's record and its announcement.
+        assert!(
+            log.contains("other nodes run on this database (counted when another process rang): ringing"),
+            "the busy node did not start ringing when the idle one announced itself: {log}"
+        );
     });
 }
 
