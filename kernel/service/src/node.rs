@@ -149,28 +149,23 @@ impl Service {
     /// another process rings while this node does not: a node that starts rings once
     /// ([`Store::announce_on_doorbell`]), so it is rung for as soon as the others hear it.
     async fn ring_for_other_nodes(&self, counted: Counted) {
-        if self.store.doorbell().is_none() {
-            return;
-        }
+        let Some(bell) = self.store.doorbell() else { return };
         match self.store.other_running_nodes(&self.node, now_ms(), NODE_STALE_AFTER_MS).await {
             Ok(others) => {
                 let rings = others > 0;
-                if self.store.set_doorbell_ringing(rings) != rings {
-                    tracing::info!(
-                        "{} (counted {}): {} the doorbell {}",
-                        if rings {
-                            "other nodes run on this database"
-                        } else {
-                            "no other node runs on this database"
-                        },
-                        match counted {
-                            Counted::AtHeartbeat => "at this node's heartbeat",
-                            Counted::OnAnotherRing => "when another process rang",
-                        },
-                        if rings { "ringing" } else { "not ringing" },
-                        self.store.doorbell().map(|path| path.display().to_string()).unwrap_or_default()
-                    );
+                if self.store.set_doorbell_ringing(rings) == rings {
+                    return;
                 }
+                let (found, doing) = if rings {
+                    ("other nodes run on this database", "ringing")
+                } else {
+                    ("no other node runs on this database", "not ringing")
+                };
+                let when = match counted {
+                    Counted::AtHeartbeat => "at this node's heartbeat",
+                    Counted::OnAnotherRing => "when another process rang",
+                };
+                tracing::info!("{found} (counted {when}): {doing} the doorbell {}", bell.display());
             }
             Err(error) => tracing::debug!("cannot count the other nodes on this database: {error}"),
         }
