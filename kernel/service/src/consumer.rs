@@ -45,14 +45,7 @@ impl Service {
             let step = Step { end: None, claim: Some(self.claim(wanted)), now: now_ms() };
             match self.consumer_commit().step(step).await {
                 Ok((_, jobs)) if !jobs.is_empty() => self.intake.add(jobs, claimed_at),
-                Ok(_) => {
-                    let idle = self.idle_wait(poll).await;
-                    tokio::select! {
-                        () = self.wake.notified() => {}
-                        () = tokio::time::sleep(idle) => {}
-                        _ = stop.changed() => {}
-                    }
-                }
+                Ok(_) => self.sleep_while_idle(poll, &mut stop).await,
                 Err(error) => {
                     // The database may be down for a while (J9): keep trying, slowly.
                     tracing::warn!("cannot claim jobs: {error}");
@@ -112,15 +105,37 @@ impl Service {
         }
     }
 
-    /// How long an idle claimer sleeps: until the earliest time a waiting job becomes due (a
-    /// delayed job, a retry's backoff), at most `poll`; jobs enqueued meanwhile wake it sooner
+    /// Wakes the idle claimer for jobs that became claimable: at once when they are due by
+    /// `due` (milliseconds since the epoch) or `due` is not known, else at `due`
+    /// ([`due_alarm`](crate::due_alarm)).
+    pub(crate) fn wake_for(&self, due: Option<i64>) {
+        match due {
+            Some(due) if due > now_ms() => self.due_alarm.set(due),
+            _ => self.wake.notify_one(),
+        }
+    }
+
+    /// Sleeps after a claim found nothing: until the earliest time a waiting job becomes due
+    /// (a delayed job, a retry's backoff), at most `poll`. Jobs added meanwhile wake it sooner
     /// (this node's at once; on PostgreSQL anyone's, and a resume, by the database's
     /// notification: see `job_feed`; on SQLite another process's by its doorbell: see
-    /// `doorbell`).
-    async fn idle_wait(&self, poll: Duration) -> Duration {
-        match self.store.next_due(now_ms()).await {
-            Ok(Some(due)) => Duration::from_millis(due.saturating_sub(now_ms()).max(0) as u64).min(poll),
-            Ok(None) | Err(_) => poll,
+    /// `doorbell`), or, when they are due ahead, move its alarm earlier.
+    async fn sleep_while_idle(&self, poll: Duration, stop: &mut watch::Receiver<bool>) {
+        // The database's answer covers what was heard before it.
+        let _ = self.due_alarm.take();
+        let next_due = self.store.next_due(now_ms()).await.ok().flatten();
+        let mut until = tokio::time::Instant::now() + next_due.map_or(poll, |due| wait_until(due).min(poll));
+        loop {
+            tokio::select! {
+                () = self.wake.notified() => return,
+                () = self.due_alarm.moved_earlier() => {
+                    if let Some(due) = self.due_alarm.take() {
+                        until = until.min(tokio::time::Instant::now() + wait_until(due).min(poll));
+                    }
+                }
+                () = tokio::time::sleep_until(until) => return,
+                _ = stop.changed() => return,
+            }
         }
     }
 
@@ -293,6 +308,14 @@ impl Service {
     pub fn in_flight(&self) -> usize {
         self.in_flight.lock().map(|j| j.len()).unwrap_or(0)
     }
+}
+
+/// The time from now until `due` (milliseconds since the epoch), to the microsecond (a wait
+/// from a whole-millisecond now would end up to a millisecond late); none when it is past.
+fn wait_until(due: i64) -> Duration {
+    let due = Duration::from_millis(due.max(0) as u64);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    due.saturating_sub(now)
 }
 
 fn log_report(job: &Job, reported: Result<JobStatus, QueueError>) {

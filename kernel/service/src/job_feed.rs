@@ -13,6 +13,8 @@
 //! (triggers, see `ratchet-storage`'s migrations) and each transaction that gives a job back
 //! or rescues expired leases sends [`ratchet_storage::WAKE_PAYLOAD`], and a node that hears
 //! it (or lost its connection, and with it what was said meanwhile) wakes its idle claimer.
+//! The wake-up for jobs added carries the earliest due time among them: when that is ahead, a
+//! node sets its claimer's alarm for it instead (`due_alarm`).
 //! Jobs enqueued or given back by the CLI or another node, and a resume, reach an idle node at
 //! once instead of at its next poll (`queue.poll_interval_ms`).
 
@@ -74,6 +76,10 @@ struct Batch {
     /// Jobs may have become claimable: sent by the database ([`ratchet_storage::WAKE_PAYLOAD`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     wake: bool,
+    /// With `wake`, for jobs added: the earliest time one of them is due (milliseconds since
+    /// the epoch). A node sets its alarm for a time ahead instead of claiming now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    due: Option<i64>,
 }
 
 /// The broadcasts behind the feed: everything followers see, and this node's own changes (which
@@ -181,6 +187,7 @@ fn payload(node: &str, changes: &[Arc<JobChange>], missed: u64) -> String {
         changes: changes.iter().map(|c| (**c).clone()).collect(),
         missed,
         wake: false,
+        due: None,
     };
     match serde_json::to_string(&batch) {
         Ok(json) if json.len() <= MAX_NOTIFY_PAYLOAD => json,
@@ -192,10 +199,10 @@ fn payload(node: &str, changes: &[Arc<JobChange>], missed: u64) -> String {
 }
 
 /// Hands another node's batch to this node's followers, and wakes the idle claimer when the
-/// database says jobs may be claimable.
+/// database says jobs may be claimable (at their due time when that is ahead).
 fn hear(service: &Service, payload: &str) {
     match serde_json::from_str::<Batch>(payload) {
-        Ok(Batch { wake: true, .. }) => service.wake.notify_one(),
+        Ok(Batch { wake: true, due, .. }) => service.wake_for(due),
         Ok(batch) if batch.node != service.node => {
             for change in batch.changes {
                 let _ = service.feed.all.send(FeedItem::Changed(Arc::new(change)));
@@ -241,6 +248,8 @@ mod tests {
     fn the_databases_wake_up_reads_as_a_wake_up_with_no_changes() {
         let batch: Batch = serde_json::from_str(ratchet_storage::WAKE_PAYLOAD).unwrap();
         assert!(batch.wake);
-        assert_eq!((batch.node.as_str(), batch.changes.len(), batch.missed), ("", 0, 0));
+        assert_eq!((batch.node.as_str(), batch.changes.len(), batch.missed, batch.due), ("", 0, 0, None));
+        let for_jobs: Batch = serde_json::from_str(r#"{"node":"","wake":true,"due":1800000000000}"#).unwrap();
+        assert_eq!((for_jobs.wake, for_jobs.due), (true, Some(1_800_000_000_000)));
     }
 }

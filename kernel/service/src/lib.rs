@@ -5,6 +5,7 @@
 
 mod consumer;
 mod doorbell;
+mod due_alarm;
 pub mod intake;
 pub mod job_feed;
 mod listening;
@@ -287,8 +288,10 @@ pub struct Service {
     /// This node's name, recorded as lease owner.
     pub node: String,
     queue: QueueConfig,
-    /// Wakes idle consumers when this process enqueues.
+    /// Wakes the idle claimer: jobs may be claimable now (see [`Service::wake_for`]).
     wake: Notify,
+    /// When the idle claimer should look for jobs added that are not due yet.
+    due_alarm: due_alarm::DueAlarm,
     /// Wakes the heartbeat to count the other nodes on this SQLite file again: another process
     /// rang the doorbell while this node did not ring (a node that started announces itself).
     peers_changed: Notify,
@@ -342,6 +345,7 @@ impl Service {
             node,
             queue,
             wake: Notify::new(),
+            due_alarm: due_alarm::DueAlarm::default(),
             peers_changed: Notify::new(),
             in_flight: Mutex::new(HashMap::new()),
             consumer_commit: std::sync::OnceLock::new(),
@@ -410,7 +414,8 @@ impl Service {
         }
     }
 
-    /// Checks the task and the input, then enqueues, and wakes this node's idle consumers.
+    /// Checks the task and the input, then enqueues, and wakes this node's idle consumers (at
+    /// the job's due time when that is ahead).
     pub async fn enqueue(
         &self,
         task: &str,
@@ -418,8 +423,8 @@ impl Service {
         options: EnqueueOptions,
     ) -> Result<Enqueued, ServiceError> {
         let enqueued = enqueue(&self.store, &self.registry(), &self.queue, task, input, options).await?;
-        self.wake.notify_one();
         if enqueued.created {
+            self.wake_for(Some(enqueued.job.run_at));
             // The change this node made: the job as read back may already run on another node,
             // which announces that itself.
             let job = &enqueued.job;
@@ -428,8 +433,11 @@ impl Service {
         Ok(enqueued)
     }
 
-    /// [`enqueue_batch`] on this node's tasks, waking its idle consumers.
+    /// [`enqueue_batch`] on this node's tasks, waking its idle consumers (at the earliest due
+    /// time when every job is due ahead).
     pub async fn enqueue_batch(&self, jobs: Vec<BatchJob>) -> Result<Vec<(String, bool)>, ServiceError> {
+        // A job without a due time is due now.
+        let due = jobs.iter().map(|job| job.options.run_at.unwrap_or(i64::MIN)).min();
         // The task of each job, kept only when someone hears of the new jobs.
         let tasks: Vec<String> = if self.announces_jobs() {
             jobs.iter().map(|job| job.task.clone()).collect()
@@ -437,7 +445,7 @@ impl Service {
             Vec::new()
         };
         let written = enqueue_batch(&self.store, &self.registry(), &self.queue, jobs, |_| {}).await?;
-        self.wake.notify_one();
+        self.wake_for(due);
         for ((id, created), task) in written.iter().zip(&tasks) {
             if *created {
                 self.job_changed(id, task, JobStatus::Queued, 0);

@@ -34,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(DropUnusedJobIndexes),
             Box::new(PartialIdempotencyIndex),
             Box::new(WakeNodes),
+            Box::new(WakeNodesWhenDue),
         ]
     }
 }
@@ -769,7 +770,8 @@ impl MigrationTrait for PartialIdempotencyIndex {
 /// lifts a pause sends [`WAKE_PAYLOAD`](crate::WAKE_PAYLOAD) on the job feed's channel, at its
 /// commit. Nodes that sleep until their next poll claim at once. Statement triggers: one
 /// notification per statement (a batch of 10,000 jobs is one), none per row, and PostgreSQL
-/// folds equal notifications of one transaction into one.
+/// folds equal notifications of one transaction into one. [`WakeNodesWhenDue`] later gave the
+/// wake-up for jobs added their earliest due time.
 struct WakeNodes;
 
 impl MigrationName for WakeNodes {
@@ -814,6 +816,65 @@ impl MigrationTrait for WakeNodes {
         db.execute_unprepared("DROP TRIGGER IF EXISTS jobs_wake_nodes ON jobs").await?;
         db.execute_unprepared("DROP TRIGGER IF EXISTS queue_pauses_wake_nodes ON queue_pauses").await?;
         db.execute_unprepared("DROP FUNCTION IF EXISTS ratchet_wake_nodes()").await?;
+        Ok(())
+    }
+}
+
+/// Jobs added with a due time ahead wake no node early: the wake-up for added jobs carries the
+/// earliest due time among them (`{"node":"","wake":true,"due":MS}`), and an idle node sets its
+/// alarm for it instead of claiming at once (a claim that finds nothing, on every idle node).
+/// A statement that adds no job (an idempotent enqueue of a job that exists) says nothing.
+/// The wake-ups for a lifted pause stay as they were.
+struct WakeNodesWhenDue;
+
+impl MigrationName for WakeNodesWhenDue {
+    fn name(&self) -> &str {
+        "m20261204_000021_wake_nodes_when_due"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for WakeNodesWhenDue {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() != sea_orm::DbBackend::Postgres {
+            return Ok(());
+        }
+        let db = manager.get_connection();
+        // `queue::postgres_wakes_the_nodes_whenever_jobs_may_have_become_claimable` (tests)
+        // hears these payloads.
+        db.execute_unprepared(
+            r#"CREATE OR REPLACE FUNCTION ratchet_wake_nodes_for_added_jobs() RETURNS trigger LANGUAGE plpgsql AS $$
+               DECLARE due bigint;
+               BEGIN
+                 SELECT min(run_at) INTO due FROM added;
+                 IF due IS NOT NULL THEN
+                   PERFORM pg_notify('ratchet_jobs', '{"node":"","wake":true,"due":' || due || '}');
+                 END IF;
+                 RETURN NULL;
+               END $$"#,
+        )
+        .await?;
+        db.execute_unprepared("DROP TRIGGER IF EXISTS jobs_wake_nodes ON jobs").await?;
+        db.execute_unprepared(
+            "CREATE TRIGGER jobs_wake_nodes AFTER INSERT ON jobs REFERENCING NEW TABLE AS added \
+             FOR EACH STATEMENT EXECUTE FUNCTION ratchet_wake_nodes_for_added_jobs()",
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() != sea_orm::DbBackend::Postgres {
+            return Ok(());
+        }
+        let db = manager.get_connection();
+        db.execute_unprepared("DROP TRIGGER IF EXISTS jobs_wake_nodes ON jobs").await?;
+        db.execute_unprepared("DROP FUNCTION IF EXISTS ratchet_wake_nodes_for_added_jobs()").await?;
+        db.execute_unprepared(
+            "CREATE TRIGGER jobs_wake_nodes AFTER INSERT ON jobs \
+             FOR EACH STATEMENT EXECUTE FUNCTION ratchet_wake_nodes()",
+        )
+        .await?;
         Ok(())
     }
 }

@@ -12,10 +12,12 @@ pub const MAX_NOTIFY_PAYLOAD: usize = 7_900;
 
 /// The channel the nodes' job changes travel on, and the database's wake-ups.
 pub const JOBS_CHANNEL: &str = "ratchet_jobs";
-/// What the database sends on [`JOBS_CHANNEL`] when jobs may have become claimable (jobs added
-/// or a pause lifted, by trigger; a job given back or leases rescued, by
-/// `Store::wake_nodes_at_commit`): a batch of the job feed from no node, with no changes,
-/// that asks idle nodes to claim now. Nodes that predate it read it as an empty batch.
+/// What the database sends on [`JOBS_CHANNEL`] when jobs may have become claimable (a pause
+/// lifted, by trigger; a job given back or leases rescued, by `Store::wake_nodes_at_commit`):
+/// a batch of the job feed from no node, with no changes, that asks idle nodes to claim now.
+/// Nodes that predate it read it as an empty batch. For jobs added, the trigger adds the
+/// earliest due time among them (`{"node":"","wake":true,"due":MS}`, milliseconds since the
+/// epoch), and nodes wait for that time when it is ahead.
 pub const WAKE_PAYLOAD: &str = r#"{"node":"","wake":true}"#;
 
 /// A subscription to one channel, on a connection of its own that reconnects when it is lost.

@@ -1042,8 +1042,10 @@ async fn consumers_sharing_a_group_commit_run_every_job_once_within_the_limits()
 
 /// docs/reliability.md J26: on PostgreSQL the database tells the nodes, on the job feed's
 /// channel, each time jobs may have become claimable: jobs added (one statement of a batch is
-/// one notification), a pause lifted, a running job given back, an expired lease rescued. A
-/// claim, a completion and a pause say nothing (a busy queue does not wake idle nodes).
+/// one notification, which carries the earliest due time among them), a pause lifted, a
+/// running job given back, an expired lease rescued. A claim, a completion, a pause and an
+/// enqueue that adds nothing (its idempotency key's job exists) say nothing (a busy queue does
+/// not wake idle nodes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_wakes_the_nodes_whenever_jobs_may_have_become_claimable() {
     tests::databases::on_postgres(|url| async move {
@@ -1053,10 +1055,14 @@ async fn postgres_wakes_the_nodes_whenever_jobs_may_have_become_claimable() {
         // its commit.
         let quiet = Duration::from_millis(300);
 
-        store.enqueue(job("t"), T0).await.unwrap();
-        woke(&mut listener, "enqueue").await;
-        store.enqueue_batch(&[job("t"), job("t"), job("t")], T0, |_| {}).await.unwrap();
-        woke(&mut listener, "batch").await;
+        let keyed = NewJob { idempotency_key: Some("once".into()), ..job("t") };
+        store.enqueue(keyed.clone(), T0).await.unwrap();
+        woke_for_jobs(&mut listener, "enqueue", T0).await;
+        store.enqueue(keyed, T0).await.unwrap();
+        assert_eq!(heard(&mut listener, quiet).await, None, "an enqueue that added nothing");
+        let later = |ms: i64| NewJob { run_at: Some(T0 + ms), ..job("t") };
+        store.enqueue_batch(&[later(5_000), later(2_000), later(9_000)], T0, |_| {}).await.unwrap();
+        woke_for_jobs(&mut listener, "batch", T0 + 2_000).await;
         assert_eq!(heard(&mut listener, quiet).await, None, "one notification for the batch");
 
         let first = store.claim("node-a", LEASE, T0 + 1).await.unwrap().unwrap();
@@ -1067,20 +1073,28 @@ async fn postgres_wakes_the_nodes_whenever_jobs_may_have_become_claimable() {
         assert!(store.resume(ratchet_storage::WHOLE_QUEUE).await.unwrap());
         woke(&mut listener, "resume").await;
 
-        let given_back = store.claim("node-a", LEASE, T0 + 4).await.unwrap().unwrap();
+        // The batch's jobs are due from T0 + 2 s.
+        let given_back = store.claim("node-a", LEASE, T0 + 9_004).await.unwrap().unwrap();
         assert_eq!(heard(&mut listener, quiet).await, None, "a claim");
-        store.release(&given_back.id, given_back.attempt, T0 + 5).await.unwrap();
+        store.release(&given_back.id, given_back.attempt, T0 + 9_005).await.unwrap();
         woke(&mut listener, "release").await;
 
-        store.claim("node-a", LEASE, T0 + 6).await.unwrap().unwrap();
-        assert_eq!(store.rescue_expired(T0 + 6 + 31_000).await.unwrap(), 1);
+        store.claim("node-a", LEASE, T0 + 9_006).await.unwrap().unwrap();
+        assert_eq!(store.rescue_expired(T0 + 9_006 + 31_000).await.unwrap(), 1);
         woke(&mut listener, "rescue").await;
-        assert_eq!(store.rescue_expired(T0 + 6 + 32_000).await.unwrap(), 0);
+        assert_eq!(store.rescue_expired(T0 + 9_006 + 32_000).await.unwrap(), 0);
         assert_eq!(heard(&mut listener, quiet).await, None, "a rescue of nothing");
         drop(listener);
         store.close().await;
     })
     .await;
+}
+
+/// Asserts that `listener` hears the database's wake-up for jobs added, the earliest due at
+/// `due` (within [`LEASE`]), after `what`.
+async fn woke_for_jobs(listener: &mut ratchet_storage::Listener, what: &str, due: i64) {
+    let expected = format!(r#"{{"node":"","wake":true,"due":{due}}}"#);
+    assert_eq!(heard(listener, LEASE).await, Some(expected), "{what}");
 }
 
 /// Asserts that `listener` hears the database's wake-up (within [`LEASE`]) after `what`.

@@ -961,6 +961,68 @@ fn sqlite_nodes_sharing_a_file_ring_for_each_other() {
     });
 }
 
+/// docs/reliability.md J26: jobs added with a due time ahead wake no idle node before they
+/// are due: neither the node whose API added them (SQLite and PostgreSQL) nor, on PostgreSQL,
+/// the nodes the database tells of jobs the CLI added. A woken node would claim at once and
+/// find nothing (a committed step); instead it sets an alarm for the due time. A job due in two
+/// seconds then starts on a node whose poll is ten minutes away.
+#[test]
+fn jobs_due_ahead_wake_no_idle_node_before_their_time() {
+    on_sqlite(due_ahead_case);
+}
+
+/// [`jobs_due_ahead_wake_no_idle_node_before_their_time`] on PostgreSQL.
+#[test]
+fn jobs_due_ahead_wake_no_idle_node_before_their_time_on_postgres() {
+    on_postgres(due_ahead_case);
+}
+
+fn due_ahead_case(root: &Path, storage: &[&str]) {
+    use ratchet_core::time::{format, now_ms};
+    tasks_dir(root);
+    let node = Node::start_with(root, storage, &[("RATCHET_QUEUE__POLL_INTERVAL_MS", "600000")]);
+    wait_until("the node to hear the other nodes' channels", Duration::from_secs(20), || {
+        get(node.port, "/ready").is_some_and(|(_, body)| body.contains(r#""other_nodes":"ok""#))
+    });
+    // The claims a node makes as it starts (and as it starts watching for wake-ups) are done.
+    wait_until("the node's first claim", Duration::from_secs(20), || commit_steps(node.port) > 0);
+    std::thread::sleep(Duration::from_secs(1));
+    let steps_before = commit_steps(node.port);
+
+    let job_at =
+        |n: u64, at: i64| json!({"task": "sleepy", "input": {"n": n, "ms": 1}, "run_at": format(at)});
+    let in_an_hour = now_ms() + 3_600_000;
+    for n in 0..5 {
+        let (status, body) = post(node.port, "/api/v1/jobs", &job_at(n, in_an_hour));
+        assert_eq!(status, 201, "{body}");
+    }
+    let on_postgres = storage[0] == "--database-url";
+    if on_postgres {
+        let input = json!({"n": 5, "ms": 1}).to_string();
+        cli_on(root, storage, &["jobs", "enqueue", "sleepy", "--input-json", &input, "--run-at", "1h"]);
+    }
+    // A wake-up reaches the claimer within milliseconds; a second is generous.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        commit_steps(node.port),
+        steps_before,
+        "the idle node claimed for jobs due in an hour (postgres: {on_postgres})"
+    );
+
+    let (status, body) = post(node.port, "/api/v1/jobs", &job_at(6, now_ms() + 2_000));
+    assert_eq!(status, 201, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"].as_str().unwrap().to_owned();
+    wait_until("the job due in two seconds to complete", Duration::from_secs(30), || {
+        job_status(root, storage, &id) == "completed"
+    });
+    assert_eq!(
+        jobs_in(root, storage, "queued"),
+        if on_postgres { 6 } else { 5 },
+        "the jobs due in an hour wait"
+    );
+    node.stop(Duration::from_secs(20));
+}
+
 /// docs/reliability.md J26, the part both stores share: a node whose poll is a minute away
 /// starts the jobs the CLI adds (one, then a file of them) and resumes the queue when the CLI
 /// lifts its pause, within seconds: the database's notification (PostgreSQL) or the doorbell
