@@ -496,9 +496,10 @@ pub struct QueueConfig {
     pub concurrency: usize,
     /// Seconds a claimed job is leased for; renewed by heartbeat every third of it.
     pub lease_secs: f64,
-    /// Milliseconds between polls for jobs other processes enqueued. On PostgreSQL the
-    /// database also wakes idle nodes when jobs are added or a pause is lifted, so the poll
-    /// only catches what a lost connection missed; on SQLite the CLI's jobs wait for it.
+    /// Milliseconds between polls for jobs other processes enqueued; the scheduler also looks
+    /// again at least this often (and at most once a second) for schedules others changed.
+    /// Both are woken sooner by the database's notifications (PostgreSQL) or the doorbell file
+    /// (SQLite); the poll catches what those missed.
     pub poll_interval_ms: u64,
     /// Defaults of `ratchet jobs enqueue`.
     pub max_attempts: u32,

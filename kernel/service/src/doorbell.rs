@@ -111,6 +111,8 @@ fn hear(node: &Weak<Service>, event: notify::Result<notify::Event>) {
         Ok(_) => {
             if service.store.doorbell_rung_by_another() {
                 service.wake.notify_one();
+                // Perhaps a schedule added or changed: the scheduler looks again (two reads).
+                service.schedules_changed.notify_one();
                 // Perhaps a node that just started: ring for it if so.
                 if !service.store.rings_doorbell() {
                     service.peers_changed.notify_one();

@@ -14,7 +14,9 @@
 //! or rescues expired leases sends [`ratchet_storage::WAKE_PAYLOAD`], and a node that hears
 //! it (or lost its connection, and with it what was said meanwhile) wakes its idle claimer.
 //! The wake-up for jobs added carries the earliest due time among them: when that is ahead, a
-//! node sets its claimer's alarm for it instead (`due_alarm`).
+//! node sets its claimer's alarm for it instead (`due_alarm`). A schedule added, changed,
+//! paused or resumed (trigger) sends [`ratchet_storage::SCHEDULES_PAYLOAD`], which wakes each
+//! node's scheduler.
 //! Jobs enqueued or given back by the CLI or another node, and a resume, reach an idle node at
 //! once instead of at its next poll (`queue.poll_interval_ms`).
 
@@ -80,6 +82,10 @@ struct Batch {
     /// the epoch). A node sets its alarm for a time ahead instead of claiming now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     due: Option<i64>,
+    /// A schedule was added, changed, paused or resumed: sent by the database
+    /// ([`ratchet_storage::SCHEDULES_PAYLOAD`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    schedules: bool,
 }
 
 /// The broadcasts behind the feed: everything followers see, and this node's own changes (which
@@ -136,6 +142,7 @@ pub fn start(service: &Arc<Service>, stop: watch::Receiver<bool>) -> Vec<tokio::
         lost: |service| {
             let _ = service.feed.all.send(FeedItem::Missed(1));
             service.wake.notify_one();
+            service.schedules_changed.notify_one();
         },
     };
     vec![
@@ -188,6 +195,7 @@ fn payload(node: &str, changes: &[Arc<JobChange>], missed: u64) -> String {
         missed,
         wake: false,
         due: None,
+        schedules: false,
     };
     match serde_json::to_string(&batch) {
         Ok(json) if json.len() <= MAX_NOTIFY_PAYLOAD => json,
@@ -203,6 +211,7 @@ fn payload(node: &str, changes: &[Arc<JobChange>], missed: u64) -> String {
 fn hear(service: &Service, payload: &str) {
     match serde_json::from_str::<Batch>(payload) {
         Ok(Batch { wake: true, due, .. }) => service.wake_for(due),
+        Ok(Batch { schedules: true, .. }) => service.schedules_changed.notify_one(),
         Ok(batch) if batch.node != service.node => {
             for change in batch.changes {
                 let _ = service.feed.all.send(FeedItem::Changed(Arc::new(change)));
@@ -251,5 +260,7 @@ mod tests {
         assert_eq!((batch.node.as_str(), batch.changes.len(), batch.missed, batch.due), ("", 0, 0, None));
         let for_jobs: Batch = serde_json::from_str(r#"{"node":"","wake":true,"due":1800000000000}"#).unwrap();
         assert_eq!((for_jobs.wake, for_jobs.due), (true, Some(1_800_000_000_000)));
+        let schedules: Batch = serde_json::from_str(ratchet_storage::SCHEDULES_PAYLOAD).unwrap();
+        assert_eq!((schedules.wake, schedules.schedules, schedules.node.as_str()), (false, true, ""));
     }
 }

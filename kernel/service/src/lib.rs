@@ -292,6 +292,9 @@ pub struct Service {
     wake: Notify,
     /// When the idle claimer should look for jobs added that are not due yet.
     due_alarm: due_alarm::DueAlarm,
+    /// Wakes the scheduler: a schedule was added, changed, paused or resumed (here, or by
+    /// another process that said so), so its next fire time may be sooner.
+    schedules_changed: Notify,
     /// Wakes the heartbeat to count the other nodes on this SQLite file again: another process
     /// rang the doorbell while this node did not ring (a node that started announces itself).
     peers_changed: Notify,
@@ -346,6 +349,7 @@ impl Service {
             queue,
             wake: Notify::new(),
             due_alarm: due_alarm::DueAlarm::default(),
+            schedules_changed: Notify::new(),
             peers_changed: Notify::new(),
             in_flight: Mutex::new(HashMap::new()),
             consumer_commit: std::sync::OnceLock::new(),

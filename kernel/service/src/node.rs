@@ -93,9 +93,12 @@ impl Service {
         tasks
     }
 
-    /// Fires due schedules, waking at the earliest next fire time (at least once a second,
-    /// to see schedules other processes add).
+    /// Fires due schedules, waking at the earliest next fire time, and when a schedule is
+    /// added or changed: here, or by another process (PostgreSQL's notification, SQLite's
+    /// doorbell). At least every `queue.poll_interval_ms` (and at most once a second) it looks
+    /// again anyway, for what those missed.
     async fn fire_schedules(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let fallback = self.queue.poll_interval_ms.max(1_000) as i64;
         while !*stop.borrow() {
             match scheduler::tick(&self.store, &self.queue, now_ms()).await {
                 Ok(report) => {
@@ -110,11 +113,12 @@ impl Service {
                 Err(error) => tracing::warn!("the scheduler cannot reach the database: {error}"),
             }
             let wait = match self.store.earliest_fire_time().await {
-                Ok(Some(next)) => (next - now_ms()).clamp(0, 1000),
-                _ => 1000,
+                Ok(Some(next)) => (next - now_ms()).clamp(0, fallback),
+                _ => fallback,
             };
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+                () = self.schedules_changed.notified() => {}
                 _ = stop.changed() => {}
             }
         }

@@ -197,7 +197,9 @@ impl Service {
 
     /// Adds a schedule after checking its task, input and expression.
     pub async fn add_schedule(&self, new: NewSchedule) -> Result<Schedule, ServiceError> {
-        scheduler::add_schedule(&self.store, &self.registry(), new, now_ms()).await
+        let added = scheduler::add_schedule(&self.store, &self.registry(), new, now_ms()).await?;
+        self.schedules_changed.notify_one();
+        Ok(added)
     }
 
     /// Changes a schedule: `change` edits a copy, then it is checked as when adding.
@@ -206,7 +208,10 @@ impl Service {
         reference: &str,
         change: impl FnOnce(&mut NewSchedule),
     ) -> Result<Schedule, ServiceError> {
-        scheduler::update_schedule(&self.store, &self.registry(), reference, change, now_ms()).await
+        let updated =
+            scheduler::update_schedule(&self.store, &self.registry(), reference, change, now_ms()).await?;
+        self.schedules_changed.notify_one();
+        Ok(updated)
     }
 
     /// Pauses or resumes a schedule (resumed from its next fire time).
@@ -215,7 +220,9 @@ impl Service {
         reference: &str,
         enabled: bool,
     ) -> Result<Schedule, ServiceError> {
-        scheduler::set_enabled(&self.store, reference, enabled, now_ms()).await
+        let set = scheduler::set_enabled(&self.store, reference, enabled, now_ms()).await?;
+        self.schedules_changed.notify_one();
+        Ok(set)
     }
 
     pub async fn remove_schedule(&self, reference: &str) -> Result<Schedule, QueueError> {

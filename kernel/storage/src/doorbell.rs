@@ -1,8 +1,9 @@
 //! SQLite's counterpart of PostgreSQL's wake-up notification: a file beside the database
 //! (`DATABASE-wake`) that a process writes after each commit that may have made jobs
-//! claimable (jobs added, a pause lifted, a job given back, leases rescued). A node watches the
-//! file (`ratchet-service` does, with notify) and claims at once when another process rang it,
-//! so jobs the CLI or another node adds start without waiting for the node's poll.
+//! claimable (jobs added, a pause lifted, a job given back, leases rescued) or changed a
+//! schedule (added, changed, paused or resumed). A node watches the file (`ratchet-service`
+//! does, with notify) and claims, and looks at the schedules, at once when another process
+//! rang it, so jobs and schedules the CLI or another node adds do not wait for the node's poll.
 //!
 //! A ring writes the ringer's [`Token`] at the start of the file. The file changes for every
 //! ring, the watcher's own included; the token lets a node tell the rings of its own store

@@ -36,7 +36,7 @@ pub use limits::{ConcurrencyLimits, TaskLimit, Waiting};
 pub use listing::{ExecutionFilter, JobFilter, Listed, Page};
 pub use logs::{LogHit, LogSearch, LogsFound, MAX_SCANNED, TrendBucket, level_rank};
 pub use nodes::{KnownVersion, Node, TaskRow, TaskVersion, WorkerRow};
-pub use notify::{JOBS_CHANNEL, Listener, MAX_NOTIFY_PAYLOAD, WAKE_PAYLOAD};
+pub use notify::{JOBS_CHANNEL, Listener, MAX_NOTIFY_PAYLOAD, SCHEDULES_PAYLOAD, WAKE_PAYLOAD};
 pub use pauses::{Pause, WHOLE_QUEUE};
 pub use queue::{Attempt, Backoff, Enqueued, Job, JobStatus, NewJob, Outcome, QueueError};
 pub use retention::Pruned;
@@ -330,8 +330,9 @@ impl Store {
         self.doorbell.as_ref().is_none_or(|doorbell| doorbell.rung_by_another())
     }
 
-    /// Tells idle nodes in other processes that jobs may have become claimable, after the
-    /// commit that made them so (a node woken before it would not see them).
+    /// Tells idle nodes in other processes that jobs may have become claimable, or that a
+    /// schedule was added or changed, after the commit that made it so (a node woken before it
+    /// would not see it).
     pub(crate) fn ring_doorbell(&self) {
         if let Some(doorbell) = &self.doorbell {
             doorbell.ring();
@@ -558,7 +559,7 @@ mod tests {
     /// claimable, and not for those that do not; a node's store rings only once told that
     /// other nodes share its database, and each store tells another's ring from its own.
     #[tokio::test]
-    async fn commits_that_make_jobs_claimable_ring_the_doorbell_and_name_the_ringer() {
+    async fn commits_that_make_jobs_claimable_or_change_schedules_ring_the_doorbell_and_name_the_ringer() {
         let dir = tempfile::tempdir().unwrap();
         let quiet = StoreOptions { ring_doorbell: false, ..StoreOptions::default() };
         let node = Store::open_data_dir_with(dir.path(), quiet).await.unwrap();
@@ -613,6 +614,23 @@ mod tests {
         assert!(!rung(), "rescuing no lease rang");
         assert_eq!(cli.rescue_expired(now_ms() + 60_000).await.unwrap(), 1);
         assert!(rung(), "rescuing a lease did not ring");
+
+        let schedule = NewSchedule {
+            name: "s".into(),
+            task: "t".into(),
+            cron: "0 * * * * *".into(),
+            timezone: "UTC".into(),
+            input: serde_json::json!({}),
+            catch_up: ratchet_core::schedule::CatchUp::Skip,
+            catch_up_window: Duration::ZERO,
+            overlap: ratchet_core::schedule::Overlap::Allow,
+        };
+        let added = cli.add_schedule(schedule.clone(), Some(now_ms() + 60_000), now_ms()).await.unwrap();
+        assert!(rung(), "adding a schedule did not ring");
+        cli.update_schedule(&added.id, schedule, Some(now_ms() + 60_000), now_ms()).await.unwrap();
+        assert!(rung(), "changing a schedule did not ring");
+        cli.set_schedule_enabled(&added.id, false, None, now_ms()).await.unwrap();
+        assert!(rung(), "pausing a schedule did not ring");
         cli.close().await;
         node.close().await;
     }

@@ -35,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(PartialIdempotencyIndex),
             Box::new(WakeNodes),
             Box::new(WakeNodesWhenDue),
+            Box::new(WakeSchedulers),
         ]
     }
 }
@@ -875,6 +876,50 @@ impl MigrationTrait for WakeNodesWhenDue {
              FOR EACH STATEMENT EXECUTE FUNCTION ratchet_wake_nodes()",
         )
         .await?;
+        Ok(())
+    }
+}
+
+/// A schedule added, or its expression, time zone or state changed (by a node's API or the
+/// CLI), tells every node's scheduler to look again ([`SCHEDULES_PAYLOAD`](crate::SCHEDULES_PAYLOAD)
+/// on the job feed's channel, at commit): its first fire time may be sooner than the
+/// scheduler's next look. A fire (which moves `next_fire_at`) says nothing.
+struct WakeSchedulers;
+
+impl MigrationName for WakeSchedulers {
+    fn name(&self) -> &str {
+        "m20261204_000022_wake_schedulers"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for WakeSchedulers {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() != sea_orm::DbBackend::Postgres {
+            return Ok(());
+        }
+        let db = manager.get_connection();
+        // `queue::postgres_wakes_the_schedulers_when_schedules_change` (tests) hears this payload.
+        db.execute_unprepared(
+            r#"CREATE OR REPLACE FUNCTION ratchet_wake_schedulers() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN PERFORM pg_notify('ratchet_jobs', '{"node":"","schedules":true}'); RETURN NULL; END $$"#,
+        )
+        .await?;
+        db.execute_unprepared(
+            "CREATE TRIGGER schedules_wake_schedulers AFTER INSERT OR UPDATE OF cron, timezone, enabled \
+             ON schedules FOR EACH STATEMENT EXECUTE FUNCTION ratchet_wake_schedulers()",
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() != sea_orm::DbBackend::Postgres {
+            return Ok(());
+        }
+        let db = manager.get_connection();
+        db.execute_unprepared("DROP TRIGGER IF EXISTS schedules_wake_schedulers ON schedules").await?;
+        db.execute_unprepared("DROP FUNCTION IF EXISTS ratchet_wake_schedulers()").await?;
         Ok(())
     }
 }

@@ -20,6 +20,11 @@ pub const JOBS_CHANNEL: &str = "ratchet_jobs";
 /// epoch), and nodes wait for that time when it is ahead.
 pub const WAKE_PAYLOAD: &str = r#"{"node":"","wake":true}"#;
 
+/// What the database sends on [`JOBS_CHANNEL`] when a schedule was added, or its expression,
+/// time zone or state changed (by trigger): a batch of the job feed from no node that asks
+/// the nodes' schedulers to look again. Nodes that predate it read it as an empty batch.
+pub const SCHEDULES_PAYLOAD: &str = r#"{"node":"","schedules":true}"#;
+
 /// A subscription to one channel, on a connection of its own that reconnects when it is lost.
 pub struct Listener(PgListener);
 

@@ -95,6 +95,8 @@ impl Store {
                 new.name
             )));
         }
+        // The nodes' schedulers look again (PostgreSQL's trigger tells them there).
+        self.ring_doorbell();
         self.schedule(&id).await
     }
 
@@ -164,6 +166,7 @@ impl Store {
         if self.writer().execute_raw(self.statement(sql, values)).await?.rows_affected() != 1 {
             return Err(QueueError::NotFound(format!("schedule `{id}`")));
         }
+        self.ring_doorbell();
         self.schedule(id).await
     }
 
@@ -182,6 +185,7 @@ impl Store {
         let values: Vec<SqlValue> =
             vec![i32::from(enabled).into(), next.into(), now.into(), schedule.id.clone().into()];
         self.writer().execute_raw(self.statement(sql, values)).await?;
+        self.ring_doorbell();
         self.schedule(&schedule.id).await
     }
 

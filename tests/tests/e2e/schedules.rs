@@ -1,6 +1,7 @@
 //! Schedules on SQLite and on PostgreSQL with an injected clock (docs/reliability.md J6): two
 //! schedulers on one database enqueue each fire time once; catch-up after downtime follows
-//! each policy; the overlap policy waits for the previous run; retention gives space back.
+//! each policy; the overlap policy waits for the previous run; retention gives space back;
+//! PostgreSQL tells the nodes' schedulers when a schedule changes (J26).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -300,4 +301,45 @@ async fn the_claim_passes_over_paused_tasks_and_schedules_follow_the_pause() {
         assert_eq!(next.id, held.id, "{backend}: resumed, the most urgent job first");
     })
     .await;
+}
+
+/// docs/reliability.md J26: on PostgreSQL the database tells every node's scheduler, on the job
+/// feed's channel, when a schedule is added, changed, paused or resumed (its first fire time
+/// may come before the scheduler's next look); a fire, which moves only the next fire time,
+/// says nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_wakes_the_schedulers_when_schedules_change() {
+    tests::databases::on_postgres(|url| async move {
+        let store = Store::connect(&url).await.unwrap();
+        let mut listener = store.listen(ratchet_storage::JOBS_CHANNEL).await.unwrap().unwrap();
+        let told = Some(ratchet_storage::SCHEDULES_PAYLOAD.to_owned());
+        // Generous for a busy machine: a notification arrives within milliseconds of its commit.
+        let (soon, quiet) = (Duration::from_secs(30), Duration::from_millis(300));
+
+        let every_minute = schedule("m", "0 * * * * *", CatchUp::Skip, Duration::ZERO, Overlap::Allow);
+        let added = add(&store, every_minute.clone(), T0).await;
+        assert_eq!(heard(&mut listener, soon).await, told, "add");
+        let changed = NewSchedule { cron: "30 * * * * *".into(), ..every_minute };
+        store.update_schedule(&added.id, changed, Some(T0 + 30_000), T0).await.unwrap();
+        assert_eq!(heard(&mut listener, soon).await, told, "change");
+        store.set_schedule_enabled(&added.id, false, None, T0).await.unwrap();
+        assert_eq!(heard(&mut listener, soon).await, told, "pause");
+        store.set_schedule_enabled(&added.id, true, Some(T0 + 30_000), T0).await.unwrap();
+        assert_eq!(heard(&mut listener, soon).await, told, "resume");
+
+        let report = tick(&store, &QueueConfig::default(), T0 + 30_000).await.unwrap();
+        assert_eq!(report.enqueued.len(), 1);
+        // The fire's job wakes the nodes, as any job added does; the fire itself says nothing.
+        let woke = heard(&mut listener, soon).await.unwrap();
+        assert!(woke.contains(r#""wake":true"#), "{woke}");
+        assert_eq!(heard(&mut listener, quiet).await, None, "a fire");
+        drop(listener);
+        store.close().await;
+    })
+    .await;
+}
+
+/// The next notification `listener` hears within `within`.
+async fn heard(listener: &mut ratchet_storage::Listener, within: Duration) -> Option<String> {
+    tokio::time::timeout(within, listener.next()).await.ok().map(Result::unwrap)
 }

@@ -1023,6 +1023,67 @@ fn due_ahead_case(root: &Path, storage: &[&str]) {
     node.stop(Duration::from_secs(20));
 }
 
+/// docs/reliability.md J26: a schedule added elsewhere reaches a node's scheduler at once: the
+/// node's poll (`queue.poll_interval_ms`, which also bounds how long its scheduler goes without
+/// looking) is ten minutes away, yet a schedule firing every second that the CLI adds (the
+/// doorbell on SQLite, the database's notification on PostgreSQL) runs within seconds, and so
+/// does one added through the node's API and one the CLI resumes.
+#[test]
+fn schedules_added_elsewhere_fire_on_a_node_with_a_long_poll() {
+    on_sqlite(schedules_elsewhere_case);
+}
+
+/// [`schedules_added_elsewhere_fire_on_a_node_with_a_long_poll`] on PostgreSQL.
+#[test]
+fn schedules_added_elsewhere_fire_on_a_node_with_a_long_poll_on_postgres() {
+    on_postgres(schedules_elsewhere_case);
+}
+
+fn schedules_elsewhere_case(root: &Path, storage: &[&str]) {
+    tasks_dir(root);
+    let node = Node::start_with(root, storage, &[("RATCHET_QUEUE__POLL_INTERVAL_MS", "600000")]);
+    wait_until("the node to hear the other nodes' channels", Duration::from_secs(20), || {
+        get(node.port, "/ready").is_some_and(|(_, body)| body.contains(r#""other_nodes":"ok""#))
+    });
+    let input = json!({"n": 1, "ms": 1});
+    let fired = |name: &str| -> usize {
+        let id = cli_on(root, storage, &["schedules", "show", name])["id"].as_str().unwrap().to_owned();
+        let jobs = cli_on(root, storage, &["jobs", "list", "--all"]);
+        let prefix = format!("schedule:{id}:");
+        jobs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|j| j["idempotency_key"].as_str().is_some_and(|k| k.starts_with(&prefix)))
+            .count()
+    };
+    // Far sooner than the ten minutes' look, and generous for a busy machine.
+    let soon = Duration::from_secs(20);
+
+    let every_second = ["--cron", "* * * * * *", "--input-json"];
+    let add = |name: &str| {
+        let mut args = vec!["schedules", "add", "sleepy", "--name", name];
+        args.extend(every_second);
+        let input = input.to_string();
+        args.push(&input);
+        cli_on(root, storage, &args);
+    };
+    add("from-the-cli");
+    wait_until("the CLI's schedule to fire", soon, || fired("from-the-cli") > 0);
+    cli_on(root, storage, &["schedules", "pause", "from-the-cli"]);
+
+    let api = json!({"name": "from-the-api", "task": "sleepy", "cron": "* * * * * *", "input": input});
+    let (status, body) = post(node.port, "/api/v1/schedules", &api);
+    assert_eq!(status, 201, "{body}");
+    wait_until("the API's schedule to fire", soon, || fired("from-the-api") > 0);
+    cli_on(root, storage, &["schedules", "remove", "from-the-api"]);
+
+    let before = fired("from-the-cli");
+    cli_on(root, storage, &["schedules", "resume", "from-the-cli"]);
+    wait_until("the resumed schedule to fire", soon, || fired("from-the-cli") > before);
+    node.stop(Duration::from_secs(20));
+}
+
 /// docs/reliability.md J26, the part both stores share: a node whose poll is a minute away
 /// starts the jobs the CLI adds (one, then a file of them) and resumes the queue when the CLI
 /// lifts its pause, within seconds: the database's notification (PostgreSQL) or the doorbell
