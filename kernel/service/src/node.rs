@@ -100,7 +100,9 @@ impl Service {
     async fn fire_schedules(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let fallback = self.queue.poll_interval_ms.max(1_000) as i64;
         while !*stop.borrow() {
-            match scheduler::tick(&self.store, &self.queue, now_ms()).await {
+            let ticked = scheduler::tick(&self.store, &self.queue, now_ms()).await;
+            let failed = ticked.is_err();
+            match ticked {
                 Ok(report) => {
                     if !report.enqueued.is_empty() {
                         self.wake.notify_one();
@@ -113,8 +115,12 @@ impl Service {
                 Err(error) => tracing::warn!("the scheduler cannot reach the database: {error}"),
             }
             let wait = match self.store.earliest_fire_time().await {
-                Ok(Some(next)) => (next - now_ms()).clamp(0, fallback),
-                _ => fallback,
+                Ok(Some(next)) if !failed => (next - now_ms()).clamp(0, fallback),
+                Ok(None) if !failed => fallback,
+                // The database may be down for a while (J9), and will not say when it is back:
+                // look again within a second.
+                Ok(Some(next)) => (next - now_ms()).clamp(0, 1_000),
+                _ => 1_000,
             };
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
