@@ -203,8 +203,10 @@ impl Store {
         let url = format!("sqlite://{}?mode=rwc", dir.join(SQLITE_FILE).display());
         let reserve = dir.join(RESERVE_FILE);
         match Store::connect_with(&url, options).await {
+            // SQLite's word for it, or the system's (the lock file beside the database).
             Err(StoreError::Connect { message, .. })
-                if message.contains("disk is full") && reserve.is_file() =>
+                if (message.contains("disk is full") || message.contains("No space left on device"))
+                    && reserve.is_file() =>
             {
                 tracing::warn!(
                     "the file system of {} is full: released the {} MiB reserve to open the database; free some space",
@@ -231,6 +233,18 @@ impl Store {
 
     pub async fn connect_with(url: &str, store_options: StoreOptions) -> Result<Store, StoreError> {
         let shown = redact(url);
+        // One process at a time opens and migrates an SQLite file (released when this returns):
+        // on a new file, the first connection's `journal_mode = WAL` and the first migration
+        // need it alone, and another process's open then fails "database is locked" at once
+        // (SQLite does not wait on its busy handler there) when nodes start together.
+        let _opening = match sqlite_file(url) {
+            Some(database) => Some(
+                lock_file(&database)
+                    .await
+                    .map_err(|message| StoreError::Connect { url: shown.clone(), message })?,
+            ),
+            None => None,
+        };
         let db = Database::connect(options(url, READERS))
             .await
             .map_err(|e| StoreError::Connect { url: shown.clone(), message: e.to_string() })?;
@@ -364,12 +378,9 @@ const MIGRATION_LOCK: i64 = 0x7261_7463_686d_6967;
 /// Applies the pending migrations, one node at a time. Nodes started together on a new
 /// database would otherwise race: both see migration 1 pending, and the loser fails with
 /// "table jobs already exists". PostgreSQL: an advisory lock held by a connection of its own;
-/// SQLite: an exclusive lock on a file beside the database (none for an in-memory one).
+/// SQLite: the caller holds an exclusive lock on a file beside the database while it opens
+/// and migrates it (none for an in-memory one).
 async fn migrate(url: &str, db: &DatabaseConnection) -> Result<(), String> {
-    let _file_lock = match sqlite_file(url) {
-        Some(database) => Some(lock_file(&database).await?),
-        None => None,
-    };
     if db.get_database_backend() != DbBackend::Postgres {
         return migrations::Migrator::up(db, None).await.map_err(|e| e.to_string());
     }
@@ -389,7 +400,8 @@ fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
     (!path.is_empty() && !path.contains(":memory:")).then(|| Path::new(path).to_path_buf())
 }
 
-/// Waits for, then holds, the exclusive lock on `DATABASE-migrate.lock` (released on drop).
+/// Waits for, then holds, the exclusive lock on `DATABASE-migrate.lock` (released on drop):
+/// the lock to open and migrate the SQLite file `database`.
 async fn lock_file(database: &Path) -> Result<std::fs::File, String> {
     let mut name = database.as_os_str().to_owned();
     name.push("-migrate.lock");
