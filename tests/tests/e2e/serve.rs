@@ -961,6 +961,16 @@ fn sqlite_nodes_sharing_a_file_ring_for_each_other() {
     });
 }
 
+/// Starts a node whose poll (`queue.poll_interval_ms`) is `poll_ms` away, and waits until it
+/// hears the other nodes' channels (at once on SQLite).
+fn listening_node(root: &Path, storage: &[&str], poll_ms: &str) -> Node {
+    let node = Node::start_with(root, storage, &[("RATCHET_QUEUE__POLL_INTERVAL_MS", poll_ms)]);
+    wait_until("the node to hear the other nodes' channels", Duration::from_secs(20), || {
+        get(node.port, "/ready").is_some_and(|(_, body)| body.contains(r#""other_nodes":"ok""#))
+    });
+    node
+}
+
 /// docs/reliability.md J26: jobs added with a due time ahead wake no idle node before they
 /// are due: neither the node whose API added them (SQLite and PostgreSQL) nor, on PostgreSQL,
 /// the nodes the database tells of jobs the CLI added. A woken node would claim at once and
@@ -980,10 +990,7 @@ fn jobs_due_ahead_wake_no_idle_node_before_their_time_on_postgres() {
 fn due_ahead_case(root: &Path, storage: &[&str]) {
     use ratchet_core::time::{format, now_ms};
     tasks_dir(root);
-    let node = Node::start_with(root, storage, &[("RATCHET_QUEUE__POLL_INTERVAL_MS", "600000")]);
-    wait_until("the node to hear the other nodes' channels", Duration::from_secs(20), || {
-        get(node.port, "/ready").is_some_and(|(_, body)| body.contains(r#""other_nodes":"ok""#))
-    });
+    let node = listening_node(root, storage, "600000");
     // The claims a node makes as it starts (and as it starts watching for wake-ups) are done.
     wait_until("the node's first claim", Duration::from_secs(20), || commit_steps(node.port) > 0);
     std::thread::sleep(Duration::from_secs(1));
@@ -1041,10 +1048,7 @@ fn schedules_added_elsewhere_fire_on_a_node_with_a_long_poll_on_postgres() {
 
 fn schedules_elsewhere_case(root: &Path, storage: &[&str]) {
     tasks_dir(root);
-    let node = Node::start_with(root, storage, &[("RATCHET_QUEUE__POLL_INTERVAL_MS", "600000")]);
-    wait_until("the node to hear the other nodes' channels", Duration::from_secs(20), || {
-        get(node.port, "/ready").is_some_and(|(_, body)| body.contains(r#""other_nodes":"ok""#))
-    });
+    let node = listening_node(root, storage, "600000");
     let input = json!({"n": 1, "ms": 1});
     let fired = |name: &str| -> usize {
         let id = cli_on(root, storage, &["schedules", "show", name])["id"].as_str().unwrap().to_owned();
@@ -1090,10 +1094,7 @@ fn schedules_elsewhere_case(root: &Path, storage: &[&str]) {
 /// file (SQLite) wakes it. Returns the node, still running.
 fn an_idle_node_wakes_for_jobs_and_resumes_from_the_cli(root: &Path, storage: &[&str]) -> Node {
     tasks_dir(root);
-    let node = Node::start_with(root, storage, &[("RATCHET_QUEUE__POLL_INTERVAL_MS", "60000")]);
-    wait_until("the node to hear the other nodes' channels", Duration::from_secs(20), || {
-        get(node.port, "/ready").is_some_and(|(_, body)| body.contains(r#""other_nodes":"ok""#))
-    });
+    let node = listening_node(root, storage, "60000");
     let enqueue = |n: u64| enqueue_sleepy(root, storage, n, 1);
     let status = |id: &str| job_status(root, storage, id);
     // Far sooner than the minute's poll, and generous for a busy machine.
