@@ -121,6 +121,8 @@ impl Service {
     /// notification: see `job_feed`; on SQLite another process's by its doorbell: see
     /// `doorbell`), or, when they are due ahead, move its alarm earlier.
     async fn sleep_while_idle(&self, poll: Duration, stop: &mut watch::Receiver<bool>) {
+        // Longer while the database's wake-ups are heard (PostgreSQL).
+        let poll = self.idle_poll(poll);
         // The database's answer covers what was heard before it.
         let _ = self.due_alarm.take();
         let next_due = self.store.next_due(now_ms()).await.ok().flatten();

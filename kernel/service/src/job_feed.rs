@@ -11,8 +11,9 @@
 //!
 //! The database speaks on the channel too: each statement that adds jobs or lifts a pause
 //! (triggers, see `ratchet-storage`'s migrations) and each transaction that gives a job back
-//! or rescues expired leases sends [`ratchet_storage::WAKE_PAYLOAD`], and a node that hears
-//! it (or lost its connection, and with it what was said meanwhile) wakes its idle claimer.
+//! or rescues expired leases sends [`ratchet_storage::WAKE_PAYLOAD`] (so do ends that make a job
+//! claimable: a retry, with its due time; a freed concurrency slot), and a node that hears it
+//! (or lost its connection, and with it what was said meanwhile) wakes its idle claimer.
 //! The wake-up for jobs added carries the earliest due time among them: when that is ahead, a
 //! node sets its claimer's alarm for it instead (`due_alarm`). A schedule added, changed,
 //! paused or resumed (trigger) sends [`ratchet_storage::SCHEDULES_PAYLOAD`], which wakes each
@@ -138,9 +139,13 @@ pub fn start(service: &Arc<Service>, stop: watch::Receiver<bool>) -> Vec<tokio::
         channel: CHANNEL,
         what: "job changes",
         hear,
-        // Changes and wake-ups may have been missed meanwhile.
+        // Changes may have been missed meanwhile.
         lost: |service| {
             let _ = service.feed.all.send(FeedItem::Missed(1));
+        },
+        // Wake-ups may have been missed before: the claimer and the scheduler look once, and
+        // from now on each hears what it is told.
+        listening: |service| {
             service.wake.notify_one();
             service.schedules_changed.notify_one();
         },

@@ -56,7 +56,7 @@ pub fn start(service: &Arc<Service>, stop: watch::Receiver<bool>) -> Vec<tokio::
     }
     let live = service.kernel.follow_logs();
     // A line lost with the connection reaches its subscriber from the record.
-    let hearing = Hearing { channel: CHANNEL, what: "live log lines", hear, lost: |_| {} };
+    let hearing = Hearing { channel: CHANNEL, what: "live log lines", hear, lost: |_| {}, listening: |_| {} };
     vec![
         tokio::spawn(publish(Arc::clone(service), live, stop.clone())),
         start_listening(service, hearing, stop),

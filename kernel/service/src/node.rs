@@ -95,11 +95,13 @@ impl Service {
 
     /// Fires due schedules, waking at the earliest next fire time, and when a schedule is
     /// added or changed: here, or by another process (PostgreSQL's notification, SQLite's
-    /// doorbell). At least every `queue.poll_interval_ms` (and at most once a second) it looks
-    /// again anyway, for what those missed.
+    /// doorbell). At least every `queue.poll_interval_ms` (and at most once a second; every
+    /// 5 s while it hears the database's wake-ups, see [`Service::idle_poll`]) it looks again
+    /// anyway, for what those missed.
     async fn fire_schedules(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let fallback = self.queue.poll_interval_ms.max(1_000) as i64;
+        let poll = Duration::from_millis(self.queue.poll_interval_ms.max(1_000));
         while !*stop.borrow() {
+            let fallback = i64::try_from(self.idle_poll(poll).as_millis()).unwrap_or(i64::MAX);
             let ticked = scheduler::tick(&self.store, &self.queue, now_ms()).await;
             let failed = ticked.is_err();
             match ticked {

@@ -30,8 +30,9 @@ use sea_orm::{ConnectionTrait, TransactionTrait, Value as SqlValue};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use super::notify::EndNews;
 use super::queue::{Ask, ClaimCommit, Job, JobStatus, Outcome, QueueError};
-use super::{ExecutionRecord, Store};
+use super::{ConcurrencyLimits, ExecutionRecord, Store};
 
 /// Most steps one transaction commits.
 const MAX_BATCH: usize = 64;
@@ -338,7 +339,9 @@ impl Store {
                 _ => None,
             })
             .collect();
-        let completed = self.complete_together(&transaction, &completed).await?;
+        let limits = self.concurrency_limits();
+        let mut news = EndNews::default();
+        let completed = self.complete_together(&transaction, &completed, &limits, &mut news).await?;
         for step in steps {
             let Some(end) = &step.end else {
                 ended.push(EndDone::NoEnd);
@@ -350,9 +353,13 @@ impl Store {
                 }
                 Ended::Failed(_) => {
                     let outcome = end.outcome.outcome();
-                    let (status, sql, values) =
-                        self.end_statement(&end.job, end.attempt, outcome, step.now).await?;
-                    (status, transaction.execute_raw(self.statement(sql, values)).await?.rows_affected() == 1)
+                    let statement = self.end_statement(&end.job, end.attempt, outcome, step.now).await?;
+                    let row =
+                        transaction.query_one_raw(self.statement(statement.sql, statement.values)).await?;
+                    if let Some(row) = &row {
+                        news.ended(&limits, &row.try_get::<String>("", "task")?, statement.retry_at);
+                    }
+                    (statement.status, row.is_some())
                 }
             };
             // A completed attempt is read from its job's row (see `Store::attempts`).
@@ -364,7 +371,8 @@ impl Store {
         }
         self.insert_failures(&transaction, &failures).await?;
         self.insert_executions(&transaction, &executions).await?;
-        let next = self.claim_for(&transaction, steps, &ended).await?;
+        let (next, none_left) = self.claim_for(&transaction, steps, &ended).await?;
+        self.tell_nodes_at_commit(&transaction, &news, none_left).await?;
         transaction.commit().await?;
 
         let mut results = Vec::with_capacity(steps.len());
@@ -380,12 +388,14 @@ impl Store {
 
     /// Claims the jobs of every step that asks for some and whose end (if any) was not
     /// fenced, with one claim per owner and lease; the most urgent jobs to the first step.
+    /// Also says whether a claim took fewer jobs than it asked for: then no job was left
+    /// claimable.
     async fn claim_for(
         &self,
         connection: &impl ConnectionTrait,
         steps: &[Step],
         ended: &[EndDone<'_>],
-    ) -> Result<Vec<Vec<Job>>, QueueError> {
+    ) -> Result<(Vec<Vec<Job>>, bool), QueueError> {
         let mut next: Vec<Vec<Job>> = vec![Vec::new(); steps.len()];
         let mut wanting: Vec<(usize, &Claim)> = steps
             .iter()
@@ -395,6 +405,7 @@ impl Store {
             .filter_map(|(index, (step, _))| step.claim.as_ref().map(|claim| (index, claim)))
             .collect();
         let now = steps.iter().map(|step| step.now).max().unwrap_or_default();
+        let mut none_left = false;
         while let Some(&(_, first)) = wanting.first() {
             let (same, others): (Vec<_>, Vec<_>) = wanting
                 .into_iter()
@@ -403,22 +414,26 @@ impl Store {
             // A batch of several steps is a busy node's: its claims wait for the flush.
             let ask =
                 Ask { commit: ClaimCommit::Durable, owner: &first.owner, lease: first.lease, now, n: wanted };
-            let mut jobs = self.claim_up_to_on(connection, ask).await?.into_iter();
+            let jobs = self.claim_up_to_on(connection, ask).await?;
+            none_left |= jobs.len() < wanted;
+            let mut jobs = jobs.into_iter();
             for (index, claim) in same {
                 next[index].extend(jobs.by_ref().take(claim.up_to));
             }
             wanting = others;
         }
-        Ok(next)
+        Ok((next, none_left))
     }
 
     /// Completes the jobs of `ends` (each with its output, at its time) in one statement per
     /// [`MAX_BATCH`], each fenced by its attempt; returns the ends that owned their job (the
-    /// others changed nothing).
+    /// others changed nothing), and adds them to `news`.
     async fn complete_together<'a>(
         &self,
         connection: &impl ConnectionTrait,
         ends: &[(&'a Ending, &Value, i64)],
+        limits: &ConcurrencyLimits,
+        news: &mut EndNews,
     ) -> Result<HashSet<(&'a str, u32)>, QueueError> {
         let mut owned = HashSet::with_capacity(ends.len());
         for chunk in ends.chunks(MAX_BATCH) {
@@ -438,10 +453,11 @@ impl Store {
                  UPDATE jobs SET status = 'completed', output = ended.job_output, lease_owner = NULL, \
                  lease_expires_at = NULL, updated_at = ended.ended_at FROM ended \
                  WHERE jobs.id = ended.job_id AND jobs.attempt = ended.job_attempt AND jobs.status = 'running' \
-                 RETURNING id, attempt"
+                 RETURNING id, attempt, task"
             );
             for row in connection.query_all_raw(self.statement(&sql, values)).await? {
                 let (id, attempt) = (row.try_get::<String>("", "id")?, super::row::int(&row, "attempt")?);
+                news.ended(limits, &row.try_get::<String>("", "task")?, None);
                 // The end's own strings, so the answer borrows from the steps.
                 if let Some((end, _, _)) =
                     chunk.iter().find(|(end, _, _)| end.job == id && i64::from(end.attempt) == attempt)

@@ -5,7 +5,7 @@
 use sea_orm::sqlx::postgres::{PgListener, PgNotification};
 use sea_orm::{ConnectionTrait, DbBackend};
 
-use super::{QueueError, Store};
+use super::{ConcurrencyLimits, QueueError, Store};
 
 /// The largest payload [`Store::notify`] sends: PostgreSQL refuses 8,000 bytes or more.
 pub const MAX_NOTIFY_PAYLOAD: usize = 7_900;
@@ -29,13 +29,21 @@ pub const SCHEDULES_PAYLOAD: &str = r#"{"node":"","schedules":true}"#;
 pub struct Listener(PgListener);
 
 impl Listener {
-    /// The next message's payload. An error means the connection is gone and could not be made
-    /// again; the next call tries again.
-    pub async fn next(&mut self) -> Result<String, QueueError> {
+    /// The next message's payload, or `None` when the connection was lost and has been made
+    /// again (listening once more): what was sent meanwhile is missed, and the caller should
+    /// look at the database again. An error means the connection is gone and could not be
+    /// made again; the next call tries again.
+    ///
+    /// sqlx's `recv` would make the connection again without a word (an administrator's
+    /// `pg_terminate_backend`, a restarted server or a proxy closing the connection all end
+    /// it that way), and the node would never learn that it missed wake-ups.
+    pub async fn next(&mut self) -> Result<Option<String>, QueueError> {
         self.0
-            .recv()
+            .try_recv()
             .await
-            .map(|notification: PgNotification| notification.payload().to_owned())
+            .map(|notification| {
+                notification.map(|notification: PgNotification| notification.payload().to_owned())
+            })
             .map_err(connection_error)
     }
 }
@@ -80,6 +88,31 @@ impl Store {
         Ok(())
     }
 
+    /// Tells every node, when the transaction `connection` is in commits, what its ends
+    /// mean for them ([`EndNews`]): a freed concurrency slot wakes them at once, unless
+    /// `none_left` (a claim in the transaction, after the ends, took fewer jobs than it asked
+    /// for: no job was left claimable); else a retry sets their alarms for its time. Nothing
+    /// else an end does makes a job claimable, so most transactions say nothing. Nothing on
+    /// SQLite, whose other nodes poll.
+    pub(crate) async fn tell_nodes_at_commit(
+        &self,
+        connection: &impl ConnectionTrait,
+        news: &EndNews,
+        none_left: bool,
+    ) -> Result<(), QueueError> {
+        if !self.is_shared() {
+            return Ok(());
+        }
+        let payload = match (news.freed_slot && !none_left, news.retry_at) {
+            (true, _) => WAKE_PAYLOAD.to_owned(),
+            (false, Some(due)) => format!(r#"{{"node":"","wake":true,"due":{due}}}"#),
+            (false, None) => return Ok(()),
+        };
+        let values = vec![JOBS_CHANNEL.into(), payload.into()];
+        connection.execute_raw(self.statement("SELECT pg_notify(?, ?)", values)).await?;
+        Ok(())
+    }
+
     /// Listens on `channel`; `None` on SQLite.
     pub async fn listen(&self, channel: &str) -> Result<Option<Listener>, QueueError> {
         if !self.is_shared() {
@@ -89,6 +122,27 @@ impl Store {
         let mut listener = PgListener::connect_with(pool).await.map_err(connection_error)?;
         listener.listen(channel).await.map_err(connection_error)?;
         Ok(Some(Listener(listener)))
+    }
+}
+
+/// What the ends a transaction commits mean for the other nodes' idle claimers.
+#[derive(Debug, Default)]
+pub(crate) struct EndNews {
+    /// An ended job's task has a concurrency limit: the slot it held is free, and a job of the
+    /// task that waited for one may be claimable now.
+    freed_slot: bool,
+    /// The earliest time a failed attempt's job retries.
+    retry_at: Option<i64>,
+}
+
+impl EndNews {
+    /// Adds an owned end of a job of `task`, retrying at `retry_at`.
+    pub(crate) fn ended(&mut self, limits: &ConcurrencyLimits, task: &str, retry_at: Option<i64>) {
+        self.freed_slot |= limits.get(task).is_some();
+        self.retry_at = match (self.retry_at, retry_at) {
+            (Some(earlier), Some(at)) => Some(earlier.min(at)),
+            (earlier, at) => earlier.or(at),
+        };
     }
 }
 

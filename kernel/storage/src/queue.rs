@@ -16,6 +16,7 @@ use sea_orm::{ConnectionTrait, DbErr, QueryResult, TransactionTrait, Value as Sq
 use serde_json::Value;
 
 use super::limits::{SLOT_RETRIES, is_slot_taken};
+use super::notify::EndNews;
 use super::pauses::NOT_PAUSED;
 use super::row::{int, json, opt_int, opt_json};
 use super::{ExecutionRecord, Store, Waiting};
@@ -187,6 +188,16 @@ pub struct Attempt {
 pub enum Outcome<'a> {
     Completed(&'a Value),
     Failed(&'a str),
+}
+
+/// The fenced `UPDATE` that ends an attempt ([`Store::end_statement`]).
+pub(crate) struct EndStatement {
+    /// The job's status once it ran.
+    pub status: JobStatus,
+    pub sql: &'static str,
+    pub values: Vec<SqlValue>,
+    /// When the job retries (a failed attempt with attempts left).
+    pub retry_at: Option<i64>,
 }
 
 /// What `enqueue` did.
@@ -583,7 +594,7 @@ impl Store {
         claim: Option<(&str, Duration, usize)>,
         now: i64,
     ) -> Result<(JobStatus, Vec<Job>), QueueError> {
-        let (status, sql, values) = self.end_statement(id, attempt, outcome, now).await?;
+        let end = self.end_statement(id, attempt, outcome, now).await?;
         let error = match outcome {
             Outcome::Completed(_) => None,
             Outcome::Failed(error) => Some(error),
@@ -591,13 +602,15 @@ impl Store {
         let mut retries = 0;
         loop {
             let transaction = self.writer().begin().await?;
-            if transaction.execute_raw(self.statement(sql, values.clone())).await?.rows_affected() != 1 {
+            let Some(row) = transaction.query_one_raw(self.statement(end.sql, end.values.clone())).await?
+            else {
                 transaction.rollback().await?;
                 if let Some(execution) = execution {
                     self.insert_execution(self.writer(), execution).await?;
                 }
                 return Err(self.fenced(id, attempt).await);
-            }
+            };
+            let task: String = row.try_get("", "task")?;
             // A completed attempt is read from its job's row (see [`Store::attempts`]).
             if let Some(error) = error {
                 self.record_attempt(&transaction, id, attempt, "failed", Some(error), now).await?;
@@ -620,37 +633,44 @@ impl Store {
                 }
                 None => Vec::new(),
             };
+            let mut news = EndNews::default();
+            news.ended(&self.concurrency_limits(), &task, end.retry_at);
+            let none_left = claim.is_some_and(|(_, _, up_to)| next.len() < up_to);
+            self.tell_nodes_at_commit(&transaction, &news, none_left).await?;
             transaction.commit().await?;
-            return Ok((status, next));
+            return Ok((end.status, next));
         }
     }
 
     /// The job's status after `attempt` ended with `outcome`, and the fenced `UPDATE` that
-    /// sets it (no row changes when the attempt no longer owns the job).
+    /// sets it and returns the job's task (no row changes when the attempt no longer owns the
+    /// job).
     pub(crate) async fn end_statement(
         &self,
         id: &str,
         attempt: u32,
         outcome: Outcome<'_>,
         now: i64,
-    ) -> Result<(JobStatus, &'static str, Vec<SqlValue>), QueueError> {
+    ) -> Result<EndStatement, QueueError> {
         Ok(match outcome {
-            Outcome::Completed(output) => (
-                JobStatus::Completed,
-                "UPDATE jobs SET status = 'completed', output = ?, lease_owner = NULL, lease_expires_at = NULL, \
-                 updated_at = ? WHERE id = ? AND attempt = ? AND status = 'running'",
-                vec![output.to_string().into(), now.into(), id.into(), i64::from(attempt).into()],
-            ),
+            Outcome::Completed(output) => EndStatement {
+                status: JobStatus::Completed,
+                sql: "UPDATE jobs SET status = 'completed', output = ?, lease_owner = NULL, lease_expires_at = NULL, \
+                      updated_at = ? WHERE id = ? AND attempt = ? AND status = 'running' RETURNING task",
+                values: vec![output.to_string().into(), now.into(), id.into(), i64::from(attempt).into()],
+                retry_at: None,
+            },
             Outcome::Failed(error) => {
                 let job = self.job(id).await?;
                 let status =
                     if attempt >= job.max_attempts { JobStatus::Failed } else { JobStatus::Retrying };
                 let run_at = now + millis(job.backoff.delay(attempt));
-                (
+                EndStatement {
                     status,
-                    "UPDATE jobs SET status = ?, run_at = ?, last_error = ?, lease_owner = NULL, lease_expires_at = NULL, \
-                     updated_at = ? WHERE id = ? AND attempt = ? AND status = 'running'",
-                    vec![
+                    sql: "UPDATE jobs SET status = ?, run_at = ?, last_error = ?, lease_owner = NULL, \
+                          lease_expires_at = NULL, updated_at = ? WHERE id = ? AND attempt = ? AND status = 'running' \
+                          RETURNING task",
+                    values: vec![
                         status.as_str().into(),
                         run_at.into(),
                         error.into(),
@@ -658,7 +678,8 @@ impl Store {
                         id.into(),
                         i64::from(attempt).into(),
                     ],
-                )
+                    retry_at: (status == JobStatus::Retrying).then_some(run_at),
+                }
             }
         })
     }
@@ -726,7 +747,17 @@ impl Store {
         let values: Vec<SqlValue> = vec![now.into(), id.into()];
         let cancelled = self.writer().execute_raw(self.statement(sql, values)).await?.rows_affected() == 1;
         let job = self.job(id).await?;
-        if cancelled { Ok(job) } else { Err(QueueError::Final { job: job.id, status: job.status }) }
+        if !cancelled {
+            return Err(QueueError::Final { job: job.id, status: job.status });
+        }
+        // A running job of a limited task held a concurrency slot, free now: the other nodes
+        // may claim a job that waited for it (or find it at their next poll, when this fails).
+        if self.concurrency_limits().get(&job.task).is_some()
+            && let Err(error) = self.notify(super::JOBS_CHANNEL, super::WAKE_PAYLOAD).await
+        {
+            tracing::warn!(job = %job.id, "cannot tell the other nodes that a cancel freed a slot: {error}");
+        }
+        Ok(job)
     }
 
     pub async fn job(&self, id: &str) -> Result<Job, QueueError> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ratchet_storage::{
     Backoff, Claim, ConcurrencyLimits, ConsumerCommit, Ended, Ending, ExecutionRecord, Gather, JobStatus,
-    NewJob, QueueError, Step, Store, TaskLimit, Waiting,
+    NewJob, Outcome, QueueError, Step, Store, TaskLimit, Waiting,
 };
 use sea_orm::ConnectionTrait;
 use serde_json::json;
@@ -1090,6 +1090,93 @@ async fn postgres_wakes_the_nodes_whenever_jobs_may_have_become_claimable() {
     .await;
 }
 
+/// docs/reliability.md J26: on PostgreSQL the ends that make a job claimable tell the nodes
+/// too, so that an idle node need not poll for them: a failed attempt with attempts left (its
+/// retry time, for the nodes' alarms), and the end of a job whose task has a concurrency limit
+/// (its slot is free: claim now), on the single path and in a group commit, and the cancel of
+/// such a job. A freed slot says nothing when a claim in the same transaction took fewer jobs
+/// than it asked for (none was left claimable). A completion of an unlimited task and a
+/// failure with no attempt left say nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_tells_the_nodes_of_retries_and_freed_concurrency_slots() {
+    tests::databases::on_postgres(|url| async move {
+        let store = Store::connect(&url).await.unwrap();
+        let one = TaskLimit { limit: Some(1), per_key: None };
+        store.set_concurrency_limits(ConcurrencyLimits::new([("limited".to_owned(), one)]));
+        let mut listener = store.listen(ratchet_storage::JOBS_CHANNEL).await.unwrap().unwrap();
+        let quiet = Duration::from_millis(300);
+        // Claimed in this order (priority), one at a time.
+        let jobs = [
+            NewJob { priority: 9, max_attempts: 3, ..job("t") },
+            NewJob { priority: 8, max_attempts: 1, ..job("t") },
+            NewJob { priority: 7, ..job("limited") },
+            NewJob { priority: 6, ..job("limited") },
+            NewJob { priority: 5, ..job("limited") },
+        ];
+        store.enqueue_batch(&jobs, T0, |_| {}).await.unwrap();
+        woke_for_jobs(&mut listener, "the batch", T0).await;
+
+        let retried = store.claim("node-a", LEASE, T0 + 1).await.unwrap().unwrap();
+        assert_eq!(store.fail(&retried.id, 1, "boom", T0 + 2).await.unwrap(), JobStatus::Retrying);
+        let retry_at = store.job(&retried.id).await.unwrap().run_at;
+        assert!(retry_at > T0 + 2, "the retry waits for its backoff: {retry_at}");
+        woke_for_jobs(&mut listener, "a retry", retry_at).await;
+        let failed = store.claim("node-a", LEASE, T0 + 3).await.unwrap().unwrap();
+        assert_eq!(store.fail(&failed.id, 1, "boom", T0 + 4).await.unwrap(), JobStatus::Failed);
+        assert_eq!(heard(&mut listener, quiet).await, None, "a failure with no attempt left");
+
+        let first = store.claim("node-a", LEASE, T0 + 5).await.unwrap().unwrap();
+        assert_eq!(first.task, "limited");
+        store.complete(&first.id, first.attempt, &json!(1), T0 + 6).await.unwrap();
+        woke(&mut listener, "the end of a limited task's job").await;
+        // The next limited job's end claims in its transaction: it takes the last one (as many
+        // as it asked for: more may wait, so the others are woken), whose end then claims and
+        // finds nothing (none left: they are not).
+        let second = store.claim("node-a", LEASE, T0 + 7).await.unwrap().unwrap();
+        let claim = Some(("node-a", LEASE, 1));
+        let (_, next) = store
+            .finish_then_claim(&second.id, second.attempt, Outcome::Completed(&json!(2)), None, claim, T0 + 8)
+            .await
+            .unwrap();
+        woke(&mut listener, "an end whose claim took all it asked for").await;
+        let third = next.into_iter().next().expect("the third limited job");
+        let (_, next) = store
+            .finish_then_claim(&third.id, third.attempt, Outcome::Completed(&json!(3)), None, claim, T0 + 9)
+            .await
+            .unwrap();
+        assert!(next.is_empty(), "{next:?}");
+        assert_eq!(heard(&mut listener, quiet).await, None, "an end whose claim found nothing left");
+
+        // A group commit: a limited task's end and a retry wake at once; a retry alone, at its time.
+        let more = [NewJob { priority: 9, ..job("limited") }, NewJob { priority: 8, ..job("t") }];
+        store.enqueue_batch(&more, T0 + 10, |_| {}).await.unwrap();
+        woke_for_jobs(&mut listener, "the second batch", T0 + 10).await;
+        let limited = store.claim("node-a", LEASE, T0 + 11).await.unwrap().unwrap();
+        let plain = store.claim("node-a", LEASE, T0 + 11).await.unwrap().unwrap();
+        let failing = |job: &ratchet_storage::Job| Step {
+            end: Some(end(&job.id, job.attempt, Ended::Failed("boom".into()), &format!("e-{}", job.id))),
+            claim: None,
+            now: T0 + 12,
+        };
+        store.steps_together(&[failing(&limited), failing(&plain)]).await.unwrap();
+        woke(&mut listener, "a group commit that freed a slot").await;
+        // The first job, retried again (its third and last attempt is left).
+        let again = store.claim("node-a", LEASE, T0 + 100_000).await.unwrap().unwrap();
+        assert_eq!((again.id.as_str(), again.attempt), (retried.id.as_str(), 2));
+        store.steps_together(&[failing(&again)]).await.unwrap();
+        let retry_at = store.job(&again.id).await.unwrap().run_at;
+        woke_for_jobs(&mut listener, "a group commit with a retry", retry_at).await;
+
+        let limited = store.claim("node-a", LEASE, T0 + 100_001).await.unwrap().unwrap();
+        assert_eq!(limited.task, "limited");
+        store.cancel(&limited.id, T0 + 100_002).await.unwrap();
+        woke(&mut listener, "the cancel of a limited task's running job").await;
+        drop(listener);
+        store.close().await;
+    })
+    .await;
+}
+
 /// Asserts that `listener` hears the database's wake-up for jobs added, the earliest due at
 /// `due` (within [`LEASE`]), after `what`.
 async fn woke_for_jobs(listener: &mut ratchet_storage::Listener, what: &str, due: i64) {
@@ -1104,5 +1191,6 @@ async fn woke(listener: &mut ratchet_storage::Listener, what: &str) {
 
 /// The next notification `listener` hears within `within`.
 async fn heard(listener: &mut ratchet_storage::Listener, within: Duration) -> Option<String> {
-    tokio::time::timeout(within, listener.next()).await.ok().map(Result::unwrap)
+    let heard = tokio::time::timeout(within, listener.next()).await.ok()?;
+    Some(heard.unwrap().expect("the listening connection was lost"))
 }

@@ -341,5 +341,6 @@ async fn postgres_wakes_the_schedulers_when_schedules_change() {
 
 /// The next notification `listener` hears within `within`.
 async fn heard(listener: &mut ratchet_storage::Listener, within: Duration) -> Option<String> {
-    tokio::time::timeout(within, listener.next()).await.ok().map(Result::unwrap)
+    let heard = tokio::time::timeout(within, listener.next()).await.ok()?;
+    Some(heard.unwrap().expect("the listening connection was lost"))
 }

@@ -1088,6 +1088,118 @@ fn schedules_elsewhere_case(root: &Path, storage: &[&str]) {
     node.stop(Duration::from_secs(20));
 }
 
+/// docs/reliability.md J27: a node whose listening connection is cut (PostgreSQL restarted, an
+/// administrator's `pg_terminate_backend`, a proxy that closes idle connections) knows it may
+/// have missed what the others said meanwhile, although the connection is made again at once:
+/// its idle claimer looks for jobs (its poll is ten minutes away), and followers of
+/// `/api/v1/events` get a `lagged` event, which tells them to read the database again. It then
+/// hears the others as before: a job the CLI adds starts at once.
+#[test]
+fn a_node_whose_listening_connection_is_cut_catches_up_on_postgres() {
+    on_postgres(|root, storage| {
+        tasks_dir(root);
+        let node = listening_node(root, storage, "600000");
+        wait_until("the node's first claim", Duration::from_secs(20), || commit_steps(node.port) > 0);
+        std::thread::sleep(Duration::from_secs(1));
+        let steps_before = commit_steps(node.port);
+        let mut events = EventStream::open(node.port, "/api/v1/events");
+
+        let cut = cut_listening_connections(storage[1]);
+        assert!(cut > 0, "the node has no listening connection to cut");
+        events.wait_for("event: lagged", Duration::from_secs(30));
+        wait_until("a claim after the cut", Duration::from_secs(20), || {
+            commit_steps(node.port) > steps_before
+        });
+
+        let id = enqueue_sleepy(root, storage, 1, 1);
+        wait_until("the job the CLI added to complete", Duration::from_secs(20), || {
+            job_status(root, storage, &id) == "completed"
+        });
+        node.stop(Duration::from_secs(20));
+    });
+}
+
+/// docs/reliability.md J27: an idle node on PostgreSQL that hears the database's wake-ups does
+/// not poll at `queue.poll_interval_ms` (200 ms here, the default): the database tells it of
+/// every job that becomes claimable, so it looks only every 5 s. A job the CLI adds still
+/// starts.
+#[test]
+fn an_idle_node_that_hears_the_database_rarely_polls_on_postgres() {
+    on_postgres(|root, storage| {
+        tasks_dir(root);
+        let node = listening_node(root, storage, "200");
+        wait_until("the node's first claim", Duration::from_secs(20), || commit_steps(node.port) > 0);
+        std::thread::sleep(Duration::from_secs(1));
+        let before = commit_steps(node.port);
+        std::thread::sleep(Duration::from_secs(3));
+        let claims = commit_steps(node.port) - before;
+        assert!(claims <= 1, "an idle node that hears the database claimed {claims} times in 3 s");
+
+        let id = enqueue_sleepy(root, storage, 1, 1);
+        wait_until("the job the CLI added to complete", Duration::from_secs(20), || {
+            job_status(root, storage, &id) == "completed"
+        });
+        node.stop(Duration::from_secs(20));
+    });
+}
+
+/// Cuts every connection that listens for notifications on the PostgreSQL database at `url`,
+/// as `pg_terminate_backend` does; how many it cut.
+fn cut_listening_connections(url: &str) -> usize {
+    use sea_orm::ConnectionTrait;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let db = sea_orm::Database::connect(url).await.unwrap();
+        let sql = "SELECT pg_terminate_backend(pid) AS cut FROM pg_stat_activity \
+                   WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'LISTEN%'";
+        let cut = db
+            .query_all_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, sql))
+            .await
+            .unwrap();
+        db.close().await.unwrap();
+        cut.len()
+    })
+}
+
+/// A follower of a node's server-sent events, read as text.
+struct EventStream {
+    stream: std::net::TcpStream,
+    received: String,
+}
+
+impl EventStream {
+    fn open(port: u16, path: &str) -> EventStream {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
+            .unwrap();
+        let mut events = EventStream { stream, received: String::new() };
+        events.wait_for("text/event-stream", Duration::from_secs(20));
+        events
+    }
+
+    /// Reads until what was received holds `needle`; panics after `limit`.
+    fn wait_for(&mut self, needle: &str, limit: Duration) {
+        let started = Instant::now();
+        let mut buffer = [0u8; 4096];
+        while !self.received.contains(needle) {
+            let left = limit
+                .checked_sub(started.elapsed())
+                .unwrap_or_else(|| panic!("no {needle:?} within {limit:?}; received:\n{}", self.received));
+            self.stream.set_read_timeout(Some(left.max(Duration::from_millis(10)))).unwrap();
+            match self.stream.read(&mut buffer) {
+                Ok(0) => panic!("the stream ended before {needle:?}; received:\n{}", self.received),
+                Ok(n) => self.received.push_str(&String::from_utf8_lossy(&buffer[..n])),
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(error) => panic!("reading the events: {error}"),
+            }
+        }
+    }
+}
+
 /// docs/reliability.md J26, the part both stores share: a node whose poll is a minute away
 /// starts the jobs the CLI adds (one, then a file of them) and resumes the queue when the CLI
 /// lifts its pause, within seconds: the database's notification (PostgreSQL) or the doorbell
