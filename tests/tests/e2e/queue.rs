@@ -1107,7 +1107,7 @@ async fn postgres_tells_the_nodes_of_retries_and_freed_concurrency_slots() {
         let quiet = Duration::from_millis(300);
         // Claimed in this order (priority), one at a time.
         let jobs = [
-            NewJob { priority: 9, max_attempts: 3, ..job("t") },
+            NewJob { priority: 10, max_attempts: 3, ..job("t") },
             NewJob { priority: 8, max_attempts: 1, ..job("t") },
             NewJob { priority: 7, ..job("limited") },
             NewJob { priority: 6, ..job("limited") },
@@ -1153,17 +1153,17 @@ async fn postgres_tells_the_nodes_of_retries_and_freed_concurrency_slots() {
         woke_for_jobs(&mut listener, "the second batch", T0 + 10).await;
         let limited = store.claim("node-a", LEASE, T0 + 11).await.unwrap().unwrap();
         let plain = store.claim("node-a", LEASE, T0 + 11).await.unwrap().unwrap();
-        let failing = |job: &ratchet_storage::Job| Step {
+        let failing = |job: &ratchet_storage::Job, now: i64| Step {
             end: Some(end(&job.id, job.attempt, Ended::Failed("boom".into()), &format!("e-{}", job.id))),
             claim: None,
-            now: T0 + 12,
+            now,
         };
-        store.steps_together(&[failing(&limited), failing(&plain)]).await.unwrap();
+        store.steps_together(&[failing(&limited, T0 + 12), failing(&plain, T0 + 12)]).await.unwrap();
         woke(&mut listener, "a group commit that freed a slot").await;
-        // The first job, retried again (its third and last attempt is left).
+        // The first job (the most urgent), retried again: its third and last attempt is left.
         let again = store.claim("node-a", LEASE, T0 + 100_000).await.unwrap().unwrap();
         assert_eq!((again.id.as_str(), again.attempt), (retried.id.as_str(), 2));
-        store.steps_together(&[failing(&again)]).await.unwrap();
+        store.steps_together(&[failing(&again, T0 + 100_000)]).await.unwrap();
         let retry_at = store.job(&again.id).await.unwrap().run_at;
         woke_for_jobs(&mut listener, "a group commit with a retry", retry_at).await;
 
