@@ -143,6 +143,14 @@ fn post(port: u16, path: &str, body: &Value) -> (u16, String) {
     (status, response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned())
 }
 
+/// [`commit_steps`] once the node's start-up claims are done (its first claim, and the one it
+/// makes as it starts listening for wake-ups): the count an idle node keeps.
+fn settled_commit_steps(port: u16) -> u64 {
+    wait_until("the node's first claim", Duration::from_secs(20), || commit_steps(port) > 0);
+    std::thread::sleep(Duration::from_secs(1));
+    commit_steps(port)
+}
+
 /// How many batches of queue steps (claims and ends) the node has committed, from `/metrics`.
 fn commit_steps(port: u16) -> u64 {
     let (_, metrics) = get(port, "/metrics").expect("the node answers /metrics");
@@ -176,6 +184,13 @@ fn jobs_in(root: &Path, storage: &[&str], status: &str) -> usize {
     cli_on(root, storage, &["jobs", "list", "--status", status, "--limit", "1"])["total"]
         .as_u64()
         .map_or(0, |n| n as usize)
+}
+
+/// Enqueues job `n` of the `sleepy` task (1 ms) with the CLI, and waits (20 s at most, `what`)
+/// until it completes.
+fn cli_job_completes(root: &Path, storage: &[&str], n: u64, what: &str) {
+    let id = enqueue_sleepy(root, storage, n, 1);
+    wait_until(what, Duration::from_secs(20), || job_status(root, storage, &id) == "completed");
 }
 
 /// Enqueues a job of the `sleepy` task with the CLI; its id.
@@ -902,10 +917,7 @@ fn sqlite_wakes_an_idle_node_for_jobs_and_resumes_from_the_cli() {
         wait_until("the node to make the removed doorbell again", Duration::from_secs(30), || {
             doorbell.is_file()
         });
-        let id = enqueue_sleepy(root, storage, 5, 1);
-        wait_until("the job rung on the new doorbell to complete", Duration::from_secs(20), || {
-            job_status(root, storage, &id) == "completed"
-        });
+        cli_job_completes(root, storage, 5, "the job rung on the new doorbell to complete");
         node.stop(Duration::from_secs(20));
     });
 }
@@ -992,9 +1004,7 @@ fn due_ahead_case(root: &Path, storage: &[&str]) {
     tasks_dir(root);
     let node = listening_node(root, storage, "600000");
     // The claims a node makes as it starts (and as it starts watching for wake-ups) are done.
-    wait_until("the node's first claim", Duration::from_secs(20), || commit_steps(node.port) > 0);
-    std::thread::sleep(Duration::from_secs(1));
-    let steps_before = commit_steps(node.port);
+    let steps_before = settled_commit_steps(node.port);
 
     let job_at =
         |n: u64, at: i64| json!({"task": "sleepy", "input": {"n": n, "ms": 1}, "run_at": format(at)});
@@ -1099,9 +1109,7 @@ fn a_node_whose_listening_connection_is_cut_catches_up_on_postgres() {
     on_postgres(|root, storage| {
         tasks_dir(root);
         let node = listening_node(root, storage, "600000");
-        wait_until("the node's first claim", Duration::from_secs(20), || commit_steps(node.port) > 0);
-        std::thread::sleep(Duration::from_secs(1));
-        let steps_before = commit_steps(node.port);
+        let steps_before = settled_commit_steps(node.port);
         let mut events = EventStream::open(node.port, "/api/v1/events");
 
         let cut = cut_listening_connections(storage[1]);
@@ -1111,10 +1119,7 @@ fn a_node_whose_listening_connection_is_cut_catches_up_on_postgres() {
             commit_steps(node.port) > steps_before
         });
 
-        let id = enqueue_sleepy(root, storage, 1, 1);
-        wait_until("the job the CLI added to complete", Duration::from_secs(20), || {
-            job_status(root, storage, &id) == "completed"
-        });
+        cli_job_completes(root, storage, 1, "the job the CLI added to complete");
         node.stop(Duration::from_secs(20));
     });
 }
@@ -1128,17 +1133,12 @@ fn an_idle_node_that_hears_the_database_rarely_polls_on_postgres() {
     on_postgres(|root, storage| {
         tasks_dir(root);
         let node = listening_node(root, storage, "200");
-        wait_until("the node's first claim", Duration::from_secs(20), || commit_steps(node.port) > 0);
-        std::thread::sleep(Duration::from_secs(1));
-        let before = commit_steps(node.port);
+        let before = settled_commit_steps(node.port);
         std::thread::sleep(Duration::from_secs(3));
         let claims = commit_steps(node.port) - before;
         assert!(claims <= 1, "an idle node that hears the database claimed {claims} times in 3 s");
 
-        let id = enqueue_sleepy(root, storage, 1, 1);
-        wait_until("the job the CLI added to complete", Duration::from_secs(20), || {
-            job_status(root, storage, &id) == "completed"
-        });
+        cli_job_completes(root, storage, 1, "the job the CLI added to complete");
         node.stop(Duration::from_secs(20));
     });
 }
