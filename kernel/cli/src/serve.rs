@@ -106,8 +106,12 @@ impl Node {
             &config.egress,
             &config.storage.data_dir.join("plugin-cache"),
         )?;
-        let options =
-            ratchet_storage::StoreOptions { keep_reserve: true, ring_doorbell: false, ..Default::default() };
+        let options = ratchet_storage::StoreOptions {
+            keep_reserve: true,
+            ring_doorbell: false,
+            node: Some(ratchet_service::node_name()),
+            ..Default::default()
+        };
         let store = super::open_store_with(&config, options).await?;
         for plugin in plugins.list() {
             crate::say!("plugin {plugin}");

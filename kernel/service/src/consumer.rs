@@ -23,7 +23,8 @@ impl Service {
     }
 
     /// Claims jobs into the intake, as many as it has room for ([`Intake::wanted`]), until
-    /// `stop`; then gives back the jobs that did not start.
+    /// `stop`; then gives back the jobs that did not start. A claim that finds fewer jobs than
+    /// it asked for, or none, is the last until the claimer is woken (or its poll is due).
     ///
     /// [`Intake::wanted`]: crate::intake::Intake::wanted
     pub(crate) async fn claim_jobs(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
@@ -44,7 +45,15 @@ impl Service {
             let claimed_at = std::time::Instant::now();
             let step = Step { end: None, claim: Some(self.claim(wanted)), now: now_ms() };
             match self.consumer_commit().step(step).await {
-                Ok((_, jobs)) if !jobs.is_empty() => self.intake.add(jobs, claimed_at),
+                Ok((_, jobs)) if !jobs.is_empty() => {
+                    // Fewer than it asked for: no other job was claimable, and a claim now
+                    // would find none (jobs that become claimable from now on wake it).
+                    let all_there_was = jobs.len() < wanted;
+                    self.intake.add(jobs, claimed_at);
+                    if all_there_was {
+                        self.sleep_while_idle(poll, &mut stop).await;
+                    }
+                }
                 Ok(_) => self.sleep_while_idle(poll, &mut stop).await,
                 Err(error) => {
                     // The database may be down for a while (J9): keep trying, slowly.

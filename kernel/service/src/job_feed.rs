@@ -215,6 +215,8 @@ fn payload(node: &str, changes: &[Arc<JobChange>], missed: u64) -> String {
 /// database says jobs may be claimable (at their due time when that is ahead).
 fn hear(service: &Service, payload: &str) {
     match serde_json::from_str::<Batch>(payload) {
+        // Jobs this node added: it woke its own claimer as it added them.
+        Ok(Batch { wake: true, node, .. }) if node == service.node => {}
         Ok(Batch { wake: true, due, .. }) => service.wake_for(due),
         Ok(Batch { schedules: true, .. }) => service.schedules_changed.notify_one(),
         Ok(batch) if batch.node != service.node => {

@@ -36,7 +36,7 @@ pub use runs::RunOptions;
 pub use versions::task_from_version;
 
 use crate::metrics::Metrics;
-use crate::node::hostname;
+pub use crate::node::node_name;
 use ratchet_core::config::{Concurrency, QueueConfig};
 use ratchet_core::execution::{Execution, Kernel, RunIdentity};
 use ratchet_core::http::Har;
@@ -336,7 +336,7 @@ impl Service {
         let queue = kernel.config().queue.clone();
         store.set_concurrency_limits(concurrency_limits(&registry, &queue));
         let store_for_secrets = store.clone();
-        let node = format!("{}-{}", hostname(), std::process::id());
+        let node = store.node().map_or_else(node_name, str::to_owned);
         let workers = kernel.config().workers.count;
         let consumers = consumers(&queue, workers);
         Service {

@@ -296,6 +296,12 @@ pub(crate) fn task_version(task: &ratchet_core::Task) -> TaskVersion {
     }
 }
 
+/// This process's node name (`HOST-PID`): its leases' owner, and what it writes to the
+/// database says so (see `StoreOptions::node`).
+pub fn node_name() -> String {
+    format!("{}-{}", hostname(), std::process::id())
+}
+
 pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())

@@ -74,6 +74,8 @@ pub struct Store {
     limits: limits::SharedLimits,
     /// On an SQLite file, what wakes an idle node in another process ([`doorbell`]).
     doorbell: Option<Arc<doorbell::Doorbell>>,
+    /// The node that writes through this store, if it said ([`StoreOptions::node`]).
+    node: Option<String>,
 }
 
 /// The file in the data folder that keeps room to open the database on a full disk.
@@ -150,7 +152,7 @@ impl Checkpointer {
 }
 
 /// How a [`Store`] runs its background work.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// How often the SQLite write-ahead log is checkpointed in the background.
     pub checkpoint_every: Duration,
@@ -162,11 +164,21 @@ pub struct StoreOptions {
     /// without: a node wakes its own claimer in-process, and rings only while other nodes share
     /// its database ([`Store::set_doorbell_ringing`]).
     pub ring_doorbell: bool,
+    /// The node that writes through this store. On PostgreSQL its write sessions say so
+    /// (the `ratchet.node` setting), and the wake-up the database sends for jobs they add
+    /// names it ([`WAKE_PAYLOAD`]): the node already woke its own claimer in-process and
+    /// ignores it, while every other node claims. `None` (the CLI): wake-ups name no node.
+    pub node: Option<String>,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { checkpoint_every: CHECKPOINT_EVERY, keep_reserve: false, ring_doorbell: true }
+        StoreOptions {
+            checkpoint_every: CHECKPOINT_EVERY,
+            keep_reserve: false,
+            ring_doorbell: true,
+            node: None,
+        }
     }
 }
 
@@ -202,7 +214,7 @@ impl Store {
             .map_err(|e| StoreError::DataDir { path: dir.display().to_string(), message: e.to_string() })?;
         let url = format!("sqlite://{}?mode=rwc", dir.join(SQLITE_FILE).display());
         let reserve = dir.join(RESERVE_FILE);
-        match Store::connect_with(&url, options).await {
+        match Store::connect_with(&url, options.clone()).await {
             // SQLite's word for it, or the system's (the lock file beside the database).
             Err(StoreError::Connect { message, .. })
                 if (message.contains("disk is full") || message.contains("No space left on device"))
@@ -260,7 +272,7 @@ impl Store {
                 (writer, Some(checkpointer), Some(group_commit))
             }
             DbBackend::Postgres => {
-                let writer = Database::connect(postgres_writer_options(url))
+                let writer = Database::connect(postgres_writer_options(url, store_options.node.clone()))
                     .await
                     .map_err(|e| StoreError::Connect { url: shown, message: e.to_string() })?;
                 (writer, None, None)
@@ -277,7 +289,13 @@ impl Store {
             write_failure: Arc::default(),
             limits: Arc::default(),
             doorbell,
+            node: store_options.node,
         })
+    }
+
+    /// The node that writes through this store, if it said ([`StoreOptions::node`]).
+    pub fn node(&self) -> Option<&str> {
+        self.node.as_deref()
     }
 
     pub fn backend(&self) -> DbBackend {
@@ -431,13 +449,25 @@ const WRITERS: u32 = 8;
 /// a few waiting jobs, and sorting a few looks cheaper than walking the index. Each claim then
 /// sorted the whole burst: 12-15 ms a claim with 10,000 jobs waiting, instead of 0.3 ms. A write
 /// that cannot avoid a sort still sorts; `enable_sort` only steers the planner's choice.
-fn postgres_writer_options(url: &str) -> ConnectOptions {
+/// The writers' pool: claims without sorting (see the claim's plan), and sessions that name
+/// their node ([`StoreOptions::node`]) so that the wake-ups for the jobs they add do too.
+fn postgres_writer_options(url: &str, node: Option<String>) -> ConnectOptions {
     let mut options = options(url, WRITERS);
-    options.map_sqlx_postgres_pool_opts(|pool| {
-        pool.after_connect(|connection, _| {
+    let node: Option<Arc<str>> = node.filter(|node| !node.is_empty()).map(Arc::from);
+    options.map_sqlx_postgres_pool_opts(move |pool| {
+        let node = node.clone();
+        pool.after_connect(move |connection, _| {
+            let node = node.clone();
             Box::pin(async move {
                 use sea_orm::sqlx::Executor;
-                connection.execute("SET enable_sort = off").await.map(|_| ())
+                connection.execute("SET enable_sort = off").await?;
+                if let Some(node) = node {
+                    sea_orm::sqlx::query("SELECT set_config('ratchet.node', $1, false)")
+                        .bind(&*node)
+                        .execute(&mut *connection)
+                        .await?;
+                }
+                Ok(())
             })
         })
     });

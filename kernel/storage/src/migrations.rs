@@ -36,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(WakeNodes),
             Box::new(WakeNodesWhenDue),
             Box::new(WakeSchedulers),
+            Box::new(SignWakeUps),
         ]
     }
 }
@@ -843,18 +844,7 @@ impl MigrationTrait for WakeNodesWhenDue {
         let db = manager.get_connection();
         // `queue::postgres_wakes_the_nodes_whenever_jobs_may_have_become_claimable` (tests)
         // hears these payloads.
-        db.execute_unprepared(
-            r#"CREATE OR REPLACE FUNCTION ratchet_wake_nodes_for_added_jobs() RETURNS trigger LANGUAGE plpgsql AS $$
-               DECLARE due bigint;
-               BEGIN
-                 SELECT min(run_at) INTO due FROM added;
-                 IF due IS NOT NULL THEN
-                   PERFORM pg_notify('ratchet_jobs', '{"node":"","wake":true,"due":' || due || '}');
-                 END IF;
-                 RETURN NULL;
-               END $$"#,
-        )
-        .await?;
+        db.execute_unprepared(&wake_nodes_for_added_jobs("''::text")).await?;
         db.execute_unprepared("DROP TRIGGER IF EXISTS jobs_wake_nodes ON jobs").await?;
         db.execute_unprepared(
             "CREATE TRIGGER jobs_wake_nodes AFTER INSERT ON jobs REFERENCING NEW TABLE AS added \
@@ -878,6 +868,24 @@ impl MigrationTrait for WakeNodesWhenDue {
         .await?;
         Ok(())
     }
+}
+
+/// The function behind the wake-up for added jobs: `{"node":NODE,"wake":true,"due":MS}`, with
+/// NODE the SQL text expression `node` (JSON-escaped here) and MS the earliest due time among
+/// the jobs the statement added; nothing when it added none.
+fn wake_nodes_for_added_jobs(node: &str) -> String {
+    format!(
+        r#"CREATE OR REPLACE FUNCTION ratchet_wake_nodes_for_added_jobs() RETURNS trigger LANGUAGE plpgsql AS $$
+           DECLARE due bigint;
+           BEGIN
+             SELECT min(run_at) INTO due FROM added;
+             IF due IS NOT NULL THEN
+               PERFORM pg_notify('ratchet_jobs',
+                 '{{"node":' || to_json({node})::text || ',"wake":true,"due":' || due || '}}');
+             END IF;
+             RETURN NULL;
+           END $$"#
+    )
 }
 
 /// A schedule added, or its expression, time zone or state changed (by a node's API or the
@@ -920,6 +928,39 @@ impl MigrationTrait for WakeSchedulers {
         let db = manager.get_connection();
         db.execute_unprepared("DROP TRIGGER IF EXISTS schedules_wake_schedulers ON schedules").await?;
         db.execute_unprepared("DROP FUNCTION IF EXISTS ratchet_wake_schedulers()").await?;
+        Ok(())
+    }
+}
+
+/// The wake-up for added jobs names the node whose session added them (its `ratchet.node`
+/// setting, see `StoreOptions::node`; empty for the CLI and older nodes): that node already
+/// woke its own claimer in-process, and without the name it claimed a second time for each
+/// job it added, on hearing its own wake-up.
+struct SignWakeUps;
+
+impl MigrationName for SignWakeUps {
+    fn name(&self) -> &str {
+        "m20261205_000023_sign_wake_ups"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for SignWakeUps {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() != sea_orm::DbBackend::Postgres {
+            return Ok(());
+        }
+        // `queue::postgres_wake_ups_for_jobs_added_name_the_node_that_added_them` (tests).
+        let node = "coalesce(current_setting('ratchet.node', true), '')";
+        manager.get_connection().execute_unprepared(&wake_nodes_for_added_jobs(node)).await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() != sea_orm::DbBackend::Postgres {
+            return Ok(());
+        }
+        manager.get_connection().execute_unprepared(&wake_nodes_for_added_jobs("''::text")).await?;
         Ok(())
     }
 }

@@ -15,9 +15,11 @@ pub const JOBS_CHANNEL: &str = "ratchet_jobs";
 /// What the database sends on [`JOBS_CHANNEL`] when jobs may have become claimable (a pause
 /// lifted, by trigger; a job given back or leases rescued, by `Store::wake_nodes_at_commit`):
 /// a batch of the job feed from no node, with no changes, that asks idle nodes to claim now.
-/// Nodes that predate it read it as an empty batch. For jobs added, the trigger adds the
-/// earliest due time among them (`{"node":"","wake":true,"due":MS}`, milliseconds since the
-/// epoch), and nodes wait for that time when it is ahead.
+/// Nodes that predate it read it as an empty batch. For jobs added, the trigger names the
+/// node whose session added them and adds the earliest due time among them
+/// (`{"node":NODE,"wake":true,"due":MS}`, milliseconds since the epoch; NODE is empty for the
+/// CLI, see `StoreOptions::node`): nodes wait for that time when it is ahead, and the node
+/// that added them, which woke its own claimer already, ignores it.
 pub const WAKE_PAYLOAD: &str = r#"{"node":"","wake":true}"#;
 
 /// What the database sends on [`JOBS_CHANNEL`] when a schedule was added, or its expression,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ratchet_storage::{
     Backoff, Claim, ConcurrencyLimits, ConsumerCommit, Ended, Ending, ExecutionRecord, Gather, JobStatus,
-    NewJob, Outcome, QueueError, Step, Store, TaskLimit, Waiting,
+    NewJob, Outcome, QueueError, Step, Store, StoreOptions, TaskLimit, Waiting,
 };
 use sea_orm::ConnectionTrait;
 use serde_json::json;
@@ -1086,6 +1086,37 @@ async fn postgres_wakes_the_nodes_whenever_jobs_may_have_become_claimable() {
         assert_eq!(heard(&mut listener, quiet).await, None, "a rescue of nothing");
         drop(listener);
         store.close().await;
+    })
+    .await;
+}
+
+/// docs/reliability.md J26: the wake-up for jobs added names the node whose store added them
+/// (`StoreOptions::node`, JSON-escaped), so that it can ignore its own; a store that names no
+/// node (the CLI's) sends an empty name, which every node hears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_wake_ups_for_jobs_added_name_the_node_that_added_them() {
+    tests::databases::on_postgres(|url| async move {
+        let node = r#"host-"7"\"#;
+        let options = StoreOptions { node: Some(node.to_owned()), ..StoreOptions::default() };
+        let named = Store::connect_with(&url, options).await.unwrap();
+        assert_eq!(named.node(), Some(node));
+        let cli = Store::connect(&url).await.unwrap();
+        let mut listener = cli.listen(ratchet_storage::JOBS_CHANNEL).await.unwrap().unwrap();
+        let signed = |due: i64| json!({"node": node, "wake": true, "due": due});
+
+        named.enqueue(job("t"), T0).await.unwrap();
+        let heard_json = |heard: Option<String>| {
+            heard.map(|text| serde_json::from_str::<serde_json::Value>(&text).unwrap())
+        };
+        assert_eq!(heard_json(heard(&mut listener, LEASE).await), Some(signed(T0)), "the node's enqueue");
+        let later = NewJob { run_at: Some(T0 + 5_000), ..job("t") };
+        named.enqueue_batch(&[later, job("t")], T0 + 1, |_| {}).await.unwrap();
+        assert_eq!(heard_json(heard(&mut listener, LEASE).await), Some(signed(T0 + 1)), "the node's batch");
+        cli.enqueue(job("t"), T0 + 2).await.unwrap();
+        woke_for_jobs(&mut listener, "the CLI's enqueue", T0 + 2).await;
+        drop(listener);
+        named.close().await;
+        cli.close().await;
     })
     .await;
 }

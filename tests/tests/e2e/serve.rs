@@ -1143,6 +1143,45 @@ fn an_idle_node_that_hears_the_database_rarely_polls_on_postgres() {
     });
 }
 
+/// docs/reliability.md J26: an idle node claims once for each job its API adds: the
+/// database's wake-up for the jobs names the node, which woke its own claimer as it added them
+/// and ignores it, and a claim that finds fewer jobs than it asked for is the last until the
+/// claimer is woken again. Ten jobs added one at a time, each run before the next, cost two
+/// queue steps each (the claim and the end); a node that claimed again after a short claim
+/// took three, and on PostgreSQL four when it heard its own wake-up.
+#[test]
+fn a_node_claims_once_for_each_job_its_api_adds() {
+    on_sqlite(claims_once_case);
+}
+
+/// [`a_node_claims_once_for_each_job_its_api_adds`] on PostgreSQL.
+#[test]
+fn a_node_claims_once_for_each_job_its_api_adds_on_postgres() {
+    on_postgres(claims_once_case);
+}
+
+fn claims_once_case(root: &Path, storage: &[&str]) {
+    tasks_dir(root);
+    let node = listening_node(root, storage, "600000");
+    let before = settled_commit_steps(node.port);
+    let jobs = 10;
+    for n in 0..jobs {
+        let (status, body) =
+            post(node.port, "/api/v1/jobs", &json!({"task": "sleepy", "input": {"n": n, "ms": 1}}));
+        assert_eq!(status, 201, "{body}");
+        let id = serde_json::from_str::<Value>(&body).unwrap()["id"].as_str().unwrap().to_owned();
+        wait_until("the job to complete", Duration::from_secs(20), || {
+            get(node.port, &format!("/api/v1/jobs/{id}"))
+                .is_some_and(|(_, job)| job.contains(r#""status":"completed""#))
+        });
+    }
+    // A wake-up reaches the claimer within milliseconds; a second is generous.
+    std::thread::sleep(Duration::from_secs(1));
+    let steps = commit_steps(node.port) - before;
+    assert!(steps <= 2 * jobs + 2, "{steps} queue steps for {jobs} jobs added one at a time");
+    node.stop(Duration::from_secs(20));
+}
+
 /// Cuts every connection that listens for notifications on the PostgreSQL database at `url`,
 /// as `pg_terminate_backend` does; how many it cut.
 fn cut_listening_connections(url: &str) -> usize {
