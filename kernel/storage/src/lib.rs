@@ -449,8 +449,8 @@ const WRITERS: u32 = 8;
 /// a few waiting jobs, and sorting a few looks cheaper than walking the index. Each claim then
 /// sorted the whole burst: 12-15 ms a claim with 10,000 jobs waiting, instead of 0.3 ms. A write
 /// that cannot avoid a sort still sorts; `enable_sort` only steers the planner's choice.
-/// The writers' pool: claims without sorting (see the claim's plan), and sessions that name
-/// their node ([`StoreOptions::node`]) so that the wake-ups for the jobs they add do too.
+/// Sessions also name their node (`ratchet.node`, when [`StoreOptions::node`] says), so that
+/// the wake-ups for the jobs they add do too.
 fn postgres_writer_options(url: &str, node: Option<String>) -> ConnectOptions {
     let mut options = options(url, WRITERS);
     let node: Option<Arc<str>> = node.filter(|node| !node.is_empty()).map(Arc::from);
